@@ -1,0 +1,5 @@
+import sys
+
+from fleetdesk.cli import main
+
+sys.exit(main())

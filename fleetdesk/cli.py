@@ -1,0 +1,67 @@
+"""The `fleetdesk` command line. `python -m fleetdesk` and `main.py` run the same thing.
+
+Each command family lives in its own module exposing ``register(subparsers)``; a
+registered sub-parser sets ``func`` (called with the parsed args, returns an exit code).
+Modules import their heavy dependencies inside the handlers so `fleetdesk --help` and
+the GUI start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fleetdesk import __version__
+from fleetdesk.errors import FleetdeskError
+
+# Command families, in the order `--help` lists them. A module that does not exist yet
+# (a feature still on its way) is skipped.
+COMMAND_MODULES = (
+    "fleetdesk.gui_command",
+    "fleetdesk.sandbox.cli",
+    "fleetdesk.cloud.cli",
+    "fleetdesk.boards.cli",
+    "fleetdesk.virtual.cli",
+    "fleetdesk.firmware_cli",
+    "fleetdesk.fleet.cli",
+    "fleetdesk.ble.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetdesk",
+        description="Flash, provision and watch ESP32/ESP8266 boards on AWS IoT (or the local sandbox).",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetdesk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except FleetdeskError as exc:
+        print(f"fleetdesk: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The domain layer never loads Qt: every fleetdesk module is imported in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import fleetdesk
+
+FORBIDDEN = ("PySide6", "shiboken6", "pyqtgraph", "qasync", "PyQt5", "PyQt6")
+
+PROBE = r"""
+import importlib, json, pkgutil, sys
+import fleetdesk
+failed = {}
+names = []
+for info in pkgutil.walk_packages(fleetdesk.__path__, "fleetdesk."):
+    names.append(info.name)
+    try:
+        importlib.import_module(info.name)
+    except Exception as exc:  # reported, not hidden
+        failed[info.name] = repr(exc)
+loaded = sorted({m.split(".")[0] for m in sys.modules})
+print(json.dumps({"names": names, "failed": failed, "loaded": loaded}))
+"""
+
+
+def test_domain_imports_no_qt():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "fleetdesk.cli" in report["names"], "the walk found no modules"
+    assert report["failed"] == {}, f"modules that do not import: {report['failed']}"
+    bad = sorted(set(report["loaded"]) & set(FORBIDDEN))
+    assert bad == [], f"fleetdesk/ loaded GUI modules: {bad}"
+
+
+def test_no_qt_import_statements_in_domain_sources():
+    root = Path(fleetdesk.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and any(f in stripped.split("#")[0] for f in FORBIDDEN):
+                offenders.append(f"{path.relative_to(root.parent)}:{lineno}: {stripped}")
+    # `fleetdesk gui` defers to gui.app inside the handler; that line names `gui`, not Qt.
+    assert offenders == []
