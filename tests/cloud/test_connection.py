@@ -1,0 +1,102 @@
+"""Connection against a real mosquitto: connect, pub/sub, manual ack, reconnect, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fleetdesk.cloud.connection import Connection, State
+from fleetdesk.cloud.errors import ConnectFailed
+from fleetdesk.cloud.settings import ConnectionSettings
+from fleetdesk.errors import ConfigError
+
+
+def app_settings(broker, client_id="app", **kw) -> ConnectionSettings:
+    return ConnectionSettings(host="127.0.0.1", port=broker.port, client_id=client_id, ca_file=broker.ca_file,
+                              username="app", password="app-secret", min_reconnect_ms=100,
+                              max_reconnect_ms=500, **kw)
+
+
+async def wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def test_missing_ca_is_reported_at_once(tmp_path):
+    s = ConnectionSettings(host="127.0.0.1", port=8883, client_id="x", ca_file=str(tmp_path / "nope.pem"),
+                           username="u", password="p")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="CA file .* does not exist"):
+        await Connection(s).start()
+    assert time.monotonic() - t0 < 1
+
+
+async def test_mtls_pubsub_and_state_events(broker):
+    cert, key = broker.client_cert("thing-1")
+    dev = Connection(ConnectionSettings(host="localhost", port=broker.mtls_port, client_id="thing-1",
+                                        ca_file=broker.ca_file, cert_file=cert, key_file=key, clean_start=True))
+    app = Connection(app_settings(broker, clean_start=True))
+    states = []
+    app.add_state_listener(lambda ev: states.append(ev.state))
+    got = []
+    try:
+        await dev.start()
+        await app.start()
+        await dev.wait_connected(10)
+        await app.wait_connected(10)
+        await app.subscribe("dt/+/env", lambda m: got.append((m.topic, m.json())))
+        await dev.publish("dt/thing-1/env", {"temperature": 21.5, "seq": 1})
+        await wait_for(lambda: got)
+        assert got == [("dt/thing-1/env", {"temperature": 21.5, "seq": 1})]
+    finally:
+        await dev.stop()
+        await app.stop()
+    assert states[:2] == [State.CONNECTING, State.CONNECTED]
+    assert states[-1] == State.STOPPED
+
+
+async def test_wrong_password_fails_fast_with_reason(broker):
+    s = app_settings(broker, clean_start=True)
+    s.password = "wrong"
+    conn = Connection(s)
+    await conn.start()
+    try:
+        with pytest.raises(ConnectFailed) as info:
+            await conn.wait_connected(10)
+        assert "NOT_AUTHORIZED" in info.value.reason or "BAD_USERNAME" in info.value.reason
+        assert conn.state.state == State.FAILED
+    finally:
+        await conn.stop()
+
+
+async def test_unacked_messages_are_redelivered_after_broker_restart(broker):
+    """Persistent session + manual ack: a message not yet stored is not lost."""
+    app = Connection(app_settings(broker, client_id="app-persist"))
+    pub = Connection(app_settings(broker, client_id="pub", clean_start=True))
+    held, seen = [], []
+    states = []
+    app.add_state_listener(lambda ev: states.append(ev.state))
+    try:
+        await app.start()
+        await pub.start()
+        await app.wait_connected(10)
+        await pub.wait_connected(10)
+        await app.subscribe("dt/+/env", lambda m: (seen.append(m.json()["seq"]), held.append(m)), manual_ack=True)
+        await pub.publish("dt/t/env", {"seq": 1})
+        await wait_for(lambda: seen == [1])
+        # never acked -> broker keeps it; restart the broker
+        await pub.stop()
+        await asyncio.to_thread(broker.restart)
+        await wait_for(lambda: State.RECONNECTING in states, 10)
+        await wait_for(lambda: len(seen) >= 2, 20)
+        assert seen[-1] == 1  # redelivered
+        assert states[-1] == State.CONNECTED
+        held[-1].ack()
+    finally:
+        await app.stop()
+        await pub.stop()
