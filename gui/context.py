@@ -1,0 +1,58 @@
+"""What every page gets: the active profile, the cloud/sandbox state, the QSettings.
+
+Pages receive one :class:`AppContext` in ``create_page(ctx)``. It lives on the Qt thread;
+its signals are the way pages learn about profile and sandbox changes (never poll).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from fleetdesk.config import Profile, Profiles
+from fleetdesk.sandbox.launcher import LauncherState
+
+
+class AppContext(QObject):
+    """Shared app state for pages.
+
+    Attributes:
+        profiles: all profiles (``profiles.current`` is the active one).
+        settings: the app's QSettings (window geometry, page choices).
+        cloud: the sandbox/cloud state (a LauncherState; for AWS: phase "running"
+            once configured, endpoint {"mqtt_host", "mqtt_port", "region"}).
+    """
+
+    profile_changed = Signal(object)  # Profile
+    cloud_state_changed = Signal(object)  # LauncherState
+
+    def __init__(self, profiles: Profiles, settings: QSettings, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.profiles = profiles
+        self.settings = settings
+        self.cloud = LauncherState()
+
+    @property
+    def profile(self) -> Profile:
+        """The active profile."""
+        return self.profiles.current
+
+    def set_cloud_state(self, state: LauncherState) -> None:
+        """Record and announce a new cloud/sandbox state (Qt thread only)."""
+        self.cloud = state
+        self.cloud_state_changed.emit(state)
+
+    def set_profiles(self, profiles: Profiles) -> None:
+        """Replace the profiles (after Settings saved them) and announce the active one."""
+        self.profiles = profiles
+        self.profile_changed.emit(profiles.current)
+
+    def sandbox_info(self):
+        """The running sandbox as ``fleetdesk.sandbox.info.SandboxInfo`` (None if not running)."""
+        if self.cloud.phase != "running" or self.profile.kind != "sandbox":
+            return None
+        try:
+            from fleetdesk.sandbox.info import SandboxInfo
+        except ImportError:
+            return None
+        state_dir = self.cloud.endpoint.get("state_dir")
+        return SandboxInfo.load(state_dir) if state_dir else None

@@ -1,0 +1,207 @@
+"""The main window: a sidebar of pages, a stack, and a status bar. Nothing else.
+
+Adding a page is ONE line in :data:`PAGES`: ``PageEntry("Title", "gui.pages.module")``.
+The module exposes ``create_page(ctx: gui.context.AppContext) -> QWidget``. A module that
+does not exist yet is skipped (no placeholder pages), and pages are created the first time
+they are shown, so a heavy page (charts) costs nothing at startup.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+from PySide6.QtCore import QByteArray, QSize, Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QWidget,
+)
+
+from fleetdesk.sandbox.launcher import LauncherState
+from gui.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """One sidebar entry: its title and the module whose ``create_page(ctx)`` builds it."""
+
+    title: str
+    module: str
+
+
+# The page registry, in sidebar order. Missing modules are skipped.
+PAGES: list[PageEntry] = [
+    PageEntry("Stations", "gui.pages.stations"),
+    PageEntry("BLE Setup", "gui.pages.ble_setup"),
+    PageEntry("Fleet", "gui.pages.fleet"),
+    PageEntry("Device", "gui.pages.device"),
+    PageEntry("Jobs", "gui.pages.jobs"),
+    PageEntry("Settings", "gui.pages.settings"),
+]
+
+
+def available_pages(pages: list[PageEntry] | None = None) -> list[PageEntry]:
+    """The registry entries whose module exists (found without importing it)."""
+    out = []
+    for entry in PAGES if pages is None else pages:
+        try:
+            found = importlib.util.find_spec(entry.module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            out.append(entry)
+    return out
+
+
+def status_text(ctx: AppContext) -> str:
+    """The status-bar line for the active profile and its live state."""
+    profile = ctx.profile
+    state: LauncherState = ctx.cloud
+    if profile.kind == "sandbox":
+        return f"Profile {profile.name} · Sandbox — {state.describe()}"
+    host = profile.endpoint or "no endpoint"
+    return f"Profile {profile.name} · AWS {profile.region} — {host}"
+
+
+class MainWindow(QMainWindow):
+    """Sidebar + stacked pages + status bar; window state kept in ``ctx.settings``.
+
+    Signals:
+        closed: emitted once when the window closes (the app then shuts down).
+    """
+
+    closed = Signal()
+
+    def __init__(self, ctx: AppContext, pages: list[PageEntry] | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.setWindowTitle("Fleetdesk")
+        self.setObjectName("MainWindow")
+        self._entries = available_pages(pages)
+        self._widgets: dict[str, QWidget] = {}
+
+        central = QWidget(self)
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.sidebar = QListWidget(central)
+        self.sidebar.setObjectName("Sidebar")
+        self.sidebar.setFixedWidth(170)
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.stack = QStackedWidget(central)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        for entry in self._entries:
+            item = QListWidgetItem(entry.title)
+            item.setData(Qt.UserRole, entry.module)
+            self.sidebar.addItem(item)
+            holder = QWidget()  # replaced by the real page on first show
+            holder.setObjectName(f"pending:{entry.module}")
+            self.stack.addWidget(holder)
+        self.sidebar.currentRowChanged.connect(self._show_row)
+
+        self.status_label = QLabel(self)
+        self.status_label.setObjectName("CloudStatus")
+        self.statusBar().addWidget(self.status_label, 1)
+        ctx.cloud_state_changed.connect(self._refresh_status)
+        ctx.profile_changed.connect(self._refresh_status)
+        self._refresh_status()
+
+        self._restore_state()
+
+    # -- pages --------------------------------------------------------------------------
+    def page_titles(self) -> list[str]:
+        """Titles in the sidebar, in order."""
+        return [e.title for e in self._entries]
+
+    def show_page(self, title: str) -> QWidget:
+        """Select the page with this title and return its widget."""
+        for row, entry in enumerate(self._entries):
+            if entry.title == title:
+                self.sidebar.setCurrentRow(row)
+                return self.page(title)
+        raise KeyError(title)
+
+    def page(self, title: str) -> QWidget:
+        """The page widget for ``title`` (created now if it was not yet)."""
+        for row, entry in enumerate(self._entries):
+            if entry.title == title:
+                return self._ensure_page(row)
+        raise KeyError(title)
+
+    def current_title(self) -> str:
+        row = self.sidebar.currentRow()
+        return self._entries[row].title if 0 <= row < len(self._entries) else ""
+
+    def _ensure_page(self, row: int) -> QWidget:
+        entry = self._entries[row]
+        widget = self._widgets.get(entry.module)
+        if widget is not None:
+            return widget
+        try:
+            module = importlib.import_module(entry.module)
+            widget = module.create_page(self.ctx)
+        except Exception as exc:  # a broken page must not take the window down
+            log.exception("page %s failed to load", entry.module)
+            widget = QLabel(f"The {entry.title} page could not load:\n{exc}")
+            widget.setAlignment(Qt.AlignCenter)
+            widget.setWordWrap(True)
+        widget.setObjectName(widget.objectName() or f"page:{entry.title}")
+        old = self.stack.widget(row)
+        self.stack.insertWidget(row, widget)
+        self.stack.removeWidget(old)
+        old.deleteLater()
+        self._widgets[entry.module] = widget
+        return widget
+
+    def _show_row(self, row: int) -> None:
+        if 0 <= row < len(self._entries):
+            self._ensure_page(row)
+            self.stack.setCurrentIndex(row)
+
+    # -- status -------------------------------------------------------------------------
+    def _refresh_status(self, *_args) -> None:
+        text = status_text(self.ctx)
+        self.status_label.setText(text)
+        phase = self.ctx.cloud.phase if self.ctx.profile.kind == "sandbox" else "running"
+        self.status_label.setProperty("phase", phase)
+        self.status_label.style().unpolish(self.status_label)
+        self.status_label.style().polish(self.status_label)
+
+    # -- window state -------------------------------------------------------------------
+    def _restore_state(self) -> None:
+        s = self.ctx.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1200, 780)
+        last = s.value("window/page", "")
+        titles = self.page_titles()
+        row = titles.index(last) if last in titles else 0
+        if titles:
+            self.sidebar.setCurrentRow(row)
+
+    def save_state(self) -> None:
+        """Write geometry and the current page to QSettings."""
+        s = self.ctx.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/page", self.current_title())
+        s.sync()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.save_state()
+        for widget in self._widgets.values():
+            widget.close()  # pages disconnect/stop timers in their closeEvent
+        super().closeEvent(event)
+        self.closed.emit()

@@ -1,0 +1,286 @@
+"""Settings page: edit cloud profiles (the local sandbox, or an AWS IoT account).
+
+Plain settings go to the profiles file (fleetdesk.config.Profiles); an AWS secret access
+key goes to the OS keyring only (Profile.set_secret_key), never to a file.
+"""
+
+from __future__ import annotations
+
+import re
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fleetdesk.config import CREDENTIAL_SOURCES, Profile, Profiles
+from fleetdesk.errors import ConfigError
+from fleetdesk.paths import sandbox_state_dir
+from gui.context import AppContext
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+NEW = "<new profile>"
+CRED_LABELS = {
+    "default-chain": "Default chain (env vars, ~/.aws, SSO)",
+    "aws-profile": "Named AWS CLI profile",
+    "keyring": "Access key (secret in the OS keyring)",
+}
+
+
+def check_fields(p: Profile) -> None:
+    """Field checks beyond Profile.validate: names, region and host formats.
+
+    Raises:
+        ConfigError: naming the field and what a valid value looks like.
+    """
+    if not NAME_RE.match(p.name):
+        raise ConfigError(
+            f"profile name {p.name!r} is not valid",
+            "use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit",
+        )
+    if p.kind == "aws":
+        endpoint = p.endpoint.strip()
+        if endpoint and not HOST_RE.match(endpoint):
+            raise ConfigError(
+                f"endpoint {endpoint!r} is not a host name",
+                "give the host only, e.g. abc123-ats.iot.eu-west-1.amazonaws.com (no https://, no port)",
+            )
+        if not REGION_RE.match(p.region):
+            raise ConfigError(f"region {p.region!r} is not an AWS region", "e.g. us-east-1 or eu-west-1")
+    p.validate()
+
+
+class SettingsPage(QWidget):
+    """Profile editor. Emits ``saved(Profiles)`` after a successful save."""
+
+    saved = Signal(object)
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("SettingsPage")
+        outer = QVBoxLayout(self)
+        title = QLabel("<h2>Settings</h2>")
+        outer.addWidget(title)
+
+        box = QGroupBox("Cloud profile")
+        form = QFormLayout(box)
+        self.profile_combo = QComboBox()
+        self.profile_combo.setObjectName("profileCombo")
+        form.addRow("Profile", self.profile_combo)
+        self.name_edit = QLineEdit()
+        self.name_edit.setObjectName("nameEdit")
+        form.addRow("Name", self.name_edit)
+        self.kind_combo = QComboBox()
+        self.kind_combo.setObjectName("kindCombo")
+        self.kind_combo.addItem("Local sandbox (AWS IoT emulator)", "sandbox")
+        self.kind_combo.addItem("AWS IoT account", "aws")
+        form.addRow("Kind", self.kind_combo)
+        outer.addWidget(box)
+
+        self.kind_stack = QStackedWidget()
+        # sandbox fields
+        sb = QGroupBox("Sandbox")
+        sbf = QFormLayout(sb)
+        row = QHBoxLayout()
+        self.state_dir_edit = QLineEdit()
+        self.state_dir_edit.setObjectName("stateDirEdit")
+        self.state_dir_edit.setPlaceholderText(str(sandbox_state_dir()))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_state_dir)
+        row.addWidget(self.state_dir_edit, 1)
+        row.addWidget(browse)
+        sbf.addRow("State directory", row)
+        sbf.addRow(QLabel("Empty = the per-user default. The app starts this sandbox, or attaches to it if it runs."))
+        self.kind_stack.addWidget(sb)
+        # aws fields
+        aws = QGroupBox("AWS IoT")
+        af = QFormLayout(aws)
+        self.endpoint_edit = QLineEdit()
+        self.endpoint_edit.setObjectName("endpointEdit")
+        self.endpoint_edit.setPlaceholderText("xxxxxxxx-ats.iot.us-east-1.amazonaws.com")
+        af.addRow("Endpoint (iot:Data-ATS)", self.endpoint_edit)
+        self.region_edit = QLineEdit()
+        self.region_edit.setObjectName("regionEdit")
+        af.addRow("Region", self.region_edit)
+        self.cred_combo = QComboBox()
+        self.cred_combo.setObjectName("credCombo")
+        for src in CREDENTIAL_SOURCES:
+            self.cred_combo.addItem(CRED_LABELS.get(src, src), src)
+        af.addRow("Credentials", self.cred_combo)
+        self.aws_profile_edit = QLineEdit()
+        self.aws_profile_edit.setObjectName("awsProfileEdit")
+        af.addRow("AWS CLI profile", self.aws_profile_edit)
+        self.key_id_edit = QLineEdit()
+        self.key_id_edit.setObjectName("keyIdEdit")
+        af.addRow("Access key id", self.key_id_edit)
+        self.secret_edit = QLineEdit()
+        self.secret_edit.setObjectName("secretEdit")
+        self.secret_edit.setEchoMode(QLineEdit.Password)
+        self.secret_edit.setPlaceholderText("stored in the OS keyring; leave empty to keep")
+        af.addRow("Secret access key", self.secret_edit)
+        self._aws_form = af
+        self.kind_stack.addWidget(aws)
+        outer.addWidget(self.kind_stack)
+
+        buttons = QHBoxLayout()
+        self.save_button = QPushButton("Save and use")
+        self.save_button.setObjectName("saveButton")
+        self.save_button.setDefault(True)
+        buttons.addWidget(self.save_button)
+        buttons.addStretch(1)
+        outer.addLayout(buttons)
+        self.message = QLabel("")
+        self.message.setObjectName("settingsMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        outer.addWidget(self.message)
+        outer.addStretch(1)
+
+        self.kind_combo.currentIndexChanged.connect(self._kind_changed)
+        self.cred_combo.currentIndexChanged.connect(self._cred_changed)
+        self.profile_combo.currentIndexChanged.connect(self._profile_picked)
+        self.save_button.clicked.connect(self.save)
+        self._fill_combo(ctx.profiles.active)
+
+    # -- form <-> profile ---------------------------------------------------------------
+    def _fill_combo(self, select: str) -> None:
+        self.profile_combo.blockSignals(True)
+        self.profile_combo.clear()
+        for name in self.ctx.profiles.items:
+            self.profile_combo.addItem(name, name)
+        self.profile_combo.addItem(NEW, None)
+        idx = max(0, self.profile_combo.findData(select))
+        self.profile_combo.setCurrentIndex(idx)
+        self.profile_combo.blockSignals(False)
+        self._profile_picked()
+
+    def _profile_picked(self, *_args) -> None:
+        name = self.profile_combo.currentData()
+        p = self.ctx.profiles.items.get(name) if name else Profile(name="", kind="aws")
+        self.load_profile(p)
+        self.name_edit.setReadOnly(bool(name))
+
+    def load_profile(self, p: Profile) -> None:
+        """Show ``p`` in the form."""
+        self.name_edit.setText(p.name)
+        self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(p.kind)))
+        self.state_dir_edit.setText(p.state_dir or "")
+        self.endpoint_edit.setText(p.endpoint)
+        self.region_edit.setText(p.region)
+        self.cred_combo.setCurrentIndex(max(0, self.cred_combo.findData(p.credentials)))
+        self.aws_profile_edit.setText(p.aws_profile)
+        self.key_id_edit.setText(p.access_key_id)
+        self.secret_edit.clear()
+        self._kind_changed()
+        self.show_message("")
+
+    def form_profile(self) -> Profile:
+        """The profile the form describes (not yet validated)."""
+        base = self.ctx.profiles.items.get(self.profile_combo.currentData() or "")
+        return Profile(
+            name=self.name_edit.text().strip(),
+            kind=self.kind_combo.currentData(),
+            state_dir=self.state_dir_edit.text().strip() or None,
+            endpoint=self.endpoint_edit.text().strip(),
+            region=self.region_edit.text().strip(),
+            credentials=self.cred_combo.currentData(),
+            aws_profile=self.aws_profile_edit.text().strip(),
+            access_key_id=self.key_id_edit.text().strip(),
+            extra=dict(base.extra) if base else {},
+        )
+
+    def _kind_changed(self, *_args) -> None:
+        self.kind_stack.setCurrentIndex(0 if self.kind_combo.currentData() == "sandbox" else 1)
+        self._cred_changed()
+
+    def _cred_changed(self, *_args) -> None:
+        src = self.cred_combo.currentData()
+        for widget, visible in (
+            (self.aws_profile_edit, src == "aws-profile"),
+            (self.key_id_edit, src == "keyring"),
+            (self.secret_edit, src == "keyring"),
+        ):
+            self._aws_form.setRowVisible(widget, visible)
+
+    def _browse_state_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Sandbox state directory", self.state_dir_edit.text())
+        if path:
+            self.state_dir_edit.setText(path)
+
+    # -- save ---------------------------------------------------------------------------
+    def show_message(self, text: str, ok: bool = False) -> None:
+        """Show a validation/result message under the form (red unless ``ok``)."""
+        self.message.setText(text)
+        self.message.setProperty("ok", ok)
+        self.message.setStyleSheet("" if not text else ("color: #1b7f3b;" if ok else "color: #b3261e;"))
+
+    def save(self) -> bool:
+        """Validate, store the secret in the keyring, save the profiles and make this one active.
+
+        Returns:
+            True when saved; False with a message shown otherwise (nothing is lost: the
+            form keeps what was typed).
+        """
+        p = self.form_profile()
+        if self.profile_combo.currentData() is None and p.name in self.ctx.profiles.items:
+            self.show_message(f"a profile named {p.name!r} exists already: pick another name")
+            return False
+        try:
+            check_fields(p)
+            secret = self.secret_edit.text()
+            if p.kind == "aws" and p.credentials == "keyring":
+                self._store_secret(p, secret)
+        except ConfigError as exc:
+            self.show_message(str(exc))
+            return False
+        items = dict(self.ctx.profiles.items)
+        items[p.name] = p
+        profiles = Profiles(active=p.name, items=items)
+        try:
+            profiles.save()
+        except (ConfigError, OSError) as exc:
+            self.show_message(f"could not save the profiles: {exc}")
+            return False
+        self.secret_edit.clear()
+        self.ctx.set_profiles(profiles)
+        self._fill_combo(p.name)
+        self.show_message(f"Saved. Active profile: {p.name}.", ok=True)
+        self.saved.emit(profiles)
+        return True
+
+    @staticmethod
+    def _store_secret(p: Profile, secret: str) -> None:
+        from keyring.errors import KeyringError
+
+        try:
+            if secret:
+                p.set_secret_key(secret)
+            elif not p.secret_key():
+                raise ConfigError(
+                    f"profile {p.name!r}: no secret access key is stored for {p.access_key_id}",
+                    "type the secret access key; it is kept in the OS keyring, never in a file",
+                )
+        except KeyringError as exc:
+            raise ConfigError(
+                f"the OS keyring is not available ({exc})",
+                "unlock or install a keyring (GNOME Keyring, KWallet, macOS Keychain, Windows "
+                "Credential Manager), or use the 'Default chain' / 'Named AWS CLI profile' source",
+            ) from exc
+
+
+def create_page(ctx: AppContext) -> QWidget:
+    """Page factory for the main window registry."""
+    return SettingsPage(ctx)

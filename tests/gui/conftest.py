@@ -1,0 +1,94 @@
+"""GUI test fixtures: offscreen Qt, a private QSettings file, an in-memory keyring,
+and a qasync loop to run asyncio scenarios on the Qt thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SCREENSHOT_DIR_ENV = "FLEETDESK_SCREENSHOTS"  # set to a dir to keep the PNGs (docs/screenshots)
+
+
+class MemoryKeyring:
+    """A keyring backend that keeps secrets in a dict (the OS keyring is not there in CI)."""
+
+    priority = 1
+
+    def __init__(self):
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.store.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.store[(service, username)] = password
+
+    def delete_password(self, service, username):
+        self.store.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring(monkeypatch):
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class _Backend(MemoryKeyring, KeyringBackend):
+        pass
+
+    backend = _Backend()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def qsettings(tmp_path):
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "fleetdesk.ini"), QSettings.IniFormat)
+
+
+@pytest.fixture
+def qloop(qapp):
+    """A qasync loop on the Qt thread: ``qloop.run_until_complete(coro)`` runs Qt + asyncio."""
+    import qasync
+
+    from gui import bridge
+
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    bridge.set_loop(loop)
+    yield loop
+    bridge.set_loop(None)
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def shot(tmp_path):
+    """Save a widget screenshot; returns the PNG path (kept in $FLEETDESK_SCREENSHOTS if set)."""
+
+    def save(widget, name: str):
+        out_dir = os.environ.get(SCREENSHOT_DIR_ENV) or str(tmp_path)
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"{name}.png")
+        assert widget.grab().save(path), f"could not save {path}"
+        return path
+
+    return save
+
+
+async def until(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
+    """Await until ``predicate()`` is true (asyncio side of qtbot.waitUntil)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,106 @@
+"""The main window: pages, navigation, status bar, geometry persistence, the real `gui` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fleetdesk.config import Profile, Profiles
+from fleetdesk.sandbox.launcher import LauncherState
+from gui.app import SHOWN_MARKER, build_window
+from gui.main_window import PageEntry, available_pages
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def window(qtbot, qsettings):
+    ctx, win = build_window(Profiles(), qsettings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    return ctx, win
+
+
+def test_only_existing_pages_are_listed():
+    entries = [PageEntry("Settings", "gui.pages.settings"), PageEntry("Nope", "gui.pages.does_not_exist")]
+    assert [e.title for e in available_pages(entries)] == ["Settings"]
+
+
+def test_window_shows_and_navigates(window, qtbot, shot):
+    ctx, win = window
+    titles = win.page_titles()
+    assert "Settings" in titles
+    for title in titles:
+        page = win.show_page(title)
+        assert win.stack.currentWidget() is page
+        assert win.current_title() == title
+        assert page.isVisible()
+    assert win.page("Settings").objectName() == "SettingsPage"
+    shot(win.page("Settings").window(), "window-settings")
+
+
+def test_status_bar_follows_the_sandbox_state(window):
+    ctx, win = window
+    assert win.status_label.text() == "Profile sandbox · Sandbox — stopped"
+    ctx.set_cloud_state(LauncherState("starting"))
+    assert win.status_label.text().endswith("Sandbox — starting")
+    ctx.set_cloud_state(LauncherState("running", {"mqtt_host": "127.0.0.1", "mqtt_port": 28883}))
+    assert win.status_label.text().endswith("Sandbox — running, mqtt 127.0.0.1:28883")
+    ctx.set_cloud_state(LauncherState("failed", reason="port 28883 in use"))
+    assert win.status_label.text().endswith("Sandbox — failed: port 28883 in use")
+    assert win.status_label.property("phase") == "failed"
+
+
+def test_status_bar_names_an_aws_profile(window):
+    ctx, win = window
+    aws = Profile(name="prod", kind="aws", endpoint="abc-ats.iot.eu-west-1.amazonaws.com", region="eu-west-1")
+    ctx.set_profiles(Profiles(active="prod", items={"sandbox": Profile(), "prod": aws}))
+    assert win.status_label.text() == "Profile prod · AWS eu-west-1 — abc-ats.iot.eu-west-1.amazonaws.com"
+
+
+def test_geometry_and_page_survive_a_restart(qtbot, qsettings):
+    ctx, win = build_window(Profiles(), qsettings)
+    qtbot.addWidget(win)
+    win.show()
+    win.show_page("Settings")
+    win.resize(760, 540)
+    size = (win.width(), win.height())
+    assert size != (1200, 780)
+    win.close()
+    ctx2, win2 = build_window(Profiles(), qsettings)
+    qtbot.addWidget(win2)
+    win2.show()
+    assert (win2.width(), win2.height()) == size
+    assert win2.current_title() == "Settings"
+
+
+def test_a_broken_page_shows_an_error_not_a_crash(qtbot, qsettings, tmp_path, monkeypatch):
+    (tmp_path / "broken_page_mod.py").write_text("def create_page(ctx):\n    raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ctx, win = build_window(Profiles(), qsettings, pages=[PageEntry("Broken", "broken_page_mod")])
+    qtbot.addWidget(win)
+    page = win.show_page("Broken")
+    assert "could not load" in page.text() and "boom" in page.text()
+
+
+def test_gui_command_shows_the_window_and_exits(tmp_path):
+    env = {**os.environ, "FLEETDESK_EXIT_WHEN_SHOWN": "1", "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, "-m", "fleetdesk", "gui"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert SHOWN_MARKER in out.stdout
+
+
+def test_gui_command_rejects_an_unknown_profile():
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, "-m", "fleetdesk", "gui", "--profile", "nosuch"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "no profile named 'nosuch'" in out.stderr
