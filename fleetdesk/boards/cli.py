@@ -1,0 +1,140 @@
+"""`fleetdesk boards list|info|virtual` and `fleetdesk flash`.
+
+    fleetdesk boards list [--json]
+    fleetdesk boards info PORT [--json]
+    fleetdesk flash PORT... | --all  --bundle B [--identity] [--baud N] [--json]
+
+`flash` prints one line (one JSON document with --json) per board and exits 0 only when
+every board passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    boards = sub.add_parser("boards", help="list and inspect serial ports and boards")
+    boards_sub = boards.add_subparsers(dest="boards_command", metavar="SUBCOMMAND")
+    p = boards_sub.add_parser("list", help="list serial ports (USB and virtual)")
+    p.add_argument("--json", action="store_true", help="one JSON document per port")
+    p.add_argument("--all", action="store_true", help="also list non-USB serial ports")
+    p.set_defaults(func=_list)
+    p = boards_sub.add_parser("info", help="read chip, revision, MAC, flash size of a board")
+    p.add_argument("port")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_info)
+    boards.set_defaults(func=lambda args: (boards.print_help(), 2)[1])
+    try:
+        from fleetdesk.virtual import cli as virtual_cli
+    except ImportError:
+        virtual_cli = None
+    if virtual_cli is not None and hasattr(virtual_cli, "add_virtual_command"):
+        virtual_cli.add_virtual_command(boards_sub)
+
+    f = sub.add_parser("flash", help="flash boards (optionally giving each its cloud identity)")
+    f.add_argument("ports", nargs="*", metavar="PORT", help="serial ports / socket:// URLs")
+    f.add_argument("--all", action="store_true", help="every probe-able port (known USB bridges, virtual boards)")
+    f.add_argument("--bundle", required=True, help="bundle dir, manifest.json, merged .bin or flasher_args.json")
+    f.add_argument("--identity", action="store_true", help="create thing + cert and write the device config")
+    f.add_argument("--baud", type=int, default=460800, help="flash baud rate (falls back to 115200 on errors)")
+    f.add_argument("--name-template", default="fd-{mac}", help="thing name template ({mac}, {chip}, {n})")
+    f.add_argument("--operator", default="", help="operator name for the production record")
+    f.add_argument("--station", default="", help="station name for the production record")
+    f.add_argument("--product", default="", help="product id written into the device config")
+    f.add_argument("--state-dir", default=None, help="sandbox state dir (default: the sandbox profile's)")
+    f.add_argument("--online-timeout", type=float, default=60, help="seconds to wait for the board online")
+    f.add_argument("--no-wait-online", action="store_true", help="PASS after boot without waiting for presence")
+    f.add_argument("--allow-usb", action="append", default=[], metavar="VID:PID", help="also probe this USB id")
+    f.add_argument("--json", action="store_true", help="one JSON document per board")
+    f.set_defaults(func=_flash)
+
+
+def _list(args) -> int:
+    from fleetdesk.boards.ports import list_ports, may_probe
+
+    ports = list_ports(include_serial=args.all)
+    for p in ports:
+        if args.json:
+            print(json.dumps({**p.to_json(), "probe": may_probe(p)}))
+        else:
+            ids = p.usb_id or p.kind
+            what = p.bridge or p.description or ""
+            extra = f" {p.chip} {p.mac}" if p.chip else ""
+            print(f"{p.device:32} {ids:10} {what}{extra}")
+    if not ports and not args.json:
+        print("no serial ports found", file=sys.stderr)
+    return 0
+
+
+def _info(args) -> int:
+    from fleetdesk.boards.advice import advise
+    from fleetdesk.boards.flasher import probe
+    from fleetdesk.boards.ports import pids_using
+
+    users = pids_using(args.port)
+    if users:
+        msg = f"port in use by PID {', '.join(map(str, users))}"
+        print(json.dumps({"port": args.port, "ok": False, "state": "busy", "error": msg}) if args.json else msg)
+        return 1
+    r = probe(args.port)
+    if args.json:
+        out = {"port": args.port, "ok": r.ok, **r.info}
+        if not r.ok:
+            adv = advise(r.error)
+            out.update(error=r.error, state=adv.code, advice=adv.line())
+        print(json.dumps(out))
+    elif r.ok:
+        i = r.info
+        rev = i.get("revision")
+        print(f"{args.port}: {i.get('description') or i.get('chip')}")
+        print(f"  features: {', '.join(i.get('features') or [])}")
+        print(f"  crystal:  {i.get('crystal_mhz')} MHz   revision: v{rev // 100}.{rev % 100}" if rev is not None else "")
+        print(f"  MAC:      {i.get('mac')}")
+        print(f"  flash:    {i.get('flash_size')} (id {i.get('flash_id')})")
+        print(f"  security: secure boot {'on' if i.get('secure_boot') else 'off'}, "
+              f"flash encryption {'on' if i.get('flash_encryption') else 'off'}")
+    else:
+        print(f"{args.port}: {advise(r.error).line()}\n  ({r.error})", file=sys.stderr)
+    return 0 if r.ok else 1
+
+
+def _flash(args) -> int:
+    from fleetdesk.boards.station import Station, StationSettings
+
+    settings = StationSettings(
+        bundle=args.bundle,
+        baud=args.baud,
+        identity=args.identity,
+        name_template=args.name_template,
+        operator=args.operator,
+        station=args.station,
+        product=args.product or None,
+        sandbox_state_dir=args.state_dir,
+        online_timeout=args.online_timeout,
+        wait_online=not args.no_wait_online,
+        allowed_usb=args.allow_usb,
+    )
+    station = Station(settings)
+    ports = list(args.ports)
+    if args.all:
+        ports += [p for p in station.probeable_ports() if p not in ports]
+    if not ports:
+        print("fleetdesk: no ports to flash (name them or use --all)", file=sys.stderr)
+        return 2
+
+    def report(res) -> None:
+        if args.json:
+            print(json.dumps(res.to_json()), flush=True)
+        else:
+            tail = f" — {res.advice}" if res.result != "PASS" and res.advice else ""
+            ident = f" {res.thing} cert {res.certificate_id[:10]}" if res.thing and res.certificate_id else ""
+            note = " (re-flash)" if res.reflash else ""
+            print(f"{res.result} {res.port} {res.chip or ''} {res.mac or ''}{ident}{note} {res.duration_s:.1f}s{tail}",
+                  flush=True)
+
+    results = station.run_many(ports, on_result=report)
+    station.close()
+    return 0 if results and all(r.result == "PASS" for r in results) else 1

@@ -1,0 +1,282 @@
+"""Host side of the esptool worker: spawn one process per port, read its JSON-lines events.
+
+    >>> result = probe("socket://127.0.0.1:5555")
+    >>> result = flash("socket://127.0.0.1:5555", plan, baud=460800, on_event=print)
+
+`flash` checks the chip family, security state and flash size before any write, writes all
+parts in one esptool ``write_flash`` call with MD5 verify, and retries once at 115200 baud
+when a faster rate fails (saying so in a ``log`` event and in ``result["baud_fallback"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fleetdesk.boards.images import FlashPlan
+
+FALLBACK_BAUD = 115200
+EventCallback = Callable[[dict], None]
+
+
+@dataclass
+class WorkerResult:
+    """What a worker reported at the end.
+
+    Attributes:
+        ok: the job completed (written, verified, reset).
+        kind: on failure: "refused" (checks failed, nothing written), "cancelled", "serial",
+            "esptool", "crashed" (the worker died) or "timeout".
+        error: one-line reason.
+        written: whether any flash write started.
+        info: chip facts (chip, mac, revision, flash_size, ...).
+        last_lines: the last esptool lines (for the operator's details view and exports).
+        baud_fallback: True when the job only passed after falling back to 115200.
+    """
+
+    ok: bool
+    kind: str = ""
+    error: str = ""
+    written: bool = False
+    info: dict = field(default_factory=dict)
+    last_lines: list[str] = field(default_factory=list)
+    baud_fallback: bool = False
+    trace: list[str] = field(default_factory=list)
+
+
+class EsptoolWorker:
+    """One esptool worker subprocess running one job.
+
+    Args:
+        job: the job dict (see fleetdesk.boards.worker).
+        on_event: called for each event on the reader thread.
+    """
+
+    def __init__(self, job: dict, on_event: EventCallback | None = None) -> None:
+        self.job = job
+        self._on_event = on_event
+        self._result: dict | None = None
+        self.trace: list[str] = []
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetdesk.boards.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") == "log":
+                self.trace.append(ev.get("text", ""))
+            if ev.get("event") == "result":
+                self._result = ev
+            if self._on_event is not None:
+                try:
+                    self._on_event(ev)
+                except Exception:  # a broken listener must not kill the reader
+                    pass
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.trace.append(line.rstrip())
+            del self.trace[:-2000]
+
+    def send(self, msg: dict) -> None:
+        """Send a JSON line to the worker (the parts after ``ready``, or an abort)."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            pass
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at the next progress tick (it closes the port cleanly)."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("cancel\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            pass
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def wait(self, timeout: float | None = None) -> WorkerResult:
+        """Wait for the result; on timeout cancel, then kill after a grace period."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.proc.wait()
+            self._reader.join(timeout=2)
+            r = self._result or {}
+            return WorkerResult(False, "timeout", f"no answer within {timeout:.0f} s", bool(r.get("written", True)),
+                                trace=self.trace)
+        self._reader.join(timeout=5)
+        self._err_reader.join(timeout=2)
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        r = self._result
+        if r is None:
+            tail = [t for t in self.trace if t][-3:]
+            return WorkerResult(False, "crashed", "the esptool worker died: " + (" | ".join(tail) or f"exit {self.proc.returncode}"),
+                                True, trace=self.trace)
+        return WorkerResult(
+            ok=bool(r.get("ok")),
+            kind=r.get("kind", ""),
+            error=r.get("error", ""),
+            written=bool(r.get("written")),
+            info=r.get("info") or {},
+            last_lines=r.get("last_lines") or [],
+            trace=self.trace,
+        )
+
+
+def probe(port: str, *, timeout: float = 30, on_event: EventCallback | None = None) -> WorkerResult:
+    """Read chip, revision, features, crystal, MAC, flash id/size (ROM only, no writes)."""
+    return EsptoolWorker({"op": "probe", "port": port}, on_event).wait(timeout)
+
+
+class PrepareError(Exception):
+    """Raised by a ``prepare`` callback to stop before writing (the reason is reported)."""
+
+
+class FlashJob:
+    """A flash of ``plan`` on ``port`` in a worker process, cancellable from another thread.
+
+    Args:
+        port: serial URL.
+        plan: what to write (or the base plan ``prepare`` will extend).
+        baud: the station's baud rate (falls back to 115200 once on failure).
+        on_event: receives every worker event plus {"event": "log"} notes from here.
+        security: options for the pre-write checks (see fleetdesk.boards.worker).
+        read: regions to read back before the write (identity backups).
+        reset: hard-reset after the write (boot the new firmware).
+        prepare: called with the board's facts (chip, mac, flash size...) once connected and
+            checked, returns the plan to write (e.g. with the device's identity in its vfs).
+            Runs while the worker holds the connection, so the board is connected once.
+            Raising stops the job before any write (result kind "refused" or "prepare").
+    """
+
+    def __init__(self, port: str, plan: FlashPlan, *, baud: int = 460800, on_event: EventCallback | None = None,
+                 security: dict | None = None, read: list[dict] | None = None, reset: bool = True,
+                 timeout: float = 600, prepare: Callable[[dict], FlashPlan] | None = None) -> None:
+        self.port, self.plan, self.baud = port, plan, baud
+        self.on_event = on_event or (lambda ev: None)
+        self.security = security or {}
+        self.read = read or []
+        self.reset = reset
+        self.timeout = timeout
+        self.prepare = prepare
+        self.prepared: FlashPlan | None = None
+        self.prepare_error: BaseException | None = None
+        self._worker: EsptoolWorker | None = None
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def run(self) -> WorkerResult:
+        with tempfile.TemporaryDirectory(prefix="fd-flash-") as tmp:
+            self._tmp = Path(tmp)
+            sec = dict(self.security)
+            if self.plan.min_chip_revision is not None:
+                sec.setdefault("min_rev", self.plan.min_chip_revision)
+            job = {"op": "flash", "port": self.port, "baud": self.baud, "chip": self.plan.chip,
+                   "security": sec, "read": self.read, "reset": self.reset}
+            if self.prepare is None:
+                job["parts"] = self._write_parts(self.plan, "p")
+            else:
+                job["await_parts"] = True
+            result = self._once(job)
+            if (not result.ok and result.kind in ("serial", "esptool") and self.baud != FALLBACK_BAUD
+                    and not self._cancelled.is_set()):
+                self.on_event({"event": "log", "text": f"Failed at {self.baud} baud ({result.error}); "
+                               f"falling back to {FALLBACK_BAUD} baud"})
+                self.on_event({"event": "fallback", "baud": FALLBACK_BAUD, "reason": result.error})
+                first = result
+                result = self._once({**job, "baud": FALLBACK_BAUD})
+                result.baud_fallback = True
+                result.trace = first.trace + ["--- retry at 115200 ---"] + result.trace
+            return result
+
+    def _write_parts(self, plan: FlashPlan, tag: str) -> list[dict]:
+        parts = []
+        for i, p in enumerate(plan.parts):
+            path = self._tmp / f"{tag}{i}-{p.offset:#x}.bin"
+            path.write_bytes(p.data)
+            parts.append({"offset": p.offset, "path": str(path), "name": p.name})
+        return parts
+
+    def _on_worker_event(self, ev: dict) -> None:
+        if ev.get("event") == "ready" and self.prepare is not None:
+            threading.Thread(target=self._do_prepare, args=(ev,), daemon=True).start()
+            return
+        self.on_event(ev)
+
+    def _do_prepare(self, info: dict) -> None:
+        worker = self._worker
+        try:
+            if self.prepared is None:  # a baud fallback retry reuses the first identity
+                self.prepared = self.prepare({k: v for k, v in info.items() if k != "event"})
+            parts = self._write_parts(self.prepared, "d")
+        except BaseException as exc:  # noqa: BLE001 - reported as the job's failure
+            self.prepare_error = exc
+            if worker is not None:
+                worker.send({"abort": True, "reason": str(exc)})
+            return
+        if worker is not None:
+            worker.send({"parts": parts})
+
+    def _once(self, job: dict) -> WorkerResult:
+        if self._cancelled.is_set():
+            return WorkerResult(False, "cancelled", "cancelled by the operator")
+        self._worker = EsptoolWorker(job, self._on_worker_event)
+        if self._cancelled.is_set():
+            self._worker.cancel()
+        result = self._worker.wait(self.timeout)
+        if self.prepare_error is not None and not result.ok:
+            result.kind = "prepare"
+            result.error = str(self.prepare_error)
+            result.written = False
+        return result
+
+
+def flash(port: str, plan: FlashPlan, **kwargs) -> WorkerResult:
+    """Flash ``plan`` on ``port`` (see `FlashJob` for the keyword arguments)."""
+    return FlashJob(port, plan, **kwargs).run()

@@ -1,0 +1,72 @@
+"""Per-device files in the littlefs ``vfs`` partition image (adds /config.json, /certs/*).
+
+Prefers the shared image helper (fleetdesk.boards.fsimage); falls back to littlefs-python
+with MicroPython's parameters so a station still works while that module evolves.
+"""
+
+from __future__ import annotations
+
+BLOCK_SIZE = 4096
+_LFS_ARGS = dict(read_size=32, prog_size=32, lookahead_size=32, block_cycles=100)
+
+
+def add_files(image: bytes, files: dict[str, bytes]) -> bytes:
+    """Return ``image`` (a littlefs partition image) with ``files`` written into it.
+
+    An erased region (all 0xFF) is formatted first. Parent directories are created.
+    """
+    try:
+        from fleetdesk.boards import fsimage
+    except ImportError:
+        fsimage = None
+    for name in ("add_files", "add_files_to_image"):
+        fn = getattr(fsimage, name, None) if fsimage else None
+        if fn is not None and image.count(0xFF) != len(image):
+            return bytes(fn(image, files))
+    return _add_files_lfs(image, files)
+
+
+def read_files(image: bytes) -> dict[str, bytes]:
+    """All files in a littlefs image, path -> bytes (for checks and identity backups)."""
+    import littlefs
+
+    fs = _mount(image, littlefs)
+    out: dict[str, bytes] = {}
+    for root, _dirs, names in fs.walk("/"):
+        for n in names:
+            p = (root.rstrip("/") + "/" + n) if root != "/" else "/" + n
+            with fs.open(p, "rb") as f:
+                out[p] = f.read()
+    return out
+
+
+def _mount(image: bytes, littlefs):
+    count = len(image) // BLOCK_SIZE
+    ctx = littlefs.UserContext(buffsize=len(image))
+    ctx.buffer[:] = image
+    fs = littlefs.LittleFS(context=ctx, block_size=BLOCK_SIZE, block_count=count, mount=False, **_LFS_ARGS)
+    if image.count(0xFF) == len(image):
+        fs.format()
+    fs.mount()
+    return fs
+
+
+def _add_files_lfs(image: bytes, files: dict[str, bytes]) -> bytes:
+    import littlefs
+
+    fs = _mount(image, littlefs)
+    for path, data in files.items():
+        path = "/" + path.lstrip("/")
+        parts = path.strip("/").split("/")[:-1]
+        cur = ""
+        for d in parts:
+            cur += "/" + d
+            try:
+                fs.mkdir(cur)
+            except littlefs.errors.LittleFSError as exc:
+                if exc.code != littlefs.errors.LittleFSError.Error.LFS_ERR_EXIST:
+                    raise
+        with fs.open(path, "wb") as f:
+            f.write(data)
+    fs.unmount()
+    return bytes(fs.context.buffer)

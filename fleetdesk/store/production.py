@@ -1,0 +1,235 @@
+"""Production record: one SQLite (WAL) row per flash attempt, the step journal, known devices.
+
+Tables:
+    attempts   one row per finished attempt (PASS/FAIL), written atomically at the end, so a
+               crash never leaves a half-written row.
+    runs       one row per pipeline run, created at the start; ``journal`` holds its steps
+               (detect -> identity -> write -> verify -> boot -> online). A run without
+               ``finished_at`` after a restart is one the station must recover.
+    devices    every MAC ever flashed: its thing, certificate, product, PoP secret reference.
+    backups    identity partitions read back from boards before an erase (restorable).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetdesk.paths import data_dir
+
+ATTEMPT_COLUMNS = (
+    "id", "time", "station", "port", "slot", "operator", "chip", "mac", "bundle_sha256", "thing",
+    "certificate_id", "result", "duration_s", "error", "reflash", "baud", "run_id",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL, station TEXT, port TEXT, slot TEXT, operator TEXT, chip TEXT, mac TEXT,
+    bundle_sha256 TEXT, thing TEXT, certificate_id TEXT, result TEXT NOT NULL, duration_s REAL,
+    error TEXT, reflash INTEGER NOT NULL DEFAULT 0, baud INTEGER, run_id TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_mac ON attempts(mac);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL, station TEXT, port TEXT,
+    slot TEXT, mac TEXT, thing TEXT, certificate_id TEXT, thing_created INTEGER DEFAULT 0,
+    result TEXT, recovered TEXT
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
+    step TEXT NOT NULL, status TEXT NOT NULL, detail TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_run ON journal(run_id);
+CREATE TABLE IF NOT EXISTS devices (
+    mac TEXT PRIMARY KEY, thing TEXT, certificate_id TEXT, product TEXT, chip TEXT,
+    first_flashed REAL, last_flashed REAL, flash_count INTEGER DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS backups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts REAL NOT NULL, label TEXT,
+    offset INTEGER, data BLOB NOT NULL
+);
+"""
+
+
+def default_db_path() -> Path:
+    return data_dir() / "production.sqlite3"
+
+
+@dataclass
+class Device:
+    mac: str
+    thing: str | None
+    certificate_id: str | None
+    product: str | None
+    chip: str | None
+    flash_count: int
+
+
+class ProductionDB:
+    """Thread-safe handle on the production database.
+
+    Args:
+        path: database file (default: ``production.sqlite3`` in the app data dir).
+    """
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, fn):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return out
+
+    # --- runs and journal -------------------------------------------------------------
+    def start_run(self, *, station: str = "", port: str = "", slot: str = "") -> str:
+        """Open a pipeline run; returns its id. Journal steps with `step`."""
+        run_id = uuid.uuid4().hex
+        self._tx(lambda db: db.execute(
+            "INSERT INTO runs(run_id, started_at, station, port, slot) VALUES (?,?,?,?,?)",
+            (run_id, time.time(), station, port, slot)))
+        return run_id
+
+    def step(self, run_id: str, step: str, status: str, detail: str | dict = "", **run_fields) -> None:
+        """Journal one step (status: begin, done, failed, skipped) and update run fields
+        (mac, thing, certificate_id, thing_created) in the same transaction."""
+        text = json.dumps(detail) if isinstance(detail, dict) else detail
+
+        def do(db):
+            db.execute("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
+                       (run_id, time.time(), step, status, text))
+            for key, value in run_fields.items():
+                if key not in ("mac", "thing", "certificate_id", "thing_created"):
+                    raise ValueError(key)
+                db.execute(f"UPDATE runs SET {key}=? WHERE run_id=?", (value, run_id))
+
+        self._tx(do)
+
+    def journal(self, run_id: str) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT ts, step, status, detail FROM journal WHERE run_id=? ORDER BY id",
+                                    (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def unfinished_runs(self) -> list[dict]:
+        """Runs started but never finished (the app crashed, lost power or was killed)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs WHERE finished_at IS NULL ORDER BY started_at").fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            last = self._db.execute("SELECT step, status FROM journal WHERE run_id=? ORDER BY id DESC LIMIT 1",
+                                    (d["run_id"],)).fetchone()
+            d["last_step"] = f"{last['step']}:{last['status']}" if last else ""
+            out.append(d)
+        return out
+
+    def mark_recovered(self, run_id: str, how: str) -> None:
+        self._tx(lambda db: db.execute(
+            "UPDATE runs SET finished_at=?, result='FAIL', recovered=? WHERE run_id=?", (time.time(), how, run_id)))
+
+    def run(self, run_id: str) -> dict | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return dict(r) if r else None
+
+    # --- attempts -----------------------------------------------------------------------
+    def finish(self, run_id: str | None, row: dict) -> int:
+        """Record a finished attempt (PASS or FAIL) and close its run in one transaction.
+
+        ``row`` holds ATTEMPT_COLUMNS fields; ``reflash`` is computed from known MACs.
+        Returns the attempt id.
+        """
+        row = dict(row)
+        row.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        row["run_id"] = run_id
+
+        def do(db):
+            mac = row.get("mac")
+            known = db.execute("SELECT flash_count FROM devices WHERE mac=?", (mac,)).fetchone() if mac else None
+            prior_pass = db.execute("SELECT 1 FROM attempts WHERE mac=? AND result='PASS' LIMIT 1",
+                                    (mac,)).fetchone() if mac else None
+            row["reflash"] = 1 if (known and known["flash_count"] > 0) or prior_pass else 0
+            cols = [c for c in ATTEMPT_COLUMNS if c != "id" and c in row]
+            cur = db.execute(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                             [row[c] for c in cols])
+            if run_id:
+                db.execute("UPDATE runs SET finished_at=?, result=? WHERE run_id=?", (time.time(), row["result"], run_id))
+            if mac and row["result"] == "PASS":
+                now = time.time()
+                db.execute(
+                    "INSERT INTO devices(mac, thing, certificate_id, product, chip, first_flashed, last_flashed, flash_count)"
+                    " VALUES (?,?,?,?,?,?,?,1) ON CONFLICT(mac) DO UPDATE SET thing=excluded.thing,"
+                    " certificate_id=excluded.certificate_id, chip=excluded.chip,"
+                    " product=COALESCE(excluded.product, devices.product),"
+                    " last_flashed=excluded.last_flashed, flash_count=devices.flash_count+1",
+                    (mac, row.get("thing"), row.get("certificate_id"), row.get("product"), row.get("chip"), now, now))
+            return cur.lastrowid
+
+        return self._tx(do)
+
+    def attempts(self, mac: str | None = None) -> list[dict]:
+        with self._lock:
+            if mac:
+                rows = self._db.execute("SELECT * FROM attempts WHERE mac=? ORDER BY id", (mac,)).fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
+        return [dict(r) for r in rows]
+
+    def device(self, mac: str) -> Device | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM devices WHERE mac=?", (mac,)).fetchone()
+        if not r:
+            return None
+        return Device(r["mac"], r["thing"], r["certificate_id"], r["product"], r["chip"], r["flash_count"])
+
+    def counters(self) -> dict:
+        with self._lock:
+            rows = self._db.execute("SELECT result, COUNT(*) n FROM attempts GROUP BY result").fetchall()
+        out = {"PASS": 0, "FAIL": 0}
+        out.update({r["result"]: r["n"] for r in rows})
+        return out
+
+    def export_csv(self, path: Path | str) -> int:
+        """Write every attempt to ``path`` as CSV (header + one line per attempt); returns rows."""
+        rows = self.attempts()
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(ATTEMPT_COLUMNS))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: r.get(k) for k in ATTEMPT_COLUMNS})
+        return len(rows)
+
+    # --- identity backups ---------------------------------------------------------------
+    def save_backup(self, mac: str, label: str, offset: int, data: bytes) -> int:
+        return self._tx(lambda db: db.execute(
+            "INSERT INTO backups(mac, ts, label, offset, data) VALUES (?,?,?,?,?)",
+            (mac, time.time(), label, offset, data)).lastrowid)
+
+    def latest_backup(self, mac: str, label: str) -> tuple[int, bytes] | None:
+        with self._lock:
+            r = self._db.execute("SELECT offset, data FROM backups WHERE mac=? AND label=? ORDER BY id DESC LIMIT 1",
+                                 (mac, label)).fetchone()
+        return (r["offset"], bytes(r["data"])) if r else None
