@@ -54,7 +54,7 @@ LABEL = b"FD-BLE-1"
 class ProtoError(Exception):
     # code: short machine-readable reason sent back in error replies
     def __init__(self, code, msg):
-        Exception.__init__(self, msg)
+        super().__init__(msg)
         self.code = code
         self.msg = msg
 

@@ -1,0 +1,229 @@
+# Differences between MicroPython (ESP32 and the unix port) and CPython, in one place.
+#
+# Everything else in fd/ is written in the intersection of both: asyncio, json, socket,
+# ssl, hashlib, binascii, time, os.
+import sys
+import os
+import time
+import json
+import binascii
+import hashlib
+
+IS_MPY = sys.implementation.name == "micropython"
+
+try:
+    import asyncio
+except ImportError:  # very old MicroPython
+    import uasyncio as asyncio  # noqa: F401
+
+# Seconds between 1970-01-01 and 2000-01-01: MicroPython ports with a 2000 epoch.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def ticks_ms():
+    """Monotonic milliseconds (wrapping on MicroPython; use ticks_diff)."""
+    if IS_MPY:
+        return time.ticks_ms()
+    return int(time.monotonic() * 1000)
+
+
+def ticks_diff(a, b):
+    """a - b in milliseconds, wrap-safe."""
+    if IS_MPY:
+        return time.ticks_diff(a, b)
+    return a - b
+
+
+def epoch():
+    """Unix time in whole seconds (0 if the clock was never set)."""
+    return int(time.time()) + _EPOCH_OFFSET
+
+
+def epoch_ms():
+    if not IS_MPY:
+        return int(time.time() * 1000)
+    return epoch() * 1000
+
+
+def sleep_ms(ms):
+    """Awaitable sleep of `ms` milliseconds."""
+    return asyncio.sleep(ms / 1000)
+
+
+def sha256_hex(data=None):
+    h = hashlib.sha256()
+    if data:
+        h.update(data)
+    return h
+
+
+def hexdigest(h):
+    return binascii.hexlify(h.digest()).decode()
+
+
+def mem_free():
+    try:
+        import gc
+
+        return gc.mem_free()
+    except (ImportError, AttributeError):
+        return -1
+
+
+# ---------------------------------------------------------------- TLS
+
+def pem_to_der(pem):
+    """First PEM block of `pem` (str or bytes) as DER bytes."""
+    if isinstance(pem, bytes):
+        pem = pem.decode()
+    lines = []
+    inside = False
+    for line in pem.split("\n"):
+        line = line.strip()
+        if line.startswith("-----BEGIN"):
+            inside = True
+        elif line.startswith("-----END"):
+            break
+        elif inside and line:
+            lines.append(line)
+    if not lines:
+        raise ValueError("no PEM block")
+    return binascii.a2b_base64("".join(lines))
+
+
+def der_to_pem(der, label):
+    b64 = binascii.b2a_base64(der).decode().replace("\n", "")
+    body = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return "-----BEGIN %s-----\n%s\n-----END %s-----\n" % (label, body, label)
+
+
+def tls_context(ca_der, cert_der=None, key_der=None):
+    """A client TLS context that verifies the server with `ca_der` (DER bytes).
+
+    With cert_der/key_der (DER bytes) it also presents a client certificate (mTLS).
+    """
+    import ssl
+
+    if IS_MPY:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=ca_der)
+        if cert_der is not None:
+            ctx.load_cert_chain(cert_der, key_der)
+        return ctx
+    ctx = ssl.create_default_context(cadata=ca_der)
+    if cert_der is not None:
+        _cpython_load_chain(ctx, cert_der, key_der)
+    return ctx
+
+
+def _cpython_load_chain(ctx, cert_der, key_der):
+    # CPython's ssl module only loads a client cert+key from files: write a private temp file
+    # (0600, deleted at once). The key DER may be PKCS#8, SEC1 (EC) or PKCS#1 (RSA).
+    import ssl
+    import tempfile
+
+    last = None
+    for label in ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"):
+        fd, name = tempfile.mkstemp(prefix="fd-", suffix=".pem")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(der_to_pem(cert_der, "CERTIFICATE"))
+                f.write(der_to_pem(key_der, label))
+            ctx.load_cert_chain(name)
+            return
+        except ssl.SSLError as exc:
+            last = exc
+        finally:
+            os.unlink(name)
+    raise ValueError("the device key does not match its certificate or is unreadable (%s)" % last)
+
+
+async def open_tls(host, port, ctx, timeout_ms=15000):
+    """Open a TLS stream; returns (reader, writer) on both interpreters."""
+    coro = asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    return await asyncio.wait_for(coro, timeout_ms / 1000)
+
+
+# ---------------------------------------------------------------- files
+
+def join(root, path):
+    """`path` (device-absolute, e.g. "/config.json") under `root` ("" = current dir)."""
+    path = path.lstrip("/")
+    if not root:
+        return path or "."
+    if root.endswith("/"):
+        return root + path
+    return root + "/" + path if path else root
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def is_dir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    cur = "/" if path.startswith("/") else ""
+    for p in path.split("/"):
+        if not p:
+            continue
+        cur = cur + p if (not cur or cur.endswith("/")) else cur + "/" + p
+        if not exists(cur):
+            os.mkdir(cur)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_bytes(path, data):
+    """Write atomically (temp file + rename) so a reset never leaves half a file."""
+    d = path.rsplit("/", 1)[0] if "/" in path else ""
+    if d:
+        makedirs(d)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.loads(f.read())
+
+
+def write_json(path, obj):
+    write_bytes(path, json.dumps(obj).encode())
+
+
+def remove_tree(path):
+    if is_dir(path):
+        for name in os.listdir(path):
+            remove_tree(path + "/" + name)
+        os.rmdir(path)
+    elif exists(path):
+        os.remove(path)
+
+
+def list_dir(path):
+    """[(name, is_dir, size)] of a directory."""
+    out = []
+    for name in os.listdir(path):
+        st = os.stat(path.rstrip("/") + "/" + name if path != "/" else "/" + name)
+        out.append((name, st[0] & 0x4000 != 0, st[6]))
+    return out

@@ -1,0 +1,306 @@
+# A small asyncio MQTT 3.1.1 client for MicroPython and CPython.
+#
+# QoS 0 and 1 (publish and subscribe), keep-alive pings, clean-session option, one reader
+# task that dispatches incoming PUBLISH to a callback. MicroPython has no built-in MQTT client
+# and umqtt blocks, so the firmware carries this one.
+import struct
+
+from fd import compat
+from fd.compat import asyncio
+
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82
+SUBACK = 0x90
+UNSUBSCRIBE = 0xA2
+UNSUBACK = 0xB0
+PINGREQ = 0xC0
+PINGRESP = 0xD0
+DISCONNECT = 0xE0
+
+CONNACK_REASONS = {
+    1: "unacceptable protocol version",
+    2: "client identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+class MQTTError(OSError):
+    pass
+
+
+def _str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+def _varlen(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def packet(first, body):
+    return bytes([first]) + _varlen(len(body)) + body
+
+
+def connect_packet(client_id, keepalive, clean, user=None, password=None, will=None):
+    flags = 0x02 if clean else 0
+    payload = _str(client_id)
+    if will:
+        topic, msg, qos, retain = will
+        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+        payload += _str(topic) + _str(msg)
+    if user is not None:
+        flags |= 0x80
+        payload += _str(user)
+    if password is not None:
+        flags |= 0x40
+        payload += _str(password)
+    body = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
+    return packet(CONNECT, body)
+
+
+def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    first = PUBLISH | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
+    body = _str(topic) + (struct.pack("!H", pid) if qos else b"") + payload
+    return packet(first, body)
+
+
+class MQTTClient:
+    """One MQTT connection.
+
+    Args:
+        client_id: MQTT client id (the thing name on AWS IoT).
+        host, port: broker address.
+        ssl: a TLS context from fd.compat.tls_context, or None for plain TCP.
+        keepalive: seconds; a PINGREQ goes out when the link was idle half of that.
+        clean: clean session flag (False keeps QoS 1 subscriptions across reconnects).
+        on_message: callback(topic: str, payload: bytes), called from the reader task.
+    """
+
+    def __init__(self, client_id, host, port, ssl=None, keepalive=60, clean=True,
+                 on_message=None, user=None, password=None):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.keepalive = keepalive
+        self.clean = clean
+        self.on_message = on_message
+        self.user = user
+        self.password = password
+        self.connected = False
+        self.closed = asyncio.Event()
+        self.error = None
+        self._reader = None
+        self._writer = None
+        self._pid = 0
+        self._waiters = {}
+        self._tasks = []
+        self._wlock = asyncio.Lock()
+        self._last_tx = 0
+        self._last_rx = 0
+
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
+
+    async def connect(self, timeout_ms=15000):
+        """Open the link and send CONNECT. Returns session_present. Raises OSError/MQTTError."""
+        if self.ssl is not None:
+            r, w = await compat.open_tls(self.host, self.port, self.ssl, timeout_ms)
+        else:
+            r, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_ms / 1000)
+        self._reader, self._writer = r, w
+        self.closed = asyncio.Event()
+        self.error = None
+        try:
+            await self._send(connect_packet(self.client_id, self.keepalive, self.clean,
+                                            self.user, self.password))
+            first, body = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)
+        except BaseException:
+            self._close_streams()
+            raise
+        if first != CONNACK or len(body) < 2:
+            self._close_streams()
+            raise MQTTError("broker answered CONNECT with packet 0x%02x" % first)
+        if body[1] != 0:
+            self._close_streams()
+            raise MQTTError("connection refused: " + CONNACK_REASONS.get(body[1], str(body[1])))
+        self.connected = True
+        self._last_rx = self._last_tx = compat.ticks_ms()
+        self._tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._ping_loop())]
+        return bool(body[0] & 1)
+
+    async def _send(self, data):
+        async with self._wlock:
+            self._writer.write(data)
+            await self._writer.drain()
+        self._last_tx = compat.ticks_ms()
+
+    async def _read_packet(self):
+        r = self._reader
+        hdr = await r.readexactly(1)
+        n = 0
+        shift = 0
+        while True:
+            b = (await r.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = await r.readexactly(n) if n else b""
+        self._last_rx = compat.ticks_ms()
+        return hdr[0], body
+
+    async def _read_loop(self):
+        try:
+            while True:
+                first, body = await self._read_packet()
+                kind = first & 0xF0
+                if kind == PUBLISH:
+                    await self._on_publish(first, body)
+                elif kind in (PUBACK, SUBACK, UNSUBACK):
+                    pid = struct.unpack("!H", body[:2])[0]
+                    w = self._waiters.pop(pid, None)
+                    if w is not None:
+                        w[1] = body[2:] if kind == SUBACK else True
+                        w[0].set()
+                elif kind == PINGRESP:
+                    pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # EOF, reset, TLS error: the link is gone
+            self._lost(exc)
+
+    async def _on_publish(self, first, body):
+        qos = (first >> 1) & 3
+        tlen = struct.unpack("!H", body[:2])[0]
+        topic = body[2:2 + tlen].decode()
+        pos = 2 + tlen
+        pid = 0
+        if qos:
+            pid = struct.unpack("!H", body[pos:pos + 2])[0]
+            pos += 2
+        payload = body[pos:]
+        if self.on_message is not None:
+            try:
+                self.on_message(topic, payload)
+            except Exception as exc:
+                print("mqtt: message handler failed:", repr(exc))
+        if qos:
+            await self._send(packet(PUBACK, struct.pack("!H", pid)))
+
+    async def _ping_loop(self):
+        half = self.keepalive * 500
+        try:
+            while self.connected:
+                await compat.sleep_ms(min(half, 5000))
+                now = compat.ticks_ms()
+                if compat.ticks_diff(now, self._last_rx) > self.keepalive * 1500:
+                    self._lost(MQTTError("keep-alive timeout"))
+                    return
+                if compat.ticks_diff(now, self._last_tx) >= half:
+                    await self._send(bytes([PINGREQ, 0]))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._lost(exc)
+
+    def _lost(self, exc):
+        if not self.connected and self.closed.is_set():
+            return
+        self.connected = False
+        self.error = exc
+        for w in self._waiters.values():
+            w[0].set()
+        self._waiters = {}
+        self._close_streams()
+        self.closed.set()
+        me = None
+        try:
+            me = asyncio.current_task()
+        except Exception:
+            pass
+        for t in self._tasks:
+            if t is not me:
+                t.cancel()
+
+    def _close_streams(self):
+        w = self._writer
+        self._writer = None
+        if w is not None:
+            try:
+                w.close()
+            except Exception:
+                pass
+
+    def _expect(self, pid):
+        w = [asyncio.Event(), None]
+        self._waiters[pid] = w
+        return w
+
+    async def _wait_ack(self, pid, w, timeout_ms):
+        try:
+            await asyncio.wait_for(w[0].wait(), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            self._waiters.pop(pid, None)
+            raise MQTTError("no acknowledgement within %d ms" % timeout_ms)
+        if w[1] is None:
+            raise MQTTError("connection lost before acknowledgement")
+        return w[1]
+
+    def _check(self):
+        if not self.connected:
+            raise MQTTError("not connected")
+
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=10000):
+        """Publish; with qos=1 waits for PUBACK (raises MQTTError on timeout/loss)."""
+        self._check()
+        if qos == 0:
+            await self._send(publish_packet(topic, payload, 0, retain))
+            return
+        pid = self._next_pid()
+        w = self._expect(pid)
+        await self._send(publish_packet(topic, payload, 1, retain, pid))
+        await self._wait_ack(pid, w, timeout_ms)
+
+    async def subscribe(self, topics, qos=1, timeout_ms=10000):
+        """Subscribe to one topic or a list; returns the granted QoS list (0x80 = refused)."""
+        self._check()
+        if isinstance(topics, str):
+            topics = [topics]
+        pid = self._next_pid()
+        body = struct.pack("!H", pid)
+        for t in topics:
+            body += _str(t) + bytes([qos])
+        w = self._expect(pid)
+        await self._send(packet(SUBSCRIBE, body))
+        granted = await self._wait_ack(pid, w, timeout_ms)
+        return list(granted)
+
+    async def disconnect(self):
+        if self.connected:
+            try:
+                await self._send(bytes([DISCONNECT, 0]))
+            except Exception:
+                pass
+        self.connected = False
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        self._close_streams()
+        self.closed.set()

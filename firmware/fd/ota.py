@@ -1,0 +1,150 @@
+# OTA: HTTPS download (server verified with the device CA), SHA-256 check, write the
+# inactive slot, switch, and let the caller reboot.
+#
+# Off-board (and for MicroPython app updates) the image is a file set, "FDPKG1":
+#   b"FDPKG1\n" then, per file, b"<path>\n<size>\n" + <size bytes>, then b"END\n".
+# It is unpacked into /ota/<slot>/ (slot a|b, the one not running) and /ota/boot.json
+# {"slot", "version"} is switched to it; main.py puts that slot first on the module path.
+# On a real ESP32 a raw app .bin goes to the next OTA partition (esp32.Partition).
+import json
+
+from fd import compat
+from fd.compat import asyncio
+
+MAGIC = b"FDPKG1\n"
+MAX_IMAGE = 4 * 1024 * 1024
+CHUNK = 2048
+
+
+def parse_url(url):
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise ValueError("only https:// URLs are accepted, got %r" % (url,))
+    rest = url[8:]
+    host, _, path = rest.partition("/")
+    port = 443
+    if ":" in host:
+        host, p = host.rsplit(":", 1)
+        port = int(p)
+    return host, port, "/" + path
+
+
+async def download(dev, url, dest, timeout_ms=60000):
+    """Stream `url` into file `dest`. Returns (sha256 hex, size). Raises OSError/ValueError."""
+    host, port, path = parse_url(url)
+    ctx = compat.tls_context(dev.config.ca_der())
+    r, w = await compat.open_tls(host, port, ctx, timeout_ms)
+    try:
+        w.write(("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fleetdesk-fw\r\nConnection: close\r\n\r\n"
+                 % (path, host)).encode())
+        await w.drain()
+        status = await asyncio.wait_for(r.readline(), timeout_ms / 1000)
+        parts = status.split(None, 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise OSError("bad HTTP status line %r" % status[:60])
+        code = int(parts[1])
+        length = None
+        while True:
+            line = await asyncio.wait_for(r.readline(), timeout_ms / 1000)
+            if not line or line in (b"\r\n", b"\n"):
+                break
+            k, _, v = line.decode().partition(":")
+            if k.strip().lower() == "content-length":
+                length = int(v.strip())
+        if code != 200:
+            raise OSError("HTTP %d from %s" % (code, host))
+        if length is not None and length > MAX_IMAGE:
+            raise OSError("image of %d bytes is larger than %d" % (length, MAX_IMAGE))
+        h = compat.sha256_hex()
+        size = 0
+        with open(dest, "wb") as f:
+            while length is None or size < length:
+                try:
+                    chunk = await asyncio.wait_for(r.read(CHUNK), timeout_ms / 1000)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                h.update(chunk)
+                f.write(chunk)
+                size += len(chunk)
+                if size > MAX_IMAGE:
+                    raise OSError("image larger than %d bytes" % MAX_IMAGE)
+        if length is not None and size < length:
+            raise OSError("truncated download: got %d of %d bytes" % (size, length))
+        return compat.hexdigest(h), size
+    finally:
+        try:
+            w.close()
+        except Exception:
+            pass
+
+
+def unpack(src, dest_dir):
+    """Unpack an FDPKG file into dest_dir. Returns the number of files. Raises ValueError."""
+    compat.remove_tree(dest_dir)
+    compat.makedirs(dest_dir)
+    n = 0
+    with open(src, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("not a Fleetdesk file-set package")
+        while True:
+            name = f.readline().strip().decode()
+            if name == "END":
+                return n
+            if not name:
+                raise ValueError("package ends early (no END marker)")
+            if name.startswith("/") or ".." in name.split("/"):
+                raise ValueError("bad path in package: %r" % name)
+            size = int(f.readline())
+            data = f.read(size)
+            if len(data) != size:
+                raise ValueError("package ends inside %s" % name)
+            compat.write_bytes(dest_dir + "/" + name, data)
+            n += 1
+
+
+def boot_info(dev):
+    try:
+        return compat.read_json(dev.path("/ota/boot.json"))
+    except (OSError, ValueError):
+        return {}
+
+
+def inactive_slot(dev):
+    return "b" if boot_info(dev).get("slot") == "a" else "a"
+
+
+async def update(dev, url, sha256, version):
+    """Download, verify and install `version`. (True, "") or (False, reason); on failure the
+    running version and boot pointer are untouched."""
+    old_mode = dev.mode
+    dev.set_mode("ota")
+    tmp = dev.path("/ota/download.bin")
+    try:
+        if not isinstance(sha256, str) or len(sha256) != 64:
+            return False, "sha256 must be 64 hex characters"
+        compat.makedirs(dev.path("/ota"))
+        dev.log("info", "OTA %s: downloading %s" % (version, url))
+        try:
+            digest, size = await download(dev, url, tmp)
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            return False, "download failed: %s" % (exc or exc.__class__.__name__)
+        if digest != sha256.lower():
+            return False, "sha256 mismatch: expected %s, got %s" % (sha256.lower(), digest)
+        slot = inactive_slot(dev)
+        try:
+            n = unpack(tmp, dev.path("/ota/" + slot))
+        except (OSError, ValueError) as exc:
+            return False, "install failed: %s" % exc
+        compat.write_json(dev.path("/ota/boot.json"), {"slot": slot, "version": version,
+                                                       "previous": dev.settings["firmware_version"]})
+        dev.settings.update(firmware_version=version)
+        dev.log("info", "OTA %s: %d bytes, %d files in slot %s; rebooting" % (version, size, n, slot))
+        return True, ""
+    finally:
+        try:
+            compat.remove_tree(tmp)
+        except OSError:
+            pass
+        if dev.mode == "ota":
+            dev.set_mode(old_mode)

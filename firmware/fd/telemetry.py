@@ -1,0 +1,70 @@
+# DHT11 telemetry: read every `refresh` ms, publish on dt/<thing>/env, keep readings in a
+# bounded ring while offline and send them (oldest first) when the link is back.
+import json
+
+from fd import compat
+from fd.compat import asyncio
+
+RING = 64
+
+
+class Telemetry:
+    def __init__(self, dev, period_ms=None, ring=RING):
+        self.dev = dev
+        self.topic = "dt/%s/env" % dev.thing
+        self.period_ms = period_ms  # fixed period (simulator); None = settings.refresh
+        self.ring = []
+        self.ring_max = ring
+        self.seq = 0
+        self.sent = 0
+        self.dropped = 0
+        self.read_errors = 0
+        self.wake = asyncio.Event()
+
+    def period(self):
+        return self.period_ms or self.dev.settings["refresh"]
+
+    async def run(self):
+        dev = self.dev
+        t_next = compat.ticks_ms()
+        while True:
+            try:
+                t, h = dev.board.read_dht()
+            except OSError as exc:
+                self.read_errors += 1
+                if self.read_errors % 10 == 1:
+                    dev.log("warning", "DHT11 read failed (%s), %d so far" % (exc, self.read_errors))
+            else:
+                self.seq += 1
+                rec = {"temperature": t, "humidity": h, "ts": compat.epoch_ms(), "seq": self.seq}
+                self.ring.append(json.dumps(rec))
+                if len(self.ring) > self.ring_max:
+                    self.ring.pop(0)
+                    self.dropped += 1
+                await self.flush()
+                try:
+                    await dev.shadow.report_env(t, h)
+                except OSError:
+                    pass
+            t_next += self.period()
+            wait = compat.ticks_diff(t_next, compat.ticks_ms())
+            if wait < 0:  # fell behind (e.g. offline stalls): do not burst to catch up
+                t_next = compat.ticks_ms()
+                wait = 0
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), wait / 1000)
+                t_next = compat.ticks_ms()
+            except asyncio.TimeoutError:
+                pass
+
+    async def flush(self):
+        dev = self.dev
+        while self.ring and dev.connected:
+            msg = self.ring[0]
+            try:
+                await dev.client.publish(self.topic, msg, qos=0)
+            except OSError:
+                return
+            self.ring.pop(0)
+            self.sent += 1

