@@ -376,16 +376,19 @@ class Connection:
             return mqtt5_client_builder.mtls_from_path(
                 cert_filepath=s.cert_file, pri_key_filepath=s.key_file, username=s.username, **common)
         # username/password over TLS (server verified against ca_file or the system store)
-        tls_opts = io.TlsContextOptions()
-        if s.ca_file:
-            tls_opts.override_default_trust_store_from_path(None, s.ca_file)
+        tls_ctx = None
+        if s.tls:
+            tls_opts = io.TlsContextOptions()
+            if s.ca_file:
+                tls_opts.override_default_trust_store_from_path(None, s.ca_file)
+            tls_ctx = io.ClientTlsContext(tls_opts)
         connect = mqtt5.ConnectPacket(
             client_id=s.client_id, username=s.username, password=(s.password or "").encode(),
             keep_alive_interval_sec=s.keep_alive_sec, receive_maximum=s.receive_maximum,
             session_expiry_interval_sec=common["session_expiry_interval_sec"],
         )
         opts = mqtt5.ClientOptions(
-            host_name=s.host, port=s.port, tls_ctx=io.ClientTlsContext(tls_opts), connect_options=connect,
+            host_name=s.host, port=s.port, tls_ctx=tls_ctx, connect_options=connect,
             session_behavior=common["session_behavior"], retry_jitter_mode=common["retry_jitter_mode"],
             min_reconnect_delay_ms=s.min_reconnect_ms, max_reconnect_delay_ms=s.max_reconnect_ms,
             connack_timeout_ms=10_000, ack_timeout_sec=30,

@@ -43,6 +43,8 @@ class ConnectionSettings:
         min_reconnect_ms: first reconnect delay (exponential backoff with jitter after that).
         max_reconnect_ms: reconnect delay cap.
         initial_attempts: failed attempts before the first success that end in ``failed``.
+        tls: False only for a privileged login on a loopback listener (the sandbox's
+            internal port); refused for any other host.
         extra: free-form options (kept for forward compatibility).
     """
 
@@ -64,6 +66,7 @@ class ConnectionSettings:
     min_reconnect_ms: int = 250
     max_reconnect_ms: int = 10_000
     initial_attempts: int = 3
+    tls: bool = True
     extra: dict = field(default_factory=dict)
 
     @property
@@ -87,6 +90,8 @@ class ConnectionSettings:
             raise ConfigError(f"MQTT port {self.port} is out of range", "use 8883 (mTLS) or 443")
         if not self.client_id:
             raise ConfigError("the MQTT client id is empty", "devices use their thing name as client id")
+        if not self.tls and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"refusing MQTT without TLS to {self.host}", "plain MQTT is only for loopback")
         if self.websockets:
             if self.credentials_provider is None:
                 raise ConfigError(

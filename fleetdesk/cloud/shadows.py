@@ -1,0 +1,256 @@
+"""Device shadows over MQTT for any thing (classic and named), with AWS semantics.
+
+Requests go to ``$aws/things/<thing>/shadow[/name/<n>]/get|update|delete`` with a
+``clientToken``; replies are matched by that token on ``/accepted`` or ``/rejected``.
+``/update/delta`` and ``/update/documents`` of every thing are streamed to listeners and
+async iterators, and fed to the fleet model.
+
+Version conflicts: pass ``version=`` (the version the edit was made against). On 409 the
+shadow is reloaded and :class:`ShadowConflict` carries the current document and which keys
+differ; nothing is retried or overwritten behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from fleetdesk.cloud.connection import Connection, Message
+from fleetdesk.cloud.errors import RequestTimeout, ShadowConflict, ShadowRejected
+from fleetdesk.cloud.topics import parse_shadow_topic, shadow_filters, shadow_prefix
+from fleetdesk.fleet.state import FleetState
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ShadowEvent:
+    """A shadow event seen on the broker.
+
+    Attributes:
+        thing: thing name.
+        name: named shadow, or None for the classic one.
+        kind: "delta", "documents", "accepted" (an update by anyone) or "deleted".
+        doc: the payload as received (parsed JSON).
+    """
+
+    thing: str
+    name: str | None
+    kind: str
+    doc: dict
+
+
+def leaf_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ between two JSON values (objects recursed)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += leaf_diff(a.get(key, _MISSING), b.get(key, _MISSING), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+class Shadows:
+    """Get/update/delete any thing's shadow and watch deltas and documents.
+
+    Args:
+        conn: privileged :class:`Connection` (the app's).
+        fleet: optional fleet model fed with documents and get replies.
+        timeout: seconds to wait for a reply.
+    """
+
+    def __init__(self, conn: Connection, fleet: FleetState | None = None, *, timeout: float = 10.0) -> None:
+        self.conn = conn
+        self.fleet = fleet
+        self.timeout = timeout
+        self._pending: dict[str, asyncio.Future] = {}
+        self._listeners: list[Callable[[ShadowEvent], Any]] = []
+        self._queues: list[tuple[asyncio.Queue, str | None, set[str]]] = []
+        self._removers: list[Callable] = []
+
+    async def start(self) -> None:
+        """Subscribe to every shadow reply/event topic (``$aws`` topics named explicitly)."""
+        for f in shadow_filters():
+            self._removers.append(await self.conn.subscribe(f, self._on_message, qos=1))
+
+    async def stop(self) -> None:
+        for remove in self._removers:
+            await remove()
+        self._removers.clear()
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+
+    # ---------------------------------------------------------------- requests
+    async def _request(self, thing: str, name: str | None, op: str, body: dict) -> dict:
+        token = uuid.uuid4().hex
+        body = {**body, "clientToken": token}
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[token] = fut
+        try:
+            await self.conn.publish(f"{shadow_prefix(thing, name)}/{op}", body, qos=1)
+            try:
+                kind, doc = await asyncio.wait_for(fut, self.timeout)
+            except asyncio.TimeoutError as exc:
+                raise RequestTimeout(
+                    f"no reply to shadow {op} of {_label(thing, name)} within {self.timeout:.0f} s",
+                    "is the shadow service running and the connection up?",
+                ) from exc
+        finally:
+            self._pending.pop(token, None)
+        if kind == "rejected":
+            code = int(doc.get("code", 0) or 0)
+            raise ShadowRejected(
+                f"shadow {op} of {_label(thing, name)} rejected: {code} {doc.get('message', '')}".strip(),
+                _ADVICE.get(code), code=code, error=doc)
+        doc.pop("clientToken", None)
+        return doc
+
+    async def get(self, thing: str, name: str | None = None) -> dict:
+        """The full shadow document (state, metadata, version, timestamp).
+
+        Raises:
+            ShadowRejected: e.g. code 404 when the shadow does not exist.
+            RequestTimeout: no reply.
+        """
+        doc = await self._request(thing, name, "get", {})
+        if self.fleet is not None:
+            self.fleet.apply_shadow(thing, doc, name)
+        return doc
+
+    async def update(self, thing: str, *, desired: Any = _MISSING, reported: Any = _MISSING,
+                     name: str | None = None, version: int | None = None, base: dict | None = None) -> dict:
+        """Update desired and/or reported (``None`` clears a section; a ``None`` leaf deletes a key).
+
+        Args:
+            thing: thing name.
+            desired: the desired changes.
+            reported: the reported changes.
+            name: named shadow.
+            version: the version this edit was made against (recommended from editors).
+            base: the document the edit was made against; on a conflict ``changed`` is then the
+                list of keys someone else changed since.
+
+        Returns:
+            The ``/update/accepted`` document.
+
+        Raises:
+            ShadowConflict: ``version`` is stale; carries the reloaded document.
+            ShadowRejected: 400 (bad document), 413 (too large), 429 (too many requests)...
+        """
+        state: dict = {}
+        if desired is not _MISSING:
+            state["desired"] = desired
+        if reported is not _MISSING:
+            state["reported"] = reported
+        if not state:
+            raise ShadowRejected("nothing to update: give desired and/or reported", code=400)
+        body: dict = {"state": state}
+        if version is not None:
+            body["version"] = int(version)
+        try:
+            return await self._request(thing, name, "update", body)
+        except ShadowRejected as exc:
+            if exc.code != 409:
+                raise
+            try:
+                current = await self.get(thing, name)
+            except ShadowRejected:
+                current = {}
+            cur_state = current.get("state", {}) if isinstance(current, dict) else {}
+            if base is not None:
+                changed = leaf_diff(base.get("state", {}), cur_state)
+            else:
+                changed = [p for p in leaf_diff(state, {k: cur_state.get(k, _MISSING) for k in state})]
+            raise ShadowConflict(
+                f"shadow of {_label(thing, name)} changed since version {version} "
+                f"(now {current.get('version')}); your update was not applied",
+                "review the reloaded shadow and apply your change again",
+                error=exc.error, current=current, changed=changed) from exc
+
+    async def delete(self, thing: str, name: str | None = None, version: int | None = None) -> dict:
+        """Delete a shadow (404 if it does not exist)."""
+        body = {"version": int(version)} if version is not None else {}
+        doc = await self._request(thing, name, "delete", body)
+        if self.fleet is not None and name is None:
+            self.fleet.apply_shadow_deleted(thing)
+        return doc
+
+    # ---------------------------------------------------------------- events
+    def add_listener(self, fn: Callable[[ShadowEvent], Any]) -> Callable[[], None]:
+        """Call ``fn(event)`` on the loop for every delta/documents/accepted/deleted event."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    async def events(self, thing: str | None = None, kinds: tuple[str, ...] = ("delta", "documents"),
+                     ) -> AsyncIterator[ShadowEvent]:
+        """Async iterator of events of one thing (or all), of the given kinds."""
+        q: asyncio.Queue = asyncio.Queue()
+        entry = (q, thing, set(kinds))
+        self._queues.append(entry)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._queues.remove(entry)
+
+    def _on_message(self, msg: Message) -> None:
+        parsed = parse_shadow_topic(msg.topic)
+        if parsed is None:
+            return
+        thing, name, op, suffix = parsed
+        try:
+            doc = json.loads(msg.payload)
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            if self.fleet is not None:
+                self.fleet._problem("malformed_shadow", thing, exc, msg.payload)
+            return
+        token = doc.get("clientToken")
+        if suffix in ("accepted", "rejected") and token in self._pending:
+            fut = self._pending[token]
+            if not fut.done():
+                fut.set_result((suffix, dict(doc)))
+        kind = None
+        if op == "update" and suffix in ("delta", "documents", "accepted"):
+            kind = suffix
+        elif op == "delete" and suffix == "accepted":
+            kind = "deleted"
+        if kind is None:
+            return
+        if self.fleet is not None and name is None:
+            if kind == "documents":
+                self.fleet.apply_shadow(thing, doc)
+            elif kind == "deleted":
+                self.fleet.apply_shadow_deleted(thing)
+        ev = ShadowEvent(thing, name, kind, doc)
+        for fn in list(self._listeners):
+            try:
+                fn(ev)
+            except Exception:  # a listener must not break the stream
+                import logging
+
+                logging.getLogger(__name__).exception("shadow listener failed")
+        for q, want_thing, kinds in self._queues:
+            if (want_thing is None or want_thing == thing) and kind in kinds:
+                q.put_nowait(ev)
+
+
+def _label(thing: str, name: str | None) -> str:
+    return f"{thing} (shadow {name!r})" if name else thing
+
+
+_ADVICE = {
+    400: "the document is not valid shadow JSON (state.desired/reported objects)",
+    401: "the app's credentials may not touch this shadow",
+    403: "the app's credentials may not touch this shadow",
+    404: "the shadow does not exist yet: update it to create it",
+    409: "reload the shadow and apply the change again",
+    413: "the shadow state is over 8 KB: remove keys",
+    429: "too many requests in flight for this thing: retry in a moment",
+    500: "the shadow service failed: retry",
+}
