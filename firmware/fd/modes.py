@@ -23,8 +23,8 @@ class ConfigDevice:
     def wifi_scan(self):
         return wifi.scan(self._dev.board.wlan)
 
-    async def wifi_connect(self, ssid, password):
-        return await wifi.connect(self._dev.board.wlan, ssid, password)
+    def wifi_connect(self, ssid, password):
+        return wifi.connect_sync(self._dev.board.wlan, ssid, password)
 
     def reboot(self):
         self._dev.board.reset()

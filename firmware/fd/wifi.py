@@ -25,6 +25,26 @@ async def connect(wlan, ssid, password, timeout_ms=15000):
     return False, "timeout"
 
 
+def connect_sync(wlan, ssid, password, timeout_ms=10000):
+    """Blocking variant of connect() for callers outside asyncio (BLE config)."""
+    import time
+
+    wlan.active(True)
+    try:
+        wlan.connect(ssid, password)
+    except OSError as exc:
+        return False, "connect error %s" % exc
+    t0 = compat.ticks_ms()
+    while compat.ticks_diff(compat.ticks_ms(), t0) < timeout_ms:
+        if wlan.isconnected():
+            return True, "connected"
+        st = wlan.status()
+        if st in (201, 202, 203):
+            return False, REASONS[st]
+        time.sleep(0.1)
+    return False, "timeout"
+
+
 def scan(wlan):
     """[(ssid, rssi, auth)] strongest first."""
     wlan.active(True)
