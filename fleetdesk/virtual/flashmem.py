@@ -1,0 +1,86 @@
+"""A virtual board's SPI flash: a file in the state dir, erased = 0xFF.
+
+Reads and writes go straight to the file (plain ``os.pread``/``os.pwrite``), so the
+contents persist across board restarts exactly like a real module's flash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fleetdesk.errors import BoardError
+
+SECTOR = 0x1000
+JEDEC_CAPACITY = {1 << 20: 0x14, 2 << 20: 0x15, 4 << 20: 0x16, 8 << 20: 0x17, 16 << 20: 0x18}
+_ERASE_CHUNK = b"\xff" * 0x10000
+
+
+class FlashRangeError(BoardError):
+    """An access past the end of the flash chip."""
+
+
+class FlashMemory:
+    """File-backed NOR flash of a fixed size.
+
+    Args:
+        path: backing file; created erased (all 0xFF) when missing or resized.
+        size: flash size in bytes (1, 2, 4, 8 or 16 MB).
+    """
+
+    def __init__(self, path: Path, size: int = 4 << 20) -> None:
+        if size not in JEDEC_CAPACITY:
+            raise BoardError(f"Unsupported flash size {size} bytes", "use 1, 2, 4, 8 or 16 MB")
+        self.path = Path(path)
+        self.size = size
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        current = os.fstat(self._fd).st_size
+        if fresh or current != size:
+            os.ftruncate(self._fd, 0)
+            self.erase(0, size)
+
+    @property
+    def jedec_id(self) -> int:
+        """RDID answer: manufacturer 0xEF (Winbond), device 0x40, capacity byte."""
+        return 0xEF | (0x40 << 8) | (JEDEC_CAPACITY[self.size] << 16)
+
+    def _check(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise FlashRangeError(
+                f"Flash access {offset:#x}+{length:#x} is past the end of {self.size >> 20} MB flash",
+                "check the offset and the board's flash size",
+            )
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``offset``."""
+        self._check(offset, length)
+        return os.pread(self._fd, length, offset)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Program ``data`` at ``offset`` (the caller erased the sectors first)."""
+        self._check(offset, len(data))
+        os.pwrite(self._fd, data, offset)
+
+    def erase(self, offset: int, length: int) -> None:
+        """Set ``length`` bytes from ``offset`` to 0xFF."""
+        self._check(offset, length)
+        end = offset + length
+        while offset < end:
+            n = min(len(_ERASE_CHUNK), end - offset)
+            os.pwrite(self._fd, _ERASE_CHUNK[:n], offset)
+            offset += n
+
+    def erase_sectors(self, offset: int, length: int) -> None:
+        """Erase every 4 KB sector touched by ``[offset, offset+length)``."""
+        start = offset - offset % SECTOR
+        end = min(self.size, -(-(offset + length) // SECTOR) * SECTOR)
+        if end > start:
+            self.erase(start, end - start)
+
+    def close(self) -> None:
+        """Release the backing file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,82 @@
+"""Discovery of virtual boards: one JSON file per plugged-in board in the app data dir.
+
+``<data dir>/virtual-ports/<port>.json`` holds ``{port, chip, mac, pid, location, name,
+control}``; it is written when a board's port opens and removed when it closes
+(unplug). Entries whose process is gone are ignored (and swept), so a crashed runner
+leaves no ghost ports. :func:`list_virtual_ports` is what port discovery lists beside
+pyserial's ``comports()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fleetdesk.paths import data_dir
+
+
+def registry_dir() -> Path:
+    """The directory holding one file per registered virtual port."""
+    path = data_dir() / "virtual-ports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _entry_path(port_url: str) -> Path:
+    return registry_dir() / (port_url.rsplit(":", 1)[-1] + ".json")
+
+
+def register(board, control: str | None = None) -> dict:
+    """Write (atomically) the discovery entry of a board whose port is open."""
+    entry = {
+        "port": board.url,
+        "chip": board.spec.model.name,
+        "mac": board.spec.mac,
+        "pid": os.getpid(),
+        "name": board.spec.name,
+        "location": f"virtual:{board.state_dir.resolve()}/{board.spec.name}",
+        "control": control or getattr(board, "control", None),
+    }
+    path = _entry_path(board.url)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry))
+    os.replace(tmp, path)
+    return entry
+
+
+def unregister(board) -> None:
+    """Remove a board's entry (its port closed)."""
+    try:
+        _entry_path(board.url).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def list_virtual_ports() -> list[dict]:
+    """Registered virtual ports whose process is alive, sorted by port URL."""
+    out = []
+    for path in sorted(registry_dir().glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+            pid = int(entry["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # torn or foreign file
+        if not _alive(pid):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            continue
+        out.append(entry)
+    return sorted(out, key=lambda e: e["port"])
