@@ -170,11 +170,9 @@ def parse_partition_table(data: bytes) -> tuple[Partition, ...]:
         from fleetdesk.boards import partitions as shared
     except ImportError:
         shared = None
-    if shared is not None and hasattr(shared, "parse_table"):
+    if shared is not None and hasattr(shared, "parse"):
         try:
-            return tuple(
-                Partition(e.label, int(e.type), int(e.subtype), e.offset, e.size) for e in shared.parse_table(data)
-            )
+            return tuple(Partition(e.label, int(e.type), int(e.subtype), e.offset, e.size) for e in shared.parse(data))
         except Exception:
             pass
     out = []

@@ -19,15 +19,21 @@ def add_files(image: bytes, files: dict[str, bytes]) -> bytes:
         from fleetdesk.boards import fsimage
     except ImportError:
         fsimage = None
-    for name in ("add_files", "add_files_to_image"):
-        fn = getattr(fsimage, name, None) if fsimage else None
-        if fn is not None and image.count(0xFF) != len(image):
-            return bytes(fn(image, files))
+    if fsimage is not None and hasattr(fsimage, "add_files"):
+        if image.count(0xFF) == len(image):
+            return bytes(fsimage.build_image(files, len(image)))
+        return bytes(fsimage.add_files(image, files))
     return _add_files_lfs(image, files)
 
 
 def read_files(image: bytes) -> dict[str, bytes]:
     """All files in a littlefs image, path -> bytes (for checks and identity backups)."""
+    try:
+        from fleetdesk.boards import fsimage
+    except ImportError:
+        fsimage = None
+    if fsimage is not None and hasattr(fsimage, "read_image"):
+        return fsimage.read_image(image)
     import littlefs
 
     fs = _mount(image, littlefs)

@@ -1,0 +1,180 @@
+"""A board's cloud identity at flash time: thing + cert in the active profile, device files.
+
+`CloudTarget` is where boards will connect (endpoint, port, CA) plus a boto3 ``iot`` client
+for the control plane: the local sandbox or AWS. `mint_identity` creates (or reuses) the
+thing for a MAC, a fresh key + certificate and the thing-scoped policy; `device_files`
+turns it into the files the firmware reads from its littlefs ``vfs`` partition.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetdesk.errors import CloudError
+from fleetdesk.paths import data_dir, write_private
+
+
+@dataclass
+class CloudTarget:
+    """Control plane client and the device endpoint of one profile.
+
+    Attributes:
+        iot: boto3 ``iot`` client.
+        endpoint: MQTT host boards connect to.
+        port: MQTT/TLS port.
+        region: AWS region.
+        ca_pem: CA bundle the device trusts (PEM).
+        name: profile label for records.
+    """
+
+    iot: Any
+    endpoint: str
+    port: int
+    region: str
+    ca_pem: bytes
+    name: str = "sandbox"
+
+    @classmethod
+    def from_sandbox(cls, state_dir: str | Path | None = None) -> "CloudTarget":
+        """The running local sandbox (raises CloudError when it is not running)."""
+        import boto3
+
+        from fleetdesk.paths import sandbox_state_dir
+        from fleetdesk.sandbox.info import SandboxInfo
+
+        state = Path(state_dir) if state_dir else sandbox_state_dir()
+        info = SandboxInfo.load(state)
+        if info is None:
+            raise CloudError(f"the sandbox in {state} is not running",
+                             "start it with `fleetdesk sandbox up` (or from the app), or flash without --identity")
+        iot = boto3.client("iot", **info.boto3_kwargs())
+        return cls(iot, info.mqtt_host, int(info.mqtt_port), info.region, Path(info.ca_file).read_bytes())
+
+    def connectivity(self, thing: str) -> dict:
+        """GetThingConnectivityData: {"connected": bool, "timestamp": epoch ms, ...}."""
+        resp = self.iot.get_thing_connectivity_data(thingName=thing)
+        ts = resp.get("timestamp")
+        if hasattr(ts, "timestamp"):
+            ts = int(ts.timestamp() * 1000)
+        return {"connected": bool(resp.get("connected")), "timestamp": ts,
+                "disconnect_reason": resp.get("disconnectReason")}
+
+    def deactivate(self, certificate_id: str) -> None:
+        """Set a certificate INACTIVE (rollback of an identity a board never used)."""
+        self.iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
+
+
+@dataclass
+class MintedIdentity:
+    thing_name: str
+    certificate_id: str
+    certificate_pem: str
+    private_key_pem: str
+    pop: str
+    key_path: Path
+
+
+def thing_name_for(template: str, mac: str, chip: str = "", n: int = 0) -> str:
+    """Render a thing-name template: ``fd-{mac}`` -> ``fd-aabbccddeeff``."""
+    name = template.format(mac=mac.replace(":", "").lower(), chip=chip.lower().replace("-", ""), n=n)
+    if not name or len(name) > 128 or any(c not in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-"
+                                           for c in name):
+        raise CloudError(f"thing name {name!r} from template {template!r} is not valid",
+                         "use letters, digits, ':', '_' and '-' (at most 128), e.g. fd-{mac}")
+    return name
+
+
+def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: str | None = None) -> MintedIdentity:
+    """Create (or reuse) the thing and make a new key + certificate with the thing policy.
+
+    The private key and the BLE proof-of-possession secret are stored 0600 in the app data
+    dir (devices/<thing>/), never logged.
+
+    Raises:
+        CloudError: the cloud refused or did not answer (no certificate is left ACTIVE:
+            a certificate created before the failure is set INACTIVE).
+    """
+    attributes = {"mac": mac.replace(":", "")}
+    if product:
+        attributes["product"] = product
+    try:
+        from fleetdesk.cloud.identity import create_device_identity
+    except ImportError as exc:
+        raise CloudError("the cloud identity module is not available", "update Fleetdesk") from exc
+    before = _thing_certs(target, thing_name)
+    try:
+        ident = create_device_identity(target.iot, thing_name, attributes=attributes)
+    except Exception as exc:
+        _deactivate_new_certs(target, thing_name, before)
+        raise CloudError(f"could not create the identity for {thing_name} in the cloud ({exc})",
+                         "check the network and the profile; nothing was flashed") from exc
+    pop = secrets.token_hex(16)
+    folder = data_dir() / "devices" / thing_name
+    key_path = folder / f"{ident.certificate_id[:16]}.private.pem.key"
+    write_private(key_path, ident.private_key_pem.encode())
+    write_private(folder / "pop.txt", pop.encode())
+    (folder / f"{ident.certificate_id[:16]}.cert.pem").write_text(ident.certificate_pem)
+    return MintedIdentity(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem, pop, key_path)
+
+
+def _thing_certs(target: CloudTarget, thing: str) -> set[str]:
+    try:
+        return set(target.iot.list_thing_principals(thingName=thing).get("principals", []))
+    except Exception:
+        return set()
+
+
+def _deactivate_new_certs(target: CloudTarget, thing: str, before: set[str]) -> None:
+    for arn in _thing_certs(target, thing) - before:
+        try:
+            target.deactivate(arn.rsplit("/", 1)[-1])
+        except Exception:
+            pass
+
+
+def _der_cert(pem: str) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+
+
+def _der_key(pem: str) -> bytes:
+    from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
+                                                              load_pem_private_key)
+
+    key = load_pem_private_key(pem.encode(), password=None)
+    return key.private_bytes(Encoding.DER, PrivateFormat.TraditionalOpenSSL, NoEncryption())
+
+
+def device_files(identity: MintedIdentity, target: CloudTarget, *, product: str | None = None,
+                 wifi: dict | None = None) -> dict[str, bytes]:
+    """The per-device files for the vfs image: /config.json and /certs/{ca,cert,key}.der."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ca_der = x509.load_pem_x509_certificates(target.ca_pem)[0].public_bytes(Encoding.DER)
+    config = {
+        "thing_name": identity.thing_name,
+        "endpoint": target.endpoint,
+        "port": target.port,
+        "region": target.region,
+        "ca": "/certs/ca.der",
+        "cert": "/certs/cert.der",
+        "key": "/certs/key.der",
+        "pop": identity.pop,
+    }
+    if product:
+        config["product"] = product
+    if wifi:
+        config["wifi"] = {"ssid": wifi.get("ssid", ""), "password": wifi.get("password", "")}
+    return {
+        "/config.json": json.dumps(config, indent=1).encode(),
+        "/certs/ca.der": ca_der,
+        "/certs/cert.der": _der_cert(identity.certificate_pem),
+        "/certs/key.der": _der_key(identity.private_key_pem),
+    }

@@ -1,0 +1,426 @@
+"""The factory station pipeline: detect -> identity -> write -> verify -> boot -> online.
+
+One `BoardPipeline` per board, each in its own thread driving one esptool worker process.
+Every step is journaled in the production DB; the attempt row is written once, at the end
+(PASS or FAIL), so a crash never leaves a half-written row. On FAIL after the identity was
+minted, the new certificate is set INACTIVE (never left ACTIVE for a board that never came
+online). `Station.recover()` does the same for runs a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from fleetdesk.boards.advice import advise
+from fleetdesk.errors import FleetdeskError
+
+STAGES = ("detect", "identity", "write", "verify", "boot", "online")
+_WORKER_STAGE = {"connecting": "detect", "erasing": "write", "writing": "write", "verifying": "verify",
+                 "booting": "boot"}
+
+
+@dataclass
+class StationSettings:
+    """What the operator locks in before pressing START (see the Stations page)."""
+
+    bundle: str = ""
+    baud: int = 460800
+    identity: bool = True
+    name_template: str = "fd-{mac}"
+    operator: str = ""
+    station: str = ""
+    product: str | None = None
+    sandbox_state_dir: str | None = None
+    online_timeout: float = 60.0
+    wait_online: bool = True
+    allowed_usb: list = field(default_factory=list)
+    wifi: dict | None = None
+    db_path: str | None = None
+
+
+@dataclass
+class BoardResult:
+    """One board's outcome, as printed by the CLI and shown on a tile."""
+
+    port: str
+    result: str = "FAIL"
+    stage: str = ""
+    chip: str | None = None
+    mac: str | None = None
+    thing: str | None = None
+    certificate_id: str | None = None
+    error: str = ""
+    advice: str = ""
+    advice_code: str = ""
+    duration_s: float = 0.0
+    reflash: bool = False
+    baud_fallback: bool = False
+    console_tail: list = field(default_factory=list)
+    esptool_tail: list = field(default_factory=list)
+    attempt_id: int | None = None
+    run_id: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class ConsoleReader:
+    """Reads a board's serial console after reset, keeping the last lines.
+
+    On ``socket://`` virtual boards a connection with no bootloader traffic is a terminal;
+    on real ports DTR/RTS are held low so opening does not reset the board.
+    """
+
+    def __init__(self, port: str, keep: int = 60) -> None:
+        self.port = port
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"console {port}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        import serial
+
+        ser = None
+        for _ in range(20):
+            try:
+                ser = serial.serial_for_url(self.port, do_not_open=True, baudrate=115200, timeout=0.2)
+                ser.dtr = False
+                ser.rts = False
+                ser.open()
+                break
+            except (serial.SerialException, OSError, ValueError):
+                ser = None
+                if self._stop.wait(0.25):
+                    return
+        if ser is None:
+            self.lines.append("(could not open the console)")
+            return
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = ser.read(4096)
+                except (serial.SerialException, OSError):
+                    self.lines.append("(console connection lost)")
+                    return
+                if not chunk:
+                    continue
+                buf += chunk
+                *complete, buf = buf.split(b"\n")
+                for raw in complete:
+                    self.lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
+        finally:
+            ser.close()
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        return list(self.lines)
+
+
+class BoardPipeline:
+    """Flash one board, end to end, in the calling thread.
+
+    Args:
+        port: serial URL.
+        plan: the loaded FlashPlan.
+        settings: station settings.
+        db: ProductionDB.
+        cloud: CloudTarget (None without identity).
+        on_event: ``fn(port, dict)``; dict has any of stage, percent, bytes, total, log, state.
+    """
+
+    def __init__(self, port, plan, settings: StationSettings, db, cloud=None, on_event=None, slot: str = "") -> None:
+        self.port, self.plan, self.settings, self.db, self.cloud = port, plan, settings, db, cloud
+        self.slot = slot
+        self._emit = on_event or (lambda port, ev: None)
+        self._job = None
+        self._cancel = threading.Event()
+        self.result = BoardResult(port)
+        self._minted = None
+        self._run_id: str | None = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        if self._job is not None:
+            self._job.cancel()
+
+    def _event(self, **ev) -> None:
+        if "stage" in ev:
+            self.result.stage = ev["stage"]
+        self._emit(self.port, ev)
+
+    def _journal(self, step, status, detail="", **fields) -> None:
+        if self._run_id:
+            self.db.step(self._run_id, step, status, detail, **fields)
+
+    # --- identity, called by the worker once connected (same connection) ----------------
+    def _prepare(self, info: dict):
+        from fleetdesk.boards.identity import device_files, mint_identity, thing_name_for
+
+        mac = info.get("mac")
+        self.result.chip, self.result.mac = info.get("chip"), mac
+        self._journal("detect", "done", {k: info.get(k) for k in ("chip", "mac", "revision", "flash_size")}, mac=mac)
+        self.plan.check_chip(info.get("chip"))
+        self.plan.check_fits(info.get("flash_bytes"))
+        if not self.settings.identity:
+            return self.plan
+        if self._cancel.is_set():
+            raise FleetdeskError("cancelled by the operator")
+        self._event(stage="identity")
+        self._journal("identity", "begin")
+        known = self.db.device(mac) if mac else None
+        thing = (known.thing if known and known.thing else
+                 thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
+        existed = _thing_exists(self.cloud, thing)
+        minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product)
+        self._minted = minted
+        self.result.thing, self.result.certificate_id = thing, minted.certificate_id
+        self._journal("identity", "done", {"thing": thing, "created": not existed}, thing=thing,
+                      certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
+        files = device_files(minted, self.cloud, product=self.settings.product, wifi=self.settings.wifi)
+        plan = self.plan.with_vfs_files(files)
+        self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
+        return plan
+
+    def _on_worker_event(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "stage":
+            stage = _WORKER_STAGE.get(ev.get("stage"), ev.get("stage"))
+            if stage == "verify":
+                self._journal("write", "done")
+                self._journal("verify", "begin")
+            self._event(stage=stage)
+        elif kind == "progress":
+            self._event(percent=ev.get("percent", 0), bytes=ev.get("bytes"), total=ev.get("total"))
+        elif kind == "log":
+            self._event(log=ev.get("text", ""))
+        elif kind == "info":
+            self.result.chip, self.result.mac = ev.get("chip"), ev.get("mac")
+            self._event(info={k: v for k, v in ev.items() if k != "event"})
+        elif kind == "fallback":
+            self._event(log=f"fell back to {ev.get('baud')} baud", fallback=True)
+
+    def run(self) -> BoardResult:
+        from fleetdesk.boards.flasher import FlashJob
+
+        started = time.monotonic()
+        r = self.result
+        self._run_id = self.db.start_run(station=self.settings.station, port=self.port, slot=self.slot)
+        r.run_id = self._run_id
+        self._event(stage="detect", state="running", percent=0)
+        self._journal("detect", "begin")
+        console = None
+        try:
+            self._job = FlashJob(self.port, self.plan, baud=self.settings.baud, on_event=self._on_worker_event,
+                                 prepare=self._prepare)
+            if self._cancel.is_set():
+                self._job.cancel()
+            wr = self._job.run()
+            r.baud_fallback = wr.baud_fallback
+            r.esptool_tail = (wr.last_lines or wr.trace)[-20:]
+            if not wr.ok:
+                step = "identity" if wr.kind == "prepare" and self.settings.identity and self._minted is None else \
+                    ("detect" if not r.mac else ("write" if wr.written else "detect"))
+                if wr.kind == "prepare" and self._minted is not None:
+                    step = "write"
+                raise _Failed(step, wr.error or wr.kind, wr.kind)
+            self._journal("verify", "done")
+            flashed_at = time.time()
+            self._event(stage="boot")
+            self._journal("boot", "begin")
+            console = ConsoleReader(self.port)
+            if self.settings.identity and self.settings.wait_online:
+                self._event(stage="online")
+                self._journal("online", "begin")
+                self._wait_online(flashed_at)
+                self._journal("online", "done")
+            else:
+                self._cancel.wait(1.0)
+            r.result = "PASS"
+        except _Failed as f:
+            r.error = f.reason
+            self._journal(f.step, "failed", f.reason)
+        except FleetdeskError as exc:
+            r.error = exc.message
+            self._journal(r.stage or "detect", "failed", exc.message)
+        except Exception as exc:  # noqa: BLE001 - a pipeline bug still ends in a FAIL row
+            r.error = f"{type(exc).__name__}: {exc}"
+            self._journal(r.stage or "detect", "failed", r.error)
+        finally:
+            if console is not None:
+                r.console_tail = console.stop()[-20:]
+        if r.result != "PASS":
+            if self._cancel.is_set() and "cancel" not in r.error:
+                r.error = f"cancelled by the operator ({r.error})"
+            adv = advise(r.error)
+            r.advice, r.advice_code = adv.line(), adv.code
+            self._rollback()
+        elif r.baud_fallback:
+            adv = advise("falling back to 115200")
+            r.advice, r.advice_code = adv.line(), adv.code
+        r.duration_s = round(time.monotonic() - started, 2)
+        known = self.db.device(r.mac) if r.mac else None
+        r.reflash = bool(known)
+        r.attempt_id = self.db.finish(self._run_id, {
+            "station": self.settings.station, "port": self.port, "slot": self.slot, "operator": self.settings.operator,
+            "chip": r.chip, "mac": r.mac, "bundle_sha256": self.plan.sha256, "thing": r.thing,
+            "certificate_id": r.certificate_id, "result": r.result, "duration_s": r.duration_s,
+            "error": r.error or None, "baud": 115200 if r.baud_fallback else self.settings.baud,
+            "product": self.settings.product})
+        if r.result == "PASS" and known and known.certificate_id and known.certificate_id != r.certificate_id \
+                and self.cloud is not None:
+            try:  # the board now uses its new certificate: retire the superseded one
+                self.cloud.deactivate(known.certificate_id)
+            except Exception:
+                pass
+        self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
+        return r
+
+    def _wait_online(self, flashed_at: float) -> None:
+        deadline = time.monotonic() + self.settings.online_timeout
+        thing = self.result.thing
+        while time.monotonic() < deadline:
+            if self._cancel.is_set():
+                raise _Failed("online", "cancelled by the operator", "cancelled")
+            try:
+                c = self.cloud.connectivity(thing)
+            except Exception as exc:  # noqa: BLE001 - transient control-plane errors: keep polling
+                c = {"connected": False, "error": str(exc)}
+            ts = c.get("timestamp")
+            if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
+                return
+            self._cancel.wait(0.5)
+        raise _Failed("online", f"{thing} did not come online in presence within "
+                                f"{self.settings.online_timeout:.0f} s after boot", "not-online")
+
+    def _rollback(self) -> None:
+        """A cert minted for a board that never came online is set INACTIVE and journaled."""
+        if self._minted is None or self.cloud is None:
+            return
+        try:
+            self.cloud.deactivate(self._minted.certificate_id)
+            self._journal("rollback", "done", {"certificate_id": self._minted.certificate_id, "status": "INACTIVE"})
+        except Exception as exc:  # noqa: BLE001 - left for Station.recover()
+            self._journal("rollback", "failed", str(exc))
+
+
+class _Failed(Exception):
+    def __init__(self, step: str, reason: str, kind: str = "") -> None:
+        super().__init__(reason)
+        self.step, self.reason, self.kind = step, reason, kind
+
+
+def _thing_exists(cloud, thing: str) -> bool:
+    try:
+        cloud.iot.describe_thing(thingName=thing)
+        return True
+    except Exception:
+        return False
+
+
+class Station:
+    """A bench of ports flashed with the same settings.
+
+    Args:
+        settings: the station's locked settings.
+        cloud: a CloudTarget; by default the sandbox profile when ``settings.identity``.
+        db: a ProductionDB (default: the app data dir's).
+    """
+
+    def __init__(self, settings: StationSettings, *, cloud=None, db=None) -> None:
+        from fleetdesk.boards.images import load_plan
+        from fleetdesk.store.production import ProductionDB
+
+        self.settings = settings
+        self.plan = load_plan(settings.bundle)
+        self.db = db or ProductionDB(settings.db_path)
+        self._own_db = db is None
+        self.cloud = cloud
+        self._cloud_error: FleetdeskError | None = None
+        if settings.identity and cloud is None:
+            from fleetdesk.boards.identity import CloudTarget
+
+            try:
+                self.cloud = CloudTarget.from_sandbox(settings.sandbox_state_dir)
+            except FleetdeskError as exc:  # every board then FAILs with this reason, nothing flashed
+                self._cloud_error = exc
+        self.pipelines: dict[str, BoardPipeline] = {}
+        self._lock = threading.Lock()
+
+    def probeable_ports(self) -> list[str]:
+        from fleetdesk.boards.ports import list_ports, may_probe, parse_usb_id
+
+        allowed = [parse_usb_id(a) for a in self.settings.allowed_usb]
+        return [p.device for p in list_ports(include_serial=False) if may_probe(p, allowed)]
+
+    def run_one(self, port: str, on_event=None, slot: str = "") -> BoardResult:
+        if self._cloud_error is not None:
+            return self._refuse(port, self._cloud_error.message)
+        pipe = BoardPipeline(port, self.plan, self.settings, self.db, self.cloud, on_event, slot)
+        with self._lock:
+            self.pipelines[port] = pipe
+        try:
+            return pipe.run()
+        finally:
+            with self._lock:
+                self.pipelines.pop(port, None)
+
+    def _refuse(self, port: str, reason: str) -> BoardResult:
+        adv = advise(reason)
+        r = BoardResult(port, error=reason, advice=adv.line(), advice_code=adv.code)
+        r.attempt_id = self.db.finish(None, {"station": self.settings.station, "port": port, "result": "FAIL",
+                                             "operator": self.settings.operator, "error": reason,
+                                             "bundle_sha256": self.plan.sha256, "duration_s": 0.0})
+        return r
+
+    def run_many(self, ports: list[str], on_result: Callable[[BoardResult], None] | None = None,
+                 on_event=None) -> list[BoardResult]:
+        """Flash all ports at once (one thread + worker process each); results in port order."""
+        results: dict[str, BoardResult] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
+            futures = {pool.submit(self.run_one, p, on_event): p for p in ports}
+            for fut in futures:
+                res = fut.result()
+                results[futures[fut]] = res
+                if on_result:
+                    on_result(res)
+        return [results[p] for p in ports]
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            for pipe in self.pipelines.values():
+                pipe.cancel()
+
+    def recover(self) -> list[dict]:
+        """Close runs a crash left open: deactivate their certificates, flag created things.
+
+        Returns one dict per recovered run (run_id, port, last_step, action).
+        """
+        out = []
+        for run in self.db.unfinished_runs():
+            actions = []
+            if run.get("certificate_id") and self.cloud is not None:
+                try:
+                    self.cloud.deactivate(run["certificate_id"])
+                    actions.append("orphan certificate deactivated")
+                except Exception as exc:  # noqa: BLE001 - retried at the next start
+                    actions.append(f"certificate deactivation failed: {exc}")
+                    out.append({**run, "action": "; ".join(actions)})
+                    continue
+            if run.get("thing_created"):
+                actions.append(f"thing {run['thing']} created for nothing (flagged)")
+            how = "; ".join(actions) or "closed"
+            self.db.mark_recovered(run["run_id"], how)
+            out.append({**run, "action": how})
+        return out
+
+    def close(self) -> None:
+        if self._own_db:
+            self.db.close()
