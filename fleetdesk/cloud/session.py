@@ -69,6 +69,13 @@ def sandbox_endpoint(profile: Profile) -> dict:
             "start it with `fleetdesk sandbox up` (or from Settings in the app)",
         ) from exc
     data.setdefault("state_dir", str(state_dir))
+    try:  # secrets (SigV4 keys, internal login) live next to it, not in endpoint.json
+        creds = json.loads((state_dir / "credentials.json").read_text())
+        if isinstance(creds, dict):
+            for k, v in creds.items():
+                data.setdefault(k, v)
+    except (OSError, ValueError):
+        pass
     return data
 
 
