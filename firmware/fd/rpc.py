@@ -10,7 +10,7 @@ from fd.version import APP, VERSION
 
 class RpcError(Exception):
     def __init__(self, code, message):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.code = code
         self.message = message
 
