@@ -139,6 +139,9 @@ def app_settings(profile: Profile, *, ephemeral: bool = False, **overrides: Any)
     if profile.kind == "sandbox":
         ep = sandbox_endpoint(profile)
         app = ep.get("app_mqtt") or ep.get("internal_mqtt")
+        if not app and ep.get("internal_username") and ep.get("internal_port"):
+            app = {"host": "127.0.0.1", "port": ep["internal_port"], "username": ep["internal_username"],
+                   "password": ep.get("internal_password", "")}
         if isinstance(app, dict) and app.get("cert_file"):
             s = ConnectionSettings(host=app.get("host", ep["mqtt_host"]), port=int(app.get("port", ep["mqtt_port"])),
                                    ca_file=ep["ca_file"], cert_file=app["cert_file"], key_file=app["key_file"],

@@ -34,6 +34,7 @@ from fleetdesk.paths import data_dir
 # Device clocks before this (2020-01-01) are not set (no NTP yet): use the receive time.
 PLAUSIBLE_TS = 1_577_836_800.0
 DEFAULT_RETENTION_DAYS = 30.0
+_NULL = -1.0e300  # stands for SQL NULL while building numpy arrays
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS things (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -271,16 +272,21 @@ class TelemetryStore:
         humidity float32); a missing value is NaN."""
         import numpy as np
 
-        rows = self._rows(thing, since, until)
-        n = len(rows)
-        ts = np.empty(n, dtype=np.float64)
-        temp = np.empty(n, dtype=np.float32)
-        hum = np.empty(n, dtype=np.float32)
-        for i, (t0, t, h, _seq) in enumerate(rows):
-            ts[i] = t0
-            temp[i] = math.nan if t is None else t
-            hum[i] = math.nan if h is None else h
-        return ts, temp, hum
+        tid = self._ids.get(thing)
+        if tid is None:
+            return np.empty(0), np.empty(0, np.float32), np.empty(0, np.float32)
+        lo = -math.inf if since is None else since
+        hi = math.inf if until is None else until
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, IFNULL(temperature, ?), IFNULL(humidity, ?) FROM samples "
+                "WHERE thing_id=? AND ts>=? AND ts<=? ORDER BY ts", (_NULL, _NULL, tid, lo, hi)).fetchall()
+        flat = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        temp = flat[:, 1].astype(np.float32)
+        hum = flat[:, 2].astype(np.float32)
+        temp[flat[:, 1] == _NULL] = np.nan
+        hum[flat[:, 2] == _NULL] = np.nan
+        return flat[:, 0].copy(), temp, hum
 
     def latest(self) -> dict[str, Sample]:
         """The newest sample of every thing (to seed the fleet table at start-up)."""
