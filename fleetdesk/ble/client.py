@@ -102,9 +102,13 @@ class ProvisioningClient:
             disconnected_callback=lambda _c: self._lost.set(), **self.client_kwargs)
         self._queues = [asyncio.Queue() for _ in proto.CHANNEL_UUIDS]
         self._reasm = [proto.Reassembler() for _ in proto.CHANNEL_UUIDS]
-        for ch, uuid in enumerate(proto.CHANNEL_UUIDS):
-            await self.client.start_notify(uuid, self._on_notify(ch))
-        await self._handshake()
+        try:
+            for ch, uuid in enumerate(proto.CHANNEL_UUIDS):
+                await self.client.start_notify(uuid, self._on_notify(ch))
+            await self._handshake()
+        except BaseException:
+            await self.close()  # never leave the board's only connection slot taken
+            raise
         return self.info
 
     def _on_notify(self, ch: int) -> Callable[[Any, bytearray], None]:

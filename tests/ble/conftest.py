@@ -1,0 +1,131 @@
+"""BLE test fixtures: virtual peripherals running the firmware's Config mode, and certs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from ble_testlib import DEVICE_MAIN, INTERPRETERS, NETS, POP
+
+
+@dataclass
+class VirtualPeripheral:
+    """A firmware Config-mode process with the `bluetooth` shim."""
+
+    proc: subprocess.Popen
+    fs: Path
+    address: str
+    name: str
+    registry: Path
+    log: Path
+    _out: str = field(default="")
+
+    def config(self) -> dict:
+        return json.loads((self.fs / "config.json").read_text())
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _ble_addr(mac: str) -> str:
+    raw = bytearray(bytes.fromhex(mac))
+    raw[5] = (raw[5] + 2) & 0xFF
+    return ":".join(f"{b:02X}" for b in raw)
+
+
+@pytest.fixture
+def ble_registry(tmp_path, monkeypatch) -> Path:
+    reg = tmp_path / "ble-registry"
+    reg.mkdir()
+    monkeypatch.setenv("FLEETDESK_BLE_REGISTRY", str(reg))
+    return reg
+
+
+@pytest.fixture
+def start_device(ble_registry, tmp_path):
+    """Factory: start_device(interpreter="micropython", pop=POP, mac=..., config={}) -> VirtualPeripheral."""
+    started: list[VirtualPeripheral] = []
+
+    def start(interpreter: str = "micropython", pop: str | None = POP, mac: str = "240ac4a1b2c3",
+              config: dict | None = None, nets: dict | None = None) -> VirtualPeripheral:
+        fs = tmp_path / f"fs{len(started)}"
+        fs.mkdir()
+        cfg = dict(config or {})
+        if pop is not None:
+            cfg["pop"] = pop
+        (fs / "config.json").write_text(json.dumps(cfg))
+        env = dict(os.environ, FD_MAC=mac, FD_WIFI_NETWORKS=json.dumps(nets or NETS))
+        log = tmp_path / f"device{len(started)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([INTERPRETERS[interpreter], str(DEVICE_MAIN), str(fs)], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        address = _ble_addr(mac)
+        dev = VirtualPeripheral(proc, fs, address, "FD-" + mac[-6:].upper(), ble_registry, log)
+        started.append(dev)
+        entry = ble_registry / (bytes.fromhex(address.replace(":", "")).hex() + ".json")
+        deadline = time.monotonic() + 20
+        while not entry.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"virtual peripheral did not advertise:\n{dev.output()}")
+            time.sleep(0.05)
+        return dev
+
+    yield start
+    for dev in started:
+        if dev.proc.poll() is None:
+            dev.proc.kill()
+        dev.proc.wait(10)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+@dataclass
+class CertSet:
+    ca: bytes
+    cert: bytes
+    key: bytes
+    other_key: bytes
+    expired_cert: bytes
+
+
+@pytest.fixture(scope="session")
+def certs() -> CertSet:
+    """A CA, a device cert+key it signed (RSA, as AWS issues), a foreign key, an expired cert."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("Test CA")).issuer_name(_name("Test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def leaf(days_from: int, days_to: int) -> bytes:
+        c = (x509.CertificateBuilder().subject_name(_name("thing")).issuer_name(ca.subject)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now + dt.timedelta(days=days_from)).not_valid_after(now + dt.timedelta(days=days_to))
+             .sign(ca_key, hashes.SHA256()))
+        return c.public_bytes(serialization.Encoding.PEM)
+
+    pem = serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return CertSet(ca.public_bytes(serialization.Encoding.PEM), leaf(-1, 365), key.private_bytes(*pem),
+                   other.private_bytes(*pem), leaf(-400, -2))
