@@ -93,6 +93,7 @@ class VirtualBoard:
         self._app = None  # firmware handle from launch_firmware
         self._boot_result: boot.BootResult | None = None
         self._lock = asyncio.Lock()
+        self.control: str | None = None  # "tcp://host:port" of the owning process's control server
 
     # --- public ----------------------------------------------------------------------
     @property
@@ -115,6 +116,10 @@ class VirtualBoard:
     async def close(self) -> None:
         """Stop the firmware, drop connections, close the port, unregister."""
         await self.unplug()
+        if self.register:
+            from fleetdesk.virtual import registry
+
+            registry.unregister(self)
         self.flash.close()
 
     async def unplug(self) -> None:
@@ -129,7 +134,7 @@ class VirtualBoard:
         if self.register:
             from fleetdesk.virtual import registry
 
-            registry.unregister(self)
+            registry.unplugged(self)
 
     async def replug(self) -> None:
         """Plug the cable back in: same port and location, the board powers on and boots."""
@@ -269,7 +274,7 @@ class VirtualBoard:
 
     def _terminal_input(self, data: bytes) -> None:
         app = self._app
-        writer = getattr(app, "write_stdin", None) or getattr(app, "send", None)
+        writer = getattr(app, "write", None)
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer(data)
@@ -287,6 +292,7 @@ class VirtualBoard:
         async with self._lock:
             await self._stop_app()
             self.boots += 1
+            self.state = "booting"
             self._boot_task = asyncio.ensure_future(self._run_boot())
 
     async def _power_off(self) -> None:

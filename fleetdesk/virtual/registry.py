@@ -37,9 +37,10 @@ def _entry_path(port_url: str) -> Path:
     return registry_dir() / (port_url.rsplit(":", 1)[-1] + ".json")
 
 
-def register(board, control: str | None = None) -> dict:
-    """Write (atomically) the discovery entry of a board whose port is open."""
+def register(board, control: str | None = None, *, plugged: bool = True) -> dict:
+    """Write (atomically) the discovery entry of a board (``plugged`` False: port closed)."""
     entry = {
+        "plugged": plugged,
         "port": board.url,
         "chip": board.spec.model.name,
         "mac": board.spec.mac,
@@ -55,8 +56,13 @@ def register(board, control: str | None = None) -> dict:
     return entry
 
 
+def unplugged(board) -> None:
+    """Mark a board unplugged: it leaves the port list but its control address stays known."""
+    register(board, plugged=False)
+
+
 def unregister(board) -> None:
-    """Remove a board's entry (its port closed)."""
+    """Remove a board's entry (the board is gone)."""
     try:
         _entry_path(board.url).unlink()
     except FileNotFoundError:
@@ -64,7 +70,42 @@ def unregister(board) -> None:
 
 
 def list_virtual_ports() -> list[dict]:
-    """Registered virtual ports whose process is alive, sorted by port URL."""
+    """Plugged-in virtual ports whose process is alive, sorted by port URL."""
+    return [e for e in _entries() if e.get("plugged", True)]
+
+
+def lookup(port_url: str) -> dict | None:
+    """The entry of a live board by port URL, plugged in or not (None if unknown)."""
+    return next((e for e in _entries() if e["port"] == port_url), None)
+
+
+def control(port_url: str, action: str, timeout: float = 10.0) -> dict:
+    """Ask the process running a board to ``unplug``, ``replug``, ``reset`` or ``drop`` it.
+
+    Raises:
+        BoardError: unknown board, no control channel, or the action failed.
+    """
+    import socket
+
+    from fleetdesk.errors import BoardError
+
+    entry = lookup(port_url)
+    if entry is None or not entry.get("control"):
+        raise BoardError(f"No running virtual board at {port_url}", "start one with `fleetdesk boards virtual`")
+    host, port = entry["control"].removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(json.dumps({"port": port_url, "action": action}).encode() + b"\n")
+        reply = sock.makefile("rb").readline()
+    try:
+        result = json.loads(reply)
+    except ValueError:
+        raise BoardError(f"No answer from the board process for {port_url}", "is it still running?") from None
+    if not result.get("ok"):
+        raise BoardError(f"Virtual board {port_url}: {result.get('error', 'failed')}", "check the action name")
+    return result
+
+
+def _entries() -> list[dict]:
     out = []
     for path in sorted(registry_dir().glob("*.json")):
         try:

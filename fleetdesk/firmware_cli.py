@@ -1,0 +1,77 @@
+"""`fleetdesk firmware build|inspect`: make and look into firmware bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    """Add the ``firmware`` command family."""
+    parser = sub.add_parser("firmware", help="build and inspect firmware bundles")
+    fw_sub = parser.add_subparsers(dest="firmware_command", metavar="ACTION")
+
+    build = fw_sub.add_parser("build", help="build a bundle: partition table, vfs image, manifest, merged .bin")
+    build.add_argument("--chip", default="esp32", choices=["esp32", "esp32s3", "esp32c3", "esp8266"])
+    build.add_argument("--base", type=Path, help="MicroPython firmware .bin for real boards (from micropython.org)")
+    build.add_argument("--partitions", type=Path, help="ESP-IDF partition CSV (default: MicroPython 4 MB layout)")
+    build.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    build.add_argument("--json", action="store_true", help="print the result as JSON")
+    build.set_defaults(func=_build)
+
+    inspect = fw_sub.add_parser("inspect", help="show chip, parts, offsets, sizes and SHA-256 of a bundle")
+    inspect.add_argument("bundle", type=Path, help="bundle directory, manifest.json or merged .bin")
+    inspect.add_argument("--json", action="store_true", help="print the result as JSON")
+    inspect.set_defaults(func=_inspect)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _describe(bundle) -> dict:
+    return {
+        "chip": bundle.chip,
+        "version": bundle.version,
+        "path": str(bundle.path) if bundle.path else None,
+        "vfs_offset": bundle.vfs_offset,
+        "vfs_size": bundle.vfs_size,
+        "flash_end": bundle.end,
+        "parts": [{"name": p.name, "offset": p.offset, "size": p.size, "sha256": p.sha256} for p in bundle.parts],
+    }
+
+
+def _print(info: dict) -> None:
+    print(f"chip:     {info['chip']}")
+    print(f"version:  {info['version'] or '-'}")
+    if info["vfs_offset"] is not None:
+        print(f"vfs:      {info['vfs_offset']:#x} ({info['vfs_size'] // 1024} KB littlefs)")
+    print(f"needs:    {info['flash_end'] / (1 << 20):.1f} MB flash")
+    print(f"{'part':<16} {'offset':>10} {'size':>10}  sha256")
+    for p in info["parts"]:
+        print(f"{p['name']:<16} {p['offset']:#10x} {p['size']:>10}  {p['sha256']}")
+
+
+def _build(args) -> int:
+    from fleetdesk.boards.bundle import DEFAULT_CSV, build_bundle, firmware_files
+
+    bundle = build_bundle(args.output, chip=args.chip, base=args.base,
+                          partition_csv=args.partitions or DEFAULT_CSV)
+    info = _describe(bundle)
+    info["files"] = sorted(firmware_files())
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"bundle written to {args.output}")
+        _print(info)
+        if "/main.py" not in info["files"]:
+            print("warning: firmware/main.py is missing; boards will boot to the REPL")
+    return 0
+
+
+def _inspect(args) -> int:
+    from fleetdesk.boards.bundle import load_bundle
+
+    info = _describe(load_bundle(args.bundle))
+    if args.json:
+        print(json.dumps(info))
+    else:
+        _print(info)
+    return 0
