@@ -1,0 +1,111 @@
+"""Control-plane routes of boto3's ``iot-data``: shadows over HTTP and Publish.
+
+GetThingShadow / UpdateThingShadow / DeleteThingShadow share the MQTT shadow service
+(same semantics, same ``/update/accepted|delta|documents`` notifications);
+ListNamedShadowsForThing pages the thing's named shadows; Publish puts a message on the
+broker as the privileged internal client. Also ``iot`` GetThingConnectivityData (from the
+presence service).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fleetdesk.sandbox.awserror import AwsError
+from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.shadow_doc import ShadowError
+from fleetdesk.sandbox.shadow_service import SHADOW_NAME_RE
+
+_CODES = {
+    400: "InvalidRequestException",
+    404: "ResourceNotFoundException",
+    409: "ConflictException",
+    413: "RequestEntityTooLargeException",
+    429: "ThrottlingException",
+    500: "InternalFailureException",
+}
+
+
+def _service(ctx):
+    service = ctx.extras.get("shadows")
+    if service is None:
+        raise AwsError("ServiceUnavailableException", "the sandbox shadow service is not running", 503)
+    return service
+
+
+def _name(request) -> str:
+    name = request.params.get("shadowName") or ""
+    if name and not SHADOW_NAME_RE.match(name):
+        raise AwsError("InvalidRequestException", "Invalid shadow name: use 1-64 of [a-zA-Z0-9:_-]")
+    return name
+
+
+def _aws(exc: ShadowError) -> AwsError:
+    return AwsError(_CODES.get(exc.code, "InvalidRequestException"), exc.message, exc.code)
+
+
+def get_thing_shadow(ctx, request):
+    try:
+        return _service(ctx).get_document(request.params["thingName"], _name(request))
+    except ShadowError as exc:
+        raise _aws(exc) from exc
+
+
+def update_thing_shadow(ctx, request):
+    try:
+        return _service(ctx).update_document(request.params["thingName"], _name(request),
+                                             request.params.get("payload") or b"")
+    except ShadowError as exc:
+        raise _aws(exc) from exc
+
+
+def delete_thing_shadow(ctx, request):
+    try:
+        return _service(ctx).delete_document(request.params["thingName"], _name(request))
+    except ShadowError as exc:
+        raise _aws(exc) from exc
+
+
+def list_named_shadows(ctx, request):
+    p = request.params
+    names = _service(ctx).list_named(p["thingName"])
+    size = int(p.get("pageSize") or 25)
+    if not 1 <= size <= 100:
+        raise AwsError("InvalidRequestException", "pageSize must be between 1 and 100")
+    start = int(p.get("nextToken") or 0) if str(p.get("nextToken") or "0").isdigit() else 0
+    out = {"results": names[start:start + size], "timestamp": int(time.time())}
+    if start + size < len(names):
+        out["nextToken"] = str(start + size)
+    return out
+
+
+def publish(ctx, request):
+    p = request.params
+    topic = p["topic"]
+    qos = int(p.get("qos") or 0)
+    if qos not in (0, 1):
+        raise AwsError("InvalidRequestException", "qos must be 0 or 1")
+    if not topic or "#" in topic or "+" in topic or len(topic.encode()) > 256:
+        raise AwsError("InvalidRequestException", f"invalid topic {topic!r}")
+    link = _service(ctx).link
+    link.publish(topic, p.get("payload") or b"", qos=qos)
+    return {}
+
+
+def get_thing_connectivity_data(ctx, request):
+    thing = request.params["thingName"]
+    ctx.registry.describe_thing(thing)  # ResourceNotFoundException for an unknown thing
+    presence = ctx.extras.get("presence")
+    if presence is None:
+        raise AwsError("ServiceUnavailableException", "the sandbox presence service is not running", 503)
+    return presence.connectivity(thing)
+
+
+ROUTES = [
+    model_route("iot", "GetThingConnectivityData", get_thing_connectivity_data),
+    model_route("iot-data", "GetThingShadow", get_thing_shadow),
+    model_route("iot-data", "UpdateThingShadow", update_thing_shadow),
+    model_route("iot-data", "DeleteThingShadow", delete_thing_shadow),
+    model_route("iot-data", "ListNamedShadowsForThing", list_named_shadows),
+    model_route("iot-data", "Publish", publish),
+]

@@ -1,0 +1,149 @@
+"""Control-plane routes of AWS IoT Jobs (boto3 ``iot``) and the jobs file server.
+
+CreateJob, DescribeJob, GetJobDocument, ListJobs, CancelJob, DeleteJob,
+ListJobExecutionsForJob, ListJobExecutionsForThing, DescribeJobExecution,
+CancelJobExecution; ``GET /files/<key>?X-Amz-...`` serves stored files to whoever holds
+an unexpired, untampered presigned URL (403 otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from urllib.parse import quote
+
+from fleetdesk.sandbox import files
+from fleetdesk.sandbox.awserror import AwsError
+from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.jobs_engine import JobsError
+from fleetdesk.sandbox.presign import PresignError, verify
+
+
+def _jobs(ctx):
+    service = ctx.extras.get("jobs")
+    if service is None:
+        raise AwsError("ServiceUnavailableException", "the sandbox jobs service is not running", 503)
+    return service
+
+
+def _call(ctx, fn, *args, **kwargs):
+    service = _jobs(ctx)
+    try:
+        return fn(service.engine, *args, **kwargs)
+    except JobsError as exc:
+        raise AwsError(exc.code, exc.message, exc.status) from exc
+    finally:
+        service.notify_changes()
+
+
+def _page(items: list, p: dict, key: str) -> dict:
+    size = int(p.get("maxResults") or 100)
+    token = str(p.get("nextToken") or "0")
+    start = int(token) if token.isdigit() else 0
+    out = {key: items[start:start + size]}
+    if start + size < len(items):
+        out["nextToken"] = str(start + size)
+    return out
+
+
+def _document(ctx, p: dict) -> str | None:
+    if p.get("document") is not None:
+        return p["document"]
+    source = p.get("documentSource")
+    if not source:
+        return None
+    try:
+        path = files.file_path(ctx.state_dir, files.key_of(source))
+        return path.read_text()
+    except FileNotFoundError:
+        raise AwsError("InvalidRequestException", f"documentSource {source} does not exist in the sandbox file store") from None
+    except (UnicodeDecodeError, Exception) as exc:  # noqa: BLE001 - bad name or bytes
+        raise AwsError("InvalidRequestException", f"documentSource {source} is unusable: {exc}") from exc
+
+
+def create_job(ctx, request):
+    p = request.params
+    return _call(ctx, lambda e: e.create_job(p["jobId"], p, _document(ctx, p)))
+
+
+def describe_job(ctx, request):
+    return _call(ctx, lambda e: e.describe_job(request.params["jobId"]))
+
+
+def get_job_document(ctx, request):
+    return _call(ctx, lambda e: {"document": e.get_document(request.params["jobId"])})
+
+
+def list_jobs(ctx, request):
+    p = request.params
+    return _page(_call(ctx, lambda e: e.list_jobs(p.get("status"), p.get("targetSelection"))), p, "jobs")
+
+
+def cancel_job(ctx, request):
+    p = request.params
+    return _call(ctx, lambda e: e.cancel_job(p["jobId"], bool(p.get("force")), p.get("reasonCode"), p.get("comment")))
+
+
+def delete_job(ctx, request):
+    p = request.params
+    _call(ctx, lambda e: e.delete_job(p["jobId"], bool(p.get("force"))))
+    return {}
+
+
+def list_executions_for_job(ctx, request):
+    p = request.params
+    return _page(_call(ctx, lambda e: e.list_executions_for_job(p["jobId"], p.get("status"))), p,
+                 "executionSummaries")
+
+
+def list_executions_for_thing(ctx, request):
+    p = request.params
+    return _page(_call(ctx, lambda e: e.list_executions_for_thing(p["thingName"], p.get("status"), p.get("jobId"))),
+                 p, "executionSummaries")
+
+
+def describe_execution(ctx, request):
+    p = request.params
+    return _call(ctx, lambda e: e.describe_execution(p["jobId"], p["thingName"]))
+
+
+def cancel_execution(ctx, request):
+    p = request.params
+    _call(ctx, lambda e: e.cancel_execution(p["jobId"], p["thingName"], bool(p.get("force")),
+                                            p.get("expectedVersion"), p.get("statusDetails")))
+    return {}
+
+
+def serve_file(ctx, request):
+    """GET /files/<key> with a presigned query: the file's bytes, or 403/404."""
+    _jobs(ctx)
+    secret = files.signing_secret(ctx.state_dir)
+    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in request.query.items())
+    host = request.headers.get("Host", "")
+    try:
+        verify("GET", f"https://{host}", request.path, query, {"host": host},
+               lambda ak: secret if ak == files.FILES_ACCESS_KEY else None,
+               service="s3", region=ctx.region, now=_dt.datetime.now(_dt.timezone.utc))
+    except PresignError as exc:
+        raise AwsError("AccessDenied", f"Request refused: {exc}", 403) from exc
+    key = request.path_params["key"]
+    try:
+        return 200, files.file_path(ctx.state_dir, key).read_bytes()
+    except FileNotFoundError:
+        raise AwsError("NoSuchKey", f"The specified key does not exist: {key}", 404) from None
+    except Exception as exc:  # noqa: BLE001 - a bad key name
+        raise AwsError("InvalidRequestException", str(exc)) from exc
+
+
+ROUTES = [
+    model_route("iot", "CreateJob", create_job),
+    model_route("iot", "DescribeJob", describe_job),
+    model_route("iot", "GetJobDocument", get_job_document),
+    model_route("iot", "ListJobs", list_jobs),
+    model_route("iot", "CancelJob", cancel_job),
+    model_route("iot", "DeleteJob", delete_job),
+    model_route("iot", "ListJobExecutionsForJob", list_executions_for_job),
+    model_route("iot", "ListJobExecutionsForThing", list_executions_for_thing),
+    model_route("iot", "DescribeJobExecution", describe_execution),
+    model_route("iot", "CancelJobExecution", cancel_execution),
+    ("iot", "GET", r"^/files/(?P<key>.+)$", serve_file),
+]
