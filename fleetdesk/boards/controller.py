@@ -1,0 +1,252 @@
+"""Station controller: the state behind the Stations page, free of Qt.
+
+It watches ports (hot-plug), keeps one `TileState` per slot, runs a `BoardPipeline` per
+START in its own thread, counts PASS/FAIL per slot and in total, auto-starts on plug-in in
+factory mode, and refuses settings changes while boards are flashing. Slots are keyed by
+the USB location (``PortInfo.slot_key``) so a label stays with the physical place when
+port names shuffle. Listeners are called on worker threads: the GUI hands them to
+gui/bridge.py and repaints on a timer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from fleetdesk.boards.ports import PortInfo, PortWatcher, list_ports, may_probe, parse_usb_id
+from fleetdesk.boards.station import BoardResult, Station, StationSettings
+from fleetdesk.errors import BoardError
+from fleetdesk.paths import config_dir
+
+
+@dataclass
+class TileState:
+    """What one tile shows."""
+
+    slot: str
+    port: str
+    label: str = ""
+    present: bool = True
+    probe_allowed: bool = True
+    chip: str | None = None
+    mac: str | None = None
+    stage: str = ""
+    percent: int = 0
+    state: str = "idle"  # idle | running | PASS | FAIL
+    message: str = ""
+    details: list = field(default_factory=list)
+    passed: int = 0
+    failed: int = 0
+    started_at: float | None = None
+    last_result: BoardResult | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def _slot_labels_path() -> Path:
+    return config_dir() / "station-slots.json"
+
+
+class StationController:
+    """Everything the Stations page needs, callable from the Qt thread.
+
+    Args:
+        settings: initial station settings (bundle may be empty until chosen).
+        on_change: ``fn(slot)`` after any change to that slot's TileState ("*" = totals/settings).
+        lister: port source (default: pyserial + virtual registry).
+        cloud, db: passed to the Station (tests and the GUI's active profile).
+    """
+
+    def __init__(self, settings: StationSettings, on_change: Callable[[str], None] | None = None, *,
+                 lister: Callable[[], list[PortInfo]] | None = None, cloud=None, db=None,
+                 poll_interval: float = 0.25) -> None:
+        self.settings = settings
+        self.on_change = on_change or (lambda slot: None)
+        self.tiles: dict[str, TileState] = {}
+        self.auto_start = False
+        self._lister = lister or (lambda: list_ports(include_serial=False))
+        self._cloud, self._db = cloud, db
+        self._station: Station | None = None
+        self._lock = threading.RLock()
+        self._threads: dict[str, threading.Thread] = {}
+        self.labels: dict[str, str] = self._load_labels()
+        self._watcher = PortWatcher(self._on_ports, interval=poll_interval, lister=self._lister)
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start_watching(self) -> None:
+        self._watcher.poll()
+        self._watcher.start()
+
+    def close(self) -> None:
+        self._watcher.stop()
+        self.stop()
+        for t in list(self._threads.values()):
+            t.join(timeout=30)
+        if self._station is not None:
+            self._station.close()
+
+    # --- settings --------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return any(t.running for t in self.tiles.values())
+
+    def apply_settings(self, settings: StationSettings) -> None:
+        """Change the locked settings (refused while any board is flashing)."""
+        if self.busy:
+            raise BoardError("settings are locked while boards are flashing", "press STOP or wait for the boards")
+        with self._lock:
+            if self._station is not None:
+                self._station.close()
+            self._station = None
+            self.settings = settings
+        self.on_change("*")
+
+    def station(self) -> Station:
+        with self._lock:
+            if self._station is None:
+                if not self.settings.bundle:
+                    raise BoardError("no firmware bundle chosen", "pick a bundle in the station settings")
+                self._station = Station(self.settings, cloud=self._cloud, db=self._db)
+                self._station.recover()
+            return self._station
+
+    # --- slots ------------------------------------------------------------------------
+    def _load_labels(self) -> dict[str, str]:
+        try:
+            return json.loads(_slot_labels_path().read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_label(self, slot: str, label: str) -> None:
+        """Name a slot (saved; shown on its tile across restarts and re-enumeration)."""
+        self.labels[slot] = label
+        tmp = _slot_labels_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.labels, indent=1))
+        tmp.replace(_slot_labels_path())
+        if slot in self.tiles:
+            self.tiles[slot].label = label
+            self.on_change(slot)
+
+    def _on_ports(self, added: list[PortInfo], removed: list[PortInfo]) -> None:
+        allowed = [parse_usb_id(a) for a in self.settings.allowed_usb]
+        start = []
+        with self._lock:
+            for p in removed:
+                tile = self.tiles.get(p.slot_key)
+                if tile is not None and tile.port == p.device:
+                    tile.present = False
+                    if not tile.running:
+                        tile.stage = "unplugged"
+                    self.on_change(tile.slot)
+            for p in added:
+                tile = self.tiles.get(p.slot_key)
+                if tile is None:
+                    tile = TileState(p.slot_key, p.device, label=self.labels.get(p.slot_key, ""))
+                    self.tiles[p.slot_key] = tile
+                tile.port, tile.present = p.device, True  # same place, maybe a new port name
+                tile.probe_allowed = may_probe(p, allowed)
+                tile.chip, tile.mac = p.chip or tile.chip, p.mac or tile.mac
+                if not tile.probe_allowed:
+                    tile.message = f"not an ESP USB bridge ({p.usb_id or p.kind}); add its VID:PID to probe it"
+                elif not tile.running:
+                    tile.stage, tile.message = "ready", ""
+                self.on_change(tile.slot)
+                if self.auto_start and tile.probe_allowed and not tile.running:
+                    start.append(tile.slot)
+        for slot in start:
+            self.start(slot)
+
+    # --- run ----------------------------------------------------------------------------
+    def start(self, slot: str) -> bool:
+        """START one slot; False when it is busy, gone, not probe-able or settings are missing."""
+        with self._lock:
+            tile = self.tiles.get(slot)
+            if tile is None or tile.running or not tile.present or not tile.probe_allowed:
+                return False
+            try:
+                station = self.station()
+            except BoardError as exc:
+                tile.state, tile.message = "FAIL", exc.message
+                self.on_change(slot)
+                return False
+            tile.state, tile.stage, tile.percent, tile.message = "running", "detect", 0, ""
+            tile.details, tile.started_at = [], time.monotonic()
+            t = threading.Thread(target=self._run, args=(station, tile), daemon=True, name=f"station {slot}")
+            self._threads[slot] = t
+        self.on_change(slot)
+        t.start()
+        return True
+
+    def start_all(self) -> int:
+        """START every present, idle, probe-able slot; returns how many started."""
+        return sum(1 for slot in list(self.tiles) if self.start(slot))
+
+    def stop(self, slot: str | None = None) -> None:
+        """STOP one slot (or all): cancels at the next progress tick; the port stays usable."""
+        station = self._station
+        if station is None:
+            return
+        with station._lock:
+            pipes = dict(station.pipelines)
+        for port, pipe in pipes.items():
+            if slot is None or self.tiles.get(slot, TileState("", "")).port == port:
+                pipe.cancel()
+
+    def _run(self, station: Station, tile: TileState) -> None:
+        def on_event(port: str, ev: dict) -> None:
+            if "stage" in ev and ev["stage"] != "done":
+                tile.stage = ev["stage"]
+            if ev.get("percent") is not None:
+                tile.percent = int(ev["percent"])
+            if "info" in ev:
+                tile.chip, tile.mac = ev["info"].get("chip"), ev["info"].get("mac")
+            if "log" in ev:
+                tile.details.append(ev["log"])
+                del tile.details[:-200]
+            self.on_change(tile.slot)
+
+        try:
+            res = station.run_one(tile.port, on_event, slot=tile.slot)
+        except Exception as exc:  # noqa: BLE001 - shown on the tile, never a silent thread death
+            res = BoardResult(tile.port, error=f"{type(exc).__name__}: {exc}", advice=str(exc))
+        with self._lock:
+            tile.last_result = res
+            tile.state = res.result
+            tile.chip, tile.mac = res.chip or tile.chip, res.mac or tile.mac
+            if res.result == "PASS":
+                tile.passed += 1
+                tile.percent = 100
+                tile.message = (f"{res.thing} online" if res.thing else "flashed and verified") + \
+                    (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "")
+            else:
+                tile.failed += 1
+                tile.message = res.advice or res.error
+            tile.stage = "done"
+            tile.details = tile.details + ["--- console ---"] + list(res.console_tail)
+            self._threads.pop(tile.slot, None)
+        self.on_change(tile.slot)
+        self.on_change("*")
+
+    def totals(self) -> dict:
+        tiles = list(self.tiles.values())
+        return {"PASS": sum(t.passed for t in tiles), "FAIL": sum(t.failed for t in tiles),
+                "running": sum(1 for t in tiles if t.running), "slots": len(tiles)}
+
+    def wait_idle(self, timeout: float = 120) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.busy:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def settings_with(settings: StationSettings, **changes) -> StationSettings:
+    """A copy of ``settings`` with ``changes`` (settings objects are replaced, never mutated)."""
+    return replace(settings, **changes)

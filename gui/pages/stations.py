@@ -1,0 +1,230 @@
+"""Stations page: a tile per port, START per tile / START ALL / STOP, factory auto-start,
+settings (bundle, baud, identity, name template, operator) locked while boards flash.
+
+All state lives in ``fleetdesk.boards.controller.StationController``; its callbacks arrive
+on worker threads and only mark slots dirty (through gui.bridge); a 10 Hz timer repaints
+the dirty tiles, so 16 boards flashing at once cost a few repaints per second.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fleetdesk.boards.controller import StationController
+from fleetdesk.boards.station import StationSettings
+from fleetdesk.errors import FleetdeskError
+from gui.widgets.port_tile import PortTile
+
+BAUDS = ("115200", "230400", "460800", "921600")
+COLUMNS = 4
+
+
+class StationsPage(QWidget):
+    """The factory station.
+
+    Args:
+        ctx: the app context (None in tests); used for the sandbox state dir.
+        controller: an existing controller (tests pass one with their own cloud/db).
+    """
+
+    def __init__(self, ctx=None, controller: StationController | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self._dirty: set[str] = set()
+        self._dirty_lock = threading.Lock()
+        self.controller = controller or StationController(StationSettings(), self._mark_dirty)
+        self.controller.on_change = self._mark_dirty
+        self.tiles: dict[str, PortTile] = {}
+        self.locked = False
+        self._build()
+        self._timer = QTimer(self)
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+        self.controller.start_watching()
+        self.refresh()
+
+    # --- layout -------------------------------------------------------------------------
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        self.settings_box = QGroupBox("Station settings")
+        form = QFormLayout(self.settings_box)
+        row = QHBoxLayout()
+        self.bundle = QLineEdit(self.controller.settings.bundle)
+        self.bundle.setPlaceholderText("bundle dir, manifest.json, merged .bin or flasher_args.json")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.bundle, 1)
+        row.addWidget(browse)
+        form.addRow("Firmware", row)
+        self.baud = QComboBox()
+        self.baud.addItems(BAUDS)
+        self.baud.setCurrentText(str(self.controller.settings.baud))
+        form.addRow("Baud", self.baud)
+        self.identity = QCheckBox("Create thing + certificate and write the device config")
+        self.identity.setChecked(self.controller.settings.identity)
+        form.addRow("Identity", self.identity)
+        self.template = QLineEdit(self.controller.settings.name_template)
+        form.addRow("Thing name", self.template)
+        self.operator = QLineEdit(self.controller.settings.operator)
+        form.addRow("Operator", self.operator)
+        self.auto = QCheckBox("Auto-start on plug-in (factory mode)")
+        self.auto.toggled.connect(lambda on: setattr(self.controller, "auto_start", on))
+        form.addRow("", self.auto)
+        self._inputs = [self.bundle, browse, self.baud, self.identity, self.template, self.operator]
+        outer.addWidget(self.settings_box)
+
+        bar = QHBoxLayout()
+        self.lock_btn = QPushButton("Lock settings")
+        self.lock_btn.clicked.connect(self.toggle_lock)
+        self.start_all_btn = QPushButton("START ALL")
+        self.start_all_btn.setStyleSheet("font-weight:bold;")
+        self.start_all_btn.clicked.connect(self.start_all)
+        self.stop_btn = QPushButton("STOP")
+        self.stop_btn.clicked.connect(lambda: self.controller.stop())
+        self.totals = QLabel()
+        self.status = QLabel()
+        self.status.setStyleSheet("color:#b71c1c;")
+        for w in (self.lock_btn, self.start_all_btn, self.stop_btn):
+            bar.addWidget(w)
+        bar.addWidget(self.totals, 1)
+        outer.addLayout(bar)
+        outer.addWidget(self.status)
+
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setSpacing(8)
+        self.grid.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        self.empty = QLabel("No boards found. Plug in an ESP board (or start virtual boards: "
+                            "`fleetdesk boards virtual --count 4`).")
+        self.grid.addWidget(self.empty, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.grid_host)
+        outer.addWidget(scroll, 1)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Firmware bundle")
+        if path:
+            self.bundle.setText(path)
+
+    # --- settings lock ----------------------------------------------------------------
+    def current_settings(self) -> StationSettings:
+        s = self.controller.settings
+        state_dir = None
+        if self.ctx is not None:
+            state_dir = self.ctx.cloud.endpoint.get("state_dir") or self.ctx.profile.state_dir
+        return StationSettings(
+            bundle=self.bundle.text().strip(), baud=int(self.baud.currentText()), identity=self.identity.isChecked(),
+            name_template=self.template.text().strip() or "fd-{mac}", operator=self.operator.text().strip(),
+            station=s.station, product=s.product, sandbox_state_dir=state_dir or s.sandbox_state_dir,
+            online_timeout=s.online_timeout, wait_online=s.wait_online, allowed_usb=s.allowed_usb, wifi=s.wifi,
+            db_path=s.db_path)
+
+    def lock(self) -> bool:
+        """Apply and lock the settings; False (with the reason shown) when they are unusable."""
+        try:
+            settings = self.current_settings()
+            if settings != self.controller.settings or self.controller._station is None:
+                self.controller.apply_settings(settings)
+                self.controller.station()  # loads and validates the bundle now, not per board
+        except FleetdeskError as exc:
+            self.status.setText(str(exc))
+            return False
+        self.status.setText("")
+        self._set_locked(True)
+        return True
+
+    def _set_locked(self, locked: bool) -> None:
+        self.locked = locked
+        for w in self._inputs:
+            w.setEnabled(not locked)
+        self.lock_btn.setText("Unlock settings" if locked else "Lock settings")
+
+    def toggle_lock(self) -> None:
+        if not self.locked:
+            self.lock()
+        elif self.controller.busy:
+            self.status.setText("Settings stay locked while boards are flashing: press STOP first.")
+        else:
+            self._set_locked(False)
+
+    # --- actions -------------------------------------------------------------------------
+    def start_all(self) -> int:
+        if not self.locked and not self.lock():
+            return 0
+        n = self.controller.start_all()
+        self.refresh()
+        return n
+
+    def _start(self, slot: str) -> None:
+        if not self.locked and not self.lock():
+            return
+        self.controller.start(slot)
+        self.refresh()
+
+    def _rename(self, slot: str) -> None:
+        current = self.controller.tiles[slot].label
+        text, ok = QInputDialog.getText(self, "Slot label", "Name this slot (e.g. 'Jig A / 3'):", text=current)
+        if ok:
+            self.controller.set_label(slot, text.strip())
+
+    # --- repaint -------------------------------------------------------------------------
+    def _mark_dirty(self, slot: str) -> None:  # any thread
+        with self._dirty_lock:
+            self._dirty.add(slot)
+
+    def refresh(self) -> None:
+        """Repaint dirty tiles and totals (the 10 Hz timer calls this)."""
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        for slot, state in list(self.controller.tiles.items()):
+            tile = self.tiles.get(slot)
+            if tile is None:
+                tile = PortTile(slot)
+                tile.start_clicked.connect(self._start)
+                tile.stop_clicked.connect(self.controller.stop)
+                tile.rename_requested.connect(self._rename)
+                n = len(self.tiles)
+                self.grid.addWidget(tile, n // COLUMNS, n % COLUMNS)
+                self.tiles[slot] = tile
+                self.empty.setVisible(False)
+                dirty.add(slot)
+            if slot in dirty:
+                tile.update_from(state)
+        t = self.controller.totals()
+        self.totals.setText(f"Total  ✔ PASS {t['PASS']}   ✘ FAIL {t['FAIL']}   running {t['running']}   "
+                            f"slots {t['slots']}")
+        busy = t["running"] > 0
+        if not busy and self.status.text().startswith("Settings stay locked"):
+            self.status.setText("")
+        self.stop_btn.setEnabled(busy)
+        self.lock_btn.setEnabled(not busy or not self.locked)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._timer.stop()
+        self.controller.close()
+        super().closeEvent(event)
+
+
+def create_page(ctx) -> QWidget:
+    """Page factory for gui.main_window.PAGES."""
+    return StationsPage(ctx)

@@ -1,0 +1,131 @@
+"""One station slot: label, chip/MAC, progress + stage, big PASS/FAIL (text and colour),
+per-slot counters, START, and details on demand (esptool lines and console)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+)
+
+_RESULT_STYLE = {
+    "PASS": ("PASS ✔", "background:#1e7d32;color:white;"),
+    "FAIL": ("FAIL ✘", "background:#b71c1c;color:white;"),
+    "running": ("", "background:#1565c0;color:white;"),
+    "idle": ("READY", "background:#eceff1;color:#37474f;"),
+}
+_STAGE_TEXT = {
+    "detect": "Connecting", "identity": "Creating identity", "write": "Writing", "verify": "Verifying",
+    "boot": "Booting", "online": "Waiting for cloud", "ready": "Ready", "unplugged": "Unplugged", "done": "",
+}
+
+
+class PortTile(QFrame):
+    """A tile bound to a slot; `update_from(tile_state)` repaints it.
+
+    Signals:
+        start_clicked(str): the slot whose START was pressed.
+        stop_clicked(str): the slot whose STOP was pressed.
+        rename_requested(str): the slot whose label was clicked.
+    """
+
+    start_clicked = Signal(str)
+    stop_clicked = Signal(str)
+    rename_requested = Signal(str)
+
+    def __init__(self, slot: str, parent=None) -> None:
+        super().__init__(parent)
+        self.slot = slot
+        self.setObjectName("PortTile")
+        self.setFrameShape(QFrame.StyledPanel)
+        self.setMinimumWidth(230)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(3)
+        top = QHBoxLayout()
+        self.title = QToolButton()
+        self.title.setAutoRaise(True)
+        self.title.setToolTip("Click to name this slot")
+        self.title.clicked.connect(lambda: self.rename_requested.emit(self.slot))
+        top.addWidget(self.title, 1)
+        self.counters = QLabel()
+        top.addWidget(self.counters)
+        lay.addLayout(top)
+        self.port = QLabel()
+        self.port.setStyleSheet("color:#607d8b;font-size:10px;")
+        lay.addWidget(self.port)
+        self.chip = QLabel("—")
+        lay.addWidget(self.chip)
+        self.result = QLabel()
+        self.result.setAlignment(Qt.AlignCenter)
+        self.result.setMinimumHeight(36)
+        font = self.result.font()
+        font.setPointSize(font.pointSize() + 6)
+        font.setBold(True)
+        self.result.setFont(font)
+        lay.addWidget(self.result)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setTextVisible(True)
+        lay.addWidget(self.progress)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setMinimumHeight(28)
+        self.message.setStyleSheet("font-size:11px;")
+        lay.addWidget(self.message)
+        row = QHBoxLayout()
+        self.start_btn = QPushButton("START")
+        self.start_btn.clicked.connect(lambda: self.start_clicked.emit(self.slot))
+        self.stop_btn = QPushButton("STOP")
+        self.stop_btn.clicked.connect(lambda: self.stop_clicked.emit(self.slot))
+        self.details_btn = QToolButton()
+        self.details_btn.setText("Details")
+        self.details_btn.setCheckable(True)
+        row.addWidget(self.start_btn)
+        row.addWidget(self.stop_btn)
+        row.addWidget(self.details_btn)
+        lay.addLayout(row)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.details.setStyleSheet("font-family:monospace;font-size:9px;")
+        self.details.setVisible(False)
+        self.details_btn.toggled.connect(self.details.setVisible)
+        lay.addWidget(self.details)
+        self._last = None
+
+    def update_from(self, t, locked_buttons: bool = False) -> None:
+        """Repaint from a ``fleetdesk.boards.controller.TileState`` (skips when unchanged)."""
+        key = (t.label, t.port, t.present, t.chip, t.mac, t.stage, t.percent, t.state, t.message, t.passed, t.failed,
+               len(t.details), t.probe_allowed)
+        if key == self._last:
+            return
+        self._last = key
+        self.title.setText(t.label or t.port.replace("socket://", ""))
+        self.port.setText(t.port if t.present else f"{t.port} (unplugged)")
+        self.chip.setText(f"{t.chip or '?'}  {t.mac or ''}" if (t.chip or t.mac) else "chip not read yet")
+        self.counters.setText(f"✔ {t.passed}  ✘ {t.failed}")
+        text, style = _RESULT_STYLE.get(t.state, _RESULT_STYLE["idle"])
+        if t.state == "running":
+            text = _STAGE_TEXT.get(t.stage, t.stage) + "…"
+        elif t.state == "idle":
+            text = _STAGE_TEXT.get(t.stage, "") or "READY"
+            if not t.present:
+                text = "UNPLUGGED"
+        self.result.setText(text)
+        self.result.setStyleSheet(style + "border-radius:4px;")
+        self.result.setAccessibleName(f"result {t.state}")
+        self.progress.setValue(t.percent)
+        self.progress.setFormat(f"{_STAGE_TEXT.get(t.stage, t.stage)} %p%" if t.running else "%p%")
+        self.message.setText(t.message)
+        self.start_btn.setEnabled(t.present and t.probe_allowed and not t.running)
+        self.stop_btn.setEnabled(t.running)
+        self.details.setText("\n".join(t.details[-25:]))
