@@ -67,12 +67,21 @@ def unhex(s):
     return binascii.unhexlify(s)
 
 
+_PADS = {}
+
+
 def hmac_sha256(key, msg):
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + b"\x00" * (64 - len(key))
-    ikey = bytes([b ^ 0x36 for b in key])
-    okey = bytes([b ^ 0x5C for b in key])
+    pads = _PADS.get(key)
+    if pads is None:
+        k = key
+        if len(k) > 64:
+            k = hashlib.sha256(k).digest()
+        k = k + b"\x00" * (64 - len(k))
+        pads = (bytes([b ^ 0x36 for b in k]), bytes([b ^ 0x5C for b in k]))
+        if len(_PADS) > 16:
+            _PADS.clear()
+        _PADS[bytes(key)] = pads
+    ikey, okey = pads
     inner = hashlib.sha256(ikey + msg).digest()
     return hashlib.sha256(okey + inner).digest()
 

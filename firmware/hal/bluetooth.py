@@ -126,6 +126,20 @@ def _parse_ad(payload, out):
         i += 1 + ln
 
 
+def _nodelay(writer):
+    # request/response over loopback: without TCP_NODELAY every reply waits for a delayed ACK
+    sock = getattr(writer, "s", None)
+    if sock is None:
+        try:
+            sock = writer.get_extra_info("socket")
+        except Exception:
+            return
+    try:
+        sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+    except Exception:
+        pass
+
+
 class BLE:
     _inst = None
 
@@ -348,6 +362,7 @@ class BLE:
 
     async def _client(self, reader, writer):
         me = None
+        _nodelay(writer)
         try:
             line = await reader.readline()
             if not line:
