@@ -1,0 +1,216 @@
+"""Ingest bench: telemetry from 1,000 simulated devices, stored msg/s and loss (goal >= 10,000 msg/s, 0 lost).
+
+Side by side in one run, on the same mosquitto and the same publisher load:
+
+* floor: a bare awscrt MQTT5 subscriber that only counts messages (auto-ack, nothing stored);
+* fleetdesk: the app's pipeline (fleetdesk.cloud.Telemetry: QoS1 with manual ack after the
+  SQLite commit, persistent session, batches fed to the FleetState model).
+
+The load: a separate publisher process sends ``dt/sim-NNNN/env`` JSON payloads
+``{"temperature","humidity","ts","seq"}`` for DEVICES things, MSGS each, QoS1, as fast as
+the broker accepts them. Loss is checked by sequence numbers in the stored history. A
+``--restart`` run additionally kills and restarts the broker mid-ingest (persistent
+broker storage) and checks that nothing is lost.
+
+Usage: .venv/bin/python bench/ingest.py [--devices 1000] [--msgs 40] [--restart]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+GOAL_RATE = 10_000.0
+
+PUBLISHER = r"""
+import json, sys, time, threading
+from awscrt import mqtt5
+port, devices, msgs, window = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+connected = threading.Event()
+opts = mqtt5.ClientOptions(host_name="127.0.0.1", port=port,
+    connect_options=mqtt5.ConnectPacket(client_id="bench-publisher", username="bench", password=b"bench",
+                                        keep_alive_interval_sec=60),
+    on_lifecycle_event_connection_success_fn=lambda d: connected.set(),
+    min_reconnect_delay_ms=100, max_reconnect_delay_ms=500,
+    offline_queue_behavior=mqtt5.ClientOperationQueueBehaviorType.FAIL_NON_QOS1_PUBLISH_ON_DISCONNECT,
+    disable_metrics=True)
+c = mqtt5.Client(opts); c.start()
+if not connected.wait(10): sys.exit("publisher: no connection")
+print("ready", flush=True)
+sys.stdin.readline()
+sem = threading.Semaphore(window)
+t0 = time.time()
+for s in range(msgs):
+    for d in range(devices):
+        sem.acquire()
+        p = json.dumps({"temperature": 20.0 + (d % 10), "humidity": 40.0 + (s % 20), "ts": time.time(), "seq": s})
+        f = c.publish(mqtt5.PublishPacket(topic="dt/sim-%04d/env" % d, payload=p.encode(), qos=mqtt5.QoS.AT_LEAST_ONCE))
+        f.add_done_callback(lambda _f: sem.release())
+for _ in range(window): sem.acquire()
+print("done %.3f %.3f" % (t0, time.time()), flush=True)
+c.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    def __init__(self, root: Path) -> None:
+        self.root, self.port, self.proc = root, free_port(), None
+        pw = root / "passwd"
+        pw.write_text("")
+        for user in ("bench", "app"):
+            subprocess.run(["mosquitto_passwd", "-b", str(pw), user, user], check=True, capture_output=True)
+        (root / "data").mkdir()
+        (root / "m.conf").write_text("\n".join([
+            f"user {getpass.getuser()}", "persistence true", f"persistence_location {root / 'data'}/",
+            "autosave_interval 1", "max_queued_messages 0", "max_inflight_messages 0", "log_dest none",
+            f"listener {self.port} 127.0.0.1", f"password_file {pw}", "allow_anonymous false", ""]))
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(self.root / "m.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("mosquitto did not start")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            (self.proc.kill if kill else self.proc.terminate)()
+            self.proc.wait(10)
+
+
+def settings(port: int, client_id: str, clean: bool):
+    from fleetdesk.cloud.settings import ConnectionSettings
+
+    return ConnectionSettings(host="127.0.0.1", port=port, client_id=client_id, username="app", password="app",
+                              tls=False, clean_start=clean, receive_maximum=65535, min_reconnect_ms=100,
+                              max_reconnect_ms=1000, keep_alive_sec=30)
+
+
+async def run_phase(broker: Mosquitto, mode: str, devices: int, msgs: int, tmp: Path, restart: bool) -> dict:
+    from fleetdesk.cloud.connection import Connection
+    from fleetdesk.cloud.telemetry import Telemetry
+    from fleetdesk.fleet.state import FleetState
+    from fleetdesk.store.telemetry import TelemetryStore
+
+    total = devices * msgs
+    client_id = f"bench-app-{mode}"
+    # 1. make the persistent session with its subscription, then go offline
+    prime = Connection(settings(broker.port, client_id, clean=False))
+    await prime.start()
+    await prime.wait_connected(15)
+    await prime.subscribe("dt/+/env", lambda m: None, qos=1)
+    await prime.stop()
+    # 2. the publisher sends everything while the app is offline (the broker queues it)
+    pub = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(broker.port), str(devices), str(msgs), "2000"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert pub.stdout.readline().strip() == "ready"
+    pub.stdin.write("go\n")
+    pub.stdin.flush()
+    pub_line = pub.stdout.readline().split()
+    pub.wait(30)
+    # 3. the app comes online and drains the backlog: that rate is the ingest capacity
+    conn = Connection(settings(broker.port, client_id, clean=False))
+    store = fleet = tel = None
+    counted = {"n": 0, "first": 0.0, "last": 0.0}
+    states: list[str] = []
+    conn.add_state_listener(lambda ev: states.append(ev.state.value))
+    if mode == "floor":
+        def count(msg) -> None:
+            counted["n"] += 1
+            counted["last"] = time.time()
+        await conn.subscribe("dt/+/env", count, qos=1)
+    else:
+        store = TelemetryStore(tmp / "telemetry.sqlite3", retention_days=None)
+        fleet = FleetState()
+        tel = Telemetry(conn, store, fleet)
+
+        def on_batch(samples) -> None:
+            counted["last"] = time.time()
+        tel.add_listener(on_batch)
+        await tel.start()  # handlers registered before connecting: nothing slips past
+    t_start = time.time()
+    await conn.start()
+    done = lambda: counted["n"] >= total if mode == "floor" else tel.stats["stored"] >= total  # noqa: E731
+    restarted = False
+    deadline = time.time() + 300
+    while not done() and time.time() < deadline:
+        await asyncio.sleep(0.01)
+        if restart and not restarted and tel is not None and tel.stats["stored"] >= total // 3:
+            restarted = True
+            await asyncio.to_thread(broker.stop, True)  # SIGKILL: unclean
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(broker.start)
+    result = {"mode": mode, "received": counted["n"] if mode == "floor" else tel.stats["received"]}
+    if tel is not None:
+        await tel.flushed()
+        rep = store.seq_report()
+        result.update(stored=store.count(), missing=sum(v["missing"] for v in rep.values()),
+                      things=len(rep), batches=tel.stats["batches"], duplicates=tel.stats["duplicates"],
+                      fleet_things=len(fleet.things), states=states)
+        await tel.stop()
+        store.close()
+    await conn.stop()
+    elapsed = (counted["last"] or time.time()) - t_start
+    result["elapsed"] = elapsed
+    result["rate"] = (result.get("stored", counted["n"])) / elapsed if elapsed > 0 else 0.0
+    if len(pub_line) == 3:
+        result["publish_rate"] = total / (float(pub_line[2]) - float(pub_line[1]))
+    return result
+
+
+async def amain(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="fd-ingest-") as tmp:
+        broker = Mosquitto(Path(tmp))
+        broker.start()
+        try:
+            floor = await run_phase(broker, "floor", args.devices, args.msgs, Path(tmp), False)
+            app = await run_phase(broker, "fleetdesk", args.devices, args.msgs, Path(tmp), args.restart)
+        finally:
+            broker.stop()
+    total = args.devices * args.msgs
+    print(f"load: {args.devices} devices x {args.msgs} messages = {total:,} QoS1 messages "
+          f"(publisher {floor.get('publish_rate', 0):,.0f} / {app.get('publish_rate', 0):,.0f} msg/s)")
+    print(f"floor   (count only, auto-ack):           {floor['rate']:>8,.0f} msg/s received")
+    print(f"fleetdesk (SQLite commit, then ack, fleet model): {app['rate']:>8,.0f} msg/s stored "
+          f"in {app['batches']} batches; duplicates ignored {app['duplicates']}")
+    lost = total - app["stored"]
+    print(f"loss: {lost} messages not stored, {app['missing']} missing by sequence number"
+          + (f"; broker killed and restarted mid-run (states: {' > '.join(app['states'])})" if args.restart else ""))
+    ok = app["rate"] >= GOAL_RATE and lost == 0 and app["missing"] == 0
+    print(f"goal: >= {GOAL_RATE:,.0f} msg/s stored, 0 lost | figure: {app['rate']:,.0f} msg/s, {lost} lost | "
+          f"ratio to floor: {app['rate'] / floor['rate']:.2f} | ratio to goal: {app['rate'] / GOAL_RATE:.2f} | "
+          f"{'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--msgs", type=int, default=40, help="messages per device")
+    ap.add_argument("--restart", action="store_true", help="kill -9 and restart the broker mid-ingest")
+    return asyncio.run(amain(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
