@@ -1,0 +1,98 @@
+"""Boot after flashing: console on a terminal connection, boot loops, fs sync back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from fleetdesk.boards import appimage, bundle, fsimage
+from fleetdesk.boards.partitions import TABLE_OFFSET
+
+
+def _flash_args(b: bundle.Bundle, out_dir) -> list[str]:
+    args = []
+    for p in b.parts:
+        args += [hex(p.offset), str(out_dir / f"{p.name}.bin")]
+    return args
+
+
+def _wait_state(board, state: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while board.state != state and time.monotonic() < end:
+        time.sleep(0.05)
+    assert board.state == state, f"board stayed {board.state!r}, console:\n{board.console_text[-2000:]}"
+
+
+def test_cli_bundle_flashes_and_boots_with_console(make_board, tmp_path, run_esptool, raw_link):
+    out = tmp_path / "bundle"
+    subprocess.run([sys.executable, "-m", "fleetdesk", "firmware", "build", "-o", str(out)],
+                   check=True, capture_output=True, timeout=60)
+    built = bundle.load_bundle(out)
+    board = make_board("esp32")
+    time.sleep(0.2)
+    assert board.state == "bootloop"  # erased flash
+    run_esptool(board.url, "write-flash", *_flash_args(built, out))
+    _wait_state(board, "running")
+    term = raw_link(board.port)  # a serial terminal: sends nothing, sees the console
+    text = term.read_text(b"MicroPython")
+    assert b"rst:0x1 (POWERON_RESET)" in text
+    assert b"Loaded app from partition at offset 0x10000" in text
+    assert b"MicroPython 1.0.0" in text
+    assert sorted(p.name for p in (board.fs_dir / "fd").iterdir())  # vfs extracted for the firmware
+    # the next esptool session (SYNC) stops the firmware and resets into the ROM
+    run_esptool(board.url, "chip-id")
+    _wait_state(board, "running")
+    assert board.boots >= 3
+
+
+def test_firmware_fs_changes_survive_in_flash(make_board, tmp_path, run_esptool, raw_link):
+    root = tmp_path / "fw"
+    (root / "fd").mkdir(parents=True)
+    (root / "main.py").write_text(
+        "f = open('settings.json', 'w')\nf.write('{\"refresh\": 5000}')\nf.close()\nprint('saved settings')\n"
+        "import time\nwhile True:\n    time.sleep(1)\n"
+    )
+    built = bundle.build_bundle(tmp_path / "bundle", chip="esp32", firmware_root=root)
+    board = make_board("esp32")
+    run_esptool(board.url, "write-flash", *_flash_args(built, tmp_path / "bundle"))
+    term = raw_link(board.port)
+    assert b"saved settings" in term.read_text(b"saved settings", timeout=20)
+    run_esptool(board.url, "chip-id")  # SYNC: firmware stopped, fs synced into flash
+    files = fsimage.read_image(board.flash.read(built.vfs_offset, built.vfs_size))
+    assert files["/settings.json"] == b'{"refresh": 5000}'
+    assert files["/main.py"] == (root / "main.py").read_bytes()
+
+
+def test_empty_flash_boot_loops(make_board, raw_link):
+    board = make_board("esp32")
+    term = raw_link(board.port)
+    text = term.read_text(b"XXX-never", timeout=2.6)
+    assert text.count(b"invalid header: 0xffffffff") >= 2
+    assert board.state == "bootloop"
+
+
+def test_corrupt_or_wrong_chip_images_boot_loop(host, make_board, tmp_path, raw_link):
+    built = bundle.build_bundle(tmp_path / "b", chip="esp32")
+    board = make_board("esp32", power_on=False)
+    for p in built.parts:
+        board.flash.erase_sectors(p.offset, p.size)
+        board.flash.write(p.offset, p.data)
+    # an app image for another chip in the app slot
+    board.flash.erase_sectors(0x10000, 0x1000)
+    board.flash.write(0x10000, appimage.build_image("esp32s3", b"\0" * 64))
+    host.reset(board)
+    time.sleep(0.3)
+    assert "is for chip id 9, expected 0" in board.console_text
+    assert board.state == "bootloop"
+    # garbage where the app should be
+    board.flash.write(0x10000, b"\x00" * 64)
+    host.reset(board)
+    time.sleep(0.3)
+    assert "has invalid magic byte" in board.console_text
+    # a corrupt partition table
+    board.flash.write(TABLE_OFFSET + 40, b"\x00\x00")
+    host.reset(board)
+    time.sleep(0.3)
+    assert "Failed to verify partition table" in board.console_text
+    assert board.state == "bootloop"
