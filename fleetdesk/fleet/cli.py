@@ -1,0 +1,37 @@
+"""`fleetdesk fleet ...`: the fleet command family.
+
+Sub-commands come from modules listed in :data:`FLEET_COMMAND_MODULES`; each exposes
+``register(fleet_subparsers)`` and sets ``func`` on its parser. A module that does not exist
+yet is skipped, so another feature adds its commands (e.g. ``list``, ``watch``) by creating
+its module and adding its name here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+FLEET_COMMAND_MODULES = (
+    "fleetdesk.fleet.simulate_cli",
+    "fleetdesk.fleet.watch_cli",
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("fleet", help="the fleet: simulate devices, list and watch things",
+                              description="Fleet commands.")
+    sub = p.add_subparsers(dest="fleet_command", metavar="ACTION")
+    for name in FLEET_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    p.set_defaults(func=lambda args: _help(p))
+
+
+def _help(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
