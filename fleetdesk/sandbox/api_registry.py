@@ -1,0 +1,285 @@
+"""Control-plane routes of the registry: things, thing groups, certificates, policies."""
+
+from __future__ import annotations
+
+from fleetdesk.sandbox.awserror import AwsError, invalid
+from fleetdesk.sandbox.ca import BadCsrError
+from fleetdesk.sandbox.control_plane import model_route
+
+
+def _p(request) -> dict:
+    return request.params
+
+
+# -- things ----------------------------------------------------------------------------
+async def create_thing(ctx, request):
+    p = _p(request)
+    attrs = (p.get("attributePayload") or {}).get("attributes") or {}
+    d = ctx.registry.create_thing(p["thingName"], p.get("thingTypeName"), attrs)
+    await ctx.changed("thing", "created", p["thingName"])
+    return {"thingName": d["thingName"], "thingArn": d["thingArn"], "thingId": d["thingId"]}
+
+
+def describe_thing(ctx, request):
+    return ctx.registry.describe_thing(_p(request)["thingName"])
+
+
+def list_things(ctx, request):
+    p = _p(request)
+    things, nxt = ctx.registry.list_things(
+        attribute_name=p.get("attributeName"), attribute_value=p.get("attributeValue"),
+        prefix=bool(p.get("usePrefixAttributeValue")), thing_type=p.get("thingTypeName"),
+        token=p.get("nextToken"), max_results=p.get("maxResults"))
+    return {"things": things, **({"nextToken": nxt} if nxt else {})}
+
+
+async def update_thing(ctx, request):
+    p = _p(request)
+    ctx.registry.update_thing(p["thingName"], thing_type=p.get("thingTypeName"),
+                              attribute_payload=p.get("attributePayload"),
+                              expected_version=p.get("expectedVersion"),
+                              remove_thing_type=bool(p.get("removeThingType")))
+    await ctx.changed("thing", "updated", p["thingName"])
+    return {}
+
+
+async def delete_thing(ctx, request):
+    p = _p(request)
+    ctx.registry.delete_thing(p["thingName"], p.get("expectedVersion"))
+    await ctx.changed("thing", "deleted", p["thingName"])
+    return {}
+
+
+# -- thing groups ----------------------------------------------------------------------
+async def create_thing_group(ctx, request):
+    p = _p(request)
+    d = ctx.registry.create_thing_group(p["thingGroupName"], p.get("parentGroupName"), p.get("thingGroupProperties"))
+    await ctx.changed("thing_group", "created", p["thingGroupName"])
+    return d
+
+
+def describe_thing_group(ctx, request):
+    return ctx.registry.describe_thing_group(_p(request)["thingGroupName"])
+
+
+def list_thing_groups(ctx, request):
+    p = _p(request)
+    groups, nxt = ctx.registry.list_thing_groups(
+        parent=p.get("parentGroup"), name_prefix=p.get("namePrefixFilter"), recursive=p.get("recursive"),
+        token=p.get("nextToken"), max_results=p.get("maxResults"))
+    return {"thingGroups": groups, **({"nextToken": nxt} if nxt else {})}
+
+
+async def delete_thing_group(ctx, request):
+    p = _p(request)
+    ctx.registry.delete_thing_group(p["thingGroupName"])
+    await ctx.changed("thing_group", "deleted", p["thingGroupName"])
+    return {}
+
+
+async def add_thing_to_group(ctx, request):
+    p = _p(request)
+    ctx.registry.add_thing_to_group(p.get("thingGroupName"), p.get("thingGroupArn"), p.get("thingName"), p.get("thingArn"))
+    await ctx.changed("thing_group", "updated", p.get("thingGroupName") or p.get("thingGroupArn"),
+                      thing=p.get("thingName") or p.get("thingArn"), member="added")
+    return {}
+
+
+async def remove_thing_from_group(ctx, request):
+    p = _p(request)
+    ctx.registry.remove_thing_from_group(p.get("thingGroupName"), p.get("thingGroupArn"), p.get("thingName"),
+                                         p.get("thingArn"))
+    await ctx.changed("thing_group", "updated", p.get("thingGroupName") or p.get("thingGroupArn"),
+                      thing=p.get("thingName") or p.get("thingArn"), member="removed")
+    return {}
+
+
+def list_things_in_group(ctx, request):
+    p = _p(request)
+    names = ctx.registry.things_in_group(p["thingGroupName"], bool(p.get("recursive")))
+    from fleetdesk.sandbox.registry import _page
+
+    page, nxt = _page(names, p.get("nextToken"), p.get("maxResults"), 50)
+    return {"things": page, **({"nextToken": nxt} if nxt else {})}
+
+
+# -- certificates ----------------------------------------------------------------------
+def _store(ctx, issued, active: bool) -> None:
+    ctx.registry.add_certificate(issued.certificate_id, issued.certificate_pem, issued.common_name, issued.serial,
+                                 "ACTIVE" if active else "INACTIVE", None, issued.not_after.timestamp())
+
+
+async def create_keys_and_certificate(ctx, request):
+    p = _p(request)
+    issued, public_pem, private_pem = ctx.ca.create_keys_and_certificate()
+    _store(ctx, issued, bool(p.get("setAsActive")))
+    await ctx.changed("certificate", "created", issued.certificate_id)
+    return {"certificateArn": ctx.registry.arn("cert", issued.certificate_id), "certificateId": issued.certificate_id,
+            "certificatePem": issued.certificate_pem, "keyPair": {"PublicKey": public_pem, "PrivateKey": private_pem}}
+
+
+async def create_certificate_from_csr(ctx, request):
+    p = _p(request)
+    try:
+        issued = ctx.ca.sign_csr(p["certificateSigningRequest"])
+    except BadCsrError as exc:
+        raise invalid(str(exc)) from exc
+    _store(ctx, issued, bool(p.get("setAsActive")))
+    await ctx.changed("certificate", "created", issued.certificate_id)
+    return {"certificateArn": ctx.registry.arn("cert", issued.certificate_id), "certificateId": issued.certificate_id,
+            "certificatePem": issued.certificate_pem}
+
+
+def _cert_id(p) -> str:
+    cid = p["certificateId"]
+    if len(cid) != 64 or any(c not in "0123456789abcdef" for c in cid):
+        raise invalid(f"certificateId must be 64 lowercase hex characters, not {cid!r}")
+    return cid
+
+
+def describe_certificate(ctx, request):
+    return {"certificateDescription": ctx.registry.describe_certificate(_cert_id(_p(request)))}
+
+
+def list_certificates(ctx, request):
+    p = _p(request)
+    certs, nxt = ctx.registry.list_certificates(marker=p.get("marker"), page_size=p.get("pageSize"),
+                                                ascending=bool(p.get("ascendingOrder")))
+    return {"certificates": certs, **({"nextMarker": nxt} if nxt else {})}
+
+
+async def update_certificate(ctx, request):
+    p = _p(request)
+    cid = _cert_id(p)
+    ctx.registry.update_certificate(cid, p["newStatus"])
+    await ctx.changed("certificate", "updated", cid, status=p["newStatus"])
+    return {}
+
+
+async def delete_certificate(ctx, request):
+    p = _p(request)
+    cid = _cert_id(p)
+    ctx.registry.delete_certificate(cid, bool(p.get("forceDelete")))
+    await ctx.changed("certificate", "deleted", cid)
+    return {}
+
+
+# -- policies --------------------------------------------------------------------------
+async def create_policy(ctx, request):
+    p = _p(request)
+    d = ctx.registry.create_policy(p["policyName"], p["policyDocument"])
+    await ctx.changed("policy", "created", p["policyName"])
+    return d
+
+
+async def create_policy_version(ctx, request):
+    p = _p(request)
+    d = ctx.registry.create_policy_version(p["policyName"], p["policyDocument"], bool(p.get("setAsDefault")))
+    await ctx.changed("policy", "updated", p["policyName"])
+    return d
+
+
+def get_policy(ctx, request):
+    return ctx.registry.get_policy(_p(request)["policyName"])
+
+
+def list_policies(ctx, request):
+    p = _p(request)
+    pols, nxt = ctx.registry.list_policies(marker=p.get("marker"), page_size=p.get("pageSize"),
+                                           ascending=p.get("ascendingOrder", True))
+    return {"policies": pols, **({"nextMarker": nxt} if nxt else {})}
+
+
+async def delete_policy(ctx, request):
+    p = _p(request)
+    ctx.registry.delete_policy(p["policyName"])
+    await ctx.changed("policy", "deleted", p["policyName"])
+    return {}
+
+
+async def attach_policy(ctx, request):
+    p = _p(request)
+    ctx.registry.attach_policy(p["policyName"], p["target"])
+    await ctx.changed("policy", "attached", p["policyName"], target=p["target"])
+    return {}
+
+
+async def detach_policy(ctx, request):
+    p = _p(request)
+    ctx.registry.detach_policy(p["policyName"], p["target"])
+    await ctx.changed("policy", "detached", p["policyName"], target=p["target"])
+    return {}
+
+
+def list_attached_policies(ctx, request):
+    p = _p(request)
+    from fleetdesk.sandbox.registry import _page
+
+    pols, nxt = _page(ctx.registry.attached_policies(p["target"], bool(p.get("recursive"))),
+                      p.get("marker"), p.get("pageSize"), 25)
+    return {"policies": pols, **({"nextMarker": nxt} if nxt else {})}
+
+
+def list_policy_targets(ctx, request):
+    p = _p(request)
+    return {"targets": ctx.registry.policy_targets(p["policyName"])}
+
+
+# -- principals ------------------------------------------------------------------------
+async def attach_thing_principal(ctx, request):
+    p = _p(request)
+    ctx.registry.attach_thing_principal(p["thingName"], p["principal"])
+    await ctx.changed("principal", "attached", p["principal"], thing=p["thingName"])
+    return {}
+
+
+async def detach_thing_principal(ctx, request):
+    p = _p(request)
+    ctx.registry.detach_thing_principal(p["thingName"], p["principal"])
+    await ctx.changed("principal", "detached", p["principal"], thing=p["thingName"])
+    return {}
+
+
+def list_thing_principals(ctx, request):
+    p = _p(request)
+    from fleetdesk.sandbox.registry import _page
+
+    page, nxt = _page(ctx.registry.thing_principals(p["thingName"]), p.get("nextToken"), p.get("maxResults"), 25)
+    return {"principals": page, **({"nextToken": nxt} if nxt else {})}
+
+
+def list_principal_things(ctx, request):
+    p = _p(request)
+    from fleetdesk.sandbox.registry import _page
+
+    page, nxt = _page(ctx.registry.principal_things(p["principal"]), p.get("nextToken"), p.get("maxResults"), 25)
+    return {"things": page, **({"nextToken": nxt} if nxt else {})}
+
+
+def describe_endpoint(ctx, request):
+    endpoint_type = _p(request).get("endpointType") or "iot:Data"
+    if endpoint_type not in ("iot:Data", "iot:Data-ATS", "iot:CredentialProvider", "iot:Jobs"):
+        raise AwsError("InvalidRequestException", f"unknown endpointType {endpoint_type!r}")
+    return {"endpointAddress": ctx.mqtt_host}
+
+
+_OPERATIONS = {
+    "CreateThing": create_thing, "DescribeThing": describe_thing, "ListThings": list_things,
+    "UpdateThing": update_thing, "DeleteThing": delete_thing,
+    "CreateThingGroup": create_thing_group, "DescribeThingGroup": describe_thing_group,
+    "ListThingGroups": list_thing_groups, "DeleteThingGroup": delete_thing_group,
+    "AddThingToThingGroup": add_thing_to_group, "RemoveThingFromThingGroup": remove_thing_from_group,
+    "ListThingsInThingGroup": list_things_in_group,
+    "CreateKeysAndCertificate": create_keys_and_certificate, "CreateCertificateFromCsr": create_certificate_from_csr,
+    "DescribeCertificate": describe_certificate, "ListCertificates": list_certificates,
+    "UpdateCertificate": update_certificate, "DeleteCertificate": delete_certificate,
+    "CreatePolicy": create_policy, "CreatePolicyVersion": create_policy_version, "GetPolicy": get_policy,
+    "ListPolicies": list_policies, "DeletePolicy": delete_policy,
+    "AttachPolicy": attach_policy, "DetachPolicy": detach_policy, "ListAttachedPolicies": list_attached_policies,
+    "ListTargetsForPolicy": list_policy_targets,
+    "AttachThingPrincipal": attach_thing_principal, "DetachThingPrincipal": detach_thing_principal,
+    "ListThingPrincipals": list_thing_principals, "ListPrincipalThings": list_principal_things,
+    "DescribeEndpoint": describe_endpoint,
+}
+
+ROUTES = [model_route("iot", name, handler) for name, handler in _OPERATIONS.items()]

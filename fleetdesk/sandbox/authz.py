@@ -1,0 +1,334 @@
+"""Broker authorization: registry + policies -> mosquitto dynamic-security, CRL and kicks.
+
+- Each certificate attached to a thing is a dynamic-security client (username = the cert's
+  CN, which mosquitto takes from the cert via ``use_identity_as_username``), bound to the
+  thing name as client id, with one role holding the topic ACLs of its policies.
+  A wrong client id therefore gets no rights (checked on mosquitto 2.0.11).
+- Certificates that are not ACTIVE are in the CRL (refused at the TLS handshake after a
+  SIGHUP) and their dynsec client is disabled (which drops a live connection at once).
+- iot:Connect is checked on each connection line of the broker's log; a connection the
+  policies refuse (wrong client id, no thing, no Connect permission) is kicked by taking
+  its client id over with an internal client, and is never reported as a ClientEvent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import sys
+import struct
+import uuid
+from pathlib import Path
+
+from fleetdesk.sandbox.broker import RawConnection
+from fleetdesk.sandbox.context import ClientEvent, SandboxContext
+from fleetdesk.sandbox.policy import may_connect, topic_acls
+
+log = logging.getLogger(__name__)
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+INTERNAL_ROLE = "fleetdesk-internal"
+DEVICE_CN_PREFIX = "fleetdesk-device-"
+
+
+def password_hash(password: str) -> tuple[str, str, int]:
+    """(hash, salt, iterations) in the dynamic-security plugin's format (PBKDF2-SHA512)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+    return base64.b64encode(digest).decode(), base64.b64encode(salt).decode(), 101
+
+
+def _internal_role() -> dict:
+    acls = []
+    for topic in ("#", "$aws/#", "$SYS/#", "$CONTROL/#"):
+        for acltype in ("publishClientSend", "publishClientReceive", "subscribePattern", "unsubscribePattern"):
+            acls.append({"acltype": acltype, "topic": topic, "allow": True, "priority": 0})
+    return {"rolename": INTERNAL_ROLE, "acls": acls}
+
+
+def _role_name(cert_id: str, acls: list[dict]) -> str:
+    digest = hashlib.sha256(json.dumps(acls, sort_keys=True).encode()).hexdigest()[:12]
+    return f"cert-{cert_id[:16]}-{digest}"
+
+
+class Authorizer:
+    """Keeps mosquitto's dynamic-security state and CRL in step with the registry."""
+
+    def __init__(self, ctx: SandboxContext) -> None:
+        self.ctx = ctx
+        self.applied: dict[str, tuple] = {}  # cn -> (clientid, rolename, disabled)
+        self.roles: dict[str, list[dict]] = {}
+        self.crl_serials: set[int] = set()
+        self.sessions: dict[str, ClientEvent | None] = {}  # client id -> accepted event (None: internal/kicked)
+        self._client = None
+        self._client_cm = None
+        self._responses: asyncio.Queue | None = None
+        self._reader: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._kicking: set[str] = set()
+        self._dynsec_file: Path | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- desired state ------------------------------------------------------------------
+    def _desired(self) -> dict[str, tuple]:
+        """cn -> (clientid, acls, disabled, cert_id) for every cert attached to a thing."""
+        reg = self.ctx.registry
+        out = {}
+        for cert_id in reg.certificate_ids():
+            view = reg.certificate_view(cert_id)
+            if not view.things:
+                continue
+            acls: list[dict] = []
+            for thing in view.things:
+                for acl in topic_acls(view.policy_documents, thing, thing):
+                    if acl not in acls:
+                        acls.append(acl)
+            clientid = view.things[0] if len(view.things) == 1 else None
+            out[view.common_name] = (clientid, acls, view.status != "ACTIVE", cert_id)
+        return out
+
+    def write_dynsec_file(self, path: Path) -> None:
+        """Write the whole dynamic-security config (called before each broker start)."""
+        self._dynsec_file = path
+        im = self.ctx.internal_mqtt
+        pw, salt, iters = password_hash(im.password)
+        clients = [{"username": im.username, "password": pw, "salt": salt, "iterations": iters,
+                    "roles": [{"rolename": INTERNAL_ROLE}]}]
+        roles = [_internal_role()]
+        self.applied, self.roles = {}, {}
+        for cn, (clientid, acls, disabled, cert_id) in self._desired().items():
+            rolename = _role_name(cert_id, acls)
+            client = {"username": cn, "roles": [{"rolename": rolename}], "disabled": disabled}
+            if clientid:
+                client["clientid"] = clientid
+            clients.append(client)
+            if rolename not in self.roles:
+                roles.append({"rolename": rolename, "acls": acls})
+                self.roles[rolename] = acls
+            self.applied[cn] = (clientid, rolename, disabled)
+        doc = {
+            "clients": clients, "groups": [], "roles": roles,
+            "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
+                                 "subscribe": False, "unsubscribe": True},
+        }
+        from fleetdesk.paths import write_private
+
+        write_private(path, json.dumps(doc, indent=1).encode())
+        self._write_crl()
+
+    def _write_crl(self) -> bool:
+        serials = set(self.ctx.registry.revoked_serials())
+        if serials == self.crl_serials and self.ctx.ca.crl_file.exists():
+            return False
+        self.ctx.ca.write_crl(sorted(serials))
+        self.crl_serials = serials
+        return True
+
+    # -- control connection -------------------------------------------------------------
+    def _mqtt_client(self, identifier: str | None = None):
+        import aiomqtt
+
+        im = self.ctx.internal_mqtt
+        return aiomqtt.Client(im.host, im.port, username=im.username, password=im.password,
+                              identifier=identifier or f"fleetdesk-authz-{uuid.uuid4().hex[:8]}",
+                              protocol=aiomqtt.ProtocolVersion.V311, clean_session=True, timeout=10)
+
+    async def connect(self) -> None:
+        """(Re)connect the control client to the broker."""
+        await self.close()
+        self._client_cm = self._mqtt_client()
+        self._client = await self._client_cm.__aenter__()
+        self._responses = asyncio.Queue()
+        await self._client.subscribe(CONTROL_TOPIC + "/response", qos=1)
+        self._reader = asyncio.create_task(self._read_responses(self._client))
+
+    async def _read_responses(self, client) -> None:
+        try:
+            async for msg in client.messages:
+                assert self._responses is not None
+                self._responses.put_nowait(msg.payload)
+        except Exception as exc:  # noqa: BLE001 - the broker went away; connect() restarts us
+            log.debug("control client stopped: %r", exc)
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        if self._client_cm is not None:
+            try:
+                await self._client_cm.__aexit__(None, None, None)
+            except Exception:  # noqa: BLE001
+                pass
+            self._client_cm = self._client = None
+
+    async def _commands(self, commands: list[dict]) -> None:
+        if not commands:
+            return
+        if self._client is None:
+            await self.connect()
+        assert self._responses is not None
+        while not self._responses.empty():
+            self._responses.get_nowait()
+        await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+        reply = json.loads(await asyncio.wait_for(self._responses.get(), 10))
+        for cmd, res in zip(commands, reply.get("responses", [])):
+            if res.get("error"):
+                log.warning("dynsec %s failed: %s", cmd.get("command"), res["error"])
+
+    # -- applying changes ---------------------------------------------------------------
+    async def sync(self) -> None:
+        """Bring the broker in line with the registry (CRL first, then dynamic security)."""
+        async with self._lock:
+            if self._write_crl() and self.ctx.broker is not None:
+                self.ctx.broker.reload()
+            desired = self._desired()
+            pre, post = [], []
+            for cn, (clientid, acls, disabled, cert_id) in desired.items():
+                rolename = _role_name(cert_id, acls)
+                if rolename not in self.roles:
+                    pre.append({"command": "createRole", "rolename": rolename, "acls": acls})
+                    self.roles[rolename] = acls
+                old = self.applied.get(cn)
+                if old is None:
+                    cmd = {"command": "createClient", "username": cn, "roles": [{"rolename": rolename}]}
+                    if clientid:
+                        cmd["clientid"] = clientid
+                    pre.append(cmd)
+                    if disabled:
+                        pre.append({"command": "disableClient", "username": cn})
+                else:
+                    if old[0] != clientid or old[1] != rolename:
+                        pre.append({"command": "modifyClient", "username": cn, "clientid": clientid or "",
+                                    "roles": [{"rolename": rolename}]})
+                    if old[2] != disabled:
+                        pre.append({"command": "disableClient" if disabled else "enableClient", "username": cn})
+                self.applied[cn] = (clientid, rolename, disabled)
+            for cn in [cn for cn in self.applied if cn not in desired]:
+                pre.append({"command": "disableClient", "username": cn})
+                pre.append({"command": "deleteClient", "username": cn})
+                del self.applied[cn]
+            used = {v[1] for v in self.applied.values()}
+            for rolename in [r for r in self.roles if r not in used]:
+                post.append({"command": "deleteRole", "rolename": rolename})
+                del self.roles[rolename]
+            await self._commands(pre + post)
+            await self._recheck_sessions()
+
+    async def _recheck_sessions(self) -> None:
+        """Kick live connections that the registry no longer allows."""
+        for client_id, event in list(self.sessions.items()):
+            if event is None or event.certificate_id is None:
+                continue
+            if not self._allowed(event.identity, client_id)[0]:
+                self._spawn(self._kick(client_id, "FORBIDDEN_ACCESS"))
+
+    async def on_registry_changed(self, change) -> None:
+        if change.kind in ("certificate", "policy", "principal", "thing", "thing_group"):
+            await self.sync()
+
+    async def on_broker_restart(self) -> None:
+        """After mosquitto restarted: report everyone offline, reconnect the control client."""
+        for client_id, event in list(self.sessions.items()):
+            if event is not None:
+                await self._emit(event, "disconnected", "SERVER_ERROR")
+        self.sessions.clear()
+        await self.connect()
+
+    # -- connections --------------------------------------------------------------------
+    def _allowed(self, identity: str, client_id: str) -> tuple[bool, str | None, str | None]:
+        """(may connect, thing name, certificate id) for a certificate identity."""
+        reg = self.ctx.registry
+        cert_id = reg.certificate_by_cn(identity)
+        if cert_id is None:
+            return False, None, None
+        view = reg.certificate_view(cert_id)
+        if view.status != "ACTIVE" or not view.things:
+            return False, None, cert_id
+        thing = client_id if client_id in view.things else (view.things[0] if len(view.things) == 1 else None)
+        return may_connect(view.policy_documents, thing, client_id), thing, cert_id
+
+    async def on_connection(self, rec: RawConnection) -> None:
+        """Called with each connection line of the broker log."""
+        if rec.kind == "connected":
+            if rec.identity == self.ctx.internal_mqtt.username:
+                self.sessions[rec.client_id] = None
+                return
+            if rec.identity.startswith(DEVICE_CN_PREFIX):
+                ok, thing, cert_id = self._allowed(rec.identity, rec.client_id)
+                if not ok:
+                    self.sessions[rec.client_id] = None
+                    print(f"sandbox: refused {rec.client_id!r} (certificate {cert_id or rec.identity}): "
+                          "iot:Connect not allowed", file=sys.stderr, flush=True)
+                    self._spawn(self._kick(rec.client_id, None))
+                    return
+            else:
+                thing, cert_id = None, None
+            event = ClientEvent("connected", rec.client_id, rec.identity, rec.address, "", rec.ts_ms, thing, cert_id)
+            self.sessions[rec.client_id] = event
+            await self.ctx.events.emit(event)
+        else:
+            event = self.sessions.pop(rec.client_id, None)
+            if event is not None:
+                await self._emit(event, "disconnected", rec.reason)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _emit(self, event: ClientEvent, kind: str, reason: str) -> None:
+        import time
+
+        await self.ctx.events.emit(ClientEvent(kind, event.client_id, event.identity, "", reason,
+                                               int(time.time() * 1000), event.thing_name, event.certificate_id))
+
+    async def _kick(self, client_id: str, reason: str | None) -> None:
+        """Drop the connection using ``client_id`` by taking the id over with an internal client."""
+        if client_id in self._kicking:
+            return
+        self._kicking.add(client_id)
+        try:
+            event = self.sessions.get(client_id)
+            if event is not None and reason:
+                self.sessions[client_id] = None
+                await self._emit(event, "disconnected", reason)
+            await self._take_over(client_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not kick %s: %r", client_id, exc)
+        finally:
+            self._kicking.discard(client_id)
+
+    async def _take_over(self, client_id: str) -> None:
+        """Connect with ``client_id`` (MQTT 3.1.1, clean session) and leave: the broker drops the
+        older connection that used the id. A raw CONNECT/DISCONNECT exchange keeps this
+        independent of client-library threading."""
+        im = self.ctx.internal_mqtt
+
+        def field(text: str) -> bytes:
+            raw = text.encode()
+            return struct.pack("!H", len(raw)) + raw
+
+        body = field("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 10) + field(client_id) + field(im.username) \
+            + field(im.password)
+        length, remaining = b"", len(body)
+        while True:
+            byte, remaining = remaining % 128, remaining // 128
+            length += bytes([byte | (0x80 if remaining else 0)])
+            if not remaining:
+                break
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(im.host, im.port), 5)
+        try:
+            writer.write(b"\x10" + length + body)
+            await writer.drain()
+            connack = await asyncio.wait_for(reader.readexactly(4), 5)
+            if connack[0] != 0x20 or connack[3] != 0:
+                raise ConnectionError(f"internal login refused (CONNACK {connack.hex()})")
+            writer.write(b"\xe0\x00")
+            await writer.drain()
+        finally:
+            writer.close()

@@ -1,0 +1,223 @@
+"""The control plane: one HTTPS port answering boto3's ``iot`` and ``iot-data`` clients.
+
+Route modules expose ``ROUTES`` = list of ``(service, method, path_regex, handler)``:
+``service`` is "iot" or "iot-data" (told apart by the SigV4 credential scope in the
+Authorization header: boto3's iot-data signs as "iotdata"); ``handler(ctx, request)``
+(plain or async) returns ``(status, json_body)`` or raises :class:`AwsError`, rendered as
+AWS's rest-json error (header ``x-amzn-ErrorType`` + body ``{"message": ...}``).
+
+:func:`model_route` builds a route from botocore's service model, so ``request.params``
+holds the operation's input members by name (from the path, query string, headers and
+JSON body, typed as the model says) and missing required members are a 400.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from fleetdesk.sandbox.awserror import AwsError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AwsError", "Request", "model_route", "ControlPlane"]
+
+_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/,]+/([^/,]+)/aws4_request")
+_SIGNING_TO_SERVICE = {"iot": "iot", "iotdata": "iot-data", "iot-data": "iot-data"}
+_models: dict[str, Any] = {}
+
+
+@dataclass
+class Request:
+    """One control-plane request as handlers see it.
+
+    Attributes:
+        method, path (percent-decoded per segment in ``path_params``), query (dict of str),
+        headers (case-insensitive mapping), body (raw bytes), service ("iot"|"iot-data"),
+        path_params (regex groups, unquoted), params (model members, see model_route).
+    """
+
+    method: str
+    path: str
+    query: dict
+    headers: Any
+    body: bytes
+    service: str
+    path_params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    def json(self) -> dict:
+        """The body as a JSON object ({} if empty); a 400 if it is not JSON."""
+        if not self.body:
+            return {}
+        try:
+            doc = json.loads(self.body)
+        except ValueError as exc:
+            raise AwsError("InvalidRequestException", f"The request body is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise AwsError("InvalidRequestException", "The request body must be a JSON object")
+        return doc
+
+
+def service_model(service: str):
+    """botocore's service model for "iot" or "iot-data" (cached)."""
+    if service not in _models:
+        import botocore.session
+
+        _models[service] = botocore.session.get_session().get_service_model(service)
+    return _models[service]
+
+
+def _convert(value: str, shape, name: str):
+    t = shape.type_name
+    try:
+        if t in ("integer", "long"):
+            return int(value)
+        if t in ("float", "double"):
+            return float(value)
+        if t == "boolean":
+            if value.lower() not in ("true", "false"):
+                raise ValueError(value)
+            return value.lower() == "true"
+    except ValueError as exc:
+        raise AwsError("InvalidRequestException", f"{name}: {value!r} is not a valid {t}") from exc
+    return value
+
+
+def model_route(service: str, operation: str, handler: Callable) -> tuple[str, str, str, Callable]:
+    """A ROUTES entry for ``operation`` of ``service`` from botocore's model.
+
+    The wrapped handler gets ``request.params`` filled with the input members.
+    """
+    op = service_model(service).operation_model(operation)
+    uri = op.http["requestUri"]
+    path_part, _, query_part = uri.partition("?")
+    static_query = [q.split("=")[0] for q in query_part.split("&") if q and "{" not in q]
+
+    def repl(m: re.Match) -> str:
+        name, greedy = m.group(1).rstrip("+"), m.group(1).endswith("+")
+        return f"(?P<{re.sub(r'[^0-9A-Za-z_]', '_', name)}>{'.+' if greedy else '[^/]+'})"
+
+    regex = "^" + re.sub(r"\{([^}]+)\}", repl, re.sub(r"([.])", r"\\\1", path_part)) + "$"
+    members = op.input_shape.members if op.input_shape else {}
+    required = set(op.input_shape.required_members) if op.input_shape else set()
+
+    async def wrapped(ctx, request: Request):
+        for key in static_query:
+            if key not in request.query:
+                raise AwsError("InvalidRequestException", f"missing query parameter {key}")
+        params: dict = {}
+        body = None
+        for name, shape in members.items():
+            loc, loc_name = shape.serialization.get("location"), shape.serialization.get("name", name)
+            if loc == "uri":
+                key = re.sub(r"[^0-9A-Za-z_]", "_", loc_name)
+                if key in request.path_params:
+                    params[name] = request.path_params[key]
+            elif loc == "querystring":
+                if loc_name in request.query:
+                    params[name] = _convert(request.query[loc_name], shape, loc_name)
+            elif loc == "header":
+                if loc_name in request.headers:
+                    params[name] = request.headers[loc_name]
+            elif shape.serialization.get("payload") or name == op.input_shape.serialization.get("payload"):
+                params[name] = request.body
+            else:
+                if body is None:
+                    body = request.json()
+                if name in body:
+                    params[name] = body[name]
+        missing = sorted(n for n in required if n not in params or params[n] in (None, ""))
+        if missing:
+            raise AwsError("InvalidRequestException", f"{operation}: missing required parameter(s): {', '.join(missing)}")
+        request.params = params
+        result = handler(ctx, request)
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, tuple):
+            return result
+        return op.http.get("responseCode", 200), result if result is not None else {}
+
+    wrapped.__name__ = f"{operation}_route"
+    return service, op.http["method"], regex, wrapped
+
+
+class ControlPlane:
+    """aiohttp HTTPS server over the ROUTES of the given modules."""
+
+    def __init__(self, ctx, routes: list[tuple], ssl_context: ssl.SSLContext, host: str, port: int) -> None:
+        self.ctx = ctx
+        self.routes = [(svc, method.upper(), re.compile(rx), h) for svc, method, rx, h in routes]
+        self.ssl_context = ssl_context
+        self.host, self.port = host, port
+        self._runner = None
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    @staticmethod
+    def _service(headers) -> str:
+        m = _SCOPE.search(headers.get("Authorization", ""))
+        if m:
+            return _SIGNING_TO_SERVICE.get(m.group(1), m.group(1))
+        return "iot"
+
+    async def _handle(self, req):
+        from aiohttp import web
+
+        try:
+            body = await req.read()
+            raw_path = req.raw_path.split("?", 1)[0]
+            request = Request(req.method, raw_path, dict(req.query), req.headers, body, self._service(req.headers))
+            status, doc = await self._dispatch(request)
+            if isinstance(doc, (bytes, bytearray)):
+                return web.Response(status=status, body=bytes(doc), content_type="application/octet-stream")
+            return web.Response(status=status, text=json.dumps(doc), content_type="application/json")
+        except AwsError as exc:
+            return self._error(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
+            log.exception("control plane: %s %s failed", req.method, req.path)
+            return self._error(AwsError("InternalFailureException", f"internal error: {exc!r}", 500))
+
+    async def _dispatch(self, request: Request):
+        path_matched = False
+        for service, method, rx, handler in self.routes:
+            m = rx.match(request.path)
+            if not m:
+                continue
+            path_matched = True
+            if method != request.method or service != request.service:
+                continue
+            request.path_params = {k: unquote(v) for k, v in m.groupdict().items()}
+            result = handler(self.ctx, request)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        if path_matched:
+            raise AwsError("MethodNotAllowedException", f"{request.method} is not supported on {request.path}", 405)
+        raise AwsError("ResourceNotFoundException",
+                       f"the sandbox does not implement {request.service} {request.method} {request.path}", 404)
+
+    @staticmethod
+    def _error(exc: AwsError):
+        from aiohttp import web
+
+        return web.Response(status=exc.status, text=json.dumps({"message": exc.message}),
+                            content_type="application/json", headers={"x-amzn-ErrorType": exc.code})
