@@ -1,0 +1,132 @@
+"""`fleetdesk ble scan | provision`: BLE field setup from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fleetdesk.errors import BleError
+
+
+def register(subparsers: Any) -> None:
+    """Add the `ble` command family."""
+    ble = subparsers.add_parser("ble", help="find and provision boards over Bluetooth LE")
+    sub = ble.add_subparsers(dest="ble_command", metavar="SUBCOMMAND", required=True)
+
+    scan = sub.add_parser("scan", help="list boards advertising the Fleetdesk provisioning service")
+    scan.add_argument("--timeout", type=float, default=5.0, help="seconds to scan (default 5)")
+    scan.add_argument("--min-rssi", type=int, default=None, help="drop weaker boards (dBm)")
+    state = scan.add_mutually_exclusive_group()
+    state.add_argument("--unprovisioned", action="store_true", help="only boards without a cloud config")
+    state.add_argument("--provisioned", action="store_true", help="only boards that already have one")
+    scan.add_argument("--all-names", action="store_true", help="do not require the FD- name prefix")
+    _common(scan)
+    scan.set_defaults(func=_scan)
+
+    prov = sub.add_parser("provision", help="send Wi-Fi, cloud endpoint and certificates to a board, then commit")
+    prov.add_argument("address", metavar="ADDRESS", help="board address from `fleetdesk ble scan`")
+    prov.add_argument("--pop", required=True, help="the board's proof-of-possession secret")
+    prov.add_argument("--wifi-ssid", required=True)
+    prov.add_argument("--wifi-pass-file", type=Path, required=True,
+                      help="file holding the Wi-Fi password (keeps it out of shell history)")
+    who = prov.add_mutually_exclusive_group(required=True)
+    who.add_argument("--thing", help="existing thing to provision as (a new certificate is made for it)")
+    who.add_argument("--create-thing", nargs="?", const="", metavar="NAME",
+                     help="create the thing (default name: the board's name, lowercased)")
+    prov.add_argument("--ca", type=Path, help="root CA to install (default: sandbox CA / Amazon Root CA 1)")
+    prov.add_argument("--profile", help="profile to use (default: the current one)")
+    prov.add_argument("--scan-timeout", type=float, default=10.0)
+    _common(prov)
+    prov.set_defaults(func=_provision)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON document per line on stdout")
+    p.add_argument("--virtual", action="store_true", help="talk to virtual boards instead of the radio")
+
+
+def _backend_kind(args: argparse.Namespace) -> str | None:
+    return "virtual" if args.virtual else None
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from fleetdesk.ble.backends import ble_backends
+    from fleetdesk.ble.scanner import scan
+
+    scanner_backend, _ = ble_backends(_backend_kind(args))
+    want = True if args.provisioned else False if args.unprovisioned else None
+    found = asyncio.run(scan(args.timeout, backend=scanner_backend, name_prefix=None if args.all_names else "FD-",
+                             min_rssi=args.min_rssi, provisioned=want))
+    for item in found:
+        if args.json:
+            print(json.dumps(item.as_json()), flush=True)
+        else:
+            state = {True: "provisioned", False: "not provisioned", None: "state unknown"}[item.provisioned]
+            print(f"{item.address}  {item.name:<12} {item.rssi:>4} dBm  {_bars(item.rssi)}  {state}")
+    if not found and not args.json:
+        print("no boards found (is the board in Config mode and close by?)", file=sys.stderr)
+    return 0 if found else 3
+
+
+def _bars(rssi: int) -> str:
+    n = 4 if rssi >= -55 else 3 if rssi >= -67 else 2 if rssi >= -80 else 1
+    return "▮" * n + "▯" * (4 - n)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    return asyncio.run(_provision_async(args))
+
+
+async def _provision_async(args: argparse.Namespace) -> int:
+    from fleetdesk.ble.backends import ble_backends
+    from fleetdesk.ble.provision import cloud_target, provision
+    from fleetdesk.ble.scanner import scan
+    from fleetdesk.config import Profiles
+
+    try:
+        password = args.wifi_pass_file.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise BleError(f"cannot read the Wi-Fi password file {args.wifi_pass_file}: {exc.strerror}",
+                       "Put the password alone on the first line of a file readable by you.") from exc
+    scanner_backend, client_backend = ble_backends(_backend_kind(args))
+    emit = _emitter(args.json)
+    emit("scan", f"looking for {args.address}")
+    found = await scan(args.scan_timeout, backend=scanner_backend, name_prefix=None,
+                       stop_when=lambda f: f.address.lower() == args.address.lower())
+    match = next((f for f in found if f.address.lower() == args.address.lower()), None)
+    if match is None:
+        raise BleError(f"board {args.address} is not advertising",
+                       "Check the address with `fleetdesk ble scan`; the board must be in Config mode.")
+    profiles = Profiles.load()
+    if args.profile and args.profile not in profiles.items:
+        raise BleError(f"no profile named {args.profile!r}", f"use one of: {', '.join(profiles.items)}")
+    profile = profiles.items[args.profile] if args.profile else profiles.current
+    thing = args.thing or args.create_thing or match.name.lower()
+    emit("cloud", f"preparing thing {thing} and its certificate in profile {profile.name}")
+    target = await asyncio.to_thread(cloud_target, profile, thing, create=args.thing is None, ca_file=args.ca)
+
+    def progress(name: str, done: int, total: int) -> None:
+        if args.json:
+            print(json.dumps({"progress": {"file": name, "sent": done, "total": total}}), flush=True)
+
+    result = await provision(match.device, args.pop, args.wifi_ssid, password, target, backend=client_backend,
+                             on_step=emit, progress=progress)
+    if args.json:
+        print(json.dumps({"ok": True, "thing": thing, "endpoint": f"{target.endpoint}:{target.port}",
+                          "committed": bool(result.get("committed"))}), flush=True)
+    else:
+        print(f"committed: {match.name} will reboot and connect as {thing} to {target.endpoint}:{target.port}")
+    return 0
+
+
+def _emitter(as_json: bool):
+    def emit(step: str, detail: str) -> None:
+        if as_json:
+            print(json.dumps({"step": step, "detail": detail}), flush=True)
+        else:
+            print(f"[{step}] {detail}", flush=True)
+    return emit

@@ -1,0 +1,118 @@
+"""One BLE field-setup run, as the CLI and the BLE Setup page drive it.
+
+``cloud_target()`` turns the active profile (sandbox or AWS) plus a thing name into
+everything the board needs (endpoint, port, CA, a fresh cert+key for the thing);
+``provision()`` runs connect -> PoP -> Wi-Fi -> cloud -> certificates -> commit, reporting
+each step, and refuses early (before any radio traffic) when cert and key do not match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+
+from fleetdesk.ble import certs
+from fleetdesk.ble.client import Progress, ProvisioningClient, ProvisioningError
+from fleetdesk.errors import BleError
+from fleetdesk.paths import RESOURCES_DIR
+
+STEPS = ("connect", "wifi", "cloud", "ca", "cert", "key", "commit")
+StepCallback = Callable[[str, str], None]  # (step, detail)
+AWS_ROOT_CA = RESOURCES_DIR / "certs" / "AmazonRootCA1.pem"
+
+
+@dataclass
+class CloudTarget:
+    """Where the board will connect and as whom (DER material; keep ``key_der`` secret)."""
+
+    endpoint: str
+    port: int
+    thing_name: str
+    region: str | None
+    ca_der: bytes
+    cert_der: bytes
+    key_der: bytes
+
+    def __repr__(self) -> str:  # never print the key
+        return f"CloudTarget({self.endpoint}:{self.port}, thing={self.thing_name!r})"
+
+
+def cloud_target(profile: Any, thing_name: str, *, create: bool, ca_file: Path | None = None) -> CloudTarget:
+    """Build the target from a profile: endpoint + CA, and a new cert/key for the thing (blocking: boto3).
+
+    Args:
+        profile: a fleetdesk.config.Profile (sandbox or aws).
+        thing_name: the thing to provision as.
+        create: create the thing if missing (else it must exist).
+        ca_file: CA to install (default: the sandbox CA, or Amazon Root CA 1 for AWS).
+
+    Raises:
+        BleError: the thing does not exist (and create is False) or the CA is missing.
+        CloudError: the control plane refused a step.
+    """
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from fleetdesk.cloud.identity import create_device_identity
+    from fleetdesk.cloud.session import boto3_kwargs, sandbox_endpoint
+
+    kw = boto3_kwargs(profile)
+    iot = boto3.client("iot", **kw)
+    if profile.kind == "sandbox":
+        ep = sandbox_endpoint(profile)
+        endpoint, port, region = ep["mqtt_host"], int(ep["mqtt_port"]), ep.get("region")
+        ca_path = ca_file or Path(ep["ca_file"])
+    else:
+        endpoint = profile.endpoint or iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        port, region = 8883, profile.region
+        ca_path = ca_file or AWS_ROOT_CA
+    if not ca_path.exists():
+        raise BleError(f"CA certificate {ca_path} not found", "Pass --ca with the broker's root CA (PEM).")
+    if not create:
+        try:
+            iot.describe_thing(thingName=thing_name)
+        except ClientError as exc:
+            raise BleError(f"thing {thing_name} does not exist in profile {profile.name}",
+                           "Create it (--create-thing) or pick an existing thing.") from exc
+    ident = create_device_identity(iot, thing_name, attributes={"provisioned_by": "ble"})
+    return CloudTarget(endpoint, port, thing_name, region, certs.cert_der(ca_path.read_bytes()),
+                       certs.cert_der(ident.certificate_pem.encode()), certs.key_der(ident.private_key_pem.encode()))
+
+
+async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_password: str, target: CloudTarget, *,
+                    backend: type[BaseBleakClient] | None = None, on_step: StepCallback | None = None,
+                    progress: Progress | None = None, client: ProvisioningClient | None = None,
+                    **client_kwargs: Any) -> dict[str, Any]:
+    """Run the whole field setup; returns the commit reply.
+
+    Raises:
+        BleError: with advice; ProvisioningError carries the device's error code.
+    """
+    step = on_step or (lambda s, d: None)
+    reason = certs.check_pair(target.cert_der, target.key_der)
+    if reason:
+        raise BleError(f"not sending: {reason}", "Create a new certificate for the thing and retry.")
+    prov = client or ProvisioningClient(device, pop, backend=backend, progress=progress, **client_kwargs)
+    try:
+        step("connect", "connecting and checking the proof-of-possession")
+        info = await prov.connect() if prov.client is None else prov.info
+        step("connect", f"connected to {info.get('name')}")
+        step("wifi", f"joining {wifi_ssid}")
+        wifi = await prov.set_wifi(wifi_ssid, wifi_password)
+        if not wifi.get("connected"):
+            raise ProvisioningError(f"the board could not join {wifi_ssid}: {wifi.get('reason')}",
+                                    "Check the SSID and password (the board tried them just now).", code="wifi")
+        step("cloud", f"{target.endpoint}:{target.port} as {target.thing_name}")
+        await prov.set_cloud(target.endpoint, target.port, target.thing_name, target.region)
+        for name, data in (("ca", target.ca_der), ("cert", target.cert_der), ("key", target.key_der)):
+            step(name, f"{len(data)} bytes")
+            await prov.send_file(name, data)
+        step("commit", "checking and saving on the board")
+        return await prov.commit()
+    finally:
+        if client is None:
+            await prov.close()

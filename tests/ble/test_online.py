@@ -1,0 +1,137 @@
+"""Done-means: a virtual board running the real firmware (unix port) with no Wi-Fi/cloud config
+boots into Config mode, is found over BLE, gets Wi-Fi + endpoint + certificates from the CLI
+(thing and cert created in the sandbox profile), commits, reboots into Normal mode and shows up
+online in the sandbox. The same with the link dropped halfway through the key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import boto3
+import pytest
+from ble_testlib import NETS, POP
+
+from fleetdesk.ble.provision import cloud_target, provision
+from fleetdesk.ble.scanner import scan
+from fleetdesk.config import Profile, Profiles
+from fleetdesk.paths import FIRMWARE_DIR
+from fleetdesk.virtual.ble_link import VirtualBleakClient, VirtualBleakScanner
+from fleetdesk.virtual.runtime import launch_firmware
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+
+class Console:
+    def __init__(self):
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+
+    def __call__(self, data: bytes) -> None:
+        with self.lock:
+            self.buf.extend(data)
+
+    def text(self) -> str:
+        with self.lock:
+            return self.buf.decode(errors="replace")
+
+    def wait(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            assert time.monotonic() < deadline, f"console never showed {needle!r}:\n{self.text()[-3000:]}"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def fresh_board(tmp_path, ble_registry, sandbox):
+    """Firmware files + a config.json holding only the PoP (as flashed for BLE field setup)."""
+    Profiles(active="sb", items={"sb": Profile(name="sb", kind="sandbox", state_dir=sandbox.state_dir)}).save()
+    fs = tmp_path / "vfs"
+    fs.mkdir()
+    shutil.copy(FIRMWARE_DIR / "main.py", fs / "main.py")
+    shutil.copytree(FIRMWARE_DIR / "fd", fs / "fd", ignore=shutil.ignore_patterns("__pycache__"))
+    (fs / "config.json").write_text(json.dumps({"pop": POP, "product": "fd-sensor"}))
+    console = Console()
+    handle = launch_firmware(fs, mac="240ac4e1e2e3", chip="esp32", console=console,
+                             env={"FLEETDESK_BLE_REGISTRY": str(ble_registry), "FD_WIFI_NETWORKS": json.dumps(NETS)})
+    try:
+        console.wait("waiting for BLE provisioning", 30)
+        yield fs, console
+    finally:
+        handle.stop()
+
+
+def _online(sandbox, thing: str, console: Console) -> None:
+    """The board says it is online, and the sandbox holds the shadow it reported after connecting."""
+    console.wait(f"online as {thing}", 60)
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            doc = json.loads(data.get_thing_shadow(thingName=thing)["payload"].read())
+            if doc.get("state", {}).get("reported", {}).get("firmware_version"):
+                return
+        except data.exceptions.ResourceNotFoundException:
+            pass
+        assert time.monotonic() < deadline, f"no reported shadow from {thing}:\n{console.text()[-2500:]}"
+        time.sleep(0.3)
+
+
+def test_cli_provisions_fresh_board_into_the_sandbox(fresh_board, sandbox, tmp_path):
+    fs, console = fresh_board
+    thing = f"ble-e2e-{uuid.uuid4().hex[:6]}"
+    scan_out = subprocess.run([sys.executable, "-m", "fleetdesk", "ble", "scan", "--virtual", "--json", "--timeout", "1.5"],
+                              capture_output=True, text=True, timeout=60)
+    boards = [json.loads(line) for line in scan_out.stdout.splitlines()]
+    assert [b["name"] for b in boards] == ["FD-E1E2E3"], scan_out.stderr
+    assert boards[0]["provisioned"] is False
+    pw = tmp_path / "wifi.txt"
+    pw.write_text("secret123\n")
+    out = subprocess.run([sys.executable, "-m", "fleetdesk", "ble", "provision", boards[0]["address"], "--pop", POP,
+                          "--wifi-ssid", "fieldnet", "--wifi-pass-file", str(pw), "--create-thing", thing,
+                          "--virtual", "--json"], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines[-1]["ok"] is True and lines[-1]["thing"] == thing
+    assert {ln["progress"]["file"] for ln in lines if "progress" in ln} == {"ca", "cert", "key"}
+    assert [ln["step"] for ln in lines if "step" in ln][-1] == "commit"
+    _online(sandbox, thing, console)
+    cfg = json.loads((fs / "config.json").read_text())
+    assert cfg["thing_name"] == thing and cfg["pop"] == POP and cfg["product"] == "fd-sensor"
+
+
+def test_dropped_link_halfway_still_comes_online(fresh_board, sandbox):
+    fs, console = fresh_board
+    thing = f"ble-drop-{uuid.uuid4().hex[:6]}"
+    target = cloud_target(Profiles.load().current, thing, create=True)
+    dropped = []
+
+    async def run() -> None:
+        found = await scan(5, backend=VirtualBleakScanner, stop_when=lambda f: f.name == "FD-E1E2E3")
+        box = {}
+
+        def progress(name, done, total):
+            if name == "key" and not dropped and done >= total // 2:
+                dropped.append(done)
+                box["prov"].client._backend.simulate_link_loss()
+
+        from fleetdesk.ble.client import ProvisioningClient
+
+        prov = ProvisioningClient(found[0].device, POP, backend=VirtualBleakClient, mtu=128, progress=progress)
+        box["prov"] = prov
+        try:
+            await provision(found[0].device, POP, "fieldnet", "secret123", target, client=prov)
+        finally:
+            await prov.close()
+        assert prov.reconnects == 1
+
+    asyncio.run(run())
+    assert dropped
+    _online(sandbox, thing, console)
+    assert (fs / "certs" / "key.der").read_bytes() == target.key_der
