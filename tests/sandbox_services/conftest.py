@@ -91,8 +91,10 @@ class Mqtt5:
                 return json.loads(p)
 
     def stop(self, timeout: float = 5.0) -> None:
+        from awscrt import mqtt5
+
         try:
-            self.client.stop()
+            self.client.stop(mqtt5.DisconnectPacket())  # a clean MQTT DISCONNECT
         except Exception:  # noqa: BLE001
             pass
         self.stopped.wait(timeout)

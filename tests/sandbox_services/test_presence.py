@@ -1,0 +1,92 @@
+"""Presence events and GetThingConnectivityData agree on connect, disconnect, kill and keep-alive timeout."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import time
+
+import pytest
+
+from fleetdesk.cloud.identity import create_device_identity
+
+from .conftest import mtls_builder
+
+pytestmark = pytest.mark.slow
+
+
+def _raw_connect(info, ident, tmp_path, keepalive: int) -> ssl.SSLSocket:
+    """A bare MQTT 3.1.1 client over mTLS: CONNECT, wait for CONNACK, then do nothing."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text(ident.certificate_pem)
+    key.write_text(ident.private_key_pem)
+    ctx = ssl.create_default_context(cafile=info.ca_file)
+    ctx.load_cert_chain(cert, key)
+    sock = ctx.wrap_socket(socket.create_connection((info.mqtt_host, info.mqtt_port), timeout=10),
+                           server_hostname=info.mqtt_host)
+    cid = ident.thing_name.encode()
+    var = b"\x00\x04MQTT\x04\x02" + struct.pack(">H", keepalive)
+    body = var + struct.pack(">H", len(cid)) + cid
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    assert sock.recv(4)[:2] == b"\x20\x02"
+    return sock
+
+
+def _connectivity(iot, thing, connected, timeout=10.0):
+    end = time.monotonic() + timeout
+    while True:
+        c = iot.get_thing_connectivity_data(thingName=thing)
+        if c["connected"] is connected or time.monotonic() > end:
+            return c
+        time.sleep(0.1)
+
+
+def test_connect_and_clean_disconnect(sandbox, iot, thing_name, clients, observer):
+    obs = observer(["$aws/events/presence/connected/+", "$aws/events/presence/disconnected/+"])
+    ident = create_device_identity(iot, thing_name)
+    assert iot.get_thing_connectivity_data(thingName=thing_name)["connected"] is False
+    dev = clients(mtls_builder(sandbox, ident.certificate_pem, ident.private_key_pem, thing_name))
+    assert dev.connect()
+    ev = obs.expect(f"$aws/events/presence/connected/{thing_name}")
+    assert ev["eventType"] == "connected" and ev["clientId"] == thing_name
+    assert ev["principalIdentifier"] == ident.certificate_id
+    assert isinstance(ev["timestamp"], int) and ev["timestamp"] > 1e12  # milliseconds
+    assert ev["versionNumber"] >= 1 and ev["sessionIdentifier"]
+    c = _connectivity(iot, thing_name, True)
+    assert c["connected"] is True
+    dev.stop()
+    gone = obs.expect(f"$aws/events/presence/disconnected/{thing_name}")
+    assert gone["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT" and gone["clientInitiatedDisconnect"] is True
+    assert gone["sessionIdentifier"] == ev["sessionIdentifier"] and gone["versionNumber"] == ev["versionNumber"]
+    c = _connectivity(iot, thing_name, False)
+    assert c["connected"] is False and c["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
+
+
+def test_killed_client_and_keepalive_timeout(sandbox, iot, thing_name, observer, tmp_path):
+    obs = observer(["$aws/events/presence/connected/+", "$aws/events/presence/disconnected/+"])
+    ident = create_device_identity(iot, thing_name)
+
+    sock = _raw_connect(sandbox, ident, tmp_path, keepalive=60)
+    first = obs.expect(f"$aws/events/presence/connected/{thing_name}")
+    sock.close()  # like a killed process: no DISCONNECT packet
+    lost = obs.expect(f"$aws/events/presence/disconnected/{thing_name}")
+    assert lost["disconnectReason"] == "CONNECTION_LOST" and lost["clientInitiatedDisconnect"] is False
+    assert _connectivity(iot, thing_name, False)["disconnectReason"] == "CONNECTION_LOST"
+
+    sock = _raw_connect(sandbox, ident, tmp_path, keepalive=1)  # then never pings: the broker times it out
+    second = obs.expect(f"$aws/events/presence/connected/{thing_name}")
+    assert second["versionNumber"] == first["versionNumber"] + 1
+    assert _connectivity(iot, thing_name, True)["connected"] is True
+    timed_out = obs.expect(f"$aws/events/presence/disconnected/{thing_name}", timeout=10)
+    sock.close()
+    assert timed_out["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
+    assert _connectivity(iot, thing_name, False)["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
+
+
+def test_unknown_thing_connectivity_is_not_found(iot):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as e:
+        iot.get_thing_connectivity_data(thingName="no-such-thing-xyz")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
