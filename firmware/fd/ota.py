@@ -34,8 +34,9 @@ async def download(dev, url, dest, timeout_ms=60000):
     ctx = compat.tls_context(dev.config.ca_der())
     r, w = await compat.open_tls(host, port, ctx, timeout_ms)
     try:
+        hosthdr = host if port == 443 else "%s:%d" % (host, port)
         w.write(("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fleetdesk-fw\r\nConnection: close\r\n\r\n"
-                 % (path, host)).encode())
+                 % (path, hosthdr)).encode())
         await w.drain()
         status = await asyncio.wait_for(r.readline(), timeout_ms / 1000)
         parts = status.split(None, 2)

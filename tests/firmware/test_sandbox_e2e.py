@@ -1,0 +1,133 @@
+"""End to end: the firmware under the MicroPython unix port against the sandbox.
+
+The cloud side is only boto3 (iot, iot-data) — what a user or the app does."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from fleetdesk.fleet.otapkg import firmware_package, sha256_hex
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def der(pem: str, key: bool = False) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    if key:
+        k = serialization.load_pem_private_key(pem.encode(), None)
+        return k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                               serialization.NoEncryption())
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+def poll(fn, timeout=30.0, every=0.3):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+@pytest.fixture
+def board(sandbox, tmp_path):
+    import boto3
+
+    from devfs import make_device_fs
+
+    from fleetdesk.cloud.identity import create_device_identity
+    from fleetdesk.virtual.runtime import launch_firmware
+
+    kw = sandbox.boto3_kwargs()
+    iot, data = boto3.client("iot", **kw), boto3.client("iot-data", **kw)
+    thing = f"fw-e2e-{tmp_path.name[-12:].replace('_', '-')}"
+    ident = create_device_identity(iot, thing)
+    with open(sandbox.ca_file) as f:
+        ca = der(f.read())
+    fs = make_device_fs(tmp_path / "fs", thing=thing, endpoint=sandbox.mqtt_host, port=sandbox.mqtt_port,
+                        ca_der=ca, cert_der=der(ident.certificate_pem),
+                        key_der=der(ident.private_key_pem, key=True), settings={"refresh": 1000})
+    out = bytearray()
+    h = launch_firmware(fs, mac="24:0a:c4:12:34:56", chip="esp32", console=out.extend)
+    try:
+        yield {"thing": thing, "iot": iot, "data": data, "handle": h, "out": out, "fs": fs,
+               "arn": iot.describe_thing(thingName=thing)["thingArn"]}
+    finally:
+        h.stop()
+
+
+def shadow(b):
+    from botocore.exceptions import ClientError
+
+    try:
+        return json.loads(b["data"].get_thing_shadow(thingName=b["thing"])["payload"].read())
+    except ClientError:
+        return {}
+
+
+def reported(b):
+    return shadow(b).get("state", {}).get("reported", {})
+
+
+def run_job(b, job_id, document, timeout=40):
+    b["iot"].create_job(jobId=job_id, targets=[b["arn"]], document=json.dumps(document))
+
+    def done():
+        ex = b["iot"].describe_job_execution(jobId=job_id, thingName=b["thing"])["execution"]
+        return ex if ex["status"] in ("SUCCEEDED", "FAILED", "REJECTED") else None
+
+    return poll(done, timeout)
+
+
+def test_firmware_against_sandbox(sandbox, board):
+    b = board
+    r = poll(lambda: (lambda r: r if "temperature" in r else None)(reported(b)))
+    assert r["firmware_version"] == "1.0.0" and r["refresh"] == 1000 and isinstance(r["humidity"], int)
+
+    b["data"].update_thing_shadow(thingName=b["thing"], payload=json.dumps(
+        {"state": {"desired": {"on": True, "refresh": 2000}}}))
+    poll(lambda: reported(b).get("refresh") == 2000 and reported(b).get("on") is True)
+    assert "delta" not in shadow(b).get("state", {}) or not shadow(b)["state"]["delta"]
+
+    b["data"].update_thing_shadow(thingName=b["thing"], payload=json.dumps({"state": {"desired": {"refresh": 5}}}))
+    err = poll(lambda: reported(b).get("error"))
+    assert "out of range" in err and reported(b)["refresh"] == 2000
+    b["data"].update_thing_shadow(thingName=b["thing"], payload=json.dumps({"state": {"desired": {"refresh": 3000}}}))
+    poll(lambda: reported(b).get("refresh") == 3000 and not reported(b).get("error"))
+
+    # a config job changes settings outside the shadow: clear desired so no delta undoes it
+    b["data"].update_thing_shadow(thingName=b["thing"], payload=json.dumps({"state": {"desired": None}}))
+    ex = run_job(b, f"cfg-{b['thing']}", {"operation": "config", "settings": {"refresh": 4000}})
+    assert ex["status"] == "SUCCEEDED", ex
+    poll(lambda: reported(b).get("refresh") == 4000)
+
+    ex = run_job(b, f"reboot-{b['thing']}", {"operation": "reboot"})
+    assert ex["status"] == "SUCCEEDED" and ex["statusDetails"]["detailsMap"]["rebooted"] == "true"
+    assert b["handle"].boots == 2
+    assert b["handle"].running
+
+
+def test_ota_job_via_sandbox_file_store(sandbox, board):
+    from fleetdesk.sandbox import files
+
+    b = board
+    poll(lambda: reported(b).get("firmware_version") == "1.0.0")
+    pkg = firmware_package("1.2.0")
+    url = files.put(sandbox.state_dir, f"fw/{b['thing']}/1.2.0.pkg", pkg)
+    ex = run_job(b, f"ota-bad-{b['thing']}", {"operation": "ota", "url": url, "sha256": "ab" * 32,
+                                              "version": "1.2.0"})
+    assert ex["status"] == "FAILED" and "sha256 mismatch" in ex["statusDetails"]["detailsMap"]["reason"]
+    assert reported(b)["firmware_version"] == "1.0.0" and b["handle"].boots == 1
+
+    ex = run_job(b, f"ota-ok-{b['thing']}", {"operation": "ota", "url": url, "sha256": sha256_hex(pkg),
+                                             "version": "1.2.0"}, timeout=60)
+    assert ex["status"] == "SUCCEEDED", ex
+    poll(lambda: reported(b).get("firmware_version") == "1.2.0")
+    assert b"fleetdesk-fw 1.2.0 on esp32" in bytes(b["out"])
