@@ -51,7 +51,10 @@ class CloudTarget:
         if info is None:
             raise CloudError(f"the sandbox in {state} is not running",
                              "start it with `fleetdesk sandbox up` (or from the app), or flash without --identity")
-        iot = boto3.client("iot", **info.boto3_kwargs())
+        from botocore.config import Config
+
+        cfg = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
+        iot = boto3.client("iot", config=cfg, **info.boto3_kwargs())
         return cls(iot, info.mqtt_host, int(info.mqtt_port), info.region, Path(info.ca_file).read_bytes())
 
     def connectivity(self, thing: str) -> dict:

@@ -286,6 +286,7 @@ class BoardPipeline:
     def _wait_online(self, flashed_at: float) -> None:
         deadline = time.monotonic() + self.settings.online_timeout
         thing = self.result.thing
+        c: dict = {}
         while time.monotonic() < deadline:
             if self._cancel.is_set():
                 raise _Failed("online", "cancelled by the operator", "cancelled")
@@ -297,8 +298,11 @@ class BoardPipeline:
             if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
                 return
             self._cancel.wait(0.5)
+        seen = "never seen" if not c.get("timestamp") else (
+            f"last seen {'connected' if c.get('connected') else 'disconnected'} at {c.get('timestamp')}")
         raise _Failed("online", f"{thing} did not come online in presence within "
-                                f"{self.settings.online_timeout:.0f} s after boot", "not-online")
+                                f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
+                                f"{int(flashed_at * 1000)})", "not-online")
 
     def _rollback(self) -> None:
         """A cert minted for a board that never came online is set INACTIVE and journaled."""
