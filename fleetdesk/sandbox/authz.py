@@ -81,6 +81,11 @@ class Authorizer:
         for cert_id in reg.certificate_ids():
             view = reg.certificate_view(cert_id)
             if not view.things:
+                # a cert attached to no thing (e.g. a fleet-provisioning claim cert): only the
+                # policy statements without thing variables apply, any client id it may connect as
+                claim_acls = topic_acls(view.policy_documents, None, None)
+                if claim_acls:
+                    out[view.common_name] = (None, claim_acls, view.status != "ACTIVE", cert_id)
                 continue
             acls: list[dict] = []
             for thing in view.things:
@@ -247,8 +252,10 @@ class Authorizer:
         if cert_id is None:
             return False, None, None
         view = reg.certificate_view(cert_id)
-        if view.status != "ACTIVE" or not view.things:
+        if view.status != "ACTIVE":
             return False, None, cert_id
+        if not view.things:  # claim certs: iot:Connect from policies without thing variables
+            return may_connect(view.policy_documents, None, client_id), None, cert_id
         thing = client_id if client_id in view.things else (view.things[0] if len(view.things) == 1 else None)
         return may_connect(view.policy_documents, thing, client_id), thing, cert_id
 

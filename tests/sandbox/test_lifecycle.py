@@ -1,0 +1,132 @@
+"""Sandbox process lifecycle: persistence across restarts, bad state dirs/ports, broker restarts, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from fleetdesk.cloud.identity import create_device_identity
+from fleetdesk.sandbox.child import start_sandbox, stop_sandbox
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args, env=None, timeout=30):
+    return subprocess.run([sys.executable, "-m", "fleetdesk.sandbox", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_state_survives_restart_and_old_certs_still_connect(tmp_path, devices):
+    state = tmp_path / "state"
+    proc, info = start_sandbox(state)
+    try:
+        iot = boto3.client("iot", **info.boto3_kwargs())
+        ident = create_device_identity(iot, "persist-1", attributes={"line": "7"})
+        group = iot.create_thing_group(thingGroupName="persist-group")
+        iot.add_thing_to_thing_group(thingGroupName="persist-group", thingName="persist-1")
+    finally:
+        assert stop_sandbox(proc) == 0
+    assert not (state / "endpoint.json").exists()
+
+    proc, info2 = start_sandbox(state)
+    try:
+        assert info2.ca_file == info.ca_file and info2.aws_access_key_id == info.aws_access_key_id
+        iot = boto3.client("iot", **info2.boto3_kwargs())
+        assert iot.describe_thing(thingName="persist-1")["attributes"] == {"line": "7"}
+        assert iot.describe_certificate(certificateId=ident.certificate_id)["certificateDescription"]["status"] == "ACTIVE"
+        assert iot.list_attached_policies(target=ident.certificate_arn)["policies"][0]["policyName"]
+        assert iot.list_things_in_thing_group(thingGroupName="persist-group")["things"] == ["persist-1"]
+        assert iot.describe_thing_group(thingGroupName="persist-group")["thingGroupArn"] == group["thingGroupArn"]
+        dev = devices(info2, ident)
+        assert dev.connect(), dev.failure
+        from awscrt import mqtt5
+
+        assert dev.publish("dt/persist-1/env") in (mqtt5.PubackReasonCode.SUCCESS,
+                                                   mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS)
+        # status / env of the running sandbox
+        env = {**os.environ, "FLEETDESK_SANDBOX_DIR": str(state)}
+        st = _cli("status", "--json", env=env)
+        assert st.returncode == 0 and json.loads(st.stdout)["running"] is True
+        out = _cli("env", env=env).stdout
+        assert f"export AWS_ENDPOINT_URL_IOT={info2.http_endpoint}" in out
+        assert f"AWS_CA_BUNDLE={info2.ca_file}" in out
+        # a second sandbox on the same state dir is refused
+        second = _cli("up", "--json", "--state-dir", str(state), "--port-base", "0")
+        assert second.returncode == 1 and "already running" in second.stderr
+    finally:
+        stop_sandbox(proc)
+    st = _cli("status", "--state-dir", str(state))
+    assert st.returncode == 3
+
+
+def test_sandbox_restarts_mosquitto_when_it_dies(tmp_path, devices):
+    state = tmp_path / "state"
+    proc, info = start_sandbox(state)
+    try:
+        iot = boto3.client("iot", **info.boto3_kwargs())
+        ident = create_device_identity(iot, "phoenix")
+        conf = str(state / "broker" / "mosquitto.conf")
+        pid = int(subprocess.run(["pgrep", "-f", f"mosquitto -c {conf}"], capture_output=True, text=True).stdout.split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while "mosquitto restarted" not in (tmp_path / "state.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "mosquitto restarted" in (tmp_path / "state.log").read_text()
+        dev = devices(info, ident)
+        assert dev.connect(), dev.failure  # the authorization state was rebuilt from the registry
+        iot.update_certificate(certificateId=ident.certificate_id, newStatus="REVOKED")
+        assert dev.disconnected.wait(2.0)  # and the control client reconnected
+    finally:
+        stop_sandbox(proc)
+
+
+def test_port_in_use_names_the_port(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = _cli("up", "--json", "--state-dir", str(tmp_path / "s"), "--port-base", str(port))
+    assert res.returncode == 1 and res.stdout == ""
+    assert f"port {port} is already in use" in res.stderr and "--port-base" in res.stderr
+
+
+def test_foreign_or_unknown_state_dir_is_refused_and_left_alone(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    res = _cli("up", "--state-dir", str(foreign), "--port-base", "0")
+    assert res.returncode == 1 and "not a Fleetdesk sandbox state dir" in res.stderr
+    assert sorted(p.name for p in foreign.iterdir()) == ["precious.txt"]
+
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "VERSION").write_text("fleetdesk-sandbox 99\n")
+    res = _cli("up", "--state-dir", str(future), "--port-base", "0")
+    assert res.returncode == 1 and "unknown version" in res.stderr
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "VERSION").write_text("fleetdesk-sandbox 1\n")
+    (corrupt / "registry.sqlite").write_bytes(b"this is not sqlite" * 100)
+    res = _cli("up", "--state-dir", str(corrupt), "--port-base", "0")
+    assert res.returncode == 1 and "registry" in res.stderr
+    assert (corrupt / "registry.sqlite").read_bytes() == b"this is not sqlite" * 100
+
+
+def test_missing_mosquitto_says_how_to_install(tmp_path):
+    env = {**os.environ, "FLEETDESK_MOSQUITTO": str(tmp_path / "no-such-mosquitto")}
+    res = _cli("up", "--state-dir", str(tmp_path / "s"), "--port-base", "0", env=env)
+    assert res.returncode == 1 and "mosquitto" in res.stderr and "apt-get install mosquitto" in res.stderr
+
+
+def test_env_without_a_running_sandbox_is_a_clear_error(tmp_path):
+    res = _cli("env", "--state-dir", str(tmp_path / "none"))
+    assert res.returncode == 1 and "no sandbox is running" in res.stderr and "sandbox up" in res.stderr
