@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from fleetdesk.boards import appimage, bundle, fsimage
 from fleetdesk.boards.partitions import TABLE_OFFSET
 
@@ -24,6 +26,7 @@ def _wait_state(board, state: str, timeout: float = 20.0) -> None:
     assert board.state == state, f"board stayed {board.state!r}, console:\n{board.console_text[-2000:]}"
 
 
+@pytest.mark.slow
 def test_cli_bundle_flashes_and_boots_with_console(make_board, tmp_path, run_esptool, raw_link):
     out = tmp_path / "bundle"
     subprocess.run([sys.executable, "-m", "fleetdesk", "firmware", "build", "-o", str(out)],
@@ -46,6 +49,7 @@ def test_cli_bundle_flashes_and_boots_with_console(make_board, tmp_path, run_esp
     assert board.boots >= 3
 
 
+@pytest.mark.slow
 def test_firmware_fs_changes_survive_in_flash(make_board, tmp_path, run_esptool, raw_link):
     root = tmp_path / "fw"
     (root / "fd").mkdir(parents=True)
