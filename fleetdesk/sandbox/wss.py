@@ -1,0 +1,221 @@
+"""MQTT over WebSockets with SigV4: the sandbox's public WSS endpoint (seed 004's path).
+
+A TLS WebSocket server (sandbox server certificate) that checks the SigV4-presigned
+``GET /mqtt?X-Amz-...`` of the upgrade request with botocore's signer against the
+credentials ``fleetdesk sandbox env`` prints (service ``iotdevicegateway``; awscrt signs
+``connection;host`` and appends ``X-Amz-Security-Token`` after signing). A wrong secret,
+an expired or future date, or a bad scope is answered ``403`` before any MQTT byte flows.
+
+Accepted connections are bridged to the broker's internal listener: the MQTT byte stream
+rides in WebSocket binary frames; the client's CONNECT is rewritten to carry the
+sandbox's privileged login (SigV4 holders are the app/operator, like an IAM principal with
+iot:* rights); the client id and everything else pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any
+
+from fleetdesk.errors import SandboxError
+from fleetdesk.sandbox.presign import PresignError, verify
+
+log = logging.getLogger(__name__)
+
+SERVICE = "iotdevicegateway"
+PORT_OFFSET = 4  # port_base + 4 (the core uses +0..+3)
+
+
+class MqttProtocolError(ValueError):
+    """The first packet is not a usable MQTT CONNECT."""
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    value, shift = 0, 0
+    for i in range(4):
+        if pos + i >= len(data):
+            return None
+        b = data[pos + i]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos + i + 1
+        shift += 7
+    raise MqttProtocolError("malformed remaining length")
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _string(s: bytes) -> bytes:
+    return struct.pack(">H", len(s)) + s
+
+
+def rewrite_connect(data: bytes, username: str, password: str) -> tuple[bytes, int] | None:
+    """Replace the login of an MQTT 3.1.1/5 CONNECT at the start of ``data``.
+
+    Returns:
+        (new packet, bytes consumed from ``data``), or None when the packet is incomplete.
+
+    Raises:
+        MqttProtocolError: the data does not start with a CONNECT.
+    """
+    if not data:
+        return None
+    if data[0] != 0x10:
+        raise MqttProtocolError("the first MQTT packet must be CONNECT")
+    rl = _varint(data, 1)
+    if rl is None:
+        return None
+    length, start = rl
+    end = start + length
+    if len(data) < end:
+        return None
+    body = data[start:end]
+    try:
+        pos = 2 + struct.unpack_from(">H", body, 0)[0]
+        level, flags = body[pos], body[pos + 1]
+        pos += 4  # level, flags, keep-alive
+        if level == 5:
+            plen, pos = _varint(body, pos) or (0, pos)
+            pos += plen
+        pos += 2 + struct.unpack_from(">H", body, pos)[0]  # client id
+        if flags & 0x04:  # will
+            if level == 5:
+                wlen, pos = _varint(body, pos) or (0, pos)
+                pos += wlen
+            pos += 2 + struct.unpack_from(">H", body, pos)[0]
+            pos += 2 + struct.unpack_from(">H", body, pos)[0]
+    except (IndexError, struct.error, TypeError) as exc:
+        raise MqttProtocolError(f"malformed CONNECT: {exc}") from exc
+    flag_pos = 2 + struct.unpack_from(">H", body, 0)[0] + 1
+    new_body = bytearray(body[:pos])
+    new_body[flag_pos] = flags | 0xC0
+    new_body += _string(username.encode()) + _string(password.encode())
+    return bytes([0x10]) + _encode_varint(len(new_body)) + bytes(new_body), end
+
+
+class WssFront:
+    """The SigV4-checking WebSocket server.
+
+    Args:
+        ctx: the sandbox context (credentials, region, internal MQTT login, server TLS).
+        host: bind address.
+        port: port (0 = any free one).
+    """
+
+    def __init__(self, ctx: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.ctx = ctx
+        self.host, self.port = host, port
+        self._server = None
+        self.refused = 0
+
+    def _secret_for(self, access_key: str) -> str | None:
+        creds = self.ctx.credentials or {}
+        if access_key == creds.get("aws_access_key_id"):
+            return creds.get("aws_secret_access_key")
+        return None
+
+    def check(self, path: str, headers: Any) -> str | None:
+        """None if the upgrade request's presigned URL is valid, else the reason."""
+        route, _, query = path.partition("?")
+        if route != "/mqtt":
+            return f"unknown path {route}"
+        try:
+            verify("GET", f"https://{headers.get('Host', '')}", route, query, dict(headers.raw_items()),
+                   self._secret_for, service=SERVICE, region=self.ctx.region)
+        except PresignError as exc:
+            return str(exc)
+        return None
+
+    async def start(self) -> int:
+        from websockets.asyncio.server import serve
+
+        def process_request(connection, request):
+            reason = self.check(request.path, request.headers)
+            if reason is not None:
+                self.refused += 1
+                log.info("wss: refused %s: %s", connection.remote_address, reason)
+                return connection.respond(403, f"Forbidden: {reason}\n")
+            return None
+
+        try:
+            self._server = await serve(
+                self._bridge, self.host, self.port, ssl=self.ctx.server_ssl, process_request=process_request,
+                subprotocols=["mqtt"], compression=None, max_size=None, ping_interval=None,
+                server_header=None)
+        except OSError as exc:
+            raise SandboxError(f"the MQTT-over-WebSockets port {self.port} is already in use ({exc.strerror})",
+                               "choose other ports with --port-base N") from exc
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def _bridge(self, ws) -> None:
+        im = self.ctx.internal_mqtt
+        try:
+            reader, writer = await asyncio.open_connection(im.host, im.port)
+        except OSError as exc:
+            log.warning("wss: broker unreachable: %s", exc)
+            await ws.close(1011, "broker unreachable")
+            return
+
+        async def upstream() -> None:
+            pending = b""
+            connected = False
+            async for frame in ws:
+                data = frame if isinstance(frame, bytes) else frame.encode()
+                if not connected:
+                    pending += data
+                    out = rewrite_connect(pending, im.username, im.password)
+                    if out is None:
+                        continue
+                    packet, used = out
+                    writer.write(packet + pending[used:])
+                    pending, connected = b"", True
+                else:
+                    writer.write(data)
+                await writer.drain()
+
+        async def downstream() -> None:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                await ws.send(chunk)
+
+        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except MqttProtocolError as exc:
+            log.info("wss: %s", exc)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing either way
+                    pass
+            writer.close()
+            await ws.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def start(ctx: Any) -> WssFront:
+    """Start the WSS front and make it the sandbox's advertised ``ws_port``."""
+    port = ctx.port_base + PORT_OFFSET if ctx.port_base else 0
+    front = WssFront(ctx, "127.0.0.1", port)
+    ctx.ws_public_port = await front.start()
+    ctx.extras["wss"] = front
+    return front
