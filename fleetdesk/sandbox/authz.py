@@ -24,6 +24,7 @@ import struct
 import uuid
 from pathlib import Path
 
+from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.broker import RawConnection
 from fleetdesk.sandbox.context import ClientEvent, SandboxContext
 from fleetdesk.sandbox.policy import may_connect, topic_acls
@@ -72,29 +73,74 @@ class Authorizer:
         self._kicking: set[str] = set()
         self._dynsec_file: Path | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.cn_of: dict[str, str] = {}  # certificate id -> CN
 
     # -- desired state ------------------------------------------------------------------
-    def _desired(self) -> dict[str, tuple]:
-        """cn -> (clientid, acls, disabled, cert_id) for every cert attached to a thing."""
+    def _desired_one(self, cert_id: str) -> tuple[str, tuple] | None:
+        """(cn, (clientid, acls, disabled, cert_id)) for a cert with rights, else None."""
         reg = self.ctx.registry
-        out = {}
-        for cert_id in reg.certificate_ids():
+        try:
             view = reg.certificate_view(cert_id)
-            if not view.things:
-                # a cert attached to no thing (e.g. a fleet-provisioning claim cert): only the
-                # policy statements without thing variables apply, any client id it may connect as
-                claim_acls = topic_acls(view.policy_documents, None, None)
-                if claim_acls:
-                    out[view.common_name] = (None, claim_acls, view.status != "ACTIVE", cert_id)
-                continue
-            acls: list[dict] = []
-            for thing in view.things:
-                for acl in topic_acls(view.policy_documents, thing, thing):
-                    if acl not in acls:
-                        acls.append(acl)
-            clientid = view.things[0] if len(view.things) == 1 else None
-            out[view.common_name] = (clientid, acls, view.status != "ACTIVE", cert_id)
+        except AwsError:  # deleted meanwhile
+            return None
+        self.cn_of[cert_id] = view.common_name
+        if not view.things:
+            # a cert attached to no thing (e.g. a fleet-provisioning claim cert): only the
+            # policy statements without thing variables apply, any client id it may connect as
+            claim_acls = topic_acls(view.policy_documents, None, None)
+            if claim_acls:
+                return view.common_name, (None, claim_acls, view.status != "ACTIVE", cert_id)
+            return None
+        acls: list[dict] = []
+        for thing in view.things:
+            for acl in topic_acls(view.policy_documents, thing, thing):
+                if acl not in acls:
+                    acls.append(acl)
+        clientid = view.things[0] if len(view.things) == 1 else None
+        return view.common_name, (clientid, acls, view.status != "ACTIVE", cert_id)
+
+    def _desired(self, cert_ids: list[str] | None = None) -> dict[str, tuple]:
+        """cn -> (clientid, acls, disabled, cert_id) for the given certs (default: all) with rights."""
+        out = {}
+        for cert_id in self.ctx.registry.certificate_ids() if cert_ids is None else cert_ids:
+            one = self._desired_one(cert_id)
+            if one:
+                out[one[0]] = one[1]
         return out
+
+    def affected_certificates(self, change) -> list[str] | None:
+        """Certificate ids whose rights a registry change may alter (None: maybe all)."""
+        reg = self.ctx.registry
+        kind, action, name, details = change.kind, change.action, change.name, change.details or {}
+        try:
+            if kind == "certificate":
+                return [name]
+            if kind == "principal":
+                cid = reg._cert_id_from_arn(name)
+                return [cid] if cid else None
+            if kind == "thing" and action in ("created", "updated", "deleted"):
+                return []
+            if kind == "policy" and action == "created":
+                return []
+            if kind == "policy" and action in ("attached", "detached"):
+                target = details.get("target", "")
+                cid = reg._cert_id_from_arn(target)
+                if cid:
+                    return [cid]
+                prefix = reg.arn("thinggroup", "")
+                if target.startswith(prefix):
+                    return reg.certificates_of_things(reg.things_in_group(target[len(prefix):], recursive=True))
+                return None
+            if kind == "thing_group" and action == "created":
+                return []
+            if kind == "thing_group" and action == "updated" and details.get("thing"):
+                thing = details["thing"]
+                thing_prefix = reg.arn("thing", "")
+                thing = thing[len(thing_prefix):] if thing.startswith(thing_prefix) else thing
+                return reg.certificates_of_things([thing])
+        except AwsError:
+            return None
+        return None
 
     def write_dynsec_file(self, path: Path) -> None:
         """Write the whole dynamic-security config (called before each broker start)."""
@@ -186,12 +232,17 @@ class Authorizer:
                 log.warning("dynsec %s failed: %s", cmd.get("command"), res["error"])
 
     # -- applying changes ---------------------------------------------------------------
-    async def sync(self) -> None:
-        """Bring the broker in line with the registry (CRL first, then dynamic security)."""
+    async def sync(self, cert_ids: list[str] | None = None) -> None:
+        """Bring the broker in line with the registry (CRL first, then dynamic security).
+
+        Args:
+            cert_ids: only these certificates changed (default: check all of them).
+        """
         async with self._lock:
             if self._write_crl() and self.ctx.broker is not None:
                 self.ctx.broker.reload()
-            desired = self._desired()
+            desired = self._desired(cert_ids)
+            scope = None if cert_ids is None else {self.cn_of.get(c) for c in cert_ids}
             pre, post = [], []
             for cn, (clientid, acls, disabled, cert_id) in desired.items():
                 rolename = _role_name(cert_id, acls)
@@ -213,7 +264,7 @@ class Authorizer:
                     if old[2] != disabled:
                         pre.append({"command": "disableClient" if disabled else "enableClient", "username": cn})
                 self.applied[cn] = (clientid, rolename, disabled)
-            for cn in [cn for cn in self.applied if cn not in desired]:
+            for cn in [cn for cn in self.applied if cn not in desired and (scope is None or cn in scope)]:
                 pre.append({"command": "disableClient", "username": cn})
                 pre.append({"command": "deleteClient", "username": cn})
                 del self.applied[cn]
@@ -222,19 +273,23 @@ class Authorizer:
                 post.append({"command": "deleteRole", "rolename": rolename})
                 del self.roles[rolename]
             await self._commands(pre + post)
-            await self._recheck_sessions()
+            await self._recheck_sessions(None if cert_ids is None else set(cert_ids))
 
-    async def _recheck_sessions(self) -> None:
+    async def _recheck_sessions(self, cert_ids: set[str] | None) -> None:
         """Kick live connections that the registry no longer allows."""
         for client_id, event in list(self.sessions.items()):
             if event is None or event.certificate_id is None:
+                continue
+            if cert_ids is not None and event.certificate_id not in cert_ids:
                 continue
             if not self._allowed(event.identity, client_id)[0]:
                 self._spawn(self._kick(client_id, "FORBIDDEN_ACCESS"))
 
     async def on_registry_changed(self, change) -> None:
         if change.kind in ("certificate", "policy", "principal", "thing", "thing_group"):
-            await self.sync()
+            cert_ids = self.affected_certificates(change)
+            if cert_ids != []:
+                await self.sync(cert_ids)
 
     async def on_broker_restart(self) -> None:
         """After mosquitto restarted: report everyone offline, reconnect the control client."""

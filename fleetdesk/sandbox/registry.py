@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS policy_versions (
     PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS policy_targets (
     policy TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (policy, target));
+CREATE TABLE IF NOT EXISTS deleted_serials (serial TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS thing_principals (
     thing TEXT NOT NULL, principal TEXT NOT NULL, PRIMARY KEY (thing, principal));
 """
@@ -375,6 +376,7 @@ class Registry:
             raise conflict(f"Certificate {cert_id} has attached policies; detach them or use forceDelete")
         with self.db:
             self.db.execute("DELETE FROM policy_targets WHERE target=?", (arn,))
+            self.db.execute("INSERT OR IGNORE INTO deleted_serials SELECT serial FROM certificates WHERE id=?", (cert_id,))
             self.db.execute("DELETE FROM certificates WHERE id=?", (cert_id,))
 
     def certificate_ids(self) -> list[str]:
@@ -385,8 +387,9 @@ class Registry:
         return row[0] if row else None
 
     def revoked_serials(self) -> list[int]:
-        """Serials of every certificate that may not connect (not ACTIVE)."""
-        return [int(r[0]) for r in self.db.execute("SELECT serial FROM certificates WHERE status != 'ACTIVE'")]
+        """Serials of every certificate that may not connect (not ACTIVE, or deleted)."""
+        return [int(r[0]) for r in self.db.execute(
+            "SELECT serial FROM certificates WHERE status != 'ACTIVE' UNION SELECT serial FROM deleted_serials")]
 
     def certificate_view(self, cert_id: str) -> CertificateView:
         """Status, things and effective policy documents (own + the things' groups') of a cert."""
