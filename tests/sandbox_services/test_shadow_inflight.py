@@ -1,0 +1,53 @@
+"""The shadow service without a broker: per-thing in-flight limit (429), ordering, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fleetdesk.sandbox.shadow_service import ShadowService
+from fleetdesk.sandbox.shadow_store import ShadowStore
+
+
+async def test_more_than_ten_in_flight_per_thing_is_429(tmp_path):
+    sent: list[tuple[str, dict]] = []
+    svc = ShadowService(ShadowStore(tmp_path / "s.db"), lambda t, p: sent.append((t, p)))
+    for i in range(15):  # a burst faster than the service drains it
+        svc.on_message("$aws/things/a/shadow/update",
+                       json.dumps({"state": {"reported": {"i": i}}, "clientToken": f"t{i}"}).encode())
+    svc.on_message("$aws/things/b/shadow/update", b'{"state":{"reported":{"x":1}},"clientToken":"other"}')
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if not svc._workers:
+            break
+    rejected = [p for t, p in sent if t == "$aws/things/a/shadow/update/rejected"]
+    accepted = [p for t, p in sent if t == "$aws/things/a/shadow/update/accepted"]
+    assert [r["code"] for r in rejected] == [429] * 5
+    assert [r["clientToken"] for r in rejected] == [f"t{i}" for i in range(10, 15)]
+    assert [a["version"] for a in accepted] == list(range(1, 11))  # in order, none lost
+    assert any(t == "$aws/things/b/shadow/update/accepted" for t, _ in sent)  # other things unaffected
+    assert svc.inflight == {}
+
+
+async def test_accepted_only_after_commit_and_reload(tmp_path):
+    sent = []
+    svc = ShadowService(ShadowStore(tmp_path / "s.db"), lambda t, p: sent.append(t))
+    svc.handle("t", "", "update", b'{"state":{"desired":{"on":true}}}')
+    assert sent == ["$aws/things/t/shadow/update/accepted", "$aws/things/t/shadow/update/delta",
+                    "$aws/things/t/shadow/update/documents"]
+    svc.store.close()
+    again = ShadowStore(tmp_path / "s.db")
+    assert again.get("t").desired == {"on": True} and again.get("t").version == 1
+
+
+async def test_garbage_topics_and_payloads_never_crash(tmp_path):
+    sent = []
+    svc = ShadowService(ShadowStore(tmp_path / "s.db"), lambda t, p: sent.append((t, p)))
+    for topic, payload in [("$aws/things/t/shadow/get", b"\xff\xfe"), ("$aws/things/t/shadow/bogus", b"{}"),
+                           ("$aws/things/t/shadow/name/bad name!/get", b"{}"),
+                           ("$aws/things/t/shadow/update", b"null"), ("$aws/things/t/shadow/delete", b"[]")]:
+        svc.on_message(topic, payload)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    codes = sorted(p["code"] for t, p in sent if t.endswith("/rejected"))
+    assert codes == [400, 400, 400, 400]
