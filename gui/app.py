@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -39,10 +41,12 @@ class CloudController:
         state_dir_override: ``--state-dir`` from the command line, if any.
     """
 
-    def __init__(self, ctx, state_dir_override: str | None = None) -> None:
+    def __init__(self, ctx, state_dir_override: str | None = None, connect: bool = True) -> None:
         self.ctx = ctx
         self.state_dir_override = state_dir_override
+        self.connect = connect
         self.launcher: SandboxLauncher | None = None
+        self.session = None
         self._lock = asyncio.Lock()
         ctx.profile_changed.connect(lambda _p: asyncio.ensure_future(self.apply()))
 
@@ -61,12 +65,38 @@ class CloudController:
                     return
                 await self._stop()
                 self.launcher = SandboxLauncher(want, on_state=self._on_state)
-                await self.launcher.start()
+                state = await self.launcher.start()
+                if state.phase == "running" and self.connect:
+                    await self._start_session(dataclasses.replace(p, state_dir=str(want)))
             else:
                 await self._stop()
                 self.ctx.set_cloud_state(
-                    LauncherState("running", {"mqtt_host": p.endpoint, "mqtt_port": 8883, "region": p.region})
+                    LauncherState("running", {"mqtt_host": p.endpoint, "mqtt_port": 443, "region": p.region})
                 )
+                if self.connect:
+                    await self._start_session(p)
+
+    async def _start_session(self, profile) -> None:
+        """Connect the app's CloudSession; a failure shows in the status bar, never raises."""
+        from fleetdesk.cloud.connection import State, StateEvent
+        from fleetdesk.cloud.session import CloudSession
+        from fleetdesk.errors import FleetdeskError
+
+        self.ctx.live.connection.emit(StateEvent(State.CONNECTING))
+        session = None
+        try:
+            session = CloudSession(profile)
+            await session.start()
+        except (FleetdeskError, OSError) as exc:
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    await session.stop()
+            self.ctx.live.connection.emit(StateEvent(State.FAILED, reason=getattr(exc, "message", str(exc))))
+            return
+        self.session = session
+        self.ctx.live.attach(session)
+        with contextlib.suppress(Exception):
+            await session.refresh_groups()
 
     def _on_state(self, state: LauncherState) -> None:
         if state.phase == "running" and not state.endpoint.get("state_dir") and self.launcher:
@@ -76,6 +106,11 @@ class CloudController:
         self.ctx.set_cloud_state(state)
 
     async def _stop(self) -> None:
+        if self.session is not None:
+            session, self.session = self.session, None
+            self.ctx.live.detach()
+            with contextlib.suppress(Exception):
+                await session.stop()
         if self.launcher is not None:
             launcher, self.launcher = self.launcher, None
             await launcher.stop()

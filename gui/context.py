@@ -20,16 +20,27 @@ class AppContext(QObject):
         settings: the app's QSettings (window geometry, page choices).
         cloud: the sandbox/cloud state (a LauncherState; for AWS: phase "running"
             once configured, endpoint {"mqtt_host", "mqtt_port", "region"}).
+        live: the LiveFleet (fleet changes on a timer, telemetry batches, shadow events,
+            connection state); ``live.session`` is the CloudSession once connected.
     """
 
     profile_changed = Signal(object)  # Profile
     cloud_state_changed = Signal(object)  # LauncherState
+    navigate = Signal(str, object)  # page title, payload (e.g. ("Device", "thing-1"))
 
     def __init__(self, profiles: Profiles, settings: QSettings, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.profiles = profiles
         self.settings = settings
         self.cloud = LauncherState()
+        from gui.live import LiveFleet
+
+        self.live = LiveFleet(self)
+
+    @property
+    def session(self):
+        """The running CloudSession (None until connected)."""
+        return self.live.session
 
     @property
     def profile(self) -> Profile:

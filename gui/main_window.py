@@ -113,8 +113,13 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel(self)
         self.status_label.setObjectName("CloudStatus")
         self.statusBar().addWidget(self.status_label, 1)
+        self.conn_label = QLabel(self)
+        self.conn_label.setObjectName("ConnectionStatus")
+        self.statusBar().addPermanentWidget(self.conn_label)
         ctx.cloud_state_changed.connect(self._refresh_status)
         ctx.profile_changed.connect(self._refresh_status)
+        ctx.live.connection.connect(self._connection_changed)
+        ctx.navigate.connect(self._navigate)
         self._refresh_status()
 
         self._restore_state()
@@ -177,6 +182,23 @@ class MainWindow(QMainWindow):
         self.status_label.setProperty("phase", phase)
         self.status_label.style().unpolish(self.status_label)
         self.status_label.style().polish(self.status_label)
+
+    def _connection_changed(self, event) -> None:
+        state = getattr(event.state, "value", str(event.state))
+        text = f"Cloud: {state}"
+        if event.reason and state in ("reconnecting", "failed"):
+            text += f" ({event.reason})"
+        self.conn_label.setText(text)
+        self.conn_label.setProperty("phase", state)
+
+    def _navigate(self, title: str, payload) -> None:
+        """Show page ``title`` and hand it ``payload`` (its ``open_target`` method)."""
+        if title not in self.page_titles():
+            return
+        page = self.show_page(title)
+        opener = getattr(page, "open_target", None)
+        if opener is not None and payload is not None:
+            opener(payload)
 
     # -- window state -------------------------------------------------------------------
     def _restore_state(self) -> None:

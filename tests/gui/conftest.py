@@ -92,3 +92,51 @@ async def until(predicate, timeout: float = 30.0, interval: float = 0.02, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def app_window(qapp, qsettings, qloop):
+    """A MainWindow with its AppContext (no sandbox started; tests attach sessions)."""
+    from fleetdesk.config import Profiles
+    from gui.app import build_window
+
+    ctx, win = build_window(Profiles(), qsettings)
+    win.resize(1280, 800)
+    win.show()
+    yield ctx, win
+    win.close()
+    win.deleteLater()
+
+
+@pytest.fixture
+def cloud_session(sandbox, qloop, request, tmp_path):
+    """A started CloudSession on the session sandbox (a profile name unique to the test)."""
+    from fleetdesk.cloud.session import CloudSession
+    from fleetdesk.config import Profile
+    from fleetdesk.store.telemetry import TelemetryStore
+
+    name = "gui-" + request.node.name.replace("[", "-").replace("]", "")[:40]
+    profile = Profile(name=name, kind="sandbox", state_dir=sandbox.state_dir)
+    session = CloudSession(profile, store=TelemetryStore(tmp_path / "telemetry.sqlite3"))
+    qloop.run_until_complete(asyncio.wait_for(session.start(), 60))
+    yield session
+    qloop.run_until_complete(asyncio.wait_for(session.stop(), 60))
+
+
+@pytest.fixture
+def sim_fleet(sandbox, tmp_path, request):
+    """``start(count, prefix, rate)`` provisions simulated devices and runs them; stopped after."""
+    from fleetdesk.fleet.simulator import FleetRunner, provision_fleet
+
+    runners = []
+
+    def start(count: int, prefix: str, rate: float = 2.0):
+        specs = provision_fleet(sandbox, count, tmp_path / f"fleet-{prefix}", prefix=prefix)
+        runner = FleetRunner(specs, rate=rate, processes=1, ramp=0.0, log_dir=tmp_path / f"logs-{prefix}")
+        runner.start()
+        runners.append(runner)
+        return specs, runner
+
+    yield start
+    for r in runners:
+        r.stop()

@@ -1,0 +1,90 @@
+"""Bulk actions on many things (async, no widgets): what the Fleet page's buttons run.
+
+Each returns ``(ok_names, {name: error_text})`` so the page can say "set on 48/50, 2 failed:
+..." instead of stopping at the first error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fleetdesk.errors import FleetdeskError
+
+CONCURRENCY = 16
+
+
+def parse_value(text: str) -> Any:
+    """A desired value typed by a user: JSON if it parses (``true``, ``5000``, ``"x"``,
+    ``{...}``), else the text as a string.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+async def _each(names, fn) -> tuple[list[str], dict[str, str]]:
+    sem = asyncio.Semaphore(CONCURRENCY)
+    ok: list[str] = []
+    failed: dict[str, str] = {}
+
+    async def one(name: str) -> None:
+        async with sem:
+            try:
+                await fn(name)
+                ok.append(name)
+            except (FleetdeskError, OSError, asyncio.TimeoutError) as exc:
+                failed[name] = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+
+    await asyncio.gather(*(one(n) for n in names))
+    return sorted(ok), failed
+
+
+async def set_desired(session, names, key: str, value: Any):
+    """Set ``desired.<key> = value`` on every thing's classic shadow."""
+    if not key or "." in key:
+        raise FleetdeskError(f"desired key {key!r} is not valid", "give one top-level key such as on or refresh")
+    return await _each(names, lambda n: session.shadows.update(n, desired={key: value}))
+
+
+async def reboot(session, names):
+    """Ask each thing to reboot: raise its desired ``reboot`` counter above what it reported."""
+    fleet = session.fleet
+
+    async def one(name: str) -> None:
+        t = fleet.things.get(name)
+        current = 0
+        if t is not None:
+            for section in (t.reported, t.desired):
+                v = section.get("reboot")
+                if isinstance(v, int) and not isinstance(v, bool):
+                    current = max(current, v)
+        await session.shadows.update(name, desired={"reboot": current + 1})
+
+    return await _each(names, one)
+
+
+def summary(what: str, ok: list[str], failed: dict[str, str]) -> str:
+    """One line for the page: "reboot: 3/3 things" or with the first failures named."""
+    total = len(ok) + len(failed)
+    text = f"{what}: {len(ok)}/{total} things"
+    if failed:
+        first = "; ".join(f"{n}: {e}" for n, e in list(sorted(failed.items()))[:3])
+        text += f", {len(failed)} failed ({first}{'…' if len(failed) > 3 else ''})"
+    return text
+
+
+async def fetch_shadows(session, names):
+    """Load the classic shadow of things the fleet model has none for (404 = no shadow yet)."""
+    from fleetdesk.cloud.errors import ShadowRejected
+
+    async def one(name: str) -> None:
+        try:
+            await session.shadows.get(name)
+        except ShadowRejected as exc:
+            if exc.code != 404:
+                raise
+
+    return await _each(names, one)
