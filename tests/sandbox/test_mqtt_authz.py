@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -68,3 +69,39 @@ def test_inactive_certificate_cannot_connect_and_live_one_is_dropped(sandbox, io
     again = devices(sandbox, ident)
     assert again.connect(), again.failure
     assert again.publish(f"dt/{thing_name}/env") in ALLOWED
+
+
+def test_policy_changes_apply(sandbox, iot, thing_name, devices):
+    """Rights follow policy changes. (mosquitto's dynamic security drops a live connection whose
+    rights change; awsiotsdk reconnects by itself. AWS keeps it: a documented difference.)"""
+    ident = create_device_identity(iot, thing_name)
+    group = f"{thing_name}-g"
+    arn = iot.create_thing_group(thingGroupName=group)["thingGroupArn"]
+    extra = f"{thing_name}-extra"
+    iot.create_policy(policyName=extra, policyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/factory/announcements"}]}))
+    iot.attach_policy(policyName=extra, target=arn)
+    dev = devices(sandbox, ident)
+    assert dev.connect(), dev.failure
+    assert dev.publish("factory/announcements") == mqtt5.PubackReasonCode.NOT_AUTHORIZED
+    dev.stop()
+    # a policy on the thing's group applies to the thing's connections
+    iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing_name)
+    dev = devices(sandbox, ident)
+    assert dev.connect(), dev.failure
+    assert dev.publish("factory/announcements") in ALLOWED
+    assert dev.publish(f"dt/{thing_name}/env") in ALLOWED
+    # detaching the thing policy takes its rights away (and with it iot:Connect)
+    iot.detach_policy(policyName="fleetdesk-thing-policy", target=ident.certificate_arn)
+    assert dev.disconnected.wait(3)
+    again = devices(sandbox, ident)
+    if again.connect():
+        assert again.disconnected.wait(3), "connected without iot:Connect"
+
+
+def test_deleted_certificate_is_refused(sandbox, iot, thing_name, devices):
+    ident = create_device_identity(iot, thing_name)
+    iot.update_certificate(certificateId=ident.certificate_id, newStatus="REVOKED")
+    iot.detach_thing_principal(thingName=thing_name, principal=ident.certificate_arn)
+    iot.delete_certificate(certificateId=ident.certificate_id, forceDelete=True)
+    assert devices(sandbox, ident).connect() is False
