@@ -104,6 +104,8 @@ class SandboxInfo:
         return {
             "AWS_ENDPOINT_URL_IOT": self.http_endpoint,
             "AWS_ENDPOINT_URL_IOT_DATA": self.http_endpoint,
+            # botocore derives the variable from the service id "IoT Data Plane"
+            "AWS_ENDPOINT_URL_IOT_DATA_PLANE": self.http_endpoint,
             "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_DEFAULT_REGION": self.region,

@@ -58,6 +58,13 @@ def test_state_survives_restart_and_old_certs_still_connect(tmp_path, devices):
         out = _cli("env", env=env).stdout
         assert f"export AWS_ENDPOINT_URL_IOT={info2.http_endpoint}" in out
         assert f"AWS_CA_BUNDLE={info2.ca_file}" in out
+        # boto3 configured only through those exports (as the aws CLI would be)
+        exports = dict(line[len("export "):].split("=", 1) for line in out.splitlines())
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        code = "import boto3; print(boto3.client('iot').describe_thing(thingName='persist-1')['thingName'])"
+        res = subprocess.run([sys.executable, "-c", code], env={**clean, **exports}, capture_output=True, text=True,
+                             timeout=30)
+        assert res.stdout.strip() == "persist-1", res.stderr
         # a second sandbox on the same state dir is refused
         second = _cli("up", "--json", "--state-dir", str(state), "--port-base", "0")
         assert second.returncode == 1 and "already running" in second.stderr
