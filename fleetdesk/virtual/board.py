@@ -35,7 +35,14 @@ MAX_TERMINAL_BACKLOG = 256 * 1024
 
 
 class LineRate:
-    """Paces one direction of a serial line: n bytes take n*10/baud seconds."""
+    """Paces one direction of a serial line: n bytes take n*10/baud seconds.
+
+    One sleep per chunk (never per byte). A line idle for a moment earns no credit beyond
+    ``SLACK`` seconds, so a late wake-up (busy machine) is caught up without ever running
+    faster than the UART over any stretch longer than that.
+    """
+
+    SLACK = 0.05
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -45,7 +52,7 @@ class LineRate:
         if not self.enabled or nbytes <= 0:
             return
         now = asyncio.get_running_loop().time()
-        self._free_at = max(now, self._free_at) + nbytes * 10.0 / baud
+        self._free_at = max(now - self.SLACK, self._free_at) + nbytes * 10.0 / baud
         delay = self._free_at - now
         if delay > 0.001:
             await asyncio.sleep(delay)

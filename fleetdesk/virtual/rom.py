@@ -71,7 +71,11 @@ class ProtocolError(Exception):
 
 
 def checksum(data: bytes, state: int = 0xEF) -> int:
-    """The bootloader's XOR checksum of a data block."""
+    """The bootloader's XOR checksum of a data block (0xEF seed)."""
+    if len(data) >= 64:
+        import numpy as np
+
+        return state ^ int(np.bitwise_xor.reduce(np.frombuffer(data, dtype=np.uint8)))
     for b in data:
         state ^= b
     return state
