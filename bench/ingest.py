@@ -36,10 +36,10 @@ GOAL_RATE = 10_000.0
 PUBLISHER = r"""
 import json, sys, time, threading
 from awscrt import mqtt5
-port, devices, msgs, window = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+port, first, devices, msgs, window = (int(a) for a in sys.argv[1:6])
 connected = threading.Event()
 opts = mqtt5.ClientOptions(host_name="127.0.0.1", port=port,
-    connect_options=mqtt5.ConnectPacket(client_id="bench-publisher", username="bench", password=b"bench",
+    connect_options=mqtt5.ConnectPacket(client_id="bench-publisher-%d" % first, username="bench", password=b"bench",
                                         keep_alive_interval_sec=60),
     on_lifecycle_event_connection_success_fn=lambda d: connected.set(),
     min_reconnect_delay_ms=100, max_reconnect_delay_ms=500,
@@ -52,7 +52,7 @@ sys.stdin.readline()
 sem = threading.Semaphore(window)
 t0 = time.time()
 for s in range(msgs):
-    for d in range(devices):
+    for d in range(first, first + devices):
         sem.acquire()
         p = json.dumps({"temperature": 20.0 + (d % 10), "humidity": 40.0 + (s % 20), "ts": time.time(), "seq": s})
         f = c.publish(mqtt5.PublishPacket(topic="dt/sim-%04d/env" % d, payload=p.encode(), qos=mqtt5.QoS.AT_LEAST_ONCE))
@@ -79,7 +79,7 @@ class Mosquitto:
         (root / "data").mkdir()
         (root / "m.conf").write_text("\n".join([
             f"user {getpass.getuser()}", "persistence true", f"persistence_location {root / 'data'}/",
-            "autosave_interval 1", "max_queued_messages 0", "max_inflight_messages 0", "log_dest none",
+            "autosave_interval 5", "max_queued_messages 0", "max_inflight_messages 0", "log_dest none",
             f"listener {self.port} 127.0.0.1", f"password_file {pw}", "allow_anonymous false", ""]))
 
     def start(self) -> None:
@@ -103,33 +103,58 @@ def settings(port: int, client_id: str, clean: bool):
     from fleetdesk.cloud.settings import ConnectionSettings
 
     return ConnectionSettings(host="127.0.0.1", port=port, client_id=client_id, username="app", password="app",
-                              tls=False, clean_start=clean, receive_maximum=65535, min_reconnect_ms=100,
+                              tls=False, clean_start=clean, receive_maximum=1000, min_reconnect_ms=100,
                               max_reconnect_ms=1000, keep_alive_sec=30)
 
 
-async def run_phase(broker: Mosquitto, mode: str, devices: int, msgs: int, tmp: Path, restart: bool) -> dict:
+def start_publishers(port: int, devices: int, msgs: int, procs: int) -> list[subprocess.Popen]:
+    """Spawn publisher processes, each owning a slice of the devices; returns when all are connected."""
+    out = []
+    per = -(-devices // procs)
+    for i in range(procs):
+        first, count = i * per, min(per, devices - i * per)
+        if count <= 0:
+            break
+        p = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(first), str(count), str(msgs), "2000"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        out.append(p)
+    for p in out:
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit("a publisher could not connect")
+    return out
+
+
+def go_and_wait(pubs: list[subprocess.Popen]) -> float:
+    for p in pubs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    spans = []
+    for p in pubs:
+        parts = p.stdout.readline().split()
+        p.wait(60)
+        if len(parts) == 3:
+            spans.append((float(parts[1]), float(parts[2])))
+    return (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else 0.0
+
+
+async def run_phase(broker: Mosquitto, mode: str, args: argparse.Namespace, tmp: Path) -> dict:
     from fleetdesk.cloud.connection import Connection
     from fleetdesk.cloud.telemetry import Telemetry
     from fleetdesk.fleet.state import FleetState
     from fleetdesk.store.telemetry import TelemetryStore
 
+    devices, msgs = args.devices, args.msgs
     total = devices * msgs
     client_id = f"bench-app-{mode}"
-    # 1. make the persistent session with its subscription, then go offline
-    prime = Connection(settings(broker.port, client_id, clean=False))
-    await prime.start()
-    await prime.wait_connected(15)
-    await prime.subscribe("dt/+/env", lambda m: None, qos=1)
-    await prime.stop()
-    # 2. the publisher sends everything while the app is offline (the broker queues it)
-    pub = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(broker.port), str(devices), str(msgs), "2000"],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert pub.stdout.readline().strip() == "ready"
-    pub.stdin.write("go\n")
-    pub.stdin.flush()
-    pub_line = pub.stdout.readline().split()
-    pub.wait(30)
-    # 3. the app comes online and drains the backlog: that rate is the ingest capacity
+    pub_span = 0.0
+    if args.backlog:
+        # the publishers send everything while the app is offline (the broker queues it)
+        prime = Connection(settings(broker.port, client_id, clean=False))
+        await prime.start()
+        await prime.wait_connected(15)
+        await prime.subscribe("dt/+/env", lambda m: None, qos=1)
+        await prime.stop()
+        pub_span = await asyncio.to_thread(go_and_wait, start_publishers(broker.port, devices, msgs, args.publishers))
     conn = Connection(settings(broker.port, client_id, clean=False))
     store = fleet = tel = None
     counted = {"n": 0, "first": 0.0, "last": 0.0}
@@ -137,30 +162,43 @@ async def run_phase(broker: Mosquitto, mode: str, devices: int, msgs: int, tmp: 
     conn.add_state_listener(lambda ev: states.append(ev.state.value))
     if mode == "floor":
         def count(msg) -> None:
+            if not counted["first"]:
+                counted["first"] = time.time()
             counted["n"] += 1
             counted["last"] = time.time()
         await conn.subscribe("dt/+/env", count, qos=1)
     else:
-        store = TelemetryStore(tmp / "telemetry.sqlite3", retention_days=None)
+        store = TelemetryStore(tmp / f"telemetry-{time.time():.0f}.sqlite3", retention_days=None)
         fleet = FleetState()
         tel = Telemetry(conn, store, fleet)
 
         def on_batch(samples) -> None:
+            if not counted["first"]:
+                counted["first"] = min(s.received for s in samples)
             counted["last"] = time.time()
         tel.add_listener(on_batch)
         await tel.start()  # handlers registered before connecting: nothing slips past
-    t_start = time.time()
     await conn.start()
+    await conn.wait_connected(15)
+    await asyncio.sleep(0.2)  # subscription in place
+    cpu0 = time.process_time()
+    pub_task = None
+    if not args.backlog:
+        pubs = await asyncio.to_thread(start_publishers, broker.port, devices, msgs, args.publishers)
+        pub_task = asyncio.ensure_future(asyncio.to_thread(go_and_wait, pubs))
     done = lambda: counted["n"] >= total if mode == "floor" else tel.stats["stored"] >= total  # noqa: E731
     restarted = False
     deadline = time.time() + 300
     while not done() and time.time() < deadline:
         await asyncio.sleep(0.01)
-        if restart and not restarted and tel is not None and tel.stats["stored"] >= total // 3:
+        if args.restart and mode != "floor" and not restarted and tel.stats["stored"] >= total // 3:
             restarted = True
             await asyncio.to_thread(broker.stop, True)  # SIGKILL: unclean
             await asyncio.sleep(0.5)
             await asyncio.to_thread(broker.start)
+    cpu = time.process_time() - cpu0
+    if pub_task is not None:
+        pub_span = await pub_task
     result = {"mode": mode, "received": counted["n"] if mode == "floor" else tel.stats["received"]}
     if tel is not None:
         await tel.flushed()
@@ -171,11 +209,12 @@ async def run_phase(broker: Mosquitto, mode: str, devices: int, msgs: int, tmp: 
         await tel.stop()
         store.close()
     await conn.stop()
-    elapsed = (counted["last"] or time.time()) - t_start
+    n = result.get("stored", counted["n"])
+    elapsed = (counted["last"] - counted["first"]) if counted["first"] else 0.0
     result["elapsed"] = elapsed
-    result["rate"] = (result.get("stored", counted["n"])) / elapsed if elapsed > 0 else 0.0
-    if len(pub_line) == 3:
-        result["publish_rate"] = total / (float(pub_line[2]) - float(pub_line[1]))
+    result["rate"] = n / elapsed if elapsed > 0 else 0.0
+    result["cpu_us"] = cpu / max(n, 1) * 1e6
+    result["publish_rate"] = total / pub_span if pub_span else 0.0
     return result
 
 
@@ -184,22 +223,24 @@ async def amain(args: argparse.Namespace) -> int:
         broker = Mosquitto(Path(tmp))
         broker.start()
         try:
-            floor = await run_phase(broker, "floor", args.devices, args.msgs, Path(tmp), False)
-            app = await run_phase(broker, "fleetdesk", args.devices, args.msgs, Path(tmp), args.restart)
+            floor = await run_phase(broker, "floor", args, Path(tmp))
+            app = await run_phase(broker, "fleetdesk", args, Path(tmp))
         finally:
             broker.stop()
     total = args.devices * args.msgs
-    print(f"load: {args.devices} devices x {args.msgs} messages = {total:,} QoS1 messages "
-          f"(publisher {floor.get('publish_rate', 0):,.0f} / {app.get('publish_rate', 0):,.0f} msg/s)")
-    print(f"floor   (count only, auto-ack):           {floor['rate']:>8,.0f} msg/s received")
-    print(f"fleetdesk (SQLite commit, then ack, fleet model): {app['rate']:>8,.0f} msg/s stored "
-          f"in {app['batches']} batches; duplicates ignored {app['duplicates']}")
+    how = "queued while the app was offline, then drained" if args.backlog else "live"
+    print(f"load: {args.devices} devices x {args.msgs} messages = {total:,} QoS1 messages, {how}; "
+          f"{args.publishers} publisher processes at {floor['publish_rate']:,.0f} / {app['publish_rate']:,.0f} msg/s")
+    print(f"floor (awscrt MQTT5 subscriber, count only, auto-ack): {floor['rate']:>8,.0f} msg/s received, "
+          f"{floor['cpu_us']:.0f} us CPU/msg")
+    print(f"fleetdesk (parse, SQLite commit, then ack, fleet model): {app['rate']:>8,.0f} msg/s stored, "
+          f"{app['cpu_us']:.0f} us CPU/msg, {app['batches']} batches, {app['duplicates']} duplicates ignored")
     lost = total - app["stored"]
     print(f"loss: {lost} messages not stored, {app['missing']} missing by sequence number"
           + (f"; broker killed and restarted mid-run (states: {' > '.join(app['states'])})" if args.restart else ""))
     ok = app["rate"] >= GOAL_RATE and lost == 0 and app["missing"] == 0
     print(f"goal: >= {GOAL_RATE:,.0f} msg/s stored, 0 lost | figure: {app['rate']:,.0f} msg/s, {lost} lost | "
-          f"ratio to floor: {app['rate'] / floor['rate']:.2f} | ratio to goal: {app['rate'] / GOAL_RATE:.2f} | "
+          f"ratio to floor: {app['rate'] / max(floor['rate'], 1):.2f} | ratio to goal: {app['rate'] / GOAL_RATE:.2f} | "
           f"{'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
@@ -209,6 +250,8 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--msgs", type=int, default=40, help="messages per device")
     ap.add_argument("--restart", action="store_true", help="kill -9 and restart the broker mid-ingest")
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    ap.add_argument("--backlog", action="store_true", help="publish while the app is offline, then measure the drain")
     return asyncio.run(amain(ap.parse_args()))
 
 
