@@ -70,3 +70,33 @@ def test_stub_left_running_is_found_again(make_board):
     with detect_chip(board.url) as esp:
         assert not esp.sync_stub_detected
     assert not board.rom.stub
+
+
+def test_esp32_efuses_report_security_and_revision(make_board):
+    from esptool.cmds import detect_chip
+
+    board = make_board("esp32", secure_boot=True, flash_encryption=True, revision=101)
+    with detect_chip(board.url) as esp:
+        assert esp.get_secure_boot_enabled()
+        assert esp.get_flash_encryption_enabled()
+        assert esp.get_chip_revision() == 101
+    plain = make_board("esp32")
+    with detect_chip(plain.url) as esp:
+        assert not esp.get_secure_boot_enabled()
+        assert not esp.get_flash_encryption_enabled()
+
+
+def test_after_no_reset_stays_in_bootloader(make_board, tmp_path, run_esptool):
+    board = make_board("esp32")
+    image = tmp_path / "x.bin"
+    image.write_bytes(b"\x42" * 4096)
+    run_esptool(board.url, "--after", "no-reset", "write-flash", "0x10000", str(image))
+    import time
+
+    time.sleep(0.3)
+    assert board.state == "bootloader"  # the stub handed back to the ROM; nothing booted
+    run_esptool(board.url, "write-flash", "0x11000", str(image))  # default --after hard-reset
+    end = time.monotonic() + 5
+    while board.state == "bootloader" and time.monotonic() < end:
+        time.sleep(0.05)
+    assert board.state == "bootloop"  # booted: nothing valid flashed at 0x1000
