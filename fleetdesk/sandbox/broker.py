@@ -148,6 +148,7 @@ class BrokerConfig:
             "max_keepalive 1200",
             "max_packet_size 149504",
             "max_inflight_messages 100",
+            "set_tcp_nodelay true",  # no Nagle: small replies (PUBACK then PUBLISH) would wait ~40 ms for delayed ACKs
             f"plugin {_conf_path(Path(plugin))}",
             f"plugin_opt_config_file {_conf_path(self.dynsec_file)}",
         ]
@@ -163,11 +164,13 @@ class BrokerConfig:
             "require_certificate true",
             "use_identity_as_username true",
             "tls_version tlsv1.2",
-            "max_qos 1",
+            "max_qos 1",  # AWS IoT's CONNACK: maximum QoS 1, topic alias maximum 8
+            "max_topic_alias 8",
             "",
             f"listener {self.ws_port} 127.0.0.1",
             "protocol websockets",
             "max_qos 1",
+            "max_topic_alias 8",
             "",
             f"listener {self.internal_port} 127.0.0.1",
             "",

@@ -32,17 +32,22 @@ class MqttDevice:
         self.failed = threading.Event()
         self.disconnected = threading.Event()
         self.failure = None
+        self.settings = None
         self.messages: queue.Queue = queue.Queue()
         self.client = mqtt5_client_builder.mtls_from_bytes(
             endpoint=info.mqtt_host, port=info.mqtt_port, cert_bytes=cert_pem.encode(), pri_key_bytes=key_pem.encode(),
             ca_bytes=open(info.ca_file, "rb").read(), client_id=client_id, clean_start=True,
             min_reconnect_delay_ms=5000, max_reconnect_delay_ms=10000,
             on_publish_received=lambda d: self.messages.put((d.publish_packet.topic, bytes(d.publish_packet.payload))),
-            on_lifecycle_connection_success=lambda d: self.connected.set(),
+            on_lifecycle_connection_success=self._connected,
             on_lifecycle_connection_failure=self._failed,
             on_lifecycle_disconnection=lambda d: self.disconnected.set(),
         )
         self._mqtt5 = mqtt5
+
+    def _connected(self, data) -> None:
+        self.settings = data.negotiated_settings
+        self.connected.set()
 
     def _failed(self, data) -> None:
         self.failure = data.exception

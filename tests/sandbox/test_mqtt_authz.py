@@ -20,6 +20,10 @@ def test_thing_publishes_and_receives_on_its_own_topics(sandbox, iot, thing_name
     ident = create_device_identity(iot, thing_name)
     dev = devices(sandbox, ident)
     assert dev.connect(), dev.failure
+    # CONNACK limits as AWS IoT Core advertises them
+    assert dev.settings.maximum_qos == mqtt5.QoS.AT_LEAST_ONCE
+    assert dev.settings.topic_alias_maximum_to_server == 8
+    assert dev.settings.maximum_packet_size_to_server == 149504
     assert dev.subscribe(f"dt/{thing_name}/#") == mqtt5.SubackReasonCode.GRANTED_QOS_1
     assert dev.publish(f"dt/{thing_name}/env", b'{"temperature": 21}') == mqtt5.PubackReasonCode.SUCCESS
     assert dev.receive() == (f"dt/{thing_name}/env", b'{"temperature": 21}')
