@@ -52,7 +52,7 @@ class Presence:
                 except Exception as exc:
                     log.debug("connectivity of %s: %s", name, exc)
                     return
-            ts = (data.get("timestamp") or 0) / 1000.0
+            ts = _epoch(data.get("timestamp"))
             self.fleet.apply_connectivity(name, bool(data.get("connected")), ts,
                                           data.get("disconnectReason") or "")
 
@@ -72,3 +72,15 @@ class Presence:
                     fn(parts[4], parts[3] == "connected")
                 except Exception:
                     log.exception("presence listener failed")
+
+
+def _epoch(value: Any) -> float:
+    """boto3 gives GetThingConnectivityData's timestamp as a datetime; raw JSON as epoch ms."""
+    if value is None:
+        return 0.0
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        return float(value) / 1000.0
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,151 @@
+"""The cloud layer against the real sandbox: a device with its own cert, the app with its
+privileged login (WebSockets + SigV4), boto3 control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import boto3
+import pytest
+
+from fleetdesk.cloud.connection import Connection
+from fleetdesk.cloud.errors import ControlPlaneError, ShadowConflict, ShadowRejected
+from fleetdesk.cloud.identity import create_device_identity
+from fleetdesk.cloud.session import CloudSession, app_settings
+from fleetdesk.cloud.settings import ConnectionSettings
+from fleetdesk.config import Profile
+from fleetdesk.paths import write_private
+from fleetdesk.store.telemetry import TelemetryStore
+
+from .test_connection import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def profile(sandbox, monkeypatch):
+    monkeypatch.setenv("FLEETDESK_SANDBOX_DIR", str(sandbox.state_dir))
+    return Profile(state_dir=str(sandbox.state_dir))
+
+
+@pytest.fixture
+async def session(profile, tmp_path):
+    s = CloudSession(profile, store=TelemetryStore(tmp_path / "tel.db", retention_days=None),
+                     settings=app_settings(profile, ephemeral=True))
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+async def device(sandbox, tmp_path, name: str) -> Connection:
+    iot = boto3.client("iot", **sandbox.boto3_kwargs())
+    ident = await asyncio.to_thread(create_device_identity, iot, name)
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert.write_text(ident.certificate_pem)
+    write_private(key, ident.private_key_pem.encode())
+    conn = Connection(ConnectionSettings(host=sandbox.mqtt_host, port=sandbox.mqtt_port, client_id=name,
+                                         ca_file=sandbox.ca_file, cert_file=str(cert), key_file=str(key),
+                                         clean_start=True, min_reconnect_ms=100, max_reconnect_ms=500))
+    await conn.start()
+    await conn.wait_connected(15)
+    return conn
+
+
+async def test_telemetry_presence_shadow_and_rpc_end_to_end(sandbox, session, tmp_path):
+    name = f"fd-{uuid.uuid4().hex[:8]}"
+    dev = await device(sandbox, tmp_path, name)
+    try:
+        await session.start()
+        fleet = session.fleet
+        assert name in fleet.things
+        # telemetry: stored before ack, applied to the fleet model
+        for seq in range(5):
+            await dev.publish(f"dt/{name}/env", {"temperature": 21.0 + seq, "humidity": 40, "seq": seq})
+        await wait_for(lambda: session.store.count(name) == 5, 15)
+        await wait_for(lambda: fleet.things[name].temperature == 25.0, 5)
+        assert session.store.seq_report()[name]["missing"] == 0
+        # RPC: the device answers on its own reply topic
+        async def serve(msg):
+            req = json.loads(msg.payload)
+            await dev.publish(f"{name}/rpc/resp", {"id": req["id"], "result": {"fw_version": "1.0", "echo": req["args"]}})
+        await dev.subscribe(f"{name}/rpc", serve)
+        assert await session.rpc.call(name, "Sys.GetInfo", {"x": 1}) == {"fw_version": "1.0", "echo": {"x": 1}}
+        # shadow: desired from the app -> delta at the device -> reported back -> fleet firmware
+        deltas = []
+        await dev.subscribe(f"$aws/things/{name}/shadow/update/delta", lambda m: deltas.append(m.json()))
+        with pytest.raises(ShadowRejected) as missing:
+            await session.shadows.get(name)
+        assert missing.value.code == 404
+        acc = await session.shadows.update(name, desired={"on": True, "refresh": 5000})
+        await wait_for(lambda: deltas, 10)
+        assert deltas[0]["state"] == {"on": True, "refresh": 5000}
+        await dev.publish(f"$aws/things/{name}/shadow/update",
+                          {"state": {"reported": {"on": True, "refresh": 5000, "firmware_version": "1.0.3"}}})
+        await wait_for(lambda: fleet.things[name].firmware == "1.0.3", 10)
+        assert fleet.things[name].shadow_version == acc["version"] + 1
+        # a stale edit is refused and reloaded, never applied blindly
+        base = await session.shadows.get(name)
+        await session.shadows.update(name, desired={"refresh": 2000})  # someone else
+        with pytest.raises(ShadowConflict) as conflict:
+            await session.shadows.update(name, desired={"on": False}, version=base["version"], base=base)
+        assert conflict.value.current["version"] == base["version"] + 1
+        assert "desired.refresh" in conflict.value.changed
+        assert (await session.shadows.get(name))["state"]["desired"]["on"] is True
+        # presence: the device goes away -> offline
+        await wait_for(lambda: fleet.things[name].online is True, 10)
+    finally:
+        await dev.stop()
+    await wait_for(lambda: fleet.things[name].online is False, 15)
+
+
+async def test_jobs_and_registry_through_control_plane(profile, sandbox):
+    from fleetdesk.cloud.session import control_plane
+
+    cp = control_plane(profile)
+    tag = uuid.uuid4().hex[:6]
+    things = [f"job-{tag}-{i}" for i in range(3)]
+    for t in things:
+        await cp.create_thing(t, {"batch": tag})
+    await cp.create_group(f"empty-{tag}")
+    with pytest.raises(ControlPlaneError, match="has no things"):
+        await cp.create_job(f"j0-{tag}", {"op": "reboot"}, groups=[f"empty-{tag}"])
+    with pytest.raises(ControlPlaneError, match="not valid JSON"):
+        await cp.create_job(f"j1-{tag}", "{oops", things=things)
+    await cp.create_group(f"g-{tag}")
+    for t in things[:2]:
+        await cp.add_to_group(t, f"g-{tag}")
+    assert sorted(await cp.things_in_group(f"g-{tag}")) == things[:2]
+    await cp.create_job(f"j2-{tag}", {"op": "reboot"}, groups=[f"g-{tag}"], things=[things[2]])
+    execs = await cp.job_executions(f"j2-{tag}")
+    assert sorted(e["thing"] for e in execs) == sorted(things)
+    assert {e["status"] for e in execs} == {"QUEUED"}
+    assert any(j["jobId"] == f"j2-{tag}" for j in await cp.list_jobs())
+    await cp.cancel_execution(f"j2-{tag}", things[0])
+    assert (await cp.describe_execution(f"j2-{tag}", things[0]))["status"] == "CANCELED"
+    await cp.cancel_job(f"j2-{tag}")
+    assert (await cp.describe_job(f"j2-{tag}"))["status"] in ("CANCELED", "COMPLETED")
+    listed = {t["thingName"] for t in await cp.list_things()}
+    assert set(things) <= listed
+
+
+def test_cli_against_sandbox(profile, capsys):
+    from fleetdesk.cli import main
+
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    assert main(["things", "create", name, "--attr", "room=lab", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["thingName"] == name
+    assert main(["things", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"thingName": name, "attributes": {"room": "lab"}}.items() <= next(
+        r for r in rows if r["thingName"] == name).items() or any(r["thingName"] == name for r in rows)
+    assert main(["shadow", "update", name, "--desired", '{"on": true}', "--json"]) == 0
+    v = json.loads(capsys.readouterr().out)["version"]
+    assert main(["shadow", "get", name, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"]["desired"] == {"on": True}
+    assert main(["shadow", "update", name, "--desired", '{"on": false}', "--version", str(v - 1), "--json"]) == 3
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["error"] == "conflict" and out["current"]["version"] == v
+    assert main(["rpc", name, "Sys.GetInfo", "--timeout", "1"]) == 4  # nobody answers
