@@ -149,3 +149,21 @@ def test_cli_against_sandbox(profile, capsys):
     out = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert out["error"] == "conflict" and out["current"]["version"] == v
     assert main(["rpc", name, "Sys.GetInfo", "--timeout", "1"]) == 4  # nobody answers
+
+
+def test_fleet_list_and_watch_cli(profile, sandbox, capsys):
+    from fleetdesk.cli import main
+
+    name = f"fl-{uuid.uuid4().hex[:6]}"
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    boto3.client("iot", **sandbox.boto3_kwargs()).create_thing(thingName=name)
+    data.update_thing_shadow(thingName=name, payload=json.dumps(
+        {"state": {"reported": {"firmware_version": "2.1.0"}}}).encode())
+    assert main(["fleet", "list", "--json", "--filter", name]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 1
+    assert rows[0]["name"] == name and rows[0]["firmware"] == "2.1.0" and rows[0]["shadow_version"] == 1
+    assert rows[0]["online"] is False  # never connected
+    assert main(["fleet", "watch", "--filter", name, "--count", "1", "--interval", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "THING" in out and name in out and "2.1.0" in out
