@@ -166,15 +166,37 @@ class SandboxCA:
         (directory / CA_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(directory, cert, key)
 
-    def _write_server_cert(self) -> None:
+    def ensure_server_names(self, names: list[str]) -> bool:
+        """Make sure the server certificate covers ``names`` (host names or IPs); re-issue it if not.
+
+        Returns:
+            True if a new server certificate was written.
+        """
+        cert = x509.load_pem_x509_certificate(self.server_cert_file.read_bytes())
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            have = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            have = set()
+        wanted = {"localhost", "127.0.0.1", "::1", *names}
+        if wanted <= have:
+            return False
+        self._write_server_cert(sorted(wanted - {"localhost", "127.0.0.1", "::1"}))
+        return True
+
+    def _write_server_cert(self, extra_names: list[str] = ()) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        san = x509.SubjectAlternativeName(
-            [
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("::1")),
-            ]
-        )
+        names: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
+        for name in extra_names:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                names.append(x509.DNSName(name))
+        san = x509.SubjectAlternativeName(names)
         cert = self._builder(key.public_key(), "localhost", server=True).add_extension(san, critical=False)
         cert = cert.sign(self._key, hashes.SHA256())
         write_private(self.server_key_file, _pem_key(key))

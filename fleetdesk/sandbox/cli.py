@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     up.add_argument("--port-base", type=int, default=None, metavar="N",
                     help="use ports N..N+3 (mqtt, ws, https, internal); 0 = free ports (default 18883)")
     up.add_argument("--region", default="us-east-1", help="region used in ARNs (default us-east-1)")
+    up.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                    help="address devices use for MQTT (default 127.0.0.1); give this PC's LAN IP or name "
+                         "for real boards: the MQTT listener then binds all interfaces")
     up.add_argument("--json", action="store_true", help="print one JSON line when ready")
     up.set_defaults(func=_up)
 
@@ -64,7 +67,7 @@ def _up(args) -> int:
                   f"Use it from a shell: eval \"$(fleetdesk sandbox env)\"   Stop: Ctrl-C", flush=True)
 
     try:
-        asyncio.run(run_sandbox(_state_dir(args), port_base, args.region, on_ready=ready))
+        asyncio.run(run_sandbox(_state_dir(args), port_base, args.region, host=args.host, on_ready=ready))
     except KeyboardInterrupt:
         pass
     return 0

@@ -122,7 +122,19 @@ def load_credentials(state_dir: Path) -> dict:
     return creds
 
 
-def choose_ports(port_base: int) -> list[int]:
+def is_loopback(host: str) -> bool:
+    """True for localhost / 127.x / ::1."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def choose_ports(port_base: int, bind: str = "127.0.0.1") -> list[int]:
     """Ports for mqtt, ws, https, internal: port_base.. or free ones if port_base is 0.
 
     Raises:
@@ -142,12 +154,12 @@ def choose_ports(port_base: int) -> list[int]:
     if not 1 <= port_base <= 65535 - PORTS_USED:
         raise SandboxError(f"--port-base {port_base} is out of range", f"use 1024..{65535 - PORTS_USED} (or 0 for free ports)")
     ports = list(range(port_base, port_base + PORTS_USED))
-    for port in ports:
+    for i, port in enumerate(ports):
         s = socket.socket()
         try:
             if sys.platform != "win32":
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))
+            s.bind((bind if i == 0 else "127.0.0.1", port))
         except OSError:
             raise SandboxError(
                 f"port {port} is already in use",
@@ -200,7 +212,7 @@ def _server_ssl(ca) -> ssl.SSLContext:
 
 
 async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, region: str = DEFAULT_REGION, *,
-                      on_ready: Callable[[SandboxInfo], None] | None = None,
+                      host: str = "127.0.0.1", on_ready: Callable[[SandboxInfo], None] | None = None,
                       stop: asyncio.Event | None = None) -> None:
     """Run the sandbox until ``stop`` is set or SIGINT/SIGTERM arrives.
 
@@ -208,6 +220,8 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         state_dir: where state lives (made and marked if new; a foreign dir is refused).
         port_base: first of the 4 ports (0 = free ports).
         region: region in ARNs and the ready line.
+        host: the address devices use for MQTT (a LAN IP or host name for real boards: the
+            mTLS listener then binds all interfaces and the server certificate names it).
         on_ready: called once with the :class:`SandboxInfo` when everything answers.
         stop: an event that ends the run (a fresh one, set by signals, if None).
     """
@@ -233,12 +247,15 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
     registry = broker = authorizer = plane = None
     try:
         creds = load_credentials(state_dir)
-        mqtt_port, ws_port, https_port, internal_port = choose_ports(port_base)
+        bind = "127.0.0.1" if is_loopback(host) else "0.0.0.0"
+        mqtt_port, ws_port, https_port, internal_port = choose_ports(port_base, bind)
         ca = SandboxCA.load_or_create(state_dir / "ca")
+        if not is_loopback(host):
+            ca.ensure_server_names([host])
         registry = Registry(state_dir / "registry.sqlite", region, creds["account_id"])
         ctx = SandboxContext(
             state_dir=state_dir, region=region, account_id=creds["account_id"], registry=registry, ca=ca,
-            mqtt_host="127.0.0.1", mqtt_port=mqtt_port, ws_port=ws_port,
+            mqtt_host=host, mqtt_port=mqtt_port, ws_port=ws_port,
             internal_mqtt=InternalMqtt("127.0.0.1", internal_port, creds.get("internal_username", "fleetdesk-internal"),
                                        creds["internal_password"]),
             https_port=https_port, port_base=port_base,
@@ -249,7 +266,7 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         ctx.authorizer = authorizer
         broker_dir = state_dir / "broker"
         config = BrokerConfig(broker_dir, mqtt_port, ws_port, internal_port, ca.ca_file, ca.server_cert_file,
-                              ca.server_key_file, ca.crl_file, broker_dir / "dynamic-security.json")
+                              ca.server_key_file, ca.crl_file, broker_dir / "dynamic-security.json", bind=bind)
 
         async def before_start() -> None:
             authorizer.write_dynsec_file(config.dynsec_file)

@@ -137,3 +137,34 @@ def test_missing_mosquitto_says_how_to_install(tmp_path):
 def test_env_without_a_running_sandbox_is_a_clear_error(tmp_path):
     res = _cli("env", "--state-dir", str(tmp_path / "none"))
     assert res.returncode == 1 and "no sandbox is running" in res.stderr and "sandbox up" in res.stderr
+
+
+def _lan_ip() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") else ip
+
+
+def test_lan_host_for_real_boards(tmp_path, devices):
+    ip = _lan_ip()
+    if ip is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "fleetdesk.sandbox", "up", "--json", "--state-dir", str(state),
+                             "--port-base", "0", "--host", ip], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["mqtt_host"] == ip
+        from fleetdesk.sandbox.info import SandboxInfo
+
+        info = SandboxInfo.load(state)
+        iot = boto3.client("iot", **info.boto3_kwargs())
+        assert iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"] == ip
+        dev = devices(info, create_device_identity(iot, "lan-1"))
+        assert dev.connect(), dev.failure  # TLS verification on: the server cert names the LAN address
+    finally:
+        stop_sandbox(proc)
