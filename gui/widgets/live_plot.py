@@ -64,6 +64,8 @@ class RingBuffer:
     def extend(self, ts: np.ndarray, values: np.ndarray) -> None:
         """Add many samples at once (``values`` shape (n, columns)), oldest first."""
         ts = np.asarray(ts, dtype=np.float64)
+        if not len(ts):
+            return
         values = np.asarray(values, dtype=np.float32).reshape(len(ts), -1)
         if len(ts) >= self.capacity:
             ts, values = ts[-self.capacity :], values[-self.capacity :]

@@ -22,6 +22,7 @@ def test_ring_buffer_wraps_and_keeps_order():
     assert np.isnan(vals[:, 1]).all()
     rb.extend(np.arange(100.0, 103.0), np.ones((3, 2)))
     assert rb.ordered()[0].tolist() == [6.0, 7.0, 100.0, 101.0, 102.0]
+    rb.extend(np.array([]), np.zeros((0, 2)))
     rb.extend(np.arange(10.0), np.zeros((10, 2)))
     assert rb.ordered()[0].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
 

@@ -1,0 +1,404 @@
+"""Device page: everything for one thing on one page.
+
+Live DHT11 charts (history from the telemetry store, then live batches), export of the
+visible range, the shadow (desired/reported/delta + editor, 409-safe), RPC, and the log
+stream. Blocking work (SQLite, files) runs in worker threads via gui.bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui import bridge
+from gui.context import AppContext
+from gui.widgets.live_plot import LivePlot
+from gui.widgets.shadow_editor import ShadowEditor
+
+HISTORY_S = 86_400
+RPC_METHODS = ("Sys.GetInfo", "Config.Get", "Config.Set", "FS.List", "Sys.Reboot")
+LOG_LINES = 2000
+
+
+class DevicePage(QWidget):
+    """One thing: charts, shadow, RPC, log."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("DevicePage")
+        self.thing: str | None = None
+        self.shadow_name: str | None = None
+        self._log_unsub = None
+        self._log_pending: list[str] = []
+        self.exports = 0
+
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("<h2>Device</h2>"))
+        self.thing_combo = QComboBox()
+        self.thing_combo.setObjectName("thingCombo")
+        self.thing_combo.setEditable(True)
+        self.thing_combo.setMinimumWidth(220)
+        self.thing_combo.setInsertPolicy(QComboBox.NoInsert)
+        top.addWidget(self.thing_combo)
+        self.info = QLabel("Pick a thing.")
+        self.info.setObjectName("deviceInfo")
+        top.addWidget(self.info, 1)
+        layout.addLayout(top)
+
+        split = QSplitter(Qt.Horizontal)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        self.plot = LivePlot(left)
+        lv.addWidget(self.plot, 1)
+        ex = QHBoxLayout()
+        self.csv_button = QPushButton("Export CSV…")
+        self.json_button = QPushButton("Export JSON…")
+        self.export_label = QLabel("")
+        ex.addWidget(self.csv_button)
+        ex.addWidget(self.json_button)
+        ex.addWidget(self.export_label, 1)
+        lv.addLayout(ex)
+        split.addWidget(left)
+
+        self.tabs = QTabWidget()
+        self.shadow = ShadowEditor()
+        self.tabs.addTab(self.shadow, "Shadow")
+        self.tabs.addTab(self._rpc_panel(), "RPC")
+        self.log_view = QPlainTextEdit()
+        self.log_view.setObjectName("deviceLog")
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(LOG_LINES)
+        self.tabs.addTab(self.log_view, "Log")
+        split.addWidget(self.tabs)
+        split.setSizes([700, 520])
+        layout.addWidget(split, 1)
+
+        self._log_timer = QTimer(self)
+        self._log_timer.setInterval(200)
+        self._log_timer.timeout.connect(self._flush_log)
+        self._log_timer.start()
+
+        self.thing_combo.activated.connect(lambda _i: self.open_target(self.thing_combo.currentText()))
+        self.thing_combo.lineEdit().returnPressed.connect(lambda: self.open_target(self.thing_combo.currentText()))
+        self.csv_button.clicked.connect(lambda: self._ask_export("csv"))
+        self.json_button.clicked.connect(lambda: self._ask_export("json"))
+        self.shadow.send_requested.connect(self._send_desired)
+        self.shadow.reload_requested.connect(self.load_shadow)
+        self.shadow.shadow_selected.connect(self._shadow_selected)
+        ctx.live.samples.connect(self._on_samples)
+        ctx.live.shadow_event.connect(self._on_shadow_event)
+        ctx.live.changed.connect(self._on_changed)
+        ctx.live.session_changed.connect(self._session_changed)
+        self._session_changed(ctx.live.session)
+
+    def _rpc_panel(self) -> QWidget:
+        w = QWidget()
+        v = QVBoxLayout(w)
+        row = QHBoxLayout()
+        self.rpc_method = QComboBox()
+        self.rpc_method.setObjectName("rpcMethod")
+        self.rpc_method.setEditable(True)
+        self.rpc_method.addItems(RPC_METHODS)
+        self.rpc_args = QLineEdit()
+        self.rpc_args.setObjectName("rpcArgs")
+        self.rpc_args.setPlaceholderText('args as JSON, e.g. {"path": "/"}')
+        self.rpc_button = QPushButton("Call")
+        row.addWidget(self.rpc_method)
+        row.addWidget(self.rpc_args, 1)
+        row.addWidget(self.rpc_button)
+        v.addLayout(row)
+        self.rpc_reply = QPlainTextEdit()
+        self.rpc_reply.setObjectName("rpcReply")
+        self.rpc_reply.setReadOnly(True)
+        v.addWidget(self.rpc_reply, 1)
+        self.rpc_button.clicked.connect(self.call_rpc)
+        return w
+
+    # -- session / thing ----------------------------------------------------------------
+    @property
+    def session(self):
+        return self.ctx.live.session
+
+    def _session_changed(self, session) -> None:
+        self._refresh_things()
+        if session is None:
+            self.info.setText("Not connected.")
+        elif self.thing:
+            self.open_target(self.thing)
+
+    def _refresh_things(self) -> None:
+        fleet = self.ctx.live.fleet
+        names = sorted(fleet.things) if fleet else []
+        have = [self.thing_combo.itemText(i) for i in range(self.thing_combo.count())]
+        if names != have:
+            text = self.thing_combo.currentText()
+            self.thing_combo.blockSignals(True)
+            self.thing_combo.clear()
+            self.thing_combo.addItems(names)
+            self.thing_combo.setEditText(text)
+            self.thing_combo.blockSignals(False)
+
+    def open_target(self, thing: str) -> None:
+        """Show ``thing``: history, shadow, named shadows, log stream."""
+        thing = (thing or "").strip()
+        if not thing:
+            return
+        changed = thing != self.thing
+        self.thing = thing
+        self.thing_combo.setEditText(thing)
+        self._update_info()
+        if changed:
+            self.shadow_name = None
+            self.shadow.set_named_shadows([])
+            self.log_view.clear()
+            self.rpc_reply.clear()
+            for key in list(self.plot.keys()):
+                self.plot.series(key).buffer.clear()
+        session = self.session
+        if session is None:
+            return
+        self.load_history()
+        self.load_shadow()
+        bridge.submit(session.control.named_shadows(thing),
+                      lambda names, e: self.shadow.set_named_shadows(names) if e is None and thing == self.thing else None)
+        self._subscribe_log(thing)
+
+    def _update_info(self) -> None:
+        fleet = self.ctx.live.fleet
+        t = fleet.things.get(self.thing) if fleet and self.thing else None
+        if t is None:
+            self.info.setText(f"{self.thing}: no data yet" if self.thing else "Pick a thing.")
+            return
+        state = "online" if t.online else ("offline" if t.online is False else "presence unknown")
+        parts = [state, f"firmware {t.firmware or '?'}"]
+        if t.temperature is not None:
+            parts.append(f"{t.temperature:.1f} °C")
+        if t.humidity is not None:
+            parts.append(f"{t.humidity:.0f} %")
+        if t.missing:
+            parts.append(f"{t.missing} messages missing")
+        self.info.setText(" · ".join(parts))
+
+    def _on_changed(self, names) -> None:
+        if self.thing in names:
+            self._update_info()
+        if self.thing_combo.count() != len(self.ctx.live.fleet.things if self.ctx.live.fleet else ()):
+            self._refresh_things()
+
+    # -- charts -------------------------------------------------------------------------
+    def load_history(self) -> None:
+        """Load the last 24 h from the telemetry store into the chart (worker thread)."""
+        session, thing = self.session, self.thing
+        if session is None or session.store is None or not thing:
+            return
+        since = time.time() - HISTORY_S
+
+        def done(result, error) -> None:
+            if error is not None or thing != self.thing:
+                return
+            ts, temp, hum = result
+            self.plot.load(thing, ts, temp, hum)
+
+        bridge.run_blocking(session.store.arrays, thing, since, on_done=done)
+
+    def _on_samples(self, batch) -> None:
+        thing = self.thing
+        if not thing:
+            return
+        for s in batch:
+            if s.thing == thing:
+                self.plot.append(thing, s.ts, s.temperature, s.humidity)
+
+    def export(self, path: str | Path, fmt: str) -> None:
+        """Export the visible time range of this thing's history to ``path`` (csv | json)."""
+        session, thing = self.session, self.thing
+        if session is None or session.store is None or not thing:
+            self.export_label.setText("Nothing to export: no thing or no history.")
+            return
+        lo, hi = self.plot.visible_range()
+
+        def write() -> int:
+            with open(path, "w", newline="") as f:
+                return session.store.export(thing, lo, hi, fmt, f)
+
+        def done(n, error) -> None:
+            if error is not None:
+                self.export_label.setText(f"Export failed: {error}")
+                return
+            self.exports += 1
+            self.export_label.setText(f"Exported {n} samples to {path}")
+
+        bridge.run_blocking(write, on_done=done)
+
+    def _ask_export(self, fmt: str) -> None:
+        if not self.thing:
+            return
+        default = f"{self.thing}-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {fmt.upper()}", default)
+        if path:
+            self.export(path, fmt)
+
+    # -- shadow -------------------------------------------------------------------------
+    def _shadow_selected(self, name) -> None:
+        self.shadow_name = name
+        self.load_shadow()
+
+    def load_shadow(self) -> None:
+        """Fetch the selected shadow and show it (404 = no shadow yet)."""
+        session, thing, name = self.session, self.thing, self.shadow_name
+        if session is None or not thing:
+            return
+
+        def done(doc, error) -> None:
+            if thing != self.thing or name != self.shadow_name:
+                return
+            if error is not None:
+                if getattr(error, "code", None) == 404:
+                    self.shadow.set_document(None)
+                else:
+                    self.shadow.show_message(f"Could not load the shadow: {error}", ok=False)
+                return
+            self.shadow.set_document(doc)
+
+        bridge.submit(session.shadows.get(thing, name), done)
+
+    def _on_shadow_event(self, ev) -> None:
+        if ev.thing != self.thing or ev.name != self.shadow_name:
+            return
+        if ev.kind == "documents" and isinstance(ev.doc, dict) and isinstance(ev.doc.get("current"), dict):
+            cur = dict(ev.doc["current"])
+            if isinstance(cur.get("version"), int) and (self.shadow.version or 0) <= cur["version"]:
+                cur.setdefault("timestamp", ev.doc.get("timestamp"))
+                self.shadow.set_document(cur)
+        elif ev.kind in ("deleted", "accepted"):
+            self.load_shadow()
+
+    def _send_desired(self, desired: dict, version, base: dict) -> None:
+        session, thing, name = self.session, self.thing, self.shadow_name
+        if session is None or not thing:
+            self.shadow.show_message("Not connected.", ok=False)
+            return
+
+        def done(doc, error) -> None:
+            from fleetdesk.cloud.errors import ShadowConflict
+
+            if isinstance(error, ShadowConflict):
+                self.shadow.show_conflict(error.current, error.changed, error.message)
+            elif error is not None:
+                self.shadow.show_message(f"Refused: {error}", ok=False)
+            else:
+                self.shadow.sent()
+                self.shadow.show_message(f"Accepted: version {doc.get('version')}. Waiting for the device to report…")
+                self.load_shadow()
+
+        bridge.submit(session.shadows.update(thing, desired=desired, name=name, version=version, base=base), done)
+
+    # -- RPC and log --------------------------------------------------------------------
+    def call_rpc(self) -> None:
+        """Call the selected method with the typed args and show the reply."""
+        session, thing = self.session, self.thing
+        if session is None or not thing:
+            self.rpc_reply.setPlainText("Not connected or no thing selected.")
+            return
+        method = self.rpc_method.currentText().strip()
+        text = self.rpc_args.text().strip()
+        try:
+            args = json.loads(text) if text else None
+        except json.JSONDecodeError as exc:
+            self.rpc_reply.setPlainText(f"args are not JSON: column {exc.colno}: {exc.msg}")
+            return
+        t0 = time.perf_counter()
+        self.rpc_reply.setPlainText(f"→ {method} {text}\n…")
+
+        def done(result, error) -> None:
+            ms = (time.perf_counter() - t0) * 1000
+            if error is not None:
+                self.rpc_reply.setPlainText(f"→ {method} {text}\n✗ {error} ({ms:.0f} ms)")
+            else:
+                self.rpc_reply.setPlainText(f"→ {method} {text}\n← ({ms:.0f} ms)\n{json.dumps(result, indent=2)}")
+
+        bridge.submit(session.rpc.call(thing, method, args), done)
+
+    def _subscribe_log(self, thing: str) -> None:
+        session = self.session
+        if self._log_unsub is not None:
+            unsub, self._log_unsub = self._log_unsub, None
+            bridge.submit(_maybe_await(unsub()))
+        if session is None:
+            return
+        from fleetdesk.cloud.topics import logs_topic
+
+        def on_msg(msg) -> None:
+            line = format_log(msg.payload)
+            bridge.post(self._log_pending.append, f"{time.strftime('%H:%M:%S')}  {line}")
+
+        def done(unsub, error) -> None:
+            if error is None:
+                if thing == self.thing:
+                    self._log_unsub = unsub
+                else:
+                    bridge.submit(_maybe_await(unsub()))
+            else:
+                self._log_pending.append(f"(log stream unavailable: {error})")
+
+        bridge.submit(session.conn.subscribe(logs_topic(thing), on_msg, qos=0), done)
+
+    def _flush_log(self) -> None:
+        if self._log_pending:
+            lines, self._log_pending = self._log_pending, []
+            self.log_view.appendPlainText("\n".join(lines))
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self._log_timer.stop()
+        self.plot.close()
+        for sig, slot in ((self.ctx.live.samples, self._on_samples), (self.ctx.live.shadow_event, self._on_shadow_event),
+                          (self.ctx.live.changed, self._on_changed),
+                          (self.ctx.live.session_changed, self._session_changed)):
+            try:
+                sig.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        super().closeEvent(event)
+
+
+def format_log(payload: bytes) -> str:
+    """One log line from a ``<thing>/logs`` payload ({"ts","level","msg","mode"} or text)."""
+    try:
+        rec = json.loads(payload)
+    except (ValueError, TypeError):
+        return bytes(payload).decode("utf-8", "replace")
+    if not isinstance(rec, dict):
+        return json.dumps(rec)
+    level = rec.get("level")
+    msg = rec.get("msg") if "msg" in rec else json.dumps(rec)
+    return f"[{level}] {msg}" if level else str(msg)
+
+
+async def _maybe_await(value):
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+def create_page(ctx: AppContext) -> QWidget:
+    """Page factory for the main window registry."""
+    return DevicePage(ctx)

@@ -1,0 +1,124 @@
+"""Device page: desired-JSON validation, shadow editor, and the page against the sandbox with a
+simulated device (live chart + export, desired change reported back, 409, RPC, log stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+
+import pytest
+
+from gui.widgets.shadow_editor import JsonProblem, ShadowEditor, delta_of, parse_desired
+
+from .conftest import until
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
+
+
+def test_parse_desired_names_the_error_position():
+    with pytest.raises(JsonProblem) as e:
+        parse_desired('{\n  "on": tru\n}')
+    assert str(e.value).startswith("line 2, column 9")
+    assert e.value.position == 10
+    with pytest.raises(JsonProblem, match="must be a JSON object"):
+        parse_desired("[1, 2]")
+    with pytest.raises(JsonProblem, match="deeper than 6"):
+        parse_desired(json.dumps({"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}))
+    with pytest.raises(JsonProblem, match="8 KB"):
+        parse_desired(json.dumps({"blob": "x" * 9000}))
+    assert parse_desired('{"refresh": 2000}') == {"refresh": 2000}
+
+
+def test_delta_is_desired_leaves_that_differ():
+    assert delta_of({"on": True, "refresh": 5000, "cfg": {"a": 1, "b": 2}},
+                    {"on": True, "refresh": 1000, "cfg": {"a": 1, "b": 3}}) == {"refresh": 5000, "cfg": {"b": 2}}
+
+
+def test_editor_refuses_bad_json_and_sends_only_changed_form_keys(qtbot):
+    ed = ShadowEditor()
+    qtbot.addWidget(ed)
+    doc = {"state": {"reported": {"on": False, "refresh": 10000, "reboot": 0, "firmware_version": "1.0.0"}},
+           "metadata": {"reported": {"on": {"timestamp": 1700000000}}}, "version": 7}
+    ed.set_document(doc)
+    assert ed.version_label.text().startswith("version 7")
+    assert ed.tree.topLevelItemCount() == 4
+    assert [ed.tree.topLevelItem(i).text(0) for i in range(4)] == ["firmware_version", "on", "reboot", "refresh"]
+    assert ed.tree.topLevelItem(1).text(4).startswith("2023-11-")
+    sent = []
+    ed.send_requested.connect(lambda d, v, b: sent.append((d, v, b["version"])))
+    assert not ed.send()  # nothing changed
+    ed.on_check.setChecked(True)
+    assert ed.send()
+    assert sent == [({"on": True}, 7, 7)]
+    ed.set_document({**doc, "state": {**doc["state"], "desired": {"on": True}}, "version": 8})
+    row = ed.tree.topLevelItem(1)
+    assert (row.text(0), row.text(1), row.text(2), row.text(3)) == ("on", "true", "false", "true")
+    ed.tabs.setCurrentIndex(1)
+    ed.raw_edit.setPlainText('{"refresh": 2000,}')
+    assert not ed.send()
+    assert "Not sent: line 1, column 18" in ed.message.text()
+    assert ed.raw_edit.textCursor().selectionStart() == 17
+    assert len(sent) == 1
+
+
+@pytest.mark.slow
+def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, sim_fleet, qloop, tmp_path, shot):
+    ctx, win = app_window
+    ctx.live.attach(cloud_session)
+    specs, runner = sim_fleet(1, "guidev", rate=5)
+    thing = specs[0].thing
+    page = win.show_page("Device")
+    fleet = cloud_session.fleet
+
+    async def scenario():
+        await until(lambda: thing in fleet.things and fleet.things[thing].online, 60, what="device online")
+        ctx.navigate.emit("Device", thing)
+        assert page.thing == thing and win.current_title() == "Device"
+        await until(lambda: page.shadow.version is not None, 30, what="shadow loaded")
+        await until(lambda: thing in page.plot.keys() and len(page.plot.data(thing)[0]) >= 5, 30,
+                    what="live points in the chart")
+        await until(lambda: page.plot.frames > 0, 10, what="chart redraw")
+        # export the visible range
+        out = tmp_path / "export.csv"
+        page.export(out, "csv")
+        await until(lambda: page.exports == 1, 10, what="export")
+        rows = list(csv.DictReader(out.open()))
+        assert len(rows) >= 5 and rows[0]["thing"] == thing and float(rows[0]["temperature"]) > 0
+        # desired on/refresh from the form reaches the device and comes back as reported
+        page.shadow.on_check.setChecked(True)
+        page.shadow.refresh_spin.setValue(3000)
+        assert page.shadow.send()
+        await until(lambda: (fleet.things[thing].reported.get("on") is True
+                             and fleet.things[thing].reported.get("refresh") == 3000), 60, what="reported on/refresh")
+        tree = page.shadow.tree
+        await until(lambda: ["true"] == [tree.topLevelItem(i).text(2) for i in range(tree.topLevelItemCount())
+                                         if tree.topLevelItem(i).text(0) == "on"],
+                    30, what="reported column shows on=true")
+        shot(win, "device")
+        # 409: someone else changes the shadow while the user edits
+        await until(lambda: not page.shadow.dirty, 10, what="first send accepted")
+        stale = page.shadow.version
+        page.shadow.tabs.setCurrentIndex(1)
+        page.shadow.raw_edit.setPlainText('{"refresh": 2500}')
+        await cloud_session.shadows.update(thing, desired={"refresh": 4000})
+        await until(lambda: page.shadow.version > stale, 10, what="live update of the shown version")
+        assert page.shadow.raw_edit.toPlainText() == '{"refresh": 2500}', "a live update replaced the user's edit"
+        assert page.shadow.send()
+        await until(lambda: "Changed since your edit" in page.shadow.message.text(), 30, what="409 shown")
+        assert "desired.refresh" in page.shadow.message.text()
+        assert page.shadow.version > stale, "the editor did not reload the current document"
+        assert page.shadow.raw_edit.toPlainText() == '{"refresh": 2500}', "the user's edit was lost"
+        # RPC
+        page.tabs.setCurrentIndex(1)
+        page.rpc_method.setCurrentText("Sys.GetInfo")
+        page.call_rpc()
+        await until(lambda: "fleetdesk-fw" in page.rpc_reply.toPlainText(), 30, what="RPC reply")
+        # log stream: a reboot makes the device log "online as ..."
+        page.tabs.setCurrentIndex(2)
+        await asyncio.sleep(0.5)
+        reboots = fleet.things[thing].reported.get("reboot", 0)
+        await cloud_session.shadows.update(thing, desired={"reboot": reboots + 1})
+        await until(lambda: "online as" in page.log_view.toPlainText(), 90, what="device log line")
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 230))
