@@ -1,0 +1,453 @@
+"""Jobs page: create jobs (templates, raw JSON, OTA upload), target things and groups, watch
+executions live, cancel a job or one execution."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fleetdesk.paths import RESOURCES_DIR
+from gui import actions, bridge
+from gui.context import AppContext
+
+REFRESH_MS = 2000
+TEMPLATE_DIR = RESOURCES_DIR / "jobs"
+RAW = "(raw JSON)"
+
+
+def load_templates(folder: Path = TEMPLATE_DIR) -> dict[str, str]:
+    """Job document templates: {name: JSON text} from resources/jobs/*.json."""
+    out = {}
+    for p in sorted(folder.glob("*.json")):
+        try:
+            out[p.stem] = json.dumps(json.loads(p.read_text()), indent=2)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def parse_document(text: str) -> dict:
+    """A job document typed by the user.
+
+    Raises:
+        ValueError: "line L, column C: ..." or "must be a JSON object".
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("a job document must be a JSON object")
+    return doc
+
+
+def _details(execution: dict) -> str:
+    d = execution.get("statusDetails") or {}
+    m = d.get("detailsMap", d) if isinstance(d, dict) else {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(m.items())) if isinstance(m, dict) else str(m)
+
+
+class JobsPage(QWidget):
+    """Create jobs on the left; jobs and their executions on the right."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("JobsPage")
+        self.templates = load_templates()
+        self.selected_job: str | None = None
+        self._details: dict[tuple[str, str, str], str] = {}
+        self.refreshes = 0
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<h2>Jobs</h2>"))
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self._create_panel())
+        split.addWidget(self._list_panel())
+        split.setSizes([520, 700])
+        layout.addWidget(split, 1)
+        self.message = QLabel("")
+        self.message.setObjectName("jobsMessage")
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        ctx.live.session_changed.connect(self._session_changed)
+        ctx.live.changed.connect(self._things_changed)
+        self._session_changed(ctx.live.session)
+
+    # -- layout -------------------------------------------------------------------------
+    def _create_panel(self) -> QWidget:
+        box = QGroupBox("New job")
+        form = QFormLayout(box)
+        self.template_combo = QComboBox()
+        self.template_combo.setObjectName("templateCombo")
+        self.template_combo.addItems([*self.templates, RAW])
+        form.addRow("Template", self.template_combo)
+        ota = QHBoxLayout()
+        self.ota_version = QLineEdit()
+        self.ota_version.setObjectName("otaVersion")
+        self.ota_version.setPlaceholderText("new firmware_version, e.g. 1.2.0")
+        self.ota_button = QPushButton("Firmware file…")
+        ota.addWidget(self.ota_version, 1)
+        ota.addWidget(self.ota_button)
+        form.addRow("OTA", ota)
+        self.doc_edit = QPlainTextEdit()
+        self.doc_edit.setObjectName("jobDocument")
+        self.doc_edit.setMinimumHeight(140)
+        form.addRow("Document", self.doc_edit)
+        self.thing_filter = QLineEdit()
+        self.thing_filter.setPlaceholderText("filter things…")
+        self.thing_list = QListWidget()
+        self.thing_list.setObjectName("targetThings")
+        self.thing_list.setMinimumHeight(110)
+        tv = QVBoxLayout()
+        tv.addWidget(self.thing_filter)
+        tv.addWidget(self.thing_list)
+        form.addRow("Things", tv)
+        self.group_list = QListWidget()
+        self.group_list.setObjectName("targetGroups")
+        self.group_list.setMaximumHeight(80)
+        form.addRow("Groups", self.group_list)
+        self.continuous_check = QCheckBox("Continuous (things joining a group later get it too)")
+        form.addRow("", self.continuous_check)
+        self.rate_spin = QSpinBox()
+        self.rate_spin.setRange(0, 1000)
+        self.rate_spin.setSpecialValueText("unlimited")
+        self.rate_spin.setSuffix(" /min")
+        form.addRow("Rollout", self.rate_spin)
+        abort = QHBoxLayout()
+        self.abort_spin = QSpinBox()
+        self.abort_spin.setRange(0, 100)
+        self.abort_spin.setSpecialValueText("never")
+        self.abort_spin.setSuffix(" % failed")
+        self.abort_min_spin = QSpinBox()
+        self.abort_min_spin.setRange(1, 100000)
+        self.abort_min_spin.setPrefix("after ")
+        self.abort_min_spin.setSuffix(" executed")
+        abort.addWidget(self.abort_spin)
+        abort.addWidget(self.abort_min_spin)
+        form.addRow("Abort", abort)
+        self.timeout_spin = QSpinBox()
+        self.timeout_spin.setRange(0, 10080)
+        self.timeout_spin.setSpecialValueText("none")
+        self.timeout_spin.setSuffix(" min in progress")
+        form.addRow("Timeout", self.timeout_spin)
+        self.job_id_edit = QLineEdit()
+        self.job_id_edit.setObjectName("jobId")
+        self.job_id_edit.setPlaceholderText("automatic")
+        form.addRow("Job id", self.job_id_edit)
+        self.create_button = QPushButton("Create job")
+        self.create_button.setObjectName("createJob")
+        form.addRow("", self.create_button)
+
+        self.template_combo.currentTextChanged.connect(self._template_picked)
+        self.ota_button.clicked.connect(self._pick_firmware)
+        self.thing_filter.textChanged.connect(self._filter_things)
+        self.create_button.clicked.connect(self.create_job)
+        self._template_picked(self.template_combo.currentText())
+        return box
+
+    def _list_panel(self) -> QWidget:
+        w = QWidget()
+        v = QVBoxLayout(w)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(QLabel("<b>Jobs</b>"))
+        self.jobs_table = QTableWidget(0, 4)
+        self.jobs_table.setObjectName("jobsTable")
+        self.jobs_table.setHorizontalHeaderLabels(["Job", "Status", "Created", "Description"])
+        self.jobs_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.jobs_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.jobs_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.jobs_table.horizontalHeader().setStretchLastSection(True)
+        self.jobs_table.verticalHeader().setVisible(False)
+        v.addWidget(self.jobs_table, 2)
+        row = QHBoxLayout()
+        self.exec_label = QLabel("<b>Executions</b>")
+        self.cancel_job_button = QPushButton("Cancel job")
+        self.cancel_exec_button = QPushButton("Cancel execution")
+        row.addWidget(self.exec_label, 1)
+        row.addWidget(self.cancel_job_button)
+        row.addWidget(self.cancel_exec_button)
+        v.addLayout(row)
+        self.exec_table = QTableWidget(0, 3)
+        self.exec_table.setObjectName("executionsTable")
+        self.exec_table.setHorizontalHeaderLabels(["Thing", "Status", "Details"])
+        self.exec_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.exec_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.exec_table.horizontalHeader().setStretchLastSection(True)
+        self.exec_table.verticalHeader().setVisible(False)
+        v.addWidget(self.exec_table, 3)
+        self.jobs_table.itemSelectionChanged.connect(self._job_picked)
+        self.cancel_job_button.clicked.connect(self.cancel_job)
+        self.cancel_exec_button.clicked.connect(self.cancel_execution)
+        return w
+
+    # -- session, targets ---------------------------------------------------------------
+    @property
+    def session(self):
+        return self.ctx.live.session
+
+    def _session_changed(self, session) -> None:
+        self._things_changed(None)
+        self.create_button.setEnabled(session is not None)
+        if session is None:
+            self.timer.stop()
+            return
+        bridge.submit(session.control.list_groups(), self._groups_loaded)
+        if self.isVisible():
+            self.timer.start()
+            self.refresh()
+
+    def _groups_loaded(self, groups, error) -> None:
+        if error is not None:
+            return
+        checked = set(self.checked(self.group_list))
+        self.group_list.clear()
+        for g in sorted(x["groupName"] for x in groups):
+            self._add_check(self.group_list, g, g in checked)
+
+    @staticmethod
+    def _add_check(lst: QListWidget, text: str, checked: bool) -> None:
+        item = QListWidgetItem(text)
+        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+        item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+        lst.addItem(item)
+
+    @staticmethod
+    def checked(lst: QListWidget) -> list[str]:
+        return [lst.item(i).text() for i in range(lst.count()) if lst.item(i).checkState() == Qt.Checked]
+
+    def _things_changed(self, _names) -> None:
+        fleet = self.ctx.live.fleet
+        names = sorted(fleet.things) if fleet else []
+        if names == [self.thing_list.item(i).text() for i in range(self.thing_list.count())]:
+            return
+        checked = set(self.checked(self.thing_list))
+        self.thing_list.clear()
+        for n in names:
+            self._add_check(self.thing_list, n, n in checked)
+        self._filter_things(self.thing_filter.text())
+
+    def _filter_things(self, text: str) -> None:
+        needle = text.strip().lower()
+        for i in range(self.thing_list.count()):
+            item = self.thing_list.item(i)
+            item.setHidden(bool(needle) and needle not in item.text().lower())
+
+    def open_target(self, payload) -> None:
+        """Pre-select targets: ``{"things": [...], "groups": [...]}`` (from the Fleet page)."""
+        self._things_changed(None)
+        things = set(payload.get("things") or []) if isinstance(payload, dict) else set()
+        groups = set(payload.get("groups") or []) if isinstance(payload, dict) else set()
+        for lst, want in ((self.thing_list, things), (self.group_list, groups)):
+            for i in range(lst.count()):
+                lst.item(i).setCheckState(Qt.Checked if lst.item(i).text() in want else Qt.Unchecked)
+
+    # -- document -----------------------------------------------------------------------
+    def _template_picked(self, name: str) -> None:
+        self.doc_edit.setPlainText(self.templates.get(name, "{\n  \n}"))
+
+    def _pick_firmware(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Firmware package", "", "Firmware (*.pkg *.bin);;All files (*)")
+        if path:
+            self.use_firmware(path, self.ota_version.text().strip())
+
+    def use_firmware(self, path: str, version: str) -> None:
+        """Upload ``path`` and put an OTA document (URL placeholder + SHA-256) in the editor."""
+        session = self.session
+        if session is None:
+            self.show_message("Not connected.", ok=False)
+            return
+        self.show_message(f"uploading {Path(path).name}…")
+
+        def done(doc, error) -> None:
+            if error is not None:
+                self.show_message(f"OTA: {error}", ok=False)
+                return
+            self.template_combo.blockSignals(True)
+            self.template_combo.setCurrentText("ota" if "ota" in self.templates else RAW)
+            self.template_combo.blockSignals(False)
+            self.doc_edit.setPlainText(json.dumps(doc, indent=2))
+            self.show_message(f"uploaded {Path(path).name}: SHA-256 {doc['sha256'][:16]}…, version {doc['version']}")
+
+        bridge.run_blocking(actions.upload_firmware, session.profile, path, version, on_done=done)
+
+    def show_message(self, text: str, ok: bool = True) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #1b7f3b;" if ok else "color: #b3261e;")
+
+    # -- create / cancel ----------------------------------------------------------------
+    def create_job(self) -> bool:
+        """Validate the form and create the job; False (with a message) when refused here."""
+        session = self.session
+        if session is None:
+            self.show_message("Not connected.", ok=False)
+            return False
+        try:
+            doc = parse_document(self.doc_edit.toPlainText())
+        except ValueError as exc:
+            self.show_message(f"Job document: {exc}", ok=False)
+            return False
+        if "SHA256_OF_THE_IMAGE" in json.dumps(doc) or "BUCKET" in json.dumps(doc):
+            self.show_message("The OTA template still has placeholders: pick a firmware file first.", ok=False)
+            return False
+        things, groups = self.checked(self.thing_list), self.checked(self.group_list)
+        if not things and not groups:
+            self.show_message("Pick at least one thing or group to target.", ok=False)
+            return False
+        job_id = self.job_id_edit.text().strip() or f"{doc.get('operation', 'job')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        kwargs = dict(things=things, groups=groups, continuous=self.continuous_check.isChecked(),
+                      max_per_minute=self.rate_spin.value() or None,
+                      abort_failed_percent=float(self.abort_spin.value()) if self.abort_spin.value() else None,
+                      abort_min_executed=self.abort_min_spin.value(),
+                      timeout_minutes=self.timeout_spin.value() or None)
+        self.show_message(f"creating {job_id}…")
+
+        def done(result, error) -> None:
+            if error is not None:
+                self.show_message(f"{job_id}: {error}", ok=False)
+                return
+            self.job_id_edit.clear()
+            self.show_message(f"created {job_id} for {len(things)} thing(s), {len(groups)} group(s)")
+            self.selected_job = job_id
+            self.refresh()
+
+        bridge.submit(session.control.create_job(job_id, doc, **kwargs), done)
+        return True
+
+    def cancel_job(self) -> None:
+        session, job = self.session, self.selected_job
+        if session is None or not job:
+            return
+        bridge.submit(session.control.cancel_job(job, force=True, comment="canceled from Fleetdesk"),
+                      lambda r, e: (self.show_message(f"{job}: {e}" if e else f"canceled {job}", ok=e is None),
+                                    self.refresh()))
+
+    def cancel_execution(self) -> None:
+        session, job = self.session, self.selected_job
+        rows = sorted({i.row() for i in self.exec_table.selectedIndexes()})
+        if session is None or not job or not rows:
+            return
+        for r in rows:
+            thing = self.exec_table.item(r, 0).text()
+            bridge.submit(session.control.cancel_execution(job, thing, force=True),
+                          lambda _r, e, t=thing: self.show_message(
+                              f"{job}/{t}: {e}" if e else f"canceled {job} on {t}", ok=e is None))
+
+    # -- live tables --------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Reload the jobs list and the selected job's executions (the timer calls this)."""
+        session = self.session
+        if session is None:
+            return
+        self.refreshes += 1
+        bridge.submit(session.control.list_jobs(), self._jobs_loaded)
+        if self.selected_job:
+            bridge.submit(self._executions(session, self.selected_job), self._executions_loaded)
+
+    async def _executions(self, session, job_id: str):
+        rows = await session.control.job_executions(job_id)
+        for r in rows:  # statusDetails only when an execution's status changed
+            key = (job_id, r["thing"], r.get("status") or "")
+            if key not in self._details:
+                try:
+                    self._details[key] = _details(await session.control.describe_execution(job_id, r["thing"]))
+                except Exception as exc:  # noqa: BLE001 - shown, not fatal
+                    self._details[key] = f"({exc})"
+            r["details"] = self._details[key]
+        return job_id, rows
+
+    def _jobs_loaded(self, jobs, error) -> None:
+        if error is not None:
+            self.show_message(f"jobs: {error}", ok=False)
+            return
+        jobs = sorted(jobs, key=lambda j: str(j.get("createdAt", "")), reverse=True)
+        self.jobs_table.blockSignals(True)
+        self.jobs_table.setRowCount(len(jobs))
+        for r, j in enumerate(jobs):
+            created = j.get("createdAt")
+            vals = (j.get("jobId", ""), j.get("status", ""), str(created)[:19] if created else "", j.get("description", ""))
+            for c, v in enumerate(vals):
+                self.jobs_table.setItem(r, c, QTableWidgetItem(str(v)))
+            if j.get("jobId") == self.selected_job:
+                self.jobs_table.selectRow(r)
+        self.jobs_table.blockSignals(False)
+        self.jobs_table.resizeColumnsToContents()
+
+    def _job_picked(self) -> None:
+        rows = self.jobs_table.selectionModel().selectedRows()
+        if rows:
+            self.selected_job = self.jobs_table.item(rows[0].row(), 0).text()
+            self.exec_label.setText(f"<b>Executions of {self.selected_job}</b>")
+            self.refresh()
+
+    def _executions_loaded(self, result, error) -> None:
+        if error is not None:
+            self.exec_label.setText(f"<b>Executions</b>: {error}")
+            return
+        job_id, rows = result
+        if job_id != self.selected_job:
+            return
+        self.exec_label.setText(f"<b>Executions of {job_id}</b> ({len(rows)})")
+        self.exec_table.setRowCount(len(rows))
+        for r, e in enumerate(sorted(rows, key=lambda x: x["thing"])):
+            for c, v in enumerate((e["thing"], e.get("status") or "", e.get("details", ""))):
+                self.exec_table.setItem(r, c, QTableWidgetItem(str(v)))
+        self.exec_table.resizeColumnsToContents()
+
+    def execution_status(self) -> dict[str, tuple[str, str]]:
+        """{thing: (status, details)} as shown in the executions table."""
+        return {self.exec_table.item(r, 0).text(): (self.exec_table.item(r, 1).text(), self.exec_table.item(r, 2).text())
+                for r in range(self.exec_table.rowCount())}
+
+    # -- visibility ---------------------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802
+        if self.session is not None:
+            self.timer.start()
+            self.refresh()
+        super().showEvent(event)
+
+    def hideEvent(self, event) -> None:  # noqa: N802
+        self.timer.stop()
+        super().hideEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.timer.stop()
+        for sig, slot in ((self.ctx.live.session_changed, self._session_changed),
+                          (self.ctx.live.changed, self._things_changed)):
+            try:
+                sig.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        super().closeEvent(event)
+
+
+def create_page(ctx: AppContext) -> QWidget:
+    """Page factory for the main window registry."""
+    return JobsPage(ctx)

@@ -1,0 +1,89 @@
+"""Jobs page: templates and validation, and an OTA rollout from the page against the sandbox
+with simulated devices (good hash -> new firmware_version, bad hash -> FAILED)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from gui.pages.jobs import load_templates, parse_document
+
+from .conftest import until
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
+
+
+def test_templates_and_document_validation():
+    t = load_templates()
+    assert {"reboot", "ota", "config"} <= set(t)
+    assert json.loads(t["reboot"]) == {"operation": "reboot"}
+    with pytest.raises(ValueError, match="line 1, column 24: Expecting property name"):
+        parse_document('{"operation": "reboot",}')
+    with pytest.raises(ValueError, match="JSON object"):
+        parse_document('"reboot"')
+
+
+def test_refuses_without_session_or_targets(app_window):
+    ctx, win = app_window
+    page = win.show_page("Jobs")
+    assert not page.create_job()
+    assert "Not connected" in page.message.text()
+
+
+@pytest.mark.slow
+def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_path, shot):
+    from fleetdesk.fleet.otapkg import firmware_package
+
+    ctx, win = app_window
+    ctx.live.attach(cloud_session)
+    specs, runner = sim_fleet(3, "guijob", rate=1)
+    names = [s.thing for s in specs]
+    fleet = cloud_session.fleet
+    page = win.show_page("Jobs")
+    pkg = tmp_path / "fw-1.2.0.pkg"
+    pkg.write_bytes(firmware_package("1.2.0"))
+
+    async def scenario():
+        await until(lambda: all(n in fleet.things and fleet.things[n].online for n in names), 60, what="online")
+        # nothing targeted -> refused with a message
+        page.template_combo.setCurrentText("reboot")
+        page.open_target({"things": []})
+        assert not page.create_job()
+        assert "at least one thing or group" in page.message.text()
+        # the OTA template is refused until a firmware file is picked
+        page.template_combo.setCurrentText("ota")
+        page.open_target({"things": names[:2]})
+        assert not page.create_job() and "placeholders" in page.message.text()
+        page.use_firmware(str(pkg), "1.2.0")
+        await until(lambda: "uploaded" in page.message.text(), 20, what="upload")
+        doc = json.loads(page.doc_edit.toPlainText())
+        assert doc["version"] == "1.2.0" and len(doc["sha256"]) == 64 and "s3-presigned-url" in doc["url"]
+        page.job_id_edit.setText("gui-ota-good")
+        assert page.create_job()
+        await until(lambda: page.execution_status().keys() == set(names[:2]), 30, what="executions listed")
+        await until(lambda: all(fleet.things[n].firmware == "1.2.0" for n in names[:2]), 120,
+                    what="2 devices on firmware 1.2.0")
+        await until(lambda: {s for s, _ in page.execution_status().values()} == {"SUCCEEDED"}, 60,
+                    what="executions SUCCEEDED")
+        # one device with a bad hash: FAILED, stays on 1.0.0
+        page.doc_edit.setPlainText(json.dumps({**doc, "sha256": "ab" * 32}))
+        page.open_target({"things": names[2:]})
+        page.job_id_edit.setText("gui-ota-bad")
+        assert page.create_job()
+        await until(lambda: page.execution_status().get(names[2], ("",))[0] == "FAILED", 90, what="bad hash FAILED")
+        assert "sha256" in page.execution_status()[names[2]][1]
+        assert fleet.things[names[2]].firmware == "1.0.0"
+        shot(win, "jobs")
+        # a job against an empty group: a clear message
+        await cloud_session.control.create_group("gui-empty-group")
+        page._session_changed(cloud_session)  # reload the group list
+        await until(lambda: page.group_list.count() > 0, 10, what="groups listed")
+        page.open_target({"groups": ["gui-empty-group"]})
+        page.template_combo.setCurrentText("reboot")
+        page.job_id_edit.setText("gui-empty")
+        assert page.create_job()
+        await until(lambda: "has no things" in page.message.text(), 20, what="empty group message")
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 290))
