@@ -39,10 +39,14 @@ class CloudController:
     Args:
         ctx: the AppContext whose ``cloud`` state this drives.
         state_dir_override: ``--state-dir`` from the command line, if any.
+        connect: also open the app's CloudSession once the cloud is up.
+        port_base: ``--port-base`` for a sandbox we start (0 = free ports; None = its default).
     """
 
-    def __init__(self, ctx, state_dir_override: str | None = None, connect: bool = True) -> None:
+    def __init__(self, ctx, state_dir_override: str | None = None, connect: bool = True,
+                 port_base: int | None = None) -> None:
         self.ctx = ctx
+        self.port_base = port_base
         self.state_dir_override = state_dir_override
         self.connect = connect
         self.launcher: SandboxLauncher | None = None
@@ -64,7 +68,7 @@ class CloudController:
                 if self.launcher and self.launcher.state_dir == want and self.launcher.state.phase == "running":
                     return
                 await self._stop()
-                self.launcher = SandboxLauncher(want, on_state=self._on_state)
+                self.launcher = SandboxLauncher(want, port_base=self.port_base, on_state=self._on_state)
                 state = await self.launcher.start()
                 if state.phase == "running" and self.connect:
                     await self._start_session(dataclasses.replace(p, state_dir=str(want)))

@@ -248,8 +248,16 @@ class SandboxLauncher:
                 return data
 
     def _tail_hint(self) -> str:
-        lines = [ln for ln in self._stderr_tail if ln.strip()]
-        return f": {lines[-1].strip()}" if lines else ""
+        """": <the child's last error>" (a FleetdeskError's message and its "-> advice" line)."""
+        lines = [ln.strip() for ln in self._stderr_tail if ln.strip()]
+        if not lines:
+            return ""
+        last = lines[-1]
+        if last.startswith("->") and len(lines) > 1:
+            last = f"{lines[-2]} {last}"
+        if last.startswith("fleetdesk: "):
+            last = last[len("fleetdesk: "):]
+        return f": {last}"
 
     async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
         while True:

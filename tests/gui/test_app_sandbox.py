@@ -1,0 +1,69 @@
+"""The app with the real sandbox: started as a child (status bar follows), attached when one
+runs already, stopped on exit only when it is ours; a port clash shows as failed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from fleetdesk.sandbox.launcher import SandboxLauncher, find_running, pid_alive
+from gui.app import CloudController
+
+from .conftest import until
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def test_app_starts_attaches_and_stops_the_sandbox(app_window, qloop, tmp_path, shot):
+    ctx, win = app_window
+    state_dir = tmp_path / "sandbox"
+    seen = []
+    ctx.cloud_state_changed.connect(lambda s: seen.append(win.status_label.text()))
+    owner = CloudController(ctx, str(state_dir), port_base=0)
+
+    async def scenario():
+        await owner.apply()
+        assert any(t.endswith("Sandbox — starting") for t in seen), seen
+        port = ctx.cloud.endpoint["mqtt_port"]
+        assert win.status_label.text() == f"Profile sandbox · Sandbox — running, mqtt 127.0.0.1:{port}"
+        await until(lambda: win.conn_label.text() == "Cloud: connected", 30, what="cloud connected")
+        assert ctx.live.session is not None
+        pid = owner.launcher.pid
+        assert pid_alive(pid)
+        shot(win, "window-sandbox-running")
+        # a second app on the same state dir attaches and leaves the sandbox running on exit
+        from fleetdesk.config import Profiles
+        from gui.app import build_window
+
+        ctx2, win2 = build_window(Profiles(), ctx.settings)
+        try:
+            second = CloudController(ctx2, str(state_dir), connect=False)
+            await second.apply()
+            assert ctx2.cloud.attached and win2.status_label.text().endswith(f"mqtt 127.0.0.1:{port} (attached)")
+            await second.shutdown()
+            assert pid_alive(pid), "an attached app stopped the sandbox it did not start"
+        finally:
+            win2.close()
+        await owner.shutdown()
+        assert not pid_alive(pid), "the app left its sandbox running on exit"
+        assert await find_running(state_dir) is None
+        assert win.status_label.text().endswith("Sandbox — stopped")
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 200))
+
+
+def test_port_clash_shows_as_failed(qloop, tmp_path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        ln = SandboxLauncher(tmp_path / "sb", port_base=port)
+        state = qloop.run_until_complete(asyncio.wait_for(ln.start(), 120))
+        qloop.run_until_complete(ln.stop())
+    finally:
+        blocker.close()
+    assert state.phase == "failed"
+    assert str(port) in state.reason, state.reason
