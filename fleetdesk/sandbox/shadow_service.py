@@ -72,8 +72,8 @@ class ShadowService:
         self._publish = publish
         self.loop = loop
         self.inflight: collections.Counter[str] = collections.Counter()
-        self._queues: dict[str, collections.deque] = {}
-        self._workers: dict[str, asyncio.Task] = {}
+        self._queue: collections.deque = collections.deque()
+        self._scheduled = False
         self._lock = threading.RLock()
         self.link = None
 
@@ -93,7 +93,11 @@ class ShadowService:
 
     # ---- MQTT side ----------------------------------------------------------------------
     def on_message(self, topic: str, payload: bytes) -> None:
-        """A request arrived on a shadow topic: queue it per thing (429 past 10 in flight)."""
+        """A request arrived on a shadow topic: queue it (429 past 10 in flight for the thing).
+
+        Requests queue in arrival order and are drained in the next loop iteration, so all
+        requests that arrive together (one socket read) are in flight together.
+        """
         parsed = parse_topic(topic)
         if parsed is None:
             return
@@ -110,31 +114,31 @@ class ShadowService:
                          error_reply(429, "Too Many Requests", token_from_raw(payload)))
             return
         self.inflight[thing] += 1
-        self._queues.setdefault(thing, collections.deque()).append((name, op, payload))
-        if thing not in self._workers:
-            self._workers[thing] = asyncio.get_running_loop().create_task(self._drain(thing))
+        self._queue.append((thing, name, op, payload))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
 
-    async def _drain(self, thing: str) -> None:
-        queue = self._queues[thing]
-        try:
-            while queue:
-                name, op, payload = queue.popleft()
-                try:
-                    self.handle(thing, name, op, payload)
-                except Exception:  # noqa: BLE001 - never let one request kill the service
-                    log.exception("shadow %s/%s %s failed", thing, name, op)
-                    self.publish(f"{shadow_topic(thing, name)}/{op}/rejected",
-                                 error_reply(500, "Internal service failure", token_from_raw(payload)))
-                finally:
-                    self.inflight[thing] -= 1
-                if queue:
-                    await asyncio.sleep(0)
-        finally:
-            self._workers.pop(thing, None)
+    def _drain(self, batch: int = 256) -> None:
+        queue = self._queue
+        for _ in range(batch):
             if not queue:
-                self._queues.pop(thing, None)
-            if self.inflight[thing] <= 0:
-                del self.inflight[thing]
+                break
+            thing, name, op, payload = queue.popleft()
+            try:
+                self.handle(thing, name, op, payload)
+            except Exception:  # noqa: BLE001 - never let one request kill the service
+                log.exception("shadow %s/%s %s failed", thing, name, op)
+                self.publish(f"{shadow_topic(thing, name)}/{op}/rejected",
+                             error_reply(500, "Internal service failure", token_from_raw(payload)))
+            finally:
+                self.inflight[thing] -= 1
+                if self.inflight[thing] <= 0:
+                    del self.inflight[thing]
+        if queue:  # let other work run between batches
+            asyncio.get_running_loop().call_soon(self._drain)
+        else:
+            self._scheduled = False
 
     def handle(self, thing: str, name: str, op: str, payload: bytes) -> None:
         """Process one MQTT request and publish its replies."""

@@ -18,7 +18,7 @@ async def test_more_than_ten_in_flight_per_thing_is_429(tmp_path):
     svc.on_message("$aws/things/b/shadow/update", b'{"state":{"reported":{"x":1}},"clientToken":"other"}')
     for _ in range(100):
         await asyncio.sleep(0)
-        if not svc._workers:
+        if not svc._scheduled:
             break
     rejected = [p for t, p in sent if t == "$aws/things/a/shadow/update/rejected"]
     accepted = [p for t, p in sent if t == "$aws/things/a/shadow/update/accepted"]
