@@ -548,6 +548,25 @@ class JobsEngine:
                 job["pendingThings"].append(thing)
                 self._release(job)
 
+    def thing_left_group(self, thing: str) -> None:
+        """A thing left a group: its pending executions of CONTINUOUS jobs it no longer matches become REMOVED."""
+        now = self.clock()
+        for (job_id, t), ex in list(self.executions.items()):
+            job = self.jobs[job_id]
+            if t != thing or ex["status"] not in PENDING or job["targetSelection"] != "CONTINUOUS":
+                continue
+            try:
+                members = self.expand_targets(job["targets"])
+            except JobsError:
+                members = []
+            if thing not in members:
+                self._set_status(ex, "REMOVED", now)
+                self._maybe_complete(job)
+        for job in self.jobs.values():
+            if thing in job["pendingThings"] and job["targetSelection"] == "CONTINUOUS":
+                job["pendingThings"].remove(thing)
+                self._put_job(job)
+
     def take_changed(self) -> set[str]:
         """Things whose pending executions changed since the last call."""
         out, self.changed_things = self.changed_things, set()

@@ -202,12 +202,16 @@ class JobsService:
                 log.exception("jobs tick failed")
 
     def on_registry_change(self, change) -> None:
-        if getattr(change, "kind", None) != "thing_group" or change.details.get("member") != "added":
+        member = change.details.get("member") if getattr(change, "kind", None) == "thing_group" else None
+        if member not in ("added", "removed"):
             return
         thing = str(change.details.get("thing") or "")
         thing = thing.rsplit("/", 1)[-1] if thing.startswith("arn:") else thing
         if thing:
-            self.engine.thing_joined_group(thing)
+            if member == "added":
+                self.engine.thing_joined_group(thing)
+            else:
+                self.engine.thing_left_group(thing)
             self.notify_changes()
 
 

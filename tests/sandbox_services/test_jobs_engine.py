@@ -111,6 +111,15 @@ def test_continuous_job_reaches_later_member(eng):
     assert eng.next_execution("c")["jobId"] == "c1"
 
 
+def test_continuous_job_execution_removed_when_thing_leaves(eng):
+    eng.create_job("c1", {"targets": [G("g1")], "targetSelection": "CONTINUOUS"}, DOC)
+    GROUPS["g1"] = ["b"]
+    eng.thing_left_group("a")
+    assert eng.executions[("c1", "a")]["status"] == "REMOVED"
+    assert eng.describe_job("c1")["job"]["jobProcessDetails"]["numberOfRemovedThings"] == 1
+    assert eng.executions[("c1", "b")]["status"] == "QUEUED"
+
+
 def test_rollout_rate_limits_executions_per_minute(eng):
     GROUPS["g1"] = [f"t{i}" for i in range(5)]
     eng.create_job("r", {"targets": [G("g1")], "jobExecutionsRolloutConfig": {"maximumPerMinute": 2}}, DOC)

@@ -117,6 +117,9 @@ def test_continuous_job_reaches_thing_added_later(device, iot, jobs):
     iot.add_thing_to_thing_group(thingGroupName=group, thingName=device.thing)
     execs = iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"]
     assert [e["jobExecutionSummary"]["status"] for e in execs] == ["QUEUED"]
+    iot.remove_thing_from_thing_group(thingGroupName=group, thingName=device.thing)
+    execs = iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"]
+    assert [e["jobExecutionSummary"]["status"] for e in execs] == ["REMOVED"]
 
 
 def test_bad_job_documents_are_invalid_request(iot, thing_name):
