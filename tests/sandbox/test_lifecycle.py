@@ -24,7 +24,18 @@ def _cli(*args, env=None, timeout=30):
                           timeout=timeout, env=env)
 
 
-def test_state_survives_restart_and_old_certs_still_connect(tmp_path, devices):
+def _cli_inproc(capsys, *args) -> int:
+    import argparse
+
+    from fleetdesk.sandbox import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    ns = parser.parse_args(["sandbox", *args])
+    return ns.func(ns)
+
+
+def test_state_survives_restart_and_old_certs_still_connect(tmp_path, devices, monkeypatch, capsys):
     state = tmp_path / "state"
     proc, info = start_sandbox(state)
     try:
@@ -51,27 +62,32 @@ def test_state_survives_restart_and_old_certs_still_connect(tmp_path, devices):
 
         assert dev.publish("dt/persist-1/env") in (mqtt5.PubackReasonCode.SUCCESS,
                                                    mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS)
-        # status / env of the running sandbox
-        env = {**os.environ, "FLEETDESK_SANDBOX_DIR": str(state)}
-        st = _cli("status", "--json", env=env)
-        assert st.returncode == 0 and json.loads(st.stdout)["running"] is True
-        out = _cli("env", env=env).stdout
+        # status / env of the running sandbox (in-process: the CLI functions themselves)
+        monkeypatch.setenv("FLEETDESK_SANDBOX_DIR", str(state))
+        assert _cli_inproc(capsys, "status", "--json") == 0
+        assert json.loads(capsys.readouterr().out)["running"] is True
+        assert _cli_inproc(capsys, "env") == 0
+        out = capsys.readouterr().out
         assert f"export AWS_ENDPOINT_URL_IOT={info2.http_endpoint}" in out
         assert f"AWS_CA_BUNDLE={info2.ca_file}" in out
         # boto3 configured only through those exports (as the aws CLI would be)
-        exports = dict(line[len("export "):].split("=", 1) for line in out.splitlines())
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        code = "import boto3; print(boto3.client('iot').describe_thing(thingName='persist-1')['thingName'])"
-        res = subprocess.run([sys.executable, "-c", code], env={**clean, **exports}, capture_output=True, text=True,
-                             timeout=30)
-        assert res.stdout.strip() == "persist-1", res.stderr
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            monkeypatch.delenv(key)
+        for line in out.splitlines():
+            key, value = line[len("export "):].split("=", 1)
+            monkeypatch.setenv(key, value)
+        assert boto3.client("iot").describe_thing(thingName="persist-1")["thingName"] == "persist-1"
         # a second sandbox on the same state dir is refused
-        second = _cli("up", "--json", "--state-dir", str(state), "--port-base", "0")
-        assert second.returncode == 1 and "already running" in second.stderr
+        import asyncio
+
+        from fleetdesk.errors import SandboxError
+        from fleetdesk.sandbox.server import run_sandbox
+
+        with pytest.raises(SandboxError, match="already running"):
+            asyncio.run(run_sandbox(state, 0))
     finally:
         stop_sandbox(proc)
-    st = _cli("status", "--state-dir", str(state))
-    assert st.returncode == 3
+    assert _cli_inproc(capsys, "status", "--state-dir", str(state)) == 3
 
 
 def test_sandbox_restarts_mosquitto_when_it_dies(tmp_path, devices):
