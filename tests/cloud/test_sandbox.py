@@ -167,3 +167,35 @@ def test_fleet_list_and_watch_cli(profile, sandbox, capsys):
     assert main(["fleet", "watch", "--filter", name, "--count", "1", "--interval", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "THING" in out and name in out and "2.1.0" in out
+
+
+async def test_claim_provisioning_then_connect(sandbox, tmp_path):
+    from fleetdesk.cloud.provisioning import ProvisioningError, provision_by_claim
+    from fleetdesk.sandbox.provisioning import setup_claim
+
+    iot = boto3.client("iot", **sandbox.boto3_kwargs())
+    claim = await asyncio.to_thread(setup_claim, iot)
+    (tmp_path / "claim.crt").write_text(claim["certificatePem"])
+    write_private(tmp_path / "claim.key", claim["privateKey"].encode())
+    settings = ConnectionSettings(host=sandbox.mqtt_host, port=sandbox.mqtt_port, client_id="",
+                                  ca_file=sandbox.ca_file, cert_file=str(tmp_path / "claim.crt"),
+                                  key_file=str(tmp_path / "claim.key"))
+    serial = uuid.uuid4().hex[:8].upper()
+    ident = await provision_by_claim(settings, claim["templateName"], {"SerialNumber": serial, "MacAddress": "24:0a"})
+    assert ident.thing_name == f"esp-{serial}" and len(ident.certificate_id) == 64
+    assert "PRIVATE KEY" in ident.private_key_pem and "private_key_pem" not in repr(ident)
+    # the new identity connects as its thing and may publish its telemetry
+    (tmp_path / "dev.crt").write_text(ident.certificate_pem)
+    write_private(tmp_path / "dev.key", ident.private_key_pem.encode())
+    dev = Connection(ConnectionSettings(host=sandbox.mqtt_host, port=sandbox.mqtt_port, client_id=ident.thing_name,
+                                        ca_file=sandbox.ca_file, cert_file=str(tmp_path / "dev.crt"),
+                                        key_file=str(tmp_path / "dev.key"), clean_start=True))
+    await dev.start()
+    try:
+        await dev.wait_connected(15)
+        await dev.publish(f"dt/{ident.thing_name}/env", {"temperature": 20, "seq": 0})
+    finally:
+        await dev.stop()
+    with pytest.raises(ProvisioningError) as bad:
+        await provision_by_claim(settings, claim["templateName"], {"MacAddress": "no serial"})
+    assert bad.value.status == 400
