@@ -150,3 +150,28 @@ def test_presigned_placeholder_served_and_tampering_refused(device, jobs, iot, s
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(bad, context=ctx, timeout=10)
         assert e.value.code == 403
+
+
+def test_rollout_and_abort_honoured_in_the_sandbox(iot, observer):
+    group, group_arn = _group(iot, None)
+    things = [f"ra-{uuid.uuid4().hex[:6]}" for _ in range(4)]
+    for t in things:
+        iot.create_thing(thingName=t)
+        iot.add_thing_to_thing_group(thingGroupName=group, thingName=t)
+    slow = f"slow-{uuid.uuid4().hex[:6]}"
+    iot.create_job(jobId=slow, targets=[group_arn], document="{}",
+                   jobExecutionsRolloutConfig={"maximumPerMinute": 1})
+    assert len(iot.list_job_executions_for_job(jobId=slow)["executionSummaries"]) == 1
+    iot.cancel_job(jobId=slow)
+
+    abort = f"abort-{uuid.uuid4().hex[:6]}"
+    iot.create_job(jobId=abort, targets=[group_arn], document="{}", abortConfig={"criteriaList": [
+        {"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 50, "minNumberOfExecutedThings": 2}]})
+    obs = observer([f"$aws/things/{t}/jobs/{abort}/update/accepted" for t in things[:2]])
+    for t in things[:2]:  # two devices report FAILED (published as the things would)
+        obs.publish(f"$aws/things/{t}/jobs/{abort}/update", json.dumps({"status": "FAILED"}).encode())
+        obs.expect(f"$aws/things/{t}/jobs/{abort}/update/accepted")
+    job = iot.describe_job(jobId=abort)["job"]
+    assert job["status"] == "CANCELED" and job["reasonCode"] == "AbortCriteriaMet"
+    assert job["jobProcessDetails"]["numberOfFailedThings"] == 2
+    assert job["jobProcessDetails"]["numberOfCanceledThings"] == 2
