@@ -33,6 +33,25 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def state_dir_locked(state_dir: Path) -> bool | None:
+    """True if a sandbox holds ``<state_dir>/sandbox.lock`` (None where that cannot be told)."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    try:
+        fh = open(state_dir / "sandbox.lock", "rb")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 @dataclass
 class SandboxInfo:
     """A running sandbox's endpoints and credentials.
@@ -70,6 +89,8 @@ class SandboxInfo:
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or not pid_alive(int(data.get("pid", 0))):
+            return None
+        if state_dir_locked(state) is False:  # a stale endpoint.json whose pid was reused
             return None
         try:
             creds = json.loads((state / CREDENTIALS_FILE).read_text())
