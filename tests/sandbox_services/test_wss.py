@@ -13,14 +13,15 @@ from fleetdesk.sandbox.wss import rewrite_connect
 pytestmark = pytest.mark.slow
 
 
-def wss_builder(info, secret: str, client_id: str, signing_date: dt.datetime | None = None):
+def wss_builder(info, secret: str, client_id: str, signing_date: dt.datetime | None = None,
+                endpoint: str = "localhost"):
     from awscrt import auth
     from awsiot import mqtt5_client_builder
 
     creds = auth.AwsCredentialsProvider.new_static(info.aws_access_key_id, secret)
 
     def build(**callbacks):
-        common = dict(endpoint="localhost", port=info.ws_port, ca_bytes=Path(info.ca_file).read_bytes(),
+        common = dict(endpoint=endpoint, port=info.ws_port, ca_bytes=Path(info.ca_file).read_bytes(),
                       client_id=client_id, clean_start=True, min_reconnect_delay_ms=5000,
                       max_reconnect_delay_ms=10000, **callbacks)
         if signing_date is None:
@@ -37,8 +38,10 @@ def wss_builder(info, secret: str, client_id: str, signing_date: dt.datetime | N
     return build
 
 
-def test_right_secret_connects_with_app_rights(sandbox, clients, iot, data):
-    app = clients(wss_builder(sandbox, sandbox.aws_secret_access_key, f"app-{uuid.uuid4().hex[:6]}"))
+@pytest.mark.parametrize("endpoint", ["localhost", "127.0.0.1"])
+def test_right_secret_connects_with_app_rights(sandbox, clients, iot, data, endpoint):
+    app = clients(wss_builder(sandbox, sandbox.aws_secret_access_key, f"app-{uuid.uuid4().hex[:6]}",
+                              endpoint=endpoint))
     assert app.connect(), app.failure
     thing = f"wss-{uuid.uuid4().hex[:6]}"
     iot.create_thing(thingName=thing)
