@@ -167,7 +167,8 @@ class ControlPlane:
     async def create_job(self, job_id: str, document: dict | str, *, things: Iterable[str] = (),
                          groups: Iterable[str] = (), continuous: bool = False, description: str = "",
                          max_per_minute: int | None = None, abort_failed_percent: float | None = None,
-                         abort_min_executed: int = 1, timeout_minutes: int | None = None) -> dict:
+                         abort_min_executed: int = 1, timeout_minutes: int | None = None,
+                         presigned_role_arn: str | None = None) -> dict:
         """Create a job for things and/or groups.
 
         Args:
@@ -181,6 +182,7 @@ class ControlPlane:
             abort_failed_percent: cancel the job when this % of executions FAILED.
             abort_min_executed: executions needed before the abort criterion applies.
             timeout_minutes: in-progress timeout per execution.
+            presigned_role_arn: AWS only: the IAM role that presigns ``${aws:iot:s3-presigned-url:...}``.
 
         Raises:
             ControlPlaneError: bad document, no targets, empty group, or the service refused.
@@ -213,6 +215,8 @@ class ControlPlane:
                 "minNumberOfExecutedThings": int(abort_min_executed)}]}
         if timeout_minutes:
             kwargs["timeoutConfig"] = {"inProgressTimeoutInMinutes": int(timeout_minutes)}
+        if presigned_role_arn:
+            kwargs["presignedUrlConfig"] = {"roleArn": presigned_role_arn, "expiresInSec": 3600}
         out = await self._call(f"CreateJob {job_id}", self.iot.create_job, **kwargs)
         out.pop("ResponseMetadata", None)
         return out

@@ -199,3 +199,34 @@ async def test_claim_provisioning_then_connect(sandbox, tmp_path):
     with pytest.raises(ProvisioningError) as bad:
         await provision_by_claim(settings, claim["templateName"], {"MacAddress": "no serial"})
     assert bad.value.status == 400
+
+
+async def test_ota_job_document_reaches_device_with_working_url(profile, sandbox, tmp_path):
+    import hashlib
+    import ssl
+    import urllib.request
+
+    from fleetdesk.cloud.ota import create_ota_job
+    from fleetdesk.cloud.session import control_plane
+
+    cp = control_plane(profile)
+    name = f"ota-{uuid.uuid4().hex[:6]}"
+    image = b"FDPKG1\n" + uuid.uuid4().bytes * 1000 + b"END\n"
+    dev = await device(sandbox, tmp_path, name)
+    try:
+        out = await create_ota_job(profile, cp, f"ota-{name}", image, "1.2.0", things=[name])
+        assert out["document"]["sha256"] == hashlib.sha256(image).hexdigest()
+        assert out["document"]["url"].startswith("${aws:iot:s3-presigned-url:")
+        replies = []
+        await dev.subscribe(f"$aws/things/{name}/jobs/start-next/accepted", lambda m: replies.append(m.json()))
+        await dev.publish(f"$aws/things/{name}/jobs/start-next", {"clientToken": "t1"})
+        await wait_for(lambda: replies, 10)
+        doc = replies[0]["execution"]["jobDocument"]
+        assert doc["version"] == "1.2.0" and doc["url"].startswith("https://")
+        ctx = ssl.create_default_context(cafile=sandbox.ca_file)
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(doc["url"], context=ctx, timeout=10).read())
+        assert hashlib.sha256(body).hexdigest() == doc["sha256"]
+    finally:
+        await dev.stop()
+    with pytest.raises(ControlPlaneError, match="bad firmware version"):
+        await create_ota_job(profile, cp, "bad", image, "1.2 beta", things=[name])
