@@ -148,7 +148,10 @@ class JobsService:
             if not isinstance(req, dict):
                 raise JobsError("InvalidJson", "The request payload must be a JSON object.")
             token = req.get("clientToken")
-            reply = self._handle(thing, rest, req)
+            try:
+                reply = self._handle(thing, rest, req)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # wrongly typed fields
+                raise JobsError("InvalidRequest", f"The request is malformed: {exc}") from exc
             if reply is None:
                 return
             reply["timestamp"] = int(time.time())

@@ -1,0 +1,49 @@
+"""The jobs service answers hostile device requests with AWS error codes and never crashes (no broker)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from fleetdesk.sandbox.jobs_service import JobsService
+
+
+class Registry:
+    def describe_thing(self, name):
+        return {"thingName": name}
+
+    def things_in_group(self, name, recursive=False):
+        return ["a"]
+
+
+def test_garbage_requests_get_rejected_with_codes(tmp_path):
+    sent: list[tuple[str, dict]] = []
+    ctx = SimpleNamespace(state_dir=tmp_path, account_id="123", region="us-east-1", registry=Registry(),
+                          https_port=1)
+    svc = JobsService(ctx, lambda t, p: sent.append((t, p)))
+    svc.engine.create_job("j1", {"targets": ["arn:aws:iot:us-east-1:123:thing/a"]}, "{}")
+    base = "$aws/things/a/jobs"
+    cases = [
+        (f"{base}/get", b"{nope"),
+        (f"{base}/get", b"[1]"),
+        (f"{base}/j1/update", json.dumps({"status": "DONE", "clientToken": "c1"}).encode()),
+        (f"{base}/j1/update", json.dumps({"status": "IN_PROGRESS", "expectedVersion": "x"}).encode()),
+        (f"{base}/j1/update", json.dumps({"status": "IN_PROGRESS", "statusDetails": {"a": 1}}).encode()),
+        (f"{base}/j1/update", json.dumps({"status": "IN_PROGRESS", "stepTimeoutInMinutes": -3}).encode()),
+        (f"{base}/nope/update", json.dumps({"status": "SUCCEEDED", "clientToken": "c2"}).encode()),
+        (f"{base}/$next/update", json.dumps({"status": "SUCCEEDED"}).encode()),
+        (f"{base}/start-next", json.dumps({"statusDetails": "x"}).encode()),
+    ]
+    for topic, payload in cases:
+        svc.on_message(topic, payload)
+    rejected = [(t, p) for t, p in sent if t.endswith("/rejected")]
+    codes = [p["code"] for _, p in rejected]
+    assert codes == ["InvalidJson", "InvalidJson", "InvalidRequest", "InvalidRequest", "InvalidRequest",
+                     "InvalidRequest", "ResourceNotFound", "InvalidRequest", "InvalidRequest"]
+    assert rejected[2][1]["clientToken"] == "c1" and rejected[6][1]["clientToken"] == "c2"
+    assert all("timestamp" in p and p["message"] for _, p in rejected)
+    # and the execution is untouched: still startable
+    svc.on_message(f"{base}/start-next", b'{"clientToken":"ok"}')
+    accepted = [p for t, p in sent if t == f"{base}/start-next/accepted"]
+    assert accepted[-1]["execution"]["status"] == "IN_PROGRESS" and accepted[-1]["clientToken"] == "ok"
+    svc.store.close()
