@@ -175,3 +175,19 @@ def test_rollout_and_abort_honoured_in_the_sandbox(iot, observer):
     assert job["status"] == "CANCELED" and job["reasonCode"] == "AbortCriteriaMet"
     assert job["jobProcessDetails"]["numberOfFailedThings"] == 2
     assert job["jobProcessDetails"]["numberOfCanceledThings"] == 2
+
+
+def test_document_source_from_the_file_store(iot, sandbox, thing_name):
+    from botocore.exceptions import ClientError
+
+    arn = iot.create_thing(thingName=thing_name)["thingArn"]
+    key = f"jobs/{uuid.uuid4().hex[:6]}.json"
+    files.put(sandbox.state_dir, key, json.dumps({"operation": "config", "refresh": 2000}).encode())
+    job_id = f"src-{uuid.uuid4().hex[:6]}"
+    source = f"https://{files.BUCKET_HOST}/{key}"
+    iot.create_job(jobId=job_id, targets=[arn], documentSource=source)
+    assert json.loads(iot.get_job_document(jobId=job_id)["document"]) == {"operation": "config", "refresh": 2000}
+    assert iot.describe_job(jobId=job_id)["documentSource"] == source
+    with pytest.raises(ClientError) as e:
+        iot.create_job(jobId=job_id + "x", targets=[arn], documentSource=f"https://{files.BUCKET_HOST}/missing.json")
+    assert e.value.response["Error"]["Code"] == "InvalidRequestException"
