@@ -115,6 +115,17 @@ def find_mosquitto() -> tuple[str, str]:
     return binary, plugin
 
 
+def die_with_parent() -> None:
+    """preexec_fn (Linux): SIGTERM this child when its parent dies, so no orphan keeps ports."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def _conf_path(p: Path) -> str:
     return str(p).replace("\\", "/")
 
@@ -222,6 +233,7 @@ class Broker:
         self.proc = await asyncio.create_subprocess_exec(
             self.binary, "-c", str(self.conf_file),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
         self._reader = asyncio.create_task(self._read(self.proc))
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from fleetdesk.errors import SandboxError
+from fleetdesk.sandbox.broker import die_with_parent
 from fleetdesk.sandbox.info import SandboxInfo
 
 
@@ -38,6 +39,7 @@ def start_sandbox(state_dir: str | Path, *, port_base: int = 0, timeout: float =
             [sys.executable, "-m", "fleetdesk.sandbox", "up", "--json", "--state-dir", str(state_dir),
              "--port-base", str(port_base)],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
