@@ -252,6 +252,20 @@ class ControlPlane:
             r["status"] = summary.get("status")
         return rows
 
+    async def watch_executions(self, job_id: str, interval: float = 2.0, *, until_done: bool = True):
+        """Async iterator of execution changes for a live table: yields ``(thing, status, row)``
+        whenever an execution is new or its status changed; polls ListJobExecutionsForJob every
+        ``interval`` seconds; ends when the job is no longer IN_PROGRESS (if ``until_done``)."""
+        seen: dict[str, str] = {}
+        while True:
+            for row in await self.job_executions(job_id):
+                if seen.get(row["thing"]) != row["status"]:
+                    seen[row["thing"]] = row["status"]
+                    yield row["thing"], row["status"], row
+            if until_done and (await self.describe_job(job_id)).get("status") != "IN_PROGRESS":
+                return
+            await asyncio.sleep(interval)
+
     async def describe_execution(self, job_id: str, thing: str) -> dict:
         out = await self._call(f"DescribeJobExecution {job_id}/{thing}", self.iot.describe_job_execution,
                                jobId=job_id, thingName=thing)

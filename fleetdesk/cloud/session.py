@@ -29,6 +29,7 @@ from typing import Any
 
 from fleetdesk.cloud.connection import Connection
 from fleetdesk.cloud.control import ControlPlane
+from fleetdesk.cloud.logs import Logs
 from fleetdesk.cloud.presence import Presence
 from fleetdesk.cloud.rpc import Rpc
 from fleetdesk.cloud.settings import ConnectionSettings
@@ -184,7 +185,7 @@ class CloudSession:
         control: boto3 :class:`ControlPlane` (things, groups, jobs, connectivity).
         fleet: the :class:`FleetState` (poll ``take_changes()`` on a timer).
         store: the :class:`TelemetryStore` (history, export), or None.
-        telemetry, shadows, presence, rpc: the services.
+        telemetry, shadows, presence, rpc, logs: the services.
 
     Args:
         profile: the active profile.
@@ -205,6 +206,7 @@ class CloudSession:
         self.shadows = Shadows(self.conn, self.fleet)
         self.presence = Presence(self.conn, self.fleet, self.control)
         self.rpc = Rpc(self.conn)
+        self.logs = Logs(self.conn)
 
     async def start(self, *, connect_timeout: float = 15.0, load_registry: bool = True) -> None:
         """Connect, subscribe every stream, then load things, groups and presence.
@@ -218,6 +220,7 @@ class CloudSession:
         await self.telemetry.start()
         await self.shadows.start()
         await self.rpc.start()
+        await self.logs.start()
         names: list[str] = []
         if load_registry:
             things = await self.control.list_things()
@@ -245,6 +248,7 @@ class CloudSession:
         try:
             await self.presence.stop()
             await self.rpc.stop()
+            await self.logs.stop()
             await self.shadows.stop()
             await self.telemetry.stop()
         except Exception as exc:  # noqa: BLE001 - still disconnect

@@ -73,6 +73,11 @@ async def test_telemetry_presence_shadow_and_rpc_end_to_end(sandbox, session, tm
             await dev.publish(f"{name}/rpc/resp", {"id": req["id"], "result": {"fw_version": "1.0", "echo": req["args"]}})
         await dev.subscribe(f"{name}/rpc", serve)
         assert await session.rpc.call(name, "Sys.GetInfo", {"x": 1}) == {"fw_version": "1.0", "echo": {"x": 1}}
+        # logs
+        await dev.publish(f"{name}/logs", {"ts": 1795000000000, "level": "info", "msg": "booted", "mode": "normal"})
+        await dev.publish(f"{name}/logs", b"not json")
+        await wait_for(lambda: len(session.logs.recent(name)) == 2, 10)
+        assert [(r.level, r.msg) for r in session.logs.recent(name)] == [("info", "booted"), ("?", "not json")]
         # shadow: desired from the app -> delta at the device -> reported back -> fleet firmware
         deltas = []
         await dev.subscribe(f"$aws/things/{name}/shadow/update/delta", lambda m: deltas.append(m.json()))
@@ -127,6 +132,8 @@ async def test_jobs_and_registry_through_control_plane(profile, sandbox):
     assert (await cp.describe_execution(f"j2-{tag}", things[0]))["status"] == "CANCELED"
     await cp.cancel_job(f"j2-{tag}")
     assert (await cp.describe_job(f"j2-{tag}"))["status"] in ("CANCELED", "COMPLETED")
+    rows = [(t, st) async for t, st, _ in cp.watch_executions(f"j2-{tag}", interval=0.1)]
+    assert sorted(t for t, _ in rows) == sorted(things) and (things[0], "CANCELED") in rows
     listed = {t["thingName"] for t in await cp.list_things()}
     assert set(things) <= listed
 

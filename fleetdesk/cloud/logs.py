@@ -1,0 +1,89 @@
+"""Device log stream: ``<thing>/logs`` records ``{"ts" (ms), "level", "msg", "mode"}``.
+
+Keeps the last ``keep`` records per thing (for the Device page opening late) and hands new
+ones to listeners on the loop. Malformed records are kept as raw text with level "?".
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fleetdesk.cloud.connection import Connection, Message
+from fleetdesk.cloud.topics import LOGS_FILTER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One device log line."""
+
+    thing: str
+    ts: float
+    level: str
+    msg: str
+    mode: str = ""
+
+
+def parse_log(thing: str, payload: bytes, received: float | None = None) -> LogRecord:
+    """Parse a log payload; anything unexpected becomes a level "?" record with the raw text."""
+    received = time.time() if received is None else received
+    try:
+        doc = json.loads(payload)
+        if not isinstance(doc, dict):
+            raise ValueError
+        ts = doc.get("ts")
+        ts = float(ts) / 1000.0 if isinstance(ts, (int, float)) and ts > 1e11 else received
+        return LogRecord(thing, ts, str(doc.get("level", "info")), str(doc.get("msg", "")), str(doc.get("mode", "")))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return LogRecord(thing, received, "?", payload[:500].decode("utf-8", "replace"))
+
+
+class Logs:
+    """Collects every device's log records.
+
+    Args:
+        conn: the app's connection.
+        keep: records kept per thing.
+    """
+
+    def __init__(self, conn: Connection, keep: int = 500) -> None:
+        self.conn = conn
+        self.keep = keep
+        self.records: dict[str, collections.deque] = {}
+        self._listeners: list[Callable[[LogRecord], Any]] = []
+        self._remove: Callable | None = None
+
+    async def start(self) -> None:
+        self._remove = await self.conn.subscribe(LOGS_FILTER, self._on_message, qos=0)
+
+    async def stop(self) -> None:
+        if self._remove is not None:
+            await self._remove()
+            self._remove = None
+
+    def add_listener(self, fn: Callable[[LogRecord], Any]) -> Callable[[], None]:
+        """Call ``fn(record)`` on the loop for every new record. Returns a remover."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    def recent(self, thing: str) -> list[LogRecord]:
+        """The kept records of one thing, oldest first."""
+        return list(self.records.get(thing, ()))
+
+    def _on_message(self, msg: Message) -> None:
+        thing = msg.topic[: -len("/logs")]
+        if not thing or "/" in thing:
+            return
+        rec = parse_log(thing, msg.payload, msg.received)
+        self.records.setdefault(thing, collections.deque(maxlen=self.keep)).append(rec)
+        for fn in list(self._listeners):
+            try:
+                fn(rec)
+            except Exception:
+                log.exception("log listener failed")
