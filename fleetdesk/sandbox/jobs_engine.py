@@ -16,7 +16,6 @@ Callers read :attr:`JobsEngine.changed_things` after each call to publish notifi
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -89,13 +88,18 @@ class JobsEngine:
         self.clock = clock
         self.jobs: dict[str, dict] = {}
         self.executions: dict[tuple[str, str], dict] = {}
+        self._by_job: dict[str, dict[str, dict]] = {}  # job id -> thing -> execution
+        self._by_thing: dict[str, dict[str, dict]] = {}  # thing -> job id -> execution
         self.changed_things: set[str] = set()
 
     # ---- persistence -------------------------------------------------------------------
     def load(self, jobs: list[dict], executions: list[dict]) -> None:
         """Restore saved jobs and executions."""
         self.jobs = {j["jobId"]: j for j in jobs}
-        self.executions = {(e["jobId"], e["thingName"]): e for e in executions}
+        self.executions = {}
+        self._by_job, self._by_thing = {}, {}
+        for e in executions:
+            self._index(e)
 
     def _put_job(self, job: dict) -> None:
         job["lastUpdatedAt"] = self.clock()
@@ -118,11 +122,21 @@ class JobsEngine:
             raise JobsError("ResourceNotFoundException", f"Job {job_id} cannot be found.", 404)
         return job
 
+    def _index(self, ex: dict) -> None:
+        self.executions[(ex["jobId"], ex["thingName"])] = ex
+        self._by_job.setdefault(ex["jobId"], {})[ex["thingName"]] = ex
+        self._by_thing.setdefault(ex["thingName"], {})[ex["jobId"]] = ex
+
+    def _unindex(self, ex: dict) -> None:
+        self.executions.pop((ex["jobId"], ex["thingName"]), None)
+        self._by_job.get(ex["jobId"], {}).pop(ex["thingName"], None)
+        self._by_thing.get(ex["thingName"], {}).pop(ex["jobId"], None)
+
     def _execs_of_job(self, job_id: str) -> list[dict]:
-        return [e for (j, _), e in self.executions.items() if j == job_id]
+        return list(self._by_job.get(job_id, {}).values())
 
     def _execs_of_thing(self, thing: str) -> list[dict]:
-        return [e for (_, t), e in self.executions.items() if t == thing]
+        return list(self._by_thing.get(thing, {}).values())
 
     def process_details(self, job_id: str) -> dict:
         """Job-level execution counts (``jobProcessDetails``)."""
@@ -260,7 +274,7 @@ class JobsEngine:
             raise JobsError("InvalidStateTransitionException",
                             f"Job {job_id} has executions IN_PROGRESS; cancel it or use force.", 409)
         for ex in self._execs_of_job(job_id):
-            del self.executions[(job_id, ex["thingName"])]
+            self._unindex(ex)
             self.changed_things.add(ex["thingName"])
         del self.jobs[job_id]
         self._save("delete", job_id, None)
@@ -458,7 +472,7 @@ class JobsEngine:
         ex = {"jobId": job["jobId"], "thingName": thing, "status": "QUEUED", "queuedAt": now,
               "lastUpdatedAt": now, "versionNumber": 1, "executionNumber": 1, "statusDetails": {},
               "forceCanceled": False}
-        self.executions[(job["jobId"], thing)] = ex
+        self._index(ex)
         job["releases"].append(now)
         self._put_exec(ex)
 
@@ -551,9 +565,9 @@ class JobsEngine:
     def thing_left_group(self, thing: str) -> None:
         """A thing left a group: its pending executions of CONTINUOUS jobs it no longer matches become REMOVED."""
         now = self.clock()
-        for (job_id, t), ex in list(self.executions.items()):
+        for job_id, ex in list(self._by_thing.get(thing, {}).items()):
             job = self.jobs[job_id]
-            if t != thing or ex["status"] not in PENDING or job["targetSelection"] != "CONTINUOUS":
+            if ex["status"] not in PENDING or job["targetSelection"] != "CONTINUOUS":
                 continue
             try:
                 members = self.expand_targets(job["targets"])
@@ -571,8 +585,3 @@ class JobsEngine:
         """Things whose pending executions changed since the last call."""
         out, self.changed_things = self.changed_things, set()
         return out
-
-
-def copy_job(job: dict) -> dict:
-    """A deep copy safe to hand out."""
-    return copy.deepcopy(job)
