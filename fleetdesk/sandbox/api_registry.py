@@ -184,6 +184,28 @@ async def create_policy_version(ctx, request):
     return d
 
 
+def list_policy_versions(ctx, request):
+    return {"policyVersions": ctx.registry.list_policy_versions(_p(request)["policyName"])}
+
+
+def get_policy_version(ctx, request):
+    p = _p(request)
+    return ctx.registry.get_policy_version(p["policyName"], p["policyVersionId"])
+
+
+async def set_default_policy_version(ctx, request):
+    p = _p(request)
+    ctx.registry.set_default_policy_version(p["policyName"], p["policyVersionId"])
+    await ctx.changed("policy", "updated", p["policyName"])
+    return {}
+
+
+def delete_policy_version(ctx, request):
+    p = _p(request)
+    ctx.registry.delete_policy_version(p["policyName"], p["policyVersionId"])
+    return {}
+
+
 def get_policy(ctx, request):
     return ctx.registry.get_policy(_p(request)["policyName"])
 
@@ -280,6 +302,8 @@ _OPERATIONS = {
     "UpdateCertificate": update_certificate, "DeleteCertificate": delete_certificate,
     "CreatePolicy": create_policy, "CreatePolicyVersion": create_policy_version, "GetPolicy": get_policy,
     "ListPolicies": list_policies, "DeletePolicy": delete_policy,
+    "ListPolicyVersions": list_policy_versions, "GetPolicyVersion": get_policy_version,
+    "SetDefaultPolicyVersion": set_default_policy_version, "DeletePolicyVersion": delete_policy_version,
     "AttachPolicy": attach_policy, "DetachPolicy": detach_policy, "ListAttachedPolicies": list_attached_policies,
     "ListTargetsForPolicy": list_policy_targets,
     "AttachThingPrincipal": attach_thing_principal, "DetachThingPrincipal": detach_thing_principal,

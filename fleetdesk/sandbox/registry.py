@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, invalid, not_found
+from fleetdesk.sandbox.registry_policies import PolicyStore
 
 SCHEMA_VERSION = 1
 
@@ -73,7 +74,7 @@ def _page(rows: list, token: str | None, size: int | None, default: int = 100) -
     return chunk, nxt
 
 
-class Registry:
+class Registry(PolicyStore):
     """The registry database.
 
     Args:
@@ -405,78 +406,6 @@ class Registry:
                     seen.add(policy)
                     docs.append(json.loads(self._policy_document(policy)))
         return CertificateView(cid, cn, int(serial), status, things, tuple(docs))
-
-    # -- policies ----------------------------------------------------------------------
-    @staticmethod
-    def _check_document(document: str) -> None:
-        try:
-            doc = json.loads(document)
-        except (TypeError, ValueError) as exc:
-            raise AwsError("MalformedPolicyException", f"The policy document is not valid JSON: {exc}") from exc
-        statements = doc.get("Statement") if isinstance(doc, dict) else None
-        if isinstance(statements, dict):
-            statements = [statements]
-        if not isinstance(statements, list) or not statements:
-            raise AwsError("MalformedPolicyException", "The policy document needs a Statement list")
-        for st in statements:
-            if not isinstance(st, dict) or st.get("Effect") not in ("Allow", "Deny") or "Action" not in st \
-                    or "Resource" not in st:
-                raise AwsError("MalformedPolicyException",
-                               "Each policy statement needs Effect (Allow|Deny), Action and Resource")
-
-    def _policy_document(self, name: str) -> str:
-        row = self._one("SELECT v.document FROM policies p JOIN policy_versions v "
-                        "ON v.name=p.name AND v.version=p.default_version WHERE p.name=?", name)
-        if row is None:
-            raise not_found(f"Policy {name} cannot be found.")
-        return row[0]
-
-    def create_policy(self, name: str, document: str) -> dict:
-        self._check_document(document)
-        if self._one("SELECT 1 FROM policies WHERE name=?", name):
-            raise already_exists(f"Policy {name} already exists")
-        now = time.time()
-        with self.db:
-            self.db.execute("INSERT INTO policies VALUES (?,?,?,?,?)", (name, 1, 2, now, now))
-            self.db.execute("INSERT INTO policy_versions VALUES (?,?,?,?)", (name, 1, document, now))
-        return {"policyName": name, "policyArn": self.arn("policy", name), "policyDocument": document,
-                "policyVersionId": "1"}
-
-    def create_policy_version(self, name: str, document: str, set_as_default: bool = False) -> dict:
-        self._check_document(document)
-        row = self._one("SELECT next_version FROM policies WHERE name=?", name)
-        if row is None:
-            raise not_found(f"Policy {name} cannot be found.")
-        if self._one("SELECT COUNT(*) FROM policy_versions WHERE name=?", name)[0] >= 5:
-            raise AwsError("VersionsLimitExceededException", f"Policy {name} already has 5 versions", 409)
-        version, now = row[0], time.time()
-        with self.db:
-            self.db.execute("INSERT INTO policy_versions VALUES (?,?,?,?)", (name, version, document, now))
-            self.db.execute("UPDATE policies SET next_version=?, modified=?" + (", default_version=?" if set_as_default else "")
-                            + " WHERE name=?", (version + 1, now, *((version,) if set_as_default else ()), name))
-        return {"policyArn": self.arn("policy", name), "policyDocument": document,
-                "policyVersionId": str(version), "isDefaultVersion": bool(set_as_default)}
-
-    def get_policy(self, name: str) -> dict:
-        document = self._policy_document(name)
-        default, created, modified = self._one(
-            "SELECT default_version, created, modified FROM policies WHERE name=?", name)
-        return {"policyName": name, "policyArn": self.arn("policy", name), "policyDocument": document,
-                "defaultVersionId": str(default), "creationDate": created, "lastModifiedDate": modified,
-                "generationId": str(int(modified * 1000))}
-
-    def list_policies(self, *, marker=None, page_size=None, ascending=True) -> tuple[list[dict], str | None]:
-        order = "ASC" if ascending is not False else "DESC"
-        names = [r[0] for r in self.db.execute(f"SELECT name FROM policies ORDER BY name {order}")]
-        return _page([{"policyName": n, "policyArn": self.arn("policy", n)} for n in names], marker, page_size, 25)
-
-    def delete_policy(self, name: str) -> None:
-        self._policy_document(name)
-        if self._one("SELECT 1 FROM policy_targets WHERE policy=?", name):
-            raise conflict(f"Policy {name} is attached to one or more targets; detach it first")
-        with self.db:
-            self.db.execute("DELETE FROM policy_versions WHERE name=?", (name,))
-            self.db.execute("DELETE FROM policies WHERE name=?", (name,))
 
     def _check_target(self, target: str) -> None:
         cert_id = self._cert_id_from_arn(target)

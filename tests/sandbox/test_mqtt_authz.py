@@ -109,3 +109,33 @@ def test_deleted_certificate_is_refused(sandbox, iot, thing_name, devices):
     iot.detach_thing_principal(thingName=thing_name, principal=ident.certificate_arn)
     iot.delete_certificate(certificateId=ident.certificate_id, forceDelete=True)
     assert devices(sandbox, ident).connect() is False
+
+
+def test_policy_versions_switch_rights(sandbox, iot, thing_name, devices):
+    """A new default policy version is what the broker enforces (old versions stay listable)."""
+    policy = f"{thing_name}-versioned"
+    v1 = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"},
+        {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/v1/${iot:Connection.Thing.ThingName}"}]}
+    v2 = {"Version": "2012-10-17", "Statement": [v1["Statement"][0],
+        {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/v2/${iot:Connection.Thing.ThingName}"}]}
+    iot.create_policy(policyName=policy, policyDocument=json.dumps(v1))
+    ident = create_device_identity(iot, thing_name, policy_name=policy)
+    out = iot.create_policy_version(policyName=policy, policyDocument=json.dumps(v2), setAsDefault=False)
+    assert out["policyVersionId"] == "2" and not out["isDefaultVersion"]
+    dev = devices(sandbox, ident)
+    assert dev.connect(), dev.failure
+    assert dev.publish(f"v1/{thing_name}") in ALLOWED
+    assert dev.publish(f"v2/{thing_name}") == mqtt5.PubackReasonCode.NOT_AUTHORIZED
+    dev.stop()
+    iot.set_default_policy_version(policyName=policy, policyVersionId="2")
+    assert [v["isDefaultVersion"] for v in iot.list_policy_versions(policyName=policy)["policyVersions"]] == [True, False]
+    assert json.loads(iot.get_policy(policyName=policy)["policyDocument"]) == v2
+    dev = devices(sandbox, ident)
+    assert dev.connect(), dev.failure
+    assert dev.publish(f"v2/{thing_name}") in ALLOWED
+    assert dev.publish(f"v1/{thing_name}") == mqtt5.PubackReasonCode.NOT_AUTHORIZED
+    with pytest.raises(Exception) as ei:
+        iot.delete_policy_version(policyName=policy, policyVersionId="2")
+    assert ei.value.response["Error"]["Code"] == "DeleteConflictException"
+    iot.delete_policy_version(policyName=policy, policyVersionId="1")
