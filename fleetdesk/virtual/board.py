@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 from fleetdesk.virtual import boot, slip
@@ -37,25 +36,31 @@ MAX_TERMINAL_BACKLOG = 256 * 1024
 class LineRate:
     """Paces one direction of a serial line: n bytes take n*10/baud seconds.
 
-    One sleep per chunk (never per byte). A line idle for a moment earns no credit beyond
-    ``SLACK`` seconds, so a late wake-up (busy machine) is caught up without ever running
-    faster than the UART over any stretch longer than that.
+    One sleep per chunk (never per byte). When a sleep wakes up late (a busy machine),
+    the overshoot (capped at ``SLACK``) is credited to the next chunk, so the long-run
+    rate stays at the line rate instead of drifting below it; idle time on the line
+    (the tool thinking) is never credited, so the rate is never above it either.
     """
 
-    SLACK = 0.05
+    SLACK = 0.2
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._free_at = 0.0
+        self._credit = 0.0
 
     async def pace(self, nbytes: int, baud: int) -> None:
         if not self.enabled or nbytes <= 0:
             return
-        now = asyncio.get_running_loop().time()
-        self._free_at = max(now - self.SLACK, self._free_at) + nbytes * 10.0 / baud
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now - self._credit, self._free_at)
+        self._credit = 0.0
+        self._free_at = start + nbytes * 10.0 / baud
         delay = self._free_at - now
         if delay > 0.001:
             await asyncio.sleep(delay)
+            self._credit = min(self.SLACK, max(0.0, loop.time() - self._free_at))
 
 
 class _Client:
@@ -221,12 +226,9 @@ class VirtualBoard:
                     await self._boot()
                 continue  # "baud": rom.baud already switched after the reply went out
             frame = slip.encode(item)
-            await client.tx.pace(len(frame), self._tx_baud(packet, item))
+            await client.tx.pace(len(frame), self.rom.baud)
             client.writer.write(frame)
             await client.writer.drain()
-
-    def _tx_baud(self, packet: bytes, item: bytes) -> int:
-        return self.rom.baud
 
     # --- console ---------------------------------------------------------------------
     def _make_terminal(self, client: _Client) -> None:
@@ -384,5 +386,3 @@ def default_state_dir() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-
-__all__ = ["VirtualBoard", "LineRate", "default_state_dir", "os"]

@@ -97,7 +97,6 @@ class Bootloader:
         self.baud = baud
         self.stub = False
         self.stay_in_bootloader = False
-        self.activity = False  # wrote/erased flash since the last reset
         self._efuses = efuse_registers(
             self.chip, spec.mac_bytes, revision=spec.revision,
             secure_boot=spec.secure_boot, flash_encryption=spec.flash_encryption,
@@ -246,7 +245,6 @@ class Bootloader:
             raise ProtocolError(STUB_BAD_DATA_LEN if self.stub else ROM_FAILED_TO_ACT)
         if size:
             self.flash.erase_sectors(offset, size)
-            self.activity = True
         self._write = {
             "offset": offset, "pos": offset, "seq": 0, "size": size,
             "inflate": zlib.decompressobj() if op == FLASH_DEFL_BEGIN else None,
@@ -270,7 +268,7 @@ class Bootloader:
                 raise ProtocolError(STUB_INFLATE_ERROR if self.stub else ROM_DEFLATE_ERROR) from None
         else:
             # uncompressed blocks are padded with 0xFF past the image; keep what fits
-            block = block[: max(0, self.flash.size - session["pos"])] if session["pos"] + len(block) > self.flash.size else block
+            block = block[: max(0, self.flash.size - session["pos"])]
         self.flash.write(session["pos"], block)
         session["pos"] += len(block)
         session["seq"] = seq + 1
@@ -330,7 +328,6 @@ class Bootloader:
 
     def _erase_flash(self, op, data, chk):
         self.flash.erase(0, self.flash.size)
-        self.activity = True
         yield self._reply(op)
 
     def _erase_region(self, op, data, chk):
@@ -338,7 +335,6 @@ class Bootloader:
         if offset % 0x1000 or size % 0x1000:
             raise ProtocolError(STUB_BAD_DATA_LEN)
         self.flash.erase(offset, size)
-        self.activity = True
         yield self._reply(op)
 
     def _run_user_code(self, op, data, chk):
