@@ -270,7 +270,10 @@ async def simulate_mode(args: argparse.Namespace) -> int:
             fleet = FleetState()
             tel = Telemetry(app, store, fleet)
             await tel.start()
+            states: list[str] = []
             for c in (floor, app):
+                c.add_state_listener(lambda ev, c=c: states.append(
+                    f"{'floor' if c is floor else 'app'}:{ev.state.value}{'(' + ev.reason + ')' if ev.reason else ''}"))
                 await c.start()
                 await c.wait_connected(20)
             await asyncio.sleep(0.5)
@@ -314,6 +317,7 @@ async def simulate_mode(args: argparse.Namespace) -> int:
                     except subprocess.TimeoutExpired:
                         p.kill()
     rate = stored / span
+    print("connection states: " + " > ".join(states))
     print(f"load: `fleetdesk fleet simulate` {args.devices} devices at {args.rate:g} msg/s each "
           f"(firmware under CPython, own certs, mTLS); steady window {span:.0f} s")
     print(f"devices sent:                               {sent / span:>8,.0f} msg/s")

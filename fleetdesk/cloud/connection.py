@@ -33,6 +33,8 @@ from fleetdesk.cloud.topics import matches
 from fleetdesk.errors import CloudError
 
 log = logging.getLogger(__name__)
+# Longest run of message handlers before the loop gets a turn (keeps a qasync UI responsive).
+DRAIN_BUDGET_S = 0.010
 
 # CONNACK reasons after which retrying cannot help.
 PERMANENT_CONNACK = {
@@ -427,7 +429,12 @@ class Connection:
         self._drain_scheduled = False
         inbox = self._inbox
         subs = list(self._subs.values())
+        deadline = time.perf_counter() + DRAIN_BUDGET_S
         while inbox:
+            if time.perf_counter() > deadline:  # yield to the loop (with qasync: the UI), then go on
+                self._drain_scheduled = True
+                self._loop.call_soon(self._drain)
+                return
             msg = inbox.popleft()
             self.stats["received"] += 1
             delivered = False
@@ -495,7 +502,7 @@ class Connection:
             return
         packet = mqtt5.SubscribePacket(subscriptions=[
             mqtt5.Subscription(topic_filter=s.topic_filter, qos=mqtt5.QoS(s.qos)) for s in subs])
-        suback = await asyncio.wait_for(asyncio.wrap_future(client.subscribe(packet)), timeout)
+        suback = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(client.subscribe(packet))), timeout)
         bad = [
             (s.topic_filter, getattr(code, "name", str(code)))
             for s, code in zip(subs, suback.reason_codes or [])
@@ -522,7 +529,7 @@ class Connection:
             return
         try:
             fut = client.unsubscribe(mqtt5.UnsubscribePacket(topic_filters=[topic_filter]))
-            await asyncio.wait_for(asyncio.wrap_future(fut), 10)
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), 10)
         except Exception as exc:
             log.debug("unsubscribe %s: %s", topic_filter, exc)
 
@@ -540,7 +547,7 @@ class Connection:
             raise CloudError("not connected", "start the connection first")
         packet = mqtt5.PublishPacket(topic=topic, payload=_payload_bytes(payload), qos=mqtt5.QoS(qos), retain=retain)
         try:
-            result = await asyncio.wait_for(asyncio.wrap_future(client.publish(packet)), timeout)
+            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(client.publish(packet))), timeout)
         except asyncio.TimeoutError as exc:
             raise CloudError(f"publish to {topic} was not acknowledged within {timeout:.0f} s",
                              "check the connection state") from exc
