@@ -73,6 +73,8 @@ class PolicyStore:
                 "generationId": str(int(modified * 1000))}
 
     def list_policies(self, *, marker=None, page_size=None, ascending=True) -> tuple[list[dict], str | None]:
+        from fleetdesk.sandbox.registry import _page
+
         order = "ASC" if ascending is not False else "DESC"
         names = [r[0] for r in self.db.execute(f"SELECT name FROM policies ORDER BY name {order}")]
         return _page([{"policyName": n, "policyArn": self.arn("policy", n)} for n in names], marker, page_size, 25)
