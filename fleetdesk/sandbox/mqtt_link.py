@@ -12,6 +12,7 @@ microseconds of a plain broker round trip; aiomqtt/paho cost ~1 ms more per hop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -138,6 +139,7 @@ class MqttLink:
         self._ready = asyncio.Event()
         self._stopping = False
         self._pid = 0
+        self._corked: list[bytes] | None = None
 
     def _next_pid(self) -> int:
         self._pid = self._pid % 65535 + 1
@@ -229,9 +231,28 @@ class MqttLink:
             return
         head = _str(topic)
         if qos:
-            proto.transport.write(_packet(0x32, head + struct.pack(">H", self._next_pid()) + bytes(payload)))
+            data = _packet(0x32, head + struct.pack(">H", self._next_pid()) + bytes(payload))
         else:
-            proto.transport.write(_packet(0x30, head + bytes(payload)))
+            data = _packet(0x30, head + bytes(payload))
+        if self._corked is not None:
+            self._corked.append(data)
+        else:
+            proto.transport.write(data)
+
+    @contextlib.contextmanager
+    def cork(self):
+        """Collect the publishes made inside the block and send them in one write."""
+        if self._corked is not None:  # nested: the outer block flushes
+            yield
+            return
+        self._corked = []
+        try:
+            yield
+        finally:
+            data, self._corked = b"".join(self._corked), None
+            proto = self._proto
+            if data and proto is not None and proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.write(data)
 
     async def stop(self) -> None:
         """Disconnect and end the link task."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import re
 import threading
@@ -120,6 +121,15 @@ class ShadowService:
             asyncio.get_running_loop().call_soon(self._drain)
 
     def _drain(self, batch: int = 256) -> None:
+        cork = getattr(self.link, "cork", None)
+        with cork() if cork else contextlib.nullcontext():  # one write for all the replies
+            self._drain_batch(batch)
+        if self._queue:  # let other work run between batches
+            asyncio.get_running_loop().call_soon(self._drain)
+        else:
+            self._scheduled = False
+
+    def _drain_batch(self, batch: int) -> None:
         queue = self._queue
         for _ in range(batch):
             if not queue:
@@ -135,10 +145,6 @@ class ShadowService:
                 self.inflight[thing] -= 1
                 if self.inflight[thing] <= 0:
                     del self.inflight[thing]
-        if queue:  # let other work run between batches
-            asyncio.get_running_loop().call_soon(self._drain)
-        else:
-            self._scheduled = False
 
     def handle(self, thing: str, name: str, op: str, payload: bytes) -> None:
         """Process one MQTT request and publish its replies."""
