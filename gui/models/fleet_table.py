@@ -33,6 +33,8 @@ NUMERIC = {"last_seen", "shadow_version", "temperature", "humidity"}
 ONLINE_BRUSH = QBrush(QColor("#1b7f3b"))
 OFFLINE_BRUSH = QBrush(QColor("#b3261e"))
 UNKNOWN_BRUSH = QBrush(QColor("#7b8794"))
+_ROLES = frozenset({Qt.DisplayRole, Qt.TextAlignmentRole, Qt.ForegroundRole, Qt.ToolTipRole, SORT_ROLE, NAME_ROLE})
+_RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
 
 
 def format_time(ts: float | None) -> str:
@@ -53,6 +55,7 @@ class FleetTableModel(QAbstractTableModel):
         self.fleet = None
         self._names: list[str] = []
         self._rows: dict[str, int] = {}
+        self._cache: dict[int, tuple] = {}  # row -> display strings, dropped when the row changes
         self.batches = 0  # apply_changes calls that changed something (tests, diagnostics)
 
     # -- feeding ------------------------------------------------------------------------
@@ -62,6 +65,7 @@ class FleetTableModel(QAbstractTableModel):
         self.fleet = fleet
         self._names = sorted(fleet.things) if fleet is not None else []
         self._rows = {n: i for i, n in enumerate(self._names)}
+        self._cache.clear()
         self.endResetModel()
 
     def apply_changes(self, names) -> None:
@@ -82,8 +86,10 @@ class FleetTableModel(QAbstractTableModel):
                 self._names.append(n)
             self.endInsertRows()
         rows = [self._rows[n] for n in names if n in self._rows]
-        if rows:
-            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), len(COLUMNS) - 1))
+        for r in rows:
+            self._cache.pop(r, None)
+        if rows:  # column 0 (the name) never changes: a table sorted by name is not re-sorted
+            self.dataChanged.emit(self.index(min(rows), 1), self.index(max(rows), len(COLUMNS) - 1))
         self.batches += 1
 
     def name_at(self, row: int) -> str:
@@ -102,20 +108,32 @@ class FleetTableModel(QAbstractTableModel):
         return None
 
     def data(self, index, role=Qt.DisplayRole):
-        if not index.isValid() or self.fleet is None:
+        # Views ask for ~8 roles per cell per paint: answer the unused ones first, cheaply.
+        if role not in _ROLES or self.fleet is None:
             return None
-        name = self._names[index.row()]
+        row, col = index.row(), index.column()
+        if role == Qt.DisplayRole:
+            cached = self._cache.get(row)
+            if cached is None:
+                t = self.fleet.things.get(self._names[row])
+                if t is None:
+                    return None
+                cached = self._cache[row] = tuple(self._display(t, key) for key, _ in COLUMNS)
+            return cached[col]
+        if role == Qt.TextAlignmentRole:
+            return _RIGHT if COLUMNS[col][0] in NUMERIC else None
+        name = self._names[row]
+        if role == NAME_ROLE:
+            return name
         t = self.fleet.things.get(name)
         if t is None:
             return None
-        key = COLUMNS[index.column()][0]
-        if role == Qt.DisplayRole:
-            return self._display(t, key)
+        key = COLUMNS[col][0]
         if role == SORT_ROLE:
             return self._sort_key(t, key)
-        if role == NAME_ROLE:
-            return name
-        if role == Qt.ForegroundRole and key == "online":
+        if role == Qt.ForegroundRole:
+            if key != "online":
+                return None
             return ONLINE_BRUSH if t.online else (OFFLINE_BRUSH if t.online is False else UNKNOWN_BRUSH)
         if role == Qt.ToolTipRole:
             if key == "online" and t.online is False and t.disconnect_reason:
@@ -124,8 +142,6 @@ class FleetTableModel(QAbstractTableModel):
                 return datetime.datetime.fromtimestamp(t.last_seen).isoformat(timespec="seconds")
             if key == "attributes" and t.attributes:
                 return json.dumps(t.attributes, indent=1)
-        if role == Qt.TextAlignmentRole and key in NUMERIC:
-            return int(Qt.AlignRight | Qt.AlignVCenter)
         return None
 
     @staticmethod

@@ -259,8 +259,10 @@ class LivePlot(QWidget):
                       if s.buffer.size), default=None)
         end = max(time.time(), latest or 0.0)
         lo, hi = self.visible_range()
-        if abs(hi - end) < self.span_s / 2000 and abs((hi - lo) - self.span_s) < self.span_s / 2000:
-            return  # less than a pixel: no redraw
+        px = max(self.plots[CHANNELS[0]].getViewBox().width(), 100.0)
+        step = self.span_s / px  # seconds per pixel
+        if abs(hi - end) < step and abs((hi - lo) - self.span_s) < step:
+            return  # less than a pixel: no scroll, no repaint
         self.set_x_range(end - self.span_s, end, manual=False)
 
     def set_x_range(self, start: float, end: float, manual: bool = True) -> None:
