@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import sys
@@ -121,7 +122,9 @@ def main() -> int:
     p50s, p95s = statistics.median(shadow), pct(shadow, 0.95)
     ratio = p50s / p50p
     ok_abs, ok_ratio = p50s < GOAL_P50_MS, ratio <= GOAL_RATIO
-    print(f"shadow_rtt: {args.count} round trips each, same broker, same mTLS client, interleaved")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"shadow_rtt: {args.count} round trips each, same broker, same mTLS client, interleaved "
+          f"({os.cpu_count()} CPUs, load average {load:.1f})")
     print(f"  plain publish->receive   p50 {p50p:6.2f} ms   p95 {p95p:6.2f} ms")
     print(f"  shadow update->delta     p50 {p50s:6.2f} ms   p95 {p95s:6.2f} ms")
     print(f"  goal: shadow p50 < {GOAL_P50_MS} ms -> {p50s:.2f} ms: {'PASS' if ok_abs else 'FAIL'}")
