@@ -299,7 +299,12 @@ async def simulate_mode(args: argparse.Namespace) -> int:
             span, cpu = time.time() - t0, time.process_time() - c0
             sim.terminate()
             await asyncio.to_thread(sim.wait, 60)
-            await asyncio.sleep(1.0)
+            # let what is still in flight arrive at both subscribers before comparing
+            last, quiet = -1, 0
+            while quiet < 3:
+                await asyncio.sleep(1.0)
+                quiet = quiet + 1 if floor_n["n"] == last and tel.stats["received"] >= floor_n["n"] else 0
+                last = floor_n["n"]
             await tel.flushed()
             total_floor, total_stored = floor_n["n"], store.count()
             rep = store.seq_report()
