@@ -300,9 +300,10 @@ async def simulate_mode(args: argparse.Namespace) -> int:
             sim.terminate()
             await asyncio.to_thread(sim.wait, 60)
             # let what is still in flight arrive at both subscribers before comparing
-            last, quiet = -1, 0
-            while quiet < 3:
+            last, quiet, waited = -1, 0, 0
+            while quiet < 3 and waited < 30:
                 await asyncio.sleep(1.0)
+                waited += 1
                 quiet = quiet + 1 if floor_n["n"] == last and tel.stats["received"] >= floor_n["n"] else 0
                 last = floor_n["n"]
             await tel.flushed()
