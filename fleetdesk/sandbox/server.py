@@ -294,7 +294,8 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
                            aws_access_key_id=creds["aws_access_key_id"],
                            aws_secret_access_key=creds["aws_secret_access_key"])
         (state_dir / ENDPOINT_FILE).write_text(json.dumps({**info.ready_json(), "pid": info.pid,
-                                                           "state_dir": info.state_dir}, indent=2))
+                                                           "state_dir": info.state_dir,
+                                                           "internal_port": internal_port}, indent=2))
         if on_ready:
             on_ready(info)
         await stop.wait()
