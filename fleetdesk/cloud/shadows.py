@@ -240,6 +240,47 @@ class Shadows:
                 q.put_nowait(ev)
 
 
+MAX_STATE_BYTES = 8 * 1024
+MAX_DEPTH = 6
+
+
+def _depth(v: Any) -> int:
+    if isinstance(v, dict):
+        return 1 + max((_depth(x) for x in v.values()), default=0)
+    if isinstance(v, list):
+        return max((_depth(x) for x in v), default=0)
+    return 0
+
+
+def parse_state_json(text: str, section: str = "desired") -> dict | None:
+    """Validate editor text for ``state.<section>`` before anything is sent.
+
+    Returns the parsed object (``None`` means "clear the section").
+
+    Raises:
+        ShadowRejected: code 400 with the line/column of a JSON error, a non-object, more than
+            6 levels of nesting or more than 8 KB — the same limits AWS enforces.
+    """
+    import json as _json
+
+    try:
+        value = _json.loads(text)
+    except ValueError as exc:
+        raise ShadowRejected(
+            f"{section} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",  # type: ignore[attr-defined]
+            "fix the JSON at that position", code=400,
+            error={"line": exc.lineno, "column": exc.colno, "pos": exc.pos}) from exc  # type: ignore[attr-defined]
+    if value is not None and not isinstance(value, dict):
+        raise ShadowRejected(f"{section} must be a JSON object (or null to clear it)", code=400)
+    if value is not None:
+        if _depth(value) > MAX_DEPTH:
+            raise ShadowRejected(f"{section} is nested deeper than {MAX_DEPTH} levels", code=400)
+        size = len(_json.dumps(value, separators=(",", ":")).encode())
+        if size > MAX_STATE_BYTES:
+            raise ShadowRejected(f"{section} is {size} bytes; a shadow state may hold 8 KB", code=413)
+    return value
+
+
 def _label(thing: str, name: str | None) -> str:
     return f"{thing} (shadow {name!r})" if name else thing
 

@@ -63,3 +63,25 @@ def test_malformed_payloads_are_counted_never_raised():
     assert fleet.summary()["malformed"] == 8
     assert len(fleet.problems) == 8 and fleet.problems[0]["thing"] == "t"
     assert "t" not in fleet.things or fleet.things["t"].temperature is None
+
+
+def test_editor_json_is_checked_before_sending():
+    import pytest
+
+    from fleetdesk.cloud.errors import ShadowRejected
+    from fleetdesk.cloud.shadows import leaf_diff, parse_state_json
+
+    assert parse_state_json('{"on": true, "refresh": 5000}') == {"on": True, "refresh": 5000}
+    assert parse_state_json("null") is None
+    with pytest.raises(ShadowRejected) as bad:
+        parse_state_json('{\n  "on": tru\n}')
+    assert bad.value.error["line"] == 2 and "line 2, column" in str(bad.value)
+    with pytest.raises(ShadowRejected, match="JSON object"):
+        parse_state_json("[1, 2]")
+    with pytest.raises(ShadowRejected, match="deeper than 6"):
+        parse_state_json('{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}')
+    with pytest.raises(ShadowRejected, match="8 KB") as big:
+        parse_state_json('{"blob": "%s"}' % ("x" * 9000))
+    assert big.value.code == 413
+    assert leaf_diff({"desired": {"on": True, "r": 1}}, {"desired": {"on": False, "r": 1, "n": 2}}) == [
+        "desired.n", "desired.on"]
