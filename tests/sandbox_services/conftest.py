@@ -86,7 +86,10 @@ class Mqtt5:
             left = end - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"nothing on {topic}")
-            t, p = self.messages.get(timeout=left)
+            try:
+                t, p = self.messages.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError(f"nothing on {topic}") from None
             if t == topic:
                 return json.loads(p)
 
@@ -191,7 +194,10 @@ class Observer:
             left = end - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"nothing on {topic}")
-            t, p = self.messages.get(timeout=left)
+            try:
+                t, p = self.messages.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError(f"nothing on {topic}") from None
             if t == topic:
                 return json.loads(p)
 

@@ -71,3 +71,36 @@ def test_crash_restart_keeps_every_accepted_update(tmp_path, clients):
         assert [(e["jobId"], e["jobExecutionSummary"]["status"]) for e in execs] == [("persist-me", "QUEUED")]
     finally:
         stop_sandbox(proc)
+
+
+def test_services_reconnect_after_the_broker_restarts(tmp_path, clients):
+    import time
+
+    proc, info = start_sandbox(tmp_path / "state")
+    try:
+        iot = boto3.client("iot", **info.boto3_kwargs())
+        thing = f"br-{uuid.uuid4().hex[:6]}"
+        ident = create_device_identity(iot, thing)
+        broker = _children(proc.pid)
+        assert broker, "no mosquitto child"
+        os.kill(broker[0], signal.SIGKILL)  # the sandbox restarts mosquitto; the services must re-link
+        dev = clients(mtls_builder(info, ident.certificate_pem, ident.private_key_pem, thing))
+        deadline = time.monotonic() + 30
+        while not dev.connect(timeout=10):
+            assert time.monotonic() < deadline, "device could not reconnect after the broker restart"
+            dev.stop()
+            dev = clients(mtls_builder(info, ident.certificate_pem, ident.private_key_pem, thing))
+            time.sleep(0.5)
+        base = f"$aws/things/{thing}/shadow"
+        assert dev.subscribe(base + "/update/accepted") < 128
+        for _ in range(60):  # the shadow service answers again once its link is back
+            dev.publish(base + "/update", {"state": {"reported": {"up": True}}})
+            try:
+                assert dev.expect(base + "/update/accepted", timeout=0.5)["state"]["reported"] == {"up": True}
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("shadow service did not come back after the broker restart")
+    finally:
+        stop_sandbox(proc)
