@@ -36,6 +36,7 @@ T = TypeVar("T")
 Progress = Callable[[str, int, int], None]  # (file, bytes acknowledged, total)
 REPLY_TIMEOUT = 15.0
 MAX_RECONNECTS = 4
+RECONNECT_DELAY = 0.25  # let both stacks settle after a drop before reconnecting
 
 
 class ProvisioningError(BleError):
@@ -103,6 +104,10 @@ class ProvisioningClient:
         self._queues = [asyncio.Queue() for _ in proto.CHANNEL_UUIDS]
         self._reasm = [proto.Reassembler() for _ in proto.CHANNEL_UUIDS]
         try:
+            if self.client.services.get_characteristic(proto.CTRL_UUID) is None:
+                raise LinkLost(f"{getattr(self.device, 'name', None) or self.device} does not offer the Fleetdesk "
+                               "provisioning service (yet)",
+                               "Check that this is a Fleetdesk board in Config mode.")
             for ch, uuid in enumerate(proto.CHANNEL_UUIDS):
                 await self.client.start_notify(uuid, self._on_notify(ch))
             await self._handshake()
@@ -127,8 +132,7 @@ class ProvisioningClient:
         """Negotiated ATT MTU (from bleak's max write size)."""
         assert self.client is not None
         char = self.client.services.get_characteristic(proto.BULK_UUID)
-        size = char.max_write_without_response_size if char else 20
-        return max(size, self.client.mtu_size - 3) + 3
+        return (char.max_write_without_response_size if char else 20) + 3
 
     async def close(self) -> None:
         """Disconnect (idempotent)."""
@@ -162,8 +166,8 @@ class ProvisioningClient:
         try:
             for frag in proto.fragment(message, size):
                 await self.client.write_gatt_char(proto.CHANNEL_UUIDS[ch], frag, response=True)
-        except (BleakError, OSError, asyncio.TimeoutError) as exc:
-            raise LinkLost(f"BLE link lost while writing ({exc})") from exc
+        except (BleakError, OSError, EOFError, asyncio.TimeoutError) as exc:  # EOFError: BlueZ bus closed
+            raise LinkLost(f"BLE link lost while writing ({exc!r})") from exc
         get = asyncio.ensure_future(queue.get())
         lost = asyncio.ensure_future(self._lost.wait())
         done, _ = await asyncio.wait({get, lost}, timeout=REPLY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
@@ -221,6 +225,9 @@ class ProvisioningClient:
                                    "Move closer to the board and run the step again: it resumes.") from exc
                 log.info("link lost (%s); reconnecting", exc)
                 await self.close()
+                # after a drop the OS may have forgotten the device object: look it up afresh
+                self.device = getattr(self.device, "address", self.device)
+                await asyncio.sleep(RECONNECT_DELAY)
 
     # ---- operations -------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def _provisioned(adv: AdvertisementData) -> bool | None:
 
 async def scan(timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None = None, name_prefix: str | None = "FD-",
                min_rssi: int | None = None, provisioned: bool | None = None,
-               on_found: Any = None, stop_when: Any = None) -> list[FoundDevice]:
+               on_found: Any = None, stop_when: Any = None, **scanner_kwargs: Any) -> list[FoundDevice]:
     """Scan for ``timeout`` seconds; returns matching boards, strongest first.
 
     Args:
@@ -51,6 +51,7 @@ async def scan(timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None =
         provisioned: True/False to keep only (un)provisioned boards; None = both.
         on_found: optional callback(FoundDevice) called as boards appear/update (live lists).
         stop_when: optional predicate(FoundDevice); the scan ends early once one matches.
+        **scanner_kwargs: passed to BleakScanner (e.g. ``bluez={"adapter": "hci0"}``).
     """
     found: dict[str, FoundDevice] = {}
     done = asyncio.Event()
@@ -72,7 +73,7 @@ async def scan(timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None =
             done.set()
 
     try:
-        async with BleakScanner(detected, service_uuids=[SERVICE_UUID], backend=backend):
+        async with BleakScanner(detected, service_uuids=[SERVICE_UUID], backend=backend, **scanner_kwargs):
             try:
                 await asyncio.wait_for(done.wait(), timeout)
             except asyncio.TimeoutError:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,3 +130,57 @@ def certs() -> CertSet:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return CertSet(ca.public_bytes(serialization.Encoding.PEM), leaf(-1, 365), key.private_bytes(*pem),
                    other.private_bytes(*pem), leaf(-400, -2))
+
+
+@dataclass
+class BlueZoo:
+    """A private D-Bus with BlueZoo: hci0 = the laptop (central), hci1 = the board's radio."""
+
+    address: str
+    central: str = "hci0"
+    board_adapter: str = "hci1"
+
+
+@pytest.fixture
+def bluezoo(tmp_path, monkeypatch):
+    """Fresh fake BlueZ per test (bleak's real BlueZ backend talks to it via DBUS_SYSTEM_BUS_ADDRESS)."""
+    import shutil
+    import signal
+
+    if not sys.platform.startswith("linux") or not shutil.which("dbus-daemon"):
+        pytest.skip("BlueZoo needs Linux and dbus-daemon")
+    bluezoo_bin = Path(sys.executable).with_name("bluezoo")
+    if not bluezoo_bin.exists():
+        pytest.skip("bluezoo (test-only, GPL) is not installed")
+    bus_dir = tmp_path / "dbus"
+    bus_dir.mkdir()
+    daemon = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1",
+                               f"--address=unix:tmpdir={bus_dir}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    procs = [daemon]
+    try:
+        address = daemon.stdout.readline().strip()
+        assert address.startswith("unix:"), "dbus-daemon did not start"
+        env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=address, DBUS_SYSTEM_BUS_ADDRESS=address)
+        zoo = subprocess.Popen([str(bluezoo_bin), "--bus-session", "--auto-enable", "--scan-interval", "1",
+                                "-a", "00:00:00:01:00:00", "-a", "24:0A:C4:A1:B2:C5"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=(tmp_path / "bluezoo.log").open("wb"))
+        procs.append(zoo)
+        deadline = time.monotonic() + 20
+        while True:  # wait until org.bluez is on the bus
+            out = subprocess.run(["busctl", f"--address={address}", "status", "org.bluez"], capture_output=True)
+            if out.returncode == 0:
+                break
+            assert zoo.poll() is None and time.monotonic() < deadline, "BlueZoo did not start"
+            time.sleep(0.1)
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        yield BlueZoo(address)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)

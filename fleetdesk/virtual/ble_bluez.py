@@ -1,0 +1,349 @@
+"""Put a virtual board's BLE peripheral on a BlueZ adapter (Linux, D-Bus).
+
+``BluezPeripheralRelay`` registers a standard BlueZ GATT application
+(``org.bluez.GattManager1.RegisterApplication``) and LE advertisement
+(``org.bluez.LEAdvertisingManager1``) on one adapter, mirroring the firmware's GATT table,
+and relays every ReadValue/WriteValue/StartNotify to the firmware's `bluetooth` shim
+transport (firmware/hal/bluetooth.py). Notifications come back as ``Value`` property
+changes. Centrals then reach the virtual board through BlueZ with bleak's *real* BlueZ
+backend: against BlueZoo (a fake BlueZ on a private D-Bus, in tests) or a real adapter.
+
+Uses dbus-fast (bleak's own D-Bus library); nothing here imports BlueZoo.
+"""
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fleetdesk.errors import BleError
+
+APP_PATH = "/org/fleetdesk/vble"
+ADV_PATH = "/org/fleetdesk/vble/adv0"
+_FLAGS = ((0x0002, "read"), (0x0004, "write-without-response"), (0x0008, "write"), (0x0010, "notify"))
+
+
+def _interfaces():  # dbus-fast is Linux-only: import lazily
+    from dbus_fast import DBusError, PropertyAccess, Variant
+    from dbus_fast.service import ServiceInterface, dbus_property, method
+
+    class Characteristic(ServiceInterface):
+        def __init__(self, relay: "BluezPeripheralRelay", path: str, svc_path: str, uuid: str, flags: list[str],
+                     handle: int) -> None:
+            super().__init__("org.bluez.GattCharacteristic1")
+            self.relay, self.path, self.svc_path, self.uuid, self.flags, self.handle = relay, path, svc_path, uuid, flags, handle
+            self.value = b""
+            self.notifying = False
+
+        @method()
+        async def ReadValue(self, options: "a{sv}") -> "ay":  # noqa: F821, N802
+            return await self.relay.read(self.handle)
+
+        @method()
+        async def WriteValue(self, value: "ay", options: "a{sv}"):  # noqa: F821, N802
+            kind = options.get("type").value if "type" in options else "request"
+            try:
+                await self.relay.write(self.handle, bytes(value), kind != "command")
+            except BleError as exc:
+                raise DBusError("org.bluez.Error.Failed", str(exc)) from exc
+
+        @method()
+        async def StartNotify(self):  # noqa: N802
+            self.notifying = True
+            await self.relay.ensure_link()
+
+        @method()
+        def StopNotify(self):  # noqa: N802
+            self.notifying = False
+
+        @method()
+        def Confirm(self):  # noqa: N802
+            return None
+
+        @dbus_property(access=PropertyAccess.READ)
+        def UUID(self) -> "s":  # noqa: F821, N802
+            return self.uuid
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Service(self) -> "o":  # noqa: F821, N802
+            return self.svc_path
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Flags(self) -> "as":  # noqa: F821, N802
+            return self.flags
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Value(self) -> "ay":  # noqa: F821, N802
+            return self.value
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Notifying(self) -> "b":  # noqa: F821, N802
+            return self.notifying
+
+        @dbus_property(access=PropertyAccess.READ)
+        def MTU(self) -> "q":  # noqa: F821, N802
+            return self.relay.mtu
+
+        def notify(self, data: bytes) -> None:
+            self.value = data
+            self.emit_properties_changed({"Value": data})
+
+        def props(self) -> dict[str, Any]:
+            return {"UUID": Variant("s", self.uuid), "Service": Variant("o", self.svc_path),
+                    "Flags": Variant("as", self.flags), "Value": Variant("ay", self.value),
+                    "Notifying": Variant("b", self.notifying), "MTU": Variant("q", self.relay.mtu)}
+
+    class Service(ServiceInterface):
+        def __init__(self, uuid: str) -> None:
+            super().__init__("org.bluez.GattService1")
+            self.uuid = uuid
+
+        @dbus_property(access=PropertyAccess.READ)
+        def UUID(self) -> "s":  # noqa: F821, N802
+            return self.uuid
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Primary(self) -> "b":  # noqa: F821, N802
+            return True
+
+        def props(self) -> dict[str, Any]:
+            return {"UUID": Variant("s", self.uuid), "Primary": Variant("b", True)}
+
+    class ObjectManager(ServiceInterface):
+        def __init__(self, relay: "BluezPeripheralRelay") -> None:
+            super().__init__("org.freedesktop.DBus.ObjectManager")
+            self.relay = relay
+
+        @method()
+        def GetManagedObjects(self) -> "a{oa{sa{sv}}}":  # noqa: F821, N802
+            out: dict[str, Any] = {}
+            for path, obj in self.relay.objects.items():
+                out[path] = {obj.name: obj.props()}
+            return out
+
+    class Advertisement(ServiceInterface):
+        def __init__(self, entry: dict[str, Any]) -> None:
+            super().__init__("org.bluez.LEAdvertisement1")
+            self.entry = entry
+
+        @method()
+        def Release(self):  # noqa: N802
+            return None
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Type(self) -> "s":  # noqa: F821, N802
+            return "peripheral"
+
+        @dbus_property(access=PropertyAccess.READ)
+        def ServiceUUIDs(self) -> "as":  # noqa: F821, N802
+            return list(self.entry.get("service_uuids", []))
+
+        @dbus_property(access=PropertyAccess.READ)
+        def LocalName(self) -> "s":  # noqa: F821, N802
+            return self.entry.get("name") or ""
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Discoverable(self) -> "b":  # noqa: F821, N802
+            return True
+
+        # No ManufacturerData: BlueZoo 1.x fails to export a device carrying it, so the
+        # "provisioned" state byte is not visible through BlueZoo (scan shows it as unknown).
+
+    return Characteristic, Service, ObjectManager, Advertisement
+
+
+class BluezPeripheralRelay:
+    """Mirror one virtual peripheral (a shim registry entry) onto a BlueZ adapter.
+
+    Args:
+        entry: the registry entry (fleetdesk.virtual.ble_link.advertisements()).
+        adapter: BlueZ adapter name, e.g. "hci1".
+        mtu: ATT MTU the relay offers (the central sees MTU-3 as its write size).
+    """
+
+    def __init__(self, entry: dict[str, Any], adapter: str = "hci1", mtu: int = 517) -> None:
+        self.entry = entry
+        self.adapter_path = f"/org/bluez/{adapter}"
+        self.mtu = mtu
+        self.bus: Any = None
+        self.objects: dict[str, Any] = {}
+        self.by_handle: dict[int, Any] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._rx: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._seq = 0
+        self._lock = asyncio.Lock()
+        self._dropping: "asyncio.Task[None] | None" = None
+        self._central = False
+
+    async def start(self) -> "BluezPeripheralRelay":
+        """Connect to the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured), register GATT app + advertisement."""
+        from dbus_fast import BusType, Message
+        from dbus_fast.aio import MessageBus
+
+        char_cls, svc_cls, om_cls, adv_cls = _interfaces()
+        services = await self._peek_services()
+        self.bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        self.bus.export(APP_PATH, om_cls(self))
+        for i, svc in enumerate(services):
+            spath = f"{APP_PATH}/service{i}"
+            s = svc_cls(svc["uuid"])
+            self.objects[spath] = s
+            self.bus.export(spath, s)
+            for j, ch in enumerate(svc["chars"]):
+                cpath = f"{spath}/char{j}"
+                flags = [name for bit, name in _FLAGS if ch["flags"] & bit]
+                c = char_cls(self, cpath, spath, ch["uuid"], flags, ch["handle"])
+                self.objects[cpath] = c
+                self.by_handle[ch["handle"]] = c
+                self.bus.export(cpath, c)
+        self.bus.export(ADV_PATH, adv_cls(self.entry))
+        await self._call(self.adapter_path, "org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [APP_PATH, {}])
+        await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", "oa{sv}",
+                         [ADV_PATH, {}])
+        # a central disconnecting from our adapter = the BLE link to the board drops
+        self.bus.add_message_handler(self._on_signal)
+        await self.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                    interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                                    body=[f"type='signal',interface='org.freedesktop.DBus.Properties',"
+                                          f"path_namespace='{self.adapter_path}'"]))
+        return self
+
+    async def _call(self, path: str, iface: str, member: str, sig: str, body: list[Any]) -> Any:
+        from dbus_fast import Message, MessageType
+
+        reply = await self.bus.call(Message(destination="org.bluez", path=path, interface=iface, member=member,
+                                            signature=sig, body=body))
+        if reply.message_type == MessageType.ERROR:
+            raise BleError(f"BlueZ {member} failed: {reply.error_name} {reply.body}",
+                           "Check that bluetoothd (or BlueZoo) runs and the adapter exists and is powered.")
+        return reply.body
+
+    def _on_signal(self, msg: Any) -> bool:
+        if msg.member == "PropertiesChanged" and msg.body and msg.body[0] == "org.bluez.Device1":
+            changed = msg.body[1]
+            if "Connected" in changed:
+                if changed["Connected"].value:
+                    self._central = True
+                elif self._central and self._dropping is None:  # once per connection
+                    self._central = False
+                    self._dropping = asyncio.get_running_loop().create_task(self.drop_link())
+        return False
+
+    async def _peek_services(self) -> list[dict[str, Any]]:
+        reader, writer = await asyncio.open_connection(self.entry["host"], self.entry["port"])
+        try:
+            writer.write(b'{"op":"connect","mtu":23}\n')
+            reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        finally:
+            writer.close()
+        if reply.get("op") != "connected":
+            raise BleError(f"virtual board {self.entry.get('name')} refused the relay: {reply.get('error')}")
+        # the board saw a short connection; wait until it advertises again
+        await asyncio.sleep(0.3)
+        return reply["services"]
+
+    # ---- link to the board ------------------------------------------------------------
+    async def ensure_link(self) -> None:
+        """Open the board-side connection on first use (the central is connected)."""
+        async with self._lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return
+            for _ in range(20):
+                try:
+                    self._reader, self._writer = await asyncio.open_connection(self.entry["host"], self.entry["port"])
+                    self._writer.write((json.dumps({"op": "connect", "mtu": self.mtu}) + "\n").encode())
+                    reply = json.loads(await asyncio.wait_for(self._reader.readline(), 10) or b"{}")
+                except (OSError, ValueError, asyncio.TimeoutError):
+                    reply = {}
+                if reply.get("op") == "connected":
+                    self._rx = asyncio.create_task(self._receive())
+                    return
+                await self._close()
+                await asyncio.sleep(0.1)  # the board is still processing the previous disconnect
+            raise BleError("virtual board did not accept the link")
+
+    async def _receive(self) -> None:
+        assert self._reader is not None
+        try:
+            while line := await self._reader.readline():
+                msg = json.loads(line)
+                if msg.get("op") == "notify":
+                    ch = self.by_handle.get(msg["handle"])
+                    if ch is not None:
+                        ch.notify(bytes.fromhex(msg["data"]))
+                elif (fut := self._pending.pop(msg.get("id"), None)) is not None and not fut.done():
+                    fut.set_result(msg)
+        except (OSError, ValueError):
+            pass
+        finally:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(BleError("link to the virtual board lost"))
+            self._pending.clear()
+            await self._close()
+
+    async def _close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def drop_link(self) -> None:
+        """The central went away: end the board-side connection (the board re-advertises).
+
+        The GATT application is registered again so the next connection gets fresh
+        attribute handles (BlueZoo 1.x keeps the previous connection's objects exported
+        and would refuse to export them twice).
+        """
+        try:
+            await self._close()
+            for ch in self.by_handle.values():
+                ch.notifying = False  # subscriptions end with the connection
+            if self.bus is not None:
+                with contextlib.suppress(BleError):
+                    await self._call(self.adapter_path, "org.bluez.GattManager1", "UnregisterApplication", "o",
+                                     [APP_PATH])
+                await self._call(self.adapter_path, "org.bluez.GattManager1", "RegisterApplication", "oa{sv}",
+                                 [APP_PATH, {}])
+        finally:
+            self._dropping = None
+
+    async def _request(self, req: dict[str, Any], want: bool = True) -> dict[str, Any]:
+        await self.ensure_link()
+        assert self._writer is not None
+        self._seq += 1
+        req["id"] = self._seq
+        fut = asyncio.get_running_loop().create_future() if want else None
+        if fut is not None:
+            self._pending[self._seq] = fut
+        self._writer.write((json.dumps(req) + "\n").encode())
+        await self._writer.drain()
+        if fut is None:
+            return {}
+        reply = await asyncio.wait_for(fut, 10)
+        if reply.get("op") == "error":
+            raise BleError(f"ATT error 0x{int(reply.get('att', 0x0E)):02x}: {reply.get('error')}")
+        return reply
+
+    async def read(self, handle: int) -> bytes:
+        """GATT read relayed to the board."""
+        return bytes.fromhex((await self._request({"op": "read", "handle": handle}))["data"])
+
+    async def write(self, handle: int, data: bytes, response: bool) -> None:
+        """GATT write relayed to the board."""
+        await self._request({"op": "write", "handle": handle, "data": data.hex(), "rsp": True})
+
+    async def stop(self) -> None:
+        """Unregister and disconnect (idempotent)."""
+        await self._close()
+        if self._rx is not None:
+            self._rx.cancel()
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement", "o", [ADV_PATH])
+                await self._call(self.adapter_path, "org.bluez.GattManager1", "UnregisterApplication", "o", [APP_PATH])
+            self.bus.disconnect()
+            self.bus = None
