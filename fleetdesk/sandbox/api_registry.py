@@ -50,6 +50,35 @@ async def delete_thing(ctx, request):
     return {}
 
 
+# -- thing types -----------------------------------------------------------------------
+def create_thing_type(ctx, request):
+    p = _p(request)
+    return ctx.registry.create_thing_type(p["thingTypeName"], p.get("thingTypeProperties"))
+
+
+def describe_thing_type(ctx, request):
+    return ctx.registry.describe_thing_type(_p(request)["thingTypeName"])
+
+
+def list_thing_types(ctx, request):
+    from fleetdesk.sandbox.registry import _page
+
+    p = _p(request)
+    page, nxt = _page(ctx.registry.list_thing_types(p.get("thingTypeName")), p.get("nextToken"), p.get("maxResults"), 50)
+    return {"thingTypes": page, **({"nextToken": nxt} if nxt else {})}
+
+
+def deprecate_thing_type(ctx, request):
+    p = _p(request)
+    ctx.registry.deprecate_thing_type(p["thingTypeName"], bool(p.get("undoDeprecate")))
+    return {}
+
+
+def delete_thing_type(ctx, request):
+    ctx.registry.delete_thing_type(_p(request)["thingTypeName"])
+    return {}
+
+
 # -- thing groups ----------------------------------------------------------------------
 async def create_thing_group(ctx, request):
     p = _p(request)
@@ -92,6 +121,24 @@ async def remove_thing_from_group(ctx, request):
     await ctx.changed("thing_group", "updated", p.get("thingGroupName") or p.get("thingGroupArn"),
                       thing=p.get("thingName") or p.get("thingArn"), member="removed")
     return {}
+
+
+async def update_thing_group(ctx, request):
+    p = _p(request)
+    version = ctx.registry.update_thing_group(p["thingGroupName"], p.get("thingGroupProperties"),
+                                              p.get("expectedVersion"))
+    await ctx.changed("thing_group", "updated", p["thingGroupName"], properties=True)
+    return {"version": version}
+
+
+def list_groups_for_thing(ctx, request):
+    from fleetdesk.sandbox.registry import _page
+
+    p = _p(request)
+    groups = [{"groupName": g, "groupArn": ctx.registry.arn("thinggroup", g)}
+              for g in ctx.registry.direct_groups_of_thing(p["thingName"])]
+    page, nxt = _page(groups, p.get("nextToken"), p.get("maxResults"), 25)
+    return {"thingGroups": page, **({"nextToken": nxt} if nxt else {})}
 
 
 def list_things_in_group(ctx, request):
@@ -296,7 +343,10 @@ _OPERATIONS = {
     "CreateThingGroup": create_thing_group, "DescribeThingGroup": describe_thing_group,
     "ListThingGroups": list_thing_groups, "DeleteThingGroup": delete_thing_group,
     "AddThingToThingGroup": add_thing_to_group, "RemoveThingFromThingGroup": remove_thing_from_group,
-    "ListThingsInThingGroup": list_things_in_group,
+    "ListThingsInThingGroup": list_things_in_group, "UpdateThingGroup": update_thing_group,
+    "ListThingGroupsForThing": list_groups_for_thing,
+    "CreateThingType": create_thing_type, "DescribeThingType": describe_thing_type, "ListThingTypes": list_thing_types,
+    "DeprecateThingType": deprecate_thing_type, "DeleteThingType": delete_thing_type,
     "CreateKeysAndCertificate": create_keys_and_certificate, "CreateCertificateFromCsr": create_certificate_from_csr,
     "DescribeCertificate": describe_certificate, "ListCertificates": list_certificates,
     "UpdateCertificate": update_certificate, "DeleteCertificate": delete_certificate,

@@ -131,7 +131,7 @@ class Authorizer:
                 if target.startswith(prefix):
                     return reg.certificates_of_things(reg.things_in_group(target[len(prefix):], recursive=True))
                 return None
-            if kind == "thing_group" and action == "created":
+            if kind == "thing_group" and (action == "created" or details.get("properties")):
                 return []
             if kind == "thing_group" and action == "updated" and details.get("thing"):
                 thing = details["thing"]

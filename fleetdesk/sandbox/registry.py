@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, invalid, not_found
 from fleetdesk.sandbox.registry_policies import PolicyStore
+from fleetdesk.sandbox.registry_types import TYPES_SCHEMA, ThingTypeStore
 
 SCHEMA_VERSION = 1
 
@@ -74,7 +75,7 @@ def _page(rows: list, token: str | None, size: int | None, default: int = 100) -
     return chunk, nxt
 
 
-class Registry(PolicyStore):
+class Registry(PolicyStore, ThingTypeStore):
     """The registry database.
 
     Args:
@@ -91,7 +92,7 @@ class Registry(PolicyStore):
             self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA + TYPES_SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             from fleetdesk.errors import SandboxError
@@ -142,6 +143,8 @@ class Registry(PolicyStore):
 
     def create_thing(self, name: str, thing_type: str | None = None, attributes: dict | None = None) -> dict:
         attributes = {str(k): str(v) for k, v in (attributes or {}).items()}
+        if thing_type:
+            self.check_thing_type(thing_type)
         row = self._one("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?", name)
         if row is not None:
             if row[2] == thing_type and json.loads(row[3]) == attributes:
@@ -192,6 +195,7 @@ class Registry(PolicyStore):
         if remove_thing_type:
             ttype = None
         elif thing_type:
+            self.check_thing_type(thing_type)
             ttype = thing_type
         self.db.execute("UPDATE things SET type=?, attributes=?, version=? WHERE name=?",
                         (ttype, json.dumps(attrs), version + 1, name))
@@ -316,6 +320,29 @@ class Registry(PolicyStore):
         marks = ",".join("?" * len(groups))
         return [r[0] for r in self.db.execute(
             f"SELECT DISTINCT thing FROM group_members WHERE grp IN ({marks}) ORDER BY thing", groups)]
+
+    def direct_groups_of_thing(self, thing: str) -> list[str]:
+        """Groups ``thing`` was added to (not their ancestors)."""
+        self._thing_row(thing)
+        return [r[0] for r in self.db.execute("SELECT grp FROM group_members WHERE thing=? ORDER BY grp", (thing,))]
+
+    def update_thing_group(self, name: str, properties: dict | None, expected_version=None) -> int:
+        _, _, _, desc, attrs, version, _ = self._group_row(name)
+        if expected_version is not None and int(expected_version) != version:
+            raise AwsError("VersionConflictException",
+                           f"The version for thing group {name} does not match the expected version.", 409)
+        properties = properties or {}
+        if "thingGroupDescription" in properties:
+            desc = properties["thingGroupDescription"]
+        payload = properties.get("attributePayload")
+        if payload is not None:
+            new = {str(k): str(v) for k, v in (payload.get("attributes") or {}).items()}
+            old = json.loads(attrs)
+            merged = {**old, **new} if payload.get("merge") else new
+            attrs = json.dumps({k: v for k, v in merged.items() if v != ""})
+        self.db.execute("UPDATE thing_groups SET description=?, attributes=?, version=? WHERE name=?",
+                        (desc, attrs, version + 1, name))
+        return version + 1
 
     def groups_of_thing(self, thing: str) -> list[str]:
         """Direct groups of ``thing`` plus all their ancestors."""

@@ -164,3 +164,33 @@ def test_malformed_requests_get_aws_shaped_400s(sandbox):
     assert status == 400 and headers["x-amzn-ErrorType"] == "InvalidRequestException"
     status, headers, _ = _raw(sandbox, "GET", "/no/such/api")
     assert status == 404 and headers["x-amzn-ErrorType"]
+
+
+def test_thing_types_and_group_listing(iot, thing_name):
+    ttype = f"{thing_name}-type"
+    with pytest.raises(ClientError) as ei:
+        iot.create_thing(thingName=thing_name, thingTypeName=ttype)
+    assert _code(ei) == "ResourceNotFoundException"
+    iot.create_thing_type(thingTypeName=ttype, thingTypeProperties={"thingTypeDescription": "DHT11 node"})
+    iot.create_thing(thingName=thing_name, thingTypeName=ttype)
+    assert iot.describe_thing(thingName=thing_name)["thingTypeName"] == ttype
+    assert [t["thingTypeName"] for t in iot.list_thing_types(thingTypeName=ttype)["thingTypes"]] == [ttype]
+    assert [t["thingName"] for t in iot.list_things(thingTypeName=ttype)["things"]] == [thing_name]
+    iot.deprecate_thing_type(thingTypeName=ttype)
+    assert iot.describe_thing_type(thingTypeName=ttype)["thingTypeMetadata"]["deprecated"] is True
+    with pytest.raises(ClientError) as ei:
+        iot.create_thing(thingName=thing_name + "-2", thingTypeName=ttype)
+    assert _code(ei) == "InvalidRequestException"
+    with pytest.raises(ClientError) as ei:  # still used by a thing
+        iot.delete_thing_type(thingTypeName=ttype)
+    assert _code(ei) == "InvalidRequestException"
+
+    group = f"{thing_name}-grp"
+    iot.create_thing_group(thingGroupName=group)
+    iot.add_thing_to_thing_group(thingGroupName=group, thingName=thing_name)
+    assert [g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=thing_name)["thingGroups"]] == [group]
+    version = iot.update_thing_group(thingGroupName=group, thingGroupProperties={
+        "thingGroupDescription": "line 2", "attributePayload": {"attributes": {"floor": "1"}}})["version"]
+    d = iot.describe_thing_group(thingGroupName=group)
+    assert version == d["version"] == 2 and d["thingGroupProperties"]["thingGroupDescription"] == "line 2"
+    assert d["thingGroupProperties"]["attributePayload"]["attributes"] == {"floor": "1"}
