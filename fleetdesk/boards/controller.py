@@ -90,6 +90,9 @@ class StationController:
             t.join(timeout=30)
         if self._station is not None:
             self._station.close()
+        from fleetdesk.boards.flasher import POOL
+
+        POOL.close()
 
     # --- settings --------------------------------------------------------------------
     @property
@@ -114,6 +117,9 @@ class StationController:
                     raise BoardError("no firmware bundle chosen", "pick a bundle in the station settings")
                 self._station = Station(self.settings, cloud=self._cloud, db=self._db)
                 self._station.recover()
+                from fleetdesk.boards.flasher import POOL
+
+                POOL.prewarm(min(16, max(1, len(self.tiles))))  # a warm esptool worker per slot
             return self._station
 
     # --- slots ------------------------------------------------------------------------

@@ -283,7 +283,11 @@ def main() -> int:
 
     events = _Events(os.fdopen(os.dup(1), "w", buffering=1))
     sys.stdout = sys.stderr  # stray prints must not corrupt the event stream
+    from esptool import cmds  # noqa: F401 - import before the job arrives (warm spare workers)
+
     line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # a spare worker the host never used
     try:
         job = json.loads(line)
     except ValueError:
