@@ -150,9 +150,21 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
     values["AWS::IoT::Certificate::CommonName"] = getattr(view, "common_name", "")
     thing_name = None
     cert_arn = reg.arn("cert", cert_id)
+    # resolve everything first, so a bad parameter or a missing policy changes nothing
+    resolved = [(res, res.get("Type"), _evaluate(res.get("Properties") or {}, values))
+                for res in doc["Resources"].values()]
+    for _, kind, props in resolved:
+        if kind == "AWS::IoT::Thing" and not props.get("ThingName"):
+            raise ProvisioningError(400, "InvalidParameters", "the template gives no ThingName")
+        if kind == "AWS::IoT::Policy" and not props.get("PolicyDocument"):
+            if not props.get("PolicyName"):
+                raise ProvisioningError(400, "InvalidParameters", "a Policy resource needs PolicyName or PolicyDocument")
+            try:
+                reg.get_policy(props["PolicyName"])
+            except Exception as exc:  # noqa: BLE001 - AwsError not found
+                raise ProvisioningError(400, "InvalidParameters", f"policy {props['PolicyName']} does not exist") from exc
     try:
-        for res in doc["Resources"].values():
-            kind, props = res.get("Type"), _evaluate(res.get("Properties") or {}, values)
+        for res, kind, props in resolved:
             if kind == "AWS::IoT::Thing":
                 thing_name = props.get("ThingName")
                 if not thing_name:
@@ -172,10 +184,9 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
                 status = props.get("Status", "ACTIVE")
                 reg.update_certificate(cert_id, status)
                 await ctx.changed("certificate", "updated", cert_id, status=status)
-        for res in doc["Resources"].values():
-            if res.get("Type") != "AWS::IoT::Policy":
+        for res, kind, props in resolved:
+            if kind != "AWS::IoT::Policy":
                 continue
-            props = _evaluate(res.get("Properties") or {}, values)
             name = props.get("PolicyName")
             if props.get("PolicyDocument"):
                 name = name or f"{template['templateName']}-{thing_name or cert_id[:12]}"

@@ -51,6 +51,12 @@ def test_claim_provisions_a_thing_whose_cert_then_connects(sandbox, iot, claim, 
             template_name=claim["templateName"], certificate_ownership_token="forged",
             parameters={"SerialNumber": serial})))
 
+    with pytest.raises(V2ServiceException) as e:  # SerialNumber has no default
+        result(ident.register_thing(iotidentity.RegisterThingRequest(
+            template_name=claim["templateName"], certificate_ownership_token=created.certificate_ownership_token,
+            parameters={"MacAddress": "AA:BB"})))
+    assert e.value.modeled_error.error_code == "InvalidParameters"
+
     reg = result(ident.register_thing(iotidentity.RegisterThingRequest(
         template_name=claim["templateName"], certificate_ownership_token=created.certificate_ownership_token,
         parameters={"SerialNumber": serial, "MacAddress": "AA:BB"})))
