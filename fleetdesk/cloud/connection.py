@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable
 
 from fleetdesk.cloud.errors import ConnectFailed
 from fleetdesk.cloud.settings import ConnectionSettings
-from fleetdesk.cloud.topics import matches
+from fleetdesk.cloud.topics import covers, matches
 from fleetdesk.errors import CloudError
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class _Sub:
     qos: int
     manual_ack: bool
     handlers: list[Handler] = field(default_factory=list)
+    sent: bool = True  # False: covered by a broader subscription (no duplicate deliveries)
 
 
 def _payload_bytes(payload: bytes | str | dict | list | None) -> bytes:
@@ -476,20 +477,42 @@ class Connection:
         new = sub is None
         if new:
             sub = _Sub(topic_filter, qos, manual_ack)
+            # A filter inside an existing one is served by it: the broker would otherwise send
+            # every matching message once per overlapping subscription.
+            sub.sent = not any(o.sent and o.qos >= qos and covers(o.topic_filter, topic_filter)
+                               for o in self._subs.values())
             self._subs[topic_filter] = sub
         sub.handlers.append(handler)
-        if new and self._client is not None:
-            try:
-                await self._send_subscribe([sub])
-            except Exception:
-                self._subs.pop(topic_filter, None)
-                raise
+        if new and sub.sent:
+            narrower = [o for o in self._subs.values()
+                        if o is not sub and o.sent and qos >= o.qos and covers(topic_filter, o.topic_filter)]
+            if self._client is not None:
+                try:
+                    await self._send_subscribe([sub])
+                except Exception:
+                    self._subs.pop(topic_filter, None)
+                    raise
+            for o in narrower:
+                o.sent = False
+                await self._unsubscribe(o.topic_filter)
 
         async def remove() -> None:
             if handler in sub.handlers:
                 sub.handlers.remove(handler)
             if not sub.handlers and self._subs.get(topic_filter) is sub:
                 del self._subs[topic_filter]
+                if not sub.sent:
+                    return
+                orphans = [o for o in self._subs.values() if not o.sent and not any(
+                    p.sent and p.qos >= o.qos and covers(p.topic_filter, o.topic_filter)
+                    for p in self._subs.values())]
+                for o in orphans:
+                    o.sent = True
+                if orphans:
+                    try:
+                        await self._send_subscribe(orphans)
+                    except Exception as exc:
+                        log.warning("re-subscribing %s failed: %s", [o.topic_filter for o in orphans], exc)
                 await self._unsubscribe(topic_filter)
 
         return remove
@@ -516,8 +539,9 @@ class Connection:
 
     async def _resubscribe(self) -> None:
         try:
-            if self._subs:
-                await self._send_subscribe(list(self._subs.values()))
+            subs = [s for s in self._subs.values() if s.sent]
+            if subs:
+                await self._send_subscribe(subs)
         except Exception as exc:
             log.warning("resubscribe failed: %s", exc)
 

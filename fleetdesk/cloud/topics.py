@@ -96,3 +96,21 @@ def matches(topic_filter: str, topic: str) -> bool:
         if f != "+" and f != tparts[i]:
             return False
     return len(fparts) == len(tparts)
+
+
+def covers(broad: str, narrow: str) -> bool:
+    """True if every topic matching filter ``narrow`` also matches filter ``broad``."""
+    if narrow.startswith("$") and broad[:1] in ("+", "#"):
+        return False
+    bparts, nparts = broad.split("/"), narrow.split("/")
+    for i, b in enumerate(bparts):
+        if b == "#":
+            return True
+        if i >= len(nparts):
+            return False
+        n = nparts[i]
+        if n == "#":
+            return False
+        if b != "+" and (n == "+" or b != n):
+            return False
+    return len(bparts) == len(nparts)

@@ -100,3 +100,37 @@ async def test_unacked_messages_are_redelivered_after_broker_restart(broker):
     finally:
         await app.stop()
         await pub.stop()
+
+
+def test_filter_cover_rules():
+    from fleetdesk.cloud.topics import covers
+
+    assert covers("+/logs", "t1/logs") and covers("#", "a/b") and covers("dt/#", "dt/+/env")
+    assert not covers("t1/logs", "+/logs") and not covers("+/logs", "a/b/logs") and not covers("#", "$aws/x")
+    assert covers("$aws/things/+/shadow/update/+", "$aws/things/t1/shadow/update/delta")
+    assert not covers("dt/+/env", "dt/#")
+
+
+async def test_overlapping_subscriptions_deliver_once(broker):
+    app = Connection(app_settings(broker, client_id="app-overlap", clean_start=True))
+    pub = Connection(app_settings(broker, client_id="pub-overlap", clean_start=True))
+    narrow, broad = [], []
+    try:
+        for c in (app, pub):
+            await c.start()
+            await c.wait_connected(10)
+        rm_narrow = await app.subscribe("t1/logs", lambda m: narrow.append(m.payload))
+        rm_broad = await app.subscribe("+/logs", lambda m: broad.append(m.payload))
+        await pub.publish("t1/logs", b"1")
+        await pub.publish("t2/logs", b"2")
+        await wait_for(lambda: len(broad) == 2)
+        await asyncio.sleep(0.3)
+        assert narrow == [b"1"] and sorted(broad) == [b"1", b"2"]
+        await rm_broad()  # the narrow filter must be re-subscribed at the broker
+        await pub.publish("t1/logs", b"3")
+        await wait_for(lambda: len(narrow) == 2)
+        assert narrow == [b"1", b"3"] and len(broad) == 2
+        await rm_narrow()
+    finally:
+        await app.stop()
+        await pub.stop()
