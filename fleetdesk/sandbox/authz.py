@@ -218,10 +218,25 @@ class Authorizer:
             self._client_cm = self._client = None
 
     async def _commands(self, commands: list[dict]) -> None:
+        """Send dynamic-security commands; retry once on a fresh link, else restart the broker
+        (which rebuilds its whole dynamic-security state from the registry)."""
         if not commands:
             return
-        if self._client is None:
-            await self.connect()
+        for attempt in (1, 2):
+            try:
+                if self._client is None or attempt == 2:
+                    await self.connect()
+                await self._send(commands)
+                return
+            except Exception as exc:  # noqa: BLE001 - MqttError, timeout, broker restarting
+                log.warning("dynamic-security update failed (attempt %d): %r", attempt, exc)
+        print("sandbox: could not update the broker's authorization; restarting mosquitto to rebuild it",
+              file=sys.stderr, flush=True)
+        broker = self.ctx.broker
+        if broker is not None and broker.proc is not None and broker.proc.returncode is None:
+            broker.proc.terminate()  # the watchdog restarts it with a fresh dynamic-security file
+
+    async def _send(self, commands: list[dict]) -> None:
         assert self._responses is not None
         while not self._responses.empty():
             self._responses.get_nowait()
