@@ -72,6 +72,12 @@ class _Protocol(asyncio.Protocol):
                 fut.set_exception(ConnectionError("connection closed"))
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._parse(data)
+        finally:
+            self.link._read_done()
+
+    def _parse(self, data: bytes) -> None:
         self.buf += data
         buf = self.buf
         while len(buf) >= 2:
@@ -127,13 +133,17 @@ class MqttLink:
         filters: topic filters to subscribe to (QoS 1).
         handler: ``handler(topic, payload)``; sync handlers run inline, in arrival order;
             async ones are started as tasks in arrival order. Exceptions are logged.
+        on_read_done: called after the messages of one socket read were handed over (a
+            service that queues them can process the batch at once, no extra loop turn).
     """
 
-    def __init__(self, internal: Any, name: str, filters: list[str], handler: Handler) -> None:
+    def __init__(self, internal: Any, name: str, filters: list[str], handler: Handler,
+                 on_read_done: Callable[[], None] | None = None) -> None:
         self.internal = internal
         self.name = name
         self.filters = filters
         self.handler = handler
+        self.on_read_done = on_read_done
         self._proto: _Protocol | None = None
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
@@ -214,6 +224,13 @@ class MqttLink:
                 task.add_done_callback(self._task_done)
         except Exception:  # noqa: BLE001 - a bad message must never stop the service
             log.exception("%s: handler failed on %s", self.name, topic)
+
+    def _read_done(self) -> None:
+        if self.on_read_done is not None:
+            try:
+                self.on_read_done()
+            except Exception:  # noqa: BLE001
+                log.exception("%s: read-done hook failed", self.name)
 
     def _task_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:

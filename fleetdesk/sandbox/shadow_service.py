@@ -120,6 +120,11 @@ class ShadowService:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
 
+    def flush(self) -> None:
+        """Process what the last socket read queued, now (the link calls this after each read)."""
+        if self._queue:
+            self._drain()
+
     def _drain(self, batch: int = 256) -> None:
         cork = getattr(self.link, "cork", None)
         with cork() if cork else contextlib.nullcontext():  # one write for all the replies
@@ -213,7 +218,7 @@ async def start(ctx: Any) -> _Running:
     store = ShadowStore(ctx.state_dir / "shadows.db")
     link_box: dict[str, MqttLink] = {}
     service = ShadowService(store, lambda t, p: link_box["link"].publish(t, p), asyncio.get_running_loop())
-    link = MqttLink(ctx.internal_mqtt, "shadow", FILTERS, service.on_message)
+    link = MqttLink(ctx.internal_mqtt, "shadow", FILTERS, service.on_message, on_read_done=service.flush)
     link_box["link"] = link
     service.link = link
     await link.start()
