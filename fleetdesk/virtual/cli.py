@@ -36,6 +36,8 @@ def add_virtual_command(boards_sub) -> None:
     p.add_argument("--flash-encryption", action="store_true", help="eFuses report flash encryption enabled")
     p.add_argument("--interpreter", default="micropython", choices=["micropython", "cpython"],
                    help="how booted firmware runs")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the booted firmware (repeatable)")
     p.add_argument("--no-register", action="store_true", help="do not list the ports for discovery")
     p.add_argument("--json", action="store_true", help="print one JSON line: [{port, chip, mac}, ...]")
     p.set_defaults(func=_run)
@@ -77,6 +79,14 @@ async def _serve(args) -> int:
     from fleetdesk.virtual.board import VirtualBoard, default_state_dir
     from fleetdesk.virtual.spec import BoardSpec
 
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            from fleetdesk.errors import BoardError
+
+            raise BoardError(f"Bad --env {item!r}", "write it as KEY=VALUE")
+        env[key] = value
     state_dir = args.state_dir or default_state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     revision = parse_revision(args.revision)
@@ -94,7 +104,7 @@ async def _serve(args) -> int:
                              flash_encryption=args.flash_encryption, throttle=not args.no_throttle,
                              interpreter=args.interpreter)
             board = VirtualBoard(spec, state_dir, args.base_port + i if args.base_port else 0,
-                                 register=not args.no_register)
+                                 register=not args.no_register, env=env or None)
             board.control = control_url
             await board.start()
             boards.append(board)
