@@ -473,7 +473,8 @@ class JobsEngine:
               "lastUpdatedAt": now, "versionNumber": 1, "executionNumber": 1, "statusDetails": {},
               "forceCanceled": False}
         self._index(ex)
-        job["releases"].append(now)
+        if job.get("rate"):  # only rate-limited rollouts need the release times
+            job["releases"].append(now)
         self._put_exec(ex)
 
     def _release(self, job: dict) -> None:
