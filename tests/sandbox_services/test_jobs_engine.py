@@ -175,3 +175,17 @@ def test_delete_job_in_progress_needs_force(eng):
         eng.delete_job("j1")
     eng.delete_job("j1", force=True)
     assert eng.list_jobs() == [] and eng.next_execution("a") is None
+
+
+def test_exponential_rollout_speeds_up_after_successes(eng):
+    GROUPS["g1"] = [f"t{i}" for i in range(12)]
+    rollout = {"exponentialRate": {"baseRatePerMinute": 2, "incrementFactor": 2.0,
+                                   "rateIncreaseCriteria": {"numberOfSucceededThings": 2}}}
+    eng.create_job("x", {"targets": [G("g1")], "jobExecutionsRolloutConfig": rollout}, DOC)
+    first = [e["thingArn"].rsplit("/", 1)[1] for e in eng.list_executions_for_job("x")]
+    assert len(first) == 2
+    for t in first:
+        eng.device_update(t, "x", {"status": "SUCCEEDED"})
+    eng.clock.t += 61
+    eng.tick()
+    assert len(eng.list_executions_for_job("x")) == 2 + 4
