@@ -102,7 +102,7 @@ class Device:
 
     def refresh_changed(self):
         if self.telemetry is not None:
-            self.telemetry.wake.set()
+            self.telemetry.woken = True
 
     # ------------------------------------------------------------ modes
     async def run(self):

@@ -27,7 +27,8 @@ def _detect_chip():
 
 class Board:
     """Hardware facade. `overrides` (off-board only) gives one simulated board its own
-    identity when many run in one process: mac (bytes), chip, dht_seed, led_pin, dht_pin."""
+    identity when many run in one process: mac (bytes), chip, dht_seed,
+    dht_error_rate, led_pin, dht_pin."""
 
     def __init__(self, overrides=None):
         ov = overrides or {}
@@ -51,6 +52,8 @@ class Board:
             self.dht = dht.DHT11(machine.Pin(ov.get("dht_pin", DHT_PIN)))
             if ov.get("dht_seed") is not None and hasattr(self.dht, "reseed"):
                 self.dht.reseed(ov["dht_seed"])
+            if ov.get("dht_error_rate") is not None and hasattr(self.dht, "ERROR_RATE"):
+                self.dht.ERROR_RATE = ov["dht_error_rate"]
         except Exception as exc:
             self.dht_problem = "DHT11 unavailable: %r" % (exc,)
 

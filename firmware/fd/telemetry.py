@@ -3,7 +3,6 @@
 import json
 
 from fd import compat
-from fd.compat import asyncio
 
 RING = 64
 
@@ -19,7 +18,7 @@ class Telemetry:
         self.sent = 0
         self.dropped = 0
         self.read_errors = 0
-        self.wake = asyncio.Event()
+        self.woken = False
 
     def period(self):
         return self.period_ms or self.dev.settings["refresh"]
@@ -51,12 +50,15 @@ class Telemetry:
             if wait < 0:  # fell behind (e.g. offline stalls): do not burst to catch up
                 t_next = compat.ticks_ms()
                 wait = 0
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), wait / 1000)
+            # sleep in slices so a new refresh period takes effect within a second, without
+            # a wait_for() (a task + timer) per reading: cheap enough for 1000s of devices
+            self.woken = False
+            while wait > 0 and not self.woken:
+                step = wait if wait < 1000 else 1000
+                await compat.sleep_ms(step)
+                wait -= step
+            if self.woken:
                 t_next = compat.ticks_ms()
-            except asyncio.TimeoutError:
-                pass
 
     async def flush(self):
         dev = self.dev

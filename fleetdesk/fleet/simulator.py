@@ -204,10 +204,12 @@ class FleetRunner:
         processes: worker processes (default: CPU count, at most 8, at most one per 10 devices).
         ramp: seconds over which devices connect (spreads TLS handshakes).
         log_dir: where worker stderr logs go.
+        sensor_errors: probability of a failed DHT11 read (None = the hal default, 2%).
     """
 
     def __init__(self, specs: list[DeviceSpec], *, rate: float | None = None, processes: int | None = None,
-                 ramp: float | None = None, log_dir: Path | None = None) -> None:
+                 ramp: float | None = None, log_dir: Path | None = None,
+                 sensor_errors: float | None = None) -> None:
         if rate is not None and not 0 < rate <= 100:
             raise FleetdeskError(f"--rate {rate} is out of range", "use 0 < rate <= 100 messages/s per device")
         self.specs = specs
@@ -216,6 +218,7 @@ class FleetRunner:
         self.processes = processes or max(1, min(os.cpu_count() or 1, 8, math.ceil(n / 10)))
         self.ramp = ramp if ramp is not None else min(10.0, n / 100)
         self.log_dir = log_dir
+        self.sensor_errors = sensor_errors
         self.stats = FleetStats()
         self._procs: list[subprocess.Popen] = []
         self._threads: list[threading.Thread] = []
@@ -225,7 +228,8 @@ class FleetRunner:
         for wi, chunk in enumerate(chunks):
             if not chunk:
                 continue
-            job = {"worker": wi, "rate": self.rate, "ramp": self.ramp, "devices": [asdict(s) for s in chunk]}
+            job = {"worker": wi, "rate": self.rate, "ramp": self.ramp, "sensor_errors": self.sensor_errors,
+                   "devices": [asdict(s) for s in chunk]}
             err = subprocess.DEVNULL
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """A fleet worker process: many firmware instances on one asyncio loop (CPython).
 
 Run as ``python -m fleetdesk.fleet.worker`` with a JSON job on stdin:
-``{"worker": i, "rate": HZ|null, "ramp": s, "devices": [DeviceSpec...]}``. Prints one JSON
+``{"worker": i, "rate": HZ|null, "ramp": s, "sensor_errors": p|null, "devices": [DeviceSpec...]}``. Prints one JSON
 stats line per second on stdout; firmware console lines go to stderr. SIGTERM stops it.
 A device whose firmware asks for a reset is started again (a reboot), like a real board.
 """
@@ -60,6 +60,8 @@ class Sim:
               "dht_seed": spec["dht_seed"], "quiet": True, "backoff_max_ms": 10000}
         if self.period_ms:
             ov["telemetry_ms"] = self.period_ms
+        if self.job.get("sensor_errors") is not None:
+            ov["dht_error_rate"] = float(self.job["sensor_errors"])
         while True:
             dev = app.Device(spec["root"], ov)
             self.devices[spec["thing"]] = dev
@@ -114,15 +116,16 @@ class Sim:
         finally:
             for t in tasks:
                 t.cancel()
-            for dev in list(self.devices.values()):
-                c = dev.client
-                if c is not None and c.connected:
-                    try:
-                        await asyncio.wait_for(c.disconnect(), 1)
-                    except Exception:  # noqa: BLE001
-                        pass
+            # counters are final once the devices stop: report before the (slower) disconnects
             out.write(json.dumps(self.stats()) + "\n")
             out.flush()
+            clients = [d.client for d in self.devices.values() if d.client is not None and d.client.connected]
+            if clients:
+                try:
+                    await asyncio.wait_for(asyncio.gather(*(c.disconnect() for c in clients),
+                                                          return_exceptions=True), 5)
+                except asyncio.TimeoutError:
+                    pass
 
 
 def main() -> int:
