@@ -207,7 +207,7 @@ class Device:
         from fd import mqtt, wifi
 
         backoff = BACKOFF_MIN_MS
-        bmax = self.ov.get("backoff_max_ms", BACKOFF_MAX_MS)
+        bmax = self.ov.get("backoff_max_ms") or self.settings.get("backoff_max_ms") or BACKOFF_MAX_MS
         wcfg = self.config.get("wifi")
         while True:
             problem = None

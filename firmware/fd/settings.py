@@ -10,7 +10,8 @@
 # Cert/key files are DER (PEM is accepted too and converted at runtime).
 #
 # /settings.json (runtime): {"refresh": ms, "reboot": counter, "firmware_version": "x.y.z",
-#   "on": bool, "boots": n, "pending_job": {...} | null, "ota_failed": [...]}
+#   "on": bool, "boots": n, "pending_job": {...} | null, "ota_failed": [...],
+#   "backoff_max_ms": cap of the reconnect backoff (optional, default 60000)}
 from fd import compat
 from fd.version import VERSION
 

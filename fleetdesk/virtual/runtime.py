@@ -80,6 +80,7 @@ class FirmwareHandle:
         mac_hex = mac.hex() if isinstance(mac, (bytes, bytearray)) else mac.replace(":", "").lower()
         self._env = dict(os.environ)
         self._env.update(extra)
+        chip = chip.lower().replace("-", "").replace("_", "")
         self._env.update({"FD_MAC": mac_hex, "FD_CHIP": chip})
         if env:
             self._env.update(env)

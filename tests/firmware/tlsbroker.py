@@ -119,7 +119,7 @@ class Broker:
                 self.proc.wait(5)
 
 
-def start_broker(tmp: Path, ca: TestCA | None = None) -> Broker:
+def start_broker(tmp: Path, ca: TestCA | None = None, port: int | None = None) -> Broker:
     """Start mosquitto with an mTLS listener on a free port; returns when it accepts TCP."""
     ca = ca or TestCA()
     tmp.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def start_broker(tmp: Path, ca: TestCA | None = None) -> Broker:
     (tmp / "ca.pem").write_bytes(ca.pem)
     (tmp / "server.pem").write_bytes(srv.cert_pem)
     (tmp / "server.key").write_bytes(srv.key_pem)
-    port = free_port()
+    port = port or free_port()
     user = os.environ.get("USER") or "root"
     conf = tmp / "mosquitto.conf"
     conf.write_text(
