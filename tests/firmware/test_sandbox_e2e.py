@@ -131,3 +131,36 @@ def test_ota_job_via_sandbox_file_store(sandbox, board):
     assert ex["status"] == "SUCCEEDED", ex
     poll(lambda: reported(b).get("firmware_version") == "1.2.0")
     assert b"fleetdesk-fw 1.2.0 on esp32" in bytes(b["out"])
+
+
+def test_provisioning_by_claim_then_connects_as_the_thing(sandbox, tmp_path):
+    import boto3
+
+    from devfs import make_device_fs
+
+    from fleetdesk.sandbox.provisioning import setup_claim
+    from fleetdesk.virtual.runtime import launch_firmware
+
+    kw = sandbox.boto3_kwargs()
+    claim = setup_claim(boto3.client("iot", **kw))
+    with open(sandbox.ca_file) as f:
+        ca = der(f.read())
+    fs = make_device_fs(tmp_path / "fs", thing=None, endpoint=sandbox.mqtt_host, port=sandbox.mqtt_port,
+                        ca_der=ca, settings={"refresh": 1000},
+                        extra={"claim": {"cert": "/certs/claim-cert.der", "key": "/certs/claim-key.der",
+                                         "template": claim["templateName"]}})
+    (fs / "certs" / "claim-cert.der").write_bytes(der(claim["certificatePem"]))
+    (fs / "certs" / "claim-key.der").write_bytes(der(claim["privateKey"], key=True))
+    out = bytearray()
+    mac = "24:0a:c4:c1:a1:77"
+    h = launch_firmware(fs, mac=mac, chip="esp32s3", console=out.extend)
+    try:
+        thing = "esp-240ac4c1a177"
+        poll(lambda: f"provisioned by claim as {thing}".encode() in out, timeout=40)
+        b = {"thing": thing, "data": boto3.client("iot-data", **kw)}
+        r = poll(lambda: (lambda r: r if "temperature" in r else None)(reported(b)))
+        assert r["chip"] == "esp32s3" and r["firmware_version"] == "1.0.0"
+        cfg = json.loads((fs / "config.json").read_text())
+        assert cfg["thing_name"] == thing and (fs / "certs" / "cert.der").stat().st_size > 100
+    finally:
+        h.stop()
