@@ -10,6 +10,7 @@ clientInitiatedDisconnect), and keeps the latest state per client for
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+SAVE_DELAY_S = 1.0
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Presence:
         self._publish = publish
         self.path = path
         self.table: dict[str, Connectivity] = {}
+        self._save_pending = False
         if path and path.exists():
             try:
                 for d in json.loads(path.read_text()):
@@ -57,11 +61,23 @@ class Presence:
             except (ValueError, TypeError):
                 log.warning("presence: ignoring unreadable %s", path)
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Write the table now."""
+        self._save_pending = False
         if self.path:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps([asdict(c) for c in self.table.values()]))
             tmp.replace(self.path)
+
+    def _save(self) -> None:
+        """Write the table soon: at most once a second (a fleet connecting at once is one write)."""
+        if self._save_pending:
+            return
+        self._save_pending = True
+        try:
+            asyncio.get_running_loop().call_later(SAVE_DELAY_S, self.save)
+        except RuntimeError:  # no loop (tests calling directly): write now
+            self.save()
 
     def on_event(self, event: Any) -> None:
         """Handle a core ``ClientEvent`` (kind connected|disconnected)."""
@@ -115,11 +131,12 @@ class Presence:
 
 
 class _Running:
-    def __init__(self, link, unlisten) -> None:
-        self.link, self.unlisten = link, unlisten
+    def __init__(self, link, unlisten, presence: Presence) -> None:
+        self.link, self.unlisten, self.presence = link, unlisten, presence
 
     async def stop(self) -> None:
         self.unlisten()
+        self.presence.save()
         await self.link.stop()
 
 
@@ -132,4 +149,4 @@ async def start(ctx: Any) -> _Running:
     presence = Presence(lambda t, p: link.publish(t, p), Path(ctx.state_dir) / "presence.json")
     ctx.extras["presence"] = presence
     unlisten = ctx.events.listen(presence.on_event)
-    return _Running(link, unlisten)
+    return _Running(link, unlisten, presence)
