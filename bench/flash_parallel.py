@@ -1,0 +1,82 @@
+"""Parallel flashing: 16 throttled virtual boards at once vs 1 board, wall time, same bundle.
+
+The station flashes each board in its own esptool worker process (warm spare per slot, as
+the Stations page keeps them). One `fleetdesk boards virtual --count 16` process serves the
+boards at the real line rate (460800 baud). Measured side by side in one run: first one
+board alone, then all 16 together (START ALL).
+
+Goal: wall(16) / wall(1) <= 1.3.
+
+Usage: .venv/bin/python bench/flash_parallel.py [--boards 16] [--bundle default|large-app]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flash_speed import build_bundles, virtual_boards  # noqa: E402
+
+GOAL = 1.3
+
+
+def flash_all(ports, plan, baud: int) -> tuple[float, list]:
+    from fleetdesk.boards.flasher import FlashJob
+
+    results = [None] * len(ports)
+
+    def one(i, port):
+        results[i] = FlashJob(port, plan, baud=baud, prepare=lambda info: plan).run()
+
+    threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(ports)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        raise SystemExit(f"{len(failed)} boards failed: {failed[:3]}")
+    return wall, results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--boards", type=int, default=16)
+    ap.add_argument("--baud", type=int, default=460800)
+    ap.add_argument("--bundle", choices=("default", "large-app"), default="large-app")
+    args = ap.parse_args()
+    from fleetdesk.boards.flasher import POOL
+    from fleetdesk.boards.images import load_plan
+
+    with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
+        os.environ.update(env)
+        plan = load_plan(build_bundles(work, env)[args.bundle])
+        print(f"goal: wall time of {args.boards} boards at once / 1 board <= {GOAL} "
+              f"({args.bundle} bundle {plan.total_bytes / 1e6:.2f} MB, throttled virtual boards, {args.baud} baud)")
+        with virtual_boards(args.boards, work, env=env) as ports:
+            POOL.prewarm(args.boards)
+            time.sleep(max(3.0, args.boards * 0.8))  # spares import esptool (the station does this at lock time)
+            one, _ = flash_all(ports[:1], plan, args.baud)
+            time.sleep(max(3.0, args.boards * 0.8))
+            many, _ = flash_all(ports, plan, args.baud)
+            POOL.close()
+        ratio = many / one
+        ok = ratio <= GOAL
+        print(f"1 board: {one:.2f} s   {args.boards} boards: {many:.2f} s   ratio {ratio:.3f}   "
+              f"{'PASS' if ok else 'FAIL'}")
+        print(f"throughput: {args.boards * 3600 / many:.0f} boards/hour with {args.boards} slots")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
