@@ -160,7 +160,9 @@ class VirtualBoard:
             client.writer.transport.abort()
 
     async def reset(self) -> None:
-        """Press EN: power-cycle into the flashed app."""
+        """Press EN: restart into the flashed app (no effect while unplugged: no power)."""
+        if self._server is None:
+            return
         await self._power_off()
         self.rom.reset()
         await self._boot()
