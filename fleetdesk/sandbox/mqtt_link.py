@@ -164,7 +164,11 @@ class MqttLink:
             ready.cancel()
             if self._task in done:
                 self._task.result()
-            raise TimeoutError(f"{self.name}: could not reach the broker's internal listener")
+            from fleetdesk.errors import SandboxError
+
+            raise SandboxError(f"sandbox {self.name} service could not log in to the broker's internal listener "
+                               f"{self.internal.host}:{self.internal.port} within {timeout:.0f} s",
+                               "check the sandbox log; a stale broker or a changed internal password breaks it")
         return self
 
     async def _session(self) -> None:
