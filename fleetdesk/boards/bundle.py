@@ -202,10 +202,11 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> Path:
 
 
 def load_bundle(path: Path | str, *, chip: str | None = None) -> Bundle:
-    """Load a bundle directory, its manifest.json, or a merged .bin image.
+    """Load a bundle directory, its manifest.json, an ESP-IDF flasher_args.json, or a merged .bin.
 
     Args:
-        path: bundle dir, manifest path, or a .bin (a merged image flashed at 0).
+        path: bundle dir, manifest path, ESP-IDF ``build/flasher_args.json``, or a .bin
+            (a merged image flashed at 0).
         chip: if given, refuse a bundle built for another chip family.
 
     Raises:
@@ -213,11 +214,14 @@ def load_bundle(path: Path | str, *, chip: str | None = None) -> Bundle:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "manifest.json"
+        idf = path / "flasher_args.json"
+        path = idf if idf.exists() and not (path / "manifest.json").exists() else path / "manifest.json"
     if not path.exists():
         raise BundleError(f"No bundle at {path}", "run `fleetdesk firmware build -o DIR` first")
     if path.suffix == ".bin":
         bundle = _load_merged(path)
+    elif path.name == "flasher_args.json":
+        bundle = _load_flasher_args(path)
     else:
         bundle = _load_manifest(path)
     if chip is not None and bundle.chip != chip:
@@ -257,6 +261,28 @@ def _load_manifest(path: Path) -> Bundle:
     if vfs_offset is None:
         vfs_offset, vfs_size = _vfs_from_parts(parts)
     return Bundle(chip, str(manifest.get("version", "")), tuple(parts), vfs_offset, vfs_size, path.parent)
+
+
+def _load_flasher_args(path: Path) -> Bundle:
+    """ESP-IDF's build/flasher_args.json: {"flash_files": {"0x1000": "bootloader/..."}, "extra_esptool_args": {"chip"}}."""
+    try:
+        args = json.loads(path.read_text())
+        files = args["flash_files"]
+        chip = str(args.get("extra_esptool_args", {}).get("chip", "esp32")).lower()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{path} is not an ESP-IDF flasher_args.json", "pass the file from your build/ dir") from exc
+    if chip not in CHIP_FAMILY:
+        raise BundleError(f"Unsupported chip {chip!r} in {path}", f"supported: {', '.join(CHIP_FAMILY)}")
+    parts = []
+    for offset, rel in files.items():
+        part_path = path.parent / rel
+        try:
+            parts.append(Part(Path(rel).stem, int(offset, 0), part_path.read_bytes()))
+        except OSError as exc:
+            raise BundleError(f"Bundle part {part_path} is missing", "rebuild the ESP-IDF project") from exc
+    parts.sort(key=lambda p: p.offset)
+    vfs_offset, vfs_size = _vfs_from_parts(parts)
+    return Bundle(chip, "", tuple(parts), vfs_offset, vfs_size, path.parent)
 
 
 def _vfs_from_parts(parts: list[Part]) -> tuple[int | None, int | None]:

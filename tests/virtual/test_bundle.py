@@ -115,3 +115,20 @@ def test_base_image_checked(tmp_path):
     base.write_bytes(appimage.build_image("esp32", bytes(1000)))
     b = bundle.build_bundle(tmp_path / "o2", base=base)
     assert [(p.name, p.offset) for p in b.parts] == [("micropython", 0x1000), ("vfs", 0x200000)]
+
+
+def test_esp_idf_flasher_args_loads(tmp_path):
+    built = bundle.build_bundle(tmp_path / "b", chip="esp32c3")
+    idf = tmp_path / "idf"
+    (idf / "bootloader").mkdir(parents=True)
+    (idf / "bootloader" / "bootloader.bin").write_bytes(built.parts[0].data)
+    (idf / "partition-table.bin").write_bytes(built.parts[1].data)
+    (idf / "app.bin").write_bytes(built.parts[2].data)
+    (idf / "flasher_args.json").write_text(json.dumps({
+        "flash_files": {"0x0": "bootloader/bootloader.bin", "0x8000": "partition-table.bin", "0x10000": "app.bin"},
+        "extra_esptool_args": {"chip": "esp32c3", "before": "default_reset"},
+    }))
+    loaded = bundle.load_bundle(idf)
+    assert loaded.chip == "esp32c3"
+    assert [(p.name, p.offset) for p in loaded.parts] == [("bootloader", 0), ("partition-table", 0x8000), ("app", 0x10000)]
+    assert loaded.vfs_offset == 0x200000  # found through the flashed partition table
