@@ -144,3 +144,29 @@ async def test_ota_job_switches_version_bad_hash_and_truncation_keep_old(cloud, 
     await dev.wait_console("fleetdesk-fw 1.1.0 on esp32")  # the new slot's code is running
     assert dev.handle.boots == 2
     await cloud.expect(f"{SH}/update", reported(lambda r: r.get("firmware_version") == "1.1.0"))
+
+
+async def test_shadow_firmware_version_triggers_ota_once(cloud, device_factory, files):
+    dev = device_factory()
+    await cloud.expect(f"{JOBS}/start-next")
+    pkg = firmware_package("1.3.0")
+    files.files["/fw-1.3.0.pkg"] = pkg
+    m = cloud.mark()
+    bad = {"firmware_version": "1.3.0", "firmware_url": files.url("/fw-1.3.0.pkg"), "firmware_sha256": "1" * 64}
+    await cloud.send(f"{SH}/update/delta", {"version": 7, "state": bad})
+    d = await cloud.expect(f"{SH}/update", reported(lambda r: "OTA to 1.3.0 failed" in (r.get("error") or "")),
+                           since=m, timeout=40)
+    assert "sha256 mismatch" in d["state"]["reported"]["error"]
+    # the same desired again (e.g. after a reconnect): no second download, no reboot loop
+    m = cloud.mark()
+    await cloud.send(f"{SH}/update/delta", {"version": 8, "state": bad})
+    d = await cloud.expect(f"{SH}/update", reported(lambda r: r.get("error")), since=m)
+    assert "already failed" in d["state"]["reported"]["error"]
+    assert dev.handle.boots == 1 and dev.settings()["firmware_version"] == "1.0.0"
+
+    good = dict(bad, firmware_sha256=sha256_hex(pkg))
+    await cloud.send(f"{SH}/update/delta", {"version": 9, "state": good})
+    await dev.wait_console("fleetdesk-fw 1.3.0 on esp32", timeout=40)
+    r = await cloud.expect(f"{SH}/update", reported(lambda r: r.get("firmware_version") == "1.3.0"), since=m)
+    assert r["state"]["reported"]["firmware_url"] == good["firmware_url"]
+    assert dev.handle.boots == 2

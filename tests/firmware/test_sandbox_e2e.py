@@ -108,6 +108,12 @@ def test_firmware_against_sandbox(sandbox, board):
     assert ex["status"] == "SUCCEEDED", ex
     poll(lambda: reported(b).get("refresh") == 4000)
 
+    # RPC arrives through the sandbox's ACLs (the reply topic is covered by the broker tests)
+    b["data"].publish(topic=f"{b['thing']}/rpc", qos=1, payload=json.dumps(
+        {"id": 9, "method": "Config.Set", "args": {"config": {"refresh": 6000}}}))
+    poll(lambda: reported(b).get("refresh") == 6000)
+    assert b"refused some subscriptions" not in bytes(b["out"])
+
     ex = run_job(b, f"reboot-{b['thing']}", {"operation": "reboot"})
     assert ex["status"] == "SUCCEEDED" and ex["statusDetails"]["detailsMap"]["rebooted"] == "true"
     assert b["handle"].boots == 2
