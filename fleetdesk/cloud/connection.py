@@ -123,6 +123,14 @@ def _payload_bytes(payload: bytes | str | dict | list | None) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+async def _await_crt(cfut: Any, timeout: float) -> Any:
+    """Await an awscrt concurrent future without ever cancelling it (awscrt completes it later
+    and would raise InvalidStateError) and without leaving its exception unretrieved."""
+    afut = asyncio.wrap_future(cfut)
+    afut.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return await asyncio.wait_for(asyncio.shield(afut), timeout)
+
+
 def _exc_name(exc: BaseException | None) -> str:
     if exc is None:
         return ""
@@ -525,7 +533,7 @@ class Connection:
             return
         packet = mqtt5.SubscribePacket(subscriptions=[
             mqtt5.Subscription(topic_filter=s.topic_filter, qos=mqtt5.QoS(s.qos)) for s in subs])
-        suback = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(client.subscribe(packet))), timeout)
+        suback = await _await_crt(client.subscribe(packet), timeout)
         bad = [
             (s.topic_filter, getattr(code, "name", str(code)))
             for s, code in zip(subs, suback.reason_codes or [])
@@ -553,7 +561,7 @@ class Connection:
             return
         try:
             fut = client.unsubscribe(mqtt5.UnsubscribePacket(topic_filters=[topic_filter]))
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), 10)
+            await _await_crt(fut, 10)
         except Exception as exc:
             log.debug("unsubscribe %s: %s", topic_filter, exc)
 
@@ -571,7 +579,7 @@ class Connection:
             raise CloudError("not connected", "start the connection first")
         packet = mqtt5.PublishPacket(topic=topic, payload=_payload_bytes(payload), qos=mqtt5.QoS(qos), retain=retain)
         try:
-            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(client.publish(packet))), timeout)
+            result = await _await_crt(client.publish(packet), timeout)
         except asyncio.TimeoutError as exc:
             raise CloudError(f"publish to {topic} was not acknowledged within {timeout:.0f} s",
                              "check the connection state") from exc

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import hashlib
 import json
@@ -232,6 +233,22 @@ class CloudSession:
                     t = self.fleet.things[name]
                     t.temperature, t.humidity, t.sample_ts, t.seq = s.temperature, s.humidity, s.ts, s.seq
         await self.presence.start(names)
+
+    async def load_shadows(self, concurrency: int = 16) -> None:
+        """Read every known thing's classic shadow once (firmware and shadow-version columns);
+        later changes arrive through ``/update/documents``. Missing shadows are skipped."""
+        from fleetdesk.cloud.errors import CloudError as _CloudError
+
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(name: str) -> None:
+            async with sem:
+                try:
+                    await self.shadows.get(name)
+                except _CloudError:
+                    pass
+
+        await asyncio.gather(*(one(n) for n in list(self.fleet.things)))
 
     async def refresh_groups(self) -> None:
         """Load every thing's groups into the fleet model (one call per group)."""

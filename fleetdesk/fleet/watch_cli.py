@@ -47,7 +47,7 @@ async def _open(args: argparse.Namespace):
         if args.groups:
             await session.refresh_groups()
         if not args.no_shadows:
-            await _load_shadows(session)
+            await session.load_shadows()
         # last readings from the app's history, if any (live telemetry overrides them)
         try:
             store = TelemetryStore()
@@ -65,21 +65,6 @@ async def _open(args: argparse.Namespace):
         await session.stop()
         raise
     return session
-
-
-async def _load_shadows(session, concurrency: int = 16) -> None:
-    from fleetdesk.cloud.errors import CloudError
-
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(name: str) -> None:
-        async with sem:
-            try:
-                await session.shadows.get(name)
-            except CloudError:
-                pass  # no shadow yet (404) or no answer: the row shows "-"
-
-    await asyncio.gather(*(one(n) for n in list(session.fleet.things)))
 
 
 async def _list(args: argparse.Namespace) -> int:
