@@ -118,6 +118,10 @@ def _flash(args) -> int:
         allowed_usb=args.allow_usb,
     )
     station = Station(settings)
+    if station.cloud is not None:  # runs a crash interrupted: no certificate left ACTIVE for nothing
+        for rec in station.recover():
+            print(f"recovered an interrupted run on {rec.get('port')} (stopped at {rec.get('last_step') or 'start'}): "
+                  f"{rec['action']}", file=sys.stderr)
     ports = list(args.ports)
     if args.all:
         ports += [p for p in station.probeable_ports() if p not in ports]
