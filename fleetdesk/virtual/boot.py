@@ -77,7 +77,8 @@ def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: 
         return _fail(chip, banner,
                      f"E (38) boot_comm: mismatch chip ID, expected {expected_id}, found {hdr.chip_id}\r\n"
                      "ets_main.c 371 \r\n")
-    log = banner + "load:0x3fff0030,len:4728\r\nentry 0x403c9908\r\nI (29) boot: ESP-IDF v5.2 2nd stage bootloader\r\n"
+    entry = "0x400805e4" if chip == "esp32" else "0x40100000" if chip == "esp8266" else "0x403c9908"
+    log = banner + f"load:0x3fff0030,len:4728\r\nentry {entry}\r\nI (29) boot: ESP-IDF v5.2 2nd stage bootloader\r\n"
     try:
         table = partitions.parse(flash.read(partitions.TABLE_OFFSET, partitions.TABLE_SIZE))
     except partitions.PartitionTableError:
@@ -111,8 +112,8 @@ def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: 
             log += "Performing initial setup\r\n"  # MicroPython's inisetup formats a fresh vfs
             files = {"/boot.py": MICROPYTHON_BOOT_PY}
             flash.write(vfs.offset, fsimage.build_image(files, vfs.size))
-    version = app_hdr.app_version or "v1.24.1"
-    log += f"MicroPython {version} on 2026-01-01; Fleetdesk virtual module with {chip.upper()}\r\n"
+    app_note = f" (app {app_hdr.app_version})" if app_hdr.app_version else ""
+    log += f"MicroPython v1.24.1 on 2024-11-29; Fleetdesk virtual module with {chip.upper()}{app_note}\r\n"
     extract(files, fs_dir)
     return BootResult(True, log, files=files, vfs=vfs, app_version=app_hdr.app_version)
 

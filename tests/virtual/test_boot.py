@@ -41,7 +41,7 @@ def test_cli_bundle_flashes_and_boots_with_console(make_board, tmp_path, run_esp
     text = term.read_text(b"MicroPython")
     assert b"rst:0x1 (POWERON_RESET)" in text
     assert b"Loaded app from partition at offset 0x10000" in text
-    assert b"MicroPython 1.0.0" in text
+    assert b"MicroPython v1.24.1" in text and f"(app {built.version})".encode() in text
     assert sorted(p.name for p in (board.fs_dir / "fd").iterdir())  # vfs extracted for the firmware
     # the next esptool session (SYNC) stops the firmware and resets into the ROM
     run_esptool(board.url, "chip-id")
