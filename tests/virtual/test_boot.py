@@ -100,3 +100,20 @@ def test_corrupt_or_wrong_chip_images_boot_loop(host, make_board, tmp_path, raw_
     time.sleep(0.3)
     assert "Failed to verify partition table" in board.console_text
     assert board.state == "bootloop"
+
+
+def test_erased_vfs_is_formatted_like_micropython(host, make_board, tmp_path):
+    built = bundle.build_bundle(tmp_path / "b", chip="esp32")
+    board = make_board("esp32", power_on=False)
+    for p in built.parts:
+        if p.name != "vfs":
+            board.flash.erase_sectors(p.offset, p.size)
+            board.flash.write(p.offset, p.data)
+    host.reset(board)
+    end = time.monotonic() + 10
+    while board.state != "idle" and time.monotonic() < end:
+        time.sleep(0.05)
+    assert board.state == "idle", board.console_text
+    assert "Performing initial setup" in board.console_text
+    assert board.console_text.endswith(">>> ")
+    assert fsimage.read_image(board.flash.read(built.vfs_offset, built.vfs_size)) == {"/boot.py": b"# This file is executed on every boot (including wake-boot from deepsleep)\n"}
