@@ -83,3 +83,41 @@ async def test_rpc_roundtrip_error_and_timeout(clients):
     with pytest.raises(RequestTimeout, match="did not answer Silent"):
         await rpc.call("thing-9", "Silent", timeout=0.5)
     await rpc.stop()
+
+
+async def test_no_telemetry_lost_across_broker_restart(broker, tmp_path):
+    """QoS1 + persistent session + store-before-ack: a broker restart mid-stream loses nothing."""
+    from fleetdesk.cloud.connection import State
+
+    app = Connection(app_settings(broker, client_id="app-restart"))
+    pub = Connection(app_settings(broker, client_id="dev-restart"))  # persistent too: its QoS1 queue survives
+    store = TelemetryStore(tmp_path / "t.db", retention_days=None)
+    tel = Telemetry(app, store, FleetState())
+    states = []
+    app.add_state_listener(lambda ev: states.append(ev.state))
+    await tel.start()
+    try:
+        for c in (app, pub):
+            await c.start()
+            await c.wait_connected(10)
+        n = 300
+
+        async def publish_all():
+            for seq in range(n):
+                await pub.publish("dt/dev-restart/env", {"temperature": 20, "seq": seq}, timeout=30)
+                await asyncio.sleep(0.005)
+
+        task = asyncio.ensure_future(publish_all())
+        await wait_for(lambda: tel.stats["stored"] >= n // 3, 20)
+        await asyncio.to_thread(broker.restart)
+        await asyncio.wait_for(task, 60)
+        await wait_for(lambda: store.count() >= n, 30)
+        await tel.flushed()
+        rep = store.seq_report()["dev-restart"]
+        assert rep == {"count": n, "min_seq": 0, "max_seq": n - 1, "missing": 0}
+        assert State.RECONNECTING in states and states[-1] == State.CONNECTED
+    finally:
+        await tel.stop()
+        store.close()
+        await app.stop()
+        await pub.stop()
