@@ -235,6 +235,7 @@ class Broker:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
+        (self.config.directory / "mosquitto.pid").write_text(f"{self.proc.pid}\n")
         self._reader = asyncio.create_task(self._read(self.proc))
         deadline = time.monotonic() + timeout
         ports = (self.config.internal_port, self.config.mqtt_port, self.config.ws_port)

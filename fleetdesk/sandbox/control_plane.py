@@ -68,9 +68,11 @@ class Request:
 def service_model(service: str):
     """botocore's service model for "iot" or "iot-data" (cached)."""
     if service not in _models:
-        import botocore.session
+        import botocore.loaders
+        import botocore.model
 
-        _models[service] = botocore.session.get_session().get_service_model(service)
+        loader = botocore.loaders.create_loader()  # lighter than a botocore Session
+        _models[service] = botocore.model.ServiceModel(loader.load_service_model(service, "service-2"), service)
     return _models[service]
 
 

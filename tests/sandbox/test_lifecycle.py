@@ -96,13 +96,13 @@ def test_sandbox_restarts_mosquitto_when_it_dies(tmp_path, devices):
     try:
         iot = boto3.client("iot", **info.boto3_kwargs())
         ident = create_device_identity(iot, "phoenix")
-        conf = str(state / "broker" / "mosquitto.conf")
-        pid = int(subprocess.run(["pgrep", "-f", f"mosquitto -c {conf}"], capture_output=True, text=True).stdout.split()[0])
+        pid = int((state / "broker" / "mosquitto.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 20
         while "mosquitto restarted" not in (tmp_path / "state.log").read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "mosquitto restarted" in (tmp_path / "state.log").read_text()
+        assert int((state / "broker" / "mosquitto.pid").read_text()) != pid
         dev = devices(info, ident)
         assert dev.connect(), dev.failure  # the authorization state was rebuilt from the registry
         iot.update_certificate(certificateId=ident.certificate_id, newStatus="REVOKED")
