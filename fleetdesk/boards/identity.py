@@ -124,6 +124,26 @@ def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: st
     return MintedIdentity(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem, pop, key_path)
 
 
+def stored_identity(target: CloudTarget, thing_name: str, certificate_id: str) -> MintedIdentity | None:
+    """The identity a board already has, from the key files kept at flash time, if its
+    certificate is still ACTIVE in the cloud (None otherwise: then a new one is minted)."""
+    folder = data_dir() / "devices" / thing_name
+    key_path = folder / f"{certificate_id[:16]}.private.pem.key"
+    cert_path = folder / f"{certificate_id[:16]}.cert.pem"
+    pop_path = folder / "pop.txt"
+    if not (key_path.exists() and cert_path.exists() and pop_path.exists()):
+        return None
+    try:
+        desc = target.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+    except Exception as exc:
+        raise CloudError(f"could not check the certificate of {thing_name} ({exc})",
+                         "check the network and the profile; nothing was flashed") from exc
+    if desc.get("status") != "ACTIVE":
+        return None
+    return MintedIdentity(thing_name, certificate_id, cert_path.read_text(), key_path.read_text(),
+                          pop_path.read_text().strip(), key_path)
+
+
 def _thing_certs(target: CloudTarget, thing: str) -> set[str]:
     try:
         return set(target.iot.list_thing_principals(thingName=thing).get("principals", []))

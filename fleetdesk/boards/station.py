@@ -41,6 +41,8 @@ class StationSettings:
     allowed_usb: list = field(default_factory=list)
     wifi: dict | None = None
     db_path: str | None = None
+    factory_reset: bool = False  # mint a new identity even when the board's is on file
+    boot_wait: float = 1.0  # seconds of console kept after boot when not waiting for presence
 
 
 @dataclass
@@ -162,7 +164,7 @@ class BoardPipeline:
 
     # --- identity, called by the worker once connected (same connection) ----------------
     def _prepare(self, info: dict):
-        from fleetdesk.boards.identity import device_files, mint_identity, thing_name_for
+        from fleetdesk.boards.identity import device_files, mint_identity, stored_identity, thing_name_for
 
         mac = info.get("mac")
         self.result.chip, self.result.mac = info.get("chip"), mac
@@ -178,12 +180,20 @@ class BoardPipeline:
         known = self.db.device(mac) if mac else None
         thing = (known.thing if known and known.thing else
                  thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
-        existed = _thing_exists(self.cloud, thing)
-        minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product)
-        self._minted = minted
-        self.result.thing, self.result.certificate_id = thing, minted.certificate_id
-        self._journal("identity", "done", {"thing": thing, "created": not existed}, thing=thing,
-                      certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
+        kept = None
+        if known and known.certificate_id and not self.settings.factory_reset:
+            kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
+        if kept is not None:
+            self.result.thing, self.result.certificate_id = thing, kept.certificate_id
+            self._journal("identity", "done", {"thing": thing, "kept": True})
+            minted = kept
+        else:
+            existed = _thing_exists(self.cloud, thing)
+            minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product)
+            self._minted = minted
+            self.result.thing, self.result.certificate_id = thing, minted.certificate_id
+            self._journal("identity", "done", {"thing": thing, "created": not existed}, thing=thing,
+                          certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
         files = device_files(minted, self.cloud, product=self.settings.product, wifi=self.settings.wifi)
         plan = self.plan.with_vfs_files(files)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
@@ -242,7 +252,7 @@ class BoardPipeline:
                 self._wait_online(flashed_at)
                 self._journal("online", "done")
             else:
-                self._cancel.wait(1.0)
+                self._cancel.wait(self.settings.boot_wait)
             r.result = "PASS"
         except _Failed as f:
             r.error = f.reason

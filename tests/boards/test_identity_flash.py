@@ -60,6 +60,18 @@ def test_parallel_identity_flash_each_board_online_with_its_own_cert(rig, bundle
     station.db.export_csv(tmp_path / "prod.csv")
     assert all(r.certificate_id in (tmp_path / "prod.csv").read_text() for r in results)
 
+    # a re-flash keeps the board's identity (same thing, same certificate) and is flagged
+    again = station.run_one(boards[0].url)
+    assert again.result == "PASS" and again.reflash, again.error
+    assert (again.thing, again.certificate_id) == (results[0].thing, results[0].certificate_id)
+    # a factory reset mints a new certificate and retires the old one
+    station.settings.factory_reset = True
+    reset = station.run_one(boards[1].url)
+    assert reset.result == "PASS", reset.error
+    assert reset.thing == results[1].thing and reset.certificate_id != results[1].certificate_id
+    assert _cert_status(cloud, results[1].certificate_id) == "INACTIVE"
+    assert _cert_status(cloud, reset.certificate_id) == "ACTIVE"
+
 
 def test_killed_board_fails_without_active_orphan_then_reflashes(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, throttle=True)
