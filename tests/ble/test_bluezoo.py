@@ -19,23 +19,34 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 HCI0 = {"bluez": {"adapter": "hci0"}}
 
 
-async def _relay(dev, mtu: int) -> BluezPeripheralRelay:
+async def _relay_and_find(dev, mtu: int):
+    """Put the board on hci1 while hci0 scans (BlueZoo reports a device when its object appears)."""
     entry = next(e for e in advertisements() if e["address"] == dev.address)
-    return await BluezPeripheralRelay(entry, "hci1", mtu=mtu).start()
+    seen = asyncio.Event()
+    box = {}
 
+    def found(item):
+        if item.address == dev.address:
+            box["found"] = item
+            seen.set()
 
-async def _find(dev):
-    found = await scan(10, stop_when=lambda f: f.address == dev.address, **HCI0)
-    match = [f for f in found if f.address == dev.address]
-    assert match, "BlueZ scan did not report the board"
-    return match[0]
+    task = asyncio.create_task(scan(15, on_found=found, stop_when=lambda f: f.address == dev.address, **HCI0))
+    await asyncio.sleep(0.3)
+    relay = await BluezPeripheralRelay(entry, "hci1", mtu=mtu).start()
+    try:
+        await asyncio.wait_for(seen.wait(), 15)
+        await task
+    except BaseException:
+        task.cancel()
+        await relay.stop()
+        raise
+    return relay, box["found"]
 
 
 async def test_provision_through_bluez(bluezoo, start_device, certs):
     dev = start_device()
-    relay = await _relay(dev, 185)
+    relay, found = await _relay_and_find(dev, 185)
     try:
-        found = await _find(dev)
         assert found.name == dev.name
         async with ProvisioningClient(found.device, POP, **HCI0) as prov:
             assert prov.client.backend_id == "bluez_dbus" and prov.mtu == 185
@@ -71,7 +82,7 @@ async def _out_of_range(client, zoo) -> None:
 
 async def test_drop_halfway_resumes_through_bluez(bluezoo, start_device, certs):
     dev = start_device()
-    relay = await _relay(dev, 64)
+    relay, found = await _relay_and_find(dev, 64)
     key = key_der(certs.key)
     marks: dict[str, int] = {}
     box: list[ProvisioningClient] = []
@@ -84,7 +95,6 @@ async def test_drop_halfway_resumes_through_bluez(bluezoo, start_device, certs):
             marks["resume"] = done
 
     try:
-        found = await _find(dev)
         prov = ProvisioningClient(found.device, POP, progress=progress, **HCI0)
         box.append(prov)
         try:
@@ -107,9 +117,8 @@ async def test_drop_halfway_resumes_through_bluez(bluezoo, start_device, certs):
 
 async def test_wrong_pop_through_bluez(bluezoo, start_device):
     dev = start_device()
-    relay = await _relay(dev, 185)
+    relay, found = await _relay_and_find(dev, 185)
     try:
-        found = await _find(dev)
         with pytest.raises(ProvisioningError, match="wrong proof-of-possession"):
             async with ProvisioningClient(found.device, "nope", **HCI0):
                 pass
