@@ -202,6 +202,17 @@ def write_bytes(path, data):
         os.rename(tmp, path)
 
 
+def write_private(path, data):
+    """Like write_bytes, owner-only where the filesystem has permissions (off-board)."""
+    write_bytes(path, data)
+    chmod = getattr(os, "chmod", None)
+    if chmod is not None:
+        try:
+            chmod(path, 0o600)
+        except OSError:
+            pass
+
+
 def read_json(path):
     with open(path) as f:
         return json.loads(f.read())

@@ -42,7 +42,7 @@ async def provision(dev, timeout_ms=20000):
     if not thing:
         raise ValueError("RegisterThing returned no thing name")
     compat.write_bytes(dev.path("/certs/cert.der"), compat.pem_to_der(created["certificatePem"]))
-    compat.write_bytes(dev.path("/certs/key.der"), compat.pem_to_der(created["privateKey"]))
+    compat.write_private(dev.path("/certs/key.der"), compat.pem_to_der(created["privateKey"]))
     data = dict(cfg.data)
     data["thing_name"] = thing
     data["cert"] = "/certs/cert.der"

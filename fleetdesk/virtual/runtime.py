@@ -116,6 +116,7 @@ class FirmwareHandle:
         return subprocess.Popen(
             self._cmd, cwd=self.fs_dir, env=self._env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            umask=0o077,  # the board's flash holds private keys: files the firmware writes are owner-only
         )
 
     def _supervise(self) -> None:

@@ -168,5 +168,6 @@ def test_provisioning_by_claim_then_connects_as_the_thing(sandbox, tmp_path):
         assert r["chip"] == "esp32s3" and r["firmware_version"] == "1.0.0"
         cfg = json.loads((fs / "config.json").read_text())
         assert cfg["thing_name"] == thing and (fs / "certs" / "cert.der").stat().st_size > 100
+        assert (fs / "certs" / "key.der").stat().st_mode & 0o777 == 0o600
     finally:
         h.stop()
