@@ -116,3 +116,35 @@ async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_pass
     finally:
         if client is None:
             await prov.close()
+
+
+def wait_online(profile: Any, thing_name: str, timeout: float = 60.0, poll: float = 0.5) -> dict[str, Any]:
+    """Block until the thing has connected and reported its shadow (blocking: boto3).
+
+    Returns:
+        The reported shadow state.
+
+    Raises:
+        BleError: it did not show up within ``timeout`` seconds.
+    """
+    import json
+    import time
+
+    import boto3
+
+    from fleetdesk.cloud.session import boto3_kwargs
+
+    data = boto3.client("iot-data", **boto3_kwargs(profile))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            doc = json.loads(data.get_thing_shadow(thingName=thing_name)["payload"].read())
+            reported = doc.get("state", {}).get("reported") or {}
+            if reported:
+                return reported
+        except data.exceptions.ResourceNotFoundException:
+            pass
+        if time.monotonic() > deadline:
+            raise BleError(f"{thing_name} did not come online within {timeout:.0f} s",
+                           "Check the Wi-Fi the board joined can reach the endpoint; the board's console tells why.")
+        time.sleep(poll)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
+import threading
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ble_testlib import DEVICE_MAIN, INTERPRETERS, NETS, POP
+
+from fleetdesk.config import Profile, Profiles
+from fleetdesk.paths import FIRMWARE_DIR
+from fleetdesk.virtual.runtime import launch_firmware
 
 
 @dataclass
@@ -184,3 +190,44 @@ def bluezoo(tmp_path, monkeypatch):
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
+
+
+class Console:
+    def __init__(self):
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+
+    def __call__(self, data: bytes) -> None:
+        with self.lock:
+            self.buf.extend(data)
+
+    def text(self) -> str:
+        with self.lock:
+            return self.buf.decode(errors="replace")
+
+    def wait(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            assert time.monotonic() < deadline, f"console never showed {needle!r}:\n{self.text()[-3000:]}"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def fresh_board(tmp_path, ble_registry, sandbox):
+    """Firmware files + a config.json holding only the PoP (as flashed for BLE field setup)."""
+    Profiles(active="sb", items={"sb": Profile(name="sb", kind="sandbox", state_dir=sandbox.state_dir)}).save()
+    fs = tmp_path / "vfs"
+    fs.mkdir()
+    shutil.copy(FIRMWARE_DIR / "main.py", fs / "main.py")
+    shutil.copytree(FIRMWARE_DIR / "fd", fs / "fd", ignore=shutil.ignore_patterns("__pycache__"))
+    (fs / "config.json").write_text(json.dumps({"pop": POP, "product": "fd-sensor"}))
+    console = Console()
+    handle = launch_firmware(fs, mac="240ac4e1e2e3", chip="esp32", console=console,
+                             env={"FLEETDESK_BLE_REGISTRY": str(ble_registry), "FD_WIFI_NETWORKS": json.dumps(NETS)})
+    try:
+        console.wait("waiting for BLE provisioning", 30)
+        yield fs, console
+    finally:
+        handle.stop()
+
+

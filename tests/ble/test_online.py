@@ -7,67 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
 import boto3
 import pytest
-from ble_testlib import NETS, POP
+from ble_testlib import POP
 
 from fleetdesk.ble.provision import cloud_target, provision
 from fleetdesk.ble.scanner import scan
-from fleetdesk.config import Profile, Profiles
-from fleetdesk.paths import FIRMWARE_DIR
+from fleetdesk.config import Profiles
 from fleetdesk.virtual.ble_link import VirtualBleakClient, VirtualBleakScanner
-from fleetdesk.virtual.runtime import launch_firmware
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
-class Console:
-    def __init__(self):
-        self.buf = bytearray()
-        self.lock = threading.Lock()
-
-    def __call__(self, data: bytes) -> None:
-        with self.lock:
-            self.buf.extend(data)
-
-    def text(self) -> str:
-        with self.lock:
-            return self.buf.decode(errors="replace")
-
-    def wait(self, needle: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.text():
-            assert time.monotonic() < deadline, f"console never showed {needle!r}:\n{self.text()[-3000:]}"
-            time.sleep(0.1)
-
-
-@pytest.fixture
-def fresh_board(tmp_path, ble_registry, sandbox):
-    """Firmware files + a config.json holding only the PoP (as flashed for BLE field setup)."""
-    Profiles(active="sb", items={"sb": Profile(name="sb", kind="sandbox", state_dir=sandbox.state_dir)}).save()
-    fs = tmp_path / "vfs"
-    fs.mkdir()
-    shutil.copy(FIRMWARE_DIR / "main.py", fs / "main.py")
-    shutil.copytree(FIRMWARE_DIR / "fd", fs / "fd", ignore=shutil.ignore_patterns("__pycache__"))
-    (fs / "config.json").write_text(json.dumps({"pop": POP, "product": "fd-sensor"}))
-    console = Console()
-    handle = launch_firmware(fs, mac="240ac4e1e2e3", chip="esp32", console=console,
-                             env={"FLEETDESK_BLE_REGISTRY": str(ble_registry), "FD_WIFI_NETWORKS": json.dumps(NETS)})
-    try:
-        console.wait("waiting for BLE provisioning", 30)
-        yield fs, console
-    finally:
-        handle.stop()
-
-
-def _online(sandbox, thing: str, console: Console) -> None:
+def _online(sandbox, thing: str, console) -> None:
     """The board says it is online, and the sandbox holds the shadow it reported after connecting."""
     console.wait(f"online as {thing}", 60)
     data = boto3.client("iot-data", **sandbox.boto3_kwargs())

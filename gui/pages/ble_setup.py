@@ -1,0 +1,367 @@
+"""BLE Setup page: live scan list (name, address, RSSI bars, state), then the steps
+connect -> PoP -> Wi-Fi -> cloud -> certificates -> commit -> online, each with a clear error
+and a Retry that resumes (file transfers continue where the board says).
+
+Thin over fleetdesk.ble: scanning, the provisioning client, the cloud target and waiting for
+the board to come online all live there; the backend (radio or virtual boards) is chosen by
+fleetdesk.ble.backends, never here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui import bridge
+from gui.context import AppContext
+
+STEPS = ("connect", "wifi", "cloud", "certificates", "commit", "online")
+STEP_TITLES = {"connect": "Connect + PoP", "wifi": "Wi-Fi", "cloud": "Cloud", "certificates": "Certificates",
+               "commit": "Commit", "online": "Online"}
+MARK = {"todo": "○", "busy": "◐", "done": "●", "error": "✖"}
+SCAN_SECONDS = 4.0
+
+
+def rssi_bars(rssi: int) -> str:
+    """Four-bar signal strength text for a dBm value."""
+    n = 4 if rssi >= -55 else 3 if rssi >= -67 else 2 if rssi >= -80 else 1
+    return "▮" * n + "▯" * (4 - n) + f"  {rssi} dBm"
+
+
+class BleSetupPage(QWidget):
+    """The page. Public methods are the steps (the tests drive them like a user would)."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.found: dict[str, Any] = {}
+        self.prov: Any = None
+        self.thing = ""
+        self.step_state = {s: "todo" for s in STEPS}
+        self._retry: Callable[[], None] | None = None
+        self._build()
+
+    # ---- layout -------------------------------------------------------------------------
+    def _build(self) -> None:
+        split = QSplitter(Qt.Horizontal, self)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        row = QHBoxLayout()
+        self.scan_button = QPushButton("Scan")
+        self.scan_button.clicked.connect(self.start_scan)
+        self.scan_status = QLabel("Press Scan to find boards in Config mode")
+        row.addWidget(self.scan_button)
+        row.addWidget(self.scan_status, 1)
+        lv.addLayout(row)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Name", "Address", "Signal", "State"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self.table.itemSelectionChanged.connect(self._selected)
+        lv.addWidget(self.table)
+        split.addWidget(left)
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        self.steps_label = QLabel()
+        self.steps_label.setTextFormat(Qt.RichText)
+        rv.addWidget(self.steps_label)
+
+        box = QGroupBox("1. Connect")
+        f = QFormLayout(box)
+        self.device_label = QLabel("no board selected")
+        self.pop_edit = QLineEdit()
+        self.pop_edit.setEchoMode(QLineEdit.Password)
+        self.pop_edit.setPlaceholderText("proof-of-possession from the production record / label")
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.clicked.connect(self.connect_board)
+        f.addRow("Board", self.device_label)
+        f.addRow("PoP", self.pop_edit)
+        f.addRow(self.connect_button)
+        rv.addWidget(box)
+
+        box = QGroupBox("2. Wi-Fi")
+        f = QFormLayout(box)
+        self.ssid_combo = QComboBox()
+        self.ssid_combo.setEditable(True)
+        self.wifi_pass = QLineEdit()
+        self.wifi_pass.setEchoMode(QLineEdit.Password)
+        self.wifi_button = QPushButton("Send Wi-Fi")
+        self.wifi_button.clicked.connect(self.send_wifi)
+        f.addRow("Network", self.ssid_combo)
+        f.addRow("Password", self.wifi_pass)
+        f.addRow(self.wifi_button)
+        rv.addWidget(box)
+
+        box = QGroupBox("3. Cloud and certificates")
+        f = QFormLayout(box)
+        self.thing_edit = QLineEdit()
+        self.thing_edit.setPlaceholderText("thing name")
+        self.create_check = QCheckBox("create the thing and its certificate in the active profile")
+        self.create_check.setChecked(True)
+        self.endpoint_label = QLabel("")
+        f.addRow("Thing", self.thing_edit)
+        f.addRow("", self.create_check)
+        f.addRow("Endpoint", self.endpoint_label)
+        self.bars: dict[str, QProgressBar] = {}
+        for name, title in (("ca", "CA"), ("cert", "Certificate"), ("key", "Private key")):
+            bar = QProgressBar()
+            bar.setFormat("%p%")
+            bar.setValue(0)
+            self.bars[name] = bar
+            f.addRow(title, bar)
+        self.provision_button = QPushButton("Send and commit")
+        self.provision_button.clicked.connect(self.send_cloud_and_commit)
+        f.addRow(self.provision_button)
+        rv.addWidget(box)
+
+        row = QHBoxLayout()
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.retry_button = QPushButton("Retry")
+        self.retry_button.setEnabled(False)
+        self.retry_button.clicked.connect(self.retry)
+        row.addWidget(self.message, 1)
+        row.addWidget(self.retry_button)
+        rv.addLayout(row)
+        rv.addStretch(1)
+        split.addWidget(right)
+        split.setSizes([420, 560])
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+        self._render_steps()
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _set_step(self, step: str, state: str) -> None:
+        self.step_state[step] = state
+        self._render_steps()
+
+    def _render_steps(self) -> None:
+        parts = []
+        for s in STEPS:
+            st = self.step_state[s]
+            color = {"done": "#2e7d32", "error": "#c62828", "busy": "#1565c0"}.get(st, "#777")
+            parts.append(f'<span style="color:{color}">{MARK[st]} {STEP_TITLES[s]}</span>')
+        self.steps_label.setText(" &nbsp;→&nbsp; ".join(parts))
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #c62828;" if error else "")
+        self.message.setText(text)
+
+    def _fail(self, step: str, exc: BaseException, retry: Callable[[], None]) -> None:
+        self._set_step(step, "error")
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        advice = getattr(exc, "advice", None)
+        self._say(f"{STEP_TITLES[step]} failed: {text}" + (f"\n→ {advice}" if advice else ""), error=True)
+        self._retry = retry
+        self.retry_button.setEnabled(True)
+
+    def retry(self) -> None:
+        """Run the failed step again (transfers resume where the board stopped)."""
+        if self._retry is not None:
+            self.retry_button.setEnabled(False)
+            self._retry()
+
+    # ---- scan --------------------------------------------------------------------------------
+    def start_scan(self) -> None:
+        """Scan for boards advertising the provisioning service; the list fills live."""
+        from fleetdesk.ble.backends import ble_backends
+        from fleetdesk.ble.scanner import scan
+
+        scanner_backend, _ = ble_backends()
+        self.scan_button.setEnabled(False)
+        self.scan_status.setText("Scanning…")
+        bridge.submit(scan(SCAN_SECONDS, backend=scanner_backend, on_found=lambda f: bridge.post(self._found, f)),
+                      self._scan_done)
+
+    def _found(self, item: Any) -> None:
+        self.found[item.address] = item
+        rows = [self.table.item(r, 1).text() for r in range(self.table.rowCount())]
+        row = rows.index(item.address) if item.address in rows else self.table.rowCount()
+        if row == self.table.rowCount():
+            self.table.insertRow(row)
+        state = {True: "provisioned", False: "needs setup", None: "?"}[item.provisioned]
+        for col, text in enumerate((item.name, item.address, rssi_bars(item.rssi), state)):
+            self.table.setItem(row, col, QTableWidgetItem(text))
+
+    def _scan_done(self, result: Any, error: BaseException | None) -> None:
+        self.scan_button.setEnabled(True)
+        if error is not None:
+            self.scan_status.setText(str(error))
+            return
+        self.scan_status.setText(f"{len(self.found)} board(s) found")
+        if len(self.found) == 1 and not self.table.selectedItems():
+            self.table.selectRow(0)
+
+    def _selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            item = self.found.get(self.table.item(rows[0].row(), 1).text())
+            if item is not None:
+                self.device_label.setText(f"{item.name}  ({item.address})")
+                if not self.thing_edit.text():
+                    self.thing_edit.setText(item.name.lower())
+
+    def selected(self) -> Any:
+        """The board chosen in the list (None if none)."""
+        rows = self.table.selectionModel().selectedRows()
+        return self.found.get(self.table.item(rows[0].row(), 1).text()) if rows else None
+
+    # ---- steps ---------------------------------------------------------------------------------
+    def connect_board(self) -> None:
+        """Connect + PoP handshake, then fill the network list from the board's Wi-Fi scan."""
+        from fleetdesk.ble.backends import ble_backends
+        from fleetdesk.ble.client import ProvisioningClient
+
+        item = self.selected()
+        if item is None:
+            self._say("Select a board in the list first.", error=True)
+            return
+        if not self.pop_edit.text():
+            self._say("Enter the board's proof-of-possession (PoP).", error=True)
+            return
+        _, client_backend = ble_backends()
+        self.prov = ProvisioningClient(item.device, self.pop_edit.text(), backend=client_backend,
+                                       progress=lambda f, n, t: bridge.post(self._progress, f, n, t))
+        self._set_step("connect", "busy")
+        self._say(f"Connecting to {item.name}…")
+
+        async def run() -> list[dict[str, Any]]:
+            await self.prov.connect()
+            return await self.prov.wifi_scan()
+
+        bridge.submit(run(), self._connected)
+
+    def _connected(self, nets: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.prov = None
+            self._fail("connect", error, self.connect_board)
+            return
+        self._set_step("connect", "done")
+        self.ssid_combo.clear()
+        for n in nets:
+            self.ssid_combo.addItem(f"{n['ssid']}", n["ssid"])
+        self._say(f"Connected. The board sees {len(nets)} network(s).")
+
+    def send_wifi(self) -> None:
+        """Send the Wi-Fi credentials; the board tries them and reports the outcome."""
+        if self.prov is None:
+            self._say("Connect to a board first.", error=True)
+            return
+        ssid = self.ssid_combo.currentData() or self.ssid_combo.currentText()
+        self._set_step("wifi", "busy")
+        bridge.submit(self.prov.set_wifi(ssid, self.wifi_pass.text()), self._wifi_done)
+
+    def _wifi_done(self, result: Any, error: BaseException | None) -> None:
+        if error is None and not result.get("connected"):
+            from fleetdesk.errors import BleError
+
+            error = BleError(f"the board could not join the network: {result.get('reason')}",
+                             "Check the network name and password and send them again.")
+        if error is not None:
+            self._fail("wifi", error, self.send_wifi)
+            return
+        self._set_step("wifi", "done")
+        self._say("Wi-Fi accepted: the board joined the network.")
+
+    def send_cloud_and_commit(self) -> None:
+        """Make the thing + certificate (profile), send cloud config and files, commit, wait online."""
+        from fleetdesk.ble.provision import cloud_target
+
+        if self.prov is None or self.step_state["wifi"] != "done":
+            self._say("Connect and send Wi-Fi first.", error=True)
+            return
+        self.thing = self.thing_edit.text().strip()
+        if not self.thing:
+            self._say("Enter a thing name.", error=True)
+            return
+        self._set_step("cloud", "busy")
+        self._say(f"Preparing {self.thing} and its certificate in profile {self.ctx.profile.name}…")
+        bridge.submit(self._make_target(cloud_target), self._target_ready)
+
+    async def _make_target(self, cloud_target: Callable) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(cloud_target, self.ctx.profile, self.thing,
+                                       create=self.create_check.isChecked())
+
+    def _target_ready(self, target: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self._fail("cloud", error, self.send_cloud_and_commit)
+            return
+        self.target = target
+        self.endpoint_label.setText(f"{target.endpoint}:{target.port}")
+        self._send_files()
+
+    def _send_files(self) -> None:
+        target = self.target
+
+        async def run() -> dict[str, Any]:
+            await self.prov.set_cloud(target.endpoint, target.port, target.thing_name, target.region)
+            bridge.post(self._set_step, "cloud", "done")
+            bridge.post(self._set_step, "certificates", "busy")
+            for name, data in (("ca", target.ca_der), ("cert", target.cert_der), ("key", target.key_der)):
+                await self.prov.send_file(name, data)
+            bridge.post(self._set_step, "certificates", "done")
+            bridge.post(self._set_step, "commit", "busy")
+            return await self.prov.commit()
+
+        bridge.submit(run(), self._committed)
+
+    def _progress(self, name: str, done: int, total: int) -> None:
+        if name in self.bars:
+            self.bars[name].setValue(int(100 * done / max(total, 1)))
+
+    def _committed(self, result: Any, error: BaseException | None) -> None:
+        if error is not None:
+            step = next((s for s in ("cloud", "certificates", "commit") if self.step_state[s] == "busy"), "commit")
+            self._fail(step, error, self._send_files)
+            return
+        self._set_step("commit", "done")
+        self._set_step("online", "busy")
+        self._say(f"Committed. Waiting for {self.thing} to come online…")
+        bridge.submit(self.prov.close())
+        from fleetdesk.ble.provision import wait_online
+
+        bridge.run_blocking(wait_online, self.ctx.profile, self.thing, on_done=self._online)
+
+    def _online(self, reported: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self._fail("online", error, lambda: self._committed({}, None))
+            return
+        self._set_step("online", "done")
+        fw = reported.get("firmware_version", "?")
+        self._say(f"{self.thing} is online (firmware {fw}). Field setup complete.")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
+        if self.prov is not None:
+            bridge.submit(self.prov.close())
+        super().closeEvent(event)
+
+
+def create_page(ctx: AppContext) -> QWidget:
+    """Page factory for the main window registry."""
+    return BleSetupPage(ctx)
