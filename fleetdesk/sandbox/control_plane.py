@@ -92,6 +92,29 @@ def _convert(value: str, shape, name: str):
     return value
 
 
+_JSON_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool, "structure": dict, "map": dict,
+               "list": list, "float": (int, float), "double": (int, float), "timestamp": (int, float, str)}
+
+
+def check_shape(value, shape, where: str, depth: int = 0) -> None:
+    """Raise a 400 if a JSON body value does not have the model's type (recursively)."""
+    expected = _JSON_TYPES.get(shape.type_name)
+    if value is None or expected is None or depth > 20:
+        return
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise AwsError("InvalidRequestException", f"{where} must be a {shape.type_name}, not {type(value).__name__}")
+    if shape.type_name == "structure":
+        for key, member in shape.members.items():
+            if key in value:
+                check_shape(value[key], member, f"{where}.{key}", depth + 1)
+    elif shape.type_name == "list":
+        for i, item in enumerate(value):
+            check_shape(item, shape.member, f"{where}[{i}]", depth + 1)
+    elif shape.type_name == "map":
+        for key, item in value.items():
+            check_shape(item, shape.value, f"{where}.{key}", depth + 1)
+
+
 def model_route(service: str, operation: str, handler: Callable) -> tuple[str, str, str, Callable]:
     """A ROUTES entry for ``operation`` of ``service`` from botocore's model.
 
@@ -134,6 +157,7 @@ def model_route(service: str, operation: str, handler: Callable) -> tuple[str, s
                 if body is None:
                     body = request.json()
                 if name in body:
+                    check_shape(body[name], shape, name)
                     params[name] = body[name]
         missing = sorted(n for n in required if n not in params or params[n] in (None, ""))
         if missing:

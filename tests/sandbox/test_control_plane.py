@@ -162,6 +162,11 @@ def test_malformed_requests_get_aws_shaped_400s(sandbox):
     assert status == 400 and "policyDocument" in json.loads(body)["message"]
     status, headers, _ = _raw(sandbox, "GET", "/things?maxResults=lots")
     assert status == 400 and headers["x-amzn-ErrorType"] == "InvalidRequestException"
+    status, headers, body = _raw(sandbox, "POST", "/things/t-bad-attrs", b'{"attributePayload": "nope"}')
+    assert status == 400 and "attributePayload" in json.loads(body)["message"]
+    status, headers, body = _raw(sandbox, "POST", "/things/t-bad-attrs",
+                                 b'{"attributePayload": {"attributes": {"a": ["x"]}}}')
+    assert status == 400 and headers["x-amzn-ErrorType"] == "InvalidRequestException"
     status, headers, _ = _raw(sandbox, "GET", "/no/such/api")
     assert status == 404 and headers["x-amzn-ErrorType"]
 
