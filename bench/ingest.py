@@ -99,11 +99,14 @@ class Mosquitto:
             self.proc.wait(10)
 
 
+RECEIVE_MAXIMUM = [1000]
+
+
 def settings(port: int, client_id: str, clean: bool):
     from fleetdesk.cloud.settings import ConnectionSettings
 
     return ConnectionSettings(host="127.0.0.1", port=port, client_id=client_id, username="app", password="app",
-                              tls=False, clean_start=clean, receive_maximum=1000, min_reconnect_ms=100,
+                              tls=False, clean_start=clean, receive_maximum=RECEIVE_MAXIMUM[0], min_reconnect_ms=100,
                               max_reconnect_ms=1000, keep_alive_sec=30)
 
 
@@ -351,7 +354,9 @@ def main() -> int:
                     help="use the real sandbox and `fleetdesk fleet simulate` devices instead of a bare broker")
     ap.add_argument("--rate", type=float, default=10.0, help="--simulate: messages per second per device")
     ap.add_argument("--duration", type=float, default=20.0, help="--simulate: seconds measured")
+    ap.add_argument("--receive-max", type=int, default=1000, help="the app's MQTT receive maximum")
     args = ap.parse_args()
+    RECEIVE_MAXIMUM[0] = args.receive_max
     return asyncio.run(simulate_mode(args) if args.simulate else amain(args))
 
 
