@@ -130,7 +130,7 @@ class MqttLink:
     Args:
         internal: ``ctx.internal_mqtt`` (host, port, username, password).
         name: short service name (used in the client id).
-        filters: topic filters to subscribe to (QoS 1).
+        filters: topic filters to subscribe to (at QoS 0: a local link needs no broker-side queue).
         handler: ``handler(topic, payload)``; sync handlers run inline, in arrival order;
             async ones are started as tasks in arrival order. Exceptions are logged.
         on_read_done: called after the messages of one socket read were handed over (a
@@ -185,7 +185,9 @@ class MqttLink:
                 pid = self._next_pid()
                 fut = loop.create_future()
                 proto.acks[pid] = fut
-                subs = b"".join(_str(f) + b"\x01" for f in self.filters)
+                # QoS 0: the broker hands requests over without an inflight window or a queue cap
+                # (with QoS 1 a lagging link makes mosquitto drop past max_queued_messages)
+                subs = b"".join(_str(f) + b"\x00" for f in self.filters)
                 proto.transport.write(_packet(0x82, struct.pack(">H", pid) + subs))
                 codes = await asyncio.wait_for(fut, 10)
                 if any(c >= 0x80 for c in codes):
