@@ -308,12 +308,17 @@ class Authorizer:
             if cert_ids != []:
                 await self.sync(cert_ids)
 
-    async def on_broker_restart(self) -> None:
-        """After mosquitto restarted: report everyone offline, reconnect the control client."""
-        for client_id, event in list(self.sessions.items()):
+    async def before_broker_start(self, path: Path) -> None:
+        """Before each (re)start: everyone still listed went offline with the old broker;
+        then write the dynamic-security file from the registry."""
+        sessions, self.sessions = self.sessions, {}
+        for event in sessions.values():
             if event is not None:
                 await self._emit(event, "disconnected", "SERVER_ERROR")
-        self.sessions.clear()
+        self.write_dynsec_file(path)
+
+    async def on_broker_restart(self) -> None:
+        """After mosquitto restarted: reconnect the control client."""
         await self.connect()
 
     # -- connections --------------------------------------------------------------------

@@ -269,7 +269,7 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
                               ca.server_key_file, ca.crl_file, broker_dir / "dynamic-security.json", bind=bind)
 
         async def before_start() -> None:
-            authorizer.write_dynsec_file(config.dynsec_file)
+            await authorizer.before_broker_start(config.dynsec_file)
 
         broker = Broker(config, on_connection=authorizer.on_connection, before_start=before_start,
                         on_restart=authorizer.on_broker_restart)
