@@ -145,9 +145,11 @@ class MQTTClient:
         self._tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._ping_loop())]
         return bool(body[0] & 1)
 
-    async def _send(self, data):
+    async def _send(self, data, on_written=None):
         async with self._wlock:
             self._writer.write(data)
+            if on_written is not None:
+                on_written()  # the packet is in the transport: it goes out unless the link dies
             await self._writer.drain()
         self._last_tx = compat.ticks_ms()
 
@@ -267,11 +269,14 @@ class MQTTClient:
         if not self.connected:
             raise MQTTError("not connected")
 
-    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=10000):
-        """Publish; with qos=1 waits for PUBACK (raises MQTTError on timeout/loss)."""
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=10000, on_written=None):
+        """Publish; with qos=1 waits for PUBACK (raises MQTTError on timeout/loss).
+
+        on_written (QoS 0): called as soon as the packet was handed to the transport.
+        """
         self._check()
         if qos == 0:
-            await self._send(publish_packet(topic, payload, 0, retain))
+            await self._send(publish_packet(topic, payload, 0, retain), on_written)
             return
         pid = self._next_pid()
         w = self._expect(pid)

@@ -19,6 +19,7 @@ class Telemetry:
         self.dropped = 0
         self.read_errors = 0
         self.woken = False
+        self.flushing = False
 
     def period(self):
         return self.period_ms or self.dev.settings["refresh"]
@@ -61,12 +62,19 @@ class Telemetry:
                 t_next = compat.ticks_ms()
 
     async def flush(self):
-        dev = self.dev
-        while self.ring and dev.connected:
-            msg = self.ring[0]
-            try:
-                await dev.client.publish(self.topic, msg, qos=0)
-            except OSError:
-                return
-            self.ring.pop(0)
-            self.sent += 1
+        """Send buffered readings, oldest first, while online (one flusher at a time)."""
+        if self.flushing:
+            return
+        self.flushing = True
+        try:
+            while self.ring and self.dev.connected:
+                try:
+                    await self.dev.client.publish(self.topic, self.ring[0], qos=0, on_written=self._written)
+                except OSError:
+                    return
+        finally:
+            self.flushing = False
+
+    def _written(self):
+        self.ring.pop(0)
+        self.sent += 1
