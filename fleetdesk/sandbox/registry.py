@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS policy_targets (
 CREATE TABLE IF NOT EXISTS deleted_serials (serial TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS thing_principals (
     thing TEXT NOT NULL, principal TEXT NOT NULL, PRIMARY KEY (thing, principal));
+CREATE INDEX IF NOT EXISTS thing_principals_by_principal ON thing_principals (principal);
+CREATE INDEX IF NOT EXISTS policy_targets_by_target ON policy_targets (target);
+CREATE INDEX IF NOT EXISTS group_members_by_thing ON group_members (thing);
+CREATE INDEX IF NOT EXISTS thing_groups_by_parent ON thing_groups (parent);
+CREATE INDEX IF NOT EXISTS certificates_by_status ON certificates (status);
 """
 
 CERT_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED", "PENDING_TRANSFER", "REGISTER_INACTIVE", "PENDING_ACTIVATION")
