@@ -103,6 +103,10 @@ class Message:
 
 Handler = Callable[[Message], Any]
 
+# Native clients being stopped: kept referenced until awscrt reports them stopped, so the
+# garbage collector never frees one while its event-loop thread still calls back into it.
+_LINGERING: set = set()
+
 
 @dataclass
 class _Sub:
@@ -219,11 +223,13 @@ class Connection:
             reason=reason,
         )
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 15.0) -> None:
         """Disconnect and release the native client. Safe to call twice."""
         client, self._client = self._client, None
         if client is None:
             return
+        _LINGERING.add(client)
+        self._lingering = client
         try:
             client.stop()
         except Exception as exc:
@@ -332,6 +338,8 @@ class Connection:
             self._set_state(StateEvent(State.FAILED, reason, self._failures))
             client, self._client = self._client, None
             if client is not None:
+                _LINGERING.add(client)
+                self._lingering = client
                 client.stop()
             return
         self._set_state(StateEvent(State.RECONNECTING, reason, self._failures))
@@ -345,6 +353,7 @@ class Connection:
         self._set_state(StateEvent(State.RECONNECTING, reason or "connection lost", self._failures))
 
     def _mark_stopped(self) -> None:
+        _LINGERING.discard(getattr(self, "_lingering", None))
         if self._stopped is not None:
             self._stopped.set()
 
