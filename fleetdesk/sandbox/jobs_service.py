@@ -12,6 +12,7 @@ the sandbox's file server (``GET /files/<key>`` on the control plane).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -77,6 +78,7 @@ class JobsService:
         self.engine = JobsEngine(ctx.account_id, ctx.region, self.expand_targets, self.store.save)
         self.engine.load(*self.store.load())
         self._last_next: dict[str, str | None] = {}
+        self.link = None
         self._secret = files.signing_secret(ctx.state_dir)
 
     # ---- targets and documents ------------------------------------------------------------
@@ -113,7 +115,15 @@ class JobsService:
     # ---- notifications ------------------------------------------------------------------
     def notify_changes(self) -> None:
         """Publish ``notify`` / ``notify-next`` for every thing whose pending jobs changed."""
-        for thing in sorted(self.engine.take_changed()):
+        changed = self.engine.take_changed()
+        if not changed:
+            return
+        cork = getattr(self.link, "cork", None)
+        with cork() if cork else contextlib.nullcontext():  # a fleet-wide job: one write
+            self._notify(changed)
+
+    def _notify(self, changed: set[str]) -> None:
+        for thing in sorted(changed):
             now = int(time.time())
             in_progress, queued = self.engine.pending(thing)
             jobs = {}
@@ -241,6 +251,7 @@ async def start(ctx: Any) -> _Running:
     service = JobsService(ctx, lambda t, p: box["link"].publish(t, p))
     link = MqttLink(ctx.internal_mqtt, "jobs", FILTERS, service.on_message)
     box["link"] = link
+    service.link = link
     await link.start()
     ctx.extras["jobs"] = service
     unlisten = ctx.registry_changed.listen(service.on_registry_change)
