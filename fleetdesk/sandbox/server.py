@@ -232,6 +232,9 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
     from fleetdesk.sandbox.control_plane import ControlPlane
     from fleetdesk.sandbox.registry import Registry
 
+    from fleetdesk.sandbox.broker import find_mosquitto
+
+    find_mosquitto()  # before touching the state dir: say how to install it
     state_dir = Path(state_dir).resolve()
     prepare_state_dir(state_dir)
     lock = _StateLock(state_dir)

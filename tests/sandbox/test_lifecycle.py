@@ -121,38 +121,56 @@ def test_port_in_use_names_the_port(tmp_path):
     assert f"port {port} is already in use" in res.stderr and "--port-base" in res.stderr
 
 
+def _up_inproc(state, **kw):
+    """run_sandbox in this process: the bad-input paths fail before anything is started."""
+    import asyncio
+
+    from fleetdesk.sandbox.server import run_sandbox
+
+    asyncio.run(run_sandbox(state, 0, **kw))
+
+
 def test_foreign_or_unknown_state_dir_is_refused_and_left_alone(tmp_path):
+    from fleetdesk.errors import SandboxError
+
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    res = _cli("up", "--state-dir", str(foreign), "--port-base", "0")
-    assert res.returncode == 1 and "not a Fleetdesk sandbox state dir" in res.stderr
+    with pytest.raises(SandboxError, match="not a Fleetdesk sandbox state dir"):
+        _up_inproc(foreign)
     assert sorted(p.name for p in foreign.iterdir()) == ["precious.txt"]
 
     future = tmp_path / "future"
     future.mkdir()
     (future / "VERSION").write_text("fleetdesk-sandbox 99\n")
-    res = _cli("up", "--state-dir", str(future), "--port-base", "0")
-    assert res.returncode == 1 and "unknown version" in res.stderr
+    with pytest.raises(SandboxError, match="unknown version"):
+        _up_inproc(future)
 
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "VERSION").write_text("fleetdesk-sandbox 1\n")
     (corrupt / "registry.sqlite").write_bytes(b"this is not sqlite" * 100)
-    res = _cli("up", "--state-dir", str(corrupt), "--port-base", "0")
-    assert res.returncode == 1 and "registry" in res.stderr
+    with pytest.raises(SandboxError, match="registry"):
+        _up_inproc(corrupt)
     assert (corrupt / "registry.sqlite").read_bytes() == b"this is not sqlite" * 100
 
 
-def test_missing_mosquitto_says_how_to_install(tmp_path):
-    env = {**os.environ, "FLEETDESK_MOSQUITTO": str(tmp_path / "no-such-mosquitto")}
-    res = _cli("up", "--state-dir", str(tmp_path / "s"), "--port-base", "0", env=env)
-    assert res.returncode == 1 and "mosquitto" in res.stderr and "apt-get install mosquitto" in res.stderr
+def test_missing_mosquitto_says_how_to_install(tmp_path, monkeypatch):
+    from fleetdesk.errors import SandboxError
+
+    monkeypatch.setenv("FLEETDESK_MOSQUITTO", str(tmp_path / "no-such-mosquitto"))
+    with pytest.raises(SandboxError) as ei:
+        _up_inproc(tmp_path / "s")
+    assert "mosquitto" in str(ei.value) and "apt-get install mosquitto" in str(ei.value)
+    assert not (tmp_path / "s").exists()  # nothing was created
 
 
-def test_env_without_a_running_sandbox_is_a_clear_error(tmp_path):
-    res = _cli("env", "--state-dir", str(tmp_path / "none"))
-    assert res.returncode == 1 and "no sandbox is running" in res.stderr and "sandbox up" in res.stderr
+def test_env_without_a_running_sandbox_is_a_clear_error(tmp_path, capsys):
+    from fleetdesk.errors import SandboxError
+
+    with pytest.raises(SandboxError) as ei:
+        _cli_inproc(capsys, "env", "--state-dir", str(tmp_path / "none"))
+    assert "no sandbox is running" in str(ei.value) and "sandbox up" in str(ei.value)
 
 
 def _lan_ip() -> str | None:
