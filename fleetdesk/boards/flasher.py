@@ -149,6 +149,7 @@ class EsptoolWorker:
         self._on_event = on_event
         self._result: dict | None = None
         self.trace: list[str] = []
+        self._done = threading.Event()
         self.proc = POOL.take()
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(job) + "\n")
@@ -167,13 +168,15 @@ class EsptoolWorker:
                 continue
             if ev.get("event") == "log":
                 self.trace.append(ev.get("text", ""))
-            if ev.get("event") == "result":
-                self._result = ev
-            if self._on_event is not None:
+            if self._on_event is not None and ev.get("event") != "result":
                 try:
                     self._on_event(ev)
                 except Exception:  # a broken listener must not kill the reader
                     pass
+            if ev.get("event") == "result":
+                self._result = ev
+                self._done.set()
+        self._done.set()  # EOF: the worker exited (with or without a result)
 
     def _read_err(self) -> None:
         assert self.proc.stderr is not None
@@ -190,6 +193,21 @@ class EsptoolWorker:
         except (OSError, ValueError):
             pass
 
+    def _reap(self) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        self._err_reader.join(timeout=5)
+        POOL.refill()
+
     def cancel(self) -> None:
         """Ask the worker to stop at the next progress tick (it closes the port cleanly)."""
         try:
@@ -204,10 +222,12 @@ class EsptoolWorker:
             self.proc.kill()
 
     def wait(self, timeout: float | None = None) -> WorkerResult:
-        """Wait for the result; on timeout cancel, then kill after a grace period."""
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        """Wait for the result; on timeout cancel, then kill after a grace period.
+
+        Returns as soon as the result line arrives (the worker closed the port before
+        sending it); the process is reaped in the background.
+        """
+        if not self._done.wait(timeout):
             self.cancel()
             try:
                 self.proc.wait(timeout=5)
@@ -218,14 +238,13 @@ class EsptoolWorker:
             r = self._result or {}
             return WorkerResult(False, "timeout", f"no answer within {timeout:.0f} s", bool(r.get("written", True)),
                                 trace=self.trace)
-        self._reader.join(timeout=5)
-        self._err_reader.join(timeout=2)
-        POOL.refill()
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        except (OSError, ValueError):
-            pass
+        if self._result is None:  # EOF without a result: the worker died
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self._err_reader.join(timeout=2)
+        threading.Thread(target=self._reap, daemon=True).start()
         r = self._result
         if r is None:
             tail = [t for t in self.trace if t][-3:]

@@ -159,28 +159,28 @@ def _deactivate_new_certs(target: CloudTarget, thing: str, before: set[str]) -> 
             pass
 
 
-def _der_cert(pem: str) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+def _pem_to_der(pem: str) -> bytes:
+    """The first PEM block's DER bytes (format kept: PKCS#1/SEC1/PKCS#8 keys, X.509 certs)."""
+    import base64
 
-    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
-
-
-def _der_key(pem: str) -> bytes:
-    from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
-                                                              load_pem_private_key)
-
-    key = load_pem_private_key(pem.encode(), password=None)
-    return key.private_bytes(Encoding.DER, PrivateFormat.TraditionalOpenSSL, NoEncryption())
+    body, inside = [], False
+    for line in pem.strip().splitlines():
+        line = line.strip()
+        if line.startswith("-----BEGIN"):
+            inside = True
+        elif line.startswith("-----END"):
+            break
+        elif inside and line and ":" not in line:
+            body.append(line)
+    if not body:
+        raise CloudError("the cloud returned a certificate or key that is not PEM", "retry; report it if it persists")
+    return base64.b64decode("".join(body))
 
 
 def device_files(identity: MintedIdentity, target: CloudTarget, *, product: str | None = None,
                  wifi: dict | None = None) -> dict[str, bytes]:
     """The per-device files for the vfs image: /config.json and /certs/{ca,cert,key}.der."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    ca_der = x509.load_pem_x509_certificates(target.ca_pem)[0].public_bytes(Encoding.DER)
+    ca_der = _pem_to_der(target.ca_pem.decode())
     config = {
         "thing_name": identity.thing_name,
         "endpoint": target.endpoint,
@@ -198,6 +198,6 @@ def device_files(identity: MintedIdentity, target: CloudTarget, *, product: str 
     return {
         "/config.json": json.dumps(config, indent=1).encode(),
         "/certs/ca.der": ca_der,
-        "/certs/cert.der": _der_cert(identity.certificate_pem),
-        "/certs/key.der": _der_key(identity.private_key_pem),
+        "/certs/cert.der": _pem_to_der(identity.certificate_pem),
+        "/certs/key.der": _pem_to_der(identity.private_key_pem),
     }

@@ -91,7 +91,7 @@ class ConsoleReader:
         ser = None
         for _ in range(20):
             try:
-                ser = serial.serial_for_url(self.port, do_not_open=True, baudrate=115200, timeout=0.2)
+                ser = serial.serial_for_url(self.port, do_not_open=True, baudrate=115200, timeout=0.05)
                 ser.dtr = False
                 ser.rts = False
                 ser.open()
@@ -245,8 +245,10 @@ class BoardPipeline:
             flashed_at = time.time()
             self._event(stage="boot")
             self._journal("boot", "begin")
-            console = ConsoleReader(self.port)
-            if self.settings.identity and self.settings.wait_online:
+            waiting = self.settings.identity and self.settings.wait_online
+            if waiting or self.settings.boot_wait > 0:
+                console = ConsoleReader(self.port)
+            if waiting:
                 self._event(stage="online")
                 self._journal("online", "begin")
                 self._wait_online(flashed_at)
@@ -285,11 +287,8 @@ class BoardPipeline:
             "error": r.error or None, "baud": 115200 if r.baud_fallback else self.settings.baud,
             "product": self.settings.product})
         if r.result == "PASS" and known and known.certificate_id and known.certificate_id != r.certificate_id \
-                and self.cloud is not None:
-            try:  # the board now uses its new certificate: retire the superseded one
-                self.cloud.deactivate(known.certificate_id)
-            except Exception:
-                pass
+                and self.cloud is not None:  # the board uses its new certificate: retire the old one
+            threading.Thread(target=self._retire, args=(known.certificate_id,), daemon=True).start()
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
 
@@ -313,6 +312,13 @@ class BoardPipeline:
         raise _Failed("online", f"{thing} did not come online in presence within "
                                 f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
                                 f"{int(flashed_at * 1000)})", "not-online")
+
+    def _retire(self, certificate_id: str) -> None:
+        try:
+            self.cloud.deactivate(certificate_id)
+            self._journal("retire", "done", {"certificate_id": certificate_id, "status": "INACTIVE"})
+        except Exception as exc:  # noqa: BLE001 - journaled; the old cert is no longer on any board
+            self._journal("retire", "failed", str(exc))
 
     def _rollback(self) -> None:
         """A cert minted for a board that never came online is set INACTIVE and journaled."""

@@ -231,6 +231,9 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         if want and normalize_chip(esp.CHIP_NAME) != want:
             raise Refused(f"the bundle is for {want.upper()} but the board is {esp.CHIP_NAME}")
         _security_checks(info, job.get("security") or {})
+        if job.get("await_parts"):
+            # the host mints the identity from the MAC while the stub uploads (overlapped)
+            events.emit("ready", **info)
         esp = cmds.run_stub(esp)
         baud = int(job.get("baud") or 115200)
         if baud != 115200:
@@ -244,7 +247,6 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
                 f.write(data)
             events.emit("read", label=region.get("label", ""), path=region["path"])
         if job.get("await_parts"):
-            events.emit("ready", **info)
             job_parts = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))
             parts = [(int(p["offset"]), os.path.getsize(p["path"])) for p in job_parts]
             logger.plan_parts = parts

@@ -1,0 +1,106 @@
+"""Station overhead: what the pipeline adds per board (identity in the sandbox, journal,
+pre-write checks, device files in the vfs image, production row), next to the write itself.
+
+Side by side on one throttled virtual board at 460800 baud with the default bundle:
+  bare   = a plain flash of the bundle (connect, stub, write + verify, reset)
+  full   = the station pipeline with identity on (new thing + certificate each time, journal,
+           checks, /config.json + /certs in the vfs image, attempt row), not waiting for presence
+Overhead = full - bare (medians), and, measured inside the pipeline, the time from the
+identity step's start to the write's start (journal timestamps).
+
+Goal: overhead < 10 % of the bare write time.
+
+Usage: .venv/bin/python bench/station_overhead.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flash_speed import virtual_boards  # noqa: E402
+
+GOAL = 0.10
+
+
+def start_sandbox(state_dir: Path, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "fleetdesk", "sandbox", "up", "--json", "--state-dir",
+                             str(state_dir), "--port-base", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    json.loads(proc.stdout.readline())
+    return proc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baud", type=int, default=460800)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
+        os.environ.update(env)
+        from fleetdesk.boards.flasher import POOL, FlashJob
+        from fleetdesk.boards.identity import CloudTarget
+        from fleetdesk.boards.images import load_plan
+        from fleetdesk.boards.station import Station, StationSettings
+        from fleetdesk.store.production import ProductionDB
+
+        bundle = work / "bundle"
+        subprocess.run([sys.executable, "-m", "fleetdesk", "firmware", "build", "-o", str(bundle)], check=True,
+                       env=env, stdout=subprocess.DEVNULL)
+        plan = load_plan(bundle)
+        sandbox = start_sandbox(work / "sandbox", env)
+        try:
+            cloud = CloudTarget.from_sandbox(work / "sandbox")
+            db = ProductionDB(work / "prod.sqlite3")
+            settings = StationSettings(bundle=str(bundle), baud=args.baud, identity=True, wait_online=False,
+                                       boot_wait=0.0, factory_reset=True)
+            station = Station(settings, cloud=cloud, db=db)
+            bare, full, inner = [], [], []
+            POOL.prewarm(1)
+            with virtual_boards(1, work, env=env) as (port,):
+                for _ in range(args.runs):
+                    time.sleep(2)
+                    t0 = time.perf_counter()
+                    r = FlashJob(port, plan, baud=args.baud, prepare=lambda info: plan).run()
+                    bare.append(time.perf_counter() - t0)
+                    assert r.ok, r.error
+                    time.sleep(2)
+                    t0 = time.perf_counter()
+                    res = station.run_one(port)
+                    full.append(time.perf_counter() - t0)
+                    assert res.result == "PASS", res.error
+                    steps = {(j["step"], j["status"]): j["ts"] for j in db.journal(res.run_id)}
+                    inner.append(steps[("write", "begin")] - steps[("identity", "begin")])
+            POOL.close()
+            station.close()
+        finally:
+            sandbox.send_signal(signal.SIGTERM)
+            try:
+                sandbox.wait(15)
+            except subprocess.TimeoutExpired:
+                sandbox.kill()
+        b, f, i = statistics.median(bare), statistics.median(full), statistics.median(inner)
+        over = max(0.0, f - b)
+        ratio = over / b
+        ok = ratio < GOAL
+        print(f"goal: pipeline overhead per board < {GOAL:.0%} of the write time "
+              f"(default bundle, {args.baud} baud, medians of {args.runs})")
+        print(f"bare flash {b:.2f} s   full pipeline {f:.2f} s   overhead {over:.3f} s = {ratio:.1%}   "
+              f"{'PASS' if ok else 'FAIL'}")
+        print(f"identity + device files (inside the pipeline, journal timestamps): {i:.3f} s = {i / b:.1%} (info)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
