@@ -40,7 +40,7 @@ from fleetdesk.config import Profile
 from fleetdesk.errors import CloudError
 from fleetdesk.fleet.state import FleetState
 from fleetdesk.paths import sandbox_state_dir
-from fleetdesk.store.telemetry import TelemetryStore
+from fleetdesk.store.telemetry import DEFAULT_RETENTION_DAYS, TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,8 @@ class CloudSession:
         profile: the active profile.
         settings: MQTT settings (default: :func:`app_settings`).
         control: control plane (default: :func:`control_plane`).
-        store: telemetry history; ``None`` = open the default one; ``False`` = none.
+        store: telemetry history; ``None`` = open the default one (retention from
+            ``profile.extra["retention_days"]``, default 30 days); ``False`` = none.
     """
 
     def __init__(self, profile: Profile, *, settings: ConnectionSettings | None = None,
@@ -202,7 +203,8 @@ class CloudSession:
         self.conn = Connection(settings or app_settings(profile))
         self.control = control or control_plane(profile)
         self.fleet = fleet or FleetState()
-        self.store = TelemetryStore() if store is None else (store or None)
+        retention = (profile.extra or {}).get("retention_days", DEFAULT_RETENTION_DAYS)
+        self.store = TelemetryStore(retention_days=retention) if store is None else (store or None)
         self.telemetry = Telemetry(self.conn, self.store, self.fleet)
         self.shadows = Shadows(self.conn, self.fleet)
         self.presence = Presence(self.conn, self.fleet, self.control)
