@@ -110,21 +110,6 @@ def _flash_in_thread(station, url, on_writing):
     return t, out
 
 
-def test_unplugged_mid_write_fails_then_replugged_board_passes(rig, bundle_dir, tmp_path):
-    (board,) = rig.add(1, throttle=True)
-    station = _station(tmp_path, bundle_dir, baud=115200)
-    t, out = _flash_in_thread(station, board.url, lambda: rig.loop.call_soon_threadsafe(
-        lambda: rig.loop.create_task(board.unplug())))
-    t.join(120)
-    r = out["result"]
-    assert r.result == "FAIL" and r.error and r.advice
-    assert [a["result"] for a in station.db.attempts()] == ["FAIL"]
-    rig.call(board.replug())
-    r2 = station.run_one(board.url)
-    assert r2.result == "PASS", r2.error
-    assert [a["result"] for a in station.db.attempts()] == ["FAIL", "PASS"]
-
-
 def test_cancel_mid_write_leaves_the_port_usable(rig, bundle_dir, tmp_path):
     (board,) = rig.add(1, throttle=True)
     station = _station(tmp_path, bundle_dir, baud=115200)
