@@ -22,6 +22,22 @@ from fd.ble_proto import (
 )
 
 CAPS = ["wifi", "wifi-scan", "cloud", "files", "resume"]
+MAX_POP_FAILURES = 5  # then auth is refused for LOCKOUT_MS (online guessing brake)
+LOCKOUT_MS = 30000
+
+
+def _ticks():
+    try:
+        return time.ticks_ms()
+    except AttributeError:  # CPython
+        return int(time.monotonic() * 1000)
+
+
+def _since(t0):
+    try:
+        return time.ticks_diff(time.ticks_ms(), t0)
+    except AttributeError:
+        return _ticks() - t0
 CERT_PATHS = {"ca": "/certs/ca.der", "cert": "/certs/cert.der", "key": "/certs/key.der"}
 
 
@@ -66,6 +82,7 @@ class ConfigSession:
         self.files = {}
         self.committed = None
         self.failures = 0
+        self.last_failure = 0
         self.reset_link()
 
     # ---- link/session -------------------------------------------------------------
@@ -148,10 +165,16 @@ class ConfigSession:
                 proof = unhex(req["proof"])
             except Exception:
                 return self._err(req, "bad_request", "auth needs a hex proof")
+            if self.failures >= MAX_POP_FAILURES and _since(self.last_failure) < LOCKOUT_MS:
+                self.reset_link()
+                return self._err(req, "locked", "too many wrong proof-of-possession attempts: wait %d s"
+                                 % ((LOCKOUT_MS - _since(self.last_failure)) // 1000 + 1))
             if not consteq(proof, self.keys["host_proof"]):
                 self.failures += 1
+                self.last_failure = _ticks()
                 self.reset_link()  # a new hello (new nonces) is needed; staged state untouched
                 return self._err(req, "pop", "wrong proof-of-possession")
+            self.failures = 0
             self.chan = SecureChannel(self.keys, DIR_DEVICE, DIR_HOST)
             return plain({"v": VERSION, "op": "auth", "ok": True,
                           "proof": hexs(self.keys["device_proof"])})

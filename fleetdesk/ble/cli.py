@@ -40,6 +40,8 @@ def register(subparsers: Any) -> None:
     prov.add_argument("--ca", type=Path, help="root CA to install (default: sandbox CA / Amazon Root CA 1)")
     prov.add_argument("--profile", help="profile to use (default: the current one)")
     prov.add_argument("--scan-timeout", type=float, default=10.0)
+    prov.add_argument("--wait-online", type=float, default=0, metavar="SECONDS",
+                      help="after the commit, wait until the thing reports its shadow (0 = do not wait)")
     _common(prov)
     prov.set_defaults(func=_provision)
 
@@ -115,11 +117,20 @@ async def _provision_async(args: argparse.Namespace) -> int:
 
     result = await provision(match.device, args.pop, args.wifi_ssid, password, target, backend=client_backend,
                              on_step=emit, progress=progress)
+    online = None
+    if args.wait_online > 0:
+        from fleetdesk.ble.provision import wait_online
+
+        emit("online", f"waiting up to {args.wait_online:.0f} s for {thing}")
+        reported = await asyncio.to_thread(wait_online, profile, thing, args.wait_online)
+        online = reported.get("firmware_version", True)
     if args.json:
         print(json.dumps({"ok": True, "thing": thing, "endpoint": f"{target.endpoint}:{target.port}",
-                          "committed": bool(result.get("committed"))}), flush=True)
+                          "committed": bool(result.get("committed")), "online": online}), flush=True)
     else:
         print(f"committed: {match.name} will reboot and connect as {thing} to {target.endpoint}:{target.port}")
+        if online:
+            print(f"{thing} is online (firmware {online})")
     return 0
 
 

@@ -54,6 +54,7 @@ class LinkLost(BleError):
 
 _ADVICE = {
     "pop": "Check the proof-of-possession secret (production record / label) and retry.",
+    "locked": "The board refuses PoP attempts for a while after 5 wrong ones: wait, then retry with the right PoP.",
     "commit": "Fix the listed items, resend them and commit again; the device stays in Config mode.",
     "version": "Update Fleetdesk or the board's firmware so both speak the same protocol version.",
 }

@@ -52,12 +52,12 @@ def test_cli_provisions_fresh_board_into_the_sandbox(fresh_board, sandbox, tmp_p
     pw.write_text("secret123\n")
     out = subprocess.run([sys.executable, "-m", "fleetdesk", "ble", "provision", boards[0]["address"], "--pop", POP,
                           "--wifi-ssid", "fieldnet", "--wifi-pass-file", str(pw), "--create-thing", thing,
-                          "--virtual", "--json"], capture_output=True, text=True, timeout=90)
+                          "--virtual", "--json", "--wait-online", "60"], capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
-    assert lines[-1]["ok"] is True and lines[-1]["thing"] == thing
+    assert lines[-1]["ok"] is True and lines[-1]["thing"] == thing and lines[-1]["online"]
     assert {ln["progress"]["file"] for ln in lines if "progress" in ln} == {"ca", "cert", "key"}
-    assert [ln["step"] for ln in lines if "step" in ln][-1] == "commit"
+    assert [ln["step"] for ln in lines if "step" in ln][-2:] == ["commit", "online"]
     _online(sandbox, thing, console)
     cfg = json.loads((fs / "config.json").read_text())
     assert cfg["thing_name"] == thing and cfg["pop"] == POP and cfg["product"] == "fd-sensor"

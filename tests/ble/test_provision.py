@@ -126,6 +126,19 @@ async def test_wrong_pop_is_refused_and_changes_nothing(start_device, certs):
 
 
 @pytest.mark.slow
+async def test_repeated_wrong_pop_locks_auth_for_a_while(start_device):
+    dev = start_device()
+    for _ in range(5):
+        with pytest.raises(ProvisioningError, match="wrong proof-of-possession"):
+            async with ProvisioningClient(dev.address, f"guess-{_}", backend=VirtualBleakClient):
+                pass
+    with pytest.raises(ProvisioningError, match="too many wrong proof-of-possession attempts") as err:
+        async with ProvisioningClient(dev.address, POP, backend=VirtualBleakClient):
+            pass
+    assert err.value.code == "locked" and dev.alive()
+
+
+@pytest.mark.slow
 async def test_bad_crc_chunk_is_resent(start_device, certs):
     dev = start_device()
     found = await _find(dev)
