@@ -6,7 +6,9 @@ iot:* and *; Resource ARNs ``arn:aws:iot:<region>:<account>:topic/...``, ``topic
 ``${iot:ClientId}``. AWS's ``*`` wildcard maps to MQTT wildcards where it spans whole topic
 levels (``a/*`` -> ``a/#``, ``a/*/b`` -> ``a/+/b``); a ``*`` or ``?`` inside a level cannot be
 expressed as an MQTT filter and is left out (so the sandbox errs on refusing, never on
-granting). A Deny wins over an Allow (higher ACL priority).
+granting). A Deny wins over an Allow (higher ACL priority). Conditions: only
+``iot:Connection.Thing.IsAttached`` (Bool true) is understood; a statement with any other
+condition is ignored.
 """
 
 from __future__ import annotations
@@ -32,8 +34,22 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _statements(doc: dict) -> list[dict]:
-    return [st for st in _as_list(doc.get("Statement")) if isinstance(st, dict)]
+def _condition_holds(condition, thing: str | None) -> bool:
+    """Only ``{"Bool": {"iot:Connection.Thing.IsAttached": "true"}}`` is understood; any other
+    condition makes the statement not apply (refuse rather than over-grant)."""
+    if not condition:
+        return True
+    if not isinstance(condition, dict) or set(condition) != {"Bool"} or not isinstance(condition["Bool"], dict):
+        return False
+    for key, value in condition["Bool"].items():
+        if key.lower() != "iot:connection.thing.isattached" or str(value).lower() != "true":
+            return False
+    return thing is not None
+
+
+def _statements(doc: dict, thing: str | None = None) -> list[dict]:
+    return [st for st in _as_list(doc.get("Statement"))
+            if isinstance(st, dict) and _condition_holds(st.get("Condition"), thing)]
 
 
 def _action_matches(pattern: str, action: str) -> bool:
@@ -88,7 +104,7 @@ def topic_acls(documents: list[dict] | tuple[dict, ...], thing: str | None, clie
     """Dynamic-security ACL entries for the given policy documents, variables resolved."""
     acls: dict[tuple, dict] = {}
     for doc in documents:
-        for st in _statements(doc):
+        for st in _statements(doc, thing):
             allow = st.get("Effect") == "Allow"
             actions = [str(a) for a in _as_list(st.get("Action"))]
             for action, (acltype, kind) in _ACTION_ACL.items():
@@ -110,7 +126,7 @@ def may_connect(documents, thing: str | None, client_id: str) -> bool:
     """True if the policies allow iot:Connect for ``client_id`` (a Deny wins)."""
     allowed = False
     for doc in documents:
-        for st in _statements(doc):
+        for st in _statements(doc, thing):
             if not any(_action_matches(a, "iot:connect") for a in _as_list(st.get("Action"))):
                 continue
             for res in _as_list(st.get("Resource")):

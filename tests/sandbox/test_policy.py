@@ -59,3 +59,14 @@ def test_parse_mosquitto_connection_lines():
     assert parse_log_line("Client thing-1 already connected, closing old connection.").reason == "DUPLICATE_CLIENTID"
     assert parse_log_line("Client <unknown> closed its connection.") is None
     assert parse_log_line("Opening ipv4 listen socket on port 1883.") is None
+
+
+def test_conditions_isattached_understood_others_ignored():
+    attached = {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*",
+                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}}
+    odd = {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/x",
+           "Condition": {"StringEquals": {"iot:Connection.Thing.ThingTypeName": "t"}}}
+    doc = {"Statement": [attached, odd]}
+    assert may_connect([doc], "dev1", "dev1")
+    assert not may_connect([doc], None, "dev1")  # not attached to a thing
+    assert topic_acls([doc], "dev1", "dev1") == []  # the unknown condition grants nothing
