@@ -34,7 +34,7 @@ async def run(dev, ble=None):
     if ble is None:
         ble = bluetooth.BLE()
     ble.active(True)
-    ble.config(gap_name=name, mtu=515)
+    ble.config(gap_name=name, mtu=512)
     srv = GattServer(ble)
     sess = ConfigSession(dev, _pop(cfg, dev.mac), name)
     srv.set_value(CH_CTRL, json.dumps(sess.status_plain()).encode())

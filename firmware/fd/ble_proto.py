@@ -95,8 +95,20 @@ def consteq(a, b):
     return r == 0
 
 
+def _crc32_soft(data):
+    # ports built without binascii.crc32: bitwise CRC-32 (IEEE), slow but small
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
 def crc32(data):
-    return binascii.crc32(data) & 0xFFFFFFFF
+    if hasattr(binascii, "crc32"):
+        return binascii.crc32(data) & 0xFFFFFFFF
+    return _crc32_soft(data)
 
 
 def derive(pop, host_nonce, device_nonce):

@@ -62,6 +62,7 @@ for fv in V["fragments"]:
     eq(p.hexs(out), fv["msg"], "reassemble")
 for cv in V["crc32"]:
     eq(p.crc32(u(cv["data"])), cv["crc"], "crc32")
+    eq(p._crc32_soft(u(cv["data"])), cv["crc"], "crc32 (no binascii.crc32)")
 for mtu, size in V["chunk_size"].items():
     eq(p.chunk_size(int(mtu)), size, "chunk_size")
 for uuid, le in V["uuid_le"].items():
