@@ -156,6 +156,7 @@ class Connection:
         self._listeners: list[Callable[[StateEvent], Any]] = []
         self._state_queues: list[asyncio.Queue] = []
         self._subs: dict[str, _Sub] = {}
+        self._routes: dict[str, list[_Sub]] = {}  # topic -> matching subs; reset when _subs changes
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
         self._ever_connected = False
@@ -359,68 +360,9 @@ class Connection:
 
     # ----------------------------------------------------------------- build
     def _build_client(self) -> Any:
-        from awscrt import io, mqtt5
-        from awsiot import mqtt5_client_builder
+        from fleetdesk.cloud.client_factory import build_client
 
-        s = self.settings
-        common = dict(
-            endpoint=s.host,
-            port=s.port,
-            client_id=s.client_id,
-            session_behavior=(
-                mqtt5.ClientSessionBehaviorType.CLEAN if s.clean_start
-                else mqtt5.ClientSessionBehaviorType.REJOIN_ALWAYS
-            ),
-            session_expiry_interval_sec=0 if s.clean_start else s.session_expiry_sec,
-            keep_alive_interval_sec=s.keep_alive_sec,
-            receive_maximum=s.receive_maximum,
-            retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
-            min_reconnect_delay_ms=s.min_reconnect_ms,
-            max_reconnect_delay_ms=s.max_reconnect_ms,
-            connack_timeout_ms=10_000,
-            ack_timeout_sec=30,
-            on_publish_received=self._on_publish,
-            on_lifecycle_attempting_connect=self._on_attempt,
-            on_lifecycle_connection_success=self._on_success,
-            on_lifecycle_connection_failure=self._on_failure,
-            on_lifecycle_disconnection=self._on_disconnect,
-            on_lifecycle_stopped=self._on_stopped,
-            enable_metrics_collection=False,
-        )
-        if s.ca_file:
-            common["ca_filepath"] = s.ca_file
-        if s.websockets:
-            return mqtt5_client_builder.websockets_with_default_aws_signing(
-                region=s.region, credentials_provider=s.credentials_provider, **common)
-        if s.cert_file:
-            return mqtt5_client_builder.mtls_from_path(
-                cert_filepath=s.cert_file, pri_key_filepath=s.key_file, username=s.username, **common)
-        # username/password over TLS (server verified against ca_file or the system store)
-        tls_ctx = None
-        if s.tls:
-            tls_opts = io.TlsContextOptions()
-            if s.ca_file:
-                tls_opts.override_default_trust_store_from_path(None, s.ca_file)
-            tls_ctx = io.ClientTlsContext(tls_opts)
-        connect = mqtt5.ConnectPacket(
-            client_id=s.client_id, username=s.username, password=(s.password or "").encode(),
-            keep_alive_interval_sec=s.keep_alive_sec, receive_maximum=s.receive_maximum,
-            session_expiry_interval_sec=common["session_expiry_interval_sec"],
-        )
-        opts = mqtt5.ClientOptions(
-            host_name=s.host, port=s.port, tls_ctx=tls_ctx, connect_options=connect,
-            session_behavior=common["session_behavior"], retry_jitter_mode=common["retry_jitter_mode"],
-            min_reconnect_delay_ms=s.min_reconnect_ms, max_reconnect_delay_ms=s.max_reconnect_ms,
-            connack_timeout_ms=10_000, ack_timeout_sec=30,
-            on_publish_callback_fn=self._on_publish,
-            on_lifecycle_event_attempting_connect_fn=self._on_attempt,
-            on_lifecycle_event_connection_success_fn=self._on_success,
-            on_lifecycle_event_connection_failure_fn=self._on_failure,
-            on_lifecycle_event_disconnection_fn=self._on_disconnect,
-            on_lifecycle_event_stopped_fn=self._on_stopped,
-            disable_metrics=True,  # metrics would be appended to the username
-        )
-        return mqtt5.Client(opts)
+        return build_client(self.settings, self)
 
     # ----------------------------------------------------------------- messages
     def _on_publish(self, data: Any) -> None:
@@ -430,23 +372,31 @@ class Connection:
         qos = int(pkt.qos)
         ack = None
         if qos and data.acquire_publish_acknowledgement_control is not None:
-            for sub in list(self._subs.values()):
-                if sub.manual_ack and matches(sub.topic_filter, topic):
-                    client = self._client
-                    handle = data.acquire_publish_acknowledgement_control()
-                    if client is not None:
-                        ack = (lambda c=client, h=handle: c.invoke_publish_acknowledgement(h))
-                    break
+            if any(sub.manual_ack for sub in self._route(topic)):
+                client = self._client
+                handle = data.acquire_publish_acknowledgement_control()
+                if client is not None:
+                    ack = (lambda c=client, h=handle: c.invoke_publish_acknowledgement(h))
         msg = Message(topic, bytes(pkt.payload or b""), qos, bool(pkt.retain), time.time(), ack)
         self._inbox.append(msg)
         if not self._drain_scheduled:
             self._drain_scheduled = True
             self._post(self._drain)
 
+    def _route(self, topic: str) -> list[_Sub]:
+        """Subscriptions whose filter matches ``topic`` (cached per topic; any thread)."""
+        cache = self._routes
+        subs = cache.get(topic)
+        if subs is None:
+            subs = [sub for sub in list(self._subs.values()) if matches(sub.topic_filter, topic)]
+            if len(cache) > 50_000:
+                cache = self._routes = {}
+            cache[topic] = subs
+        return subs
+
     def _drain(self) -> None:
         self._drain_scheduled = False
         inbox = self._inbox
-        subs = list(self._subs.values())
         deadline = time.perf_counter() + DRAIN_BUDGET_S
         while inbox:
             if time.perf_counter() > deadline:  # yield to the loop (with qasync: the UI), then go on
@@ -456,17 +406,16 @@ class Connection:
             msg = inbox.popleft()
             self.stats["received"] += 1
             delivered = False
-            for sub in subs:
-                if matches(sub.topic_filter, msg.topic):
-                    for handler in list(sub.handlers):
-                        delivered = True
-                        try:
-                            result = handler(msg)
-                            if asyncio.iscoroutine(result):
-                                asyncio.ensure_future(result)
-                        except Exception:
-                            self.stats["handler_errors"] += 1
-                            log.exception("handler for %s failed", sub.topic_filter)
+            for sub in self._route(msg.topic):
+                for handler in list(sub.handlers):
+                    delivered = True
+                    try:
+                        result = handler(msg)
+                        if asyncio.iscoroutine(result):
+                            asyncio.ensure_future(result)
+                    except Exception:
+                        self.stats["handler_errors"] += 1
+                        log.exception("handler for %s failed", sub.topic_filter)
             if not delivered:
                 msg.ack()
 
@@ -499,6 +448,7 @@ class Connection:
             sub.sent = not any(o.sent and o.qos >= qos and covers(o.topic_filter, topic_filter)
                                for o in self._subs.values())
             self._subs[topic_filter] = sub
+            self._routes = {}
         sub.handlers.append(handler)
         if new and sub.sent:
             narrower = [o for o in self._subs.values()
@@ -508,6 +458,7 @@ class Connection:
                     await self._send_subscribe([sub])
                 except Exception:
                     self._subs.pop(topic_filter, None)
+                    self._routes = {}
                     raise
             for o in narrower:
                 o.sent = False
@@ -518,6 +469,7 @@ class Connection:
                 sub.handlers.remove(handler)
             if not sub.handlers and self._subs.get(topic_filter) is sub:
                 del self._subs[topic_filter]
+                self._routes = {}
                 if not sub.sent:
                     return
                 orphans = [o for o in self._subs.values() if not o.sent and not any(
