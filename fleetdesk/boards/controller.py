@@ -239,6 +239,15 @@ class StationController:
         self.on_change(tile.slot)
         self.on_change("*")
 
+    def export(self, slot: str, path) -> Path:
+        """Per-board zip (attempt, journal, console, esptool trace; never keys) of the slot's last attempt."""
+        from fleetdesk.boards.export import export_attempt
+
+        tile = self.tiles.get(slot)
+        if tile is None or tile.last_result is None or tile.last_result.attempt_id is None:
+            raise BoardError("this slot has no finished attempt to export", "flash a board first")
+        return export_attempt(self.station().db, tile.last_result.attempt_id, path)
+
     def totals(self) -> dict:
         tiles = list(self.tiles.values())
         return {"PASS": sum(t.passed for t in tiles), "FAIL": sum(t.failed for t in tiles),

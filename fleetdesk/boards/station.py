@@ -147,6 +147,7 @@ class BoardPipeline:
         self.result = BoardResult(port)
         self._minted = None
         self._run_id: str | None = None
+        self._trace: list[str] = []
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -233,6 +234,7 @@ class BoardPipeline:
             if self._cancel.is_set():
                 self._job.cancel()
             wr = self._job.run()
+            self._trace = wr.trace
             r.baud_fallback = wr.baud_fallback
             r.esptool_tail = (wr.last_lines or wr.trace)[-20:]
             if not wr.ok:
@@ -286,6 +288,10 @@ class BoardPipeline:
             "certificate_id": r.certificate_id, "result": r.result, "duration_s": r.duration_s,
             "error": r.error or None, "baud": 115200 if r.baud_fallback else self.settings.baud,
             "product": self.settings.product})
+        try:
+            self.db.save_logs(self._run_id, console=r.console_tail, esptool=list(self._trace))
+        except Exception:  # noqa: BLE001 - logs are a convenience; the attempt row is written
+            pass
         if r.result == "PASS" and known and known.certificate_id and known.certificate_id != r.certificate_id \
                 and self.cloud is not None:  # the board uses its new certificate: retire the old one
             threading.Thread(target=self._retire, args=(known.certificate_id,), daemon=True).start()

@@ -50,11 +50,28 @@ CREATE TABLE IF NOT EXISTS devices (
     mac TEXT PRIMARY KEY, thing TEXT, certificate_id TEXT, product TEXT, chip TEXT,
     first_flashed REAL, last_flashed REAL, flash_count INTEGER DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS logs (
+    run_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (run_id, kind)
+);
 CREATE TABLE IF NOT EXISTS backups (
     id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts REAL NOT NULL, label TEXT,
     offset INTEGER, data BLOB NOT NULL
 );
 """
+
+
+def redact(lines) -> list[str]:
+    """Drop PEM private-key blocks (and any line naming one) from log lines."""
+    out, inside = [], False
+    for line in lines:
+        text = str(line)
+        if "PRIVATE KEY-----" in text:
+            inside = "BEGIN" in text and "END" not in text
+            out.append("[private key removed]")
+            continue
+        if not inside:
+            out.append(text)
+    return out
 
 
 def default_db_path() -> Path:
@@ -221,6 +238,25 @@ class ProductionDB:
             for r in rows:
                 w.writerow({k: r.get(k) for k in ATTEMPT_COLUMNS})
         return len(rows)
+
+    # --- per-run logs (console, esptool trace) for the per-board export -----------------
+    def save_logs(self, run_id: str, **logs: list[str]) -> None:
+        """Keep a run's logs (e.g. console=[...], esptool=[...]); private key blocks are dropped."""
+        def do(db):
+            for kind, lines in logs.items():
+                db.execute("INSERT OR REPLACE INTO logs(run_id, kind, text) VALUES (?,?,?)",
+                           (run_id, kind, "\n".join(redact(lines))))
+        self._tx(do)
+
+    def logs(self, run_id: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT kind, text FROM logs WHERE run_id=?", (run_id,)).fetchall()
+        return {r["kind"]: r["text"] for r in rows}
+
+    def attempt(self, attempt_id: int) -> dict | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+        return dict(r) if r else None
 
     # --- identity backups ---------------------------------------------------------------
     def save_backup(self, mac: str, label: str, offset: int, data: bytes) -> int:

@@ -187,6 +187,16 @@ class StationsPage(QWidget):
         if ok:
             self.controller.set_label(slot, text.strip())
 
+    def _export(self, slot: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export board record", f"{slot.replace(':', '_')}.zip",
+                                              "Zip (*.zip)")
+        if path:
+            try:
+                self.controller.export(slot, path)
+                self.status.setText(f"Exported {path}")
+            except FleetdeskError as exc:
+                self.status.setText(str(exc))
+
     # --- repaint -------------------------------------------------------------------------
     def _mark_dirty(self, slot: str) -> None:  # any thread
         with self._dirty_lock:
@@ -203,6 +213,7 @@ class StationsPage(QWidget):
                 tile.start_clicked.connect(self._start)
                 tile.stop_clicked.connect(self.controller.stop)
                 tile.rename_requested.connect(self._rename)
+                tile.export_requested.connect(self._export)
                 n = len(self.tiles)
                 self.grid.addWidget(tile, n // COLUMNS, n % COLUMNS)
                 self.tiles[slot] = tile

@@ -39,6 +39,7 @@ class PortTile(QFrame):
     start_clicked = Signal(str)
     stop_clicked = Signal(str)
     rename_requested = Signal(str)
+    export_requested = Signal(str)
 
     def __init__(self, slot: str, parent=None) -> None:
         super().__init__(parent)
@@ -100,6 +101,12 @@ class PortTile(QFrame):
         self.details.setVisible(False)
         self.details_btn.toggled.connect(self.details.setVisible)
         lay.addWidget(self.details)
+        self.export_btn = QPushButton("Export zip…")
+        self.export_btn.setToolTip("Console log, esptool trace, journal and bundle SHA-256 (never keys)")
+        self.export_btn.clicked.connect(lambda: self.export_requested.emit(self.slot))
+        self.export_btn.setVisible(False)
+        self.details_btn.toggled.connect(self.export_btn.setVisible)
+        lay.addWidget(self.export_btn)
         self._last = None
 
     def update_from(self, t, locked_buttons: bool = False) -> None:
@@ -129,3 +136,4 @@ class PortTile(QFrame):
         self.start_btn.setEnabled(t.present and t.probe_allowed and not t.running)
         self.stop_btn.setEnabled(t.running)
         self.details.setText("\n".join(t.details[-25:]))
+        self.export_btn.setEnabled(t.last_result is not None and not t.running)

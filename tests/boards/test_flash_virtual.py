@@ -64,6 +64,19 @@ def test_parallel_flash_passes_and_records_rows(rig, bundle_dir, tmp_path):
     assert station.db.attempts(boards[0].spec.mac)[-1]["reflash"] == 1
     assert station.db.export_csv(tmp_path / "p.csv") == 4
 
+    # one-click per-board export: journal, logs, bundle SHA-256, never keys
+    import json
+    import zipfile
+
+    from fleetdesk.boards.export import export_attempt
+
+    z = zipfile.ZipFile(export_attempt(station.db, again.attempt_id, tmp_path / "board.zip"))
+    assert sorted(z.namelist()) == ["README.txt", "attempt.json", "console.log", "esptool.log", "journal.json"]
+    assert json.loads(z.read("attempt.json"))["bundle_sha256"] == station.plan.sha256
+    steps = [(j["step"], j["status"]) for j in json.loads(z.read("journal.json"))]
+    assert steps[0] == ("detect", "begin") and ("verify", "done") in steps
+    assert b"Hash of data verified" in z.read("esptool.log")
+
 
 @pytest.mark.parametrize(
     "spec, needle",

@@ -53,3 +53,12 @@ def test_operator_advice_for_common_failures():
     assert "CP210x" in advise("[Errno 5] Input/output error", platform="win32").action
     assert advise("Failed at 460800 baud (x); falling back to 115200 baud").code == "baud-fallback"
     assert advise("something new").code == "unknown"
+
+
+def test_logs_never_keep_private_keys(tmp_path):
+    db = ProductionDB(tmp_path / "p.sqlite3")
+    run = db.start_run()
+    db.save_logs(run, console=["boot ok", "-----BEGIN RSA PRIVATE KEY-----", "MIIEow...", "-----END RSA PRIVATE KEY-----",
+                               "online"])
+    text = db.logs(run)["console"]
+    assert "MIIEow" not in text and "boot ok" in text and "online" in text
