@@ -15,7 +15,8 @@ from fleetdesk.sandbox.info import SandboxInfo
 
 
 def start_sandbox(state_dir: str | Path, *, port_base: int = 0, timeout: float = 60.0,
-                  log_path: str | Path | None = None, env: dict | None = None) -> tuple[subprocess.Popen, SandboxInfo]:
+                  log_path: str | Path | None = None, env: dict | None = None,
+                  extra_args: list[str] | None = None) -> tuple[subprocess.Popen, SandboxInfo]:
     """Start `python -m fleetdesk.sandbox up --json` and wait for its ready line.
 
     Args:
@@ -24,6 +25,7 @@ def start_sandbox(state_dir: str | Path, *, port_base: int = 0, timeout: float =
         timeout: seconds to wait for the ready line.
         log_path: where the child's stderr goes (default ``<state_dir>.log`` beside it).
         env: environment for the child (default: inherited).
+        extra_args: more `sandbox up` options (e.g. ["--host", "192.168.1.20"]).
 
     Returns:
         (the process, its :class:`SandboxInfo`). Stop it with :func:`stop_sandbox`.
@@ -37,7 +39,7 @@ def start_sandbox(state_dir: str | Path, *, port_base: int = 0, timeout: float =
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fleetdesk.sandbox", "up", "--json", "--state-dir", str(state_dir),
-             "--port-base", str(port_base)],
+             "--port-base", str(port_base), *(extra_args or [])],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )

@@ -187,15 +187,9 @@ def test_lan_host_for_real_boards(tmp_path, devices):
     ip = _lan_ip()
     if ip is None:
         pytest.skip("no non-loopback IPv4 address on this machine")
-    state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-m", "fleetdesk.sandbox", "up", "--json", "--state-dir", str(state),
-                             "--port-base", "0", "--host", ip], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc, info = start_sandbox(tmp_path / "state", extra_args=["--host", ip])
     try:
-        ready = json.loads(proc.stdout.readline())
-        assert ready["mqtt_host"] == ip
-        from fleetdesk.sandbox.info import SandboxInfo
-
-        info = SandboxInfo.load(state)
+        assert info.mqtt_host == ip
         iot = boto3.client("iot", **info.boto3_kwargs())
         assert iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"] == ip
         dev = devices(info, create_device_identity(iot, "lan-1"))
