@@ -3,7 +3,8 @@
 CreateJob, DescribeJob, GetJobDocument, ListJobs, CancelJob, DeleteJob,
 ListJobExecutionsForJob, ListJobExecutionsForThing, DescribeJobExecution,
 CancelJobExecution; ``GET /files/<key>?X-Amz-...`` serves stored files to whoever holds
-an unexpired, untampered presigned URL (403 otherwise).
+an unexpired, untampered presigned URL (403 otherwise); S3 PutObject/GetObject/DeleteObject
+(boto3 ``s3`` client, path style) put files into the same store.
 """
 
 from __future__ import annotations
@@ -134,6 +135,60 @@ def serve_file(ctx, request):
         raise AwsError("InvalidRequestException", str(exc)) from exc
 
 
+def _dechunk(body: bytes) -> bytes:
+    """Decode an ``aws-chunked`` body (``<hex>[;chunk-signature=..]\\r\\n<data>\\r\\n ... 0`` + trailers)."""
+    out, pos = bytearray(), 0
+    while True:
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol].split(b";")[0], 16)
+        pos = eol + 2
+        if size == 0:
+            return bytes(out)
+        out += body[pos:pos + size]
+        pos += size + 2
+
+
+def _object_key(request) -> str:
+    try:
+        return files.store_key(request.path_params["bucket"], request.path_params["key"])
+    except Exception as exc:  # noqa: BLE001 - SandboxError: bad name
+        raise AwsError("InvalidRequestException", str(exc)) from exc
+
+
+def s3_put_object(ctx, request):
+    """S3 PutObject (path style) into the file store, so OTA tools upload as they do on AWS."""
+    body = request.body
+    encoding = request.headers.get("Content-Encoding", "")
+    if "aws-chunked" in encoding or request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
+        try:
+            body = _dechunk(body)
+        except ValueError as exc:
+            raise AwsError("InvalidRequestException", f"malformed aws-chunked body: {exc}") from exc
+    key = _object_key(request)
+    path = files.file_path(ctx.state_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(body)
+    tmp.replace(path)
+    return 200, b""
+
+
+def s3_get_object(ctx, request):
+    """S3 GetObject from the file store (SigV4-signed callers, e.g. boto3)."""
+    try:
+        return 200, files.file_path(ctx.state_dir, _object_key(request)).read_bytes()
+    except FileNotFoundError:
+        raise AwsError("NoSuchKey", "The specified key does not exist.", 404) from None
+
+
+def s3_delete_object(ctx, request):
+    """S3 DeleteObject."""
+    files.file_path(ctx.state_dir, _object_key(request)).unlink(missing_ok=True)
+    return 204, b""
+
+
+_S3_OBJECT = r"^/(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$"
+
 ROUTES = [
     model_route("iot", "CreateJob", create_job),
     model_route("iot", "DescribeJob", describe_job),
@@ -146,4 +201,7 @@ ROUTES = [
     model_route("iot", "DescribeJobExecution", describe_execution),
     model_route("iot", "CancelJobExecution", cancel_execution),
     ("iot", "GET", r"^/files/(?P<key>.+)$", serve_file),
+    ("s3", "PUT", _S3_OBJECT, s3_put_object),
+    ("s3", "GET", _S3_OBJECT, s3_get_object),
+    ("s3", "DELETE", _S3_OBJECT, s3_delete_object),
 ]

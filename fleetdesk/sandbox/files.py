@@ -6,8 +6,9 @@ key is its path); when the document is handed to a device the placeholder become
 time-limited HTTPS URL to the sandbox's file server, SigV4-signed with a key kept in the
 state dir. The server refuses expired or tampered URLs (403).
 
-Upload with :func:`put` (Python) or ``PUT /files/<key>`` on the file server with the sandbox's
-internal credentials.
+Upload with :func:`put` (Python), or with boto3's S3 client pointed at the control plane
+(``boto3.client("s3", endpoint_url=<http_endpoint>, ...).put_object(Bucket="fleetdesk-sandbox",
+Key=..., Body=...)``), exactly as an OTA tool uploads to S3 on AWS.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.paths import write_private
@@ -24,7 +25,10 @@ from fleetdesk.paths import write_private
 PLACEHOLDER_RE = re.compile(r"\$\{aws:iot:s3-presigned-url:([^}]+)\}")
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
 FILES_ACCESS_KEY = "FDSANDBOXFILES"
-BUCKET_HOST = "fleetdesk-sandbox.s3.amazonaws.com"
+BUCKET = "fleetdesk-sandbox"
+BUCKET_HOST = f"{BUCKET}.s3.amazonaws.com"
+VHOST_RE = re.compile(r"^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\.s3[.-]([a-z0-9-]+\.)?amazonaws\.com$")
+PATH_STYLE_RE = re.compile(r"^s3([.-][a-z0-9-]+)?\.amazonaws\.com$")
 
 
 def _check_key(key: str) -> str:
@@ -66,11 +70,30 @@ def placeholder(key: str) -> str:
     return "${aws:iot:s3-presigned-url:https://%s/%s}" % (BUCKET_HOST, quote(_check_key(key)))
 
 
+def store_key(bucket: str, key: str) -> str:
+    """Where S3 object ``bucket``/``key`` lives in the store (the sandbox bucket is the root)."""
+    key = key.lstrip("/")
+    return _check_key(key if bucket == BUCKET else f"{bucket}/{key}")
+
+
 def key_of(url: str) -> str:
-    """The file key a placeholder URL names (its path, without the leading '/')."""
+    """The store key an S3-style URL names.
+
+    ``https://fleetdesk-sandbox.s3.amazonaws.com/k`` and ``https://s3.<region>.amazonaws.com/
+    fleetdesk-sandbox/k`` name ``k``; other buckets ``<bucket>/k``; any other URL (or a bare
+    name) its path.
+    """
     parts = urlsplit(url)
-    path = parts.path if parts.scheme else url
-    return _check_key(path.lstrip("/"))
+    if not parts.scheme:
+        return _check_key(url.lstrip("/"))
+    host, path = parts.hostname or "", unquote(parts.path).lstrip("/")
+    m = VHOST_RE.match(host)
+    if m:
+        return store_key(m.group(1), path)
+    if PATH_STYLE_RE.match(host) and "/" in path:
+        bucket, _, rest = path.partition("/")
+        return store_key(bucket, rest)
+    return _check_key(path)
 
 
 def file_path(state_dir: Path | str, key: str) -> Path:

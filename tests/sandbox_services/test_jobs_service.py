@@ -191,3 +191,22 @@ def test_document_source_from_the_file_store(iot, sandbox, thing_name):
     with pytest.raises(ClientError) as e:
         iot.create_job(jobId=job_id + "x", targets=[arn], documentSource=f"https://{files.BUCKET_HOST}/missing.json")
     assert e.value.response["Error"]["Code"] == "InvalidRequestException"
+
+
+def test_boto3_s3_upload_then_ota_placeholder(iot, sandbox, device, jobs):
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", **sandbox.boto3_kwargs(), config=Config(s3={"addressing_style": "path"}))
+    key = f"fw/{uuid.uuid4().hex[:6]}.bin"
+    blob = bytes(range(256)) * 40
+    s3.put_object(Bucket=files.BUCKET, Key=key, Body=blob)  # aws-chunked with a checksum trailer
+    assert s3.get_object(Bucket=files.BUCKET, Key=key)["Body"].read() == blob
+    job_id = f"s3-{uuid.uuid4().hex[:6]}"
+    iot.create_job(jobId=job_id, targets=[iot.describe_thing(thingName=device.thing)["thingArn"]],
+                   document=json.dumps({"url": f"${{aws:iot:s3-presigned-url:https://s3.amazonaws.com/"
+                                               f"{files.BUCKET}/{key}}}"}))
+    ex = result(jobs.start_next_pending_job_execution(
+        iotjobs.StartNextPendingJobExecutionRequest(thing_name=device.thing))).execution
+    ctx = ssl.create_default_context(cafile=sandbox.ca_file)
+    assert urllib.request.urlopen(ex.job_document["url"], context=ctx, timeout=10).read() == blob
