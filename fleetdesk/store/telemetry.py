@@ -347,6 +347,27 @@ class TelemetryStore:
             yield from self.query(name)
 
 
+def insert_gaps(ts, *series, max_gap: float | None = None):
+    """Break lines where the device was silent: insert a NaN point after every interval longer
+    than ``max_gap`` seconds (default: 3x the median interval, at least 30 s), so a chart shows
+    a gap instead of joining the points. Returns (ts, *series) as new numpy arrays."""
+    import numpy as np
+
+    ts = np.asarray(ts, dtype=np.float64)
+    if len(ts) < 2:
+        return (ts, *[np.asarray(x) for x in series])
+    d = np.diff(ts)
+    if max_gap is None:
+        max_gap = max(3.0 * float(np.median(d)), 30.0)
+    idx = np.nonzero(d > max_gap)[0] + 1
+    if not len(idx):
+        return (ts, *[np.asarray(x) for x in series])
+    out_ts = np.insert(ts, idx, ts[idx - 1] + d[idx - 1] / 2)
+    out = [np.insert(np.asarray(x, dtype=np.float32 if np.asarray(x).dtype == np.float32 else np.float64),
+                     idx, np.nan) for x in series]
+    return (out_ts, *out)
+
+
 def _iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")

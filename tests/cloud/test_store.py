@@ -86,3 +86,17 @@ def test_parse_time_forms():
     assert parse_time("2026-11-23T10:00:00Z") == parse_time("2026-11-23T10:00:00+00:00")
     with pytest.raises(TelemetryError, match="cannot read the time"):
         parse_time("yesterday-ish")
+
+
+def test_insert_gaps_breaks_lines_where_the_device_was_offline():
+    import numpy as np
+
+    from fleetdesk.store.telemetry import insert_gaps
+
+    ts = np.array([0, 10, 20, 30, 400, 410, 420], dtype=float)
+    temp = np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.float32)
+    gts, gtemp = insert_gaps(ts, temp)
+    assert len(gts) == 8 and np.isnan(gtemp[4]) and gts[3] < gts[4] < gts[5]
+    assert gtemp.dtype == np.float32 and list(gtemp[[0, 3, 5, 7]]) == [1, 4, 5, 7]
+    same = insert_gaps(ts[:4], temp[:4])
+    assert len(same[0]) == 4
