@@ -129,6 +129,30 @@ class Counter:
         self.thread.join(5)
 
 
+def proc_cpu_s(pid: int) -> float:
+    """utime+stime of a process (Linux /proc), seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children_named(pid: int, name: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid and comm == name:
+                out.append(int(d.name))
+    return out
+
+
 def baseline_rss_kb() -> int:
     """RSS of a worker process with the firmware imported and no devices."""
     code = "import fleetdesk.fleet.worker as w; w.load_firmware(); import ssl; print(w._rss_kb())"
@@ -176,9 +200,17 @@ def main() -> int:
         if not online:
             print(f"not all devices came online: {runner.stats.summary()}")
         time.sleep(2.0)
+        brokers = children_named(sandbox.pid, "mosquitto")
         d0, s0, t0 = counter.count, runner.stats.total("sent"), time.monotonic()
+        w0 = sum(float(w.get("cpu_s", 0)) for w in runner.stats.workers.values())
+        b0 = sum(proc_cpu_s(p) for p in brokers)
+        sb0 = proc_cpu_s(sandbox.pid)
         time.sleep(args.seconds)
         d1, s1, t1 = counter.count, runner.stats.total("sent"), time.monotonic()
+        w1 = sum(float(w.get("cpu_s", 0)) for w in runner.stats.workers.values())
+        b1 = sum(proc_cpu_s(p) for p in brokers)
+        sb1 = proc_cpu_s(sandbox.pid)
+        load = os.getloadavg()[0]
         summary = runner.stats.summary()
         runner.stop()
         sent = runner.stats.total("sent")
@@ -215,6 +247,11 @@ def main() -> int:
           f"{'PASS' if rate_delivered >= goal_rate else 'FAIL'}")
     print(f"  RSS per device        figure {per_dev:,.0f} KB total/devices; {marginal:,.0f} KB marginal "
           f"(worker baseline {base_rss / 1024:.0f} MB x {procs})")
+    n = max(1, s1 - s0)
+    print(f"  CPU per message       devices {(w1 - w0) / n * 1e6:,.0f} us, mosquitto {(b1 - b0) / n * 1e6:,.0f} us, "
+          f"sandbox services {(sb1 - sb0) / n * 1e6:,.0f} us (load average {load:.1f} on {os.cpu_count()} CPUs)")
+    need = (w1 - w0 + b1 - b0 + sb1 - sb0) / n * goal_rate
+    print(f"  => {goal_rate:,.0f} msg/s needs about {need:.1f} CPU cores for devices+broker+services")
     print(f"  sensor read errors    {summary['read_errors']} (simulated DHT11 failure rate {args.sensor_errors:g})")
     return 0 if ratio >= 0.999 and rate_delivered >= goal_rate else 1
 

@@ -142,9 +142,11 @@ class Device:
             self._features()
         tasks = [asyncio.create_task(self._guard(self._link())),
                  asyncio.create_task(self._guard(self._dispatch()))]
-        await self._stop.wait()
-        for t in tasks + self._feature_tasks:
-            t.cancel()
+        try:
+            await self._stop.wait()
+        finally:  # also when run() itself is cancelled (simulator shutdown)
+            for t in tasks + self._feature_tasks:
+                t.cancel()
         if self.client is not None:
             await self.client.disconnect()
         return self.stop_reason

@@ -93,6 +93,7 @@ class Sim:
         sent += sum(self.sent_before.values())
         return {"worker": self.worker, "devices": len(self.job["devices"]), "online": online, "sent": sent,
                 "read_errors": errors, "dropped": dropped, "boots": self.boots, "rss_kb": _rss_kb(),
+                "cpu_s": round(time.process_time(), 3),
                 "t": time.time()}
 
     async def main(self, out) -> None:
@@ -116,6 +117,8 @@ class Sim:
         finally:
             for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0)  # let each device's own tasks see their cancellation
             # counters are final once the devices stop: report before the (slower) disconnects
             out.write(json.dumps(self.stats()) + "\n")
             out.flush()
