@@ -51,3 +51,45 @@ async def test_garbage_topics_and_payloads_never_crash(tmp_path):
         await asyncio.sleep(0)
     codes = sorted(p["code"] for t, p in sent if t.endswith("/rejected"))
     assert codes == [400, 400, 400, 400]
+
+
+def _random_value(rng, depth=0):
+    kind = rng.randrange(8 if depth < 8 else 5)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.random() * 100
+    if kind == 2:
+        return "".join(rng.choice("ab\u00e9\"\\{}") for _ in range(rng.randrange(5)))
+    if kind == 3:
+        return rng.choice([True, False])
+    if kind == 4:
+        return rng.randrange(-5, 5)
+    if kind == 5:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(3))]
+    return {rng.choice(["a", "b", "desired", "reported", "state", "version", "clientToken"]):
+            _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+async def test_fuzzed_requests_each_get_exactly_one_answer(tmp_path):
+    import random
+
+    rng = random.Random(1234)
+    sent: list[tuple[str, dict]] = []
+    svc = ShadowService(ShadowStore(tmp_path / "s.db"), lambda t, p: sent.append((t, p)))
+    for i in range(400):
+        op = rng.choice(["update", "update", "get", "delete"])
+        if rng.random() < 0.2:
+            payload = bytes(rng.randrange(256) for _ in range(rng.randrange(30)))
+        else:
+            doc = {"state": {"desired": _random_value(rng), "reported": _random_value(rng)}}
+            if rng.random() < 0.5:
+                doc = _random_value(rng) if rng.random() < 0.3 else doc
+            payload = json.dumps(doc).encode()
+        before = len(sent)
+        svc.handle("fz", "", op, payload)
+        replies = [t for t, _ in sent[before:] if t.endswith(("/accepted", "/rejected"))]
+        assert len(replies) == 1 and replies[0].startswith(f"$aws/things/fz/shadow/{op}/"), (op, payload)
+        if replies[0].endswith("/rejected"):
+            assert sent[before][1]["code"] in (400, 404, 409, 413)
+    assert svc.store.get("fz").version >= 1
