@@ -351,7 +351,7 @@ async def simulate_mode(args: argparse.Namespace) -> int:
                 if p is not None and p.poll() is None:
                     p.terminate()
                     try:
-                        p.wait(30)
+                        p.wait(60)
                     except subprocess.TimeoutExpired:
                         p.kill()
     rate = stored / span
