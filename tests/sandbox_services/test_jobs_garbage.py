@@ -47,3 +47,30 @@ def test_garbage_requests_get_rejected_with_codes(tmp_path):
     accepted = [p for t, p in sent if t == f"{base}/start-next/accepted"]
     assert accepted[-1]["execution"]["status"] == "IN_PROGRESS" and accepted[-1]["clientToken"] == "ok"
     svc.store.close()
+
+
+def test_fuzzed_device_requests_each_get_one_answer(tmp_path):
+    import random
+
+    rng = random.Random(99)
+    sent: list[tuple[str, dict]] = []
+    ctx = SimpleNamespace(state_dir=tmp_path, account_id="123", region="us-east-1", registry=Registry(),
+                          https_port=1)
+    svc = JobsService(ctx, lambda t, p: sent.append((t, p)))
+    for j in range(3):
+        svc.engine.create_job(f"j{j}", {"targets": ["arn:aws:iot:us-east-1:123:thing/a"]}, '{"x": 1}')
+    values = [None, 1, -1, 2.5, "x", True, [], {}, {"a": "b"}, {"a": 1}, "IN_PROGRESS", "SUCCEEDED", 10**12]
+    for _ in range(400):
+        suffix = rng.choice(["get", "start-next", "j0/get", "j1/update", "j2/update", "$next/get", "zz/update"])
+        if rng.random() < 0.2:
+            payload = bytes(rng.randrange(256) for _ in range(rng.randrange(20)))
+        else:
+            keys = ["status", "statusDetails", "expectedVersion", "executionNumber", "stepTimeoutInMinutes",
+                    "includeJobDocument", "includeJobExecutionState", "clientToken"]
+            payload = json.dumps({k: rng.choice(values) for k in rng.sample(keys, rng.randrange(len(keys)))}).encode()
+        before = len(sent)
+        svc.on_message(f"$aws/things/a/jobs/{suffix}", payload)
+        answers = [t for t, _ in sent[before:] if t.endswith(("/accepted", "/rejected"))]
+        assert answers and answers[0] == f"$aws/things/a/jobs/{suffix}/" + answers[0].rsplit("/", 1)[1]
+        assert len(answers) == 1, (suffix, payload)
+    svc.store.close()
