@@ -109,3 +109,17 @@ def test_rewrite_connect_v311_and_v5():
     out5, _ = rewrite_connect(pkt5, "a", "b")
     assert out5[2 + 7] & 0xC0 == 0xC0 and out5.endswith(b"\x00\x02xy\x00\x01a\x00\x01b")
     assert rewrite_connect(pkt5[:5], "a", "b") is None
+
+
+def test_non_connect_first_packet_closes_the_bridge(sandbox):
+    import ssl
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ctx = ssl.create_default_context(cafile=sandbox.ca_file)
+    url = f"wss://localhost:{sandbox.ws_port}{_signed_path(sandbox, sandbox.aws_secret_access_key)}"
+    with connect(url, ssl=ctx, subprotocols=["mqtt"], open_timeout=10) as ws:
+        ws.send(b"\x30\x05\x00\x01ax!")  # a PUBLISH before CONNECT
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
