@@ -171,6 +171,28 @@ class Shadows:
                 "review the reloaded shadow and apply your change again",
                 error=exc.error, current=current, changed=changed) from exc
 
+    async def update_many(self, things: list[str], *, desired: Any, concurrency: int = 16) -> dict[str, Any]:
+        """Bulk action: the same desired change on many things (e.g. ``{"reboot": n}``).
+
+        Returns:
+            ``{thing: accepted document | the CloudError raised}`` — one failure does not stop
+            the others.
+        """
+        from fleetdesk.errors import CloudError
+
+        sem = asyncio.Semaphore(concurrency)
+        results: dict[str, Any] = {}
+
+        async def one(thing: str) -> None:
+            async with sem:
+                try:
+                    results[thing] = await self.update(thing, desired=desired)
+                except CloudError as exc:
+                    results[thing] = exc
+
+        await asyncio.gather(*(one(t) for t in things))
+        return results
+
     async def delete(self, thing: str, name: str | None = None, version: int | None = None) -> dict:
         """Delete a shadow (404 if it does not exist)."""
         body = {"version": int(version)} if version is not None else {}

@@ -99,6 +99,14 @@ async def test_telemetry_presence_shadow_and_rpc_end_to_end(sandbox, session, tm
         assert conflict.value.current["version"] == base["version"] + 1
         assert "desired.refresh" in conflict.value.changed
         assert (await session.shadows.get(name))["state"]["desired"]["on"] is True
+        # bulk action over several things; one bad document fails alone
+        others = [f"{name}-b{i}" for i in range(3)]
+        for o in others:
+            await session.control.create_thing(o)
+        res = await session.shadows.update_many([name, *others], desired={"reboot": 1})
+        assert all(isinstance(v, dict) and v["state"]["desired"] == {"reboot": 1} for v in res.values())
+        bad = await session.shadows.update_many(others[:1], desired={"x": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}})
+        assert isinstance(bad[others[0]], ShadowRejected) and bad[others[0]].code == 400
         # presence: the device goes away -> offline
         await wait_for(lambda: fleet.things[name].online is True, 10)
     finally:
