@@ -93,11 +93,21 @@ class Authorizer:
             return None
         acls: list[dict] = []
         for thing in view.things:
-            for acl in topic_acls(view.policy_documents, thing, thing):
+            for acl in topic_acls(view.policy_documents, thing, thing, self._thing_info(thing)):
                 if acl not in acls:
                     acls.append(acl)
         clientid = view.things[0] if len(view.things) == 1 else None
         return view.common_name, (clientid, acls, view.status != "ACTIVE", cert_id)
+
+    def _thing_info(self, thing: str | None) -> dict | None:
+        """{"type", "attributes"} of a thing for the policy variables (None if unknown)."""
+        if not thing:
+            return None
+        try:
+            d = self.ctx.registry.describe_thing(thing)
+        except AwsError:
+            return None
+        return {"type": d.get("thingTypeName"), "attributes": d.get("attributes") or {}}
 
     def _desired(self, cert_ids: list[str] | None = None) -> dict[str, tuple]:
         """cn -> (clientid, acls, disabled, cert_id) for the given certs (default: all) with rights."""
@@ -118,8 +128,10 @@ class Authorizer:
             if kind == "principal":
                 cid = reg._cert_id_from_arn(name)
                 return [cid] if cid else None
-            if kind == "thing" and action in ("created", "updated", "deleted"):
+            if kind == "thing" and action in ("created", "deleted"):
                 return []
+            if kind == "thing" and action == "updated":  # type/attributes feed policy variables
+                return reg.certificates_of_things([name])
             if kind == "policy" and action == "created":
                 return []
             if kind == "policy" and action in ("attached", "detached"):
@@ -334,7 +346,7 @@ class Authorizer:
         if not view.things:  # claim certs: iot:Connect from policies without thing variables
             return may_connect(view.policy_documents, None, client_id), None, cert_id
         thing = client_id if client_id in view.things else (view.things[0] if len(view.things) == 1 else None)
-        return may_connect(view.policy_documents, thing, client_id), thing, cert_id
+        return may_connect(view.policy_documents, thing, client_id, self._thing_info(thing)), thing, cert_id
 
     async def on_connection(self, rec: RawConnection) -> None:
         """Called with each connection line of the broker log."""

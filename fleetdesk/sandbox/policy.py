@@ -2,7 +2,8 @@
 
 Supported: Effect Allow/Deny; Action iot:Connect, iot:Publish, iot:Subscribe, iot:Receive,
 iot:* and *; Resource ARNs ``arn:aws:iot:<region>:<account>:topic/...``, ``topicfilter/...``,
-``client/...`` and ``*``, with the policy variables ``${iot:Connection.Thing.ThingName}`` and
+``client/...`` and ``*``, with the policy variables ``${iot:Connection.Thing.ThingName}``,
+``${iot:Connection.Thing.ThingTypeName}``, ``${iot:Connection.Thing.Attributes[name]}`` and
 ``${iot:ClientId}``. AWS's ``*`` wildcard maps to MQTT wildcards where it spans whole topic
 levels (``a/*`` -> ``a/#``, ``a/*/b`` -> ``a/+/b``); a ``*`` or ``?`` inside a level cannot be
 expressed as an MQTT filter and is left out (so the sandbox errs on refusing, never on
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 
 THING_VAR = "${iot:Connection.Thing.ThingName}"
 CLIENT_VAR = "${iot:ClientId}"
@@ -56,11 +58,28 @@ def _action_matches(pattern: str, action: str) -> bool:
     return fnmatch.fnmatchcase(action.lower(), str(pattern).lower())
 
 
-def _substitute(resource: str, thing: str | None, client_id: str | None) -> str | None:
+_ATTR_VAR = re.compile(r"\$\{iot:Connection\.Thing\.Attributes\[([^\]]+)\]\}")
+TYPE_VAR = "${iot:Connection.Thing.ThingTypeName}"
+
+
+def _substitute(resource: str, thing: str | None, client_id: str | None, info: dict | None = None) -> str | None:
+    """Resolve policy variables; None if one cannot be resolved (the resource then grants nothing).
+
+    ``info`` = {"type": thing type name or None, "attributes": {name: value}} of ``thing``.
+    """
     if THING_VAR in resource:
         if not thing:
             return None
         resource = resource.replace(THING_VAR, thing)
+    if TYPE_VAR in resource:
+        if not info or not info.get("type"):
+            return None
+        resource = resource.replace(TYPE_VAR, info["type"])
+    if _ATTR_VAR.search(resource):
+        attrs = (info or {}).get("attributes") or {}
+        if any(m.group(1) not in attrs for m in _ATTR_VAR.finditer(resource)):
+            return None
+        resource = _ATTR_VAR.sub(lambda m: attrs[m.group(1)], resource)
     if CLIENT_VAR in resource:
         if not client_id:
             return None
@@ -100,8 +119,10 @@ def aws_topic_to_mqtt(path: str) -> list[str]:
     return ["/".join(out)]
 
 
-def topic_acls(documents: list[dict] | tuple[dict, ...], thing: str | None, client_id: str | None) -> list[dict]:
-    """Dynamic-security ACL entries for the given policy documents, variables resolved."""
+def topic_acls(documents: list[dict] | tuple[dict, ...], thing: str | None, client_id: str | None,
+               info: dict | None = None) -> list[dict]:
+    """Dynamic-security ACL entries for the given policy documents, variables resolved
+    (``info``: the thing's {"type", "attributes"} for the ThingTypeName/Attributes variables)."""
     acls: dict[tuple, dict] = {}
     for doc in documents:
         for st in _statements(doc, thing):
@@ -111,7 +132,7 @@ def topic_acls(documents: list[dict] | tuple[dict, ...], thing: str | None, clie
                 if not any(_action_matches(a, action) for a in actions):
                     continue
                 for res in _as_list(st.get("Resource")):
-                    res = _substitute(str(res), thing, client_id)
+                    res = _substitute(str(res), thing, client_id, info)
                     path = _resource_path(res, kind) if res else None
                     if path is None:
                         continue
@@ -122,7 +143,7 @@ def topic_acls(documents: list[dict] | tuple[dict, ...], thing: str | None, clie
     return sorted(acls.values(), key=lambda a: (a["acltype"], a["topic"], a["allow"]))
 
 
-def may_connect(documents, thing: str | None, client_id: str) -> bool:
+def may_connect(documents, thing: str | None, client_id: str, info: dict | None = None) -> bool:
     """True if the policies allow iot:Connect for ``client_id`` (a Deny wins)."""
     allowed = False
     for doc in documents:
@@ -130,7 +151,7 @@ def may_connect(documents, thing: str | None, client_id: str) -> bool:
             if not any(_action_matches(a, "iot:connect") for a in _as_list(st.get("Action"))):
                 continue
             for res in _as_list(st.get("Resource")):
-                res = _substitute(str(res), thing, client_id)
+                res = _substitute(str(res), thing, client_id, info)
                 path = _resource_path(res, "client") if res else None
                 if path is None or not fnmatch.fnmatchcase(client_id, path):
                     continue

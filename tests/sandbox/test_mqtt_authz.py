@@ -139,3 +139,22 @@ def test_policy_versions_switch_rights(sandbox, iot, thing_name, devices):
         iot.delete_policy_version(policyName=policy, policyVersionId="2")
     assert ei.value.response["Error"]["Code"] == "DeleteConflictException"
     iot.delete_policy_version(policyName=policy, policyVersionId="1")
+
+
+def test_thing_attribute_policy_variable_follows_update_thing(sandbox, iot, thing_name, devices):
+    policy = f"{thing_name}-site"
+    iot.create_policy(policyName=policy, policyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"},
+        {"Effect": "Allow", "Action": "iot:Publish",
+         "Resource": "arn:aws:iot:*:*:topic/site/${iot:Connection.Thing.Attributes[site]}/*"}]}))
+    ident = create_device_identity(iot, thing_name, policy_name=policy, attributes={"site": "berlin"})
+    dev = devices(sandbox, ident)
+    assert dev.connect(), dev.failure
+    assert dev.publish("site/berlin/alarm") in ALLOWED
+    assert dev.publish("site/paris/alarm") == mqtt5.PubackReasonCode.NOT_AUTHORIZED
+    dev.stop()
+    iot.update_thing(thingName=thing_name, attributePayload={"attributes": {"site": "paris"}, "merge": True})
+    dev = devices(sandbox, ident)
+    assert dev.connect(), dev.failure
+    assert dev.publish("site/paris/alarm") in ALLOWED
+    assert dev.publish("site/berlin/alarm") == mqtt5.PubackReasonCode.NOT_AUTHORIZED

@@ -70,3 +70,13 @@ def test_conditions_isattached_understood_others_ignored():
     assert may_connect([doc], "dev1", "dev1")
     assert not may_connect([doc], None, "dev1")  # not attached to a thing
     assert topic_acls([doc], "dev1", "dev1") == []  # the unknown condition grants nothing
+
+
+def test_thing_type_and_attribute_variables():
+    doc = {"Statement": [{"Effect": "Allow", "Action": ["iot:Publish", "iot:Subscribe"], "Resource": [
+        "arn:aws:iot:*:*:topic/site/${iot:Connection.Thing.Attributes[site]}/*",
+        "arn:aws:iot:*:*:topicfilter/type/${iot:Connection.Thing.ThingTypeName}/*"]}]}
+    acls = topic_acls([doc], "dev1", "dev1", {"type": "dht", "attributes": {"site": "berlin"}})
+    assert {(a["acltype"], a["topic"]) for a in acls} == {("publishClientSend", "site/berlin/#"),
+                                                          ("subscribePattern", "type/dht/#")}
+    assert topic_acls([doc], "dev1", "dev1", {"type": None, "attributes": {}}) == []
