@@ -210,3 +210,22 @@ def test_boto3_s3_upload_then_ota_placeholder(iot, sandbox, device, jobs):
         iotjobs.StartNextPendingJobExecutionRequest(thing_name=device.thing))).execution
     ctx = ssl.create_default_context(cafile=sandbox.ca_file)
     assert urllib.request.urlopen(ex.job_document["url"], context=ctx, timeout=10).read() == blob
+
+
+def test_cancel_execution_and_delete_job(iot, thing_name):
+    from botocore.exceptions import ClientError
+
+    arn = iot.create_thing(thingName=thing_name)["thingArn"]
+    job_id = f"del-{uuid.uuid4().hex[:6]}"
+    iot.create_job(jobId=job_id, targets=[arn], document="{}")
+    with pytest.raises(ClientError) as e:
+        iot.cancel_job_execution(jobId=job_id, thingName=thing_name, expectedVersion=7)
+    assert e.value.response["Error"]["Code"] == "VersionConflictException"
+    iot.cancel_job_execution(jobId=job_id, thingName=thing_name, expectedVersion=1)
+    assert iot.describe_job_execution(jobId=job_id, thingName=thing_name)["execution"]["status"] == "CANCELED"
+    assert iot.describe_job(jobId=job_id)["job"]["status"] == "COMPLETED"
+    iot.delete_job(jobId=job_id)
+    with pytest.raises(ClientError) as e:
+        iot.describe_job(jobId=job_id)
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert iot.list_job_executions_for_thing(thingName=thing_name)["executionSummaries"] == []
