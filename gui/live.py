@@ -8,6 +8,7 @@ gui.bridge.post and are re-emitted as Qt signals.
 
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from gui import bridge
@@ -51,14 +52,19 @@ class LiveFleet(QObject):
         self.detach()
         self.session = session
         self._removers = [
-            session.telemetry.add_listener(lambda batch: bridge.post(self.samples.emit, batch)),
-            session.shadows.add_listener(lambda ev: bridge.post(self.shadow_event.emit, ev)),
-            session.conn.add_state_listener(lambda st: bridge.post(self.connection.emit, st)),
+            session.telemetry.add_listener(lambda batch: bridge.post(self._emit, session, "samples", batch)),
+            session.shadows.add_listener(lambda ev: bridge.post(self._emit, session, "shadow_event", ev)),
+            session.conn.add_state_listener(lambda st: bridge.post(self._emit, session, "connection", st)),
         ]
         self.timer.start()
         self.session_changed.emit(session)
         self.connection.emit(session.conn.state)
         self.tick()
+
+    def _emit(self, session, signal: str, value) -> None:
+        # Queued callbacks may outlive this object or its session: drop them then.
+        if session is self.session and shiboken6.isValid(self):
+            getattr(self, signal).emit(value)
 
     def detach(self) -> None:
         """Stop listening to the current session (it is not stopped here)."""

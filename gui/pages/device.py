@@ -216,7 +216,12 @@ class DevicePage(QWidget):
             if error is not None or thing != self.thing:
                 return
             ts, temp, hum = result
+            live_ts, live_vals = self.plot.data(thing) if thing in self.plot.keys() else ([], None)
             self.plot.load(thing, ts, temp, hum)
+            newest = ts[-1] if len(ts) else -1.0
+            for i, t in enumerate(live_ts):  # samples that arrived live while the query ran
+                if t > newest:
+                    self.plot.append(thing, float(t), float(live_vals[i, 0]), float(live_vals[i, 1]))
 
         bridge.run_blocking(session.store.arrays, thing, since, on_done=done)
 
@@ -234,7 +239,7 @@ class DevicePage(QWidget):
         if session is None or session.store is None or not thing:
             self.export_label.setText("Nothing to export: no thing or no history.")
             return
-        lo, hi = self.plot.visible_range()
+        lo, hi = self.plot.export_range()
 
         def write() -> int:
             with open(path, "w", newline="") as f:

@@ -276,6 +276,13 @@ class LivePlot(QWidget):
         lo, hi = self.plots[CHANNELS[0]].viewRange()[0]
         return float(lo), float(hi)
 
+    def export_range(self) -> tuple[float, float]:
+        """The range an export should cover: what is shown, up to now while following live data."""
+        if self.follow:
+            now = time.time()
+            return now - self.span_s, now + 1.0
+        return self.visible_range()
+
     def set_span(self, label: str) -> None:
         """Pick "5 min", "1 h", "24 h" (follows live data) or "Custom"."""
         self.range_combo.setCurrentText(label)

@@ -32,6 +32,26 @@ class MemoryKeyring:
         self.store.pop((service, username), None)
 
 
+@pytest.fixture(autouse=True)
+def _collect_qt_garbage(request):
+    """Delete finished tests' widgets now, outside Qt's event processing.
+
+    pyqtgraph items live in reference cycles; left to Python's cyclic GC they may be freed in
+    the middle of a later test's Qt event loop, which can crash Qt.
+    """
+    yield
+    import gc
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is not None:
+        app.processEvents()
+    gc.collect()
+    if app is not None:
+        app.processEvents()
+
+
 @pytest.fixture
 def memory_keyring(monkeypatch):
     import keyring
@@ -104,8 +124,11 @@ def app_window(qapp, qsettings, qloop):
     win.resize(1280, 800)
     win.show()
     yield ctx, win
+    ctx.live.detach()
     win.close()
+    qapp.processEvents()  # drain queued bridge callbacks while the widgets still exist
     win.deleteLater()
+    qapp.processEvents()
 
 
 @pytest.fixture
@@ -121,6 +144,7 @@ def cloud_session(sandbox, qloop, request, tmp_path):
     qloop.run_until_complete(asyncio.wait_for(session.start(), 60))
     yield session
     qloop.run_until_complete(asyncio.wait_for(session.stop(), 60))
+    qloop.run_until_complete(asyncio.sleep(0.1))  # let the last callbacks run while the loop lives
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import time
 
 import pytest
 
@@ -95,7 +96,11 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
         await until(lambda: ["true"] == [tree.topLevelItem(i).text(2) for i in range(tree.topLevelItemCount())
                                          if tree.topLevelItem(i).text(0) == "on"],
                     30, what="reported column shows on=true")
+        now = time.time()
+        page.plot.set_x_range(now - 20, now + 1)  # the device has only been up a few seconds
+        page.plot.refresh()
         shot(win, "device")
+        page.plot.set_follow(True)
         # 409: someone else changes the shadow while the user edits
         await until(lambda: not page.shadow.dirty, 10, what="first send accepted")
         stale = page.shadow.version
