@@ -161,9 +161,9 @@ def choose_ports(port_base: int, bind: str = "127.0.0.1") -> list[int]:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((bind if i == 0 else "127.0.0.1", port))
         except OSError:
-            raise SandboxError(
-                f"port {port} is already in use",
-                f"stop what uses it or choose other ports with --port-base N (the sandbox uses N..N+{PORTS_USED - 1})",
+            raise SandboxError(  # one line, as the issue asks
+                f"port {port} is already in use: stop what uses it or choose other ports with --port-base N "
+                f"(the sandbox uses N..N+{PORTS_USED - 1})"
             ) from None
         finally:
             s.close()
@@ -286,7 +286,7 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         try:
             await plane.start()
         except OSError as exc:
-            raise SandboxError(f"port {https_port} is already in use ({exc.strerror})",
+            raise SandboxError(f"port {https_port} is already in use ({exc.strerror}): "
                                "choose other ports with --port-base N") from exc
         for module in _optional_modules(SERVICE_MODULES):
             started.append(await module.start(ctx))

@@ -119,6 +119,7 @@ def test_port_in_use_names_the_port(tmp_path):
         res = _cli("up", "--json", "--state-dir", str(tmp_path / "s"), "--port-base", str(port))
     assert res.returncode == 1 and res.stdout == ""
     assert f"port {port} is already in use" in res.stderr and "--port-base" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def _up_inproc(state, **kw):
