@@ -15,6 +15,7 @@ def register(sub) -> None:
     build.add_argument("--chip", default="esp32", choices=["esp32", "esp32s3", "esp32c3", "esp8266"])
     build.add_argument("--base", type=Path, help="MicroPython firmware .bin for real boards (from micropython.org)")
     build.add_argument("--partitions", type=Path, help="ESP-IDF partition CSV (default: MicroPython 4 MB layout)")
+    build.add_argument("--min-revision", help="lowest chip revision supported, e.g. 3.0 (refused below it)")
     build.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.set_defaults(func=_build)
@@ -34,6 +35,8 @@ def _describe(bundle) -> dict:
         "vfs_offset": bundle.vfs_offset,
         "vfs_size": bundle.vfs_size,
         "flash_end": bundle.end,
+        "flash_size": bundle.flash_size,
+        "min_chip_revision": bundle.min_chip_revision,
         "parts": [{"name": p.name, "offset": p.offset, "size": p.size, "sha256": p.sha256} for p in bundle.parts],
     }
 
@@ -43,7 +46,10 @@ def _print(info: dict) -> None:
     print(f"version:  {info['version'] or '-'}")
     if info["vfs_offset"] is not None:
         print(f"vfs:      {info['vfs_offset']:#x} ({info['vfs_size'] // 1024} KB littlefs)")
-    print(f"needs:    {info['flash_end'] / (1 << 20):.1f} MB flash")
+    print(f"needs:    {info['flash_size']} flash")
+    if info["min_chip_revision"]:
+        rev = info["min_chip_revision"]
+        print(f"min rev:  v{rev // 100}.{rev % 100}")
     print(f"{'part':<16} {'offset':>10} {'size':>10}  sha256")
     for p in info["parts"]:
         print(f"{p['name']:<16} {p['offset']:#10x} {p['size']:>10}  {p['sha256']}")
@@ -52,8 +58,11 @@ def _print(info: dict) -> None:
 def _build(args) -> int:
     from fleetdesk.boards.bundle import DEFAULT_CSV, build_bundle, firmware_files
 
+    from fleetdesk.virtual.cli import parse_revision
+
+    min_rev = parse_revision(args.min_revision) if args.min_revision else None
     bundle = build_bundle(args.output, chip=args.chip, base=args.base,
-                          partition_csv=args.partitions or DEFAULT_CSV)
+                          partition_csv=args.partitions or DEFAULT_CSV, min_revision=min_rev)
     info = _describe(bundle)
     info["files"] = sorted(firmware_files())
     if args.json:

@@ -30,8 +30,13 @@ def app_descriptor(project: str, version: str) -> bytes:
     ).ljust(256, b"\x00")
 
 
-def build_image(chip: str, payload: bytes, *, entry: int = 0x40080000, load_addr: int = 0x3F400020) -> bytes:
-    """A valid single-segment ESP image for ``chip`` holding ``payload``."""
+def build_image(chip: str, payload: bytes, *, entry: int = 0x40080000, load_addr: int = 0x3F400020,
+                min_revision: int = 0) -> bytes:
+    """A valid single-segment ESP image for ``chip`` holding ``payload``.
+
+    ``min_revision`` (major*100+minor) goes into the extended header's min_chip_rev_full,
+    which esptool and the 2nd-stage bootloader check against the chip.
+    """
     if chip == "esp8266":
         body = bytes([ESP_IMAGE_MAGIC, 1, 0, 0x40]) + struct.pack("<I", 0x40100000)
         data = payload + b"\x00" * (-len(payload) % 4)
@@ -53,6 +58,9 @@ def build_image(chip: str, payload: bytes, *, entry: int = 0x40080000, load_addr
     seg.name = ".flash.appdesc"
     img.segments = [seg]
     img.flash_size_freq = 0x20  # 4MB, 40 MHz
+    if min_revision:
+        img.min_rev_full = min_revision
+        img.max_rev_full = 65535
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "image.bin"
         img.save(str(path))
@@ -69,6 +77,7 @@ class ImageHeader:
     chip_id: int | None
     app_version: str | None
     project: str | None
+    min_revision: int = 0
 
 
 def read_header(data: bytes, chip: str) -> ImageHeader:
@@ -76,12 +85,15 @@ def read_header(data: bytes, chip: str) -> ImageHeader:
     magic, segs, _mode, _sf, entry = struct.unpack("<BBBBI", data[:8])
     chip_id = None
     version = project = None
+    min_rev = 0
     if chip != "esp8266" and len(data) >= 24:
         chip_id = struct.unpack("<H", data[12:14])[0]
+        min_rev_full, max_rev_full = struct.unpack("<HH", data[15:19])
+        min_rev = min_rev_full if max_rev_full else 0
         # first segment header at 24, then data; app descriptor sits at its start
         if len(data) >= 32 + 256:
             desc = data[32 : 32 + 256]
             if struct.unpack("<I", desc[:4])[0] == APP_DESC_MAGIC:
                 version = desc[16:48].split(b"\x00")[0].decode(errors="replace")
                 project = desc[48:80].split(b"\x00")[0].decode(errors="replace")
-    return ImageHeader(magic, segs, entry, chip_id, version, project)
+    return ImageHeader(magic, segs, entry, chip_id, version, project, min_rev)

@@ -54,6 +54,7 @@ class Bundle:
         parts: images with offsets, in offset order.
         vfs_offset, vfs_size: the littlefs ``vfs`` partition (None if the bundle has none).
         path: where it was loaded from.
+        min_chip_revision: lowest chip revision it runs on (major*100+minor), or None.
     """
 
     chip: str
@@ -62,6 +63,15 @@ class Bundle:
     vfs_offset: int | None = None
     vfs_size: int | None = None
     path: Path | None = None
+    min_chip_revision: int | None = None
+
+    @property
+    def flash_size(self) -> str:
+        """Smallest standard flash size holding the bundle ("4MB")."""
+        mb = 1
+        while mb << 20 < self.end:
+            mb *= 2
+        return f"{mb}MB"
 
     @property
     def vfs(self) -> Part | None:
@@ -123,7 +133,8 @@ def firmware_version(root: Path = FIRMWARE_DIR) -> str:
 
 
 def build_bundle(out_dir: Path, *, chip: str = "esp32", base: Path | None = None,
-                 firmware_root: Path = FIRMWARE_DIR, partition_csv: Path = DEFAULT_CSV) -> Bundle:
+                 firmware_root: Path = FIRMWARE_DIR, partition_csv: Path = DEFAULT_CSV,
+                 min_revision: int | None = None) -> Bundle:
     """Build a bundle into ``out_dir`` and return it.
 
     Args:
@@ -133,6 +144,8 @@ def build_bundle(out_dir: Path, *, chip: str = "esp32", base: Path | None = None
             chip's bootloader offset); without it, placeholder bootloader/app images.
         firmware_root: the firmware source tree (main.py, fd/).
         partition_csv: ESP-IDF partition CSV (must contain a ``vfs`` data partition).
+        min_revision: lowest chip revision (major*100+minor) the bundle supports; stamped
+            into the placeholder images and the manifest (the flash station refuses older chips).
     """
     if chip not in CHIP_FAMILY:
         raise BundleError(f"Unknown chip {chip!r}", f"use one of: {', '.join(CHIP_FAMILY)}")
@@ -163,11 +176,12 @@ def build_bundle(out_dir: Path, *, chip: str = "esp32", base: Path | None = None
                               "use a larger flash layout")
         parts = [Part("micropython", bl_off, data), Part("vfs", vfs.offset, vfs_image)]
     else:
-        bootloader = appimage.build_image(chip, appimage.app_descriptor("bootloader", version))
-        app_img = appimage.build_image(chip, appimage.app_descriptor("fleetdesk-fw", version))
+        rev = min_revision or 0
+        bootloader = appimage.build_image(chip, appimage.app_descriptor("bootloader", version), min_revision=rev)
+        app_img = appimage.build_image(chip, appimage.app_descriptor("fleetdesk-fw", version), min_revision=rev)
         parts = [Part("bootloader", bl_off, bootloader), Part("partition-table", partitions.TABLE_OFFSET, table_bin),
                  Part("app", app.offset, app_img), Part("vfs", vfs.offset, vfs_image)]
-    bundle = Bundle(chip, version, tuple(parts), vfs.offset, vfs.size, out_dir)
+    bundle = Bundle(chip, version, tuple(parts), vfs.offset, vfs.size, out_dir, min_revision)
     write_bundle(bundle, out_dir)
     return bundle
 
@@ -192,6 +206,8 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> Path:
             "chip": bundle.chip,
             "vfs_offset": bundle.vfs_offset,
             "vfs_size": bundle.vfs_size,
+            "flash_size": bundle.flash_size,
+            "min_chip_revision": bundle.min_chip_revision,
             "merged": merged_name,
             "sha256": {f"{p.name}.bin": p.sha256 for p in bundle.parts},
         },
@@ -260,7 +276,9 @@ def _load_manifest(path: Path) -> Bundle:
     vfs_offset, vfs_size = extra.get("vfs_offset"), extra.get("vfs_size")
     if vfs_offset is None:
         vfs_offset, vfs_size = _vfs_from_parts(parts)
-    return Bundle(chip, str(manifest.get("version", "")), tuple(parts), vfs_offset, vfs_size, path.parent)
+    min_rev = extra.get("min_chip_revision")
+    return Bundle(chip, str(manifest.get("version", "")), tuple(parts), vfs_offset, vfs_size, path.parent,
+                  int(min_rev) if min_rev is not None else None)
 
 
 def _load_flasher_args(path: Path) -> Bundle:

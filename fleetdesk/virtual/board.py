@@ -312,7 +312,8 @@ class VirtualBoard:
 
     async def _run_boot(self) -> None:
         try:
-            result = await asyncio.to_thread(boot.power_on, self.flash, self.spec.model.name, self.fs_dir)
+            result = await asyncio.to_thread(boot.power_on, self.flash, self.spec.model.name, self.fs_dir,
+                                             revision=self.spec.revision)
         except Exception as exc:  # never crash the board on flash contents
             log.exception("virtual board %s: boot failed", self.spec.name)
             self.console(f"E (0) boot: internal error: {exc}\r\n".encode())

@@ -60,7 +60,8 @@ def _fail(chip: str, first: str, lines: str) -> BootResult:
     return BootResult(False, first + lines, loop_log=loop)
 
 
-def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: bool = True) -> BootResult:
+def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: bool = True,
+             revision: int | None = None) -> BootResult:
     """Check the flashed images, mount ``vfs`` and extract its files to ``fs_dir``.
 
     Never raises for bad flash contents: they produce a boot loop result, as on a chip.
@@ -101,6 +102,12 @@ def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: 
     if expected_id is not None and app_hdr.chip_id != expected_id:
         return _fail(chip, log,
                      f"E (64) esp_image: image at 0x{app.offset:x} is for chip id {app_hdr.chip_id}, expected {expected_id}\r\n"
+                     f"E (70) boot: {app.label} app partition is not bootable\r\n")
+    if revision is not None and app_hdr.min_revision > revision:
+        need, have = app_hdr.min_revision, revision
+        return _fail(chip, log,
+                     f"E (64) boot_comm: Image requires chip rev >= v{need // 100}.{need % 100}, "
+                     f"but chip is v{have // 100}.{have % 100}\r\n"
                      f"E (70) boot: {app.label} app partition is not bootable\r\n")
     log += f"I (80) boot: Loaded app from partition at offset 0x{app.offset:x}\r\nI (85) boot: Disabling RNG early entropy source...\r\n"
     vfs = partitions.find(table, "vfs") or partitions.find(table, type=1, subtype=0x83)

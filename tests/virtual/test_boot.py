@@ -117,3 +117,21 @@ def test_erased_vfs_is_formatted_like_micropython(host, make_board, tmp_path):
     assert "Performing initial setup" in board.console_text
     assert board.console_text.endswith(">>> ")
     assert fsimage.read_image(board.flash.read(built.vfs_offset, built.vfs_size)) == {"/boot.py": b"# This file is executed on every boot (including wake-boot from deepsleep)\n"}
+
+
+def test_min_revision_refused_by_esptool_and_bootloader(host, make_board, tmp_path, run_esptool):
+    out = tmp_path / "b"
+    subprocess.run([sys.executable, "-m", "fleetdesk", "firmware", "build", "--min-revision", "3.0", "-o", str(out)],
+                   check=True, capture_output=True, timeout=60)
+    built = bundle.load_bundle(out)
+    assert built.min_chip_revision == 300 and built.flash_size == "4MB"
+    old = make_board("esp32", revision=100)
+    bad = run_esptool(old.url, "write-flash", *_flash_args(built, out), check=False)
+    assert bad.returncode != 0 and "requires chip revision" in bad.stdout + bad.stderr
+    # forced onto the chip anyway, the 2nd-stage bootloader refuses the app: boot loop
+    run_esptool(old.url, "write-flash", "--force", *_flash_args(built, out))
+    end = time.monotonic() + 10
+    while "Image requires chip rev >= v3.0, but chip is v1.0" not in old.console_text and time.monotonic() < end:
+        time.sleep(0.05)
+    assert "Image requires chip rev >= v3.0, but chip is v1.0" in old.console_text
+    assert old.state == "bootloop"
