@@ -86,6 +86,13 @@ def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: 
         return _fail(chip, log, "E (46) flash_parts: partition 0 invalid magic number 0xffff\r\n"
                                 "E (52) boot: Failed to verify partition table\r\n"
                                 "E (57) boot: load partition table error!\r\n")
+    for i, p in enumerate(table):
+        if p.end > flash.size:
+            return _fail(chip, log,
+                         f"E (46) flash_parts: partition {i} invalid - offset 0x{p.offset:x} size 0x{p.size:x} "
+                         f"exceeds flash chip size 0x{flash.size:x}\r\n"
+                         "E (52) boot: Failed to verify partition table\r\n"
+                         "E (57) boot: load partition table error!\r\n")
     log += "I (48) boot: Partition Table:\r\n"
     for i, p in enumerate(table):
         log += f"I (52) boot: {i:2d} {p.label:<16} {p.type_name:<6} {p.subtype_name:<8} {p.offset:08x} {p.size:08x}\r\n"

@@ -94,6 +94,15 @@ def test_corrupt_or_wrong_chip_images_boot_loop(host, make_board, tmp_path, raw_
     host.reset(board)
     time.sleep(0.3)
     assert "has invalid magic byte" in board.console_text
+    # a partition table for more flash than the chip has
+    small = make_board("esp32", power_on=False, flash_mb=2)
+    for p in built.parts[:3]:
+        small.flash.erase_sectors(p.offset, p.size)
+        small.flash.write(p.offset, p.data)
+    host.reset(small)
+    time.sleep(0.3)
+    assert "exceeds flash chip size 0x200000" in small.console_text
+    assert small.state == "bootloop"
     # a corrupt partition table
     board.flash.write(TABLE_OFFSET + 40, b"\x00\x00")
     host.reset(board)
