@@ -148,9 +148,20 @@ class VirtualBoard:
 
             registry.unplugged(self)
 
-    async def replug(self) -> None:
-        """Plug the cable back in: same port and location, the board powers on and boots."""
+    async def replug(self, *, new_port: bool = False) -> None:
+        """Plug the cable back in: same location, the board powers on and boots.
+
+        Args:
+            new_port: re-enumerate under another port (like a hub shuffling ttyUSB names or
+                a native-USB chip resetting); the registry location stays the same.
+        """
         if self._server is None:
+            if new_port:
+                if self.register:
+                    from fleetdesk.virtual import registry
+
+                    registry.unregister(self)
+                self.port = 0
             await self._listen()
             await self._boot()
 

@@ -44,7 +44,8 @@ def add_virtual_command(boards_sub) -> None:
 
     c = boards_sub.add_parser("virtual-ctl", help="unplug/replug/reset/drop a running virtual board")
     c.add_argument("port", help="socket://127.0.0.1:PORT of the board")
-    c.add_argument("action", choices=["unplug", "replug", "reset", "drop", "status"])
+    c.add_argument("action", choices=["unplug", "replug", "reenumerate", "reset", "drop", "status"],
+                   help="reenumerate = unplug + replug under a new port (same location)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_ctl)
 
@@ -141,6 +142,10 @@ async def _control(reader, writer, boards) -> None:
         elif action == "replug":
             await board.replug()
             reply = {"ok": True}
+        elif action == "reenumerate":
+            await board.unplug()
+            await board.replug(new_port=True)
+            reply = {"ok": True}
         elif action == "reset":
             await board.reset()
             reply = {"ok": True}
@@ -169,5 +174,5 @@ def _ctl(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.port}: {result.get('state', 'ok')}")
+        print(f"{result.get('port', args.port)}: {result.get('state', 'ok')}")
     return 0

@@ -44,8 +44,8 @@ class BoardHost:
     def unplug(self, board: VirtualBoard) -> None:
         self.call(board.unplug())
 
-    def replug(self, board: VirtualBoard) -> None:
-        self.call(board.replug())
+    def replug(self, board: VirtualBoard, *, new_port: bool = False) -> None:
+        self.call(board.replug(new_port=new_port))
 
     def reset(self, board: VirtualBoard) -> None:
         self.call(board.reset())

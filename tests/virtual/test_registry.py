@@ -39,6 +39,14 @@ def test_registered_unplug_replug(host, make_board, run_esptool):
     assert (again["port"], again["location"]) == (board.url, location)
     assert "ESP32-S3" in run_esptool(board.url, "chip-id").stdout
 
+    old_url = board.url
+    host.unplug(board)
+    host.replug(board, new_port=True)  # re-enumerated: new port, same physical location
+    [moved] = registry.list_virtual_ports()
+    assert moved["port"] == board.url != old_url
+    assert moved["location"] == location
+    assert registry.lookup(old_url) is None
+
     host.call(board.close())
     host.boards.remove(board)
     assert registry.lookup(board.url) is None
