@@ -188,6 +188,9 @@ class DevicePage(QWidget):
         if t is None:
             self.info.setText(f"{self.thing}: no data yet" if self.thing else "Pick a thing.")
             return
+        refresh = t.reported.get("refresh")
+        if isinstance(refresh, (int, float)) and refresh > 0:  # a gap = 3 missed readings (>= 30 s)
+            self.plot.gap_s = max(30.0, 3 * refresh / 1000.0)
         state = "online" if t.online else ("offline" if t.online is False else "presence unknown")
         parts = [state, f"firmware {t.firmware or '?'}"]
         if t.temperature is not None:

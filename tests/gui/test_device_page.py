@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import math
 import time
+
+import numpy as np
 
 import pytest
 
+from fleetdesk.store.telemetry import Sample
 from gui.widgets.shadow_editor import JsonProblem, ShadowEditor, delta_of, parse_desired
 
 from .conftest import until
@@ -74,18 +78,27 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
 
     async def scenario():
         await until(lambda: thing in fleet.things and fleet.things[thing].online, 60, what="device online")
+        # stored history (10 min, offline for 2 of them) is loaded when the page opens
+        now = time.time()
+        history = [Sample(thing, float(t), 21 + 2 * math.sin(t / 60), 50 + 5 * math.cos(t / 90))
+                   for t in np.arange(now - 600, now - 20, 2.0) if not now - 300 < t < now - 180]
+        cloud_session.store.insert_many(history)
         ctx.navigate.emit("Device", thing)
         assert page.thing == thing and win.current_title() == "Device"
         await until(lambda: page.shadow.version is not None, 30, what="shadow loaded")
         await until(lambda: thing in page.plot.keys() and len(page.plot.data(thing)[0]) >= 5, 30,
                     what="live points in the chart")
         await until(lambda: page.plot.frames > 0, 10, what="chart redraw")
+        await until(lambda: len(page.plot.data(thing)[0]) >= len(history) + 5, 30, what="history + live in the chart")
+        page.plot.refresh()
+        assert np.isnan(page.plot.series(thing).curves[0].yData).any(), "the offline stretch is not a gap"
         # export the visible range
         out = tmp_path / "export.csv"
         page.export(out, "csv")
         await until(lambda: page.exports == 1, 10, what="export")
         rows = list(csv.DictReader(out.open()))
-        assert len(rows) >= 5 and rows[0]["thing"] == thing and float(rows[0]["temperature"]) > 0
+        assert len(rows) >= 5 + sum(1 for h in history if h.ts >= now - 300)
+        assert rows[0]["thing"] == thing and float(rows[0]["temperature"]) > 0
         # desired on/refresh from the form reaches the device and comes back as reported
         page.shadow.on_check.setChecked(True)
         page.shadow.refresh_spin.setValue(3000)
@@ -96,11 +109,7 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
         await until(lambda: ["true"] == [tree.topLevelItem(i).text(2) for i in range(tree.topLevelItemCount())
                                          if tree.topLevelItem(i).text(0) == "on"],
                     30, what="reported column shows on=true")
-        now = time.time()
-        page.plot.set_x_range(now - 20, now + 1)  # the device has only been up a few seconds
-        page.plot.refresh()
         shot(win, "device")
-        page.plot.set_follow(True)
         # 409: someone else changes the shadow while the user edits
         await until(lambda: not page.shadow.dirty, 10, what="first send accepted")
         stale = page.shadow.version
