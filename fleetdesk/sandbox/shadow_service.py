@@ -19,7 +19,6 @@ import threading
 from typing import Any
 
 from fleetdesk.sandbox.shadow_doc import (
-    Shadow,
     ShadowError,
     apply_delete,
     apply_update,
