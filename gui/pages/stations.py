@@ -214,13 +214,12 @@ class StationsPage(QWidget):
                 tile.stop_clicked.connect(self.controller.stop)
                 tile.rename_requested.connect(self._rename)
                 tile.export_requested.connect(self._export)
-                n = len(self.tiles)
-                self.grid.addWidget(tile, n // COLUMNS, n % COLUMNS)
                 self.tiles[slot] = tile
                 self.empty.setVisible(False)
                 dirty.add(slot)
             if slot in dirty:
                 tile.update_from(state)
+        self._layout_tiles()
         t = self.controller.totals()
         self.totals.setText(f"Total  ✔ PASS {t['PASS']}   ✘ FAIL {t['FAIL']}   running {t['running']}   "
                             f"slots {t['slots']}")
@@ -229,6 +228,16 @@ class StationsPage(QWidget):
             self.status.setText("")
         self.stop_btn.setEnabled(busy)
         self.lock_btn.setEnabled(not busy or not self.locked)
+
+    def _layout_tiles(self) -> None:
+        """Tiles in slot-label order (the jig's physical order), re-placed only when it changes."""
+        tiles = self.controller.tiles
+        order = sorted(self.tiles, key=lambda s: (tiles[s].label == "", tiles[s].label or tiles[s].port))
+        if order == getattr(self, "_order", None):
+            return
+        self._order = order
+        for i, slot in enumerate(order):
+            self.grid.addWidget(self.tiles[slot], i // COLUMNS, i % COLUMNS)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._timer.stop()

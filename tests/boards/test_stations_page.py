@@ -23,54 +23,6 @@ def _save(widget, name: str, tmp_path: Path) -> Path:
     return path
 
 
-def test_start_all_flashes_every_tile_to_pass(qtbot, rig, bundle_dir, tmp_path):
-    from gui.pages.stations import StationsPage
-
-    boards = rig.add(4, register=True, throttle=True)
-    db = ProductionDB(tmp_path / "prod.sqlite3")
-    ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=False, wait_online=False,
-                                            baud=460800), db=db)
-    page = StationsPage(controller=ctl)
-    qtbot.addWidget(page)
-    page.resize(1100, 800)
-    page.show()
-    qtbot.waitUntil(lambda: len(page.tiles) == 4, timeout=5000)
-    assert page.start_all() == 4
-    assert not page.bundle.isEnabled()  # settings locked while running
-    page.toggle_lock()
-    assert page.locked and "locked" in page.status.text()
-    seen_mid = {}
-
-    def mid_flash():
-        states = [t for t in ctl.tiles.values() if t.running and 0 < t.percent < 100]
-        if states and "shot" not in seen_mid:
-            page.refresh()
-            seen_mid["shot"] = _save(page, "stations-mid-flash.png", tmp_path)
-        return not ctl.busy
-
-    qtbot.waitUntil(mid_flash, timeout=180_000)
-    page.refresh()
-    assert [t.state for t in ctl.tiles.values()] == ["PASS"] * 4, [t.message for t in ctl.tiles.values()]
-    for tile in page.tiles.values():
-        assert tile.result.text().startswith("PASS")  # text, not colour alone
-        assert tile.counters.text().startswith("✔ 1")
-    assert "PASS 4" in page.totals.text()
-    assert sorted(r["mac"] for r in db.attempts()) == sorted(b.spec.mac for b in boards)
-    _save(page, "stations-done.png", tmp_path)
-    page.toggle_lock()
-    assert not page.locked and page.bundle.isEnabled()
-
-    # unplug one board: its tile says so and START is disabled; replug: ready again
-    rig.call(boards[0].unplug())
-    slot = next(s for s, t in ctl.tiles.items() if t.port == boards[0].url)
-    qtbot.waitUntil(lambda: not ctl.tiles[slot].present, timeout=3000)
-    page.refresh()
-    assert "unplugged" in page.tiles[slot].port.text() and not page.tiles[slot].start_btn.isEnabled()
-    rig.call(boards[0].replug())
-    qtbot.waitUntil(lambda: ctl.tiles[slot].present, timeout=3000)
-    page.close()
-
-
 def test_bad_bundle_is_shown_and_nothing_starts(qtbot, rig, tmp_path):
     from gui.pages.stations import StationsPage
 
@@ -82,4 +34,60 @@ def test_bad_bundle_is_shown_and_nothing_starts(qtbot, rig, tmp_path):
     qtbot.waitUntil(lambda: len(page.tiles) == 1, timeout=5000)
     assert page.start_all() == 0
     assert "not valid JSON" in page.status.text() and not page.locked
+    page.close()
+
+
+@pytest.mark.slow
+def test_sixteen_slots_flash_at_once(qtbot, rig, bundle_dir, tmp_path):
+    """A 16-slot station (labelled jig positions): START ALL flashes every board at once to
+    PASS, settings stay locked while running, an unplugged board shows on its tile."""
+    from gui.pages.stations import StationsPage
+
+    boards = rig.add(16, register=True)
+    db = ProductionDB(tmp_path / "prod.sqlite3")
+    ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=False, wait_online=False,
+                                            operator="line 2", boot_wait=0.5), db=db)
+    page = StationsPage(controller=ctl)
+    qtbot.addWidget(page)
+    page.resize(1150, 1000)
+    page.show()
+    qtbot.waitUntil(lambda: len(page.tiles) == 16, timeout=5000)
+    for i, b in enumerate(boards):
+        slot = next(s for s, t in ctl.tiles.items() if t.port == b.url)
+        ctl.set_label(slot, f"Jig A / {i + 1:02d}")
+    ticks = []
+    page._timer.timeout.connect(lambda: ticks.append(1))
+    assert page.start_all() == 16
+    assert not page.bundle.isEnabled()  # settings locked while running
+    page.toggle_lock()
+    assert page.locked and "locked" in page.status.text()
+    shot = {}
+
+    def done():
+        if "mid" not in shot and sum(1 for t in ctl.tiles.values() if t.state == "PASS") >= 4:
+            page.refresh()
+            shot["mid"] = _save(page, "stations-16-mid.png", tmp_path)
+        return not ctl.busy
+
+    qtbot.waitUntil(done, timeout=200_000)
+    page.refresh()
+    assert [t.state for t in ctl.tiles.values()] == ["PASS"] * 16, [t.message for t in ctl.tiles.values()]
+    for tile in page.tiles.values():
+        assert tile.result.text().startswith("PASS")  # text, not colour alone
+        assert tile.counters.text().startswith("✔ 1")
+    assert "PASS 16" in page.totals.text()
+    assert ticks  # the UI kept repainting while 16 boards flashed
+    assert sorted(r["mac"] for r in db.attempts()) == sorted(b.spec.mac for b in boards)
+    _save(page, "stations-16-done.png", tmp_path)
+    page.toggle_lock()
+    assert not page.locked and page.bundle.isEnabled()
+
+    # unplug one board: its tile says so and START is disabled; replug: ready again
+    rig.call(boards[0].unplug())
+    slot = next(s for s, t in ctl.tiles.items() if t.port == boards[0].url)
+    qtbot.waitUntil(lambda: not ctl.tiles[slot].present, timeout=3000)
+    page.refresh()
+    assert "unplugged" in page.tiles[slot].port.text() and not page.tiles[slot].start_btn.isEnabled()
+    rig.call(boards[0].replug())
+    qtbot.waitUntil(lambda: ctl.tiles[slot].present, timeout=3000)
     page.close()
