@@ -104,3 +104,31 @@ def test_gui_command_rejects_an_unknown_profile():
     )
     assert out.returncode == 2
     assert "no profile named 'nosuch'" in out.stderr
+
+
+def test_connection_state_is_shown_with_its_reason(window):
+    from fleetdesk.cloud.connection import State, StateEvent
+
+    ctx, win = window
+    ctx.live.connection.emit(StateEvent(State.RECONNECTING, reason="connection reset by broker", attempt=2))
+    assert win.conn_label.text() == "Cloud: reconnecting (connection reset by broker)"
+    ctx.live.connection.emit(StateEvent(State.CONNECTED))
+    assert win.conn_label.text() == "Cloud: connected"
+
+
+def test_diagnostics_lists_malformed_payloads(qtbot):
+    from fleetdesk.fleet.state import FleetState
+    from gui.widgets.diagnostics import DiagnosticsDialog
+
+    fleet = FleetState()
+    fleet.apply_telemetry("dt/t1/env", b'{"temperature": 21, "humidity": 40, "seq": 1}')
+    fleet.apply_telemetry("dt/t1/env", b"\xff not json")
+    fleet.apply_telemetry("dt/t2/env", b'{"temperature": "hot"}')
+    fleet.apply_shadow("t1", b"[1,2]")
+    dlg = DiagnosticsDialog(fleet)
+    qtbot.addWidget(dlg)
+    assert "malformed_telemetry: 2" in dlg.counters.text() and "malformed_shadow: 1" in dlg.counters.text()
+    assert dlg.table.rowCount() == 3
+    kinds = {dlg.table.item(r, 1).text() for r in range(3)}
+    assert kinds == {"malformed_telemetry", "malformed_shadow"}
+    assert any("hot" in dlg.table.item(r, 4).text() for r in range(3))
