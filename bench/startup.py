@@ -77,6 +77,7 @@ def main() -> int:
     print(f"  window: median {win:.3f} s over {args.runs} runs (min {min(windows):.3f}, max {max(windows):.3f})")
     print(f"  floor:  `import PySide6.QtWidgets` median {floor:.3f} s")
     print(f"  ratio:  window / floor = {win / floor:.2f}x")
+    print(f"  load:   1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"  result: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
