@@ -267,7 +267,8 @@ class FleetRunner:
             time.sleep(0.2)
         return False
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the workers (they report final counters, then disconnect); kill stragglers."""
         import signal
 
         for p in self._procs:
@@ -281,7 +282,7 @@ class FleetRunner:
                 p.kill()
                 p.wait(5)
         for t in self._threads:
-            t.join(2)
+            t.join(10)
 
     def __enter__(self) -> FleetRunner:
         self.start()
