@@ -78,6 +78,7 @@ class JobsService:
         self.engine = JobsEngine(ctx.account_id, ctx.region, self.expand_targets, self.store.save)
         self.engine.load(*self.store.load())
         self._last_next: dict[str, str | None] = {}
+        self._last_pending: dict[str, frozenset] = {}
         self.link = None
         self._secret = files.signing_secret(ctx.state_dir)
 
@@ -123,18 +124,23 @@ class JobsService:
             self._notify(changed)
 
     def _notify(self, changed: set[str]) -> None:
+        """AWS's rules: ``notify`` when an execution joins or leaves the thing's pending list,
+        ``notify-next`` only when the job id of the next pending execution changes."""
         for thing in sorted(changed):
             now = int(time.time())
             in_progress, queued = self.engine.pending(thing)
-            jobs = {}
-            if queued:
-                jobs["QUEUED"] = queued
-            if in_progress:
-                jobs["IN_PROGRESS"] = in_progress
             base = f"$aws/things/{thing}/jobs"
-            self._publish(f"{base}/notify", {"timestamp": now, "jobs": jobs})
+            pending = frozenset(s["jobId"] for s in in_progress + queued)
+            if self._last_pending.get(thing) != pending:
+                self._last_pending[thing] = pending
+                jobs = {}
+                if queued:
+                    jobs["QUEUED"] = queued
+                if in_progress:
+                    jobs["IN_PROGRESS"] = in_progress
+                self._publish(f"{base}/notify", {"timestamp": now, "jobs": jobs})
             nxt = self.engine.next_execution(thing)
-            key = f"{nxt['jobId']}:{nxt['status']}" if nxt else None
+            key = nxt["jobId"] if nxt else None
             if self._last_next.get(thing, "unset") != key:
                 self._last_next[thing] = key
                 msg: dict[str, Any] = {"timestamp": now}

@@ -74,3 +74,30 @@ def test_fuzzed_device_requests_each_get_one_answer(tmp_path):
         assert answers and answers[0] == f"$aws/things/a/jobs/{suffix}/" + answers[0].rsplit("/", 1)[1]
         assert len(answers) == 1, (suffix, payload)
     svc.store.close()
+
+
+def test_notify_rules(tmp_path):
+    sent: list[tuple[str, dict]] = []
+    ctx = SimpleNamespace(state_dir=tmp_path, account_id="123", region="us-east-1", registry=Registry(),
+                          https_port=1)
+    svc = JobsService(ctx, lambda t, p: sent.append((t, p)))
+    arn = "arn:aws:iot:us-east-1:123:thing/a"
+    svc.engine.create_job("j1", {"targets": [arn]}, "{}")
+    svc.engine.create_job("j2", {"targets": [arn]}, "{}")
+    svc.notify_changes()
+    topics = [t.rsplit("/", 1)[1] for t, _ in sent]
+    assert topics == ["notify", "notify-next"] and sent[1][1]["execution"]["jobId"] == "j1"
+    sent.clear()
+    svc.on_message("$aws/things/a/jobs/start-next", b"{}")  # j1 QUEUED -> IN_PROGRESS: same list, same next
+    assert [t.rsplit("/", 1)[1] for t, _ in sent] == ["accepted"]
+    sent.clear()
+    svc.on_message("$aws/things/a/jobs/j1/update", b'{"status":"SUCCEEDED"}')  # j1 leaves: next is j2
+    kinds = [t.rsplit("/", 1)[1] for t, _ in sent]
+    assert kinds == ["accepted", "notify", "notify-next"]
+    assert [j["jobId"] for j in sent[1][1]["jobs"]["QUEUED"]] == ["j2"]
+    assert sent[2][1]["execution"]["jobId"] == "j2"
+    sent.clear()
+    svc.on_message("$aws/things/a/jobs/j2/update", b'{"status":"FAILED"}')
+    assert [t.rsplit("/", 1)[1] for t, _ in sent] == ["accepted", "notify", "notify-next"]
+    assert sent[1][1]["jobs"] == {} and "execution" not in sent[2][1]
+    svc.store.close()
