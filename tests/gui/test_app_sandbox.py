@@ -67,3 +67,23 @@ def test_port_clash_shows_as_failed(qloop, tmp_path):
         blocker.close()
     assert state.phase == "failed"
     assert str(port) in state.reason, state.reason
+
+
+def test_switching_to_an_aws_profile_stops_our_sandbox(app_window, qloop, tmp_path):
+    from fleetdesk.config import Profile, Profiles
+
+    ctx, win = app_window
+    controller = CloudController(ctx, str(tmp_path / "sb"), connect=False, port_base=0)
+
+    async def scenario():
+        await controller.apply()
+        pid = controller.launcher.pid
+        assert ctx.cloud.phase == "running" and pid_alive(pid)
+        aws = Profile(name="prod", kind="aws", endpoint="abc-ats.iot.eu-west-1.amazonaws.com", region="eu-west-1")
+        ctx.set_profiles(Profiles(active="prod", items={"sandbox": Profile(), "prod": aws}))  # as Settings does
+        await until(lambda: not pid_alive(pid), 30, what="sandbox stopped")
+        await until(lambda: win.status_label.text() == "Profile prod · AWS eu-west-1 — abc-ats.iot.eu-west-1.amazonaws.com",
+                    10, what="AWS status")
+        await controller.shutdown()
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 120))
