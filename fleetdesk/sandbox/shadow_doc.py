@@ -21,6 +21,7 @@ from typing import Any
 MAX_STATE_BYTES = 8 * 1024
 MAX_DEPTH = 6
 MAX_CLIENT_TOKEN_BYTES = 64
+VERSION_MEMORY_S = 48 * 3600  # a shadow re-created within 48 h of deletion continues its version
 SECTIONS = ("desired", "reported")
 
 
@@ -42,8 +43,8 @@ class ShadowError(Exception):
 class Shadow:
     """One stored shadow (classic when ``name`` is empty).
 
-    ``exists`` is False for a deleted shadow, which still keeps its version number
-    (AWS does not reset the version of a deleted shadow).
+    ``exists`` is False for a deleted shadow, which still keeps its version number: AWS
+    continues the version of a shadow re-created within 48 hours of its deletion.
     """
 
     thing: str
@@ -342,8 +343,9 @@ def apply_update(shadow: Shadow, payload: bytes | str | dict, ts: int | None = N
     doc = parse_request(payload)
     token = client_token_of(doc)
     state = _validate_update(doc)
+    if not shadow.exists and shadow.version and ts - shadow.timestamp > VERSION_MEMORY_S:
+        shadow = Shadow(shadow.thing, shadow.name)  # deleted over 48 h ago: versions restart at 0
     _check_version(doc, shadow)
-
     new = Shadow(shadow.thing, shadow.name, _clone(shadow.desired), _clone(shadow.reported),
                  _clone(shadow.metadata), shadow.version, shadow.timestamp, shadow.exists)
     if not new.exists:

@@ -109,3 +109,10 @@ def test_storage_roundtrip():
     s = upd(Shadow("t", "cfg"), {"state": {"desired": {"a": [1, {"b": 2}]}}}).shadow
     back = Shadow.from_json("t", "cfg", s.to_json())
     assert back == s
+
+
+def test_version_restarts_when_recreated_more_than_48h_after_delete():
+    s = upd(Shadow("t"), {"state": {"reported": {"a": 1}}}, ts=1000).shadow
+    gone, _ = apply_delete(s, None, ts=2000)
+    assert upd(gone, {"state": {"reported": {"a": 2}}}, ts=2000 + 47 * 3600).shadow.version == 2
+    assert upd(gone, {"state": {"reported": {"a": 2}}}, ts=2000 + 49 * 3600).shadow.version == 1
