@@ -45,6 +45,18 @@ def register(subparsers: Any) -> None:
     _common(prov)
     prov.set_defaults(func=_provision)
 
+    esp = sub.add_parser("espidf", help="Wi-Fi provisioning of stock ESP-IDF boards (unified provisioning, BLE)")
+    esp.add_argument("address", metavar="ADDRESS", help="board address (or name, e.g. PROV_A1B2C3)")
+    esp.add_argument("--sec", type=int, choices=(0, 1, 2), default=None,
+                     help="security scheme (default: what the board's proto-ver reports)")
+    esp.add_argument("--pop", default="", help="proof-of-possession (sec1) / SRP password (sec2)")
+    esp.add_argument("--username", default="wifiprov", help="SRP username (sec2)")
+    esp.add_argument("--wifi-ssid", help="network to join (omit to only list networks)")
+    esp.add_argument("--wifi-pass-file", type=Path, help="file holding the Wi-Fi password")
+    esp.add_argument("--adapter", help="Bluetooth adapter on Linux, e.g. hci0")
+    esp.add_argument("--json", action="store_true", help="one JSON document per line on stdout")
+    esp.set_defaults(func=_espidf)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document per line on stdout")
@@ -131,6 +143,48 @@ async def _provision_async(args: argparse.Namespace) -> int:
         print(f"committed: {match.name} will reboot and connect as {thing} to {target.endpoint}:{target.port}")
         if online:
             print(f"{thing} is online (firmware {online})")
+    return 0
+
+
+def _espidf(args: argparse.Namespace) -> int:
+    return asyncio.run(_espidf_async(args))
+
+
+async def _espidf_async(args: argparse.Namespace) -> int:
+    from bleak import BleakScanner
+
+    from fleetdesk.ble.espidf import ESP_SERVICE_UUID, EspProvClient
+
+    kw = {"bluez": {"adapter": args.adapter}} if args.adapter else {}
+    want = args.address.lower()
+    device = await BleakScanner.find_device_by_filter(
+        lambda d, a: want in (d.address.lower(), (a.local_name or d.name or "").lower()),
+        timeout=10, service_uuids=[ESP_SERVICE_UUID], **kw)
+    if device is None:
+        raise BleError(f"no ESP-IDF provisioning board {args.address} advertising",
+                       "Put the board in provisioning mode (fresh or after a reset of its Wi-Fi config).")
+    emit = _emitter(args.json)
+    async with EspProvClient(device, security=args.sec, pop=args.pop, username=args.username, **kw) as esp:
+        emit("session", f"security {esp.security} session with {device.name or device.address}")
+        nets = await esp.scan_wifi()
+        for n in nets:
+            if args.json:
+                print(json.dumps({"network": n}), flush=True)
+            else:
+                print(f"  {n['ssid']:<32} {n['rssi']:>4} dBm  ch {n['channel']}")
+        if not args.wifi_ssid:
+            return 0
+        if args.wifi_pass_file is None:
+            raise BleError("--wifi-pass-file is needed with --wifi-ssid", "Put the password alone in a file.")
+        password = args.wifi_pass_file.read_text().rstrip("\r\n")
+        await esp.set_wifi_config(args.wifi_ssid, password)
+        await esp.apply_wifi_config()
+        emit("wifi", f"applied {args.wifi_ssid}, waiting for the board to connect")
+        status = await esp.wait_connected()
+        if args.json:
+            print(json.dumps({"ok": True, **status}), flush=True)
+        else:
+            print(f"connected to {status.get('ssid')} with IP {status.get('ip')}")
     return 0
 
 

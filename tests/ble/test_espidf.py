@@ -79,3 +79,17 @@ async def test_wrong_wifi_password_reports_auth_error(esp_device):
             await esp.wait_connected()
         await esp.ctrl_reset()
         assert (await esp.wifi_status())["state"] == "disconnected"
+
+
+
+
+async def test_cli_espidf_without_a_board_says_what_to_do(bluezoo):
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetdesk", "ble", "espidf", "PROV_NOPE", "--adapter", "hci0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "no ESP-IDF provisioning board PROV_NOPE advertising" in err.decode()
+    assert "provisioning mode" in err.decode()
