@@ -238,7 +238,8 @@ class Authorizer:
             try:
                 if self._client is None or attempt == 2:
                     await self.connect()
-                await self._send(commands)
+                for start in range(0, len(commands), 40):  # stay far below the 149504-byte packet limit
+                    await self._send(commands[start:start + 40])
                 return
             except Exception as exc:  # noqa: BLE001 - MqttError, timeout, broker restarting
                 log.warning("dynamic-security update failed (attempt %d): %r", attempt, exc)
