@@ -95,7 +95,10 @@ async def _serve(args) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt
+            pass
     control = await asyncio.start_server(lambda r, w: _control(r, w, boards), "127.0.0.1", 0)
     control_url = "tcp://127.0.0.1:%d" % control.sockets[0].getsockname()[1]
     try:

@@ -1,11 +1,13 @@
 """A virtual board's SPI flash: a file in the state dir, erased = 0xFF.
 
-Reads and writes go straight to the file (plain ``os.pread``/``os.pwrite``), so the
-contents persist across board restarts exactly like a real module's flash.
+The file is memory-mapped (``mmap``, portable to Windows and macOS); reads and writes are
+slices of the map, so the contents persist across board restarts exactly like a real
+module's flash.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -35,11 +37,16 @@ class FlashMemory:
         self.size = size
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        current = os.fstat(self._fd).st_size
+        with open(self.path, "ab"):
+            pass
+        os.chmod(self.path, 0o600)
+        self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open for the map's lifetime
+        current = os.fstat(self._file.fileno()).st_size
         if fresh or current != size:
-            os.ftruncate(self._fd, 0)
-            self.erase(0, size)
+            self._file.truncate(0)
+            self._file.write(b"\xff" * size)
+            self._file.flush()
+        self._mm: mmap.mmap | None = mmap.mmap(self._file.fileno(), size)
 
     @property
     def jedec_id(self) -> int:
@@ -56,12 +63,12 @@ class FlashMemory:
     def read(self, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at ``offset``."""
         self._check(offset, length)
-        return os.pread(self._fd, length, offset)
+        return self._mm[offset : offset + length]
 
     def write(self, offset: int, data: bytes) -> None:
         """Program ``data`` at ``offset`` (the caller erased the sectors first)."""
         self._check(offset, len(data))
-        os.pwrite(self._fd, data, offset)
+        self._mm[offset : offset + len(data)] = data
 
     def erase(self, offset: int, length: int) -> None:
         """Set ``length`` bytes from ``offset`` to 0xFF."""
@@ -69,7 +76,7 @@ class FlashMemory:
         end = offset + length
         while offset < end:
             n = min(len(_ERASE_CHUNK), end - offset)
-            os.pwrite(self._fd, _ERASE_CHUNK[:n], offset)
+            self._mm[offset : offset + n] = _ERASE_CHUNK[:n]
             offset += n
 
     def erase_sectors(self, offset: int, length: int) -> None:
@@ -80,7 +87,9 @@ class FlashMemory:
             self.erase(start, end - start)
 
     def close(self) -> None:
-        """Release the backing file."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Flush and release the backing file."""
+        if self._mm is not None:
+            self._mm.flush()
+            self._mm.close()
+            self._mm = None
+            self._file.close()
