@@ -226,13 +226,11 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         stop: an event that ends the run (a fresh one, set by signals, if None).
     """
     from fleetdesk.sandbox.authz import Authorizer
-    from fleetdesk.sandbox.broker import Broker, BrokerConfig
+    from fleetdesk.sandbox.broker import Broker, BrokerConfig, find_mosquitto
     from fleetdesk.sandbox.ca import SandboxCA
     from fleetdesk.sandbox.context import InternalMqtt, SandboxContext
     from fleetdesk.sandbox.control_plane import ControlPlane
     from fleetdesk.sandbox.registry import Registry
-
-    from fleetdesk.sandbox.broker import find_mosquitto
 
     find_mosquitto()  # before touching the state dir: say how to install it
     state_dir = Path(state_dir).resolve()
