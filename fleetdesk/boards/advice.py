@@ -77,7 +77,7 @@ _RULES = [
      "pick the bundle for this chip; nothing was written", "wrong-chip"),
     (r"will not fit|KB of flash|needs .* KB", "The image is larger than the board's flash",
      "use a board with more flash or a smaller bundle; nothing was written", "too-big"),
-    (r"another product|different product", "The board already carries another product's identity",
+    (r"another product|different product|already carries product", "The board already carries another product's identity",
      "confirm a re-purpose to overwrite it", "other-product"),
     (r"certificate pool is empty", "No certificates left in the offline pool",
      "reconnect to the cloud to refill the pool, or switch to claim provisioning", "pool-empty"),

@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--state-dir", default=None, help="sandbox state dir (default: the sandbox profile's)")
     f.add_argument("--online-timeout", type=float, default=60, help="seconds to wait for the board online")
     f.add_argument("--no-wait-online", action="store_true", help="PASS after boot without waiting for presence")
+    f.add_argument("--factory-reset", action="store_true", help="new identity even for boards already on file")
+    f.add_argument("--repurpose", action="store_true", help="confirm overwriting another product's identity")
     f.add_argument("--allow-usb", action="append", default=[], metavar="VID:PID", help="also probe this USB id")
     f.add_argument("--json", action="store_true", help="one JSON document per board")
     f.set_defaults(func=_flash)
@@ -116,6 +118,8 @@ def _flash(args) -> int:
         online_timeout=args.online_timeout,
         wait_online=not args.no_wait_online,
         allowed_usb=args.allow_usb,
+        factory_reset=args.factory_reset,
+        repurpose=args.repurpose,
     )
     station = Station(settings)
     if station.cloud is not None:  # runs a crash interrupted: no certificate left ACTIVE for nothing

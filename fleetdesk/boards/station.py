@@ -42,6 +42,7 @@ class StationSettings:
     wifi: dict | None = None
     db_path: str | None = None
     factory_reset: bool = False  # mint a new identity even when the board's is on file
+    repurpose: bool = False  # operator confirmed: overwrite another product's identity
     boot_wait: float = 1.0  # seconds of console kept after boot when not waiting for presence
 
 
@@ -179,6 +180,12 @@ class BoardPipeline:
         self._event(stage="identity")
         self._journal("identity", "begin")
         known = self.db.device(mac) if mac else None
+        if (known and known.product and self.settings.product and known.product != self.settings.product
+                and not self.settings.repurpose):
+            raise FleetdeskError(
+                f"this board already carries product {known.product!r}'s identity ({known.thing}); "
+                f"the station is set for {self.settings.product!r}",
+                "confirm a re-purpose to overwrite it; nothing was written")
         thing = (known.thing if known and known.thing else
                  thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
         kept = None

@@ -76,6 +76,20 @@ def test_parallel_identity_flash_each_board_online_with_its_own_cert(rig, bundle
     assert _cert_status(cloud, results[1].certificate_id) == "INACTIVE"
     assert _cert_status(cloud, reset.certificate_id) == "ACTIVE"
 
+    # the board carries product "sensor-a"; a station set for "relay-b" refuses before writing
+    station.settings.product, station.settings.factory_reset = "sensor-a", False
+    assert station.run_one(boards[2].url).result == "PASS"
+    station.settings.product = "relay-b"
+    refused = station.run_one(boards[2].url)
+    assert refused.result == "FAIL" and "already carries product 'sensor-a'" in refused.error
+    assert refused.advice_code == "other-product"
+    assert ("write", "begin") not in [(j["step"], j["status"]) for j in station.db.journal(refused.run_id)]
+    files = read_files(boards[2].flash.read(vfs.offset, vfs.size))
+    assert b'"product": "sensor-a"' in files["/config.json"]  # its identity is untouched
+    station.settings.repurpose = True
+    assert station.run_one(boards[2].url).result == "PASS"
+    assert station.db.device(boards[2].spec.mac).product == "relay-b"
+
 
 def test_killed_board_fails_without_active_orphan_then_reflashes(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, throttle=True)
