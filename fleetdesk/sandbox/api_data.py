@@ -88,7 +88,7 @@ def publish(ctx, request):
     if not topic or "#" in topic or "+" in topic or len(topic.encode()) > 256:
         raise AwsError("InvalidRequestException", f"invalid topic {topic!r}")
     link = _service(ctx).link
-    link.publish(topic, p.get("payload") or b"", qos=qos)
+    link.publish(topic, p.get("payload") or b"", qos=qos, retain=bool(p.get("retain")))
     return {}
 
 

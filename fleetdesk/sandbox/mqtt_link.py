@@ -242,7 +242,7 @@ class MqttLink:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: handler failed", self.name, exc_info=task.exception())
 
-    def publish(self, topic: str, payload: dict | bytes | str, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: dict | bytes | str, qos: int = 1, retain: bool = False) -> None:
         """Send a PUBLISH now (QoS 0/1; acks are not awaited). Dropped if the link is down."""
         if isinstance(payload, dict):
             payload = json.dumps(payload, separators=(",", ":")).encode()
@@ -253,10 +253,11 @@ class MqttLink:
             log.warning("%s: not connected; dropped publish to %s", self.name, topic)
             return
         head = _str(topic)
+        flags = 0x01 if retain else 0
         if qos:
-            data = _packet(0x32, head + struct.pack(">H", self._next_pid()) + bytes(payload))
+            data = _packet(0x32 | flags, head + struct.pack(">H", self._next_pid()) + bytes(payload))
         else:
-            data = _packet(0x30, head + bytes(payload))
+            data = _packet(0x30 | flags, head + bytes(payload))
         if self._corked is not None:
             self._corked.append(data)
         else:

@@ -112,3 +112,12 @@ def test_device_cannot_touch_another_things_shadow(device, iot, sandbox, clients
     assert ack.puback.reason_code != 0  # refused by the broker's per-thing ACL
     with pytest.raises(Exception):
         data.get_thing_shadow(thingName=device.thing)
+
+
+def test_iot_data_publish_reaches_subscribers_and_retains(device, data):
+    topic = f"{device.thing}/cmd"
+    data.publish(topic=topic, qos=1, retain=True, payload=json.dumps({"n": 1}).encode())
+    assert device.subscribe(topic) < 128  # subscribed after the publish: the retained copy arrives
+    assert device.expect(topic) == {"n": 1}
+    data.publish(topic=topic, qos=0, payload=json.dumps({"n": 2}).encode())
+    assert device.expect(topic) == {"n": 2}
