@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 
 import pytest
@@ -33,6 +34,7 @@ class MqttDevice:
         self.disconnected = threading.Event()
         self.failure = None
         self.settings = None
+        self.disconnected_at: float | None = None
         self.messages: queue.Queue = queue.Queue()
         self.client = mqtt5_client_builder.mtls_from_bytes(
             endpoint=info.mqtt_host, port=info.mqtt_port, cert_bytes=cert_pem.encode(), pri_key_bytes=key_pem.encode(),
@@ -41,13 +43,18 @@ class MqttDevice:
             on_publish_received=lambda d: self.messages.put((d.publish_packet.topic, bytes(d.publish_packet.payload))),
             on_lifecycle_connection_success=self._connected,
             on_lifecycle_connection_failure=self._failed,
-            on_lifecycle_disconnection=lambda d: self.disconnected.set(),
+            on_lifecycle_disconnection=self._disconnected,
         )
         self._mqtt5 = mqtt5
 
     def _connected(self, data) -> None:
         self.settings = data.negotiated_settings
         self.connected.set()
+
+    def _disconnected(self, data) -> None:
+        if self.disconnected_at is None:
+            self.disconnected_at = time.monotonic()
+        self.disconnected.set()
 
     def _failed(self, data) -> None:
         self.failure = data.exception
