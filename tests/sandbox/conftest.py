@@ -92,12 +92,10 @@ class MqttDevice:
         return self.messages.get(timeout=timeout)
 
     def stop(self) -> None:
-        stopped = threading.Event()
         try:
             self.client.stop()
         except Exception:  # noqa: BLE001 - already stopped
             pass
-        del stopped
 
 
 @pytest.fixture
