@@ -1,7 +1,7 @@
 """Control-plane routes for fleet-provisioning templates (boto3 ``iot``).
 
 CreateProvisioningTemplate, DescribeProvisioningTemplate, ListProvisioningTemplates,
-DeleteProvisioningTemplate; the templates are applied by :mod:`provisioning` over MQTT.
+UpdateProvisioningTemplate, DeleteProvisioningTemplate; the templates are applied by :mod:`provisioning` over MQTT.
 """
 
 from __future__ import annotations
@@ -69,6 +69,22 @@ def list_templates(ctx, request):
     return out
 
 
+def update_template(ctx, request):
+    p = request.params
+    store = _store(ctx)
+    t = store.get(p["templateName"])
+    if t is None:
+        raise AwsError("ResourceNotFoundException", f"Template {p['templateName']} does not exist", 404)
+    for key in ("description", "enabled", "provisioningRoleArn", "preProvisioningHook"):
+        if p.get(key) is not None:
+            t[key] = p[key]
+    if p.get("removePreProvisioningHook"):
+        t["preProvisioningHook"] = None
+    t["lastModifiedDate"] = time.time()
+    store.put(t)
+    return {}
+
+
 def delete_template(ctx, request):
     name = request.params["templateName"]
     if not _store(ctx).delete(name):
@@ -80,5 +96,6 @@ ROUTES = [
     model_route("iot", "CreateProvisioningTemplate", create_template),
     model_route("iot", "DescribeProvisioningTemplate", describe_template),
     model_route("iot", "ListProvisioningTemplates", list_templates),
+    model_route("iot", "UpdateProvisioningTemplate", update_template),
     model_route("iot", "DeleteProvisioningTemplate", delete_template),
 ]

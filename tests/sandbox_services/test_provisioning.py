@@ -72,6 +72,32 @@ def test_claim_provisions_a_thing_whose_cert_then_connects(sandbox, iot, claim, 
     assert thing.expect(f"$aws/things/{reg.thing_name}/shadow/update/accepted")["version"] == 1
 
 
+def test_template_update_disable_and_delete(sandbox, iot, claim, clients):
+    dev = clients(mtls_builder(sandbox, claim["certificatePem"], claim["privateKey"], f"claim-{uuid.uuid4().hex[:6]}"))
+    assert dev.connect()
+    ident = iotidentity.IotIdentityClientV2(dev.client, rr_options())
+    created = result(ident.create_keys_and_certificate(iotidentity.CreateKeysAndCertificateRequest()))
+    iot.update_provisioning_template(templateName=claim["templateName"], enabled=False)
+    try:
+        with pytest.raises(V2ServiceException) as e:
+            result(ident.register_thing(iotidentity.RegisterThingRequest(
+                template_name=claim["templateName"], certificate_ownership_token=created.certificate_ownership_token,
+                parameters={"SerialNumber": uuid.uuid4().hex[:8]})))
+        assert e.value.modeled_error.error_code == "TemplateDisabled"
+    finally:
+        iot.update_provisioning_template(templateName=claim["templateName"], enabled=True)
+    assert iot.describe_provisioning_template(templateName=claim["templateName"])["enabled"] is True
+
+    name = f"tmp-{uuid.uuid4().hex[:6]}"
+    body = iot.describe_provisioning_template(templateName=claim["templateName"])["templateBody"]
+    iot.create_provisioning_template(templateName=name, templateBody=body, enabled=True,
+                                     provisioningRoleArn="arn:aws:iam::000000000000:role/x")
+    # the claim policy names only the default template: another template's topics are refused
+    assert dev.subscribe(f"$aws/provisioning-templates/{name}/provision/json/rejected") >= 128
+    iot.delete_provisioning_template(templateName=name)
+    assert name not in [t["templateName"] for t in iot.list_provisioning_templates()["templates"]]
+
+
 def test_claim_cert_may_only_use_provisioning_topics(sandbox, claim, clients):
     dev = clients(mtls_builder(sandbox, claim["certificatePem"], claim["privateKey"], f"claim-{uuid.uuid4().hex[:6]}"))
     assert dev.connect()
