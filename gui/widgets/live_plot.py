@@ -185,8 +185,13 @@ class LivePlot(QWidget):
             if self.downsample:
                 plot.setDownsampling(auto=True, mode="peak")
                 plot.setClipToView(True)
+            # Fixed axis width: tick labels of changing width would relayout (and re-render the
+            # axis label) on every pan/zoom frame.
+            plot.getAxis("left").setWidth(64)
             if row:
                 plot.setXLink(self.plots[CHANNELS[0]])
+            else:  # the time axis is drawn once, under the last chart (x is linked)
+                plot.hideAxis("bottom")
             vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#7b8794", style=pg.QtCore.Qt.DashLine))
             vline.setVisible(False)
             plot.addItem(vline, ignoreBounds=True)
