@@ -6,7 +6,6 @@
 # nothing reboots because of a bad value.
 import json
 
-from fd import compat
 from fd.settings import validate_on, validate_refresh
 
 SETTABLE = ("on", "refresh")
