@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("port")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_info)
+    p = boards_sub.add_parser("pool", help="offline certificate pool: status, refill N, sync")
+    p.add_argument("action", choices=("status", "refill", "sync"))
+    p.add_argument("count", nargs="?", type=int, default=16, help="refill: free certificates to keep")
+    p.add_argument("--state-dir", default=None, help="sandbox state dir (default: the sandbox profile's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_pool)
     boards.set_defaults(func=lambda args: (boards.print_help(), 2)[1])
     try:
         from fleetdesk.virtual import cli as virtual_cli
@@ -49,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--no-wait-online", action="store_true", help="PASS after boot without waiting for presence")
     f.add_argument("--factory-reset", action="store_true", help="new identity even for boards already on file")
     f.add_argument("--repurpose", action="store_true", help="confirm overwriting another product's identity")
+    f.add_argument("--offline-pool", action="store_true",
+                   help="identities from the pre-minted certificate pool (flashes with the network down)")
     f.add_argument("--allow-usb", action="append", default=[], metavar="VID:PID", help="also probe this USB id")
     f.add_argument("--json", action="store_true", help="one JSON document per board")
     f.set_defaults(func=_flash)
@@ -103,8 +111,27 @@ def _info(args) -> int:
     return 0 if r.ok else 1
 
 
+def _pool(args) -> int:
+    from fleetdesk.boards.certpool import CertPool
+    from fleetdesk.boards.identity import CloudTarget
+
+    pool = CertPool()
+    out: dict = {}
+    if args.action == "refill":
+        out["added"] = pool.refill(CloudTarget.from_sandbox(args.state_dir), args.count)
+    elif args.action == "sync":
+        out["synced"] = pool.sync(CloudTarget.from_sandbox(args.state_dir))
+    out.update(free=pool.level(), pending_sync=pool.pending())
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(", ".join(f"{k.replace('_', ' ')}: {v if not isinstance(v, list) else len(v)}" for k, v in out.items()))
+    return 0
+
+
 def _flash(args) -> int:
     from fleetdesk.boards.station import Station, StationSettings
+    from fleetdesk.errors import FleetdeskError
 
     settings = StationSettings(
         bundle=args.bundle,
@@ -120,6 +147,7 @@ def _flash(args) -> int:
         allowed_usb=args.allow_usb,
         factory_reset=args.factory_reset,
         repurpose=args.repurpose,
+        offline_pool=args.offline_pool,
     )
     station = Station(settings)
     if station.cloud is not None:  # runs a crash interrupted: no certificate left ACTIVE for nothing
@@ -143,6 +171,11 @@ def _flash(args) -> int:
             print(f"{res.result} {res.port} {res.chip or ''} {res.mac or ''}{ident}{note} {res.duration_s:.1f}s{tail}",
                   flush=True)
 
+    try:
+        station.check_ready()
+    except FleetdeskError as exc:
+        print(f"fleetdesk: {exc}", file=sys.stderr)
+        return 2
     results = station.run_many(ports, on_result=report)
     station.close()
     return 0 if results and all(r.result == "PASS" for r in results) else 1

@@ -19,7 +19,7 @@ from typing import Callable
 
 from fleetdesk.boards.ports import PortInfo, PortWatcher, list_ports, may_probe, parse_usb_id
 from fleetdesk.boards.station import BoardResult, Station, StationSettings
-from fleetdesk.errors import BoardError
+from fleetdesk.errors import BoardError, FleetdeskError
 from fleetdesk.paths import config_dir
 
 
@@ -177,8 +177,9 @@ class StationController:
                 return False
             try:
                 station = self.station()
-            except BoardError as exc:
-                tile.state, tile.message = "FAIL", exc.message
+                station.check_ready()  # e.g. an empty offline pool stops the station, not the board
+            except FleetdeskError as exc:
+                tile.message = exc.message  # a station-level stop, not a failed board
                 self.on_change(slot)
                 return False
             tile.state, tile.stage, tile.percent, tile.message = "running", "detect", 0, ""
@@ -250,8 +251,12 @@ class StationController:
 
     def totals(self) -> dict:
         tiles = list(self.tiles.values())
-        return {"PASS": sum(t.passed for t in tiles), "FAIL": sum(t.failed for t in tiles),
-                "running": sum(1 for t in tiles if t.running), "slots": len(tiles)}
+        out = {"PASS": sum(t.passed for t in tiles), "FAIL": sum(t.failed for t in tiles),
+               "running": sum(1 for t in tiles if t.running), "slots": len(tiles)}
+        station = self._station
+        if station is not None and station.pool is not None:
+            out["pool"] = station.pool.level()
+        return out
 
     def wait_idle(self, timeout: float = 120) -> bool:
         deadline = time.monotonic() + timeout

@@ -115,13 +115,19 @@ def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: st
         _deactivate_new_certs(target, thing_name, before)
         raise CloudError(f"could not create the identity for {thing_name} in the cloud ({exc})",
                          "check the network and the profile; nothing was flashed") from exc
+    return store_identity_files(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem)
+
+
+def store_identity_files(thing_name: str, certificate_id: str, certificate_pem: str,
+                         private_key_pem: str) -> MintedIdentity:
+    """Keep a board's key (0600), certificate and a new BLE PoP secret (0600) in the app data dir."""
     pop = secrets.token_hex(16)
     folder = data_dir() / "devices" / thing_name
-    key_path = folder / f"{ident.certificate_id[:16]}.private.pem.key"
-    write_private(key_path, ident.private_key_pem.encode())
+    key_path = folder / f"{certificate_id[:16]}.private.pem.key"
+    write_private(key_path, private_key_pem.encode())
     write_private(folder / "pop.txt", pop.encode())
-    (folder / f"{ident.certificate_id[:16]}.cert.pem").write_text(ident.certificate_pem)
-    return MintedIdentity(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem, pop, key_path)
+    (folder / f"{certificate_id[:16]}.cert.pem").write_text(certificate_pem)
+    return MintedIdentity(thing_name, certificate_id, certificate_pem, private_key_pem, pop, key_path)
 
 
 def stored_identity(target: CloudTarget, thing_name: str, certificate_id: str) -> MintedIdentity | None:

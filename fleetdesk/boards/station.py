@@ -43,6 +43,7 @@ class StationSettings:
     db_path: str | None = None
     factory_reset: bool = False  # mint a new identity even when the board's is on file
     repurpose: bool = False  # operator confirmed: overwrite another product's identity
+    offline_pool: bool = False  # identities from the pre-minted certificate pool (works offline)
     boot_wait: float = 1.0  # seconds of console kept after boot when not waiting for presence
 
 
@@ -139,8 +140,11 @@ class BoardPipeline:
         on_event: ``fn(port, dict)``; dict has any of stage, percent, bytes, total, log, state.
     """
 
-    def __init__(self, port, plan, settings: StationSettings, db, cloud=None, on_event=None, slot: str = "") -> None:
+    def __init__(self, port, plan, settings: StationSettings, db, cloud=None, on_event=None, slot: str = "",
+                 pool=None, device_target=None) -> None:
         self.port, self.plan, self.settings, self.db, self.cloud = port, plan, settings, db, cloud
+        self.pool, self._pooled, self.offline = pool, None, False
+        self._device_target = device_target or cloud
         self.slot = slot
         self._emit = on_event or (lambda port, ev: None)
         self._job = None
@@ -149,6 +153,7 @@ class BoardPipeline:
         self._minted = None
         self._run_id: str | None = None
         self._trace: list[str] = []
+        self._last_written = False
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -188,6 +193,8 @@ class BoardPipeline:
                 "confirm a re-purpose to overwrite it; nothing was written")
         thing = (known.thing if known and known.thing else
                  thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
+        if self.pool is not None:
+            return self._prepare_from_pool(thing, mac)
         kept = None
         if known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
@@ -206,6 +213,36 @@ class BoardPipeline:
         plan = self.plan.with_vfs_files(files)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
+
+    def _prepare_from_pool(self, thing: str, mac: str):
+        """Identity from the offline pool: no cloud call before the write."""
+        from fleetdesk.boards.identity import MintedIdentity, device_files, store_identity_files
+
+        attributes = {"mac": (mac or "").replace(":", "")}
+        if self.settings.product:
+            attributes["product"] = self.settings.product
+        pooled = self.pool.take(mac, thing, attributes)
+        self._pooled = pooled.certificate_id
+        minted = store_identity_files(thing, pooled.certificate_id, pooled.certificate_pem, pooled.private_key_pem)
+        self.result.thing, self.result.certificate_id = thing, pooled.certificate_id
+        self._journal("identity", "done", {"thing": thing, "pool": True}, thing=thing,
+                      certificate_id=pooled.certificate_id)
+        files = device_files(minted, self._device_target, product=self.settings.product, wifi=self.settings.wifi)
+        plan = self.plan.with_vfs_files(files)
+        self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
+        return plan
+
+    def _sync_pool(self) -> bool:
+        """After a pool flash: register the thing now if the cloud answers (else: pending)."""
+        if self.cloud is None:
+            return False
+        try:
+            self.pool.sync(self.cloud)
+        except FleetdeskError as exc:
+            self._journal("sync", "failed", exc.message)
+            return False
+        self._journal("sync", "done")
+        return True
 
     def _on_worker_event(self, ev: dict) -> None:
         kind = ev.get("event")
@@ -242,6 +279,7 @@ class BoardPipeline:
                 self._job.cancel()
             wr = self._job.run()
             self._trace = wr.trace
+            self._last_written = wr.written
             r.baud_fallback = wr.baud_fallback
             r.esptool_tail = (wr.last_lines or wr.trace)[-20:]
             if not wr.ok:
@@ -255,6 +293,8 @@ class BoardPipeline:
             self._event(stage="boot")
             self._journal("boot", "begin")
             waiting = self.settings.identity and self.settings.wait_online
+            if self.pool is not None and not self._sync_pool():
+                self.offline, waiting = True, False  # PASS now, the registry follows at the next sync
             if waiting or self.settings.boot_wait > 0:
                 console = ConsoleReader(self.port)
             if waiting:
@@ -326,6 +366,9 @@ class BoardPipeline:
                                 f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
                                 f"{int(flashed_at * 1000)})", "not-online")
 
+    def _job_written(self) -> bool:
+        return bool(self._last_written)
+
     def _retire(self, certificate_id: str) -> None:
         try:
             self.cloud.deactivate(certificate_id)
@@ -335,6 +378,9 @@ class BoardPipeline:
 
     def _rollback(self) -> None:
         """A cert minted for a board that never came online is set INACTIVE and journaled."""
+        if self._pooled is not None and self.pool is not None and not self._job_written():
+            self.pool.release(self._pooled)  # never written to a board: back to the pool
+            return
         if self._minted is None or self.cloud is None:
             return
         try:
@@ -384,6 +430,18 @@ class Station:
                 self.cloud = CloudTarget.from_sandbox(settings.sandbox_state_dir)
             except FleetdeskError as exc:  # every board then FAILs with this reason, nothing flashed
                 self._cloud_error = exc
+        self.pool = None
+        self._device_target = self.cloud
+        if settings.identity and settings.offline_pool:
+            from fleetdesk.boards.certpool import CertPool
+            from fleetdesk.boards.identity import CloudTarget
+
+            self.pool = CertPool()
+            meta = self.pool.meta()
+            if meta.get("endpoint"):
+                self._device_target = CloudTarget(None, meta["endpoint"], int(meta["port"]), meta["region"],
+                                                  meta["ca_pem"].encode())
+            self._cloud_error = None  # offline is fine: identities come from the pool
         self.pipelines: dict[str, BoardPipeline] = {}
         self._lock = threading.Lock()
 
@@ -396,7 +454,10 @@ class Station:
     def run_one(self, port: str, on_event=None, slot: str = "") -> BoardResult:
         if self._cloud_error is not None:
             return self._refuse(port, self._cloud_error.message)
-        pipe = BoardPipeline(port, self.plan, self.settings, self.db, self.cloud, on_event, slot)
+        if self.pool is not None:
+            self.check_ready()
+        pipe = BoardPipeline(port, self.plan, self.settings, self.db, self.cloud, on_event, slot, self.pool,
+                             self._device_target)
         with self._lock:
             self.pipelines[port] = pipe
         try:
@@ -404,6 +465,18 @@ class Station:
         finally:
             with self._lock:
                 self.pipelines.pop(port, None)
+
+    def check_ready(self) -> None:
+        """Raise before any board starts when the station cannot work (an empty offline pool
+        is a clear stop, not a failure per board)."""
+        if self.pool is not None:
+            from fleetdesk.boards.certpool import PoolEmpty
+
+            if self._device_target is None:
+                raise PoolEmpty("the certificate pool was never filled", "refill it once while online")
+            if self.pool.level() == 0:
+                raise PoolEmpty("the offline certificate pool is empty",
+                                "reconnect to the cloud to refill it (or use claim provisioning)")
 
     def _refuse(self, port: str, reason: str) -> BoardResult:
         adv = advise(reason)

@@ -221,8 +221,9 @@ class StationsPage(QWidget):
                 tile.update_from(state)
         self._layout_tiles()
         t = self.controller.totals()
+        pool = f"   certificate pool {t['pool']}" if "pool" in t else ""
         self.totals.setText(f"Total  ✔ PASS {t['PASS']}   ✘ FAIL {t['FAIL']}   running {t['running']}   "
-                            f"slots {t['slots']}")
+                            f"slots {t['slots']}{pool}")
         busy = t["running"] > 0
         if not busy and self.status.text().startswith("Settings stay locked"):
             self.status.setText("")
