@@ -153,8 +153,10 @@ def main() -> int:
             dev = Device(info, ident, tmp)
             base = f"$aws/things/{thing}/shadow"
             echo = f"dt/{thing}/echo"
-            dev.subscribe([echo, base + "/update/delta", base + "/update/accepted"])
-            dev.round_trip(base + "/update", b'{"state":{"reported":{"v":-1}}}', base + "/update/accepted")
+            # like IotShadowClientV2's delta stream: the device listens to /update/delta only
+            dev.subscribe([echo, base + "/update/delta"])
+            dev.round_trip(base + "/update", b'{"state":{"desired":{"v":-1},"reported":{"v":-2}}}',
+                           base + "/update/delta")
             plain, shadow = [], []
             for i in range(args.warmup + args.count):
                 p = dev.round_trip(echo, json.dumps({"seq": i}).encode(), echo)
