@@ -42,15 +42,19 @@ class BoardHost:
         return board
 
     def unplug(self, board: VirtualBoard) -> None:
+        """Pull the board's cable: port closed, firmware stopped, registry entry hidden."""
         self.call(board.unplug())
 
     def replug(self, board: VirtualBoard, *, new_port: bool = False) -> None:
+        """Plug it back in (``new_port``: re-enumerate under another port, same location)."""
         self.call(board.replug(new_port=new_port))
 
     def reset(self, board: VirtualBoard) -> None:
+        """Press EN: the board reboots into what is flashed."""
         self.call(board.reset())
 
     def drop_connections(self, board: VirtualBoard) -> None:
+        """Abort every open connection to the board (a yanked cable), power stays on."""
         self._loop.call_soon_threadsafe(board.drop_connections)
 
     def close(self) -> None:
