@@ -33,6 +33,38 @@ def _raw_connect(info, ident, tmp_path, keepalive: int) -> ssl.SSLSocket:
     return sock
 
 
+DEVICE_SCRIPT = """
+import socket, ssl, struct, sys, time
+host, port, ca, cert, key, cid = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
+body = b"\\x00\\x04MQTT\\x04\\x02" + struct.pack(">H", 60) + struct.pack(">H", len(cid)) + cid.encode()
+s.sendall(bytes([0x10, len(body)]) + body)
+assert s.recv(4)[:2] == b"\\x20\\x02"
+print("up", flush=True)
+time.sleep(120)
+"""
+
+
+def _killable_device(info, ident, tmp_path):
+    """A device in its own process (connected over mTLS) that the test can SIGKILL."""
+    import subprocess
+    import sys
+
+    cert, key = tmp_path / "kc.pem", tmp_path / "kk.pem"
+    cert.write_text(ident.certificate_pem)
+    key.write_text(ident.private_key_pem)
+    child = subprocess.Popen([sys.executable, "-c", DEVICE_SCRIPT, info.mqtt_host, str(info.mqtt_port), info.ca_file,
+                              str(cert), str(key), ident.thing_name], stdout=subprocess.PIPE, text=True)
+    line = child.stdout.readline()
+    if line.strip() != "up":
+        child.kill()
+        child.wait(10)
+        raise AssertionError("device process did not connect")
+    return child
+
+
 def _connectivity(iot, thing, connected, timeout=10.0):
     end = time.monotonic() + timeout
     while True:
@@ -67,9 +99,13 @@ def test_killed_client_and_keepalive_timeout(sandbox, iot, thing_name, observer,
     obs = observer(["$aws/events/presence/connected/+", "$aws/events/presence/disconnected/+"])
     ident = create_device_identity(iot, thing_name)
 
-    sock = _raw_connect(sandbox, ident, tmp_path, keepalive=60)
-    first = obs.expect(f"$aws/events/presence/connected/{thing_name}")
-    sock.close()  # like a killed process: no DISCONNECT packet
+    child = _killable_device(sandbox, ident, tmp_path)
+    try:
+        first = obs.expect(f"$aws/events/presence/connected/{thing_name}")
+        assert _connectivity(iot, thing_name, True)["connected"] is True
+    finally:
+        child.kill()  # SIGKILL: no DISCONNECT packet, the kernel closes the socket
+        child.wait(10)
     lost = obs.expect(f"$aws/events/presence/disconnected/{thing_name}")
     assert lost["disconnectReason"] == "CONNECTION_LOST" and lost["clientInitiatedDisconnect"] is False
     assert _connectivity(iot, thing_name, False)["disconnectReason"] == "CONNECTION_LOST"
