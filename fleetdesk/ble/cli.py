@@ -54,6 +54,7 @@ def register(subparsers: Any) -> None:
     esp.add_argument("--wifi-ssid", help="network to join (omit to only list networks)")
     esp.add_argument("--wifi-pass-file", type=Path, help="file holding the Wi-Fi password")
     esp.add_argument("--adapter", help="Bluetooth adapter on Linux, e.g. hci0")
+    esp.add_argument("--scan-timeout", type=float, default=10.0, help="seconds to look for the board")
     esp.add_argument("--json", action="store_true", help="one JSON document per line on stdout")
     esp.set_defaults(func=_espidf)
 
@@ -159,7 +160,7 @@ async def _espidf_async(args: argparse.Namespace) -> int:
     want = args.address.lower()
     device = await BleakScanner.find_device_by_filter(
         lambda d, a: want in (d.address.lower(), (a.local_name or d.name or "").lower()),
-        timeout=10, service_uuids=[ESP_SERVICE_UUID], **kw)
+        timeout=args.scan_timeout, service_uuids=[ESP_SERVICE_UUID], **kw)
     if device is None:
         raise BleError(f"no ESP-IDF provisioning board {args.address} advertising",
                        "Put the board in provisioning mode (fresh or after a reset of its Wi-Fi config).")

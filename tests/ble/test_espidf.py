@@ -87,7 +87,7 @@ async def test_cli_espidf_without_a_board_says_what_to_do(bluezoo):
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fleetdesk", "ble", "espidf", "PROV_NOPE", "--adapter", "hci0",
+        sys.executable, "-m", "fleetdesk", "ble", "espidf", "PROV_NOPE", "--adapter", "hci0", "--scan-timeout", "2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
