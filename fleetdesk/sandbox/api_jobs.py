@@ -57,7 +57,7 @@ def _document(ctx, p: dict) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         raise AwsError("InvalidRequestException", f"documentSource {source} does not exist in the sandbox file store") from None
-    except (UnicodeDecodeError, Exception) as exc:  # noqa: BLE001 - bad name or bytes
+    except Exception as exc:  # noqa: BLE001 - a bad name (SandboxError) or undecodable bytes
         raise AwsError("InvalidRequestException", f"documentSource {source} is unusable: {exc}") from exc
 
 
