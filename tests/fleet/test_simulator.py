@@ -61,6 +61,16 @@ def test_fifty_simulated_devices(sandbox, tmp_path):
         target = specs[7].thing
         data.update_thing_shadow(thingName=target, payload=json.dumps({"state": {"desired": {"on": True}}}))
         poll(lambda: rep(target).get("on") is True)
+        # ... and a job, like a flashed board
+        iot = boto3.client("iot", **sandbox.boto3_kwargs())
+        picked = [specs[1].thing, specs[25].thing, specs[49].thing]
+        arns = [iot.describe_thing(thingName=t)["thingArn"] for t in picked]
+        iot.create_job(jobId="fs50-config", targets=arns,
+                       document=json.dumps({"operation": "config", "settings": {"refresh": 5000}}))
+        for t in picked:
+            ex = poll(lambda: (lambda e: e if e["status"] in ("SUCCEEDED", "FAILED") else None)(
+                iot.describe_job_execution(jobId="fs50-config", thingName=t)["execution"]))
+            assert ex["status"] == "SUCCEEDED" and ex["statusDetails"]["detailsMap"]["refresh"] == "5000"
         stats = runner.stats.summary()
     assert stats["devices"] == COUNT and stats["boots"] == COUNT
 
@@ -70,3 +80,14 @@ def test_simulate_without_sandbox_explains(tmp_path):
                         "--state-dir", str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "no sandbox is running" in r.stderr and "fleetdesk sandbox up" in r.stderr
+
+
+def test_simulate_cli_json_lines(sandbox, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "fleetdesk", "fleet", "simulate", "--count", "3", "--rate", "2",
+                        "--duration", "4", "--json", "--state-dir", sandbox.state_dir,
+                        "--fleet-dir", str(tmp_path / "fleet"), "--prefix", "cli3"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert lines and all({"online", "sent", "devices", "msg_per_s"} <= set(x) for x in lines)
+    assert lines[-1]["devices"] == 3 and max(x["online"] for x in lines) == 3 and lines[-1]["sent"] > 0
