@@ -78,9 +78,17 @@ async def run_bluez(mtu: int, rounds: int) -> float:
         if time.monotonic() > deadline:
             raise RuntimeError("the board stopped advertising")
         await asyncio.sleep(0.05)
+    from fleetdesk.ble.scanner import scan
+
+    # scan first, then put the board on hci1: BlueZoo reports a device when its object appears
+    task = asyncio.create_task(scan(15, stop_when=lambda f: f.address == ADDR, bluez={"adapter": "hci0"}))
+    await asyncio.sleep(0.3)
     relay = await BluezPeripheralRelay(entries[0], "hci1", mtu=mtu).start()
     try:
-        async with ProvisioningClient(ADDR, POP, bluez={"adapter": "hci0"}) as prov:
+        found = [f for f in await task if f.address == ADDR]
+        if not found:
+            raise RuntimeError("BlueZ scan did not report the board")
+        async with ProvisioningClient(found[0].device, POP, bluez={"adapter": "hci0"}) as prov:
             assert prov.mtu == mtu, prov.mtu
             return max([await send_bundle(prov) for _ in range(rounds)])
     finally:

@@ -110,5 +110,5 @@ async def establish_connection(
             if attempt < max_attempts:
                 await sleep(backoff_time(exc, attempt))
     assert last is not None
-    raise BleConnectError(f"could not connect to {name} after {max_attempts} attempts ({last or type(last).__name__})",
+    raise BleConnectError(f"could not connect to {name} after {max_attempts} attempts ({str(last) or type(last).__name__})",
                           classify(last).advice) from last
