@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox import files
 from fleetdesk.sandbox.jobs_engine import JobsEngine, JobsError
 from fleetdesk.sandbox.presign import presign
@@ -39,11 +40,18 @@ class JobsStore:
     """Jobs and executions as JSON rows in ``<state>/jobs.db`` (SQLite, WAL)."""
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS execs (id TEXT PRIMARY KEY, job TEXT NOT NULL, doc TEXT NOT NULL)")
+        self.path = path
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS execs (id TEXT PRIMARY KEY, job TEXT NOT NULL, "
+                            "doc TEXT NOT NULL)")
+        except sqlite3.DatabaseError as exc:
+            raise SandboxError(f"the jobs store {path} is unusable: {exc}",
+                               "restore it from a backup, or move it away to start with no jobs "
+                               "(nothing was deleted)") from exc
 
     def save(self, kind: str, key: str, data: dict | None) -> None:
         if kind == "job":
@@ -55,8 +63,13 @@ class JobsStore:
             self.db.execute("DELETE FROM execs WHERE job=?", (key,))
 
     def load(self) -> tuple[list[dict], list[dict]]:
-        jobs = [json.loads(r[0]) for r in self.db.execute("SELECT doc FROM jobs")]
-        execs = [json.loads(r[0]) for r in self.db.execute("SELECT doc FROM execs")]
+        try:
+            jobs = [json.loads(r[0]) for r in self.db.execute("SELECT doc FROM jobs")]
+            execs = [json.loads(r[0]) for r in self.db.execute("SELECT doc FROM execs")]
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise SandboxError(f"the jobs store {self.path} is unusable: {exc}",
+                               "restore it from a backup, or move it away to start with no jobs "
+                               "(nothing was deleted)") from exc
         return jobs, execs
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox.shadow_doc import Shadow
 
 SCHEMA = """
@@ -32,12 +33,18 @@ class ShadowStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: each commit reaches the OS (crash-safe)
-        # only the sandbox process opens this file: no per-commit file-lock syscalls (~30% faster)
-        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: each commit reaches the OS (crash-safe)
+            # only the sandbox process opens this file: no per-commit file-lock syscalls (~30% faster)
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._db.executescript(SCHEMA)
+            self._db.execute("SELECT count(*) FROM shadows").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SandboxError(f"the shadow store {path} is unusable: {exc}",
+                               "restore it from a backup, or move it away to start with no shadows "
+                               "(nothing was deleted)") from exc
         self.lock = threading.RLock()
         self._cache: dict[tuple[str, str], Shadow] = {}
 

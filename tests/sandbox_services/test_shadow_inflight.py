@@ -93,3 +93,17 @@ async def test_fuzzed_requests_each_get_exactly_one_answer(tmp_path):
         if replies[0].endswith("/rejected"):
             assert sent[before][1]["code"] in (400, 404, 409, 413)
     assert svc.store.get("fz").version >= 1
+
+
+def test_corrupt_store_is_a_clear_error_and_is_kept(tmp_path):
+    import pytest
+
+    from fleetdesk.errors import SandboxError
+    from fleetdesk.sandbox.jobs_service import JobsStore
+
+    for name, opener in (("s.db", ShadowStore), ("j.db", JobsStore)):
+        bad = tmp_path / name
+        bad.write_bytes(b"this is not a database" * 100)
+        with pytest.raises(SandboxError, match="unusable") as e:
+            opener(bad)
+        assert e.value.advice and bad.read_bytes().startswith(b"this is not")  # nothing wiped
