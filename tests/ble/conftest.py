@@ -147,6 +147,25 @@ class BlueZoo:
     board_adapter: str = "hci1"
 
 
+def _has_owner(address: str, name: str) -> bool:
+    import asyncio
+
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
+
+    async def check() -> bool:
+        bus = await MessageBus(bus_address=address).connect()
+        try:
+            reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                           interface="org.freedesktop.DBus", member="NameHasOwner",
+                                           signature="s", body=[name]))
+            return bool(reply.body and reply.body[0])
+        finally:
+            bus.disconnect()
+
+    return asyncio.run(check())
+
+
 @pytest.fixture
 def bluezoo(tmp_path, monkeypatch):
     """Fresh fake BlueZ per test (bleak's real BlueZ backend talks to it via DBUS_SYSTEM_BUS_ADDRESS)."""
@@ -173,10 +192,7 @@ def bluezoo(tmp_path, monkeypatch):
                                stdout=subprocess.DEVNULL, stderr=(tmp_path / "bluezoo.log").open("wb"))
         procs.append(zoo)
         deadline = time.monotonic() + 20
-        while True:  # wait until org.bluez is on the bus
-            out = subprocess.run(["busctl", f"--address={address}", "status", "org.bluez"], capture_output=True)
-            if out.returncode == 0:
-                break
+        while not _has_owner(address, "org.bluez"):  # wait until BlueZoo owns org.bluez
             assert zoo.poll() is None and time.monotonic() < deadline, "BlueZoo did not start"
             time.sleep(0.1)
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
