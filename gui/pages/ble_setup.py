@@ -158,6 +158,9 @@ class BleSetupPage(QWidget):
     def _set_step(self, step: str, state: str) -> None:
         self.step_state[step] = state
         self._render_steps()
+        busy = "busy" in self.step_state.values()
+        for button in (self.connect_button, self.wifi_button, self.provision_button):
+            button.setEnabled(not busy)  # one step at a time: no double submits
 
     def _render_steps(self) -> None:
         parts = []

@@ -88,6 +88,7 @@ def test_ble_setup_page_end_to_end(fresh_board, sandbox, qloop, tmp_path, monkey
         shot("3_wifi")
         page.thing_edit.setText(thing)
         page.send_cloud_and_commit()
+        assert not page.provision_button.isEnabled() and not page.connect_button.isEnabled()  # busy
         await _until(lambda: page.step_state["commit"] in ("done", "error"), 60, "commit")
         assert page.step_state["commit"] == "done", page.message.text()
         assert all(bar.value() == 100 for bar in page.bars.values())
