@@ -255,6 +255,7 @@ class Device:
             if 0x80 in granted:
                 self.say("[warning] broker refused some subscriptions: %r" % (granted,), force=True)
             self.log("info", "online as %s (firmware %s)" % (self.thing, self.settings["firmware_version"]))
+            _mark_app_valid()
             await self.shadow.on_connect()
             await self.jobs.on_connect()
             await self.telemetry.flush()
@@ -273,6 +274,16 @@ class Device:
         self._features()
         self._ctx = None
         return None
+
+
+def _mark_app_valid():
+    """After an app-partition OTA: online again, so cancel the bootloader's rollback."""
+    try:
+        import esp32
+
+        esp32.Partition.mark_app_valid_cancel_rollback()
+    except Exception:
+        pass
 
 
 def main(root=""):

@@ -5,7 +5,8 @@
 #   b"FDPKG1\n" then, per file, b"<path>\n<size>\n" + <size bytes>, then b"END\n".
 # It is unpacked into /ota/<slot>/ (slot a|b, the one not running) and /ota/boot.json
 # {"slot", "version"} is switched to it; main.py puts that slot first on the module path.
-# On a real ESP32 a raw app .bin goes to the next OTA partition (esp32.Partition).
+# On a real ESP32 a raw app .bin (magic 0xE9) goes to the next OTA partition
+# (esp32.Partition.get_next_update + set_boot); the app marks it valid once online.
 import json
 
 from fd import compat
@@ -104,6 +105,40 @@ def unpack(src, dest_dir):
             n += 1
 
 
+def install_app_image(src):
+    """Write an ESP app image (.bin, magic 0xE9) to the next OTA partition and boot it next.
+
+    Real boards only; off-board the esp32 shim has no OTA partition (OSError)."""
+    import esp32
+
+    part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+    bs = 4096
+    buf = bytearray(bs)
+    block = 0
+    with open(src, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            if n < bs:
+                for i in range(n, bs):
+                    buf[i] = 0xFF
+            part.writeblocks(block, buf)  # block-aligned form erases first
+            block += 1
+    part.set_boot()
+    return block
+
+
+def image_kind(src):
+    with open(src, "rb") as f:
+        head = f.read(len(MAGIC))
+    if head == MAGIC:
+        return "fileset"
+    if head[:1] == b"\xe9":
+        return "app"
+    return None
+
+
 def boot_info(dev):
     try:
         return compat.read_json(dev.path("/ota/boot.json"))
@@ -132,15 +167,25 @@ async def update(dev, url, sha256, version):
             return False, "download failed: %s" % (exc or exc.__class__.__name__)
         if digest != sha256.lower():
             return False, "sha256 mismatch: expected %s, got %s" % (sha256.lower(), digest)
-        slot = inactive_slot(dev)
-        try:
-            n = unpack(tmp, dev.path("/ota/" + slot))
-        except (OSError, ValueError) as exc:
-            return False, "install failed: %s" % exc
-        compat.write_json(dev.path("/ota/boot.json"), {"slot": slot, "version": version,
-                                                       "previous": dev.settings["firmware_version"]})
+        kind = image_kind(tmp)
+        if kind == "app":
+            try:
+                n = install_app_image(tmp)
+            except (OSError, ImportError, AttributeError) as exc:
+                return False, "install failed: no OTA app partition to write (%s)" % exc
+            slot = "next app partition"
+        elif kind == "fileset":
+            slot = inactive_slot(dev)
+            try:
+                n = unpack(tmp, dev.path("/ota/" + slot))
+            except (OSError, ValueError) as exc:
+                return False, "install failed: %s" % exc
+            compat.write_json(dev.path("/ota/boot.json"), {"slot": slot, "version": version,
+                                                           "previous": dev.settings["firmware_version"]})
+        else:
+            return False, "install failed: unknown image format (neither a file set nor an ESP app image)"
         dev.settings.update(firmware_version=version)
-        dev.log("info", "OTA %s: %d bytes, %d files in slot %s; rebooting" % (version, size, n, slot))
+        dev.log("info", "OTA %s: %d bytes, %d files/blocks in %s; rebooting" % (version, size, n, slot))
         return True, ""
     finally:
         try:

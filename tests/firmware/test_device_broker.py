@@ -137,6 +137,12 @@ async def test_ota_job_switches_version_bad_hash_and_truncation_keep_old(cloud, 
     assert d["status"] == "FAILED" and "truncated" in d["statusDetails"]["reason"]
     d = await job("ota-404", files.url("/missing.pkg"), sha256_hex(pkg), "1.1.0")
     assert d["status"] == "FAILED" and "HTTP 404" in d["statusDetails"]["reason"]
+    files.files["/app.bin"] = b"\xe9" + bytes(5000)
+    d = await job("ota-bin", files.url("/app.bin"), sha256_hex(files.files["/app.bin"]), "1.1.0")
+    assert d["status"] == "FAILED" and "no OTA app partition" in d["statusDetails"]["reason"]
+    files.files["/junk.bin"] = b"junk" * 100
+    d = await job("ota-junk", files.url("/junk.bin"), sha256_hex(files.files["/junk.bin"]), "1.1.0")
+    assert d["status"] == "FAILED" and "unknown image format" in d["statusDetails"]["reason"]
     assert dev.settings()["firmware_version"] == "1.0.0" and dev.handle.boots == 1
 
     d = await job("ota-good", files.url("/fw-1.1.0.pkg"), sha256_hex(pkg), "1.1.0")
