@@ -75,8 +75,9 @@ async def test_wifi_loss_buffers_telemetry_and_flushes_on_return(cloud, device_f
     first = await cloud.expect("dt/dev1/env")
     air.write_text("{}")  # the access point disappears
     await dev.wait_console("Wi-Fi lost")
+    await asyncio.sleep(0.5)  # whatever was already on its way has arrived
     m = cloud.mark()
-    await asyncio.sleep(3.5)
+    await asyncio.sleep(3.0)
     assert not [t for t, _ in cloud.msgs[m:] if t == "dt/dev1/env"], "nothing can arrive while offline"
     await dev.wait_console("no AP found")
     air.write_text(json.dumps({"lab": "secret"}))
