@@ -130,7 +130,7 @@ class Device:
         self.say("firmware_version %s, refresh %d ms, reboot counter %d, boot #%d" % (
             self.settings["firmware_version"], self.settings["refresh"], self.settings["reboot"],
             self.settings["boots"]))
-        if not (self.config.provisioned or self.config.claim):
+        if self.settings.get("config_mode") or not (self.config.provisioned or self.config.claim):
             return await config_mode(self)
         return await self.normal()
 

@@ -284,6 +284,12 @@ class ConfigSession:
             return {"ok": True, "file": name, "next": f["size"], "done": True}
         if op == "commit":
             return self._commit()
+        if op == "leave":
+            # back to Normal mode without changes (a provisioned board sent to Config mode)
+            if not self.provisioned():
+                raise ProtoError("not_provisioned", "this board has no cloud config yet: provision and commit")
+            self.committed = self.dev.load_config() or {}
+            return {"ok": True, "left": True}
         if op == "reset":
             self.wifi = self.wifi_result = self.cloud = None
             self.files = {}

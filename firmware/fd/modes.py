@@ -46,6 +46,7 @@ async def config_mode(dev):
         return await idle(dev, "not provisioned and bluetooth is unavailable (%s)" % exc, "config")
     dev.say("config: waiting for BLE provisioning (mac %s)" % dev.board.mac_hex)
     await ble_config.run(ConfigDevice(dev))
+    dev.settings.update(config_mode=False)
     dev.say("config: committed, rebooting into normal mode")
     return "reset"
 

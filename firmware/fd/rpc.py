@@ -25,6 +25,7 @@ class Rpc:
             "Config.Set": self.config_set,
             "FS.List": self.fs_list,
             "RPC.List": self.rpc_list,
+            "Sys.ConfigMode": self.sys_config_mode,
         }
 
     def topics(self):
@@ -51,6 +52,22 @@ class Rpc:
         except Exception as exc:
             reply = {"id": rid, "error": {"code": -32000, "message": repr(exc)}}
         await self.dev.publish(self.topic + "/resp", reply, qos=1)
+
+    async def sys_config_mode(self, args):
+        # back to BLE Config mode (re-provisioning in the field): flag it, reply, then reboot
+        import asyncio
+
+        self.dev.settings.update(config_mode=True)
+
+        async def later():
+            await asyncio.sleep(0.5)
+            try:
+                await self.dev.reboot("config mode requested over RPC")
+            except Exception:
+                pass
+
+        asyncio.create_task(later())
+        return {"config_mode": True}
 
     async def rpc_list(self, args):
         return sorted(self.methods)

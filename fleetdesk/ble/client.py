@@ -283,6 +283,10 @@ class ProvisioningClient:
 
         await self._resilient(step)
 
+    async def leave(self) -> dict[str, Any]:
+        """Send an already-provisioned board back to Normal mode without changes."""
+        return await self._resilient(lambda: self._secure(proto.CH_CTRL, {"op": "leave"}))
+
     async def commit(self) -> dict[str, Any]:
         """Ask the board to check everything and leave Config mode.
 

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from ble_testlib import POP
 
+from fleetdesk.ble.client import ProvisioningClient
 from fleetdesk.ble.provision import cloud_target, provision
 from fleetdesk.ble.scanner import scan
 from fleetdesk.config import Profiles
@@ -92,3 +93,35 @@ def test_dropped_link_halfway_still_comes_online(fresh_board, sandbox):
     assert dropped
     _online(sandbox, thing, console)
     assert (fs / "certs" / "key.der").read_bytes() == target.key_der
+
+
+def test_rpc_sends_a_provisioned_board_back_to_config_mode(fresh_board, sandbox):
+    fs, console = fresh_board
+    thing = f"ble-again-{uuid.uuid4().hex[:6]}"
+    target = cloud_target(Profiles.load().current, thing, create=True)
+
+    async def first() -> None:
+        found = await scan(5, backend=VirtualBleakScanner, stop_when=lambda f: f.name == "FD-E1E2E3")
+        await provision(found[0].device, POP, "fieldnet", "secret123", target, backend=VirtualBleakClient)
+
+    asyncio.run(first())
+    _online(sandbox, thing, console)
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    data.publish(topic=f"{thing}/rpc", qos=1, payload=json.dumps({"id": 9, "method": "Sys.ConfigMode"}).encode())
+    deadline = time.monotonic() + 40
+    while console.text().count("waiting for BLE provisioning") < 2:
+        assert time.monotonic() < deadline, console.text()[-3000:]
+        time.sleep(0.1)
+
+    async def back() -> None:
+        found = await scan(5, backend=VirtualBleakScanner, stop_when=lambda f: f.name == "FD-E1E2E3")
+        assert found[0].provisioned is True  # advertised state byte
+        async with ProvisioningClient(found[0].device, POP, backend=VirtualBleakClient) as prov:
+            assert (await prov.leave())["left"] is True
+
+    asyncio.run(back())
+    deadline = time.monotonic() + 40
+    while console.text().count(f"online as {thing}") < 2:
+        assert time.monotonic() < deadline, console.text()[-3000:]
+        time.sleep(0.1)
+    assert json.loads((fs / "settings.json").read_text())["config_mode"] is False
