@@ -48,3 +48,17 @@ def test_no_qt_import_statements_in_domain_sources():
                 offenders.append(f"{path.relative_to(root.parent)}:{lineno}: {stripped}")
     # `fleetdesk gui` defers to gui.app inside the handler; that line names `gui`, not Qt.
     assert offenders == []
+
+
+def test_test_module_basenames_are_unique():
+    """pytest's default import mode needs unique basenames outside packages; a clash stops collection."""
+    root = Path(__file__).parent
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in root.rglob("test_*.py"):
+        if (path.parent / "__init__.py").exists():
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name]} vs {path}")
+        seen[path.name] = path
+    assert clashes == []
