@@ -26,14 +26,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 def _online(sandbox, thing: str, console) -> None:
-    """The board says it is online, and the sandbox holds the shadow it reported after connecting."""
+    """The board says it is online, the sandbox sees it connected (presence) and holds the
+    shadow it reported after connecting."""
     console.wait(f"online as {thing}", 60)
     data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    iot = boto3.client("iot", **sandbox.boto3_kwargs())
     deadline = time.monotonic() + 30
     while True:
         try:
             doc = json.loads(data.get_thing_shadow(thingName=thing)["payload"].read())
-            if doc.get("state", {}).get("reported", {}).get("firmware_version"):
+            if doc.get("state", {}).get("reported", {}).get("firmware_version") and \
+                    iot.get_thing_connectivity_data(thingName=thing).get("connected"):
                 return
         except data.exceptions.ResourceNotFoundException:
             pass
