@@ -132,7 +132,11 @@ def build_window(profiles: Profiles, settings, pages=None):
 
     ctx = AppContext(profiles, settings)
     window = MainWindow(ctx, pages)
-    window.setStyleSheet(load_stylesheet())
+    # Scoped, not window-wide: a style sheet on the window routes every table cell of every
+    # page through QStyleSheetStyle (~40% slower painting of the fleet table).
+    qss = load_stylesheet()
+    window.sidebar.setStyleSheet(qss)
+    window.statusBar().setStyleSheet(qss)
     return ctx, window
 
 

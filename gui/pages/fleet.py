@@ -27,6 +27,7 @@ from gui.models.fleet_table import FleetFilterProxy, FleetTableModel
 from gui.widgets.diagnostics import DiagnosticsDialog
 
 ALL_GROUPS = "All groups"
+APPLY_BUDGET_S = 0.008  # table updates run in slices this long, so painting and input go on
 
 
 class FleetPage(QWidget):
@@ -126,7 +127,7 @@ class FleetPage(QWidget):
         self._selection_changed()
 
     def _changed(self, names) -> None:
-        self.model.apply_changes(names)
+        self.model.apply_changes(names, budget_s=APPLY_BUDGET_S)
         self._fetch_missing_shadows(names)
         self._update_groups()
         self._update_summary()
