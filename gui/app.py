@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -176,6 +177,14 @@ def run_app(args: argparse.Namespace) -> int:
     ctx, window = build_window(profiles, QSettings())
     controller = CloudController(ctx, getattr(args, "state_dir", None))
     exit_when_shown = bool(os.environ.get(EXIT_WHEN_SHOWN_ENV))
+
+    # SIGTERM/SIGINT close the window like the user would, so the sandbox child is stopped.
+    # Python only sees signals when it runs: a idle 200 ms timer gives it the chance.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, window.close))
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
 
     async def main() -> None:
         closed = asyncio.Event()
