@@ -85,5 +85,21 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         page.job_id_edit.setText("gui-empty")
         assert page.create_job()
         await until(lambda: "has no things" in page.message.text(), 20, what="empty group message")
+        # cancel one execution, then the job (a thing with no device: its execution stays QUEUED)
+        await cloud_session.control.create_thing("gui-no-device-a")
+        await cloud_session.control.create_thing("gui-no-device-b")
+        fleet.apply_registry([{"thingName": "gui-no-device-a"}, {"thingName": "gui-no-device-b"}])
+        page.open_target({"things": ["gui-no-device-a", "gui-no-device-b"]})
+        page.job_id_edit.setText("gui-cancel")
+        assert page.create_job()
+        await until(lambda: page.selected_job == "gui-cancel" and len(page.execution_status()) == 2, 30,
+                    what="queued executions")
+        row = sorted(page.execution_status()).index("gui-no-device-a")
+        page.exec_table.selectRow(row)
+        page.cancel_execution()
+        await until(lambda: page.execution_status()["gui-no-device-a"][0] == "CANCELED", 30, what="execution canceled")
+        assert page.execution_status()["gui-no-device-b"][0] == "QUEUED"
+        page.cancel_job()
+        await until(lambda: page.execution_status()["gui-no-device-b"][0] == "CANCELED", 30, what="job canceled")
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 290))
