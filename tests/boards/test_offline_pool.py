@@ -3,6 +3,7 @@ while the cloud is unreachable, synced later into the same registry as an online
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 
@@ -32,7 +33,11 @@ def _shape(cloud, thing):
 
 
 def test_offline_flash_from_pool_then_sync_matches_online(rig, bundle_dir, tmp_path, sandbox):
-    online_board, offline_board = rig.add(2)
+    def new_mac():  # things new to the session's sandbox
+        return "24:6f:28:" + ":".join(f"{b:02x}" for b in os.urandom(3))
+
+    (online_board,) = rig.add(1, mac=new_mac())
+    (offline_board,) = rig.add(1, mac=new_mac())
     cloud = CloudTarget.from_sandbox(sandbox.state_dir)
     pool = CertPool()
     assert pool.refill(cloud, 2) == 2 and pool.level() == 2
