@@ -7,7 +7,7 @@ fleet-like rate (default 2,000 msg/s: 2 Hz each), then as a burst as fast as the
 takes it. A long gap is a frozen UI (what MQTT Explorer users complain about). The load is
 publisher processes (bench/ingest.py's, paced, niced) on a private mosquitto (QoS1,
 ``dt/sim-NNNN/env``); the app's real pipeline stores each batch in SQLite before acking,
-updates the fleet table on its 4 Hz tick and the Device page's chart on its 20 Hz timer.
+updates the fleet table on its 2 Hz tick and the Device page's chart on its 20 Hz timer.
 Loss is checked by sequence number. The goal is judged on the paced phase.
 
 Usage: .venv/bin/python bench/ui_latency.py [--devices 1000] [--msgs 20] [--rate 2000]

@@ -1,6 +1,6 @@
 """LiveFleet: the GUI's single tap on the cloud session, batched for the UI.
 
-One QTimer (4 Hz) calls ``FleetState.take_changes()`` once and emits ``changed(names)`` to
+One QTimer (2 Hz) calls ``FleetState.take_changes()`` once and emits ``changed(names)`` to
 every page (the fleet table, the device page): never a repaint per message. Telemetry
 batches, shadow events and connection states from the cloud layer arrive through
 gui.bridge.post and are re-emitted as Qt signals.
@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from gui import bridge
 
-TICK_MS = 250
+TICK_MS = 500
 
 
 class LiveFleet(QObject):

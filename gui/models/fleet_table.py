@@ -1,7 +1,7 @@
 """The fleet table: an item model over FleetState, updated in batches.
 
 The model never reacts to single messages: :meth:`FleetTableModel.apply_changes` is called
-with the set of things changed since the last tick (gui.live.LiveFleet, 4 Hz) and emits one
+with the set of things changed since the last tick (gui.live.LiveFleet, 2 Hz) and emits one
 ``dataChanged`` over the changed rows' span, plus one insert for new things. Values are kept
 in C++ items and sorting/filtering is a QSortFilterProxyModel on a sort role with one type
 per column and a regular expression: painting, sorting and filtering run without Python.
@@ -53,7 +53,7 @@ class FleetTableModel(QStandardItemModel):
     """Rows = things of a FleetState (in arrival order; sorting is the proxy's job).
 
     Values live in C++ items, so painting and sorting never call into Python (a Python
-    ``data()`` costs ~10 us per role per cell: 1,000 rows repainted at 4 Hz would eat a
+    ``data()`` costs ~10 us per role per cell: 1,000 rows repainted at 2-4 Hz would eat a
     core). A tick writes only the cells whose text changed, with signals blocked, then
     emits one ``dataChanged`` over the changed rows.
     """

@@ -1,6 +1,6 @@
 """Fleet page: every thing of the profile in one sortable, filterable table with bulk actions.
 
-Rows update in batches from gui.live.LiveFleet (4 Hz), never per message. Double-click a row
+Rows update in batches from gui.live.LiveFleet (2 Hz), never per message. Double-click a row
 to open the Device page for it.
 """
 
