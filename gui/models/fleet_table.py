@@ -32,6 +32,7 @@ COLUMNS = (
     ("attributes", "Attributes"),
 )
 NEW_ROWS_PER_SLICE = 250
+_FILTERED = (3, 7, 8)  # firmware, groups, attributes: the filter text besides the name
 NUMERIC = {"last_seen", "shadow_version", "temperature", "humidity"}
 ONLINE_BRUSH = QBrush(QColor("#1b7f3b"))
 OFFLINE_BRUSH = QBrush(QColor("#b3261e"))
@@ -125,13 +126,11 @@ class FleetTableModel(QStandardItemModel):
                              Qt.ForegroundRole)
                 item.setData(f"disconnected: {t.disconnect_reason}" if t.online is False and t.disconnect_reason
                              else None, Qt.ToolTipRole)
-            elif key == "last_seen" and t.last_seen:
-                item.setData(datetime.datetime.fromtimestamp(t.last_seen).isoformat(timespec="seconds"),
-                             Qt.ToolTipRole)
             elif key == "attributes":
                 item.setData(json.dumps(t.attributes, indent=1) if t.attributes else None, Qt.ToolTipRole)
-        hay = " ".join([t.name, t.firmware or "", *t.groups, *map(str, t.attributes.values())]).lower()
-        self.item(row, 0).setData(f"{hay}\x1f|{'|'.join(t.groups)}|", FILTER_ROLE)
+        if old is None or any(old[c] != shown[c] for c in _FILTERED):  # what the filter looks at
+            hay = " ".join([t.name, t.firmware or "", *t.groups, *map(str, t.attributes.values())]).lower()
+            self.item(row, 0).setData(f"{hay}\x1f|{'|'.join(t.groups)}|", FILTER_ROLE)
         return True
 
     def apply_changes(self, names, budget_s: float | None = None) -> None:
