@@ -167,7 +167,7 @@ def _flash(args) -> int:
         else:
             tail = f" — {res.advice}" if res.result != "PASS" and res.advice else ""
             ident = f" {res.thing} cert {res.certificate_id[:10]}" if res.thing and res.certificate_id else ""
-            note = " (re-flash)" if res.reflash else ""
+            note = (" (re-flash)" if res.reflash else "") + (" (offline: registry sync pending)" if res.pending_sync else "")
             print(f"{res.result} {res.port} {res.chip or ''} {res.mac or ''}{ident}{note} {res.duration_s:.1f}s{tail}",
                   flush=True)
 

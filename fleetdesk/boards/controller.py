@@ -230,7 +230,8 @@ class StationController:
                 tile.passed += 1
                 tile.percent = 100
                 tile.message = (f"{res.thing} online" if res.thing else "flashed and verified") + \
-                    (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "")
+                    (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "") + \
+                    (" · offline: registry sync pending" if res.pending_sync else "")
             else:
                 tile.failed += 1
                 tile.message = res.advice or res.error

@@ -68,6 +68,7 @@ class BoardResult:
     esptool_tail: list = field(default_factory=list)
     attempt_id: int | None = None
     run_id: str | None = None
+    pending_sync: bool = False  # offline pool flash: the thing is registered at the next sync
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -305,6 +306,7 @@ class BoardPipeline:
             else:
                 self._cancel.wait(self.settings.boot_wait)
             r.result = "PASS"
+            r.pending_sync = self.offline
         except _Failed as f:
             r.error = f.reason
             self._journal(f.step, "failed", f.reason)

@@ -55,7 +55,7 @@ def test_offline_flash_from_pool_then_sync_matches_online(rig, bundle_dir, tmp_p
     offline = Station(StationSettings(bundle=str(bundle_dir), offline_pool=True, boot_wait=0.5),
                       cloud=CloudTarget(dead, "x", 1, "us-east-1", b""), db=db)
     r = offline.run_one(offline_board.url)
-    assert r.result == "PASS", r.error  # flashed with no cloud at all
+    assert r.result == "PASS" and r.pending_sync, r.error  # flashed with no cloud at all
     assert pool.pending() == 1 and pool.level() == 1
     with pytest.raises(Exception):
         cloud.iot.describe_thing(thingName=r.thing)  # not in the registry yet
