@@ -86,10 +86,25 @@ class StationsPage(QWidget):
         form.addRow("Thing name", self.template)
         self.operator = QLineEdit(self.controller.settings.operator)
         form.addRow("Operator", self.operator)
+        self.product = QLineEdit(self.controller.settings.product or "")
+        self.product.setPlaceholderText("product id written into the device config (optional)")
+        form.addRow("Product", self.product)
+        opts = QHBoxLayout()
+        self.pool = QCheckBox("Offline: identities from the certificate pool")
+        self.pool.setChecked(self.controller.settings.offline_pool)
+        self.factory_reset = QCheckBox("Factory reset (new identity for known boards)")
+        self.factory_reset.setChecked(self.controller.settings.factory_reset)
+        self.repurpose = QCheckBox("Allow re-purpose of another product's boards")
+        self.repurpose.setChecked(self.controller.settings.repurpose)
+        for w in (self.pool, self.factory_reset, self.repurpose):
+            opts.addWidget(w)
+        opts.addStretch(1)
+        form.addRow("Options", opts)
         self.auto = QCheckBox("Auto-start on plug-in (factory mode)")
         self.auto.toggled.connect(lambda on: setattr(self.controller, "auto_start", on))
         form.addRow("", self.auto)
-        self._inputs = [self.bundle, browse, self.baud, self.identity, self.template, self.operator]
+        self._inputs = [self.bundle, browse, self.baud, self.identity, self.template, self.operator, self.product,
+                        self.pool, self.factory_reset, self.repurpose]
         outer.addWidget(self.settings_box)
 
         bar = QHBoxLayout()
@@ -135,9 +150,11 @@ class StationsPage(QWidget):
         return StationSettings(
             bundle=self.bundle.text().strip(), baud=int(self.baud.currentText()), identity=self.identity.isChecked(),
             name_template=self.template.text().strip() or "fd-{mac}", operator=self.operator.text().strip(),
-            station=s.station, product=s.product, sandbox_state_dir=state_dir or s.sandbox_state_dir,
-            online_timeout=s.online_timeout, wait_online=s.wait_online, allowed_usb=s.allowed_usb, wifi=s.wifi,
-            db_path=s.db_path)
+            station=s.station, product=self.product.text().strip() or None,
+            sandbox_state_dir=state_dir or s.sandbox_state_dir, online_timeout=s.online_timeout,
+            wait_online=s.wait_online, allowed_usb=s.allowed_usb, wifi=s.wifi, db_path=s.db_path,
+            factory_reset=self.factory_reset.isChecked(), repurpose=self.repurpose.isChecked(),
+            offline_pool=self.pool.isChecked(), boot_wait=s.boot_wait)
 
     def lock(self) -> bool:
         """Apply and lock the settings; False (with the reason shown) when they are unusable."""
