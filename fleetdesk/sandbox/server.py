@@ -20,7 +20,8 @@ Extension contracts (for the sandbox services and anyone adding control-plane AP
   ready line reports.
 
 State dir layout: VERSION, credentials.json (0600), registry.sqlite, ca/ (CA, server cert,
-CRL), broker/ (mosquitto.conf, dynamic-security.json), endpoint.json (while running).
+CRL), broker/ (mosquitto.conf, dynamic-security.json, mosquitto.db: persistent MQTT sessions and
+their queued messages), endpoint.json (while running).
 """
 
 from __future__ import annotations
