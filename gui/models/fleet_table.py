@@ -66,6 +66,7 @@ class FleetTableModel(QStandardItemModel):
         self._names: list[str] = []
         self._rows: dict[str, int] = {}
         self._shown: dict[int, tuple] = {}  # row -> display strings last written
+        self._raw: dict[int, tuple] = {}  # row -> raw values last written
         self._pending: set[str] = set()
         self._scheduled = False
         self._budget: float | None = None
@@ -79,7 +80,7 @@ class FleetTableModel(QStandardItemModel):
         try:
             self.setRowCount(0)
             self.fleet = fleet
-            self._names, self._rows, self._shown = [], {}, {}
+            self._names, self._rows, self._shown, self._raw = [], {}, {}, {}
             if fleet is not None:
                 self._append(sorted(fleet.things))
         finally:
@@ -106,20 +107,30 @@ class FleetTableModel(QStandardItemModel):
             self._write(row)
 
     def _write(self, row: int) -> bool:
-        """Copy one thing's values into its items; True if any shown text changed."""
+        """Copy one thing's changed values into its items; True if any shown text changed."""
         t = self.fleet.things.get(self._names[row]) if self.fleet is not None else None
         if t is None:
             return False
-        shown = tuple(self._display(t, key) for key, _ in COLUMNS)
-        old = self._shown.get(row)
-        if shown == old:
+        # Raw values first (cheap); only the columns whose raw value moved get formatted.
+        raw = (t.name, (t.online, t.disconnect_reason), int(t.last_seen or 0), t.firmware, t.shadow_version,
+               t.temperature, t.humidity, t.groups, t.attributes)
+        old_raw = self._raw.get(row)
+        if raw == old_raw:
             return False
-        self._shown[row] = shown
+        self._raw[row] = (raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], list(raw[7]), dict(raw[8]))
+        old = self._shown.get(row)
+        shown = list(old) if old is not None else [""] * len(COLUMNS)
+        changed = False
         for col, (key, _) in enumerate(COLUMNS):
-            if col == 0 or (old is not None and old[col] == shown[col]):
+            if col == 0 or (old_raw is not None and old_raw[col] == raw[col]):
                 continue
+            text = self._display(t, key)
+            if old is not None and old[col] == text and key != "online":
+                continue
+            shown[col] = text
+            changed = True
             item = self.item(row, col)
-            item.setData(shown[col], Qt.DisplayRole)
+            item.setData(text, Qt.DisplayRole)
             item.setData(self._sort_key(t, key), SORT_ROLE)
             if key == "online":
                 item.setData(ONLINE_BRUSH if t.online else (OFFLINE_BRUSH if t.online is False else UNKNOWN_BRUSH),
@@ -128,10 +139,11 @@ class FleetTableModel(QStandardItemModel):
                              else None, Qt.ToolTipRole)
             elif key == "attributes":
                 item.setData(json.dumps(t.attributes, indent=1) if t.attributes else None, Qt.ToolTipRole)
-        if old is None or any(old[c] != shown[c] for c in _FILTERED):  # what the filter looks at
+        self._shown[row] = tuple(shown)
+        if old_raw is None or any(old_raw[c] != raw[c] for c in _FILTERED):  # what the filter looks at
             hay = " ".join([t.name, t.firmware or "", *t.groups, *map(str, t.attributes.values())]).lower()
             self.item(row, 0).setData(f"{hay}\x1f|{'|'.join(t.groups)}|", FILTER_ROLE)
-        return True
+        return changed
 
     def apply_changes(self, names, budget_s: float | None = None) -> None:
         """Reflect a batch of changed things: one insert + one dataChanged per slice.
