@@ -68,13 +68,13 @@ class Telemetry:
         self.flushing = True
         try:
             while self.ring and self.dev.connected:
-                try:
-                    await self.dev.client.publish(self.topic, self.ring[0], qos=0, on_written=self._written)
+                msg = self.ring[0]
+                try:  # QoS 1: a reading leaves the ring only once the broker has it (PUBACK)
+                    await self.dev.client.publish(self.topic, msg, qos=1)
                 except OSError:
-                    return
+                    return  # kept; sent again when the link is back (the app ignores duplicates)
+                if self.ring and self.ring[0] is msg:  # not pushed out by an overflow meanwhile
+                    self.ring.pop(0)
+                self.sent += 1
         finally:
             self.flushing = False
-
-    def _written(self):
-        self.ring.pop(0)
-        self.sent += 1
