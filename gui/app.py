@@ -24,6 +24,8 @@ from fleetdesk.sandbox.launcher import LauncherState, SandboxLauncher
 # Set by bench/startup.py: print a marker when the window is on screen, then quit.
 EXIT_WHEN_SHOWN_ENV = "FLEETDESK_EXIT_WHEN_SHOWN"
 SHOWN_MARKER = "FLEETDESK_WINDOW_SHOWN"
+# `--port-base` for the sandbox the app starts (0 = free ports; tests use it).
+PORT_BASE_ENV = "FLEETDESK_SANDBOX_PORT_BASE"
 
 
 def load_stylesheet() -> str:
@@ -175,7 +177,9 @@ def run_app(args: argparse.Namespace) -> int:
     bridge.set_loop(loop)
     bridge.instance()
     ctx, window = build_window(profiles, QSettings())
-    controller = CloudController(ctx, getattr(args, "state_dir", None))
+    port_base = os.environ.get(PORT_BASE_ENV)
+    controller = CloudController(ctx, getattr(args, "state_dir", None),
+                                 port_base=int(port_base) if port_base and port_base.isdigit() else None)
     exit_when_shown = bool(os.environ.get(EXIT_WHEN_SHOWN_ENV))
 
     # SIGTERM/SIGINT close the window like the user would, so the sandbox child is stopped.

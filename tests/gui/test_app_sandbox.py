@@ -87,3 +87,40 @@ def test_switching_to_an_aws_profile_stops_our_sandbox(app_window, qloop, tmp_pa
         await controller.shutdown()
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 120))
+
+
+def test_gui_command_starts_the_sandbox_and_stops_it_on_sigterm(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "sb"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FLEETDESK_SANDBOX_PORT_BASE": "0"}
+    gui = subprocess.Popen([sys.executable, "-m", "fleetdesk", "gui", "--state-dir", str(state)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sandbox_pid = None
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and sandbox_pid is None:
+            try:
+                sandbox_pid = json.loads((state / "endpoint.json").read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                assert gui.poll() is None, gui.stderr.read().decode()
+                time.sleep(0.2)
+        assert sandbox_pid and pid_alive(sandbox_pid), "the app did not start its sandbox"
+        time.sleep(1.0)  # let the app connect
+        gui.send_signal(signal.SIGTERM)
+        assert gui.wait(60) == 0
+        deadline = time.monotonic() + 15
+        while pid_alive(sandbox_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(sandbox_pid), "the app exited and left its sandbox running"
+    finally:
+        if gui.poll() is None:
+            gui.kill()
+            gui.wait(10)
+        if sandbox_pid and pid_alive(sandbox_pid):
+            os.kill(sandbox_pid, signal.SIGKILL)
