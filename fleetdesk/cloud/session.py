@@ -218,9 +218,11 @@ class CloudSession:
             ConnectFailed: the broker cannot be reached or refused the login.
             ControlPlaneError: ListThings failed.
         """
+        # Telemetry is subscribed before connecting: a persistent session's backlog arrives right
+        # after CONNACK and must find its handler (store before ack), not be acked unstored.
+        await self.telemetry.start()
         await self.conn.start()
         await self.conn.wait_connected(connect_timeout)
-        await self.telemetry.start()
         await self.shadows.start()
         await self.rpc.start()
         await self.logs.start()
@@ -269,7 +271,9 @@ class CloudSession:
             await self.rpc.stop()
             await self.logs.stop()
             await self.shadows.stop()
-            await self.telemetry.stop()
+            # Keep the telemetry subscription in the persistent session: the broker queues what
+            # devices send while the app is closed, and the next start stores it.
+            await self.telemetry.stop(unsubscribe=False)
         except Exception as exc:  # noqa: BLE001 - still disconnect
             log.warning("stopping services: %s", exc)
         await self.conn.stop()

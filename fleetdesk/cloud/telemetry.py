@@ -59,11 +59,16 @@ class Telemetry:
         self._unsubscribe = await self.conn.subscribe(
             self.topic_filter, self._on_message, qos=1, manual_ack=self.store is not None)
 
-    async def stop(self) -> None:
-        """Unsubscribe, write what is pending, stop the writer thread."""
-        if self._unsubscribe is not None:
+    async def stop(self, *, unsubscribe: bool = True) -> None:
+        """Write what is pending, stop the writer thread.
+
+        Args:
+            unsubscribe: also drop the MQTT subscription. The session keeps it (``False``) so a
+                persistent session goes on queueing telemetry while the app is closed.
+        """
+        if self._unsubscribe is not None and unsubscribe:
             await self._unsubscribe()
-            self._unsubscribe = None
+        self._unsubscribe = None
         await self.flushed()
         self._writer.shutdown(wait=True)
 

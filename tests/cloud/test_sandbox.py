@@ -271,3 +271,33 @@ async def test_app_logins_internal_and_websockets_sigv4(profile, sandbox):
                     await conn.wait_connected(15)
         finally:
             await conn.stop()
+
+
+async def test_telemetry_sent_while_the_app_is_closed_is_stored_at_next_start(sandbox, profile, tmp_path):
+    """A persistent app session keeps its telemetry subscription across app restarts."""
+    name = f"fd-{uuid.uuid4().hex[:8]}"
+    client_id = f"fleetdesk-app-test-{uuid.uuid4().hex[:6]}"
+    db = tmp_path / "persist.db"
+    dev = await device(sandbox, tmp_path, name)
+
+    def new_session() -> CloudSession:
+        return CloudSession(profile, store=TelemetryStore(db, retention_days=None),
+                            settings=app_settings(profile, client_id=client_id, session_expiry_sec=600))
+
+    try:
+        first = new_session()
+        await first.start(load_registry=False)
+        await dev.publish(f"dt/{name}/env", {"temperature": 20, "humidity": 40, "seq": 0})
+        await wait_for(lambda: first.store.count(name) == 1, 15)
+        await first.stop()
+        for seq in range(1, 21):  # the app is closed: the broker queues these for its session
+            await dev.publish(f"dt/{name}/env", {"temperature": 20, "humidity": 40, "seq": seq})
+        second = new_session()
+        try:
+            await second.start(load_registry=False)
+            await wait_for(lambda: second.store.count(name) == 21, 20)
+            assert second.store.seq_report()[name]["missing"] == 0
+        finally:
+            await second.stop()
+    finally:
+        await dev.stop()
