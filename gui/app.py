@@ -130,9 +130,11 @@ class CloudController:
 
 def build_window(profiles: Profiles, settings, pages=None):
     """Create the AppContext and MainWindow (no sandbox, no loop). Used by tests too."""
+    from gui import bridge
     from gui.context import AppContext
     from gui.main_window import MainWindow
 
+    bridge.instance()  # the bridge lives on the Qt thread: create it here, not in a callback
     ctx = AppContext(profiles, settings)
     window = MainWindow(ctx, pages)
     # Scoped, not window-wide: a style sheet on the window routes every table cell of every

@@ -1,8 +1,8 @@
 """Device page: everything for one thing on one page.
 
 Live DHT11 charts (history from the telemetry store, then live batches), export of the
-visible range, the shadow (desired/reported/delta + editor, 409-safe), RPC, and the log
-stream. Blocking work (SQLite, files) runs in worker threads via gui.bridge.
+visible range, the shadow (desired/reported/delta + editor, 409-safe), RPC, the log
+stream, and the serial console when the board is on a local (or virtual) port. Blocking work (SQLite, files) runs in worker threads via gui.bridge.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from gui import bridge
 from gui.context import AppContext
 from gui.widgets.live_plot import LivePlot
+from gui.widgets.serial_console import SerialConsole
 from gui.widgets.shadow_editor import ShadowEditor
 
 HISTORY_S = 86_400
@@ -88,6 +89,10 @@ class DevicePage(QWidget):
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(LOG_LINES)
         self.tabs.addTab(self.log_view, "Log")
+        self.console = SerialConsole()
+        self.tabs.addTab(self.console, "Console")
+        self.tabs.currentChanged.connect(
+            lambda i: self.console.rescan(self.thing) if self.tabs.widget(i) is self.console else None)
         split.addWidget(self.tabs)
         split.setSizes([700, 520])
         layout.addWidget(split, 1)
@@ -378,6 +383,7 @@ class DevicePage(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802
         self._log_timer.stop()
         self.plot.close()
+        self.console.close()
         for sig, slot in ((self.ctx.live.samples, self._on_samples), (self.ctx.live.shadow_event, self._on_shadow_event),
                           (self.ctx.live.changed, self._on_changed),
                           (self.ctx.live.session_changed, self._session_changed)):

@@ -85,6 +85,7 @@ def qloop(qapp):
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     bridge.set_loop(loop)
+    bridge.instance()  # created on the Qt thread, before any callback needs it
     yield loop
     bridge.set_loop(None)
     loop.close()

@@ -1,0 +1,152 @@
+"""Serial console: the text a board prints on its UART (USB port or a virtual board's socket://).
+
+Reading blocks, so it runs in a worker thread (asyncio.to_thread through gui.bridge);
+chunks arrive on the Qt thread with bridge.post and are appended on a 100 ms timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+
+from gui import bridge
+
+BAUD = 115200
+MAX_LINES = 5000
+
+
+def _mac_digits(text: str | None) -> str:
+    return re.sub(r"[^0-9a-f]", "", (text or "").lower())
+
+
+class SerialConsole(QWidget):
+    """Pick a port, open it, watch the output.
+
+    Args:
+        parent: Qt parent.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("SerialConsole")
+        self._serial = None
+        self._stop = False
+        self._chunks: list[str] = []
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.port_combo = QComboBox()
+        self.port_combo.setObjectName("consolePort")
+        self.port_combo.setEditable(True)
+        self.port_combo.setMinimumWidth(260)
+        self.refresh_button = QPushButton("Rescan")
+        self.open_button = QPushButton("Open")
+        self.open_button.setCheckable(True)
+        self.status = QLabel("closed")
+        row.addWidget(self.port_combo, 1)
+        row.addWidget(self.refresh_button)
+        row.addWidget(self.open_button)
+        row.addWidget(self.status)
+        layout.addLayout(row)
+        self.view = QPlainTextEdit()
+        self.view.setObjectName("consoleText")
+        self.view.setReadOnly(True)
+        self.view.setMaximumBlockCount(MAX_LINES)
+        layout.addWidget(self.view, 1)
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(100)
+        self._flush_timer.timeout.connect(self._flush)
+        self.refresh_button.clicked.connect(self.rescan)
+        self.open_button.toggled.connect(lambda on: self.open() if on else self.close_port())
+
+    # -- ports --------------------------------------------------------------------------
+    def rescan(self, prefer_thing: str | None = None) -> None:
+        """List serial ports (USB and registered virtual boards) in a worker thread."""
+        from fleetdesk.boards.ports import list_ports
+
+        def done(ports, error) -> None:
+            if error is not None:
+                self.status.setText(f"cannot list ports: {error}")
+                return
+            current = self.port_combo.currentText()
+            self.port_combo.clear()
+            pick = None
+            for p in ports:
+                label = p.device + (f"  ({p.chip} {p.mac})" if p.mac else "")
+                self.port_combo.addItem(label, p.device)
+                if prefer_thing and p.mac and _mac_digits(p.mac) in _mac_digits(prefer_thing):
+                    pick = self.port_combo.count() - 1
+            if pick is not None:
+                self.port_combo.setCurrentIndex(pick)
+            elif current:
+                self.port_combo.setEditText(current)
+
+        bridge.run_blocking(list_ports, on_done=done)
+
+    def port(self) -> str:
+        """The selected (or typed) port URL."""
+        data = self.port_combo.currentData()
+        text = self.port_combo.currentText().strip()
+        return data if data and text.startswith(data) else text
+
+    # -- reading ------------------------------------------------------------------------
+    def open(self, url: str | None = None) -> None:
+        """Open ``url`` (default: the selected port) and stream its output."""
+        url = url or self.port()
+        if not url or self._serial is not None:
+            return
+        self._stop = False
+        self.status.setText(f"opening {url}…")
+        self._flush_timer.start()
+        bridge.submit(self._read_loop(url), self._ended)
+
+    async def _read_loop(self, url: str) -> None:
+        import serial
+
+        ser = await asyncio.to_thread(serial.serial_for_url, url, baudrate=BAUD, timeout=0.2)
+        self._serial = ser
+        bridge.post(self.status.setText, f"open: {url}")
+        try:
+            while not self._stop:
+                data = await asyncio.to_thread(ser.read, 4096)
+                if data:
+                    bridge.post(self._add, data.decode("utf-8", "replace"))
+        finally:
+            self._serial = None
+            await asyncio.to_thread(ser.close)
+
+    def _add(self, text: str) -> None:
+        self._chunks.append(text)
+
+    def _ended(self, _result, error) -> None:
+        self._flush()
+        self._flush_timer.stop()
+        if error is not None:
+            self.status.setText(f"closed: {error}")
+        else:
+            self.status.setText("closed")
+        self.open_button.blockSignals(True)
+        self.open_button.setChecked(False)
+        self.open_button.blockSignals(False)
+
+    def close_port(self) -> None:
+        """Stop reading (the port is closed by the reader within 0.2 s)."""
+        self._stop = True
+
+    def _flush(self) -> None:
+        if self._chunks:
+            text, self._chunks = "".join(self._chunks), []
+            self.view.moveCursor(self.view.textCursor().MoveOperation.End)
+            self.view.insertPlainText(text)
+            self.view.ensureCursorVisible()
+
+    def text(self) -> str:
+        self._flush()
+        return self.view.toPlainText()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self._stop = True
+        self._flush_timer.stop()
+        super().closeEvent(event)
