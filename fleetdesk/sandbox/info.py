@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fleetdesk.process import pid_alive
+
 ENDPOINT_FILE = "endpoint.json"
 CREDENTIALS_FILE = "credentials.json"
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with ``pid`` exists (best effort on Windows)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def state_dir_locked(state_dir: Path) -> bool | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetdesk.errors import SandboxError
+from fleetdesk.process import pid_alive
 
 READY_KEYS = ("mqtt_host", "mqtt_port", "http_endpoint", "ca_file")
 DEFAULT_READY_TIMEOUT = 90.0
@@ -63,23 +64,6 @@ class LauncherState:
 def default_command() -> list[str]:
     """How to run the CLI from this interpreter (works in a venv and a clean checkout)."""
     return [sys.executable, "-m", "fleetdesk"]
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists (and is not a zombie we can see)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie still answers kill(0); treat it as gone
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 async def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -41,7 +41,8 @@ from typing import Callable
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.paths import write_private
-from fleetdesk.sandbox.info import CREDENTIALS_FILE, ENDPOINT_FILE, SandboxInfo, pid_alive
+from fleetdesk.process import pid_alive
+from fleetdesk.sandbox.info import CREDENTIALS_FILE, ENDPOINT_FILE, SandboxInfo
 
 ROUTE_MODULES = (
     "fleetdesk.sandbox.api_registry",

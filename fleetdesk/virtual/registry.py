@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from fleetdesk.paths import data_dir
+from fleetdesk.process import pid_alive
 
 
 def registry_dir() -> Path:
@@ -21,26 +22,6 @@ def registry_dir() -> Path:
     path = data_dir() / "virtual-ports"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _entry_path(port_url: str) -> Path:
@@ -123,7 +104,7 @@ def _entries() -> list[dict]:
             pid = int(entry["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # torn or foreign file
-        if not _alive(pid):
+        if not pid_alive(pid):
             try:
                 path.unlink()
             except OSError:
