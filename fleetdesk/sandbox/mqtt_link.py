@@ -22,28 +22,12 @@ import struct
 import uuid
 from typing import Any, Awaitable, Callable
 
+from fleetdesk.sandbox.mqtt_wire import decode_varint, mqtt_string, packet
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]
 KEEPALIVE_S = 30
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack(">H", len(b)) + b
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    return bytes([kind]) + _varint(len(body)) + body
 
 
 class _Protocol(asyncio.Protocol):
@@ -83,16 +67,10 @@ class _Protocol(asyncio.Protocol):
         self.buf += data
         buf = self.buf
         while len(buf) >= 2:
-            length, shift, i = 0, 0, 1
-            while True:
-                if i >= len(buf):
-                    return
-                b = buf[i]
-                length |= (b & 0x7F) << shift
-                i += 1
-                if not b & 0x80:
-                    break
-                shift += 7
+            rl = decode_varint(buf, 1)
+            if rl is None:
+                return
+            length, i = rl
             end = i + length
             if len(buf) < end:
                 return
@@ -179,9 +157,10 @@ class MqttLink:
         _, proto = await loop.create_connection(lambda: _Protocol(self), im.host, im.port)
         try:
             flags = 0x02 | 0x80 | 0x40  # clean session, username, password
-            body = (_str("MQTT") + bytes([4, flags]) + struct.pack(">H", KEEPALIVE_S)
-                    + _str(f"fd-svc-{self.name}-{uuid.uuid4().hex[:8]}") + _str(im.username) + _str(im.password))
-            proto.transport.write(_packet(0x10, body))
+            body = (mqtt_string("MQTT") + bytes([4, flags]) + struct.pack(">H", KEEPALIVE_S)
+                    + mqtt_string(f"fd-svc-{self.name}-{uuid.uuid4().hex[:8]}")
+                    + mqtt_string(im.username) + mqtt_string(im.password))
+            proto.transport.write(packet(0x10, body))
             await asyncio.wait_for(proto.connack, 10)
             if self.filters:
                 pid = self._next_pid()
@@ -189,8 +168,8 @@ class MqttLink:
                 proto.acks[pid] = fut
                 # QoS 0: the broker hands requests over without an inflight window or a queue cap
                 # (with QoS 1 a lagging link makes mosquitto drop past max_queued_messages)
-                subs = b"".join(_str(f) + b"\x00" for f in self.filters)
-                proto.transport.write(_packet(0x82, struct.pack(">H", pid) + subs))
+                subs = b"".join(mqtt_string(f) + b"\x00" for f in self.filters)
+                proto.transport.write(packet(0x82, struct.pack(">H", pid) + subs))
                 codes = await asyncio.wait_for(fut, 10)
                 if any(c >= 0x80 for c in codes):
                     raise PermissionError(f"{self.name}: broker refused a subscription ({codes})")
@@ -254,12 +233,12 @@ class MqttLink:
         if proto is None or proto.transport is None or proto.transport.is_closing():
             log.warning("%s: not connected; dropped publish to %s", self.name, topic)
             return
-        head = _str(topic)
+        head = mqtt_string(topic)
         flags = 0x01 if retain else 0
         if qos:
-            data = _packet(0x32 | flags, head + struct.pack(">H", self._next_pid()) + bytes(payload))
+            data = packet(0x32 | flags, head + struct.pack(">H", self._next_pid()) + bytes(payload))
         else:
-            data = _packet(0x30 | flags, head + bytes(payload))
+            data = packet(0x30 | flags, head + bytes(payload))
         if self._corked is not None:
             self._corked.append(data)
         else:

@@ -20,42 +20,13 @@ import struct
 from typing import Any
 
 from fleetdesk.errors import SandboxError
+from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, decode_varint, mqtt_string, packet
 from fleetdesk.sandbox.presign import PresignError, verify
 
 log = logging.getLogger(__name__)
 
 SERVICE = "iotdevicegateway"
 PORT_OFFSET = 4  # port_base + 4 (the core uses +0..+3)
-
-
-class MqttProtocolError(ValueError):
-    """The first packet is not a usable MQTT CONNECT."""
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    value, shift = 0, 0
-    for i in range(4):
-        if pos + i >= len(data):
-            return None
-        b = data[pos + i]
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos + i + 1
-        shift += 7
-    raise MqttProtocolError("malformed remaining length")
-
-
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: bytes) -> bytes:
-    return struct.pack(">H", len(s)) + s
 
 
 def rewrite_connect(data: bytes, username: str, password: str) -> tuple[bytes, int] | None:
@@ -71,7 +42,7 @@ def rewrite_connect(data: bytes, username: str, password: str) -> tuple[bytes, i
         return None
     if data[0] != 0x10:
         raise MqttProtocolError("the first MQTT packet must be CONNECT")
-    rl = _varint(data, 1)
+    rl = decode_varint(data, 1)
     if rl is None:
         return None
     length, start = rl
@@ -84,12 +55,12 @@ def rewrite_connect(data: bytes, username: str, password: str) -> tuple[bytes, i
         level, flags = body[pos], body[pos + 1]
         pos += 4  # level, flags, keep-alive
         if level == 5:
-            plen, pos = _varint(body, pos) or (0, pos)
+            plen, pos = decode_varint(body, pos) or (0, pos)
             pos += plen
         pos += 2 + struct.unpack_from(">H", body, pos)[0]  # client id
         if flags & 0x04:  # will
             if level == 5:
-                wlen, pos = _varint(body, pos) or (0, pos)
+                wlen, pos = decode_varint(body, pos) or (0, pos)
                 pos += wlen
             pos += 2 + struct.unpack_from(">H", body, pos)[0]
             pos += 2 + struct.unpack_from(">H", body, pos)[0]
@@ -98,8 +69,8 @@ def rewrite_connect(data: bytes, username: str, password: str) -> tuple[bytes, i
     flag_pos = 2 + struct.unpack_from(">H", body, 0)[0] + 1
     new_body = bytearray(body[:pos])
     new_body[flag_pos] = flags | 0xC0
-    new_body += _string(username.encode()) + _string(password.encode())
-    return bytes([0x10]) + _encode_varint(len(new_body)) + bytes(new_body), end
+    new_body += mqtt_string(username) + mqtt_string(password)
+    return packet(0x10, bytes(new_body)), end
 
 
 class WssFront:
