@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,8 +70,8 @@ class WorkerPool:
     """Spare worker processes with esptool already imported (saves ~1 s per board).
 
     A station calls `prewarm(n)` for its n slots; each `take()` hands out a spare (or spawns
-    one); `refill()` after a job tops the pool back up, so a spawn never competes with a
-    running flash for CPU. Spares exit on their own when this process goes away (their
+    one); `refill()` after the last running job tops the pool back up, so a spawn never
+    competes with a running flash for CPU. Spares exit on their own when this process goes away (their
     stdin closes).
     """
 
@@ -78,6 +79,7 @@ class WorkerPool:
         self._spare: list[subprocess.Popen] = []
         self._lock = threading.Lock()
         self._pending = 0
+        self._active = 0
         self.size = 0
 
     def prewarm(self, n: int) -> None:
@@ -103,6 +105,7 @@ class WorkerPool:
 
     def take(self) -> subprocess.Popen:
         with self._lock:
+            self._active += 1
             proc = None
             while self._spare:
                 cand = self._spare.pop(0)
@@ -112,8 +115,12 @@ class WorkerPool:
         return proc or _spawn()
 
     def refill(self) -> None:
-        """Top the spares back up (after a job, so spawning never competes with a flash)."""
-        if self.size > 0:
+        """A job ended: once no job is running, top the spares back up (so spawning never
+        competes with a flash for CPU)."""
+        with self._lock:
+            self._active = max(0, self._active - 1)
+            idle = self._active == 0
+        if self.size > 0 and idle:
             threading.Thread(target=self._top_up, daemon=True).start()
 
     def close(self) -> None:
@@ -266,6 +273,45 @@ def probe(port: str, *, timeout: float = 30, on_event: EventCallback | None = No
     return EsptoolWorker({"op": "probe", "port": port}, on_event).wait(timeout)
 
 
+class _CompressCache:
+    """Each distinct part is zlib-compressed once per process (level 9, as esptool does),
+    not once per board: 16 boards of the same app cost one compression, not 16."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._lock = threading.Lock()
+        self._busy: dict[str, threading.Lock] = {}
+        self.max_entries = 32
+
+    def entry(self, data: bytes) -> tuple[str, str] | None:
+        import hashlib
+        import zlib
+
+        if len(data) < 64 * 1024:  # small parts: not worth a file
+            return None
+        padded = data + b"\xff" * (-len(data) % 4)  # esptool pads to 4 bytes before compressing
+        key = hashlib.sha256(padded).hexdigest()
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="fd-zcache-"))
+                atexit.register(shutil.rmtree, self._dir, True)
+            lock = self._busy.setdefault(key, threading.Lock())
+            if len(self._busy) > self.max_entries:  # bound the disk use: start over
+                for f in self._dir.glob("*.z"):
+                    f.unlink(missing_ok=True)
+                self._busy = {key: lock}
+        path = self._dir / f"{key}.z"
+        with lock:
+            if not path.exists():
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(zlib.compress(padded, 9))
+                tmp.replace(path)
+        return key, str(path)
+
+
+ZCACHE = _CompressCache()
+
+
 class PrepareError(Exception):
     """Raised by a ``prepare`` callback to stop before writing (the reason is reported)."""
 
@@ -315,6 +361,8 @@ class FlashJob:
                 sec.setdefault("min_rev", self.plan.min_chip_revision)
             job = {"op": "flash", "port": self.port, "baud": self.baud, "chip": self.plan.chip,
                    "security": sec, "read": self.read, "reset": self.reset}
+            # shared parts (the app) compressed once for all boards; per-board parts as usual
+            job["zcache"] = self._zcache(self.plan)
             if self.prepare is None:
                 job["parts"] = self._write_parts(self.plan, "p")
             else:
@@ -338,6 +386,14 @@ class FlashJob:
             path.write_bytes(p.data)
             parts.append({"offset": p.offset, "path": str(path), "name": p.name})
         return parts
+
+    def _zcache(self, plan: FlashPlan) -> dict[str, str]:
+        out = {}
+        for p in plan.parts:
+            hit = ZCACHE.entry(p.data)
+            if hit:
+                out[hit[0]] = hit[1]
+        return out
 
     def _on_worker_event(self, ev: dict) -> None:
         if ev.get("event") == "ready" and self.prepare is not None:

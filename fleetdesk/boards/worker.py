@@ -199,6 +199,27 @@ def _await_parts(inbox: "queue.Queue", cancel: threading.Event, timeout: float) 
     raise Refused(f"no image arrived within {timeout:.0f} s; nothing was written")
 
 
+class _ZlibWithCache:
+    """zlib for esptool's write_flash that returns parts the host compressed once per bundle
+    (looked up by the SHA-256 of the exact input, so a cache hit is the same bytes zlib would
+    produce); anything else is compressed here as usual."""
+
+    def __init__(self, real, cache: dict[str, str]) -> None:
+        self._real, self._cache = real, cache
+
+    def compress(self, data, level=-1):
+        import hashlib
+
+        path = self._cache.get(hashlib.sha256(data).hexdigest()) if level == 9 else None
+        if path:
+            with open(path, "rb") as f:
+                return f.read()
+        return self._real.compress(data, level)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
 def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> dict:
     """Run one job; returns the result fields (also emitted as the last event).
 
@@ -209,6 +230,10 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
     from esptool import cmds
     from esptool.logger import log
 
+    if job.get("zcache"):
+        import zlib
+
+        cmds.zlib = _ZlibWithCache(zlib, job["zcache"])
     job_parts = job.get("parts", [])
     parts = [(int(p["offset"]), os.path.getsize(p["path"])) for p in job_parts]
     logger = _make_logger(events, cancel, parts)
