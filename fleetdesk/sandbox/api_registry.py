@@ -5,10 +5,16 @@ from __future__ import annotations
 from fleetdesk.sandbox.awserror import AwsError, invalid
 from fleetdesk.sandbox.ca import BadCsrError
 from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.registry import _page
 
 
 def _p(request) -> dict:
     return request.params
+
+
+def _listing(key: str, items: list, nxt: str | None, token: str = "nextToken") -> dict:
+    """A List* reply: the page under ``key``, and the ``token`` for the next page when there is one."""
+    return {key: items, **({token: nxt} if nxt else {})}
 
 
 # -- things ----------------------------------------------------------------------------
@@ -30,7 +36,7 @@ def list_things(ctx, request):
         attribute_name=p.get("attributeName"), attribute_value=p.get("attributeValue"),
         prefix=bool(p.get("usePrefixAttributeValue")), thing_type=p.get("thingTypeName"),
         token=p.get("nextToken"), max_results=p.get("maxResults"))
-    return {"things": things, **({"nextToken": nxt} if nxt else {})}
+    return _listing("things", things, nxt)
 
 
 async def update_thing(ctx, request):
@@ -61,11 +67,9 @@ def describe_thing_type(ctx, request):
 
 
 def list_thing_types(ctx, request):
-    from fleetdesk.sandbox.registry import _page
-
     p = _p(request)
     page, nxt = _page(ctx.registry.list_thing_types(p.get("thingTypeName")), p.get("nextToken"), p.get("maxResults"), 50)
-    return {"thingTypes": page, **({"nextToken": nxt} if nxt else {})}
+    return _listing("thingTypes", page, nxt)
 
 
 def deprecate_thing_type(ctx, request):
@@ -96,7 +100,7 @@ def list_thing_groups(ctx, request):
     groups, nxt = ctx.registry.list_thing_groups(
         parent=p.get("parentGroup"), name_prefix=p.get("namePrefixFilter"), recursive=p.get("recursive"),
         token=p.get("nextToken"), max_results=p.get("maxResults"))
-    return {"thingGroups": groups, **({"nextToken": nxt} if nxt else {})}
+    return _listing("thingGroups", groups, nxt)
 
 
 async def delete_thing_group(ctx, request):
@@ -132,22 +136,18 @@ async def update_thing_group(ctx, request):
 
 
 def list_groups_for_thing(ctx, request):
-    from fleetdesk.sandbox.registry import _page
-
     p = _p(request)
     groups = [{"groupName": g, "groupArn": ctx.registry.arn("thinggroup", g)}
               for g in ctx.registry.direct_groups_of_thing(p["thingName"])]
     page, nxt = _page(groups, p.get("nextToken"), p.get("maxResults"), 25)
-    return {"thingGroups": page, **({"nextToken": nxt} if nxt else {})}
+    return _listing("thingGroups", page, nxt)
 
 
 def list_things_in_group(ctx, request):
     p = _p(request)
     names = ctx.registry.things_in_group(p["thingGroupName"], bool(p.get("recursive")))
-    from fleetdesk.sandbox.registry import _page
-
     page, nxt = _page(names, p.get("nextToken"), p.get("maxResults"), 50)
-    return {"things": page, **({"nextToken": nxt} if nxt else {})}
+    return _listing("things", page, nxt)
 
 
 # -- certificates ----------------------------------------------------------------------
@@ -197,7 +197,7 @@ def list_certificates(ctx, request):
     p = _p(request)
     certs, nxt = ctx.registry.list_certificates(marker=p.get("marker"), page_size=p.get("pageSize"),
                                                 ascending=bool(p.get("ascendingOrder")))
-    return {"certificates": certs, **({"nextMarker": nxt} if nxt else {})}
+    return _listing("certificates", certs, nxt, "nextMarker")
 
 
 async def update_certificate(ctx, request):
@@ -261,7 +261,7 @@ def list_policies(ctx, request):
     p = _p(request)
     pols, nxt = ctx.registry.list_policies(marker=p.get("marker"), page_size=p.get("pageSize"),
                                            ascending=p.get("ascendingOrder", True))
-    return {"policies": pols, **({"nextMarker": nxt} if nxt else {})}
+    return _listing("policies", pols, nxt, "nextMarker")
 
 
 async def delete_policy(ctx, request):
@@ -287,11 +287,9 @@ async def detach_policy(ctx, request):
 
 def list_attached_policies(ctx, request):
     p = _p(request)
-    from fleetdesk.sandbox.registry import _page
-
     pols, nxt = _page(ctx.registry.attached_policies(p["target"], bool(p.get("recursive"))),
                       p.get("marker"), p.get("pageSize"), 25)
-    return {"policies": pols, **({"nextMarker": nxt} if nxt else {})}
+    return _listing("policies", pols, nxt, "nextMarker")
 
 
 def list_policy_targets(ctx, request):
@@ -316,18 +314,14 @@ async def detach_thing_principal(ctx, request):
 
 def list_thing_principals(ctx, request):
     p = _p(request)
-    from fleetdesk.sandbox.registry import _page
-
     page, nxt = _page(ctx.registry.thing_principals(p["thingName"]), p.get("nextToken"), p.get("maxResults"), 25)
-    return {"principals": page, **({"nextToken": nxt} if nxt else {})}
+    return _listing("principals", page, nxt)
 
 
 def list_principal_things(ctx, request):
     p = _p(request)
-    from fleetdesk.sandbox.registry import _page
-
     page, nxt = _page(ctx.registry.principal_things(p["principal"]), p.get("nextToken"), p.get("maxResults"), 25)
-    return {"things": page, **({"nextToken": nxt} if nxt else {})}
+    return _listing("things", page, nxt)
 
 
 def describe_endpoint(ctx, request):
