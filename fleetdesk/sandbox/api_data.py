@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.control_plane import model_route, running_service
 from fleetdesk.sandbox.shadow_doc import ShadowError
 from fleetdesk.sandbox.shadow_service import SHADOW_NAME_RE
 
@@ -27,10 +27,7 @@ _CODES = {
 
 
 def _service(ctx):
-    service = ctx.extras.get("shadows")
-    if service is None:
-        raise AwsError("ServiceUnavailableException", "the sandbox shadow service is not running", 503)
-    return service
+    return running_service(ctx, "shadows", "shadow")
 
 
 def _name(request) -> str:
@@ -44,26 +41,24 @@ def _aws(exc: ShadowError) -> AwsError:
     return AwsError(_CODES.get(exc.code, "InvalidRequestException"), exc.message, exc.code)
 
 
-def get_thing_shadow(ctx, request):
+def _shadow_call(ctx, request, method: str, *args):
+    """``service.<method>(thing, shadow name, *args)`` for the request; ShadowError becomes AwsError."""
     try:
-        return _service(ctx).get_document(request.params["thingName"], _name(request))
+        return getattr(_service(ctx), method)(request.params["thingName"], _name(request), *args)
     except ShadowError as exc:
         raise _aws(exc) from exc
+
+
+def get_thing_shadow(ctx, request):
+    return _shadow_call(ctx, request, "get_document")
 
 
 def update_thing_shadow(ctx, request):
-    try:
-        return _service(ctx).update_document(request.params["thingName"], _name(request),
-                                             request.params.get("payload") or b"")
-    except ShadowError as exc:
-        raise _aws(exc) from exc
+    return _shadow_call(ctx, request, "update_document", request.params.get("payload") or b"")
 
 
 def delete_thing_shadow(ctx, request):
-    try:
-        return _service(ctx).delete_document(request.params["thingName"], _name(request))
-    except ShadowError as exc:
-        raise _aws(exc) from exc
+    return _shadow_call(ctx, request, "delete_document")
 
 
 def list_named_shadows(ctx, request):
@@ -95,10 +90,7 @@ def publish(ctx, request):
 def get_thing_connectivity_data(ctx, request):
     thing = request.params["thingName"]
     ctx.registry.describe_thing(thing)  # ResourceNotFoundException for an unknown thing
-    presence = ctx.extras.get("presence")
-    if presence is None:
-        raise AwsError("ServiceUnavailableException", "the sandbox presence service is not running", 503)
-    return presence.connectivity(thing)
+    return running_service(ctx, "presence", "presence").connectivity(thing)
 
 
 ROUTES = [

@@ -14,16 +14,13 @@ from urllib.parse import quote
 
 from fleetdesk.sandbox import files
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.control_plane import model_route, running_service
 from fleetdesk.sandbox.jobs_engine import JobsError
 from fleetdesk.sandbox.presign import PresignError, verify
 
 
 def _jobs(ctx):
-    service = ctx.extras.get("jobs")
-    if service is None:
-        raise AwsError("ServiceUnavailableException", "the sandbox jobs service is not running", 503)
-    return service
+    return running_service(ctx, "jobs", "jobs")
 
 
 def _call(ctx, fn, *args, **kwargs):

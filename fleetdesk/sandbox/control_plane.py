@@ -115,6 +115,18 @@ def check_shape(value, shape, where: str, depth: int = 0) -> None:
             check_shape(item, shape.value, f"{where}.{key}", depth + 1)
 
 
+def running_service(ctx, key: str, what: str):
+    """The sandbox service ``ctx.extras[key]`` a handler needs.
+
+    Raises:
+        AwsError: 503 ServiceUnavailableException ("the sandbox <what> service is not running").
+    """
+    service = ctx.extras.get(key)
+    if service is None:
+        raise AwsError("ServiceUnavailableException", f"the sandbox {what} service is not running", 503)
+    return service
+
+
 def model_route(service: str, operation: str, handler: Callable) -> tuple[str, str, str, Callable]:
     """A ROUTES entry for ``operation`` of ``service`` from botocore's model.
 
