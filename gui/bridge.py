@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 log = logging.getLogger(__name__)
 
 BATCH_BUDGET_S = 0.050
+STALE_S = 0.5
 Callback = Callable[[Any, BaseException | None], None]
 
 
@@ -46,17 +47,25 @@ class Bridge(QObject):
         self._queue: collections.deque[tuple[Callable, tuple]] = collections.deque()
         self._lock = threading.Lock()
         self._scheduled = False
+        self._scheduled_at = 0.0
         self.drained = 0  # callables run so far (diagnostics, tests)
         self.slices = 0  # drain slices so far
+        self._timer = QTimer(self)  # one zero-delay timer: restarting it never loses a drain
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._drain)
         self._wake.connect(self._schedule_drain)  # queued across threads automatically
 
     def post(self, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` on the Qt thread soon. Safe from any thread."""
         self._queue.append((fn, args))
         with self._lock:
-            if self._scheduled:
+            # Coalesce wake-ups; but never trust a flag older than STALE_S (a wake-up lost
+            # while an event loop was torn down must not stall the bridge forever).
+            if self._scheduled and time.monotonic() - self._scheduled_at < STALE_S:
                 return
             self._scheduled = True
+            self._scheduled_at = time.monotonic()
         self._wake.emit()
 
     def pending(self) -> int:
@@ -64,7 +73,8 @@ class Bridge(QObject):
         return len(self._queue)
 
     def _schedule_drain(self) -> None:
-        QTimer.singleShot(0, self._drain)
+        if not self._timer.isActive():
+            self._timer.start()
 
     def _drain(self) -> None:
         deadline = time.perf_counter() + self.budget_s
@@ -81,7 +91,8 @@ class Bridge(QObject):
                 break
         with self._lock:
             if queue:
-                QTimer.singleShot(0, self._drain)  # yield to paint/input, then go on
+                self._scheduled_at = time.monotonic()
+                self._timer.start()  # yield to paint/input, then go on
             else:
                 self._scheduled = False
 
