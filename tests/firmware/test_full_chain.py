@@ -7,27 +7,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
+from helpers_sandbox import der, poll
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def poll(fn, timeout=60.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
 def test_esptool_flashed_board_goes_online(sandbox, tmp_path):
     import boto3
-    from test_sandbox_e2e import der
 
     from fleetdesk.boards import bundle
     from fleetdesk.cloud.identity import create_device_identity
@@ -65,15 +53,15 @@ def test_esptool_flashed_board_goes_online(sandbox, tmp_path):
                 return {}
             return doc.get("state", {}).get("reported", {})
 
-        got = poll(lambda: (lambda r: r if "temperature" in r else None)(rep()))
+        got = poll(lambda: (lambda r: r if "temperature" in r else None)(rep()), 60.0)
         assert got["firmware_version"] == built.version and got["chip"] == "esp32"
         data.update_thing_shadow(thingName=thing, payload=json.dumps({"state": {"desired": {"refresh": 2500}}}))
-        poll(lambda: rep().get("refresh") == 2500)
+        poll(lambda: rep().get("refresh") == 2500, 60.0)
         arn = iot.describe_thing(thingName=thing)["thingArn"]
         iot.create_job(jobId=f"job-{thing}", targets=[arn],
                        document=json.dumps({"operation": "config", "settings": {"on": True}}))
         ex = poll(lambda: (lambda e: e if e["status"] in ("SUCCEEDED", "FAILED") else None)(
-            iot.describe_job_execution(jobId=f"job-{thing}", thingName=thing)["execution"]))
+            iot.describe_job_execution(jobId=f"job-{thing}", thingName=thing)["execution"]), 60.0)
         assert ex["status"] == "SUCCEEDED"
         assert "online as " + thing in board.console_text
     finally:

@@ -5,35 +5,13 @@ The cloud side is only boto3 (iot, iot-data) — what a user or the app does."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+from helpers_sandbox import der, poll
 
 from fleetdesk.fleet.otapkg import firmware_package, sha256_hex
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def der(pem: str, key: bool = False) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    if key:
-        k = serialization.load_pem_private_key(pem.encode(), None)
-        return k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
-                               serialization.NoEncryption())
-    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
-
-
-def poll(fn, timeout=30.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 @pytest.fixture

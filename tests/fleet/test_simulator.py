@@ -8,23 +8,13 @@ import sys
 import time
 
 import pytest
+from helpers_sandbox import poll
 
 from fleetdesk.fleet.simulator import FleetRunner, provision_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 COUNT = 50
-
-
-def poll(fn, timeout=30.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 def test_fifty_simulated_devices(sandbox, tmp_path):

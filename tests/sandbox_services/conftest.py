@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from helpers_sandbox import Mqtt5, mtls_builder, next_json
 
 
 @pytest.fixture(scope="session")
@@ -29,89 +30,6 @@ def data(sandbox):
 @pytest.fixture
 def thing_name():
     return f"svc-{uuid.uuid4().hex[:10]}"
-
-
-class Mqtt5:
-    """An awsiotsdk MQTT5 client (mTLS or WSS) with blocking helpers and a message queue."""
-
-    def __init__(self, client_builder) -> None:
-        self.connected = threading.Event()
-        self.failed = threading.Event()
-        self.stopped = threading.Event()
-        self.failure = None
-        self.messages: queue.Queue = queue.Queue()
-        self.client = client_builder(
-            on_publish_received=lambda d: self.messages.put((d.publish_packet.topic, bytes(d.publish_packet.payload))),
-            on_lifecycle_connection_success=lambda d: self.connected.set(),
-            on_lifecycle_connection_failure=self._failed,
-            on_lifecycle_stopped=lambda d: self.stopped.set(),
-        )
-
-    def _failed(self, data) -> None:
-        self.failure = data.exception
-        self.failed.set()
-
-    def connect(self, timeout: float = 15.0) -> bool:
-        """Start; True when connected, False when the first attempt failed."""
-        self.client.start()
-        for _ in range(int(timeout * 20)):
-            if self.connected.is_set():
-                return True
-            if self.failed.is_set():
-                return False
-            threading.Event().wait(0.05)
-        raise TimeoutError("neither connected nor failed")
-
-    def subscribe(self, topic_filter: str, timeout: float = 10.0) -> int:
-        from awscrt import mqtt5
-
-        fut = self.client.subscribe(mqtt5.SubscribePacket(subscriptions=[
-            mqtt5.Subscription(topic_filter=topic_filter, qos=mqtt5.QoS.AT_LEAST_ONCE)]))
-        return fut.result(timeout).reason_codes[0]
-
-    def publish(self, topic: str, payload: bytes | dict, timeout: float = 10.0):
-        from awscrt import mqtt5
-
-        if isinstance(payload, dict):
-            payload = json.dumps(payload).encode()
-        fut = self.client.publish(mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE))
-        return fut.result(timeout)
-
-    def expect(self, topic: str, timeout: float = 10.0) -> dict:
-        """The next message on ``topic`` (others are dropped), parsed as JSON."""
-        import time
-
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"nothing on {topic}")
-            try:
-                t, p = self.messages.get(timeout=left)
-            except queue.Empty:
-                raise TimeoutError(f"nothing on {topic}") from None
-            if t == topic:
-                return json.loads(p)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        from awscrt import mqtt5
-
-        try:
-            self.client.stop(mqtt5.DisconnectPacket())  # a clean MQTT DISCONNECT
-        except Exception:  # noqa: BLE001
-            pass
-        self.stopped.wait(timeout)
-
-
-def mtls_builder(info, cert_pem: str, key_pem: str, client_id: str):
-    from awsiot import mqtt5_client_builder
-
-    def build(**callbacks):
-        return mqtt5_client_builder.mtls_from_bytes(
-            endpoint=info.mqtt_host, port=info.mqtt_port, cert_bytes=cert_pem.encode(),
-            pri_key_bytes=key_pem.encode(), ca_bytes=Path(info.ca_file).read_bytes(), client_id=client_id,
-            clean_start=True, min_reconnect_delay_ms=5000, max_reconnect_delay_ms=10000, **callbacks)
-    return build
 
 
 @pytest.fixture
@@ -187,19 +105,7 @@ class Observer:
         assert self.ready.wait(10), "observer did not subscribe"
 
     def expect(self, topic: str, timeout: float = 10.0) -> dict:
-        import time
-
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"nothing on {topic}")
-            try:
-                t, p = self.messages.get(timeout=left)
-            except queue.Empty:
-                raise TimeoutError(f"nothing on {topic}") from None
-            if t == topic:
-                return json.loads(p)
+        return next_json(self.messages, topic, timeout)
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.c.publish(topic, payload, qos=1).wait_for_publish(5)
