@@ -103,3 +103,12 @@ def test_throttle_coalesces_and_keeps_the_last_call(qtbot):
     qtbot.waitUntil(lambda: a.calls == [0, 49], timeout=2000)
     qtbot.wait(250)
     assert a.calls == [0, 49]
+
+
+def test_a_lost_wake_up_does_not_stall_the_bridge(qtbot):
+    b = Bridge()
+    done = []
+    with b._lock:  # as if a wake-up had been lost while an event loop was torn down
+        b._scheduled, b._scheduled_at = True, time.monotonic() - 5
+    b.post(done.append, 1)
+    qtbot.waitUntil(lambda: done == [1], timeout=3000)
