@@ -29,21 +29,29 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fleetdesk",
-        description="Flash, provision and watch ESP32/ESP8266 boards on AWS IoT (or the local sandbox).",
-    )
-    parser.add_argument("--version", action="version", version=f"fleetdesk {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+def register_modules(subparsers, names) -> None:
+    """Call ``register(subparsers)`` of each module named in ``names``, in order.
+
+    A module that does not exist (a feature still on its way) is skipped; an import error
+    inside an existing module is raised.
+    """
+    for name in names:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name == name:
                 continue
             raise
-        module.register(sub)
+        module.register(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetdesk",
+        description="Flash, provision and watch ESP32/ESP8266 boards on AWS IoT (or the local sandbox).",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetdesk {__version__}")
+    register_modules(parser.add_subparsers(dest="command", metavar="COMMAND"), COMMAND_MODULES)
     return parser
 
 

@@ -9,7 +9,8 @@ its module and adding its name here.
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from fleetdesk.cli import register_modules
 
 FLEET_COMMAND_MODULES = (
     "fleetdesk.fleet.simulate_cli",
@@ -20,15 +21,7 @@ FLEET_COMMAND_MODULES = (
 def register(subparsers) -> None:
     p = subparsers.add_parser("fleet", help="the fleet: simulate devices, list and watch things",
                               description="Fleet commands.")
-    sub = p.add_subparsers(dest="fleet_command", metavar="ACTION")
-    for name in FLEET_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+    register_modules(p.add_subparsers(dest="fleet_command", metavar="ACTION"), FLEET_COMMAND_MODULES)
     p.set_defaults(func=lambda args: _help(p))
 
 
