@@ -90,3 +90,19 @@ def test_unknown_usb_device_is_listed_but_never_probed(rig):
         assert tile.state == "idle" and not ctl._threads
     finally:
         ctl.close()
+
+
+def test_factory_mode_auto_starts_on_plug_in(rig, bundle_dir, tmp_path):
+    from fleetdesk.store.production import ProductionDB
+
+    ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=False, wait_online=False, boot_wait=0),
+                            db=ProductionDB(tmp_path / "p.db"))
+    ctl.auto_start = True
+    ctl.start_watching()
+    try:
+        (board,) = rig.add(1, register=True)  # plugged in: no button pressed
+        assert _wait(lambda: any(t.state == "PASS" for t in ctl.tiles.values()), 90)
+        (tile,) = ctl.tiles.values()
+        assert tile.mac == board.spec.mac and tile.passed == 1
+    finally:
+        ctl.close()
