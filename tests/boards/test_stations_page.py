@@ -91,3 +91,35 @@ def test_sixteen_slots_flash_at_once(qtbot, rig, bundle_dir, tmp_path):
     rig.call(boards[0].replug())
     qtbot.waitUntil(lambda: ctl.tiles[slot].present, timeout=3000)
     page.close()
+
+
+@pytest.mark.slow
+def test_gui_identity_flash_each_board_online(qtbot, rig, bundle_dir, tmp_path, sandbox):
+    """From the Stations page: START ALL gives each board its own thing and certificate, and
+    every tile turns PASS only once its board is online in the sandbox."""
+    import os as _os
+
+    from fleetdesk.boards.identity import CloudTarget
+    from gui.pages.stations import StationsPage
+
+    macs = ["24:6f:28:" + ":".join(f"{b:02x}" for b in _os.urandom(3)) for _ in range(3)]
+    for mac in macs:
+        rig.add(1, register=True, mac=mac)
+    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
+    ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=True, online_timeout=90),
+                            cloud=cloud, db=ProductionDB(tmp_path / "prod.sqlite3"))
+    page = StationsPage(controller=ctl)
+    qtbot.addWidget(page)
+    page.identity.setChecked(True)
+    qtbot.waitUntil(lambda: len(page.tiles) == 3, timeout=5000)
+    assert page.start_all() == 3
+    qtbot.waitUntil(lambda: not ctl.busy, timeout=200_000)
+    page.refresh()
+    results = [t.last_result for t in ctl.tiles.values()]
+    assert [r.result for r in results] == ["PASS"] * 3, [(r.error, r.console_tail[-3:]) for r in results]
+    assert len({r.thing for r in results}) == 3 and len({r.certificate_id for r in results}) == 3
+    for r in results:
+        assert cloud.connectivity(r.thing)["connected"]
+    for tile in page.tiles.values():
+        assert tile.result.text().startswith("PASS") and "online" in tile.message.text()
+    page.close()
