@@ -13,10 +13,10 @@ Uses dbus-fast (bleak's own D-Bus library); nothing here imports BlueZoo.
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from fleetdesk.errors import BleError
+from fleetdesk.virtual.ble_wire import LinkClient
 
 APP_PATH = "/org/fleetdesk/vble"
 ADV_PATH = "/org/fleetdesk/vble/adv0"
@@ -168,11 +168,7 @@ class BluezPeripheralRelay:
         self.bus: Any = None
         self.objects: dict[str, Any] = {}
         self.by_handle: dict[int, Any] = {}
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._rx: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._seq = 0
+        self._link = LinkClient(self._on_notify, BleError)
         self._lock = asyncio.Lock()
         self._dropping: "asyncio.Task[None] | None" = None
         self._central = False
@@ -232,12 +228,11 @@ class BluezPeripheralRelay:
         return False
 
     async def _peek_services(self) -> list[dict[str, Any]]:
-        reader, writer = await asyncio.open_connection(self.entry["host"], self.entry["port"])
+        peek = LinkClient(lambda handle, data: None, BleError)
         try:
-            writer.write(b'{"op":"connect","mtu":23}\n')
-            reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+            reply = await peek.open(self.entry["host"], self.entry["port"], 23, 10)
         finally:
-            writer.close()
+            await peek.close()
         if reply.get("op") != "connected":
             raise BleError(f"virtual board {self.entry.get('name')} refused the relay: {reply.get('error')}")
         # the board saw a short connection; wait until it advertises again
@@ -248,48 +243,28 @@ class BluezPeripheralRelay:
     async def ensure_link(self) -> None:
         """Open the board-side connection on first use (the central is connected)."""
         async with self._lock:
-            if self._writer is not None and not self._writer.is_closing():
+            if self._link.is_open:
                 return
             for _ in range(20):
                 try:
-                    self._reader, self._writer = await asyncio.open_connection(self.entry["host"], self.entry["port"])
-                    self._writer.write((json.dumps({"op": "connect", "mtu": self.mtu}) + "\n").encode())
-                    reply = json.loads(await asyncio.wait_for(self._reader.readline(), 10) or b"{}")
+                    reply = await self._link.open(self.entry["host"], self.entry["port"], self.mtu, 10)
                 except (OSError, ValueError, asyncio.TimeoutError):
                     reply = {}
                 if reply.get("op") == "connected":
-                    self._rx = asyncio.create_task(self._receive())
+                    self._link.start_receiving(self._lost)
                     return
-                await self._close()
+                await self._link.close()
                 await asyncio.sleep(0.1)  # the board is still processing the previous disconnect
             raise BleError("virtual board did not accept the link")
 
-    async def _receive(self) -> None:
-        assert self._reader is not None
-        try:
-            while line := await self._reader.readline():
-                msg = json.loads(line)
-                if msg.get("op") == "notify":
-                    ch = self.by_handle.get(msg["handle"])
-                    if ch is not None:
-                        ch.notify(bytes.fromhex(msg["data"]))
-                elif (fut := self._pending.pop(msg.get("id"), None)) is not None and not fut.done():
-                    fut.set_result(msg)
-        except (OSError, ValueError):
-            pass
-        finally:
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(BleError("link to the virtual board lost"))
-            self._pending.clear()
-            await self._close()
+    def _on_notify(self, handle: int, data: bytes) -> None:
+        ch = self.by_handle.get(handle)
+        if ch is not None:
+            ch.notify(data)
 
-    async def _close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    async def _lost(self) -> None:
+        self._link.fail_pending(BleError("link to the virtual board lost"))
+        await self._link.close()
 
     async def drop_link(self) -> None:
         """The central went away: end the board-side connection (the board re-advertises).
@@ -299,7 +274,7 @@ class BluezPeripheralRelay:
         and would refuse to export them twice).
         """
         try:
-            await self._close()
+            await self._link.close()
             for ch in self.by_handle.values():
                 ch.notifying = False  # subscriptions end with the connection
             if self.bus is not None:
@@ -313,20 +288,7 @@ class BluezPeripheralRelay:
 
     async def _request(self, req: dict[str, Any], want: bool = True) -> dict[str, Any]:
         await self.ensure_link()
-        assert self._writer is not None
-        self._seq += 1
-        req["id"] = self._seq
-        fut = asyncio.get_running_loop().create_future() if want else None
-        if fut is not None:
-            self._pending[self._seq] = fut
-        self._writer.write((json.dumps(req) + "\n").encode())
-        await self._writer.drain()
-        if fut is None:
-            return {}
-        reply = await asyncio.wait_for(fut, 10)
-        if reply.get("op") == "error":
-            raise BleError(f"ATT error 0x{int(reply.get('att', 0x0E)):02x}: {reply.get('error')}")
-        return reply
+        return await self._link.request(req, 10, want)
 
     async def read(self, handle: int) -> bytes:
         """GATT read relayed to the board."""
@@ -338,9 +300,9 @@ class BluezPeripheralRelay:
 
     async def stop(self) -> None:
         """Unregister and disconnect (idempotent)."""
-        await self._close()
-        if self._rx is not None:
-            self._rx.cancel()
+        await self._link.close()
+        if self._link.rx is not None:
+            self._link.rx.cancel()
         if self.bus is not None:
             with contextlib.suppress(Exception):
                 await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement", "o", [ADV_PATH])

@@ -31,6 +31,7 @@ from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError
 
 from fleetdesk import paths
+from fleetdesk.virtual.ble_wire import LinkClient
 
 _PROPS = ((0x0002, "read"), (0x0004, "write-without-response"), (0x0008, "write"),
           (0x0010, "notify"), (0x0020, "indicate"))
@@ -117,12 +118,8 @@ class VirtualBleakClient(BaseBleakClient):
         self._want_mtu = mtu
         self._mtu = 23
         self._name = ""
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._rx: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._notify: dict[int, NotifyCallback] = {}
-        self._seq = 0
+        self._link = LinkClient(self._on_notify, BleakError)
         self._closing = False
 
     @property
@@ -135,7 +132,7 @@ class VirtualBleakClient(BaseBleakClient):
 
     @property
     def is_connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        return self._link.is_open
 
     def _find_entry(self) -> dict[str, Any]:
         if isinstance(self._entry, dict):
@@ -148,22 +145,19 @@ class VirtualBleakClient(BaseBleakClient):
     async def connect(self, pair: bool = False, **kwargs: Any) -> None:
         entry = self._find_entry()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(entry["host"], entry["port"]), self._timeout)
-            self._writer.write((json.dumps({"op": "connect", "mtu": self._want_mtu}) + "\n").encode())
-            line = await asyncio.wait_for(self._reader.readline(), self._timeout)
+            reply = await self._link.open(entry["host"], entry["port"], self._want_mtu, self._timeout)
         except (OSError, asyncio.TimeoutError) as exc:
-            await self._close()
+            await self._link.close()
             raise BleakError(f"Device with address {self.address} was not found ({exc!r})") from exc
-        reply = json.loads(line) if line else {"op": "error", "error": "connection closed"}
+        reply = reply or {"op": "error", "error": "connection closed"}
         if reply.get("op") != "connected":
-            await self._close()
+            await self._link.close()
             raise BleakError(f"Connection refused by {self.address}: {reply.get('error')}")
         self._mtu = int(reply["mtu"])
         self._name = reply.get("name", "")
         self.services = self._build_services(reply["services"])
         self._closing = False
-        self._rx = asyncio.create_task(self._receive())
+        self._link.start_receiving(self._lost)
 
     def _build_services(self, services: list[dict[str, Any]]) -> BleakGATTServiceCollection:
         coll = BleakGATTServiceCollection()
@@ -177,80 +171,41 @@ class VirtualBleakClient(BaseBleakClient):
                     ch, ch["handle"], str(_uuid.UUID(ch["uuid"])), props, lambda: self._mtu - 3, svc))
         return coll
 
-    async def _receive(self) -> None:
-        assert self._reader is not None
-        try:
-            while True:
-                line = await self._reader.readline()
-                if not line:
-                    break
-                msg = json.loads(line)
-                if msg.get("op") == "notify":
-                    cb = self._notify.get(msg["handle"])
-                    if cb is not None:
-                        cb(bytearray.fromhex(msg["data"]))
-                    continue
-                fut = self._pending.pop(msg.get("id"), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-        except (OSError, ValueError, asyncio.CancelledError):
-            pass
-        finally:
-            await self._lost()
+    def _on_notify(self, handle: int, data: bytes) -> None:
+        cb = self._notify.get(handle)
+        if cb is not None:
+            cb(bytearray(data))
 
     async def _lost(self) -> None:
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(BleakError("Not connected"))
-        self._pending.clear()
-        unsolicited = not self._closing and self._writer is not None
-        await self._close()
+        self._link.fail_pending(BleakError("Not connected"))
+        unsolicited = not self._closing and self._link.writer is not None
+        await self._link.close()
         if unsolicited and self._disconnected_callback is not None:
             self._disconnected_callback()
 
-    async def _close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
     async def disconnect(self) -> None:
         self._closing = True
-        if self._writer is not None:
+        writer = self._link.writer
+        if writer is not None:
             with contextlib.suppress(Exception):
-                self._writer.write(b'{"op":"disconnect"}\n')
-                await self._writer.drain()
-        await self._close()
-        if self._rx is not None:
-            self._rx.cancel()
+                writer.write(b'{"op":"disconnect"}\n')
+                await writer.drain()
+        await self._link.close()
+        if self._link.rx is not None:
+            self._link.rx.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._rx
-            self._rx = None
+                await self._link.rx
+            self._link.rx = None
 
     def simulate_link_loss(self) -> None:
         """Drop the link abruptly (radio gone): both sides see an unsolicited disconnect."""
-        if self._writer is not None:
-            self._writer.transport.abort()
+        if self._link.writer is not None:
+            self._link.writer.transport.abort()
 
     async def _call(self, req: dict[str, Any], want_reply: bool = True) -> dict[str, Any]:
         if not self.is_connected:
             raise BleakError("Not connected")
-        assert self._writer is not None
-        self._seq += 1
-        req["id"] = self._seq
-        fut: asyncio.Future[dict[str, Any]] | None = None
-        if want_reply:
-            fut = asyncio.get_running_loop().create_future()
-            self._pending[self._seq] = fut
-        self._writer.write((json.dumps(req) + "\n").encode())
-        await self._writer.drain()
-        if fut is None:
-            return {}
-        reply = await asyncio.wait_for(fut, self._timeout)
-        if reply.get("op") == "error":
-            raise BleakError(f"ATT error 0x{int(reply.get('att', 0x0E)):02x}: {reply.get('error')}")
-        return reply
+        return await self._link.request(req, self._timeout, want_reply)
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
         return None
