@@ -9,10 +9,10 @@ import uuid
 
 import boto3
 import pytest
+from helpers_sandbox import connected_device
 
 from fleetdesk.cloud.connection import Connection
 from fleetdesk.cloud.errors import ControlPlaneError, ShadowConflict, ShadowRejected
-from fleetdesk.cloud.identity import create_device_identity
 from fleetdesk.cloud.session import CloudSession, app_settings
 from fleetdesk.cloud.settings import ConnectionSettings
 from fleetdesk.config import Profile
@@ -41,16 +41,7 @@ async def session(profile, tmp_path):
 
 
 async def device(sandbox, tmp_path, name: str) -> Connection:
-    iot = boto3.client("iot", **sandbox.boto3_kwargs())
-    ident = await asyncio.to_thread(create_device_identity, iot, name)
-    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    cert.write_text(ident.certificate_pem)
-    write_private(key, ident.private_key_pem.encode())
-    conn = Connection(ConnectionSettings(host=sandbox.mqtt_host, port=sandbox.mqtt_port, client_id=name,
-                                         ca_file=sandbox.ca_file, cert_file=str(cert), key_file=str(key),
-                                         clean_start=True, min_reconnect_ms=100, max_reconnect_ms=500))
-    await conn.start()
-    await conn.wait_connected(15)
+    conn, _ = await connected_device(sandbox, boto3.client("iot", **sandbox.boto3_kwargs()), tmp_path, name)
     return conn
 
 

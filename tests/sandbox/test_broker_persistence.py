@@ -17,16 +17,14 @@ from pathlib import Path
 
 import boto3
 import pytest
+from helpers_sandbox import connected_device
 
 from fleetdesk.cloud.connection import Connection, State
 from fleetdesk.cloud.errors import ConnectFailed
-from fleetdesk.cloud.identity import create_device_identity
 from fleetdesk.cloud.session import app_settings
-from fleetdesk.cloud.settings import ConnectionSettings
 from fleetdesk.cloud.telemetry import Telemetry
 from fleetdesk.config import Profile
 from fleetdesk.fleet.state import FleetState
-from fleetdesk.paths import write_private
 from fleetdesk.sandbox.broker import PERSISTENCE_FILE
 from fleetdesk.sandbox.child import start_sandbox, stop_sandbox
 from fleetdesk.store.telemetry import TelemetryStore
@@ -68,20 +66,6 @@ async def _restart_broker(info, log_path, sig: int) -> None:
     await wait_for(lambda: log_path.read_text(errors="replace").count("mosquitto restarted") > before, 30,
                    "the sandbox to restart mosquitto")
     assert _broker_pid(info) != pid
-
-
-async def _device(info, iot, tmp_path, name: str) -> tuple[Connection, object]:
-    ident = await asyncio.to_thread(create_device_identity, iot, name)
-    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    cert.write_text(ident.certificate_pem)
-    write_private(key, ident.private_key_pem.encode())
-    conn = Connection(ConnectionSettings(host=info.mqtt_host, port=info.mqtt_port, client_id=name,
-                                         ca_file=info.ca_file, cert_file=str(cert), key_file=str(key),
-                                         clean_start=True, min_reconnect_ms=100, max_reconnect_ms=500,
-                                         initial_attempts=1))
-    await conn.start()
-    await conn.wait_connected(15)
-    return conn, ident
 
 
 class App:
@@ -143,7 +127,7 @@ async def test_queued_telemetry_survives_broker_restart(private_sandbox, tmp_pat
     try:
         idents = []
         for thing in things:
-            dev, ident = await _device(info, iot, tmp_path, thing)
+            dev, ident = await connected_device(info, iot, tmp_path, thing, initial_attempts=1)
             devs.append(dev)
             idents.append(ident)
         # every message PUBACKed by the broker while the app is offline: queued in its session
