@@ -15,22 +15,9 @@ import binascii
 import json
 import os
 
-from fd import ble_config
+from fd import ble_config, compat
 
 FS = sys.argv[1]
-
-
-def _mkdirs(path):
-    cur = ""
-    for part in path.split("/"):
-        if not part:
-            cur = "/"
-            continue
-        cur = cur + part if cur.endswith("/") else cur + "/" + part
-        try:
-            os.mkdir(cur)
-        except OSError:
-            pass
 
 
 class Dev:
@@ -53,7 +40,7 @@ class Dev:
 
     def write_file(self, path, data):
         full = FS + path
-        _mkdirs(full.rsplit("/", 1)[0])
+        compat.makedirs(full.rsplit("/", 1)[0])
         with open(full, "wb") as f:
             f.write(data)
 
