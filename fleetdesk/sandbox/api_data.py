@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route, running_service
+from fleetdesk.sandbox.control_plane import model_route, offset_page, running_service
 from fleetdesk.sandbox.shadow_doc import ShadowError
 from fleetdesk.sandbox.shadow_service import SHADOW_NAME_RE
 
@@ -67,10 +67,10 @@ def list_named_shadows(ctx, request):
     size = int(p.get("pageSize") or 25)
     if not 1 <= size <= 100:
         raise AwsError("InvalidRequestException", "pageSize must be between 1 and 100")
-    start = int(p.get("nextToken") or 0) if str(p.get("nextToken") or "0").isdigit() else 0
-    out = {"results": names[start:start + size], "timestamp": int(time.time())}
-    if start + size < len(names):
-        out["nextToken"] = str(start + size)
+    page, nxt = offset_page(names, p.get("nextToken"), size)
+    out = {"results": page, "timestamp": int(time.time())}
+    if nxt:
+        out["nextToken"] = nxt
     return out
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fleetdesk.sandbox import files
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route, running_service
+from fleetdesk.sandbox.control_plane import list_page, model_route, running_service
 from fleetdesk.sandbox.jobs_engine import JobsError
 from fleetdesk.sandbox.presign import PresignError, verify
 
@@ -31,16 +31,6 @@ def _call(ctx, fn, *args, **kwargs):
         raise AwsError(exc.code, exc.message, exc.status) from exc
     finally:
         service.notify_changes()
-
-
-def _page(items: list, p: dict, key: str) -> dict:
-    size = int(p.get("maxResults") or 100)
-    token = str(p.get("nextToken") or "0")
-    start = int(token) if token.isdigit() else 0
-    out = {key: items[start:start + size]}
-    if start + size < len(items):
-        out["nextToken"] = str(start + size)
-    return out
 
 
 def _document(ctx, p: dict) -> str | None:
@@ -73,7 +63,7 @@ def get_job_document(ctx, request):
 
 def list_jobs(ctx, request):
     p = request.params
-    return _page(_call(ctx, lambda e: e.list_jobs(p.get("status"), p.get("targetSelection"))), p, "jobs")
+    return list_page(_call(ctx, lambda e: e.list_jobs(p.get("status"), p.get("targetSelection"))), p, "jobs")
 
 
 def cancel_job(ctx, request):
@@ -89,14 +79,14 @@ def delete_job(ctx, request):
 
 def list_executions_for_job(ctx, request):
     p = request.params
-    return _page(_call(ctx, lambda e: e.list_executions_for_job(p["jobId"], p.get("status"))), p,
-                 "executionSummaries")
+    return list_page(_call(ctx, lambda e: e.list_executions_for_job(p["jobId"], p.get("status"))), p,
+                     "executionSummaries")
 
 
 def list_executions_for_thing(ctx, request):
     p = request.params
-    return _page(_call(ctx, lambda e: e.list_executions_for_thing(p["thingName"], p.get("status"), p.get("jobId"))),
-                 p, "executionSummaries")
+    return list_page(_call(ctx, lambda e: e.list_executions_for_thing(p["thingName"], p.get("status"), p.get("jobId"))),
+                     p, "executionSummaries")
 
 
 def describe_execution(ctx, request):

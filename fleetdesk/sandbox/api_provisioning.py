@@ -10,7 +10,7 @@ import re
 import time
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.control_plane import list_page, model_route
 from fleetdesk.sandbox.provisioning import TemplateStore, validate_template_body
 
 NAME_RE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
@@ -60,13 +60,7 @@ def list_templates(ctx, request):
     items = [{k: t[k] for k in ("templateArn", "templateName", "description", "creationDate",
                                   "lastModifiedDate", "enabled", "type")}
              for _, t in sorted(_store(ctx).all().items())]
-    size = int(p.get("maxResults") or 100)
-    token = str(p.get("nextToken") or "0")
-    start = int(token) if token.isdigit() else 0
-    out = {"templates": items[start:start + size]}
-    if start + size < len(items):
-        out["nextToken"] = str(start + size)
-    return out
+    return list_page(items, p, "templates")
 
 
 def update_template(ctx, request):

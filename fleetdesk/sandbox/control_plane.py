@@ -127,6 +127,26 @@ def running_service(ctx, key: str, what: str):
     return service
 
 
+def offset_page(items: list, token, size: int) -> tuple[list, str | None]:
+    """The ``size`` items from offset ``token`` (a token that is not a number starts at 0).
+
+    Returns:
+        (the page, the next page's token or None on the last page).
+    """
+    text = str(token or "0")
+    start = int(text) if text.isdigit() else 0
+    return items[start:start + size], (str(start + size) if start + size < len(items) else None)
+
+
+def list_page(items: list, params: dict, key: str) -> dict:
+    """A List* reply with ``maxResults`` (default 100) of ``items`` under ``key``, plus ``nextToken``."""
+    page, nxt = offset_page(items, params.get("nextToken"), int(params.get("maxResults") or 100))
+    out = {key: page}
+    if nxt:
+        out["nextToken"] = nxt
+    return out
+
+
 def model_route(service: str, operation: str, handler: Callable) -> tuple[str, str, str, Callable]:
     """A ROUTES entry for ``operation`` of ``service`` from botocore's model.
 
