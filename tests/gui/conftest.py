@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from gui_testutil import until  # noqa: F401  (re-exported for older imports)
 
 SCREENSHOT_DIR_ENV = "FLEETDESK_SCREENSHOTS"  # set to a dir to keep the PNGs (docs/screenshots)
 
@@ -104,15 +105,6 @@ def shot(tmp_path):
         return path
 
     return save
-
-
-async def until(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
-    """Await until ``predicate()`` is true (asyncio side of qtbot.waitUntil)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from fleetdesk.sandbox.launcher import SandboxLauncher, find_running, pid_alive
 from gui.app import CloudController
 
-from .conftest import until
+from gui_testutil import until
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(240)]
 

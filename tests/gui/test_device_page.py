@@ -16,7 +16,7 @@ import pytest
 from fleetdesk.store.telemetry import Sample
 from gui.widgets.shadow_editor import JsonProblem, ShadowEditor, delta_of, parse_desired
 
-from .conftest import until
+from gui_testutil import until
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 

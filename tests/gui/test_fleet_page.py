@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from fleetdesk.fleet.state import FleetState
 from gui.models.fleet_table import SORT_ROLE, FleetFilterProxy, FleetTableModel
 
-from .conftest import until
+from gui_testutil import until
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(180)]
 

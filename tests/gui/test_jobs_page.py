@@ -10,7 +10,7 @@ import pytest
 
 from gui.pages.jobs import load_templates, parse_document
 
-from .conftest import until
+from gui_testutil import until
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
 
