@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flash_speed import build_bundles, virtual_boards  # noqa: E402
+from flash_speed import EMULATORS, build_bundles, cpu_seconds, virtual_boards  # noqa: E402
 
 GOAL = 1.3
 
@@ -80,13 +80,26 @@ def main() -> int:
             time.sleep(max(3.0, args.boards * 0.8))  # spares import esptool (the station does this at lock time)
             one, _ = flash_all(ports[:1], plan, args.baud)
             time.sleep(max(3.0, args.boards * 0.8))
+            import resource
+
+            emu0 = cpu_seconds(EMULATORS)
+            own0 = resource.getrusage(resource.RUSAGE_SELF)
+            kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             many, _ = flash_all(ports, plan, args.baud)
+            time.sleep(1.0)  # let the workers be reaped so their CPU is counted
+            own1 = resource.getrusage(resource.RUSAGE_SELF)
+            kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            station_cpu = (own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime
+                           + kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime)
+            emu_cpu = cpu_seconds(EMULATORS) - emu0
             POOL.close()
         ratio = many / one
         ok = ratio <= GOAL
         print(f"1 board: {one:.2f} s   {args.boards} boards: {many:.2f} s   ratio {ratio:.3f}   "
               f"{'PASS' if ok else 'FAIL'}")
         print(f"throughput: {args.boards * 3600 / many:.0f} boards/hour with {args.boards} slots")
+        print(f"CPU during the {args.boards}-board run: station (app + esptool workers) {station_cpu:.1f} s, "
+              f"board emulators + booted firmware {emu_cpu:.1f} s, on {os.cpu_count()} CPUs over {many:.1f} s wall")
     return 0 if ok else 1
 
 

@@ -30,6 +30,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 GOAL = 1.05
+EMULATORS: list[int] = []  # pids of the virtual-board processes (for CPU accounting)
+
+
+def cpu_seconds(pids) -> float:
+    """user+system CPU of processes and their descendants so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 @contextlib.contextmanager
@@ -42,6 +56,7 @@ def virtual_boards(count: int, workdir: Path, throttle: bool = True, env: dict |
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         boards = json.loads(proc.stdout.readline())
+        EMULATORS.append(proc.pid)
         yield [b["port"] for b in boards]
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -220,6 +220,19 @@ class _ZlibWithCache:
         return getattr(self._real, name)
 
 
+def _cheap_trace_formatting() -> None:
+    """esptool 5.x builds its trace lines with f-strings, so `HexFormatter.__str__` hex-dumps
+    every packet even with tracing off (~20 % of a core per flashing board, measured). This
+    worker never enables tracing: format a length only."""
+    from esptool import loader
+
+    class _LengthOnly(loader.HexFormatter):
+        def __str__(self) -> str:
+            return f"<{len(self._s)} bytes>"
+
+    loader.HexFormatter = _LengthOnly
+
+
 def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> dict:
     """Run one job; returns the result fields (also emitted as the last event).
 
@@ -230,6 +243,8 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
     from esptool import cmds
     from esptool.logger import log
 
+    if not job.get("trace"):
+        _cheap_trace_formatting()
     if job.get("zcache"):
         import zlib
 
