@@ -31,7 +31,7 @@ COLUMNS = (
     ("groups", "Groups"),
     ("attributes", "Attributes"),
 )
-NEW_ROWS_PER_SLICE = 250
+NEW_ROWS_PER_SLICE = 50  # a new row costs ~0.3 ms (9 items): 1,000 new things arrive over 20 slices
 _FILTERED = (3, 7, 8)  # firmware, groups, attributes: the filter text besides the name
 NUMERIC = {"last_seen", "shadow_version", "temperature", "humidity"}
 ONLINE_BRUSH = QBrush(QColor("#1b7f3b"))
