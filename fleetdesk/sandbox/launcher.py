@@ -61,6 +61,25 @@ class LauncherState:
         return self.phase
 
 
+def _parent_death_signal():
+    """Linux: a ``preexec_fn`` that makes the child get SIGTERM when the app dies (even by
+    SIGKILL or a crash), so a sandbox we started never outlives us. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only makes one call
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
 def default_command() -> list[str]:
     """How to run the CLI from this interpreter (works in a venv and a clean checkout)."""
     return [sys.executable, "-m", "fleetdesk"]
@@ -203,6 +222,7 @@ class SandboxLauncher:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.env,
+                preexec_fn=_parent_death_signal(),
             )
         except OSError as exc:
             raise SandboxError(f"cannot run {self.command[0]}: {exc}") from exc

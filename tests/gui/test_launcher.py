@@ -116,3 +116,41 @@ async def test_ready_timeout(tmp_path):
     state = await ln.start()
     assert state.phase == "failed" and "not ready after" in state.reason
     assert not ln.owned
+
+
+def test_the_child_dies_with_the_app(tmp_path):
+    """A crashed app (SIGKILL) must not leave its sandbox running (Linux: PR_SET_PDEATHSIG)."""
+    import signal
+    import subprocess
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signal is Linux-only")
+    app = f"""
+import asyncio, os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from fleetdesk.sandbox.launcher import SandboxLauncher
+async def main():
+    ln = SandboxLauncher({str(tmp_path)!r}, command={STUB!r}, env={{**os.environ, "STUB_MODE": "ok"}})
+    st = await ln.start()
+    print(ln.pid, flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+    proc = subprocess.Popen([sys.executable, "-c", app], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        child = int(proc.stdout.readline())
+        assert pid_alive(child)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(child), "the sandbox outlived the app that started it"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if child and pid_alive(child):
+            os.kill(child, signal.SIGKILL)
