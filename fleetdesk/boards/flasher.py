@@ -325,7 +325,8 @@ class FlashJob:
         baud: the station's baud rate (falls back to 115200 once on failure).
         on_event: receives every worker event plus {"event": "log"} notes from here.
         security: options for the pre-write checks (see fleetdesk.boards.worker).
-        read: regions to read back before the write (identity backups).
+        read: regions to read back before the write (identity backups). ``prepare`` may
+            also set ``read_before_write`` (regions without paths) once it knows the board.
         reset: hard-reset after the write (boot the new firmware).
         prepare: called with the board's facts (chip, mac, flash size...) once connected and
             checked, returns the plan to write (e.g. with the device's identity in its vfs).
@@ -344,6 +345,7 @@ class FlashJob:
         self.timeout = timeout
         self.prepare = prepare
         self.prepared: FlashPlan | None = None
+        self.read_before_write: list[dict] = []  # set by ``prepare``: regions read before the write
         self.prepare_error: BaseException | None = None
         self._worker: EsptoolWorker | None = None
         self._cancelled = threading.Event()
@@ -407,13 +409,15 @@ class FlashJob:
             if self.prepared is None:  # a baud fallback retry reuses the first identity
                 self.prepared = self.prepare({k: v for k, v in info.items() if k != "event"})
             parts = self._write_parts(self.prepared, "d")
+            reads = [{**r, "path": str(self._tmp / f"read-{i}-{r['label']}.bin")}
+                     for i, r in enumerate(self.read_before_write)]
         except BaseException as exc:  # noqa: BLE001 - reported as the job's failure
             self.prepare_error = exc
             if worker is not None:
                 worker.send({"abort": True, "reason": str(exc)})
             return
         if worker is not None:
-            worker.send({"parts": parts})
+            worker.send({"parts": parts, "read": reads})
 
     def _once(self, job: dict) -> WorkerResult:
         if self._cancelled.is_set():

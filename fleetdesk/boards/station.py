@@ -36,12 +36,14 @@ class StationSettings:
     station: str = ""
     product: str | None = None
     sandbox_state_dir: str | None = None
+    profile: object = None  # a fleetdesk.config.Profile (sandbox or aws); None = the sandbox at sandbox_state_dir
     online_timeout: float = 60.0
     wait_online: bool = True
     allowed_usb: list = field(default_factory=list)
     wifi: dict | None = None
     db_path: str | None = None
     factory_reset: bool = False  # mint a new identity even when the board's is on file
+    restore_identity: bool = False  # write the identity on file back (board erased or replaced flash)
     repurpose: bool = False  # operator confirmed: overwrite another product's identity
     offline_pool: bool = False  # identities from the pre-minted certificate pool (works offline)
     boot_wait: float = 1.0  # seconds of console kept after boot when not waiting for presence
@@ -69,6 +71,10 @@ class BoardResult:
     attempt_id: int | None = None
     run_id: str | None = None
     pending_sync: bool = False  # offline pool flash: the thing is registered at the next sync
+    presence: str = ""  # how "online" was established: cloud presence, or the console fallback (and why)
+    identity_on_file: bool = False  # the production DB knows this MAC's identity (restore offered)
+    backup_id: int | None = None  # identity backup read from the board before this write replaced it
+    restored: bool = False  # the identity on file was written back (--restore-identity)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -155,6 +161,7 @@ class BoardPipeline:
         self._run_id: str | None = None
         self._trace: list[str] = []
         self._last_written = False
+        self._backup_of: tuple | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -197,6 +204,11 @@ class BoardPipeline:
         if self.pool is not None:
             return self._prepare_from_pool(thing, mac)
         kept = None
+        self.result.identity_on_file = bool(known and known.certificate_id)
+        if self.settings.restore_identity:
+            restored = self._restore_files(known, thing)
+            if restored is not None:
+                return restored
         if known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
         if kept is not None:
@@ -211,6 +223,65 @@ class BoardPipeline:
             self._journal("identity", "done", {"thing": thing, "created": not existed}, thing=thing,
                           certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
         files = device_files(minted, self.cloud, product=self.settings.product, wifi=self.settings.wifi)
+        plan = self.plan.with_vfs_files(files)
+        if kept is None and known and known.certificate_id:  # the board's identity is replaced: back it up
+            self._backup_before_write(known, plan)
+        self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
+        return plan
+
+    def _backup_before_write(self, known, plan) -> None:
+        """Have the worker read the vfs partition back before its write (bounded to the blocks
+        ``plan``'s vfs image uses, the rest only if the identity lies beyond them)."""
+        vfs = plan.partition("vfs")
+        if vfs is None or self._job is None:
+            return
+        self._backup_of = (known.mac, known.thing, known.certificate_id)
+        self._job.read_before_write = [{"label": "vfs-backup", "offset": vfs.offset, "size": vfs.size,
+                                        "first": _used_extent(plan, vfs), "check": "littlefs-identity"}]
+        self._journal("backup", "begin", {"thing": known.thing, "certificate_id": known.certificate_id})
+
+    def _save_backup(self, ev: dict) -> None:
+        import hashlib
+        from pathlib import Path
+
+        from fleetdesk.boards.vfs import identity_files
+
+        mac, thing, cert = self._backup_of
+        data = Path(ev["path"]).read_bytes()
+        files = identity_files(data, int(ev.get("size") or len(data)))
+        self.result.backup_id = self.db.save_backup(mac, "vfs", int(ev.get("offset") or 0), data)
+        # never key material in the journal: names, sizes and a digest only
+        self._journal("backup", "done", {"backup_id": self.result.backup_id, "thing": thing, "certificate_id": cert,
+                                         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                         "identity": files is not None})
+
+    def _restore_files(self, known, thing: str):
+        """The plan with the identity on file written back: the last backup read from this board
+        when it holds the device's current (ACTIVE) certificate, else the station's key store."""
+        from fleetdesk.boards.identity import _pem_to_der, device_files, stored_identity
+        from fleetdesk.boards.vfs import identity_files
+
+        if not (known and known.certificate_id):
+            raise FleetdeskError(f"no identity on file for board {self.result.mac}",
+                                 "flash it without --restore-identity to give it a new identity")
+        ident = stored_identity(self.cloud, thing, known.certificate_id)
+        if ident is None:
+            raise FleetdeskError(
+                f"the identity on file for {thing} (certificate {known.certificate_id[:12]}) is no longer ACTIVE "
+                "or its key is missing", "flash it with --factory-reset to give it a new identity")
+        files = None
+        backup = self.db.latest_backup(known.mac, "vfs")
+        if backup is not None:
+            vfs = self.plan.partition("vfs")
+            files = identity_files(backup[1], vfs.size if vfs else None)
+            if files and files["/certs/cert.der"] != _pem_to_der(ident.certificate_pem):
+                files = None  # a backup of an identity the board no longer uses
+        source = "backup" if files else "key store"
+        if files is None:
+            files = device_files(ident, self.cloud, product=known.product or self.settings.product,
+                                 wifi=self.settings.wifi)
+        self.result.thing, self.result.certificate_id, self.result.restored = thing, ident.certificate_id, True
+        self._journal("identity", "done", {"thing": thing, "restored": source})
         plan = self.plan.with_vfs_files(files)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
@@ -260,6 +331,11 @@ class BoardPipeline:
         elif kind == "info":
             self.result.chip, self.result.mac = ev.get("chip"), ev.get("mac")
             self._event(info={k: v for k, v in ev.items() if k != "event"})
+        elif kind == "read" and ev.get("label") == "vfs-backup" and self._backup_of:
+            try:
+                self._save_backup(ev)
+            except Exception as exc:  # noqa: BLE001 - journaled; the write still replaces the identity
+                self._journal("backup", "failed", f"{type(exc).__name__}: {exc}")
         elif kind == "fallback":
             self._event(log=f"fell back to {ev.get('baud')} baud", fallback=True)
 
@@ -301,7 +377,7 @@ class BoardPipeline:
             if waiting:
                 self._event(stage="online")
                 self._journal("online", "begin")
-                self._wait_online(flashed_at)
+                self._wait_online(flashed_at, console)
                 self._journal("online", "done")
             else:
                 self._cancel.wait(self.settings.boot_wait)
@@ -347,7 +423,9 @@ class BoardPipeline:
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
 
-    def _wait_online(self, flashed_at: float) -> None:
+    def _wait_online(self, flashed_at: float, console: "ConsoleReader | None" = None) -> None:
+        from fleetdesk.boards.identity import PresenceUnavailable
+
         deadline = time.monotonic() + self.settings.online_timeout
         thing = self.result.thing
         c: dict = {}
@@ -356,10 +434,13 @@ class BoardPipeline:
                 raise _Failed("online", "cancelled by the operator", "cancelled")
             try:
                 c = self.cloud.connectivity(thing)
+            except PresenceUnavailable as exc:
+                return self._wait_console_online(console, deadline, exc.message)
             except Exception as exc:  # noqa: BLE001 - transient control-plane errors: keep polling
                 c = {"connected": False, "error": str(exc)}
             ts = c.get("timestamp")
             if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
+                self.result.presence = "cloud presence (GetThingConnectivityData)"
                 return
             self._cancel.wait(0.5)
         seen = "never seen" if not c.get("timestamp") else (
@@ -367,6 +448,24 @@ class BoardPipeline:
         raise _Failed("online", f"{thing} did not come online in presence within "
                                 f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
                                 f"{int(flashed_at * 1000)})", "not-online")
+
+    def _wait_console_online(self, console: "ConsoleReader | None", deadline: float, why: str) -> None:
+        """Fallback when the cloud's presence cannot be read: the board's own console line
+        ``online as <thing>`` (printed once its MQTT connection is up)."""
+        thing = self.result.thing
+        self.result.presence = f"boot seen on the console (cloud presence unavailable: {why})"
+        self._journal("online", "fallback", self.result.presence)
+        self._event(log=f"presence unavailable, watching the console instead: {why}")
+        want = f"online as {thing}"
+        while time.monotonic() < deadline:
+            if self._cancel.is_set():
+                raise _Failed("online", "cancelled by the operator", "cancelled")
+            if console is not None and any(want in line for line in list(console.lines)):
+                return
+            self._cancel.wait(0.25)
+        raise _Failed("online", f"{thing} did not report '{want}' on the console within "
+                                f"{self.settings.online_timeout:.0f} s after boot (cloud presence unavailable: "
+                                f"{why})", "not-online")
 
     def _job_written(self) -> bool:
         return bool(self._last_written)
@@ -392,6 +491,16 @@ class BoardPipeline:
             self._journal("rollback", "failed", str(exc))
 
 
+def _used_extent(plan, vfs) -> int:
+    """Bytes from the vfs start up to the last block this bundle's image uses (+64 KB margin)."""
+    image = next((p.data for p in plan.parts if p.offset == vfs.offset), b"")
+    end = 0
+    for i in range(0, len(image), 4096):
+        if image[i:i + 4096].count(0xFF) != len(image[i:i + 4096]):
+            end = i + 4096
+    return min(vfs.size, end + 0x10000)
+
+
 class _Failed(Exception):
     def __init__(self, step: str, reason: str, kind: str = "") -> None:
         super().__init__(reason)
@@ -411,7 +520,8 @@ class Station:
 
     Args:
         settings: the station's locked settings.
-        cloud: a CloudTarget; by default the sandbox profile when ``settings.identity``.
+        cloud: a CloudTarget; by default, when ``settings.identity``, the one of
+            ``settings.profile`` (sandbox or AWS), else the sandbox at ``settings.sandbox_state_dir``.
         db: a ProductionDB (default: the app data dir's).
     """
 
@@ -429,7 +539,10 @@ class Station:
             from fleetdesk.boards.identity import CloudTarget
 
             try:
-                self.cloud = CloudTarget.from_sandbox(settings.sandbox_state_dir)
+                if settings.profile is not None:
+                    self.cloud = CloudTarget.from_profile(settings.profile, settings.sandbox_state_dir)
+                else:
+                    self.cloud = CloudTarget.from_sandbox(settings.sandbox_state_dir)
             except FleetdeskError as exc:  # every board then FAILs with this reason, nothing flashed
                 self._cloud_error = exc
         self.pool = None

@@ -6,6 +6,8 @@ with MicroPython's parameters so a station still works while that module evolves
 
 from __future__ import annotations
 
+import json
+
 BLOCK_SIZE = 4096
 _LFS_ARGS = dict(read_size=32, prog_size=32, lookahead_size=32, block_cycles=100)
 
@@ -44,6 +46,37 @@ def read_files(image: bytes) -> dict[str, bytes]:
             with fs.open(p, "rb") as f:
                 out[p] = f.read()
     return out
+
+
+IDENTITY_PATHS = ("/config.json", "/certs/ca.der", "/certs/cert.der", "/certs/key.der")
+
+
+def identity_files(image: bytes, size: int | None = None) -> dict[str, bytes] | None:
+    """A board's identity files (/config.json, /certs/*.der) from a vfs image read back.
+
+    Args:
+        image: the partition bytes, or a prefix of them (the rest is taken as erased).
+        size: the partition size (default: ``len(image)``).
+
+    Returns:
+        path -> bytes, or None when the image holds no complete, well-formed identity
+        (erased, not littlefs, or a file lies beyond the bytes read).
+    """
+    size = size or len(image)
+    padded = bytes(image[:size]) + b"\xff" * (size - len(image))
+    if padded.count(0xFF) == len(padded):
+        return None
+    try:
+        files = read_files(padded)
+        config = json.loads(files["/config.json"])
+        from cryptography import x509
+
+        x509.load_der_x509_certificate(files["/certs/cert.der"])
+    except Exception:  # not littlefs, truncated, or missing files: no identity
+        return None
+    if not config.get("thing_name") or not all(files.get(p) for p in IDENTITY_PATHS):
+        return None
+    return {p: files[p] for p in IDENTITY_PATHS}
 
 
 def _mount(image: bytes, littlefs):

@@ -195,8 +195,26 @@ def _await_parts(inbox: "queue.Queue", cancel: threading.Event, timeout: float) 
             continue
         if msg.get("abort"):
             raise Refused(msg.get("reason") or "aborted before writing")
-        return msg["parts"]
+        return msg
     raise Refused(f"no image arrived within {timeout:.0f} s; nothing was written")
+
+
+def _read_regions(esp, regions: list[dict], events: _Events) -> None:
+    """Read regions back before writing. ``first`` bounds the read (bytes from the start);
+    with ``"check": "littlefs-identity"`` the rest is read only when that prefix does not
+    hold a whole identity (a littlefs image's used blocks usually sit at its start)."""
+    for region in regions:
+        off, size = int(region["offset"]), int(region["size"])
+        data = esp.read_flash(off, min(size, int(region.get("first") or size)))
+        if len(data) < size and region.get("check") == "littlefs-identity":
+            from fleetdesk.boards.vfs import identity_files
+
+            if identity_files(data, size) is None:
+                data += esp.read_flash(off + len(data), size - len(data))
+        with open(region["path"], "wb") as f:
+            f.write(data)
+        events.emit("read", label=region.get("label", ""), path=region["path"], offset=off, size=size,
+                    bytes=len(data))
 
 
 class _ZlibWithCache:
@@ -239,6 +257,7 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
     With ``"await_parts": true`` the worker connects, checks and reports ``ready`` (with the
     chip facts), then waits for a stdin line ``{"parts": [...]}`` (or ``{"abort": true}``):
     the host mints the board's identity from its MAC in between, on the same connection.
+    That line may also carry ``"read": [...]`` regions to read back before the write.
     """
     from esptool import cmds
     from esptool.logger import log
@@ -281,13 +300,11 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         cmds.attach_flash(esp)
         _flash_info(esp, cmds, info)
         events.emit("info", **info)
-        for region in job.get("read", []):
-            data = esp.read_flash(int(region["offset"]), int(region["size"]))
-            with open(region["path"], "wb") as f:
-                f.write(data)
-            events.emit("read", label=region.get("label", ""), path=region["path"])
+        _read_regions(esp, job.get("read", []), events)
         if job.get("await_parts"):
-            job_parts = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))
+            msg = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))
+            _read_regions(esp, msg.get("read", []), events)  # e.g. the identity backup, before any erase
+            job_parts = msg["parts"]
             parts = [(int(p["offset"]), os.path.getsize(p["path"])) for p in job_parts]
             logger.plan_parts = parts
         need = max((off + size for off, size in parts), default=0)

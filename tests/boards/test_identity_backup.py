@@ -1,0 +1,77 @@
+"""Issue 10 §3 on a virtual board: a factory reset first reads the board's identity back into
+the production DB; an erased board whose identity is on file gets it back (--restore-identity)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from fleetdesk.boards.identity import CloudTarget, _pem_to_der
+from fleetdesk.boards.station import Station, StationSettings
+from fleetdesk.boards.vfs import identity_files, read_files
+from fleetdesk.store.production import ProductionDB
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def _cert(cloud, cert_id) -> dict:
+    return cloud.iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+
+
+def test_factory_reset_backs_up_identity_then_erased_board_is_restored(rig, bundle_dir, tmp_path, sandbox):
+    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
+    (board,) = rig.add(1)
+    settings = StationSettings(bundle=str(bundle_dir), identity=True, online_timeout=90, station="line-1")
+    station = Station(settings, cloud=cloud, db=ProductionDB(tmp_path / "prod.sqlite3"))
+    vfs = station.plan.partition("vfs")
+    first = station.run_one(board.url)
+    assert first.result == "PASS", first.error
+    assert not first.identity_on_file and first.backup_id is None  # a new board: nothing to back up
+
+    # factory reset: the old identity is read back (before the write) and kept in the DB
+    station.settings.factory_reset = True
+    reset = station.run_one(board.url)
+    assert reset.result == "PASS", reset.error
+    assert reset.identity_on_file and reset.backup_id
+    assert reset.thing == first.thing and reset.certificate_id != first.certificate_id
+    offset, data = station.db.latest_backup(board.spec.mac, "vfs")
+    assert offset == vfs.offset and len(data) < vfs.size  # bounded read, not the whole partition
+    files = identity_files(data, vfs.size)
+    assert files is not None, "the backup does not parse as littlefs holding the identity"
+    assert json.loads(files["/config.json"])["thing_name"] == first.thing
+    assert files["/certs/cert.der"] == _pem_to_der(_cert(cloud, first.certificate_id)["certificatePem"])
+    steps = station.db.journal(reset.run_id)
+    (done,) = [j for j in steps if j["step"] == "backup" and j["status"] == "done"]
+    detail = json.loads(done["detail"])
+    assert detail["certificate_id"] == first.certificate_id and detail["identity"] is True
+    assert "PRIVATE" not in done["detail"] and "key" not in json.dumps(detail).replace("key_", "")
+    begin = next(j for j in steps if j["step"] == "backup" and j["status"] == "begin")
+    print(f"\nbackup read: {detail['bytes'] // 1024} KB of {vfs.size // 1024} KB in {done['ts'] - begin['ts']:.2f} s")
+
+    # the board loses its flash; the identity on file is written back and the board comes online
+    board.flash.erase(vfs.offset, vfs.size)
+    assert identity_files(board.flash.read(vfs.offset, vfs.size)) is None
+    station.settings.factory_reset, station.settings.restore_identity = False, True
+    t0 = time.monotonic()
+    restored = station.run_one(board.url)
+    assert restored.result == "PASS", (restored.error, restored.console_tail[-5:])
+    assert restored.restored and restored.backup_id is None
+    assert (restored.thing, restored.certificate_id) == (reset.thing, reset.certificate_id)
+    assert _cert(cloud, reset.certificate_id)["status"] == "ACTIVE"
+    assert cloud.connectivity(restored.thing)["connected"]
+    on_board = read_files(board.flash.read(vfs.offset, vfs.size))
+    assert on_board["/certs/cert.der"] == _pem_to_der(_cert(cloud, reset.certificate_id)["certificatePem"])
+    print(f"restore flash: {time.monotonic() - t0:.1f} s")
+
+
+def test_restore_without_identity_on_file_refuses_before_writing(rig, bundle_dir, tmp_path, sandbox):
+    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
+    (board,) = rig.add(1)
+    settings = StationSettings(bundle=str(bundle_dir), identity=True, restore_identity=True, station="line-1")
+    station = Station(settings, cloud=cloud, db=ProductionDB(tmp_path / "prod.sqlite3"))
+    before = board.flash.read(0, board.flash.size)
+    r = station.run_one(board.url)
+    assert r.result == "FAIL" and "no identity on file" in r.error
+    assert board.flash.read(0, board.flash.size) == before
