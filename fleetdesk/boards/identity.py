@@ -15,7 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from fleetdesk.errors import CloudError
-from fleetdesk.paths import data_dir, write_private
+from fleetdesk.paths import RESOURCES_DIR, data_dir, write_private
+
+AMAZON_ROOT_CA = RESOURCES_DIR / "ca" / "AmazonRootCA1.pem"
+AWS_MQTT_PORT = 8883
+# GetThingConnectivityData error codes meaning "presence is not available to us here"
+# (no permission, or fleet indexing with thing connectivity is off): the station then falls
+# back to the board's own console report.
+PRESENCE_UNAVAILABLE = ("AccessDeniedException", "UnauthorizedException", "InvalidRequestException",
+                        "IndexNotReadyException", "ForbiddenException")
+
+
+class PresenceUnavailable(CloudError):
+    """GetThingConnectivityData cannot be used with this profile (access or indexing)."""
 
 
 @dataclass
@@ -37,6 +49,88 @@ class CloudTarget:
     region: str
     ca_pem: bytes
     name: str = "sandbox"
+    kind: str = "sandbox"
+
+    @classmethod
+    def from_profile(cls, profile, state_dir: str | Path | None = None) -> "CloudTarget":
+        """The target of a :class:`fleetdesk.config.Profile`: its sandbox, or its AWS account.
+
+        Args:
+            profile: a sandbox or aws profile.
+            state_dir: sandbox only; overrides ``profile.state_dir``.
+        """
+        if profile.kind == "aws":
+            return cls.from_aws(profile)
+        target = cls.from_sandbox(state_dir or profile.state_dir)
+        target.name = profile.name
+        return target
+
+    @classmethod
+    def from_aws(cls, profile) -> "CloudTarget":
+        """An AWS IoT account through boto3 with the profile's credentials source.
+
+        The ``iot`` client runs in ``profile.region`` with a Session from the default chain
+        (env, ~/.aws, SSO), the named profile, or the access key + keyring secret. Boards
+        connect with mTLS to ``profile.endpoint`` (DescribeEndpoint iot:Data-ATS when empty)
+        on port 8883 and trust Amazon Root CA 1 (bundled in resources/ca/).
+
+        Two documented overrides in ``profile.extra`` exist for pointing the AWS code path at
+        something else than AWS (e.g. the sandbox, through ``fleetdesk sandbox env``):
+        ``device_ca_file`` (PEM the device trusts instead of Amazon Root CA 1) and
+        ``mqtt_port`` (instead of 8883).
+
+        Raises:
+            CloudError: no credentials, no secret in the keyring, no endpoint, or the CA
+                file cannot be read.
+        """
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from fleetdesk.errors import FleetdeskError
+
+        try:
+            if profile.credentials not in ("default-chain", "aws-profile", "keyring"):
+                raise CloudError(f"profile {profile.name!r}: unknown credentials source {profile.credentials!r}",
+                                 "pick default-chain, aws-profile or keyring in Settings")
+            if profile.credentials == "aws-profile":
+                session = boto3.Session(profile_name=profile.aws_profile or None, region_name=profile.region)
+            elif profile.credentials == "keyring":
+                secret = profile.secret_key()
+                if not (profile.access_key_id and secret):
+                    raise CloudError(f"profile {profile.name!r}: no secret key for {profile.access_key_id!r} "
+                                     "in the OS keyring", "enter the access key and secret again in Settings")
+                session = boto3.Session(aws_access_key_id=profile.access_key_id, aws_secret_access_key=secret,
+                                        region_name=profile.region)
+            else:
+                session = boto3.Session(region_name=profile.region)
+        except FleetdeskError:
+            raise
+        except BotoCoreError as exc:
+            raise CloudError(f"profile {profile.name!r}: cannot set up AWS credentials ({exc})",
+                             "check the AWS profile name / ~/.aws config") from exc
+        if session.get_credentials() is None:
+            raise CloudError(f"profile {profile.name!r}: no AWS credentials found ({profile.credentials})",
+                             "configure credentials (aws configure / SSO login, env vars) or pick another source")
+        cfg = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
+        iot = session.client("iot", region_name=profile.region, config=cfg)
+        endpoint = profile.endpoint
+        if not endpoint:
+            try:
+                endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+            except (BotoCoreError, ClientError) as exc:
+                raise CloudError(f"profile {profile.name!r}: could not look up the AWS IoT endpoint ({exc})",
+                                 "paste it in Settings (aws iot describe-endpoint --endpoint-type "
+                                 "iot:Data-ATS)") from exc
+        extra = profile.extra or {}
+        ca_path = Path(extra.get("device_ca_file") or AMAZON_ROOT_CA)
+        try:
+            ca_pem = ca_path.read_bytes()
+        except OSError as exc:
+            raise CloudError(f"cannot read the device CA {ca_path} ({exc})",
+                             "fix or remove extra.device_ca_file in the profile") from exc
+        return cls(iot, endpoint, int(extra.get("mqtt_port") or AWS_MQTT_PORT), profile.region, ca_pem,
+                   name=profile.name, kind="aws")
 
     @classmethod
     def from_sandbox(cls, state_dir: str | Path | None = None) -> "CloudTarget":
@@ -58,8 +152,25 @@ class CloudTarget:
         return cls(iot, info.mqtt_host, int(info.mqtt_port), info.region, Path(info.ca_file).read_bytes())
 
     def connectivity(self, thing: str) -> dict:
-        """GetThingConnectivityData: {"connected": bool, "timestamp": epoch ms, ...}."""
-        resp = self.iot.get_thing_connectivity_data(thingName=thing)
+        """GetThingConnectivityData: {"connected": bool, "timestamp": epoch ms, ...}.
+
+        Raises:
+            PresenceUnavailable: the call is refused for access or indexing reasons (on AWS
+                it needs fleet indexing with thing connectivity on).
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.iot.get_thing_connectivity_data(thingName=thing)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in PRESENCE_UNAVAILABLE or status in (401, 403):
+                raise PresenceUnavailable(f"GetThingConnectivityData is not available ({code}: "
+                                          f"{exc.response.get('Error', {}).get('Message', '')})",
+                                          "turn on fleet indexing with thing connectivity, or grant "
+                                          "iot:GetThingConnectivityData") from exc
+            raise
         ts = resp.get("timestamp")
         if hasattr(ts, "timestamp"):
             ts = int(ts.timestamp() * 1000)
