@@ -50,7 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--operator", default="", help="operator name for the production record")
     f.add_argument("--station", default="", help="station name for the production record")
     f.add_argument("--product", default="", help="product id written into the device config")
-    f.add_argument("--state-dir", default=None, help="sandbox state dir (default: the sandbox profile's)")
+    f.add_argument("--state-dir", default=None,
+                   help="with --identity: use the sandbox running in this state dir instead of the profile")
+    f.add_argument("--profile", default=None, metavar="NAME",
+                   help="with --identity: the cloud profile (sandbox or AWS) to create things in "
+                        "(default: the active profile)")
     f.add_argument("--online-timeout", type=float, default=60, help="seconds to wait for the board online")
     f.add_argument("--no-wait-online", action="store_true", help="PASS after boot without waiting for presence")
     f.add_argument("--factory-reset", action="store_true", help="new identity even for boards already on file")
@@ -135,6 +139,11 @@ def _flash(args) -> int:
     from fleetdesk.boards.station import Station, StationSettings
     from fleetdesk.errors import FleetdeskError
 
+    try:
+        profile = _flash_profile(args)
+    except FleetdeskError as exc:
+        print(f"fleetdesk: {exc}", file=sys.stderr)
+        return 2
     settings = StationSettings(
         bundle=args.bundle,
         baud=args.baud,
@@ -144,6 +153,7 @@ def _flash(args) -> int:
         station=args.station,
         product=args.product or None,
         sandbox_state_dir=args.state_dir,
+        profile=profile,
         online_timeout=args.online_timeout,
         wait_online=not args.no_wait_online,
         allowed_usb=args.allow_usb,
@@ -169,10 +179,11 @@ def _flash(args) -> int:
             print(json.dumps(res.to_json()), flush=True)
         else:
             tail = f" — {res.advice}" if res.result != "PASS" and res.advice else ""
+            if res.presence.startswith("boot seen on the console"):
+                tail += f" — {res.presence}"
             ident = f" {res.thing} cert {res.certificate_id[:10]}" if res.thing and res.certificate_id else ""
             note = (" (re-flash)" if res.reflash else "") + (" (identity restored)" if res.restored else "") \
-                + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") \
-                + (" (offline: registry sync pending)" if res.pending_sync else "")
+                + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") + (" (offline: registry sync pending)" if res.pending_sync else "")
             print(f"{res.result} {res.port} {res.chip or ''} {res.mac or ''}{ident}{note} {res.duration_s:.1f}s{tail}",
                   flush=True)
 
@@ -184,3 +195,20 @@ def _flash(args) -> int:
     results = station.run_many(ports, on_result=report)
     station.close()
     return 0 if results and all(r.result == "PASS" for r in results) else 1
+
+
+def _flash_profile(args):
+    """The profile `flash --identity` creates things in: None (the sandbox at --state-dir)
+    when --state-dir is given, else --profile NAME or the active profile."""
+    if args.state_dir and not args.profile:
+        return None
+    from fleetdesk.config import Profiles
+    from fleetdesk.errors import ConfigError
+
+    profiles = Profiles.load()
+    if not args.profile:
+        return profiles.current
+    if args.profile not in profiles.items:
+        raise ConfigError(f"no profile named {args.profile!r} (known: {', '.join(sorted(profiles.items))})",
+                          "create it in Settings, or pick one of the known profiles")
+    return profiles.items[args.profile]

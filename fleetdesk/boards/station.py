@@ -36,6 +36,7 @@ class StationSettings:
     station: str = ""
     product: str | None = None
     sandbox_state_dir: str | None = None
+    profile: object = None  # a fleetdesk.config.Profile (sandbox or aws); None = the sandbox at sandbox_state_dir
     online_timeout: float = 60.0
     wait_online: bool = True
     allowed_usb: list = field(default_factory=list)
@@ -70,6 +71,7 @@ class BoardResult:
     attempt_id: int | None = None
     run_id: str | None = None
     pending_sync: bool = False  # offline pool flash: the thing is registered at the next sync
+    presence: str = ""  # how "online" was established: cloud presence, or the console fallback (and why)
     identity_on_file: bool = False  # the production DB knows this MAC's identity (restore offered)
     backup_id: int | None = None  # identity backup read from the board before this write replaced it
     restored: bool = False  # the identity on file was written back (--restore-identity)
@@ -375,7 +377,7 @@ class BoardPipeline:
             if waiting:
                 self._event(stage="online")
                 self._journal("online", "begin")
-                self._wait_online(flashed_at)
+                self._wait_online(flashed_at, console)
                 self._journal("online", "done")
             else:
                 self._cancel.wait(self.settings.boot_wait)
@@ -421,7 +423,9 @@ class BoardPipeline:
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
 
-    def _wait_online(self, flashed_at: float) -> None:
+    def _wait_online(self, flashed_at: float, console: "ConsoleReader | None" = None) -> None:
+        from fleetdesk.boards.identity import PresenceUnavailable
+
         deadline = time.monotonic() + self.settings.online_timeout
         thing = self.result.thing
         c: dict = {}
@@ -430,10 +434,13 @@ class BoardPipeline:
                 raise _Failed("online", "cancelled by the operator", "cancelled")
             try:
                 c = self.cloud.connectivity(thing)
+            except PresenceUnavailable as exc:
+                return self._wait_console_online(console, deadline, exc.message)
             except Exception as exc:  # noqa: BLE001 - transient control-plane errors: keep polling
                 c = {"connected": False, "error": str(exc)}
             ts = c.get("timestamp")
             if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
+                self.result.presence = "cloud presence (GetThingConnectivityData)"
                 return
             self._cancel.wait(0.5)
         seen = "never seen" if not c.get("timestamp") else (
@@ -441,6 +448,24 @@ class BoardPipeline:
         raise _Failed("online", f"{thing} did not come online in presence within "
                                 f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
                                 f"{int(flashed_at * 1000)})", "not-online")
+
+    def _wait_console_online(self, console: "ConsoleReader | None", deadline: float, why: str) -> None:
+        """Fallback when the cloud's presence cannot be read: the board's own console line
+        ``online as <thing>`` (printed once its MQTT connection is up)."""
+        thing = self.result.thing
+        self.result.presence = f"boot seen on the console (cloud presence unavailable: {why})"
+        self._journal("online", "fallback", self.result.presence)
+        self._event(log=f"presence unavailable, watching the console instead: {why}")
+        want = f"online as {thing}"
+        while time.monotonic() < deadline:
+            if self._cancel.is_set():
+                raise _Failed("online", "cancelled by the operator", "cancelled")
+            if console is not None and any(want in line for line in list(console.lines)):
+                return
+            self._cancel.wait(0.25)
+        raise _Failed("online", f"{thing} did not report '{want}' on the console within "
+                                f"{self.settings.online_timeout:.0f} s after boot (cloud presence unavailable: "
+                                f"{why})", "not-online")
 
     def _job_written(self) -> bool:
         return bool(self._last_written)
@@ -495,7 +520,8 @@ class Station:
 
     Args:
         settings: the station's locked settings.
-        cloud: a CloudTarget; by default the sandbox profile when ``settings.identity``.
+        cloud: a CloudTarget; by default, when ``settings.identity``, the one of
+            ``settings.profile`` (sandbox or AWS), else the sandbox at ``settings.sandbox_state_dir``.
         db: a ProductionDB (default: the app data dir's).
     """
 
@@ -513,7 +539,10 @@ class Station:
             from fleetdesk.boards.identity import CloudTarget
 
             try:
-                self.cloud = CloudTarget.from_sandbox(settings.sandbox_state_dir)
+                if settings.profile is not None:
+                    self.cloud = CloudTarget.from_profile(settings.profile, settings.sandbox_state_dir)
+                else:
+                    self.cloud = CloudTarget.from_sandbox(settings.sandbox_state_dir)
             except FleetdeskError as exc:  # every board then FAILs with this reason, nothing flashed
                 self._cloud_error = exc
         self.pool = None
