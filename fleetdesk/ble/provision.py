@@ -22,7 +22,7 @@ from fleetdesk.paths import RESOURCES_DIR
 
 STEPS = ("connect", "wifi", "cloud", "ca", "cert", "key", "commit")
 StepCallback = Callable[[str, str], None]  # (step, detail)
-AWS_ROOT_CA = RESOURCES_DIR / "certs" / "AmazonRootCA1.pem"
+AWS_ROOT_CA = RESOURCES_DIR / "ca" / "AmazonRootCA1.pem"  # bundled with the flash station's AWS path
 
 
 @dataclass

@@ -154,7 +154,8 @@ class StationsPage(QWidget):
             sandbox_state_dir=state_dir or s.sandbox_state_dir, online_timeout=s.online_timeout,
             wait_online=s.wait_online, allowed_usb=s.allowed_usb, wifi=s.wifi, db_path=s.db_path,
             factory_reset=self.factory_reset.isChecked(), repurpose=self.repurpose.isChecked(),
-            offline_pool=self.pool.isChecked(), boot_wait=s.boot_wait)
+            offline_pool=self.pool.isChecked(), boot_wait=s.boot_wait,
+            profile=self.ctx.profile if self.ctx is not None and self.ctx.profile.kind == "aws" else None)
 
     def lock(self) -> bool:
         """Apply and lock the settings; False (with the reason shown) when they are unusable."""

@@ -35,6 +35,9 @@ def test_bundled_amazon_root_ca_parses_with_the_right_subject():
     assert cert.subject.rfc4514_string() == "CN=Amazon Root CA 1,O=Amazon,C=US"
     assert cert.issuer == cert.subject  # a root: self-signed
     assert cert.fingerprint(hashes.SHA256()).hex() == AMAZON_ROOT_CA1_SHA256
+    from fleetdesk.ble.provision import AWS_ROOT_CA  # BLE field setup installs the same CA on AWS
+
+    assert AWS_ROOT_CA == AMAZON_ROOT_CA
 
 
 def _aws_profile(sandbox, **extra) -> Profile:
