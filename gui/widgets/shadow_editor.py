@@ -13,6 +13,9 @@ import json
 from typing import Any
 
 from PySide6.QtCore import Signal
+
+from fleetdesk.cloud.errors import ShadowRejected
+from fleetdesk.cloud.shadows import parse_state_json
 from PySide6.QtGui import QBrush, QColor, QTextCursor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,8 +34,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-MAX_DEPTH = 6  # AWS shadow limit (desired+reported nesting)
-MAX_STATE_BYTES = 8 * 1024
 CLASSIC = "(classic)"
 
 
@@ -44,32 +45,23 @@ class JsonProblem(ValueError):
         self.position = position
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return max((_depth(v) for v in value), default=0)
-    return 0
-
-
 def parse_desired(text: str) -> dict:
-    """Validate raw desired JSON before it is sent.
+    """Validate raw desired JSON before it is sent (the domain's check, shown in editor terms).
 
     Raises:
         JsonProblem: with "line L, column C: ..." and the character position, or why the
             document is not acceptable (not an object, too deep, too large).
     """
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JsonProblem(f"line {exc.lineno}, column {exc.colno}: {exc.msg}", exc.pos) from exc
-    if not isinstance(value, dict):
+        value = parse_state_json(text, "desired")
+    except ShadowRejected as exc:
+        where = exc.error if isinstance(getattr(exc, "error", None), dict) else {}
+        if "line" in where:
+            msg = str(exc.message).split(": ", 1)[-1].rsplit(" at line", 1)[0]
+            raise JsonProblem(f"line {where['line']}, column {where['column']}: {msg}", where["pos"]) from exc
+        raise JsonProblem(exc.message) from exc
+    if value is None:
         raise JsonProblem("the desired state must be a JSON object, e.g. {\"on\": true}", 0)
-    if _depth(value) > MAX_DEPTH:
-        raise JsonProblem(f"the document is nested deeper than {MAX_DEPTH} levels (AWS limit)")
-    size = len(json.dumps(value, separators=(",", ":")).encode())
-    if size > MAX_STATE_BYTES:
-        raise JsonProblem(f"the desired state is {size} bytes; a shadow state is limited to 8 KB")
     return value
 
 
