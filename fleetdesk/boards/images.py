@@ -15,6 +15,8 @@ import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fleetdesk.boards import partitions
+from fleetdesk.boards.partitions import Partition
 from fleetdesk.errors import BoardError
 
 PARTITION_TABLE_OFFSET = 0x8000
@@ -58,15 +60,6 @@ class Part:
     @property
     def end(self) -> int:
         return self.offset + len(self.data)
-
-
-@dataclass(frozen=True)
-class Partition:
-    label: str
-    type: int
-    subtype: int
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -165,16 +158,15 @@ class FlashPlan:
 
 
 def parse_partition_table(data: bytes) -> tuple[Partition, ...]:
-    """Parse an ESP partition table binary (32-byte entries, magic 0xAA50)."""
+    """Parse an ESP partition table binary (32-byte entries, magic 0xAA50).
+
+    A table the strict parser refuses (e.g. a bad MD5 entry) is still read entry by entry, so
+    the bundle checks can name what is wrong with its parts instead of failing on the table.
+    """
     try:
-        from fleetdesk.boards import partitions as shared
-    except ImportError:
-        shared = None
-    if shared is not None and hasattr(shared, "parse"):
-        try:
-            return tuple(Partition(e.label, int(e.type), int(e.subtype), e.offset, e.size) for e in shared.parse(data))
-        except Exception:
-            pass
+        return tuple(partitions.parse(data))
+    except partitions.PartitionTableError:
+        pass
     out = []
     for i in range(0, min(len(data), 0xC00), 32):
         entry = data[i : i + 32]
