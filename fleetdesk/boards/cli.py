@@ -183,7 +183,8 @@ def _flash(args) -> int:
                 tail += f" — {res.presence}"
             ident = f" {res.thing} cert {res.certificate_id[:10]}" if res.thing and res.certificate_id else ""
             note = (" (re-flash)" if res.reflash else "") + (" (identity restored)" if res.restored else "") \
-                + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") + (" (offline: registry sync pending)" if res.pending_sync else "")
+                + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") + (" (offline: registry sync pending)" if res.pending_sync else "") \
+                + (f" ({res.followed})" if res.followed else "")
             print(f"{res.result} {res.port} {res.chip or ''} {res.mac or ''}{ident}{note} {res.duration_s:.1f}s{tail}",
                   flush=True)
 

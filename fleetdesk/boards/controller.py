@@ -202,7 +202,7 @@ class StationController:
         with station._lock:
             pipes = dict(station.pipelines)
         for port, pipe in pipes.items():
-            if slot is None or self.tiles.get(slot, TileState("", "")).port == port:
+            if slot is None or self.tiles.get(slot, TileState("", "")).port in (port, pipe.port):
                 pipe.cancel()
 
     def _run(self, station: Station, tile: TileState) -> None:
@@ -231,7 +231,8 @@ class StationController:
                 tile.percent = 100
                 tile.message = (f"{res.thing} online" if res.thing else "flashed and verified") + \
                     (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "") + \
-                    (" · offline: registry sync pending" if res.pending_sync else "")
+                    (" · offline: registry sync pending" if res.pending_sync else "") + \
+                    (f" · {res.followed}" if res.followed else "")
             else:
                 tile.failed += 1
                 tile.message = res.advice or res.error

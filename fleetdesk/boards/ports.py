@@ -158,6 +158,8 @@ def virtual_ports() -> list[PortInfo]:
                 kind="virtual",
                 description=f"virtual {_get(entry, 'chip', 'esp32')}",
                 location=_get(entry, "location") or device,
+                vid=_get(entry, "usb_vid"),
+                pid=_get(entry, "usb_pid"),
                 chip=_get(entry, "chip"),
                 mac=_get(entry, "mac"),
                 extra={"pid": _get(entry, "pid")},

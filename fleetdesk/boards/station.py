@@ -19,6 +19,7 @@ from typing import Callable
 from fleetdesk.boards.advice import advise
 from fleetdesk.errors import FleetdeskError
 
+REENUMERATION_WINDOW = 5.0  # s to wait for a board's port to come back at the same USB location
 STAGES = ("detect", "identity", "write", "verify", "boot", "online")
 _WORKER_STAGE = {"connecting": "detect", "erasing": "write", "writing": "write", "verifying": "verify",
                  "booting": "boot"}
@@ -75,6 +76,7 @@ class BoardResult:
     identity_on_file: bool = False  # the production DB knows this MAC's identity (restore offered)
     backup_id: int | None = None  # identity backup read from the board before this write replaced it
     restored: bool = False  # the identity on file was written back (--restore-identity)
+    followed: str = ""  # "followed re-enumeration: A -> B" when the board changed port mid-job
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -350,11 +352,21 @@ class BoardPipeline:
         self._journal("detect", "begin")
         console = None
         try:
-            self._job = FlashJob(self.port, self.plan, baud=self.settings.baud, on_event=self._on_worker_event,
-                                 prepare=self._prepare)
-            if self._cancel.is_set():
-                self._job.cancel()
-            wr = self._job.run()
+            location = _location_of(self.port)
+            wr = self._flash_job(FlashJob)
+            if (not wr.ok and not r.mac and not wr.written and wr.kind not in ("prepare", "cancelled")
+                    and location and not self._cancel.is_set()):
+                # a native-USB chip (USB-Serial/JTAG) resets into the ROM under another port name
+                new_port = _reappeared(location, self.port, REENUMERATION_WINDOW, self._cancel)
+                if new_port:
+                    old_port, first = self.port, wr
+                    r.followed = f"followed re-enumeration: {old_port} -> {new_port}"
+                    self._journal("detect", "reenumerated", {"from": old_port, "to": new_port,
+                                                             "location": location, "error": wr.error})
+                    self.port = r.port = new_port
+                    self._event(log=r.followed)
+                    wr = self._flash_job(FlashJob)
+                    wr.trace = first.trace + [f"--- {r.followed} ---"] + wr.trace
             self._trace = wr.trace
             self._last_written = wr.written
             r.baud_fallback = wr.baud_fallback
@@ -423,6 +435,13 @@ class BoardPipeline:
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
 
+    def _flash_job(self, job_cls):
+        self._job = job_cls(self.port, self.plan, baud=self.settings.baud, on_event=self._on_worker_event,
+                            prepare=self._prepare)
+        if self._cancel.is_set():
+            self._job.cancel()
+        return self._job.run()
+
     def _wait_online(self, flashed_at: float, console: "ConsoleReader | None" = None) -> None:
         from fleetdesk.boards.identity import PresenceUnavailable
 
@@ -489,6 +508,37 @@ class BoardPipeline:
             self._journal("rollback", "done", {"certificate_id": self._minted.certificate_id, "status": "INACTIVE"})
         except Exception as exc:  # noqa: BLE001 - left for Station.recover()
             self._journal("rollback", "failed", str(exc))
+
+
+def _location_of(port: str) -> str | None:
+    """The USB location of a port now (None when unknown or discovery fails)."""
+    from fleetdesk.boards.ports import list_ports
+
+    try:
+        return next((p.location for p in list_ports(include_serial=False) if p.device == port), None)
+    except Exception:  # noqa: BLE001 - discovery trouble only disables following re-enumeration
+        return None
+
+
+def _reappeared(location: str, old_port: str, window: float, cancel: threading.Event) -> str | None:
+    """Poll discovery up to ``window`` s for another port at the same USB location.
+
+    None at once when ``old_port`` is still listed there (a connect failure, not a move).
+    """
+    from fleetdesk.boards.ports import list_ports
+
+    deadline = time.monotonic() + window
+    while True:
+        try:
+            found = [p.device for p in list_ports(include_serial=False) if p.location == location]
+        except Exception:  # noqa: BLE001 - retried until the window closes
+            found = []
+        if old_port in found:
+            return None  # the old port is still there: the board did not move
+        if found:
+            return found[0]
+        if time.monotonic() >= deadline or cancel.wait(0.2):
+            return None
 
 
 def _used_extent(plan, vfs) -> int:

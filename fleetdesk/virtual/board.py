@@ -5,7 +5,9 @@ inferred (ARCHITECTURE §3): SYNC first on a connection = reset into the ROM (st
 flash kept); a connection that starts with other bootloader commands finds the loader
 (or stub) where the last one left it; a connection that sends no bootloader packet
 within ``TERMINAL_GRACE`` s is a serial terminal and gets the console (recent output
-from a ring buffer first, then live). When a bootloader session ends the board boots
+from a ring buffer first, then live). A ``spec.native_usb`` board (USB-Serial/JTAG) drops
+the connection on a SYNC that finds it out of the ROM and re-enumerates under a new port
+(same registry location), already in the bootloader. When a bootloader session ends the board boots
 what was flashed (:mod:`fleetdesk.virtual.boot`) and runs the firmware through
 ``fleetdesk.virtual.runtime.launch_firmware``.
 
@@ -228,6 +230,10 @@ class VirtualBoard:
             if client.pump is not None:
                 client.pump.cancel()
                 client.pump = None
+            if is_sync and self.spec.native_usb and self.state != "bootloader":
+                client.role = "done"  # its port vanishes under it, like a USB-Serial/JTAG chip's
+                await self._reenumerate_into_rom()
+                return
             client.role = "bootloader"
             # SYNC first = the tool reset the chip into the ROM; otherwise the loader
             # (or stub) left running by the previous session is still there.
@@ -242,6 +248,22 @@ class VirtualBoard:
             await client.tx.pace(len(frame), self.rom.baud)
             client.writer.write(frame)
             await client.writer.drain()
+
+    async def _reenumerate_into_rom(self) -> None:
+        """Native USB: reset into the ROM and come back under a new port (same location)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for client in list(self._clients):
+            client.writer.transport.abort()
+        await self._enter_bootloader(reset=True)
+        if self.register:
+            from fleetdesk.virtual import registry
+
+            registry.unregister(self)
+        self.port = 0
+        await self._listen()
+        log.info("virtual board %s: re-enumerated into the bootloader as %s", self.spec.name, self.url)
 
     # --- console ---------------------------------------------------------------------
     def _make_terminal(self, client: _Client) -> None:

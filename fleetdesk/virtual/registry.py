@@ -1,7 +1,7 @@
 """Discovery of virtual boards: one JSON file per plugged-in board in the app data dir.
 
 ``<data dir>/virtual-ports/<port>.json`` holds ``{port, chip, mac, pid, location, name,
-control}``; it is written when a board's port opens and removed when it closes
+control}`` (plus ``usb_vid``/``usb_pid`` 303A:1001 for native-USB boards; ``pid`` is the process); it is written when a board's port opens and removed when it closes
 (unplug). Entries whose process is gone are ignored (and swept), so a crashed runner
 leaves no ghost ports. :func:`list_virtual_ports` is what port discovery lists beside
 pyserial's ``comports()``.
@@ -15,6 +15,9 @@ from pathlib import Path
 
 from fleetdesk.paths import data_dir
 from fleetdesk.process import pid_alive
+
+
+NATIVE_USB_VID, NATIVE_USB_PID = 0x303A, 0x1001
 
 
 def registry_dir() -> Path:
@@ -40,6 +43,8 @@ def register(board, control: str | None = None, *, plugged: bool = True) -> dict
         "location": f"virtual:{board.state_dir.resolve()}/{board.spec.name}",
         "control": control or getattr(board, "control", None),
     }
+    if getattr(board.spec, "native_usb", False):  # Espressif USB-Serial/JTAG
+        entry["usb_vid"], entry["usb_pid"] = NATIVE_USB_VID, NATIVE_USB_PID
     path = _entry_path(board.url)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(entry))

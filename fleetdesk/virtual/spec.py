@@ -25,6 +25,8 @@ class BoardSpec:
         flash_encryption: eFuses / GET_SECURITY_INFO report flash encryption enabled.
         throttle: deliver bytes no faster than the line rate (baud/10 bytes/s).
         interpreter: how the flashed firmware runs after boot ("micropython" or "python").
+        native_usb: USB-Serial/JTAG chip (VID 303A): a bootloader session that starts while
+            the board runs out of flash re-enumerates it under a new port (same location).
     """
 
     chip: str = "esp32"
@@ -36,6 +38,7 @@ class BoardSpec:
     flash_encryption: bool = False
     throttle: bool = True
     interpreter: str = "micropython"
+    native_usb: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
