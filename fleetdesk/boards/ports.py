@@ -267,3 +267,30 @@ class PortWatcher:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+
+
+def location_of(port: str) -> str | None:
+    """The USB location of a port now (None when unknown or discovery fails)."""
+    try:
+        return next((p.location for p in list_ports(include_serial=False) if p.device == port), None)
+    except Exception:  # noqa: BLE001 - discovery trouble only disables following re-enumeration
+        return None
+
+
+def port_reappeared_at(location: str, old_port: str, window: float, cancel: threading.Event) -> str | None:
+    """Poll discovery up to ``window`` s for another port at the same USB location.
+
+    None at once when ``old_port`` is still listed there (a connect failure, not a move).
+    """
+    deadline = time.monotonic() + window
+    while True:
+        try:
+            found = [p.device for p in list_ports(include_serial=False) if p.location == location]
+        except Exception:  # noqa: BLE001 - retried until the window closes
+            found = []
+        if old_port in found:
+            return None  # the old port is still there: the board did not move
+        if found:
+            return found[0]
+        if time.monotonic() >= deadline or cancel.wait(0.2):
+            return None

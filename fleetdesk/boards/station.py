@@ -9,7 +9,6 @@ online). `Station.recover()` does the same for runs a crash interrupted.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from fleetdesk.boards.advice import advise
+from fleetdesk.boards.console import ConsoleReader
+from fleetdesk.boards.ports import location_of, port_reappeared_at
 from fleetdesk.errors import FleetdeskError
 
 REENUMERATION_WINDOW = 5.0  # s to wait for a board's port to come back at the same USB location
@@ -80,61 +81,6 @@ class BoardResult:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-class ConsoleReader:
-    """Reads a board's serial console after reset, keeping the last lines.
-
-    On ``socket://`` virtual boards a connection with no bootloader traffic is a terminal;
-    on real ports DTR/RTS are held low so opening does not reset the board.
-    """
-
-    def __init__(self, port: str, keep: int = 60) -> None:
-        self.port = port
-        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"console {port}")
-        self._thread.start()
-
-    def _run(self) -> None:
-        import serial
-
-        ser = None
-        for _ in range(20):
-            try:
-                ser = serial.serial_for_url(self.port, do_not_open=True, baudrate=115200, timeout=0.05)
-                ser.dtr = False
-                ser.rts = False
-                ser.open()
-                break
-            except (serial.SerialException, OSError, ValueError):
-                ser = None
-                if self._stop.wait(0.25):
-                    return
-        if ser is None:
-            self.lines.append("(could not open the console)")
-            return
-        buf = b""
-        try:
-            while not self._stop.is_set():
-                try:
-                    chunk = ser.read(4096)
-                except (serial.SerialException, OSError):
-                    self.lines.append("(console connection lost)")
-                    return
-                if not chunk:
-                    continue
-                buf += chunk
-                *complete, buf = buf.split(b"\n")
-                for raw in complete:
-                    self.lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
-        finally:
-            ser.close()
-
-    def stop(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        return list(self.lines)
 
 
 class BoardPipeline:
@@ -352,12 +298,12 @@ class BoardPipeline:
         self._journal("detect", "begin")
         console = None
         try:
-            location = _location_of(self.port)
+            location = location_of(self.port)
             wr = self._flash_job(FlashJob)
             if (not wr.ok and not r.mac and not wr.written and wr.kind not in ("prepare", "cancelled")
                     and location and not self._cancel.is_set()):
                 # a native-USB chip (USB-Serial/JTAG) resets into the ROM under another port name
-                new_port = _reappeared(location, self.port, REENUMERATION_WINDOW, self._cancel)
+                new_port = port_reappeared_at(location, self.port, REENUMERATION_WINDOW, self._cancel)
                 if new_port:
                     old_port, first = self.port, wr
                     r.followed = f"followed re-enumeration: {old_port} -> {new_port}"
@@ -508,37 +454,6 @@ class BoardPipeline:
             self._journal("rollback", "done", {"certificate_id": self._minted.certificate_id, "status": "INACTIVE"})
         except Exception as exc:  # noqa: BLE001 - left for Station.recover()
             self._journal("rollback", "failed", str(exc))
-
-
-def _location_of(port: str) -> str | None:
-    """The USB location of a port now (None when unknown or discovery fails)."""
-    from fleetdesk.boards.ports import list_ports
-
-    try:
-        return next((p.location for p in list_ports(include_serial=False) if p.device == port), None)
-    except Exception:  # noqa: BLE001 - discovery trouble only disables following re-enumeration
-        return None
-
-
-def _reappeared(location: str, old_port: str, window: float, cancel: threading.Event) -> str | None:
-    """Poll discovery up to ``window`` s for another port at the same USB location.
-
-    None at once when ``old_port`` is still listed there (a connect failure, not a move).
-    """
-    from fleetdesk.boards.ports import list_ports
-
-    deadline = time.monotonic() + window
-    while True:
-        try:
-            found = [p.device for p in list_ports(include_serial=False) if p.location == location]
-        except Exception:  # noqa: BLE001 - retried until the window closes
-            found = []
-        if old_port in found:
-            return None  # the old port is still there: the board did not move
-        if found:
-            return found[0]
-        if time.monotonic() >= deadline or cancel.wait(0.2):
-            return None
 
 
 def _used_extent(plan, vfs) -> int:
