@@ -39,6 +39,10 @@ class IdentitySteps:
                 "confirm a re-purpose to overwrite it; nothing was written")
         thing = (known.thing if known and known.thing else
                  thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
+        if self.settings.claim:  # no cloud call at flash time: the board claims its identity at first boot
+            from fleetdesk.boards.claim import prepare_claim
+
+            return prepare_claim(self, info, thing)
         if self.pool is not None:
             return self._prepare_from_pool(thing, mac)
         kept = None

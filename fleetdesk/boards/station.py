@@ -49,6 +49,8 @@ class StationSettings:
     restore_identity: bool = False  # write the identity on file back (board erased or replaced flash)
     repurpose: bool = False  # operator confirmed: overwrite another product's identity
     offline_pool: bool = False  # identities from the pre-minted certificate pool (works offline)
+    claim: bool = False  # write the claim certificate: the board provisions itself by claim at first boot
+    claim_template: str = ""  # the fleet-provisioning template the board names when claiming
     boot_wait: float = 1.0  # seconds of console kept after boot when not waiting for presence
 
 
