@@ -2,9 +2,10 @@
 while the network is down and synced to the registry (thing + attachments) when it is back.
 
 While online, `CertPool.refill(cloud, n)` mints n ACTIVE certificates with the thing policy
-attached (CreateKeysAndCertificate) and stores each private key encrypted (Fernet, key in a
-0600 file in the app data dir, separate from the database). Offline, `take(mac, thing)`
-assigns one to a board; `sync(cloud)` later creates the thing and attaches the certificate,
+attached (CreateKeysAndCertificate) and stores each private key sealed with the station data
+key (fleetdesk.store.secretbox: Fernet, ``station.key`` 0600 beside the database, never in
+it; pools from before keep opening with their ``certpool.key``); the database is 0600.
+Offline, `take(mac, thing)` assigns one to a board; `sync(cloud)` later creates the thing and attaches the certificate,
 idempotently, so the registry ends up as if the board had been flashed online. The pool also
 keeps the endpoint, port, region and CA the devices need, so flashing needs no cloud call.
 """
@@ -15,11 +16,12 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetdesk.errors import CloudError
-from fleetdesk.paths import data_dir, write_private
+from fleetdesk.errors import CloudError, FleetdeskError
+from fleetdesk.paths import data_dir
+from fleetdesk.store.secretbox import KEY_FILE, PREFIX, SecretBox, private_db_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pool (
@@ -40,11 +42,12 @@ class PooledCert:
     certificate_id: str
     certificate_arn: str
     certificate_pem: str
-    private_key_pem: str
+    private_key_pem: str = field(repr=False)  # never in a log line or traceback
 
 
 class CertPool:
-    """The pool database (``certpool.sqlite3``) and its encryption key (``certpool.key``, 0600).
+    """The pool database (``certpool.sqlite3``, 0600) and the station data key (``station.key``,
+    0600) its private keys are sealed with.
 
     Args:
         folder: where both live (default: the app data dir).
@@ -53,19 +56,19 @@ class CertPool:
     def __init__(self, folder: Path | str | None = None) -> None:
         folder = Path(folder) if folder else data_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        self._key_path = folder / "certpool.key"
+        self.box = SecretBox(folder / KEY_FILE, legacy=[folder / "certpool.key"])
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(folder / "certpool.sqlite3", check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = sqlite3.connect(private_db_file(folder / "certpool.sqlite3"), check_same_thread=False,
+                                   isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
-    def _fernet(self):
-        from cryptography.fernet import Fernet
-
-        if not self._key_path.exists():
-            write_private(self._key_path, Fernet.generate_key())
-        return Fernet(self._key_path.read_bytes())
+    def _sealed_rows(self) -> bool:
+        """Whether keys sealed with the station key are on file (then a missing key is not
+        silently replaced by a new one)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM pool WHERE substr(key_enc, 1, ?) = ? LIMIT 1",
+                                    (len(PREFIX), PREFIX)).fetchone() is not None
 
     def close(self) -> None:
         self._db.close()
@@ -80,7 +83,8 @@ class CertPool:
             ensure_policy(cloud.iot)
             self._set_meta(endpoint=cloud.endpoint, port=cloud.port, region=cloud.region,
                            ca_pem=cloud.ca_pem.decode())
-            f = self._fernet()
+            create = not self._sealed_rows()
+            self.box.ensure_key(create=create)  # before minting: a key problem must not orphan a new cert
             while self.level() < target:
                 cert = cloud.iot.create_keys_and_certificate(setAsActive=True)
                 cloud.iot.attach_policy(policyName=DEFAULT_POLICY_NAME, target=cert["certificateArn"])
@@ -89,9 +93,9 @@ class CertPool:
                         "INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
                         " VALUES (?,?,?,?,?)",
                         (cert["certificateId"], cert["certificateArn"], cert["certificatePem"],
-                         f.encrypt(cert["keyPair"]["PrivateKey"].encode()), time.time()))
+                         self.box.seal(cert["keyPair"]["PrivateKey"].encode(), create=create), time.time()))
                 added += 1
-        except CloudError:
+        except FleetdeskError:  # CloudError, or the station data key (SecretKeyError)
             raise
         except Exception as exc:
             raise CloudError(f"could not refill the certificate pool ({exc})", "check the network and profile") from exc
@@ -122,19 +126,22 @@ class CertPool:
 
         Raises:
             PoolEmpty: nothing left: stop the station (refill when back online).
+            SecretKeyError: the station data key is missing or different (nothing is assigned).
         """
         with self._lock:
             row = self._db.execute("SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
                                    " WHERE mac=? AND state='assigned'", (mac,)).fetchone()
-            if row is None:
+            fresh = row is None
+            if fresh:
                 row = self._db.execute("SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
                                        " WHERE state='free' ORDER BY created LIMIT 1").fetchone()
                 if row is None:
                     raise PoolEmpty("the offline certificate pool is empty",
                                     "reconnect to the cloud to refill it (or use claim provisioning)")
-                self._db.execute("UPDATE pool SET state='assigned', mac=?, thing=?, attributes=? WHERE certificate_id=?",
-                                 (mac, thing, json.dumps(attributes or {}), row[0]))
-        key = self._fernet().decrypt(bytes(row[3])).decode()
+            key = self.box.open(row[3], f"the private key of pooled certificate {row[0][:12]}").decode()
+            if fresh:  # assigned only once the key opens: a key problem leaves the pool as it was
+                self._db.execute("UPDATE pool SET state='assigned', mac=?, thing=?, attributes=?"
+                                 " WHERE certificate_id=?", (mac, thing, json.dumps(attributes or {}), row[0]))
         return PooledCert(row[0], row[1], row[2], key)
 
     def release(self, certificate_id: str) -> None:

@@ -7,7 +7,12 @@ Tables:
                (detect -> identity -> write -> verify -> boot -> online). A run without
                ``finished_at`` after a restart is one the station must recover.
     devices    every MAC ever flashed: its thing, certificate, product, PoP secret reference.
-    backups    identity partitions read back from boards before an erase (restorable).
+    backups    identity partitions read back from boards before an erase (restorable). They
+               hold the device's private key, so ``data`` is sealed with the station data key
+               (fleetdesk.store.secretbox, ``format`` = "fdsb1"); rows from before that are
+               ``format`` = "clear" and still restore (`seal_clear_backups` encrypts them).
+
+The database files (+ -wal/-shm) are created 0600.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetdesk.errors import FleetdeskError
 from fleetdesk.paths import data_dir
+from fleetdesk.store.secretbox import FORMAT as SEALED, SecretBox, private_db_file
 
 ATTEMPT_COLUMNS = (
     "id", "time", "station", "port", "slot", "operator", "chip", "mac", "bundle_sha256", "thing",
@@ -55,7 +62,7 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE TABLE IF NOT EXISTS backups (
     id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts REAL NOT NULL, label TEXT,
-    offset INTEGER, data BLOB NOT NULL
+    offset INTEGER, data BLOB NOT NULL, format TEXT NOT NULL DEFAULT 'clear'
 );
 """
 
@@ -93,17 +100,22 @@ class ProductionDB:
 
     Args:
         path: database file (default: ``production.sqlite3`` in the app data dir).
+        key_file: the station data key sealing identity backups (default: ``station.key`` in
+            the app data dir, apart from the database).
     """
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | str | None = None, *, key_file: Path | str | None = None) -> None:
+        self.path = private_db_file(Path(path) if path else default_db_path())
+        self.box = SecretBox(key_file)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        cols = {r["name"] for r in self._db.execute("PRAGMA table_info(backups)")}
+        if "format" not in cols:  # a database from before backups were sealed: its rows are clear
+            self._db.execute("ALTER TABLE backups ADD COLUMN format TEXT NOT NULL DEFAULT 'clear'")
 
     def close(self) -> None:
         with self._lock:
@@ -260,12 +272,64 @@ class ProductionDB:
 
     # --- identity backups ---------------------------------------------------------------
     def save_backup(self, mac: str, label: str, offset: int, data: bytes) -> int:
+        """Keep a partition read back from a board, sealed with the station data key.
+
+        Returns the backup id.
+
+        Raises:
+            SecretKeyError: backups sealed with a key that is now missing exist (a new key is
+                then not made: it would hide them); the message names the key file.
+        """
+        with self._lock:
+            sealed_before = self._db.execute("SELECT 1 FROM backups WHERE format=? LIMIT 1", (SEALED,)).fetchone()
+        blob = self.box.seal(data, create=not sealed_before)
         return self._tx(lambda db: db.execute(
-            "INSERT INTO backups(mac, ts, label, offset, data) VALUES (?,?,?,?,?)",
-            (mac, time.time(), label, offset, data)).lastrowid)
+            "INSERT INTO backups(mac, ts, label, offset, data, format) VALUES (?,?,?,?,?,?)",
+            (mac, time.time(), label, offset, blob, SEALED)).lastrowid)
 
     def latest_backup(self, mac: str, label: str) -> tuple[int, bytes] | None:
+        """The newest backup of ``label`` for ``mac`` as (offset, plaintext bytes), or None.
+
+        Raises:
+            SecretKeyError: the station data key it was sealed with is missing or different
+                (the row is kept).
+        """
         with self._lock:
-            r = self._db.execute("SELECT offset, data FROM backups WHERE mac=? AND label=? ORDER BY id DESC LIMIT 1",
-                                 (mac, label)).fetchone()
-        return (r["offset"], bytes(r["data"])) if r else None
+            r = self._db.execute("SELECT id, offset, data, format FROM backups WHERE mac=? AND label=?"
+                                 " ORDER BY id DESC LIMIT 1", (mac, label)).fetchone()
+        return (r["offset"], self._open_backup(r)) if r else None
+
+    def _open_backup(self, r) -> bytes:
+        if r["format"] == "clear":
+            return bytes(r["data"])
+        if r["format"] == SEALED:
+            return self.box.open(r["data"], f"identity backup #{r['id']} in {self.path}")
+        raise FleetdeskError(f"identity backup #{r['id']} in {self.path} has an unknown format {r['format']!r}",
+                             "open this database with the newer Fleetdesk that wrote it; the row is kept")
+
+    def backup_formats(self) -> dict[str, int]:
+        """How many backups are stored in each format ("clear", "fdsb1")."""
+        with self._lock:
+            rows = self._db.execute("SELECT format, COUNT(*) n FROM backups GROUP BY format").fetchall()
+        return {r["format"]: r["n"] for r in rows}
+
+    def seal_clear_backups(self) -> int:
+        """Encrypt backups stored in clear by older versions, in place; returns how many.
+
+        The old pages are overwritten with zeros (``secure_delete``) and the WAL is
+        checkpointed, so the clear bytes do not linger in the database files.
+        """
+        with self._lock:
+            rows = self._db.execute("SELECT id, data FROM backups WHERE format='clear'").fetchall()
+            if not rows:
+                return 0
+            sealed_before = self._db.execute("SELECT 1 FROM backups WHERE format=? LIMIT 1", (SEALED,)).fetchone()
+            blobs = [(self.box.seal(r["data"], create=not sealed_before), r["id"]) for r in rows]
+            self._db.execute("PRAGMA secure_delete=ON")
+            try:
+                self._tx(lambda db: db.executemany(
+                    "UPDATE backups SET data=?, format='" + SEALED + "' WHERE id=? AND format='clear'", blobs))
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.execute("PRAGMA secure_delete=OFF")
+        return len(rows)
