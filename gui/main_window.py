@@ -62,10 +62,38 @@ def available_pages(pages: list[PageEntry] | None = None) -> list[PageEntry]:
     return out
 
 
-def status_text(ctx: AppContext) -> str:
-    """The status-bar line for the active profile and its live state."""
-    profile = ctx.profile
+def _attached_sandbox(profile) -> LauncherState:
+    """The state of a sandbox a session is connected to although this app did not start it."""
+    from fleetdesk.cloud.session import sandbox_endpoint
+    from fleetdesk.errors import FleetdeskError
+
+    try:
+        endpoint = sandbox_endpoint(profile)
+    except FleetdeskError:
+        endpoint = {}
+    return LauncherState("running", endpoint, "attached", attached=True)
+
+
+def status_state(ctx: AppContext):
+    """``(profile, LauncherState)`` the status bar describes.
+
+    Normally the active profile and ``ctx.cloud``. A session attached without the app's
+    launcher (a sandbox already running, a session handed in by a tool or a test) is what the
+    pages show, so the status bar describes that session's profile, never "stopped".
+    """
+    session = ctx.live.session
     state: LauncherState = ctx.cloud
+    if session is not None and state.phase == "stopped":
+        profile = getattr(session, "profile", None) or ctx.profile
+        if profile.kind == "sandbox":
+            return profile, _attached_sandbox(profile)
+        return profile, LauncherState("running", {"mqtt_host": profile.endpoint, "region": profile.region})
+    return ctx.profile, state
+
+
+def status_text(ctx: AppContext) -> str:
+    """The status-bar line for the profile in use and its live state."""
+    profile, state = status_state(ctx)
     if profile.kind == "sandbox":
         return f"Profile {profile.name} · Sandbox — {state.describe()}"
     host = profile.endpoint or "no endpoint"
@@ -119,8 +147,9 @@ class MainWindow(QMainWindow):
         ctx.cloud_state_changed.connect(self._refresh_status)
         ctx.profile_changed.connect(self._refresh_status)
         ctx.live.connection.connect(self._connection_changed)
+        ctx.live.session_changed.connect(self._session_changed)
         ctx.navigate.connect(self._navigate)
-        self._refresh_status()
+        self._session_changed(ctx.live.session)
 
         self._restore_state()
 
@@ -178,10 +207,17 @@ class MainWindow(QMainWindow):
     def _refresh_status(self, *_args) -> None:
         text = status_text(self.ctx)
         self.status_label.setText(text)
-        phase = self.ctx.cloud.phase if self.ctx.profile.kind == "sandbox" else "running"
+        profile, state = status_state(self.ctx)
+        phase = state.phase if profile.kind == "sandbox" else "running"
         self.status_label.setProperty("phase", phase)
-        self.status_label.style().unpolish(self.status_label)
-        self.status_label.style().polish(self.status_label)
+        _repolish(self.status_label)
+
+    def _session_changed(self, session) -> None:
+        self._refresh_status()
+        if session is None:
+            self.conn_label.setText("Cloud: not connected")
+            self.conn_label.setProperty("phase", "disconnected")
+            _repolish(self.conn_label)
 
     def _connection_changed(self, event) -> None:
         state = getattr(event.state, "value", str(event.state))
@@ -189,7 +225,9 @@ class MainWindow(QMainWindow):
         if event.reason and state in ("reconnecting", "failed"):
             text += f" ({event.reason})"
         self.conn_label.setText(text)
+        self.conn_label.setToolTip(event.reason or "")
         self.conn_label.setProperty("phase", state)
+        _repolish(self.conn_label)
 
     def _navigate(self, title: str, payload) -> None:
         """Show page ``title`` and hand it ``payload`` (its ``open_target`` method)."""
@@ -227,3 +265,9 @@ class MainWindow(QMainWindow):
             widget.close()  # pages disconnect/stop timers in their closeEvent
         super().closeEvent(event)
         self.closed.emit()
+
+
+def _repolish(widget: QWidget) -> None:
+    """Re-apply the style sheet after a dynamic property (``phase``) changed."""
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)

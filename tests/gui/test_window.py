@@ -135,3 +135,21 @@ def test_diagnostics_lists_malformed_payloads(qtbot):
     kinds = {dlg.table.item(r, 1).text() for r in range(3)}
     assert kinds == {"malformed_telemetry", "malformed_shadow"}
     assert any("hot" in dlg.table.item(r, 4).text() for r in range(3))
+
+
+@pytest.mark.slow
+def test_status_bar_describes_an_attached_session_not_stopped(app_window, cloud_session, sandbox):
+    """A session on a sandbox the app did not start (already running) is what the pages show:
+    the status bar names it as running + attached, never "Sandbox — stopped"."""
+    ctx, win = app_window
+    assert win.conn_label.text() == "Cloud: not connected"
+    ctx.live.attach(cloud_session)
+    name = cloud_session.profile.name
+    assert win.status_label.text() == (
+        f"Profile {name} · Sandbox — running, mqtt {sandbox.mqtt_host}:{sandbox.mqtt_port} (attached)")
+    assert win.status_label.property("phase") == "running"
+    assert win.conn_label.text() == "Cloud: connected"
+    assert win.conn_label.property("phase") == "connected"
+    ctx.live.detach()
+    assert win.status_label.text() == "Profile sandbox · Sandbox — stopped"
+    assert win.conn_label.text() == "Cloud: not connected"
