@@ -25,7 +25,7 @@ COLUMNS = (
     ("online", "Online"),
     ("last_seen", "Last seen"),
     ("firmware", "Firmware"),
-    ("shadow_version", "Shadow v"),
+    ("shadow_version", "Shadow ver."),
     ("temperature", "Temp °C"),
     ("humidity", "Humidity %"),
     ("groups", "Groups"),

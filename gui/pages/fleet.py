@@ -85,16 +85,26 @@ class FleetPage(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
-        for col, width in enumerate((150, 70, 90, 90, 70, 80, 90, 140)):
+        for col, width in enumerate((150, 70, 90, 90, 85, 80, 90, 140)):
             self.table.setColumnWidth(col, width)
+        self.empty_label = QLabel("")
+        self.empty_label.setObjectName("fleetEmpty")
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignCenter)
+        self.empty_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.empty_label.setStyleSheet("color: #52606d; padding: 24px;")
+        layout.addWidget(self.empty_label)
         layout.addWidget(self.table, 1)
         self.message = QLabel("")
         self.message.setObjectName("fleetMessage")
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
 
-        self.filter_edit.textChanged.connect(self.proxy.set_text)
-        self.group_combo.currentIndexChanged.connect(lambda _i: self.proxy.set_group(self.group_combo.currentData()))
+        self.filter_edit.textChanged.connect(self._filter_changed)
+        self.group_combo.currentIndexChanged.connect(self._group_changed)
+        self.proxy.rowsInserted.connect(lambda *_a: self._update_summary())
+        self.proxy.rowsRemoved.connect(lambda *_a: self._update_summary())
+        self.proxy.modelReset.connect(self._update_summary)
         self.table.doubleClicked.connect(self._open_device)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.set_desired_button.clicked.connect(self.ask_set_desired)
@@ -132,13 +142,46 @@ class FleetPage(QWidget):
         self._update_groups()
         self._update_summary()
 
+    def _filter_changed(self, text: str) -> None:
+        self.proxy.set_text(text)
+        self._update_summary()
+
+    def _group_changed(self, _index: int) -> None:
+        self.proxy.set_group(self.group_combo.currentData())
+        self._update_summary()
+
+    def _filtering(self) -> bool:
+        return bool(self.filter_edit.text().strip() or self.group_combo.currentData())
+
+    def _update_empty(self) -> None:
+        """Say why the table is empty (not connected, no things, nothing matches the filter)."""
+        fleet = self.model.fleet
+        if fleet is None:
+            text = ("Not connected. The app connects to the active profile (see the status bar at the "
+                    "bottom); choose or fix a profile in Settings.")
+        elif not fleet.things:
+            text = ("No things in this profile yet. Flash boards on the Stations page, set one up on the "
+                    "BLE Setup page, or run simulated devices: fleetdesk fleet simulate --count 10")
+        elif self.proxy.rowCount() == 0 and self._filtering():
+            what = [f"“{self.filter_edit.text().strip()}”"] if self.filter_edit.text().strip() else []
+            if self.group_combo.currentData():
+                what.append(f"group {self.group_combo.currentData()}")
+            text = f"No thing matches {' in '.join(what)}. Clear the filter to see all {len(fleet.things)}."
+        else:
+            text = ""
+        self.empty_label.setText(text)
+        self.empty_label.setVisible(bool(text))
+
     def _update_summary(self) -> None:
+        self._update_empty()
         fleet = self.model.fleet
         if fleet is None:
             self.summary.setText("Not connected.")
             return
         s = fleet.summary()
         text = f"{s['things']} things · {s['online']} online · {s['offline']} offline"
+        if self._filtering():
+            text = f"{self.proxy.rowCount()} shown · " + text
         if s["malformed"]:
             text += f" · {s['malformed']} malformed payloads"
         if s["missing"]:

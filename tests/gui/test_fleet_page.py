@@ -67,6 +67,8 @@ def _names_in_table(page, prefix):
 def test_fleet_page_follows_devices_and_bulk_sets_desired(app_window, cloud_session, sim_fleet, qloop, shot):
     ctx, win = app_window
     page = win.show_page("Fleet")
+    assert page.empty_label.isVisible() and page.empty_label.text().startswith("Not connected.")
+    assert "Settings" in page.empty_label.text()
     ctx.live.attach(cloud_session)
     specs, runner = sim_fleet(3, "guifleet", rate=2)
     names = [s.thing for s in specs]
@@ -79,7 +81,12 @@ def test_fleet_page_follows_devices_and_bulk_sets_desired(app_window, cloud_sess
         fleet = cloud_session.fleet
         await until(lambda: all(fleet.things[n].firmware == "1.0.0" for n in names), 30,
                     what="firmware version from each shadow")
+        page.filter_edit.setText("no-such-thing")
+        assert page.proxy.rowCount() == 0
+        assert page.empty_label.isVisible() and "No thing matches “no-such-thing”" in page.empty_label.text()
         page.filter_edit.setText("guifleet")
+        assert not page.empty_label.isVisible()
+        assert page.summary.text().startswith("3 shown · "), page.summary.text()
         page.table.selectAll()
         assert sorted(page.selected()) == names
         shot(win, "fleet")
