@@ -2,7 +2,7 @@
 
     fleetdesk boards list [--json]
     fleetdesk boards info PORT [--json]
-    fleetdesk flash PORT... | --all  --bundle B [--identity] [--baud N] [--json]
+    fleetdesk flash PORT... | --all  --bundle B [--identity | --claim [--claim-template T]] [--baud N] [--json]
 
 `flash` prints one line (one JSON document with --json) per board and exits 0 only when
 every board passed.
@@ -63,6 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--repurpose", action="store_true", help="confirm overwriting another product's identity")
     f.add_argument("--offline-pool", action="store_true",
                    help="identities from the pre-minted certificate pool (flashes with the network down)")
+    f.add_argument("--claim", action="store_true",
+                   help="write the station's claim certificate instead: each board provisions itself by claim "
+                        "at first boot (no cloud call per board; works offline once the claim cert exists)")
+    f.add_argument("--claim-template", default="", metavar="NAME",
+                   help="with --claim: the fleet-provisioning template boards claim with (default fleetdesk-claim)")
     f.add_argument("--allow-usb", action="append", default=[], metavar="VID:PID", help="also probe this USB id")
     f.add_argument("--json", action="store_true", help="one JSON document per board")
     f.set_defaults(func=_flash)
@@ -147,7 +152,7 @@ def _flash(args) -> int:
     settings = StationSettings(
         bundle=args.bundle,
         baud=args.baud,
-        identity=args.identity,
+        identity=args.identity or args.claim,
         name_template=args.name_template,
         operator=args.operator,
         station=args.station,
@@ -161,6 +166,8 @@ def _flash(args) -> int:
         restore_identity=args.restore_identity,
         repurpose=args.repurpose,
         offline_pool=args.offline_pool,
+        claim=args.claim,
+        claim_template=args.claim_template,
     )
     station = Station(settings)
     if station.cloud is not None:  # runs a crash interrupted: no certificate left ACTIVE for nothing
@@ -181,7 +188,7 @@ def _flash(args) -> int:
             tail = f" — {res.advice}" if res.result != "PASS" and res.advice else ""
             if res.presence.startswith("boot seen on the console"):
                 tail += f" — {res.presence}"
-            ident = f" {res.thing} cert {res.certificate_id[:10]}" if res.thing and res.certificate_id else ""
+            ident = (f" {res.thing}" if res.thing else "") + (f" cert {res.certificate_id[:10]}" if res.certificate_id else "")
             note = (" (re-flash)" if res.reflash else "") + (" (identity restored)" if res.restored else "") \
                 + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") + (" (offline: registry sync pending)" if res.pending_sync else "") \
                 + (f" ({res.followed})" if res.followed else "")

@@ -199,7 +199,12 @@ class BoardPipeline(IdentitySteps):
             if waiting:
                 self._event(stage="online")
                 self._journal("online", "begin")
-                self._wait_online(flashed_at, console)
+                if self.settings.claim:  # the board provisions itself by claim first (boards/claim.py)
+                    from fleetdesk.boards.claim import wait_claim_online
+
+                    wait_claim_online(self, flashed_at, console)
+                else:
+                    self._wait_online(flashed_at, console)
                 self._journal("online", "done")
             else:
                 self._cancel.wait(self.settings.boot_wait)
@@ -368,6 +373,10 @@ class Station:
                 self._device_target = CloudTarget(None, meta["endpoint"], int(meta["port"]), meta["region"],
                                                   meta["ca_pem"].encode())
             self._cloud_error = None  # offline is fine: identities come from the pool
+        self._claim_offline = ""
+        if settings.identity and settings.claim and self._cloud_error is not None:
+            self._claim_offline = self._cloud_error.message  # a stored claim cert is enough (check_ready)
+            self._cloud_error = None
         self.pipelines: dict[str, BoardPipeline] = {}
         self._lock = threading.Lock()
 
@@ -380,7 +389,7 @@ class Station:
     def run_one(self, port: str, on_event=None, slot: str = "") -> BoardResult:
         if self._cloud_error is not None:
             return self._refuse(port, self._cloud_error.message)
-        if self.pool is not None:
+        if self.pool is not None or (self.settings.identity and self.settings.claim):
             self.check_ready()
         pipe = BoardPipeline(port, self.plan, self.settings, self.db, self.cloud, on_event, slot, self.pool,
                              self._device_target)
@@ -394,7 +403,12 @@ class Station:
 
     def check_ready(self) -> None:
         """Raise before any board starts when the station cannot work (an empty offline pool
-        is a clear stop, not a failure per board)."""
+        is a clear stop, not a failure per board; so is claim mode with no claim certificate
+        and no cloud to make one)."""
+        if self.settings.identity and self.settings.claim:
+            from fleetdesk.boards.claim import ClaimStore
+
+            ClaimStore.for_station(self.settings, self.cloud).ensure(self.cloud, self._claim_offline)
         if self.pool is not None:
             from fleetdesk.boards.certpool import PoolEmpty
 

@@ -1,0 +1,488 @@
+"""Claim-certificate mode of the flash station: boards provision themselves by claim at first boot.
+
+Instead of minting a thing + certificate per board, the station writes one shared *claim*
+certificate (allowed only the fleet-provisioning topics of one template) into every board's
+vfs partition. At first boot the firmware (firmware/fd/provision.py) connects with it, asks
+for its own key + certificate (CreateKeysAndCertificate over MQTT), registers with the
+template (RegisterThing) and reconnects as the thing the template named.
+
+The claim certificate is minted once per station, profile and template (`ClaimStore`), kept
+in the app data dir (key 0600) and reused for every board, so flashing needs no cloud call
+and works with the control plane unreachable. After the write the pipeline waits for the
+provisioned thing to come online (cloud presence, or the board's console when the control
+plane cannot be reached) and records the certificate the board got during provisioning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fleetdesk.errors import CloudError
+from fleetdesk.paths import RESOURCES_DIR, data_dir, write_private
+
+CLAIM_CERT_PATH = "/certs/claim-cert.der"
+CLAIM_KEY_PATH = "/certs/claim-key.der"
+CA_PATH = "/certs/ca.der"
+VALIDATE_EVERY_S = 300.0  # how long a check of the stored claim cert against the cloud holds
+_PROVISIONED_RE = re.compile(r"provisioned by claim as (\S+)")
+_CLAIM_FAILED_RE = re.compile(r"provisioning by claim failed: (.*?)(?:; retry in \d+ ms)?$")
+_CREATE_CALLS = ("create_keys_and_certificate", "create_certificate_from_csr")
+
+
+class ClaimUnavailable(CloudError):
+    """The station has no claim certificate and cannot make one (cloud unreachable or refused)."""
+
+
+@dataclass
+class ClaimCredentials:
+    """The station's claim certificate and where boards use it. ``private_key_pem`` is secret.
+
+    Attributes:
+        template: the fleet-provisioning template boards name when claiming.
+        certificate_id: the claim certificate's id (64 hex).
+        certificate_pem: the claim certificate.
+        private_key_pem: its private key (kept 0600, never logged or journaled).
+        policy: the claim policy attached to it (scoped to the template's topics).
+        endpoint, port, region, ca_pem: the device endpoint the claim was made for.
+        template_body: the template as the cloud returned it (to predict thing names offline).
+        profile: the profile name it belongs to.
+    """
+
+    template: str
+    certificate_id: str
+    certificate_pem: str
+    private_key_pem: str = field(repr=False)
+    policy: str = ""
+    endpoint: str = ""
+    port: int = 8883
+    region: str = ""
+    ca_pem: str = ""
+    template_body: str = ""
+    profile: str = ""
+    created: float = 0.0
+
+    def meta(self) -> dict:
+        """Everything but the private key (what goes into claim.json)."""
+        d = asdict(self)
+        d.pop("private_key_pem")
+        return d
+
+
+def claim_policy_name(template: str) -> str:
+    """``fleetdesk-claim`` for the default template (as `setup_claim` names it), else per template."""
+    from fleetdesk.sandbox.provisioning import CLAIM_POLICY, DEFAULT_TEMPLATE
+
+    return CLAIM_POLICY if template == DEFAULT_TEMPLATE else f"{CLAIM_POLICY}-{template}"
+
+
+def template_of(settings) -> str:
+    """The template a station's boards claim with (``claim_template`` or the default)."""
+    from fleetdesk.sandbox.provisioning import DEFAULT_TEMPLATE
+
+    return (getattr(settings, "claim_template", "") or DEFAULT_TEMPLATE).strip()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "_"
+
+
+class ClaimStore:
+    """One claim certificate on disk: ``<data>/claim/<profile>/<template>/``.
+
+    Files: ``claim.cert.pem``, ``claim.private.pem.key`` (0600) and ``claim.json`` (metadata,
+    no key material).
+
+    Args:
+        profile: profile name (``sandbox`` for the local sandbox).
+        template: provisioning template name.
+        root: base dir (default: the app data dir's ``claim``).
+    """
+
+    _lock = threading.Lock()
+    _checked: dict[str, tuple[float, str]] = {}  # folder -> (monotonic time, certificate id) checked online
+
+    def __init__(self, profile: str, template: str, root: Path | None = None) -> None:
+        self.profile, self.template = profile or "sandbox", template
+        self.folder = (root or data_dir() / "claim") / _slug(self.profile) / _slug(template)
+
+    @classmethod
+    def for_station(cls, settings, cloud=None) -> "ClaimStore":
+        name = getattr(getattr(settings, "profile", None), "name", None) or getattr(cloud, "name", None) or "sandbox"
+        return cls(name, template_of(settings))
+
+    @property
+    def key_path(self) -> Path:
+        return self.folder / "claim.private.pem.key"
+
+    def load(self) -> ClaimCredentials | None:
+        """The stored claim credentials, or None when there are none (or they are incomplete)."""
+        try:
+            meta = json.loads((self.folder / "claim.json").read_text())
+            key = self.key_path.read_text()
+            cert = (self.folder / "claim.cert.pem").read_text()
+        except (OSError, ValueError):
+            return None
+        meta.pop("certificate_pem", None)
+        known = {k: meta[k] for k in ClaimCredentials.__dataclass_fields__ if k in meta}
+        return ClaimCredentials(**{**known, "certificate_pem": cert, "private_key_pem": key})
+
+    def save(self, creds: ClaimCredentials) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_private(self.key_path, creds.private_key_pem.encode())
+        (self.folder / "claim.cert.pem").write_text(creds.certificate_pem)
+        meta = creds.meta()
+        meta.pop("certificate_pem")
+        tmp = self.folder / "claim.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.replace(self.folder / "claim.json")
+
+    def ensure(self, cloud, offline_reason: str = "") -> ClaimCredentials:
+        """The claim credentials to flash: the stored ones, checked against ``cloud`` when it
+        answers (at most every few minutes), else a new claim certificate minted there.
+
+        With the cloud unreachable the stored credentials are used as they are (offline).
+
+        Args:
+            cloud: a CloudTarget, or None when there is none (offline).
+            offline_reason: why there is no cloud (shown when nothing is stored).
+
+        Raises:
+            ClaimUnavailable: nothing stored and the cloud is unreachable or refused.
+        """
+        with self._lock:
+            stored = self.load()
+            key = str(self.folder)
+            seen = self._checked.get(key)
+            if stored is not None and seen and seen[1] == stored.certificate_id \
+                    and time.monotonic() - seen[0] < VALIDATE_EVERY_S:
+                return stored
+            if cloud is None or getattr(cloud, "iot", None) is None:
+                if stored is not None:
+                    return stored
+                why = f" ({offline_reason})" if offline_reason else ""
+                raise ClaimUnavailable(
+                    f"no claim certificate on this station for template {self.template!r} "
+                    f"(profile {self.profile!r}) and no cloud to create one{why}",
+                    "connect the station to the cloud once so it can create its claim certificate, "
+                    "then it flashes offline; nothing was flashed")
+            if stored is not None and _same_endpoint(stored, cloud):
+                try:
+                    active = _check_active(stored, cloud)
+                    if active:
+                        self.save(stored)  # the template body may have changed
+                except Exception:  # noqa: BLE001 - offline, or not allowed to look: use what we have
+                    active = True
+                if active:
+                    self._checked[key] = (time.monotonic(), stored.certificate_id)
+                    return stored
+            try:
+                creds = mint_claim(cloud, self.template, profile=self.profile)
+            except ClaimUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - network or refusal
+                if stored is not None and _unreachable(exc):
+                    return stored  # offline: the claim made earlier is still the best we have
+                what = "did not answer" if _unreachable(exc) else "refused"
+                raise ClaimUnavailable(
+                    f"no claim certificate on this station for template {self.template!r} and the cloud "
+                    f"{what} while creating one ({_short(exc)})",
+                    "check the network and the profile (on AWS the template must exist, with a "
+                    "provisioning role); nothing was flashed") from exc
+            self.save(creds)
+            self._checked[key] = (time.monotonic(), creds.certificate_id)
+            return creds
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _unreachable(exc: Exception) -> bool:
+    """A network failure (no answer), as opposed to a refusal by the cloud."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500
+    return True
+
+
+def _same_endpoint(stored: ClaimCredentials, cloud) -> bool:
+    """The stored claim cert was made for this device endpoint and CA."""
+    return (stored.endpoint, int(stored.port), stored.ca_pem.strip()) == \
+        (cloud.endpoint, int(cloud.port), cloud.ca_pem.decode().strip())
+
+
+def _check_active(stored: ClaimCredentials, cloud) -> bool:
+    """The stored claim cert is still ACTIVE in the cloud (refreshes its template body)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        desc = cloud.iot.describe_certificate(certificateId=stored.certificate_id)["certificateDescription"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise
+    if desc.get("status") != "ACTIVE":
+        return False
+    stored.template_body = _template_body(cloud, stored.template) or stored.template_body
+    return True
+
+
+def _template_body(cloud, template: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return cloud.iot.describe_provisioning_template(templateName=template).get("templateBody")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def mint_claim(cloud, template: str, *, profile: str = "") -> ClaimCredentials:
+    """Make the claim certificate for ``template`` with ``cloud``'s control plane.
+
+    Creates the claim policy (only the provisioning topics of this template) when missing;
+    on the sandbox also the default template and the thing policy it names. On AWS the
+    template must exist (it needs a provisioning role).
+
+    Raises:
+        ClaimUnavailable: the template does not exist (AWS).
+        botocore errors: the cloud did not answer or refused.
+    """
+    from botocore.exceptions import ClientError
+
+    from fleetdesk.sandbox.provisioning import DEFAULT_TEMPLATE, THING_POLICY
+
+    iot = cloud.iot
+
+    def ensure_policy(name: str, text: str) -> None:
+        try:
+            iot.create_policy(policyName=name, policyDocument=text)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+                raise
+
+    body = _template_body(cloud, template)
+    if body is None:
+        if cloud.kind != "sandbox":
+            raise ClaimUnavailable(f"the provisioning template {template!r} does not exist in {cloud.name}",
+                                   "create it in AWS IoT (fleet provisioning, with a provisioning role) "
+                                   "or pick an existing template; nothing was flashed")
+        ensure_policy(THING_POLICY, _policy_text("thing-policy.json"))
+        body = json.dumps(json.loads((RESOURCES_DIR / "provisioning" / f"{DEFAULT_TEMPLATE}.json").read_text()))
+        try:
+            iot.create_provisioning_template(templateName=template, templateBody=body, enabled=True,
+                                             provisioningRoleArn="arn:aws:iam::000000000000:role/fleetdesk-provisioning")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+                raise
+    policy = claim_policy_name(template)
+    ensure_policy(policy, _policy_text("claim-policy.json").replace(
+        f"provisioning-templates/{DEFAULT_TEMPLATE}/", f"provisioning-templates/{template}/"))
+    cert = iot.create_keys_and_certificate(setAsActive=True)
+    try:
+        iot.attach_policy(policyName=policy, target=cert["certificateArn"])
+    except Exception:
+        try:  # never leave an ACTIVE certificate nobody keeps
+            cloud.deactivate(cert["certificateId"])
+        except Exception:  # noqa: BLE001
+            pass
+        raise
+    return ClaimCredentials(template=template, certificate_id=cert["certificateId"],
+                            certificate_pem=cert["certificatePem"], private_key_pem=cert["keyPair"]["PrivateKey"],
+                            policy=policy, endpoint=cloud.endpoint, port=int(cloud.port), region=cloud.region,
+                            ca_pem=cloud.ca_pem.decode(), template_body=body, profile=profile, created=time.time())
+
+
+def _policy_text(file: str) -> str:
+    return json.dumps(json.loads((RESOURCES_DIR / "policies" / file).read_text()))
+
+
+def firmware_parameters(mac: str) -> dict[str, str]:
+    """The RegisterThing parameters the firmware sends (firmware/fd/provision.py)."""
+    mac_hex = (mac or "").replace(":", "").lower()
+    return {"SerialNumber": mac_hex, "MacAddress": mac_hex}
+
+
+def predict_thing_name(template_body: str | None, mac: str) -> str | None:
+    """The thing name the template will give a board with this MAC, or None when it depends
+    on something only known at provisioning time (then it is read from the board's console)."""
+    from fleetdesk.sandbox.provisioning import ProvisioningError, _evaluate
+
+    try:
+        doc = json.loads(template_body or "")
+        values = {name: spec["Default"] for name, spec in (doc.get("Parameters") or {}).items()
+                  if isinstance(spec, dict) and "Default" in spec}
+        values.update(firmware_parameters(mac))
+        for res in (doc.get("Resources") or {}).values():
+            if isinstance(res, dict) and res.get("Type") == "AWS::IoT::Thing":
+                name = _evaluate((res.get("Properties") or {}).get("ThingName"), values)
+                return name if isinstance(name, str) and name else None
+    except (ProvisioningError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
+    return None
+
+
+def claim_device_files(creds: ClaimCredentials, *, pop: str, product: str | None = None,
+                       wifi: dict | None = None) -> dict[str, bytes]:
+    """The vfs files for claim mode: /config.json (no thing name: the template gives it),
+    the CA and the claim certificate + key (DER), as firmware/fd/settings.py reads them."""
+    from fleetdesk.boards.identity import _pem_to_der
+
+    config = {
+        "endpoint": creds.endpoint,
+        "port": int(creds.port),
+        "region": creds.region,
+        "ca": CA_PATH,
+        "claim": {"cert": CLAIM_CERT_PATH, "key": CLAIM_KEY_PATH, "template": creds.template},
+        "pop": pop,
+    }
+    if product:
+        config["product"] = product
+    if wifi:
+        config["wifi"] = {"ssid": wifi.get("ssid", ""), "password": wifi.get("password", "")}
+    return {
+        "/config.json": json.dumps(config, indent=1).encode(),
+        CA_PATH: _pem_to_der(creds.ca_pem),
+        CLAIM_CERT_PATH: _pem_to_der(creds.certificate_pem),
+        CLAIM_KEY_PATH: _pem_to_der(creds.private_key_pem),
+    }
+
+
+def prepare_claim(pipeline, info: dict, thing: str):
+    """Identity step in claim mode: the plan with the claim certificate in the vfs image.
+
+    No per-board cloud call: the station's claim credentials come from `ClaimStore` (checked
+    against the cloud at most every few minutes when it answers). ``pipeline.result.thing``
+    is set to the name the template will give the board (None when it cannot be predicted);
+    ``thing`` (the station's own name for the board) is not used by the template.
+
+    Returns:
+        FlashPlan: the bundle with /config.json and /certs/* for claim mode.
+    """
+    creds = ClaimStore.for_station(pipeline.settings, pipeline.cloud).ensure(pipeline.cloud)
+    mac = info.get("mac") or ""
+    predicted = predict_thing_name(creds.template_body, mac)
+    pipeline.result.thing, pipeline.result.certificate_id = predicted, None
+    pipeline._claim = creds
+    pop = secrets.token_hex(16)
+    pipeline._claim_pop = pop
+    if predicted:
+        write_private(data_dir() / "devices" / predicted / "pop.txt", pop.encode())
+    pipeline._journal("identity", "done", {"claim": True, "template": creds.template, "thing": predicted,
+                                           "claim_certificate_id": creds.certificate_id},
+                      **({"thing": predicted} if predicted else {}))
+    files = claim_device_files(creds, pop=pop, product=pipeline.settings.product, wifi=pipeline.settings.wifi)
+    plan = pipeline.plan.with_vfs_files(files)
+    known = pipeline.db.device(mac) if mac else None
+    if known and known.certificate_id:  # the board's own identity is replaced by the claim: back it up
+        pipeline._backup_before_write(known, plan)
+    pipeline._journal("write", "begin", {"bundle_sha256": pipeline.plan.sha256, "bytes": plan.total_bytes})
+    return plan
+
+
+def wait_claim_online(pipeline, flashed_at: float, console) -> None:
+    """Wait until the board, provisioned by claim, is online as its thing.
+
+    The thing name is the predicted one, or the one the board prints (``provisioned by claim
+    as <thing>``). Online = cloud presence (GetThingConnectivityData) when the control plane
+    answers, else the board's own ``online as <thing>`` console line. Then the certificate
+    the board got during provisioning is looked up (ListThingPrincipals) for the record.
+
+    Raises:
+        station._Failed: timeout, cancel, or the board reported its claim failing.
+    """
+    from fleetdesk.boards.identity import PresenceUnavailable
+    from fleetdesk.boards.station import _Failed
+
+    r, settings = pipeline.result, pipeline.settings
+    deadline = time.monotonic() + settings.online_timeout
+    use_cloud = pipeline.cloud is not None and getattr(pipeline.cloud, "iot", None) is not None
+    why_console = "" if use_cloud else "no control plane"
+    claim_error = ""
+    while time.monotonic() < deadline:
+        if pipeline._cancel.is_set():
+            raise _Failed("online", "cancelled by the operator", "cancelled")
+        lines = list(console.lines) if console is not None else []
+        for line in lines:
+            m = _PROVISIONED_RE.search(line)
+            if m and m.group(1) != r.thing:
+                pipeline._journal("identity", "claimed", {"thing": m.group(1), "predicted": r.thing})
+                r.thing = m.group(1)
+            m = _CLAIM_FAILED_RE.search(line)
+            if m:
+                claim_error = m.group(1)
+        if r.thing:
+            if use_cloud:
+                try:
+                    c = pipeline.cloud.connectivity(r.thing)
+                    ts = c.get("timestamp")
+                    if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
+                        r.presence = "cloud presence (GetThingConnectivityData)"
+                        break
+                except PresenceUnavailable as exc:
+                    use_cloud, why_console = False, exc.message
+                except Exception as exc:  # noqa: BLE001 - transient, or no control plane at all
+                    if _unreachable(exc) and not _is_not_found(exc):
+                        use_cloud, why_console = False, f"control plane unreachable: {_short(exc)}"
+            if not use_cloud and any(f"online as {r.thing}" in line for line in lines):
+                r.presence = f"boot seen on the console (cloud presence unavailable: {why_console})"
+                pipeline._journal("online", "fallback", r.presence)
+                break
+        pipeline._cancel.wait(0.5)
+    else:
+        what = r.thing or "the board"
+        detail = f"; the board reports: provisioning by claim failed: {claim_error}" if claim_error else ""
+        raise _Failed("online", f"{what} did not come online after provisioning by claim within "
+                                f"{settings.online_timeout:.0f} s (template {pipeline._claim.template}){detail}",
+                      "not-online")
+    if r.thing and getattr(pipeline, "_claim_pop", None):
+        write_private(data_dir() / "devices" / r.thing / "pop.txt", pipeline._claim_pop.encode())
+    retired = []
+    if use_cloud:
+        certs = claimed_certificates(pipeline.cloud, r.thing, pipeline._claim.certificate_id)
+        r.certificate_id = certs[0][1] if certs else None
+        for made, cert_id in certs[1:]:  # the board's earlier identities: their keys were just overwritten
+            if made < flashed_at - 2:
+                try:
+                    pipeline.cloud.deactivate(cert_id)
+                    retired.append(cert_id)
+                except Exception as exc:  # noqa: BLE001 - journaled; the board uses its new one
+                    pipeline._journal("retire", "failed", {"certificate_id": cert_id, "error": _short(exc)})
+    pipeline._journal("identity", "provisioned", {"thing": r.thing, "certificate_id": r.certificate_id,
+                                                   "presence": r.presence, "retired": retired})
+
+
+def _is_not_found(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+
+
+def claimed_certificates(cloud, thing: str, claim_certificate_id: str = "") -> list[tuple[float, str]]:
+    """The ACTIVE certificates of a thing provisioned by claim, newest first, as (creation
+    time, id); the claim certificate is left out. The first is the one the board got during
+    provisioning. Empty when the control plane cannot tell."""
+    try:
+        out = []
+        for arn in cloud.iot.list_thing_principals(thingName=thing).get("principals", []):
+            cert_id = arn.rsplit("/", 1)[-1]
+            if cert_id == claim_certificate_id or ":cert/" not in arn:
+                continue
+            desc = cloud.iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+            if desc.get("status") != "ACTIVE":
+                continue
+            made = desc.get("creationDate")
+            out.append((made.timestamp() if hasattr(made, "timestamp") else float(made or 0), cert_id))
+        return sorted(out, reverse=True)
+    except Exception:  # noqa: BLE001 - the board is online; the record just lacks the id
+        return []
