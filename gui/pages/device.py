@@ -174,6 +174,8 @@ class DevicePage(QWidget):
         if changed:
             self.shadow_name = None
             self.shadow.set_named_shadows([])
+            self.shadow.reset()
+            self.export_label.setText("")
             self.log_view.clear()
             self.rpc_reply.clear()
             for key in list(self.plot.keys()):
@@ -318,9 +320,9 @@ class DevicePage(QWidget):
                 self.shadow.show_conflict(error.current, error.changed, error.message)
             elif error is not None:
                 self.shadow.show_message(f"Refused: {error}", ok=False)
-            else:
-                self.shadow.sent()
+            elif thing == self.thing and name == self.shadow_name:
                 self.shadow.show_message(f"Accepted: version {doc.get('version')}. Waiting for the device to report…")
+                self.shadow.sent(desired)
                 self.load_shadow()
 
         bridge.submit(session.shadows.update(thing, desired=desired, name=name, version=version, base=base), done)

@@ -199,6 +199,7 @@ class ShadowEditor(QWidget):
         layout.addLayout(bottom)
 
         self.dirty = False  # the user edited the form/raw JSON since the last load
+        self.awaiting: dict | None = None  # accepted desired change the device has not reported yet
         self.edit_base: dict = {}
         self._loading = False
         for sig in (self.on_check.toggled, self.refresh_spin.valueChanged, self.reboot_spin.valueChanged,
@@ -263,6 +264,23 @@ class ShadowEditor(QWidget):
             finally:
                 self._loading = False
             self.dirty = False
+        self._check_reported()
+
+    def _check_reported(self) -> None:
+        """Once the device reports what was sent, say so (replaces "Waiting for the device…")."""
+        if not self.awaiting or not self.doc:
+            return
+        reported = (self.doc.get("state") or {}).get("reported") or {}
+        if delta_of(self.awaiting, reported):
+            return
+        keys = ", ".join(_leaves(self.awaiting, None))
+        self.awaiting = None
+        self.show_message(f"The device reported the change ({keys}): version {self.version}.")
+
+    def reset(self) -> None:
+        """Forget the previous thing's message and pending change (another thing is shown)."""
+        self.awaiting = None
+        self.show_message("")
 
     def _fill_form(self, values: dict) -> None:
         self.on_check.setChecked(bool(values.get("on", False)))
@@ -325,9 +343,14 @@ class ShadowEditor(QWidget):
         self.send_requested.emit(desired, version, base)
         return True
 
-    def sent(self) -> None:
-        """The last send was accepted: the next document may replace the editor's content."""
+    def sent(self, desired: dict | None = None) -> None:
+        """The last send was accepted: the next document may replace the editor's content.
+
+        Args:
+            desired: what was sent; the editor says so once the device reports it.
+        """
         self.dirty = False
+        self.awaiting = desired or None
 
     def show_conflict(self, current: dict, changed: list[str], message: str) -> None:
         """A 409: show the reloaded document and which keys changed; the user's edits stay."""

@@ -56,7 +56,9 @@ def test_editor_refuses_bad_json_and_sends_only_changed_form_keys(qtbot):
     ed.on_check.setChecked(True)
     assert ed.send()
     assert sent == [({"on": True}, 7, 7)]
+    ed.sent({"on": True})  # accepted: waiting for the device (no report yet in version 8)
     ed.set_document({**doc, "state": {**doc["state"], "desired": {"on": True}}, "version": 8})
+    assert "reported" not in ed.message.text()
     row = ed.tree.topLevelItem(1)
     assert (row.text(0), row.text(1), row.text(2), row.text(3)) == ("on", "true", "false", "true")
     ed.tabs.setCurrentIndex(1)
@@ -112,6 +114,8 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
         await until(lambda: ["true"] == [tree.topLevelItem(i).text(2) for i in range(tree.topLevelItemCount())
                                          if tree.topLevelItem(i).text(0) == "on"],
                     30, what="reported column shows on=true")
+        await until(lambda: "The device reported the change (on, refresh)" in page.shadow.message.text(), 30,
+                    what="the editor saying the device applied the change")
         shot(win, "device")
         # 409: someone else changes the shadow while the user edits
         await until(lambda: not page.shadow.dirty, 10, what="first send accepted")
@@ -139,3 +143,19 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
         await until(lambda: "online as" in page.log_view.toPlainText(), 90, what="device log line")
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 230))
+
+
+def test_editor_says_when_the_device_reported_the_sent_change(qtbot):
+    ed = ShadowEditor()
+    qtbot.addWidget(ed)
+    ed.set_document({"state": {"reported": {"on": False, "refresh": 5000}}, "version": 3})
+    ed.on_check.setChecked(True)
+    assert ed.send()
+    ed.show_message("Accepted: version 4. Waiting for the device to report…")
+    ed.sent({"on": True})
+    ed.set_document({"state": {"desired": {"on": True}, "reported": {"on": False, "refresh": 5000}}, "version": 4})
+    assert ed.message.text().startswith("Accepted: version 4. Waiting")
+    ed.set_document({"state": {"desired": {"on": True}, "reported": {"on": True, "refresh": 5000}}, "version": 5})
+    assert ed.message.text() == "The device reported the change (on): version 5."
+    ed.reset()
+    assert ed.message.text() == "" and ed.awaiting is None
