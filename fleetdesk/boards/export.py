@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from fleetdesk.errors import BoardError
-from fleetdesk.store.production import ProductionDB, redact
+from fleetdesk.store.production import ProductionDB, redact, scrub
 
 
 def export_attempt(db: ProductionDB, attempt_id: int, path: Path | str) -> Path:
@@ -20,11 +20,11 @@ def export_attempt(db: ProductionDB, attempt_id: int, path: Path | str) -> Path:
     Raises:
         BoardError: no such attempt.
     """
-    row = db.attempt(attempt_id)
+    row = scrub(db.attempt(attempt_id))  # rows journaled before keys were scrubbed at the source
     if row is None:
         raise BoardError(f"no production attempt #{attempt_id}", "pick a board that has been flashed")
     run_id = row.get("run_id")
-    journal = db.journal(run_id) if run_id else []
+    journal = scrub(db.journal(run_id)) if run_id else []
     logs = db.logs(run_id) if run_id else {}
     path = Path(path)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:

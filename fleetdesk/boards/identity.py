@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +187,8 @@ class MintedIdentity:
     thing_name: str
     certificate_id: str
     certificate_pem: str
-    private_key_pem: str
-    pop: str
+    private_key_pem: str = field(repr=False)  # never in a log line or traceback
+    pop: str = field(repr=False)
     key_path: Path
 
 

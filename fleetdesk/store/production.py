@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -79,6 +80,21 @@ def redact(lines) -> list[str]:
         if not inside:
             out.append(text)
     return out
+
+
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
+
+
+def scrub(value):
+    """``value`` (a string, or dicts/lists of them) with every PEM private-key block replaced by
+    "[private key removed]", also one quoted inside a message or a JSON string."""
+    if isinstance(value, str):
+        return _PEM_KEY.sub("[private key removed]", value) if "PRIVATE KEY" in value else value
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
 
 
 def default_db_path() -> Path:
@@ -143,8 +159,9 @@ class ProductionDB:
 
     def step(self, run_id: str, step: str, status: str, detail: str | dict = "", **run_fields) -> None:
         """Journal one step (status: begin, done, failed, skipped) and update run fields
-        (mac, thing, certificate_id, thing_created) in the same transaction."""
-        text = json.dumps(detail) if isinstance(detail, dict) else detail
+        (mac, thing, certificate_id, thing_created) in the same transaction. A private key
+        quoted in ``detail`` is never stored."""
+        text = scrub(json.dumps(detail) if isinstance(detail, dict) else detail)
 
         def do(db):
             db.execute("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
@@ -191,7 +208,7 @@ class ProductionDB:
         ``row`` holds ATTEMPT_COLUMNS fields; ``reflash`` is computed from known MACs.
         Returns the attempt id.
         """
-        row = dict(row)
+        row = scrub(dict(row))  # e.g. an error message quoting a key
         row.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         row["run_id"] = run_id
 
@@ -280,12 +297,27 @@ class ProductionDB:
             SecretKeyError: backups sealed with a key that is now missing exist (a new key is
                 then not made: it would hide them); the message names the key file.
         """
-        with self._lock:
-            sealed_before = self._db.execute("SELECT 1 FROM backups WHERE format=? LIMIT 1", (SEALED,)).fetchone()
-        blob = self.box.seal(data, create=not sealed_before)
+        blob = self.box.seal(data, create=self._may_make_key())
         return self._tx(lambda db: db.execute(
             "INSERT INTO backups(mac, ts, label, offset, data, format) VALUES (?,?,?,?,?,?)",
             (mac, time.time(), label, offset, blob, SEALED)).lastrowid)
+
+    def _may_make_key(self) -> bool:
+        """A new station key may be made only while no backup sealed with a key exists (a new
+        key would hide those rows)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM backups WHERE format=? LIMIT 1", (SEALED,)).fetchone() is None
+
+    def check_backup_key(self) -> None:
+        """Make sure a backup can be sealed now (the key is loaded, or made when none is in use).
+
+        Call it before a write that replaces a board's identity, so the write never goes
+        ahead when its backup could not be kept.
+
+        Raises:
+            SecretKeyError: the station data key is missing, different-and-unusable or damaged.
+        """
+        self.box.ensure_key(create=self._may_make_key())
 
     def latest_backup(self, mac: str, label: str) -> tuple[int, bytes] | None:
         """The newest backup of ``label`` for ``mac`` as (offset, plaintext bytes), or None.
@@ -323,8 +355,8 @@ class ProductionDB:
             rows = self._db.execute("SELECT id, data FROM backups WHERE format='clear'").fetchall()
             if not rows:
                 return 0
-            sealed_before = self._db.execute("SELECT 1 FROM backups WHERE format=? LIMIT 1", (SEALED,)).fetchone()
-            blobs = [(self.box.seal(r["data"], create=not sealed_before), r["id"]) for r in rows]
+            create = self._may_make_key()
+            blobs = [(self.box.seal(r["data"], create=create), r["id"]) for r in rows]
             self._db.execute("PRAGMA secure_delete=ON")
             try:
                 self._tx(lambda db: db.executemany(

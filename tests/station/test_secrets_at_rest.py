@@ -188,3 +188,59 @@ def test_pool_keys_sealed_legacy_pool_still_opens_and_missing_key_assigns_nothin
     assert str(folder / "station.key") in err.value.message
     assert pool.level() == 1 and pool.pending() == 1  # nothing was assigned to the failed board
     pool.close()
+
+
+PEM = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yRxxnn5dN3vVRaENlVe2ZBp9xPxoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n"
+
+
+def test_journal_and_attempt_rows_never_keep_a_quoted_key_and_the_export_zip_has_none(tmp_path):
+    import zipfile
+
+    from fleetdesk.boards.export import export_attempt
+
+    path = tmp_path / "p.sqlite3"
+    db = ProductionDB(path)
+    run = db.start_run(port="socket://x")
+    db.step(run, "identity", "failed", {"error": f"boom {PEM} tail", "thing": "fd-1"})
+    db.step(run, "write", "failed", f"ValueError: bad key {PEM!r}")
+    attempt = db.finish(run, {"port": "socket://x", "mac": MAC, "result": "FAIL", "error": f"cloud said {PEM}"})
+    assert b"MHcCAQEEIBkg4LVWM9nu" not in _on_disk(path)
+    steps = db.journal(run)
+    assert json.loads(steps[0]["detail"]) == {"error": "boom [private key removed]\n tail", "thing": "fd-1"}
+    assert steps[1]["detail"].startswith("ValueError: bad key '[private key removed]")
+    assert db.attempt(attempt)["error"] == "cloud said [private key removed]\n"
+
+    # rows written before keys were scrubbed at the source: the export still leaves them out
+    db._db.execute("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
+                   (run, time.time(), "backup", "failed", json.dumps({"error": PEM})))
+    db._db.execute("UPDATE attempts SET error=? WHERE id=?", (f"old {PEM}", attempt))
+    db.save_logs(run, console=["boot", *PEM.splitlines(), "online"], esptool=["Hash of data verified."])
+    with zipfile.ZipFile(export_attempt(db, attempt, tmp_path / "board.zip")) as z:
+        blob = b"".join(z.read(n) for n in z.namelist())
+        journal = json.loads(z.read("journal.json"))
+        row = json.loads(z.read("attempt.json"))
+    assert b"MHcCAQEEIBkg4LVWM9nu" not in blob and b"PRIVATE KEY-----" not in blob
+    assert json.loads(journal[-1]["detail"]) == {"error": "[private key removed]\n"}
+    assert row["error"] == "old [private key removed]\n" and b"online" in blob
+
+
+def test_a_write_that_replaces_an_identity_can_check_its_backup_key_first(tmp_path, monkeypatch):
+    image, _ = _identity_image()
+    db = ProductionDB(tmp_path / "p.sqlite3")
+    db.check_backup_key()  # first use: the key is made (0600)
+    assert _mode(data_dir() / "station.key") == 0o600
+    db.save_backup(MAC, "vfs", 0, image)
+    db.close()
+    monkeypatch.setenv("FLEETDESK_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(SecretKeyError, match="station.key is missing"):
+        ProductionDB(tmp_path / "p.sqlite3").check_backup_key()
+
+
+def test_identities_never_show_their_key_in_a_repr():
+    from fleetdesk.boards.identity import MintedIdentity
+    from fleetdesk.cloud.identity import DeviceIdentity
+
+    minted = MintedIdentity("fd-1", "c" * 64, "CERT", PEM, "pop-secret-123", Path("/k"))
+    device = DeviceIdentity("fd-1", "c" * 64, "arn", "CERT", PEM)
+    for text in (repr(minted), str(minted), repr(device), f"{[minted]}"):
+        assert "MHcCAQ" not in text and "pop-secret-123" not in text and "fd-1" in text
