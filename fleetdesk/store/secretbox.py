@@ -74,12 +74,11 @@ class SecretBox:
     def __init__(self, key_path: Path | str | None = None, *, legacy: Iterable[Path | str] = ()) -> None:
         self.key_path = Path(key_path) if key_path else default_key_path()
         self.legacy = [Path(p) for p in legacy]
-        self._key: bytes | None = None
 
     # --- the key ------------------------------------------------------------------------
     def has_key(self) -> bool:
         """Whether the key file exists (nothing is created)."""
-        return self._key is not None or self.key_path.exists()
+        return self.key_path.exists()
 
     def key_id(self) -> str | None:
         """The fingerprint of the key on file (None when there is none yet)."""
@@ -87,8 +86,8 @@ class SecretBox:
         return key_id(key) if key else None
 
     def _load(self, path: Path, *, required: bool) -> bytes | None:
-        if path == self.key_path and self._key is not None:
-            return self._key
+        # read on every use (44 bytes), never cached: sealing with a key whose file has gone
+        # would make data no restarted station can open
         try:
             key = path.read_bytes().strip()
         except FileNotFoundError:
@@ -112,8 +111,6 @@ class SecretBox:
                 os.chmod(path, 0o600)  # a key copied back with loose permissions: tighten it
             except OSError:
                 pass
-        if path == self.key_path:
-            self._key = key
         return key
 
     def _missing(self, path: Path, consequence: str) -> SecretKeyError:

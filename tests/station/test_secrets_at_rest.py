@@ -244,3 +244,24 @@ def test_identities_never_show_their_key_in_a_repr():
     device = DeviceIdentity("fd-1", "c" * 64, "arn", "CERT", PEM)
     for text in (repr(minted), str(minted), repr(device), f"{[minted]}"):
         assert "MHcCAQ" not in text and "pop-secret-123" not in text and "fd-1" in text
+
+
+def test_key_file_removed_while_running_refuses_the_next_backup_instead_of_sealing_blind(tmp_path):
+    image, _ = _identity_image()
+    db = ProductionDB(tmp_path / "p.sqlite3")
+    db.save_backup(MAC, "vfs", 0, image)
+    key_file = data_dir() / "station.key"
+    key_file.unlink()
+    with pytest.raises(SecretKeyError, match="missing"):
+        db.save_backup(MAC, "vfs", 0, image)
+    assert not key_file.exists() and db.backup_formats() == {"fdsb1": 1}
+
+
+def test_concurrent_first_use_makes_one_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "k" / "station.key"
+    with ThreadPoolExecutor(8) as ex:
+        keys = set(ex.map(lambda _: SecretBox(path).ensure_key(), range(16)))
+    assert keys == {path.read_bytes().strip()} and _mode(path) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["station.key"]  # no temp files left
