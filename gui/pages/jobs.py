@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -37,6 +38,9 @@ from gui.context import AppContext
 REFRESH_MS = 2000
 TEMPLATE_DIR = RESOURCES_DIR / "jobs"
 RAW = "(raw JSON)"
+NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "
+                 "choose or fix a profile in Settings.")
+CANCELABLE = {"IN_PROGRESS", "SCHEDULED"}  # job statuses CancelJob applies to
 
 
 def load_templates(folder: Path = TEMPLATE_DIR) -> dict[str, str]:
@@ -65,6 +69,28 @@ def parse_document(text: str) -> dict:
     return doc
 
 
+def local_time(value) -> str:
+    """A job timestamp (datetime from boto3, epoch seconds or text) as local "YYYY-MM-DD HH:MM:SS"."""
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone()
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)[:19] if value else ""
+
+
+def status_counts(statuses) -> str:
+    """"2 succeeded · 1 failed" for execution statuses, most common first."""
+    counts: dict[str, int] = {}
+    for st in statuses:
+        key = (st or "unknown").lower().replace("_", " ")
+        counts[key] = counts.get(key, 0) + 1
+    return " · ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _details(execution: dict) -> str:
     d = execution.get("statusDetails") or {}
     m = d.get("detailsMap", d) if isinstance(d, dict) else {}
@@ -81,6 +107,7 @@ class JobsPage(QWidget):
         self.templates = load_templates()
         self.selected_job: str | None = None
         self._details: dict[tuple[str, str, str], str] = {}
+        self._job_status: dict[str, str] = {}
         self.refreshes = 0
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<h2>Jobs</h2>"))
@@ -139,7 +166,7 @@ class JobsPage(QWidget):
         self.rate_spin = QSpinBox()
         self.rate_spin.setRange(0, 1000)
         self.rate_spin.setSpecialValueText("unlimited")
-        self.rate_spin.setSuffix(" /min")
+        self.rate_spin.setSuffix(" things/min")
         form.addRow("Rollout", self.rate_spin)
         abort = QHBoxLayout()
         self.abort_spin = QSpinBox()
@@ -150,6 +177,8 @@ class JobsPage(QWidget):
         self.abort_min_spin.setRange(1, 100000)
         self.abort_min_spin.setPrefix("after ")
         self.abort_min_spin.setSuffix(" executed")
+        self.abort_min_spin.setEnabled(False)  # only meaningful with an abort threshold
+        self.abort_spin.valueChanged.connect(lambda v: self.abort_min_spin.setEnabled(v > 0))
         abort.addWidget(self.abort_spin)
         abort.addWidget(self.abort_min_spin)
         form.addRow("Abort", abort)
@@ -184,7 +213,7 @@ class JobsPage(QWidget):
         self.jobs_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.jobs_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.jobs_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.jobs_table.horizontalHeader().setStretchLastSection(True)
+        _fit_columns(self.jobs_table)
         self.jobs_table.verticalHeader().setVisible(False)
         v.addWidget(self.jobs_table, 2)
         row = QHBoxLayout()
@@ -200,11 +229,12 @@ class JobsPage(QWidget):
         self.exec_table.setHorizontalHeaderLabels(["Thing", "Status", "Details"])
         self.exec_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.exec_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.exec_table.horizontalHeader().setStretchLastSection(True)
+        _fit_columns(self.exec_table)
         self.exec_table.verticalHeader().setVisible(False)
         v.addWidget(self.exec_table, 3)
         self.jobs_table.itemSelectionChanged.connect(self._job_picked)
-        self.cancel_job_button.clicked.connect(self.cancel_job)
+        self.exec_table.itemSelectionChanged.connect(self._update_buttons)
+        self.cancel_job_button.clicked.connect(self.ask_cancel_job)
         self.cancel_exec_button.clicked.connect(self.cancel_execution)
         return w
 
@@ -216,21 +246,28 @@ class JobsPage(QWidget):
     def _session_changed(self, session) -> None:
         self._things_changed(None)
         self.create_button.setEnabled(session is not None)
+        self._update_buttons()
         if session is None:
             self.timer.stop()
+            self._groups_loaded([], None, placeholder="(not connected)")
             return
         bridge.submit(session.control.list_groups(), self._groups_loaded)
         if self.isVisible():
             self.timer.start()
             self.refresh()
 
-    def _groups_loaded(self, groups, error) -> None:
+    def _groups_loaded(self, groups, error, placeholder: str = "(no thing groups in this profile yet)") -> None:
         if error is not None:
-            return
+            placeholder = f"(could not list thing groups: {getattr(error, 'message', None) or error})"
+            groups = []
         checked = set(self.checked(self.group_list))
         self.group_list.clear()
         for g in sorted(x["groupName"] for x in groups):
             self._add_check(self.group_list, g, g in checked)
+        if not groups:  # say why the list is empty; not checkable, so never a target
+            item = QListWidgetItem(placeholder)
+            item.setFlags(Qt.NoItemFlags)
+            self.group_list.addItem(item)
 
     @staticmethod
     def _add_check(lst: QListWidget, text: str, checked: bool) -> None:
@@ -241,7 +278,8 @@ class JobsPage(QWidget):
 
     @staticmethod
     def checked(lst: QListWidget) -> list[str]:
-        return [lst.item(i).text() for i in range(lst.count()) if lst.item(i).checkState() == Qt.Checked]
+        return [lst.item(i).text() for i in range(lst.count())
+                if lst.item(i).flags() & Qt.ItemIsUserCheckable and lst.item(i).checkState() == Qt.Checked]
 
     def _things_changed(self, _names) -> None:
         fleet = self.ctx.live.fleet
@@ -282,7 +320,7 @@ class JobsPage(QWidget):
         """Upload ``path`` and put an OTA document (URL placeholder + SHA-256) in the editor."""
         session = self.session
         if session is None:
-            self.show_message("Not connected.", ok=False)
+            self.show_message(NOT_CONNECTED, ok=False)
             return
         self.show_message(f"uploading {Path(path).name}…")
 
@@ -307,7 +345,7 @@ class JobsPage(QWidget):
         """Validate the form and create the job; False (with a message) when refused here."""
         session = self.session
         if session is None:
-            self.show_message("Not connected.", ok=False)
+            self.show_message(NOT_CONNECTED, ok=False)
             return False
         try:
             doc = parse_document(self.doc_edit.toPlainText())
@@ -340,6 +378,30 @@ class JobsPage(QWidget):
 
         bridge.submit(session.control.create_job(job_id, doc, **kwargs), done)
         return True
+
+    def _update_buttons(self) -> None:
+        """Cancel buttons only when they can do something: a running job, selected executions."""
+        connected = self.session is not None and bool(self.selected_job)
+        status = self._job_status.get(self.selected_job or "", "")
+        self.cancel_job_button.setEnabled(connected and status in CANCELABLE)
+        self.cancel_job_button.setToolTip("" if status in CANCELABLE or not status
+                                          else f"{self.selected_job} is {status.lower()}: nothing left to cancel")
+        rows = {i.row() for i in self.exec_table.selectedIndexes()}
+        self.cancel_exec_button.setEnabled(connected and bool(rows))
+        self.cancel_exec_button.setToolTip("" if rows else "select one or more executions first")
+
+    def ask_cancel_job(self) -> None:
+        """Confirm, then cancel the selected job (force: in-progress executions stop too)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        job = self.selected_job
+        if not job:
+            return
+        answer = QMessageBox.question(
+            self, "Cancel job", f"Cancel {job}? Its queued and in-progress executions are canceled on every "
+            "target; devices already updating are told to stop.", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        if answer == QMessageBox.Yes:
+            self.cancel_job()
 
     def cancel_job(self) -> None:
         session, job = self.session, self.selected_job
@@ -388,23 +450,24 @@ class JobsPage(QWidget):
             self.show_message(f"jobs: {error}", ok=False)
             return
         jobs = sorted(jobs, key=lambda j: str(j.get("createdAt", "")), reverse=True)
+        self._job_status = {j.get("jobId", ""): j.get("status", "") for j in jobs}
         self.jobs_table.blockSignals(True)
         self.jobs_table.setRowCount(len(jobs))
         for r, j in enumerate(jobs):
-            created = j.get("createdAt")
-            vals = (j.get("jobId", ""), j.get("status", ""), str(created)[:19] if created else "", j.get("description", ""))
+            vals = (j.get("jobId", ""), j.get("status", ""), local_time(j.get("createdAt")), j.get("description", ""))
             for c, v in enumerate(vals):
                 self.jobs_table.setItem(r, c, QTableWidgetItem(str(v)))
             if j.get("jobId") == self.selected_job:
                 self.jobs_table.selectRow(r)
         self.jobs_table.blockSignals(False)
-        self.jobs_table.resizeColumnsToContents()
+        self._update_buttons()
 
     def _job_picked(self) -> None:
         rows = self.jobs_table.selectionModel().selectedRows()
         if rows:
             self.selected_job = self.jobs_table.item(rows[0].row(), 0).text()
             self.exec_label.setText(f"<b>Executions of {self.selected_job}</b>")
+            self._update_buttons()
             self.refresh()
 
     def _executions_loaded(self, result, error) -> None:
@@ -414,12 +477,16 @@ class JobsPage(QWidget):
         job_id, rows = result
         if job_id != self.selected_job:
             return
-        self.exec_label.setText(f"<b>Executions of {job_id}</b> ({len(rows)})")
-        self.exec_table.setRowCount(len(rows))
+        counts = status_counts(e.get("status") for e in rows)
+        self.exec_label.setText(f"<b>Executions of {job_id}</b> ({len(rows)})" + (f": {counts}" if counts else ""))
+        self.exec_table.setRowCount(len(rows))  # rows sorted by thing: a selection stays on its row
         for r, e in enumerate(sorted(rows, key=lambda x: x["thing"])):
             for c, v in enumerate((e["thing"], e.get("status") or "", e.get("details", ""))):
-                self.exec_table.setItem(r, c, QTableWidgetItem(str(v)))
-        self.exec_table.resizeColumnsToContents()
+                item = QTableWidgetItem(str(v))
+                if c == 2 and v:
+                    item.setToolTip(str(v))  # long reasons are elided in the cell
+                self.exec_table.setItem(r, c, item)
+        self._update_buttons()
 
     def execution_status(self) -> dict[str, tuple[str, str]]:
         """{thing: (status, details)} as shown in the executions table."""
@@ -446,6 +513,15 @@ class JobsPage(QWidget):
             except (RuntimeError, TypeError):
                 pass
         super().closeEvent(event)
+
+
+def _fit_columns(table: QTableWidget) -> None:
+    """Columns sized to their contents; the last one takes the rest of the width."""
+    header = table.horizontalHeader()
+    for c in range(table.columnCount() - 1):
+        header.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+    header.setSectionResizeMode(table.columnCount() - 1, QHeaderView.Stretch)
+    table.setWordWrap(False)
 
 
 def create_page(ctx: AppContext) -> QWidget:

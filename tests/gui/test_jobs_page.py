@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from gui.pages.jobs import load_templates, parse_document
+from PySide6.QtCore import Qt
+
+from gui.pages.jobs import load_templates, local_time, parse_document, status_counts
 
 from gui_testutil import until
 
@@ -29,7 +31,23 @@ def test_refuses_without_session_or_targets(app_window):
     ctx, win = app_window
     page = win.show_page("Jobs")
     assert not page.create_job()
-    assert "Not connected" in page.message.text()
+    assert "Not connected" in page.message.text() and "Settings" in page.message.text()
+    assert not page.cancel_job_button.isEnabled() and not page.cancel_exec_button.isEnabled()
+    assert page.group_list.count() == 1 and page.group_list.item(0).text() == "(not connected)"
+    page.group_list.item(0).setCheckState(Qt.Checked)  # a placeholder is never a target
+    assert page.checked(page.group_list) == []
+    assert not page.abort_min_spin.isEnabled()
+    page.abort_spin.setValue(20)
+    assert page.abort_min_spin.isEnabled()
+
+
+def test_job_times_are_local_and_counts_read_well():
+    import datetime
+
+    utc = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    assert local_time(utc) == utc.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert local_time(None) == ""
+    assert status_counts(["SUCCEEDED", "FAILED", "SUCCEEDED", "IN_PROGRESS"]) == "2 succeeded · 1 failed · 1 in progress"
 
 
 @pytest.mark.slow
@@ -74,12 +92,17 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         assert page.create_job()
         await until(lambda: page.execution_status().get(names[2], ("",))[0] == "FAILED", 90, what="bad hash FAILED")
         assert "sha256" in page.execution_status()[names[2]][1]
+        assert page.exec_table.item(0, 2).toolTip() == page.execution_status()[names[2]][1]  # full reason
+        await until(lambda: "(1): 1 failed" in page.exec_label.text(), 10, what="execution counts")
+        await until(lambda: page._job_status.get("gui-ota-bad") == "COMPLETED", 30, what="job completed")
+        assert not page.cancel_job_button.isEnabled(), "Cancel job offered on a completed job"
         assert fleet.things[names[2]].firmware == "1.0.0"
         shot(win, "jobs")
         # a job against an empty group: a clear message
         await cloud_session.control.create_group("gui-empty-group")
         page._session_changed(cloud_session)  # reload the group list
-        await until(lambda: page.group_list.count() > 0, 10, what="groups listed")
+        await until(lambda: "gui-empty-group" in [page.group_list.item(i).text() for i in range(page.group_list.count())],
+                    10, what="groups listed")
         page.open_target({"groups": ["gui-empty-group"]})
         page.template_combo.setCurrentText("reboot")
         page.job_id_edit.setText("gui-empty")
@@ -95,7 +118,10 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         await until(lambda: page.selected_job == "gui-cancel" and len(page.execution_status()) == 2, 30,
                     what="queued executions")
         row = sorted(page.execution_status()).index("gui-no-device-a")
+        assert not page.cancel_exec_button.isEnabled()
         page.exec_table.selectRow(row)
+        assert page.cancel_exec_button.isEnabled()
+        await until(lambda: page.cancel_job_button.isEnabled(), 10, what="Cancel job offered on a running job")
         page.cancel_execution()
         await until(lambda: page.execution_status()["gui-no-device-a"][0] == "CANCELED", 30, what="execution canceled")
         assert page.execution_status()["gui-no-device-b"][0] == "QUEUED"
