@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -58,10 +59,12 @@ class BleSetupPage(QWidget):
         self.thing = ""
         self.step_state = {s: "todo" for s in STEPS}
         self._retry: Callable[[], None] | None = None
+        self._address = ""  # the board the steps are about
         self._build()
 
     # ---- layout -------------------------------------------------------------------------
     def _build(self) -> None:
+        heading = QLabel("<h2>BLE Setup</h2>")
         split = QSplitter(Qt.Horizontal, self)
         left = QWidget()
         lv = QVBoxLayout(left)
@@ -77,6 +80,7 @@ class BleSetupPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
@@ -123,6 +127,7 @@ class BleSetupPage(QWidget):
         self.create_check = QCheckBox("create the thing and its certificate in the active profile")
         self.create_check.setChecked(True)
         self.endpoint_label = QLabel("")
+        self.endpoint_label.setStyleSheet("color: #52606d;")
         f.addRow("Thing", self.thing_edit)
         f.addRow("", self.create_check)
         f.addRow("Endpoint", self.endpoint_label)
@@ -151,8 +156,10 @@ class BleSetupPage(QWidget):
         split.addWidget(right)
         split.setSizes([420, 560])
         layout = QVBoxLayout(self)
-        layout.addWidget(split)
+        layout.addWidget(heading)
+        layout.addWidget(split, 1)
         self._render_steps()
+        self._show_endpoint_hint()
 
     # ---- helpers ---------------------------------------------------------------------------
     def _set_step(self, step: str, state: str) -> None:
@@ -161,6 +168,7 @@ class BleSetupPage(QWidget):
         busy = "busy" in self.step_state.values()
         for button in (self.connect_button, self.wifi_button, self.provision_button):
             button.setEnabled(not busy)  # one step at a time: no double submits
+        self.table.setEnabled(not busy)  # no switching boards in the middle of a step
 
     def _render_steps(self) -> None:
         parts = []
@@ -224,9 +232,40 @@ class BleSetupPage(QWidget):
         if rows:
             item = self.found.get(self.table.item(rows[0].row(), 1).text())
             if item is not None:
+                if item.address != self._address:
+                    self._start_over(item)
                 self.device_label.setText(f"{item.name}  ({item.address})")
                 if not self.thing_edit.text():
                     self.thing_edit.setText(item.name.lower())
+
+    def _start_over(self, item: Any) -> None:
+        """Another board was picked: its own steps from the start (the Wi-Fi typed stays)."""
+        if self.prov is not None:
+            bridge.submit(self.prov.close())
+            self.prov = None
+        self._address = item.address
+        self.step_state = {s: "todo" for s in STEPS}
+        self._set_step("connect", "todo")
+        self._retry = None
+        self.retry_button.setEnabled(False)
+        self.pop_edit.clear()
+        self.thing_edit.setText(item.name.lower())
+        for bar in self.bars.values():
+            bar.setValue(0)
+        self._show_endpoint_hint()
+        self._say("")
+
+    def _show_endpoint_hint(self) -> None:
+        self.endpoint_label.setText(f"from profile {self.ctx.profile.name}, filled in when you send")
+        self.endpoint_label.setStyleSheet("color: #52606d;")
+
+    def _mark_row(self, address: str, state: str, tip: str = "") -> None:
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 1).text() == address:
+                item = QTableWidgetItem(state)
+                item.setToolTip(tip)
+                item.setForeground(QColor("#1b7f3b"))
+                self.table.setItem(r, 3, item)
 
     def selected(self) -> Any:
         """The board chosen in the list (None if none)."""
@@ -317,6 +356,7 @@ class BleSetupPage(QWidget):
             return
         self.target = target
         self.endpoint_label.setText(f"{target.endpoint}:{target.port}")
+        self.endpoint_label.setStyleSheet("")
         self._send_files()
 
     def _send_files(self) -> None:
@@ -357,7 +397,9 @@ class BleSetupPage(QWidget):
             return
         self._set_step("online", "done")
         fw = reported.get("firmware_version", "?")
-        self._say(f"{self.thing} is online (firmware {fw}). Field setup complete.")
+        self._mark_row(self._address, "✓ set up", f"online as {self.thing}")
+        self._say(f"{self.thing} is online (firmware {fw}). Field setup complete. "
+                  "Pick the next board in the list to set it up.")
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
         if self.prov is not None:
