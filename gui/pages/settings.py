@@ -62,6 +62,19 @@ def check_fields(p: Profile) -> None:
     p.validate()
 
 
+class _FormStack(QStackedWidget):
+    """A stack as tall as the form it shows (a QStackedWidget takes its tallest page's height,
+    which left a blank band under the short sandbox form)."""
+
+    def sizeHint(self):  # noqa: N802 (Qt name)
+        w = self.currentWidget()
+        return w.sizeHint() if w is not None else super().sizeHint()
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+        w = self.currentWidget()
+        return w.minimumSizeHint() if w is not None else super().minimumSizeHint()
+
+
 class SettingsPage(QWidget):
     """Profile editor. Emits ``saved(Profiles)`` after a successful save."""
 
@@ -90,7 +103,7 @@ class SettingsPage(QWidget):
         form.addRow("Kind", self.kind_combo)
         outer.addWidget(box)
 
-        self.kind_stack = QStackedWidget()
+        self.kind_stack = _FormStack()
         # sandbox fields
         sb = QGroupBox("Sandbox")
         sbf = QFormLayout(sb)
@@ -103,7 +116,14 @@ class SettingsPage(QWidget):
         row.addWidget(self.state_dir_edit, 1)
         row.addWidget(browse)
         sbf.addRow("State directory", row)
-        sbf.addRow(QLabel("Empty = the per-user default. The app starts this sandbox, or attaches to it if it runs."))
+        hint = QLabel("Empty = the per-user default. The app starts this sandbox, or attaches to it if it runs.")
+        hint.setWordWrap(True)
+        sbf.addRow(hint)
+        self.sandbox_status = QLabel("")
+        self.sandbox_status.setObjectName("sandboxStatus")
+        self.sandbox_status.setWordWrap(True)
+        self.sandbox_status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        sbf.addRow("Now", self.sandbox_status)
         self.kind_stack.addWidget(sb)
         # aws fields
         aws = QGroupBox("AWS IoT")
@@ -153,7 +173,10 @@ class SettingsPage(QWidget):
         self.cred_combo.currentIndexChanged.connect(self._cred_changed)
         self.profile_combo.currentIndexChanged.connect(self._profile_picked)
         self.save_button.clicked.connect(self.save)
+        ctx.cloud_state_changed.connect(self._cloud_state)
+        ctx.profile_changed.connect(self._cloud_state)
         self._fill_combo(ctx.profiles.active)
+        self._cloud_state()
 
     # -- form <-> profile ---------------------------------------------------------------
     def _fill_combo(self, select: str) -> None:
@@ -203,8 +226,20 @@ class SettingsPage(QWidget):
         )
 
     def _kind_changed(self, *_args) -> None:
-        self.kind_stack.setCurrentIndex(0 if self.kind_combo.currentData() == "sandbox" else 1)
+        index = 0 if self.kind_combo.currentData() == "sandbox" else 1
+        self.kind_stack.setCurrentIndex(index)
+        self.kind_stack.updateGeometry()
         self._cred_changed()
+
+    def _cloud_state(self, *_args) -> None:
+        """What the active sandbox is doing now (it may not be the profile being edited)."""
+        active = self.ctx.profile
+        if active.kind != "sandbox":
+            self.sandbox_status.setText(f"not in use (the active profile {active.name} is an AWS account)")
+            return
+        state = self.ctx.cloud
+        where = state.endpoint.get("state_dir") or active.state_dir or str(sandbox_state_dir())
+        self.sandbox_status.setText(f"{state.describe()} — profile {active.name}, state in {where}")
 
     def _cred_changed(self, *_args) -> None:
         src = self.cred_combo.currentData()
@@ -221,8 +256,29 @@ class SettingsPage(QWidget):
             self.state_dir_edit.setText(path)
 
     # -- save ---------------------------------------------------------------------------
+    def _field_for(self, text: str) -> QLineEdit | None:
+        """The input a validation message is about (so it can be marked), if one is named."""
+        low = text.lower()
+        for needle, field in (("profile name", self.name_edit), ("exists already", self.name_edit),
+                              ("endpoint", self.endpoint_edit), ("region", self.region_edit),
+                              ("aws profile", self.aws_profile_edit), ("secret access key", self.secret_edit),
+                              ("access key", self.key_id_edit), ("state dir", self.state_dir_edit)):
+            if needle in low and field.isVisibleTo(self):
+                return field
+        return None
+
+    def _mark_field(self, field: QLineEdit | None) -> None:
+        for edit in (self.name_edit, self.endpoint_edit, self.region_edit, self.aws_profile_edit,
+                     self.key_id_edit, self.secret_edit, self.state_dir_edit):
+            edit.setStyleSheet("border: 1px solid #b3261e;" if edit is field else "")
+            edit.setProperty("problem", edit is field)
+        if field is not None:
+            field.setFocus()
+
     def show_message(self, text: str, ok: bool = False) -> None:
-        """Show a validation/result message under the form (red unless ``ok``)."""
+        """Show a validation/result message under the form (red unless ``ok``); a field it
+        names is outlined and focused."""
+        self._mark_field(None if ok or not text else self._field_for(text.split("\n")[0]))
         self.message.setText(text)
         self.message.setProperty("ok", ok)
         self.message.setStyleSheet("" if not text else ("color: #1b7f3b;" if ok else "color: #b3261e;"))
@@ -244,7 +300,7 @@ class SettingsPage(QWidget):
             if p.kind == "aws" and p.credentials == "keyring":
                 self._store_secret(p, secret)
         except ConfigError as exc:
-            self.show_message(str(exc))
+            self.show_message(exc.message + (f"\n→ {exc.advice}" if exc.advice else ""))
             return False
         items = dict(self.ctx.profiles.items)
         items[p.name] = p

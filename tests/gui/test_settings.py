@@ -119,3 +119,38 @@ def test_aws_form_screenshot(page, shot, memory_keyring):
     assert not p.save()  # no AWS CLI profile named yet
     assert "name the AWS profile" in p.message.text()
     shot(win, "settings-aws")
+
+
+@pytest.mark.parametrize(
+    "setup,field",
+    [
+        (dict(endpoint=""), "endpoint_edit"),
+        (dict(region="Europe"), "region_edit"),
+        (dict(name="my profile!"), "name_edit"),
+        (dict(cred="aws-profile"), "aws_profile_edit"),
+    ],
+)
+def test_the_field_a_message_names_is_marked(page, setup, field):
+    ctx, win, p = page
+    cred = setup.pop("cred", None)
+    fill_aws(p, **setup)
+    if cred:
+        p.cred_combo.setCurrentIndex(p.cred_combo.findData(cred))
+    assert not p.save()
+    marked = [n for n in ("name_edit", "endpoint_edit", "region_edit", "aws_profile_edit", "key_id_edit",
+                          "secret_edit", "state_dir_edit") if getattr(p, n).property("problem")]
+    assert marked == [field], p.message.text()
+    assert "  -> " not in p.message.text()  # advice on its own line, as elsewhere in the app
+    p.load_profile(ctx.profile)  # another profile shown: no stale mark
+    assert not getattr(p, field).property("problem")
+
+
+def test_sandbox_form_says_what_the_sandbox_does_now(page):
+    from fleetdesk.sandbox.launcher import LauncherState
+
+    ctx, win, p = page
+    assert p.sandbox_status.text().startswith("stopped — profile sandbox, state in ")
+    ctx.set_cloud_state(LauncherState("running", {"mqtt_host": "127.0.0.1", "mqtt_port": 28883, "state_dir": "/x/sb"}))
+    assert p.sandbox_status.text() == "running, mqtt 127.0.0.1:28883 — profile sandbox, state in /x/sb"
+    ctx.set_cloud_state(LauncherState("failed", reason="port 28883 in use"))
+    assert p.sandbox_status.text().startswith("failed: port 28883 in use")
