@@ -411,6 +411,7 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
     claim_error = ""
     while time.monotonic() < deadline:
         if pipeline._cancel.is_set():
+            _rollback_claimed(pipeline, flashed_at, use_cloud)
             raise _Failed("online", "cancelled by the operator", "cancelled")
         lines = list(console.lines) if console is not None else []
         for line in lines:
@@ -442,6 +443,8 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
     else:
         what = r.thing or "the board"
         detail = f"; the board reports: provisioning by claim failed: {claim_error}" if claim_error else ""
+        if _rollback_claimed(pipeline, flashed_at, use_cloud):
+            detail += "; the certificate it claimed was set INACTIVE"
         raise _Failed("online", f"{what} did not come online after provisioning by claim within "
                                 f"{settings.online_timeout:.0f} s (template {pipeline._claim.template}){detail}",
                       "not-online")
@@ -460,6 +463,25 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
                     pipeline._journal("retire", "failed", {"certificate_id": cert_id, "error": _short(exc)})
     pipeline._journal("identity", "provisioned", {"thing": r.thing, "certificate_id": r.certificate_id,
                                                    "presence": r.presence, "retired": retired})
+
+
+def _rollback_claimed(pipeline, flashed_at: float, use_cloud: bool) -> list[str]:
+    """A board that claimed a certificate but never came online: set the certificates this
+    flash made INACTIVE (never left ACTIVE for a failed board; a re-flash claims a new one)."""
+    thing = pipeline.result.thing
+    if not (use_cloud and thing):
+        return []
+    done = []
+    for made, cert_id in claimed_certificates(pipeline.cloud, thing, pipeline._claim.certificate_id):
+        if made >= flashed_at - 2:
+            try:
+                pipeline.cloud.deactivate(cert_id)
+                done.append(cert_id)
+            except Exception as exc:  # noqa: BLE001 - journaled
+                pipeline._journal("rollback", "failed", {"certificate_id": cert_id, "error": _short(exc)})
+    if done:
+        pipeline._journal("rollback", "done", {"thing": thing, "claimed_certificates": done, "status": "INACTIVE"})
+    return done
 
 
 def _is_not_found(exc: Exception) -> bool:

@@ -153,3 +153,30 @@ def test_claim_without_claim_cert_and_no_cloud_is_a_clear_stop(rig, bundle_dir, 
                            "--claim", "--state-dir", str(tmp_path / "no-sandbox")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no claim certificate on this station" in proc.stderr, proc.stderr
+
+
+def test_claimed_board_that_never_comes_online_leaves_no_active_certificate(rig, bundle_dir, tmp_path, sandbox):
+    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
+    template = "fd-noconn-" + uuid.uuid4().hex[:8]
+    refuse = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/nobody"}]}
+    body = {"Parameters": {"SerialNumber": {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
+            "Resources": {
+                "thing": {"Type": "AWS::IoT::Thing",
+                          "Properties": {"ThingName": {"Fn::Join": ["", ["nc-", {"Ref": "SerialNumber"}]]}}},
+                "certificate": {"Type": "AWS::IoT::Certificate",
+                                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
+                                               "Status": "ACTIVE"}},
+                "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": json.dumps(refuse)}}}}
+    cloud.iot.create_provisioning_template(templateName=template, templateBody=json.dumps(body), enabled=True,
+                                           provisioningRoleArn="arn:aws:iam::000000000000:role/x")
+    (board,) = rig.add(1, mac=_new_mac())
+    settings = StationSettings(bundle=str(bundle_dir), claim=True, claim_template=template, online_timeout=15)
+    db = ProductionDB(tmp_path / "prod.sqlite3")
+    r = Station(settings, cloud=cloud, db=db).run_one(board.url)
+    assert r.result == "FAIL" and r.advice_code == "not-online", r.error
+    assert ("online", "failed") in [(j["step"], j["status"]) for j in db.journal(r.run_id)]
+    assert r.thing == "nc-" + board.spec.mac.replace(":", "")  # the template's own naming, predicted
+    assert "set INACTIVE" in r.error, r.error
+    certs = _registry(cloud, r.thing)
+    assert certs and all(status == "INACTIVE" for _, status, _ in certs), certs  # the claimed cert: rolled back
