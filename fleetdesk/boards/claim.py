@@ -398,8 +398,12 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
     answers, else the board's own ``online as <thing>`` console line. Then the certificate
     the board got during provisioning is looked up (ListThingPrincipals) for the record.
 
+    On a timeout or a cancel, certificates the board claimed during this flash are set
+    INACTIVE (never left ACTIVE for a failed board); the board's own report of a failed
+    claim (``provisioning by claim failed: ...``) goes into the error.
+
     Raises:
-        station._Failed: timeout, cancel, or the board reported its claim failing.
+        station._Failed: timeout or cancel.
     """
     from fleetdesk.boards.identity import PresenceUnavailable
     from fleetdesk.boards.station import _Failed
