@@ -36,7 +36,7 @@ class TileState:
     mac: str | None = None
     stage: str = ""
     percent: int = 0
-    state: str = "idle"  # idle | running | PASS | FAIL
+    state: str = "idle"  # idle | running | PASS | FAIL | HOLD (the operator must decide: restore offered)
     message: str = ""
     details: list = field(default_factory=list)
     passed: int = 0
@@ -169,8 +169,12 @@ class StationController:
             self.start(slot)
 
     # --- run ----------------------------------------------------------------------------
-    def start(self, slot: str) -> bool:
-        """START one slot; False when it is busy, gone, not probe-able or settings are missing."""
+    def start(self, slot: str, overrides: dict | None = None) -> bool:
+        """START one slot; False when it is busy, gone, not probe-able or settings are missing.
+
+        Args:
+            overrides: settings for this board only (see `Station.run_one`).
+        """
         with self._lock:
             tile = self.tiles.get(slot)
             if tile is None or tile.running or not tile.present or not tile.probe_allowed:
@@ -184,11 +188,20 @@ class StationController:
                 return False
             tile.state, tile.stage, tile.percent, tile.message = "running", "detect", 0, ""
             tile.details, tile.started_at = [], time.monotonic()
-            t = threading.Thread(target=self._run, args=(station, tile), daemon=True, name=f"station {slot}")
+            t = threading.Thread(target=self._run, args=(station, tile, overrides), daemon=True,
+                                 name=f"station {slot}")
             self._threads[slot] = t
         self.on_change(slot)
         t.start()
         return True
+
+    def restore_identity(self, slot: str) -> bool:
+        """The operator's answer to a restore offer: write the identity on file back."""
+        return self.start(slot, {"restore_identity": True, "factory_reset": False})
+
+    def new_identity(self, slot: str) -> bool:
+        """The other answer: give the board a new identity (the one on file stays in the DB)."""
+        return self.start(slot, {"factory_reset": True, "restore_identity": False})
 
     def start_all(self) -> int:
         """START every present, idle, probe-able slot; returns how many started."""
@@ -205,7 +218,7 @@ class StationController:
             if slot is None or self.tiles.get(slot, TileState("", "")).port in (port, pipe.port):
                 pipe.cancel()
 
-    def _run(self, station: Station, tile: TileState) -> None:
+    def _run(self, station: Station, tile: TileState, overrides: dict | None = None) -> None:
         def on_event(port: str, ev: dict) -> None:
             if "stage" in ev and ev["stage"] != "done":
                 tile.stage = ev["stage"]
@@ -219,7 +232,7 @@ class StationController:
             self.on_change(tile.slot)
 
         try:
-            res = station.run_one(tile.port, on_event, slot=tile.slot)
+            res = station.run_one(tile.port, on_event, slot=tile.slot, overrides=overrides)
         except Exception as exc:  # noqa: BLE001 - shown on the tile, never a silent thread death
             res = BoardResult(tile.port, error=f"{type(exc).__name__}: {exc}", advice=str(exc))
         with self._lock:
@@ -233,6 +246,9 @@ class StationController:
                     (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "") + \
                     (" · offline: registry sync pending" if res.pending_sync else "") + \
                     (f" · {res.followed}" if res.followed else "")
+            elif res.restore_offered:  # not a failed board: a question for the operator
+                tile.state = "HOLD"
+                tile.message = res.advice
             else:
                 tile.failed += 1
                 tile.message = res.advice or res.error
@@ -254,7 +270,8 @@ class StationController:
     def totals(self) -> dict:
         tiles = list(self.tiles.values())
         out = {"PASS": sum(t.passed for t in tiles), "FAIL": sum(t.failed for t in tiles),
-               "running": sum(1 for t in tiles if t.running), "slots": len(tiles)}
+               "running": sum(1 for t in tiles if t.running), "slots": len(tiles),
+               "decide": sum(1 for t in tiles if t.state == "HOLD")}
         station = self._station
         if station is not None and station.pool is not None:
             out["pool"] = station.pool.level()

@@ -312,6 +312,36 @@ class _CompressCache:
 ZCACHE = _CompressCache()
 
 
+_SWEPT = False
+
+
+def _sweep_stale_tmp() -> None:
+    """Remove the temp folders of flash jobs whose process died (a killed app cannot clean up;
+    their vfs images hold device keys). Once per process."""
+    global _SWEPT
+    if _SWEPT:
+        return
+    _SWEPT = True
+    from fleetdesk.process import pid_alive
+
+    import time
+
+    for folder in Path(tempfile.gettempdir()).glob("fd-flash-*"):
+        pid = folder.name.split("-")[2]
+        try:
+            stale = not pid_alive(int(pid)) if pid.isdigit() else time.time() - folder.stat().st_mtime > 3600
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_private_tmp(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 class PrepareError(Exception):
     """Raised by a ``prepare`` callback to stop before writing (the reason is reported)."""
 
@@ -332,12 +362,18 @@ class FlashJob:
             checked, returns the plan to write (e.g. with the device's identity in its vfs).
             Runs while the worker holds the connection, so the board is connected once.
             Raising stops the job before any write (result kind "refused" or "prepare").
+        probe_identity: read the identity the board carries from its vfs partition (a few KB,
+            same connection, before any write); ``prepare`` gets it with `board_identity`.
     """
 
     def __init__(self, port: str, plan: FlashPlan, *, baud: int = 460800, on_event: EventCallback | None = None,
                  security: dict | None = None, read: list[dict] | None = None, reset: bool = True,
-                 timeout: float = 600, prepare: Callable[[dict], FlashPlan] | None = None) -> None:
+                 timeout: float = 600, prepare: Callable[[dict], FlashPlan] | None = None,
+                 probe_identity: bool = False) -> None:
         self.port, self.plan, self.baud = port, plan, baud
+        self.probe_identity = probe_identity
+        self._identity: dict | None = None
+        self._identity_seen = threading.Event()
         self.on_event = on_event or (lambda ev: None)
         self.security = security or {}
         self.read = read or []
@@ -356,7 +392,8 @@ class FlashJob:
             self._worker.cancel()
 
     def run(self) -> WorkerResult:
-        with tempfile.TemporaryDirectory(prefix="fd-flash-") as tmp:
+        _sweep_stale_tmp()
+        with tempfile.TemporaryDirectory(prefix=f"fd-flash-{os.getpid()}-") as tmp:
             self._tmp = Path(tmp)
             sec = dict(self.security)
             if self.plan.min_chip_revision is not None:
@@ -365,6 +402,9 @@ class FlashJob:
                    "security": sec, "read": self.read, "reset": self.reset}
             # shared parts (the app) compressed once for all boards; per-board parts as usual
             job["zcache"] = self._zcache(self.plan)
+            vfs = self.plan.partition("vfs") if self.probe_identity else None
+            if vfs is not None:
+                job["probe"] = {"offset": vfs.offset, "size": vfs.size, "path": str(self._tmp / "board-identity.json")}
             if self.prepare is None:
                 job["parts"] = self._write_parts(self.plan, "p")
             else:
@@ -385,7 +425,7 @@ class FlashJob:
         parts = []
         for i, p in enumerate(plan.parts):
             path = self._tmp / f"{tag}{i}-{p.offset:#x}.bin"
-            path.write_bytes(p.data)
+            _write_private_tmp(path, p.data)  # a vfs image holds the device key and Wi-Fi password
             parts.append({"offset": p.offset, "path": str(path), "name": p.name})
         return parts
 
@@ -397,7 +437,45 @@ class FlashJob:
                 out[hit[0]] = hit[1]
         return out
 
+    def board_identity(self, timeout: float = 120, cancel: threading.Event | None = None):
+        """The identity read from the board (a `fleetdesk.boards.vfsprobe.BoardIdentity`), waiting
+        for the worker's probe; None when no probe ran (no vfs partition in the plan).
+
+        Raises:
+            BoardError: the probe failed, the worker ended first, or no answer in ``timeout``.
+        """
+        import base64
+
+        from fleetdesk.boards.vfsprobe import BoardIdentity
+        from fleetdesk.errors import BoardError
+
+        if not self.probe_identity or self.plan.partition("vfs") is None:
+            return None
+        waited = 0.0
+        while not self._identity_seen.wait(0.1):
+            waited += 0.1
+            worker = self._worker
+            if (cancel is not None and cancel.is_set()) or self._cancelled.is_set():
+                raise BoardError("cancelled by the operator")
+            if waited >= timeout or (worker is not None and worker._done.is_set()):
+                raise BoardError("the board's identity could not be read (the connection ended first)",
+                                 "check the cable and retry; nothing was written")
+        ev = self._identity or {}
+        if ev.get("error"):
+            raise BoardError(f"the board's identity could not be read: {ev.get('reason')}",
+                             "check the cable and retry; nothing was written")
+        files = {}
+        if ev.get("found") and ev.get("path"):
+            with open(ev["path"], encoding="utf-8") as f:
+                files = {k: base64.b64decode(v) for k, v in json.load(f).items()}
+            os.unlink(ev["path"])
+        fields = {k: ev.get(k) for k in ("reason", "thing", "product", "certificate_id", "bytes_read", "reads")}
+        return BoardIdentity(bool(ev.get("found")), files=files, **{k: v for k, v in fields.items() if v is not None})
+
     def _on_worker_event(self, ev: dict) -> None:
+        if ev.get("event") == "identity":
+            self._identity = ev
+            self._identity_seen.set()
         if ev.get("event") == "ready" and self.prepare is not None:
             threading.Thread(target=self._do_prepare, args=(ev,), daemon=True).start()
             return

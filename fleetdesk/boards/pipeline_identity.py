@@ -12,12 +12,16 @@ from __future__ import annotations
 from fleetdesk.errors import FleetdeskError
 
 
+class IdentityMissing(FleetdeskError):
+    """The board's identity is on file but not on the board: a restore is offered."""
+
+
 class IdentitySteps:
     """Identity preparation for `BoardPipeline` (uses its settings, db, cloud, pool, result,
     ``_journal``, ``_event``, ``_cancel`` and ``_job``)."""
 
     def _prepare(self, info: dict):
-        from fleetdesk.boards.identity import device_files, mint_identity, stored_identity, thing_name_for
+        from fleetdesk.boards.identity import thing_name_for
 
         mac = info.get("mac")
         self.result.chip, self.result.mac = info.get("chip"), mac
@@ -31,31 +35,108 @@ class IdentitySteps:
         self._event(stage="identity")
         self._journal("identity", "begin")
         known = self.db.device(mac) if mac else None
-        if (known and known.product and self.settings.product and known.product != self.settings.product
-                and not self.settings.repurpose):
-            raise FleetdeskError(
-                f"this board already carries product {known.product!r}'s identity ({known.thing}); "
-                f"the station is set for {self.settings.product!r}",
-                "confirm a re-purpose to overwrite it; nothing was written")
-        thing = (known.thing if known and known.thing else
+        board = self._board_identity()
+        self._check_product(known, board)
+        on_board = board is not None and board.found
+        thing = (known.thing if known and known.thing else board.thing if on_board else
                  thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
         if self.settings.claim:  # no cloud call at flash time: the board claims its identity at first boot
             from fleetdesk.boards.claim import prepare_claim
 
             return prepare_claim(self, info, thing)
+        on_file = bool(known and known.certificate_id)
+        self.result.identity_on_file = on_file
         if self.pool is not None:
+            if on_board and on_file and board.certificate_id == known.certificate_id \
+                    and not self.settings.factory_reset:
+                return self._keep_board_identity(board)  # offline: the DB vouches for it
             return self._prepare_from_pool(thing, mac)
-        kept = None
-        self.result.identity_on_file = bool(known and known.certificate_id)
         if self.settings.restore_identity:
-            restored = self._restore_files(known, thing)
-            if restored is not None:
-                return restored
-        if known and known.certificate_id and not self.settings.factory_reset:
+            return self._restore_files(known, thing)
+        if board is None:  # no vfs partition to read: the key store decides, as before the probe
+            return self._keep_or_mint(known, thing, mac, None)
+        if on_board and not self.settings.factory_reset:
+            if self._certificate_active(board.certificate_id):
+                return self._keep_board_identity(board)  # identity survives a re-flash
+            self._journal("identity", "note", {"board": board.summary(),
+                                               "why": "the board's certificate is not ACTIVE in this cloud"})
+        if on_file and not on_board and not self.settings.factory_reset:
+            self._offer_restore(known, thing, board)
+        return self._keep_or_mint(known, thing, mac, board)
+
+    def _board_identity(self):
+        """The identity the worker read from the board's vfs (None: the plan has no vfs)."""
+        board = self._job.board_identity(cancel=self._cancel) if self._job is not None else None
+        if board is not None:
+            self.result.board_identity = board.summary()
+            self._journal("identity", "probe", board.summary())
+        return board
+
+    def _check_product(self, known, board) -> None:
+        carried = (board.product if board is not None and board.found else None) or (known.product if known else None)
+        if carried and self.settings.product and carried != self.settings.product and not self.settings.repurpose:
+            who = (board.thing if board is not None and board.found else None) or (known.thing if known else "?")
+            raise FleetdeskError(
+                f"this board already carries product {carried!r}'s identity ({who}); "
+                f"the station is set for {self.settings.product!r}",
+                "confirm a re-purpose to overwrite it; nothing was written")
+
+    def _certificate_active(self, certificate_id: str) -> bool:
+        from fleetdesk.errors import CloudError
+
+        try:
+            desc = self.cloud.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ == "ResourceNotFoundException" or "ResourceNotFound" in str(exc):
+                return False  # another fleet's certificate
+            raise CloudError(f"could not check the board's certificate {certificate_id[:12]} ({exc})",
+                             "check the network and the profile; nothing was written") from exc
+        return desc.get("status") == "ACTIVE"
+
+    def _keep_board_identity(self, board):
+        """Write the board's own identity files back with the new firmware (no cloud change)."""
+        self.result.thing, self.result.certificate_id = board.thing, board.certificate_id
+        self._journal("identity", "done", {"thing": board.thing, "kept": "board",
+                                           "certificate_id": board.certificate_id})
+        import json
+
+        files = dict(board.files)
+        config = json.loads(files["/config.json"])
+        if self.settings.product:  # another product's board only gets here after a confirmed re-purpose
+            config["product"] = self.settings.product
+        if self.settings.wifi:
+            config["wifi"] = {"ssid": self.settings.wifi.get("ssid", ""),
+                              "password": self.settings.wifi.get("password", "")}
+        files["/config.json"] = json.dumps(config, indent=1).encode()
+        plan = self.plan.with_vfs_files(files)
+        self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
+        return plan
+
+    def _offer_restore(self, known, thing: str, board) -> None:
+        """The identity on file is not on the board: stop before writing and offer a restore
+        (when there is one to restore; otherwise the caller mints a new identity)."""
+        from fleetdesk.boards.identity import stored_identity
+
+        if stored_identity(self.cloud, thing, known.certificate_id) is None:
+            self._journal("identity", "note", {"why": "the identity on file is not restorable (certificate not "
+                                                      "ACTIVE or key missing): a new one is minted"})
+            return
+        self.result.restore_offered = True
+        raise IdentityMissing(
+            f"{thing}'s identity (certificate {known.certificate_id[:12]}) is on file but missing on this board "
+            f"({board.reason or 'no identity'})",
+            "restore it (Restore identity / --restore-identity), or give the board a new one "
+            "(New identity / --factory-reset); nothing was written")
+
+    def _keep_or_mint(self, known, thing: str, mac, board):
+        from fleetdesk.boards.identity import device_files, mint_identity, stored_identity
+
+        kept = None
+        if board is None and known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
         if kept is not None:
             self.result.thing, self.result.certificate_id = thing, kept.certificate_id
-            self._journal("identity", "done", {"thing": thing, "kept": True})
+            self._journal("identity", "done", {"thing": thing, "kept": "key store"})
             minted = kept
         else:
             existed = _thing_exists(self.cloud, thing)
@@ -66,21 +147,26 @@ class IdentitySteps:
                           certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
         files = device_files(minted, self.cloud, product=self.settings.product, wifi=self.settings.wifi)
         plan = self.plan.with_vfs_files(files)
-        if kept is None and known and known.certificate_id:  # the board's identity is replaced: back it up
-            self._backup_before_write(known, plan)
+        replaced = None
+        if board is not None and board.found:  # the board's identity is replaced: back it up first
+            replaced = (board.thing, board.certificate_id)
+        elif kept is None and board is None and known and known.certificate_id:
+            replaced = (known.thing, known.certificate_id)
+        if replaced:
+            self._backup_before_write(mac, replaced, plan)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
 
-    def _backup_before_write(self, known, plan) -> None:
+    def _backup_before_write(self, mac, replaced: tuple, plan) -> None:
         """Have the worker read the vfs partition back before its write (bounded to the blocks
         ``plan``'s vfs image uses, the rest only if the identity lies beyond them)."""
         vfs = plan.partition("vfs")
         if vfs is None or self._job is None:
             return
-        self._backup_of = (known.mac, known.thing, known.certificate_id)
+        self._backup_of = (mac, *replaced)
         self._job.read_before_write = [{"label": "vfs-backup", "offset": vfs.offset, "size": vfs.size,
                                         "first": _used_extent(plan, vfs), "check": "littlefs-identity"}]
-        self._journal("backup", "begin", {"thing": known.thing, "certificate_id": known.certificate_id})
+        self._journal("backup", "begin", {"thing": replaced[0], "certificate_id": replaced[1]})
 
     def _save_backup(self, ev: dict) -> None:
         import hashlib

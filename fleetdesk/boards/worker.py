@@ -9,12 +9,13 @@ next attempt can use it). Events go to stdout as JSON lines:
     {"event": "log", "text": "..."}
     {"event": "info", "chip": ..., "mac": ..., ...}            (probe and flash)
     {"event": "read", "label": ..., "path": ...}                 (regions read back)
+    {"event": "identity", "found": bool, "thing", "certificate_id", "path", ...}  (``probe``)
     {"event": "result", "ok": bool, "error": str, "kind": str, "written": bool}
 
 Jobs: ``{"op": "probe", "port", "baud"}`` and ``{"op": "flash", "port", "baud", "chip",
 "parts": [{"offset", "path", "name"}], "min_flash": N, "read": [{"label","offset","size","path"}],
 "security": {"allow_secure_boot": false, "allow_flash_encryption": false, "min_rev": N},
-"reset": true}``. Everything that can refuse runs before the first write.
+"probe": {"offset", "size", "path"}, "reset": true}``. Everything that can refuse runs before the first write.
 """
 
 from __future__ import annotations
@@ -211,10 +212,34 @@ def _read_regions(esp, regions: list[dict], events: _Events) -> None:
 
             if identity_files(data, size) is None:
                 data += esp.read_flash(off + len(data), size - len(data))
-        with open(region["path"], "wb") as f:
+        fd = os.open(region["path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the device key
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         events.emit("read", label=region.get("label", ""), path=region["path"], offset=off, size=size,
                     bytes=len(data))
+
+
+def _probe_identity(esp, probe: dict, events: _Events) -> None:
+    """Does the board carry an identity? Mount its vfs read-only over this connection (a few
+    KB read). The files (with the private key) go to a 0600 file for the host; the event
+    carries only names and digests."""
+    import base64
+    from pathlib import Path
+
+    from fleetdesk.boards.vfsprobe import probe_identity
+    from fleetdesk.paths import write_private
+
+    t0 = time.monotonic()
+    try:
+        found = probe_identity(esp.read_flash, int(probe["offset"]), int(probe["size"]))
+    except Exception as exc:  # noqa: BLE001 - a failed probe is "unknown", reported as such
+        events.emit("identity", found=False, reason=f"probe failed: {type(exc).__name__}: {exc}", error=True)
+        return
+    if found.found:
+        write_private(Path(probe["path"]),
+                      json.dumps({k: base64.b64encode(v).decode() for k, v in found.files.items()}).encode())
+    events.emit("identity", **found.summary(), path=probe["path"] if found.found else None,
+                ms=round((time.monotonic() - t0) * 1000))
 
 
 class _ZlibWithCache:
@@ -300,6 +325,8 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         cmds.attach_flash(esp)
         _flash_info(esp, cmds, info)
         events.emit("info", **info)
+        if job.get("probe"):
+            _probe_identity(esp, job["probe"], events)
         _read_regions(esp, job.get("read", []), events)
         if job.get("await_parts"):
             msg = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))

@@ -189,8 +189,6 @@ class StationsPage(QWidget):
     def start_all(self) -> int:
         if not self.locked and not self.lock():
             return 0
-        if not self._ready():
-            return 0
         n = self.controller.start_all()
         self.refresh()
         return n
@@ -198,22 +196,8 @@ class StationsPage(QWidget):
     def _start(self, slot: str) -> None:
         if not self.locked and not self.lock():
             return
-        if not self._ready():
-            return
         self.controller.start(slot)
         self.refresh()
-
-    def _ready(self) -> bool:
-        """A station-level stop (e.g. an empty offline pool) is one message here, before any
-        board starts, not a failure per board."""
-        try:
-            self.controller.station().check_ready()
-        except FleetdeskError as exc:
-            self.status.setText(str(exc))
-            return False
-        if not self.status.text().startswith("Settings stay locked"):
-            self.status.setText("")
-        return True
 
     def _rename(self, slot: str) -> None:
         current = self.controller.tiles[slot].label
@@ -248,6 +232,8 @@ class StationsPage(QWidget):
                 tile.stop_clicked.connect(self.controller.stop)
                 tile.rename_requested.connect(self._rename)
                 tile.export_requested.connect(self._export)
+                tile.restore_requested.connect(self.controller.restore_identity)
+                tile.new_identity_requested.connect(self.controller.new_identity)
                 self.tiles[slot] = tile
                 self.empty.setVisible(False)
                 dirty.add(slot)
@@ -256,6 +242,7 @@ class StationsPage(QWidget):
         self._layout_tiles()
         t = self.controller.totals()
         pool = f"   certificate pool {t['pool']}" if "pool" in t else ""
+        pool += f"   ⚠ waiting for your decision {t['decide']}" if t.get("decide") else ""
         self.totals.setText(f"Total  ✔ PASS {t['PASS']}   ✘ FAIL {t['FAIL']}   running {t['running']}   "
                             f"slots {t['slots']}{pool}")
         busy = t["running"] > 0

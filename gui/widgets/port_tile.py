@@ -19,6 +19,7 @@ _RESULT_STYLE = {
     "PASS": ("PASS ✔", "background:#1e7d32;color:white;"),
     "FAIL": ("FAIL ✘", "background:#b71c1c;color:white;"),
     "running": ("", "background:#1565c0;color:white;"),
+    "HOLD": ("IDENTITY MISSING", "background:#ef6c00;color:white;"),
     "idle": ("READY", "background:#eceff1;color:#37474f;"),
 }
 _STAGE_TEXT = {
@@ -40,6 +41,8 @@ class PortTile(QFrame):
     stop_clicked = Signal(str)
     rename_requested = Signal(str)
     export_requested = Signal(str)
+    restore_requested = Signal(str)
+    new_identity_requested = Signal(str)
 
     def __init__(self, slot: str, parent=None) -> None:
         super().__init__(parent)
@@ -94,6 +97,17 @@ class PortTile(QFrame):
         row.addWidget(self.stop_btn)
         row.addWidget(self.details_btn)
         lay.addLayout(row)
+        decide = QHBoxLayout()  # shown when the identity on file is missing on the board
+        self.restore_btn = QPushButton("Restore identity")
+        self.restore_btn.setToolTip("Write the identity on file (same thing, same certificate) back to this board")
+        self.restore_btn.clicked.connect(lambda: self.restore_requested.emit(self.slot))
+        self.new_btn = QPushButton("New identity")
+        self.new_btn.setToolTip("Give this board a new certificate (the one on file stays in the production DB)")
+        self.new_btn.clicked.connect(lambda: self.new_identity_requested.emit(self.slot))
+        for btn in (self.restore_btn, self.new_btn):
+            btn.setVisible(False)
+            decide.addWidget(btn)
+        lay.addLayout(decide)
         self.details = QLabel()
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -134,6 +148,10 @@ class PortTile(QFrame):
         self.progress.setFormat(f"{_STAGE_TEXT.get(t.stage, t.stage)} %p%" if t.running else "%p%")
         self.message.setText(t.message)
         self.start_btn.setEnabled(t.present and t.probe_allowed and not t.running)
+        holding = t.state == "HOLD"
+        for b in (self.restore_btn, self.new_btn):
+            b.setVisible(holding)
+            b.setEnabled(holding and t.present)
         self.stop_btn.setEnabled(t.running)
         self.details.setText("\n".join(t.details[-25:]))
         self.export_btn.setEnabled(t.last_result is not None and not t.running)
