@@ -19,7 +19,7 @@ from fleetdesk.boards.advice import advise
 from fleetdesk.boards.console import ConsoleReader
 from fleetdesk.boards.pipeline_identity import IdentitySteps
 from fleetdesk.boards.ports import location_of, port_reappeared_at
-from fleetdesk.errors import FleetdeskError
+from fleetdesk.errors import BoardError, FleetdeskError
 
 REENUMERATION_WINDOW = 5.0  # s to wait for a board's port to come back at the same USB location
 STAGES = ("detect", "identity", "write", "verify", "boot", "online")
@@ -109,6 +109,7 @@ class BoardPipeline(IdentitySteps):
         self._emit = on_event or (lambda port, ev: None)
         self._job = None
         self._cancel = threading.Event()
+        self._stopped_at = ""  # the step the operator stopped the board in (journaled as failed there)
         self.result = BoardResult(port)
         self._minted = None
         self._run_id: str | None = None
@@ -117,6 +118,9 @@ class BoardPipeline(IdentitySteps):
         self._backup_of: tuple | None = None
 
     def cancel(self) -> None:
+        """STOP: the board stops in the step it is in; no later step is begun."""
+        if not self._cancel.is_set():
+            self._stopped_at = self.result.stage if self.result.stage in STAGES else "detect"
         self._cancel.set()
         if self._job is not None:
             self._job.cancel()
@@ -127,6 +131,9 @@ class BoardPipeline(IdentitySteps):
         self._emit(self.port, ev)
 
     def _journal(self, step, status, detail="", **fields) -> None:
+        if (status == "begin" and self._cancel.is_set() and step in STAGES
+                and STAGES.index(step) > STAGES.index(self._stopped_at)):
+            return  # stopped: a later step is never begun
         if self._run_id:
             self.db.step(self._run_id, step, status, detail, **fields)
 
@@ -189,6 +196,7 @@ class BoardPipeline(IdentitySteps):
                 if wr.kind == "prepare" and self._minted is not None:
                     step = "write"
                 raise _Failed(step, wr.error or wr.kind, wr.kind)
+            self._stop_if_cancelled("verify")  # the job ended before it saw the STOP
             self._journal("verify", "done")
             flashed_at = time.time()
             self._event(stage="boot")
@@ -198,6 +206,7 @@ class BoardPipeline(IdentitySteps):
                 self.offline, waiting = True, False  # PASS now, the registry follows at the next sync
             if waiting or self.settings.boot_wait > 0:
                 console = ConsoleReader(self.port)
+            self._stop_if_cancelled("online")
             if waiting:
                 self._event(stage="online")
                 self._journal("online", "begin")
@@ -210,17 +219,18 @@ class BoardPipeline(IdentitySteps):
                 self._journal("online", "done")
             else:
                 self._cancel.wait(self.settings.boot_wait)
+                self._stop_if_cancelled("online")
             r.result = "PASS"
             r.pending_sync = self.offline
         except _Failed as f:
             r.error = f.reason
-            self._journal(f.step, "failed", f.reason)
+            self._journal(self._stopped_at if self._cancel.is_set() else f.step, "failed", f.reason)
         except FleetdeskError as exc:
             r.error = exc.message
-            self._journal(r.stage or "detect", "failed", exc.message)
+            self._journal(self._stopped_at if self._cancel.is_set() else (r.stage or "detect"), "failed", exc.message)
         except Exception as exc:  # noqa: BLE001 - a pipeline bug still ends in a FAIL row
             r.error = f"{type(exc).__name__}: {exc}"
-            self._journal(r.stage or "detect", "failed", r.error)
+            self._journal(self._stopped_at if self._cancel.is_set() else (r.stage or "detect"), "failed", r.error)
         finally:
             if console is not None:
                 r.console_tail = console.stop()[-20:]
@@ -229,6 +239,7 @@ class BoardPipeline(IdentitySteps):
                 r.error = f"cancelled by the operator ({r.error})"
             adv = advise(r.error)
             r.advice, r.advice_code = adv.line(), adv.code
+            self._event(log=f"FAIL: {r.error}")  # the full reason, for the tile's details
             self._rollback()
         elif r.baud_fallback:
             adv = advise("falling back to 115200")
@@ -251,6 +262,11 @@ class BoardPipeline(IdentitySteps):
             threading.Thread(target=self._retire, args=(known.certificate_id,), daemon=True).start()
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
+
+    def _stop_if_cancelled(self, step: str) -> None:
+        """After a STOP in ``step`` or earlier, end here (as cancelled in the step it was pressed in)."""
+        if self._cancel.is_set() and STAGES.index(self._stopped_at) <= STAGES.index(step):
+            raise _Failed(self._stopped_at, "cancelled by the operator", "cancelled")
 
     def _flash_job(self, job_cls):
         self._job = job_cls(self.port, self.plan, baud=self.settings.baud, on_event=self._on_worker_event,
@@ -347,6 +363,9 @@ class Station:
         from fleetdesk.boards.images import load_plan
         from fleetdesk.store.production import ProductionDB
 
+        if settings.offline_pool and not settings.identity:
+            raise BoardError("the offline pool gives each board an identity, but identity is off",
+                             "turn identity on (--identity, or Identity on the Stations page), or leave the pool off")
         self.settings = settings
         self.plan = load_plan(settings.bundle)
         self.db = db or ProductionDB(settings.db_path)

@@ -189,6 +189,8 @@ class StationsPage(QWidget):
     def start_all(self) -> int:
         if not self.locked and not self.lock():
             return 0
+        if not self._ready():
+            return 0
         n = self.controller.start_all()
         self.refresh()
         return n
@@ -196,8 +198,22 @@ class StationsPage(QWidget):
     def _start(self, slot: str) -> None:
         if not self.locked and not self.lock():
             return
+        if not self._ready():
+            return
         self.controller.start(slot)
         self.refresh()
+
+    def _ready(self) -> bool:
+        """A station-level stop (e.g. an empty offline pool) is one message here, before any
+        board starts, not a failure per board."""
+        try:
+            self.controller.station().check_ready()
+        except FleetdeskError as exc:
+            self.status.setText(str(exc))
+            return False
+        if not self.status.text().startswith("Settings stay locked"):
+            self.status.setText("")
+        return True
 
     def _rename(self, slot: str) -> None:
         current = self.controller.tiles[slot].label
