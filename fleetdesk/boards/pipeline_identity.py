@@ -134,6 +134,13 @@ class IdentitySteps:
         kept = None
         if board is None and known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
+        replaced = None  # the identity this write replaces: backed up first
+        if board is not None and board.found:
+            replaced = (board.thing, board.certificate_id)
+        elif kept is None and board is None and known and known.certificate_id:
+            replaced = (known.thing, known.certificate_id)
+        if replaced:
+            self.db.check_backup_key()  # a backup that cannot be kept stops the board before any mint or write
         if kept is not None:
             self.result.thing, self.result.certificate_id = thing, kept.certificate_id
             self._journal("identity", "done", {"thing": thing, "kept": "key store"})
@@ -147,11 +154,6 @@ class IdentitySteps:
                           certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
         files = device_files(minted, self.cloud, product=self.settings.product, wifi=self.settings.wifi)
         plan = self.plan.with_vfs_files(files)
-        replaced = None
-        if board is not None and board.found:  # the board's identity is replaced: back it up first
-            replaced = (board.thing, board.certificate_id)
-        elif kept is None and board is None and known and known.certificate_id:
-            replaced = (known.thing, known.certificate_id)
         if replaced:
             self._backup_before_write(mac, replaced, plan)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
@@ -164,7 +166,7 @@ class IdentitySteps:
         if vfs is None or self._job is None:
             return
         self._backup_of = (mac, *replaced)
-        self._job.read_before_write = [{"label": "vfs-backup", "offset": vfs.offset, "size": vfs.size,
+        self._job.read_before_write = [{"label": "vfs-backup", "offset": vfs.offset, "size": vfs.size, "ack": True,
                                         "first": _used_extent(plan, vfs), "check": "littlefs-identity"}]
         self._journal("backup", "begin", {"thing": replaced[0], "certificate_id": replaced[1]})
 

@@ -43,7 +43,7 @@ class StationSettings:
     online_timeout: float = 60.0
     wait_online: bool = True
     allowed_usb: list = field(default_factory=list)
-    wifi: dict | None = None
+    wifi: dict | None = field(default=None, repr=False)  # holds the Wi-Fi password
     db_path: str | None = None
     factory_reset: bool = False  # mint a new identity even when the board's is on file
     restore_identity: bool = False  # write the identity on file back (board erased or replaced flash)
@@ -155,8 +155,10 @@ class BoardPipeline(IdentitySteps):
         elif kind == "read" and ev.get("label") == "vfs-backup" and self._backup_of:
             try:
                 self._save_backup(ev)
-            except Exception as exc:  # noqa: BLE001 - journaled; the write still replaces the identity
+            except Exception as exc:  # the job stops: an identity is never replaced without its backup
                 self._journal("backup", "failed", f"{type(exc).__name__}: {exc}")
+                raise FleetdeskError(f"the identity backup could not be kept ({exc})",
+                                     "fix the production database or its key, then retry; nothing was written") from exc
         elif kind == "fallback":
             self._event(log=f"fell back to {ev.get('baud')} baud", fallback=True)
 
@@ -474,6 +476,10 @@ class Station:
         Returns one dict per recovered run (run_id, port, last_step, action).
         """
         out = []
+        try:
+            self.db.seal_clear_backups()  # backups an older version kept in clear: encrypted now
+        except FleetdeskError:
+            pass  # no usable key yet: the next backup says so, before any write
         for run in self.db.unfinished_runs():
             actions = []
             if run.get("certificate_id") and self.cloud is not None:

@@ -138,3 +138,21 @@ def test_unknown_certificate_on_the_board_is_backed_up_then_replaced(rig, bundle
     import hashlib
 
     assert hashlib.sha256(on_board["/certs/cert.der"]).hexdigest() == again.certificate_id
+
+
+def test_identity_is_never_replaced_without_a_kept_backup(rig, bundle_dir, tmp_path, cloud):
+    (board,) = rig.add(1)
+    station = _station(tmp_path, bundle_dir, cloud)
+    vfs = station.plan.partition("vfs")
+    assert station.run_one(board.url).result == "PASS"
+    station.settings.factory_reset = True
+    reset = station.run_one(board.url)
+    assert reset.result == "PASS" and reset.backup_id, reset.error  # an encrypted backup row now exists
+    (data_dir() / "station.key").unlink()  # the station's data key is lost (disk swap, bad copy)
+
+    before, minted_before = _files(board, vfs)["/certs/cert.der"], _certs(cloud)
+    refused = station.run_one(board.url)
+    assert refused.result == "FAIL" and "station.key" in refused.error, refused.error
+    assert ("write", "begin") not in _steps(station, refused)
+    assert _files(board, vfs)["/certs/cert.der"] == before, "the identity was replaced without a backup"
+    assert _status(cloud, reset.certificate_id) == "ACTIVE" and _certs(cloud) == minted_before
