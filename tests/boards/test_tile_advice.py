@@ -1,6 +1,6 @@
 """Each mapped failure shows its advice on the tile (issue 10 §5): real failures on virtual
-boards (a port that never answers, a wrong-chip board, too little flash, secure boot, flash
-encryption) end in FAIL with the mapped one-line advice as the tile's message, and the
+boards (a port that never answers, a port that is gone, a wrong-chip board, too little flash,
+secure boot, flash encryption) end in FAIL with the mapped one-line advice as the tile's message, and the
 Details pane holds the esptool lines and the full reason."""
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ def silent_port():
         port.close()
 
 
+def _closed_port_url() -> str:
+    """A socket:// port nothing listens on (the board was unplugged)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"socket://127.0.0.1:{s.getsockname()[1]}"
+
+
 def _action(code: str) -> str:
     """The advice text the operator must see for a failure code (from the mapping table)."""
     action = next(a for _p, _prob, a, c in _RULES if c == code)
@@ -79,8 +86,10 @@ def _action(code: str) -> str:
 def test_each_failure_shows_its_advice_on_the_tile(qtbot, rig, bundle_dir, tmp_path, silent_port):
     from gui.pages.stations import StationsPage
 
+    gone = _closed_port_url()
     cases = {  # port -> (advice code, text the Details pane must hold)
         silent_port.url: ("no-serial-data", "No serial data received"),
+        gone: ("port-gone", "Connection refused"),
     }
     for code, spec in (("wrong-chip", {"chip": "esp32s3"}), ("too-big", {"flash_mb": 2}),
                        ("secure-boot", {"secure_boot": True}), ("flash-encryption", {"flash_encryption": True})):
@@ -88,9 +97,9 @@ def test_each_failure_shows_its_advice_on_the_tile(qtbot, rig, bundle_dir, tmp_p
         cases[board.url] = (code, {"wrong-chip": "ESP32-S3", "too-big": "2048 KB", "secure-boot": "secure boot",
                                    "flash-encryption": "flash encryption"}[code])
 
-    def lister():  # the virtual boards, plus the dead port as a virtual one
-        return list_ports(include_serial=False) + [PortInfo(silent_port.url, kind="virtual",
-                                                            location="silent-jig-1")]
+    def lister():  # the virtual boards, plus the two dead ports as virtual ones
+        return list_ports(include_serial=False) + [PortInfo(silent_port.url, kind="virtual", location="jig-silent"),
+                                                   PortInfo(gone, kind="virtual", location="jig-gone")]
 
     db = ProductionDB(tmp_path / "prod.sqlite3")
     ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=False, baud=115200, boot_wait=0),
@@ -115,7 +124,8 @@ def test_each_failure_shows_its_advice_on_the_tile(qtbot, rig, bundle_dir, tmp_p
         tile.details_btn.setChecked(True)
         assert tile.details.isVisibleTo(tile)
         text = tile.details.text()
-        assert "Connecting" in text, (code, text)  # esptool's connect lines
+        if code != "port-gone":  # (a port that cannot be opened has no connect lines)
+            assert "Connecting" in text, (code, text)  # esptool's connect lines
         assert detail in text and res.error in text, (code, text)
     assert sorted(a["result"] for a in db.attempts()) == ["FAIL"] * len(cases)
     page.close()
