@@ -192,6 +192,11 @@ def _flash(args) -> int:
             note = (" (re-flash)" if res.reflash else "") + (" (identity restored)" if res.restored else "") \
                 + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") + (" (offline: registry sync pending)" if res.pending_sync else "") \
                 + (f" ({res.followed})" if res.followed else "")
+            if res.restore_offered:  # a question, not a failure
+                print(f"HOLD {res.port} {res.chip or ''} {res.mac or ''} — {res.error.splitlines()[0]}; nothing was "
+                      "written. Re-run with --restore-identity to write it back, or --factory-reset for a new one",
+                      flush=True)
+                return
             print(f"{res.result} {res.port} {res.chip or ''} {res.mac or ''}{ident}{note} {res.duration_s:.1f}s{tail}",
                   flush=True)
 
@@ -201,8 +206,22 @@ def _flash(args) -> int:
         print(f"fleetdesk: {exc}", file=sys.stderr)
         return 2
     results = station.run_many(ports, on_result=report)
+    if not args.json and sys.stdin.isatty():
+        results = [_ask_restore(station, r, report) if r.restore_offered else r for r in results]
     station.close()
     return 0 if results and all(r.result == "PASS" for r in results) else 1
+
+
+def _ask_restore(station, res, report):
+    """At a terminal: answer a restore offer now (r = restore, n = new identity, anything else = skip)."""
+    answer = input(f"{res.port}: restore the identity on file? [r]estore / [n]ew identity / [s]kip: ").strip().lower()
+    overrides = {"r": {"restore_identity": True, "factory_reset": False},
+                 "n": {"factory_reset": True, "restore_identity": False}}.get(answer[:1])
+    if overrides is None:
+        return res
+    again = station.run_one(res.port, overrides=overrides)
+    report(again)
+    return again
 
 
 def _flash_profile(args):

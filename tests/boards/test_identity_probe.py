@@ -156,3 +156,26 @@ def test_identity_is_never_replaced_without_a_kept_backup(rig, bundle_dir, tmp_p
     assert ("write", "begin") not in _steps(station, refused)
     assert _files(board, vfs)["/certs/cert.der"] == before, "the identity was replaced without a backup"
     assert _status(cloud, reset.certificate_id) == "ACTIVE" and _certs(cloud) == minted_before
+
+
+def test_cli_says_hold_and_how_to_restore(rig, bundle_dir, tmp_path, cloud, sandbox):
+    import subprocess
+    import sys
+
+    def flash(*extra):
+        return subprocess.run([sys.executable, "-m", "fleetdesk", "flash", board.url, "--bundle", str(bundle_dir),
+                               "--identity", "--state-dir", sandbox.state_dir, *extra],
+                              capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+
+    (board,) = rig.add(1)
+    first = flash()
+    assert first.returncode == 0 and first.stdout.startswith("PASS"), (first.stdout, first.stderr)
+    vfs = Station(StationSettings(bundle=str(bundle_dir), identity=False)).plan.partition("vfs")
+    _lose_filesystem(rig, board, vfs)
+    held = flash()
+    assert held.returncode == 1 and held.stdout.startswith("HOLD"), (held.stdout, held.stderr)
+    assert "is on file but missing on this board" in held.stdout and "--restore-identity" in held.stdout
+    restored = flash("--restore-identity")
+    assert restored.returncode == 0 and "(identity restored)" in restored.stdout, (restored.stdout, restored.stderr)
+    thing = first.stdout.split()[4]
+    assert thing in restored.stdout and cloud.connectivity(thing)["connected"]
