@@ -100,11 +100,21 @@ class StationsPage(QWidget):
             opts.addWidget(w)
         opts.addStretch(1)
         form.addRow("Options", opts)
+        claim_row = QHBoxLayout()
+        self.claim = QCheckBox("Claim certificate: boards provision themselves at first boot")
+        self.claim.setToolTip("One claim certificate for every board; each board gets its own identity from the "
+                              "cloud by fleet provisioning (no cloud call per board while flashing)")
+        self.claim.setChecked(self.controller.settings.claim)
+        self.claim_template = QLineEdit(self.controller.settings.claim_template)
+        self.claim_template.setPlaceholderText("provisioning template (default fleetdesk-claim)")
+        claim_row.addWidget(self.claim)
+        claim_row.addWidget(self.claim_template, 1)
+        form.addRow("Provisioning", claim_row)
         self.auto = QCheckBox("Auto-start on plug-in (factory mode)")
         self.auto.toggled.connect(lambda on: setattr(self.controller, "auto_start", on))
         form.addRow("", self.auto)
         self._inputs = [self.bundle, browse, self.baud, self.identity, self.template, self.operator, self.product,
-                        self.pool, self.factory_reset, self.repurpose]
+                        self.pool, self.factory_reset, self.repurpose, self.claim, self.claim_template]
         outer.addWidget(self.settings_box)
 
         bar = QHBoxLayout()
@@ -148,7 +158,9 @@ class StationsPage(QWidget):
         if self.ctx is not None:
             state_dir = self.ctx.cloud.endpoint.get("state_dir") or self.ctx.profile.state_dir
         return StationSettings(
-            bundle=self.bundle.text().strip(), baud=int(self.baud.currentText()), identity=self.identity.isChecked(),
+            bundle=self.bundle.text().strip(), baud=int(self.baud.currentText()),
+            identity=self.identity.isChecked() or self.claim.isChecked(),
+            claim=self.claim.isChecked(), claim_template=self.claim_template.text().strip(),
             name_template=self.template.text().strip() or "fd-{mac}", operator=self.operator.text().strip(),
             station=s.station, product=self.product.text().strip() or None,
             sandbox_state_dir=state_dir or s.sandbox_state_dir, online_timeout=s.online_timeout,
