@@ -32,6 +32,7 @@ class TileState:
     label: str = ""
     present: bool = True
     probe_allowed: bool = True
+    usb_id: str = ""  # VID:PID (hex), "" for virtual boards and non-USB ports
     chip: str | None = None
     mac: str | None = None
     stage: str = ""
@@ -51,6 +52,10 @@ class TileState:
 
 def _slot_labels_path() -> Path:
     return config_dir() / "station-slots.json"
+
+
+def _allowed_usb_path() -> Path:
+    return config_dir() / "station-usb-allow.json"
 
 
 class StationController:
@@ -76,6 +81,7 @@ class StationController:
         self._lock = threading.RLock()
         self._threads: dict[str, threading.Thread] = {}
         self.labels: dict[str, str] = self._load_labels()
+        self.settings.allowed_usb = sorted({*settings.allowed_usb, *self._load_allowed()})
         self._watcher = PortWatcher(self._on_ports, interval=poll_interval, lister=self._lister)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -129,6 +135,34 @@ class StationController:
         except (OSError, ValueError):
             return {}
 
+    def _load_allowed(self) -> list[str]:
+        try:
+            return [a for a in json.loads(_allowed_usb_path().read_text()) if isinstance(a, str)]
+        except (OSError, ValueError, TypeError):
+            return []
+
+    def allow_usb(self, slot: str) -> str:
+        """The operator vouches for this slot's USB id (an ESP board behind an unusual bridge):
+        probe it from now on, here and on every later start. Returns the VID:PID added."""
+        tile = self.tiles.get(slot)
+        if tile is None or not tile.usb_id:
+            raise BoardError("this port has no USB id to allow", "only USB serial devices can be allowed")
+        usb_id = tile.usb_id
+        saved = sorted({*self._load_allowed(), usb_id})
+        _allowed_usb_path().parent.mkdir(parents=True, exist_ok=True)
+        tmp = _allowed_usb_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=1))
+        tmp.replace(_allowed_usb_path())
+        with self._lock:
+            self.settings.allowed_usb = sorted({*self.settings.allowed_usb, usb_id})
+            if self._station is not None:
+                self._station.settings.allowed_usb = self.settings.allowed_usb
+            for t in self.tiles.values():
+                if t.usb_id == usb_id and not t.probe_allowed:
+                    t.probe_allowed, t.stage, t.message = True, "ready", f"USB id {usb_id} allowed by the operator"
+                    self.on_change(t.slot)
+        return usb_id
+
     def set_label(self, slot: str, label: str) -> None:
         """Name a slot (saved; shown on its tile across restarts and re-enumeration)."""
         self.labels[slot] = label
@@ -156,7 +190,7 @@ class StationController:
                     tile = TileState(p.slot_key, p.device, label=self.labels.get(p.slot_key, ""))
                     self.tiles[p.slot_key] = tile
                 tile.port, tile.present = p.device, True  # same place, maybe a new port name
-                tile.probe_allowed = may_probe(p, allowed)
+                tile.probe_allowed, tile.usb_id = may_probe(p, allowed), p.usb_id
                 tile.chip, tile.mac = p.chip or tile.chip, p.mac or tile.mac
                 if not tile.probe_allowed:
                     tile.message = f"not an ESP USB bridge ({p.usb_id or p.kind}); add its VID:PID to probe it"

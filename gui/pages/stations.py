@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -233,6 +234,21 @@ class StationsPage(QWidget):
         if ok:
             self.controller.set_label(slot, text.strip())
 
+    def _allow_usb(self, slot: str) -> None:
+        state = self.controller.tiles.get(slot)
+        if state is None:
+            return
+        answer = QMessageBox.question(
+            self, "Allow this USB device?",
+            f"{state.port} is a USB device with id {state.usb_id}, which is not a known ESP USB bridge.\n\n"
+            "Allow it only if it is an ESP board: the station will send it bootloader sync bytes "
+            "(harmful to a phone, a GPS or a 3D printer). The choice is saved for this station.")
+        if answer == QMessageBox.Yes:
+            try:
+                self.status.setText(f"USB id {self.controller.allow_usb(slot)} is now probed on this station")
+            except FleetdeskError as exc:
+                self.status.setText(str(exc))
+
     def _export(self, slot: str) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export board record", f"{slot.replace(':', '_')}.zip",
                                               "Zip (*.zip)")
@@ -262,6 +278,7 @@ class StationsPage(QWidget):
                 tile.export_requested.connect(self._export)
                 tile.restore_requested.connect(self.controller.restore_identity)
                 tile.new_identity_requested.connect(self.controller.new_identity)
+                tile.allow_usb_requested.connect(self._allow_usb)
                 self.tiles[slot] = tile
                 self.empty.setVisible(False)
                 dirty.add(slot)

@@ -43,6 +43,7 @@ class PortTile(QFrame):
     export_requested = Signal(str)
     restore_requested = Signal(str)
     new_identity_requested = Signal(str)
+    allow_usb_requested = Signal(str)
 
     def __init__(self, slot: str, parent=None) -> None:
         super().__init__(parent)
@@ -108,6 +109,12 @@ class PortTile(QFrame):
             btn.setVisible(False)
             decide.addWidget(btn)
         lay.addLayout(decide)
+        self.allow_btn = QPushButton("Allow this USB id…")
+        self.allow_btn.setToolTip("Only for an ESP board behind an unusual USB bridge: the station will send it "
+                                  "bootloader sync bytes")
+        self.allow_btn.clicked.connect(lambda: self.allow_usb_requested.emit(self.slot))
+        self.allow_btn.setVisible(False)
+        lay.addWidget(self.allow_btn)
         self.details = QLabel()
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -148,6 +155,7 @@ class PortTile(QFrame):
         self.progress.setFormat(f"{_STAGE_TEXT.get(t.stage, t.stage)} %p%" if t.running else "%p%")
         self.message.setText(t.message)
         self.start_btn.setEnabled(t.present and t.probe_allowed and not t.running)
+        self.allow_btn.setVisible(not t.probe_allowed and bool(t.usb_id))
         holding = t.state == "HOLD"
         for b in (self.restore_btn, self.new_btn):
             b.setVisible(holding)

@@ -106,3 +106,31 @@ def test_factory_mode_auto_starts_on_plug_in(rig, bundle_dir, tmp_path):
         assert tile.mac == board.spec.mac and tile.passed == 1
     finally:
         ctl.close()
+
+
+def test_operator_allows_an_unknown_usb_id_and_it_is_remembered(rig, bundle_dir):
+    """An ESP board behind an unusual bridge: refused until the operator allows its VID:PID; the
+    choice is saved, so a new controller (an app restart) probes it at once."""
+    (board,) = rig.add(1)
+    odd = PortInfo(board.url, "usb", 0x1A86, 0x7522, description="CH340K clone", location="3-7")
+    ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=False, boot_wait=0),
+                            lister=lambda: [odd])
+    ctl.start_watching()
+    try:
+        assert _wait(lambda: odd.slot_key in ctl.tiles)
+        assert not ctl.tiles[odd.slot_key].probe_allowed and ctl.start(odd.slot_key) is False
+        assert ctl.allow_usb(odd.slot_key) == "1A86:7522"
+        assert ctl.tiles[odd.slot_key].probe_allowed
+        assert ctl.start(odd.slot_key)
+        assert ctl.wait_idle(120)
+        res = ctl.tiles[odd.slot_key].last_result
+        assert res.result == "PASS", res.error
+    finally:
+        ctl.close()
+    again = StationController(StationSettings(identity=False), lister=lambda: [odd])
+    again.start_watching()
+    try:
+        assert _wait(lambda: odd.slot_key in again.tiles)
+        assert again.tiles[odd.slot_key].probe_allowed and "1A86:7522" in again.settings.allowed_usb
+    finally:
+        again.close()
