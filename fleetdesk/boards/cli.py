@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=("status", "refill", "sync"))
     p.add_argument("count", nargs="?", type=int, default=16, help="refill: free certificates to keep")
     p.add_argument("--state-dir", default=None, help="sandbox state dir (default: the sandbox profile's)")
+    p.add_argument("--profile", default=None, help="mint into this profile's cloud (sandbox or AWS; default: active)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_pool)
     boards.set_defaults(func=lambda args: (boards.print_help(), 2)[1])
@@ -126,12 +127,22 @@ def _pool(args) -> int:
     from fleetdesk.boards.certpool import CertPool
     from fleetdesk.boards.identity import CloudTarget
 
+    from fleetdesk.errors import FleetdeskError
+
     pool = CertPool()
     out: dict = {}
-    if args.action == "refill":
-        out["added"] = pool.refill(CloudTarget.from_sandbox(args.state_dir), args.count)
-    elif args.action == "sync":
-        out["synced"] = pool.sync(CloudTarget.from_sandbox(args.state_dir))
+    try:
+        if args.action in ("refill", "sync"):
+            profile = _flash_profile(args)
+            target = (CloudTarget.from_profile(profile, args.state_dir) if profile is not None
+                      else CloudTarget.from_sandbox(args.state_dir))
+            if args.action == "refill":
+                out["added"] = pool.refill(target, args.count)
+            else:
+                out["synced"] = pool.sync(target)
+    except FleetdeskError as exc:
+        print(f"fleetdesk: {exc}", file=sys.stderr)
+        return 2
     out.update(free=pool.level(), pending_sync=pool.pending())
     if args.json:
         print(json.dumps(out))

@@ -3,6 +3,7 @@ while the cloud is unreachable, synced later into the same registry as an online
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -74,3 +75,23 @@ def test_offline_flash_from_pool_then_sync_matches_online(rig, bundle_dir, tmp_p
     with pytest.raises(PoolEmpty, match="pool is empty"):
         offline.run_one(offline_board.url)
     assert len(db.attempts()) == rows
+
+
+def test_pool_cli_refill_status_and_a_clear_error(sandbox, tmp_path):
+    import subprocess
+    import sys
+
+    def pool(*args):
+        r = subprocess.run([sys.executable, "-m", "fleetdesk", "boards", "pool", *args], capture_output=True,
+                           text=True, timeout=120)
+        return r.returncode, r.stdout, r.stderr
+
+    code, out, err = pool("refill", "2", "--state-dir", sandbox.state_dir, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["free"] == 2 and doc["added"] == 2
+    code, out, _ = pool("status")
+    assert code == 0 and "free: 2" in out
+    code, out, err = pool("refill", "4", "--state-dir", str(tmp_path / "no-sandbox-here"))
+    assert code == 2 and "fleetdesk:" in err and "Traceback" not in err
+    assert pool("status", "--json")[1] and json.loads(pool("status", "--json")[1])["free"] == 2  # nothing lost
