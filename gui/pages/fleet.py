@@ -212,8 +212,11 @@ class FleetPage(QWidget):
     def _selection_changed(self, *_args) -> None:
         n = len(self.selected())
         has_session = self.ctx.live.session is not None
+        why = "" if n > 0 and has_session else (
+            "select things in the table first (Ctrl/Shift+click for several)" if has_session else "not connected")
         for b in (self.set_desired_button, self.reboot_button, self.job_button):
             b.setEnabled(n > 0 and has_session)
+            b.setToolTip(why or f"{n} thing(s) selected")
         self.refresh_button.setEnabled(has_session)
 
     def _open_device(self, index) -> None:

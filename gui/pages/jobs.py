@@ -4,6 +4,7 @@ executions live, cancel a job or one execution."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ TEMPLATE_DIR = RESOURCES_DIR / "jobs"
 RAW = "(raw JSON)"
 NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "
                  "choose or fix a profile in Settings.")
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # AWS IoT CreateJob jobId
 CANCELABLE = {"IN_PROGRESS", "SCHEDULED"}  # job statuses CancelJob applies to
 
 
@@ -305,7 +307,8 @@ class JobsPage(QWidget):
         groups = set(payload.get("groups") or []) if isinstance(payload, dict) else set()
         for lst, want in ((self.thing_list, things), (self.group_list, groups)):
             for i in range(lst.count()):
-                lst.item(i).setCheckState(Qt.Checked if lst.item(i).text() in want else Qt.Unchecked)
+                if lst.item(i).flags() & Qt.ItemIsUserCheckable:  # not the "(no thing groups…)" line
+                    lst.item(i).setCheckState(Qt.Checked if lst.item(i).text() in want else Qt.Unchecked)
 
     # -- document -----------------------------------------------------------------------
     def _template_picked(self, name: str) -> None:
@@ -359,7 +362,14 @@ class JobsPage(QWidget):
         if not things and not groups:
             self.show_message("Pick at least one thing or group to target.", ok=False)
             return False
-        job_id = self.job_id_edit.text().strip() or f"{doc.get('operation', 'job')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        job_id = self.job_id_edit.text().strip()
+        if job_id and not JOB_ID_RE.match(job_id):
+            self.show_message(f"Job id {job_id!r} is not valid: use letters, digits, '-' and '_' (up to 64), "
+                              "e.g. ota-1_2_0-north, or leave it empty for an automatic one.", ok=False)
+            self.job_id_edit.setFocus()
+            return False
+        op = re.sub(r"[^A-Za-z0-9_-]", "_", str(doc.get("operation", "job")))[:40] or "job"
+        job_id = job_id or f"{op}-{time.strftime('%Y%m%d-%H%M%S')}"
         kwargs = dict(things=things, groups=groups, continuous=self.continuous_check.isChecked(),
                       max_per_minute=self.rate_spin.value() or None,
                       abort_failed_percent=float(self.abort_spin.value()) if self.abort_spin.value() else None,

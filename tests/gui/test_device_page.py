@@ -70,7 +70,7 @@ def test_editor_refuses_bad_json_and_sends_only_changed_form_keys(qtbot):
 
 
 @pytest.mark.slow
-def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, sim_fleet, qloop, tmp_path, shot):
+def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, sim_fleet, qloop, tmp_path):
     ctx, win = app_window
     ctx.live.attach(cloud_session)
     specs, runner = sim_fleet(1, "guidev", rate=5)
@@ -116,7 +116,6 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
                     30, what="reported column shows on=true")
         await until(lambda: "The device reported the change (on, refresh)" in page.shadow.message.text(), 30,
                     what="the editor saying the device applied the change")
-        shot(win, "device")
         # 409: someone else changes the shadow while the user edits
         await until(lambda: not page.shadow.dirty, 10, what="first send accepted")
         stale = page.shadow.version

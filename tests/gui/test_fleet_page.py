@@ -64,7 +64,7 @@ def _names_in_table(page, prefix):
 
 
 @pytest.mark.slow
-def test_fleet_page_follows_devices_and_bulk_sets_desired(app_window, cloud_session, sim_fleet, qloop, shot):
+def test_fleet_page_follows_devices_and_bulk_sets_desired(app_window, cloud_session, sim_fleet, qloop):
     ctx, win = app_window
     page = win.show_page("Fleet")
     assert page.empty_label.isVisible() and page.empty_label.text().startswith("Not connected.")
@@ -89,7 +89,6 @@ def test_fleet_page_follows_devices_and_bulk_sets_desired(app_window, cloud_sess
         assert page.summary.text().startswith("3 shown · "), page.summary.text()
         page.table.selectAll()
         assert sorted(page.selected()) == names
-        shot(win, "fleet")
         page.set_desired(names, "on", True)
         await until(lambda: all(fleet.things[n].reported.get("on") is True for n in names), 60,
                     what="devices reporting on=true")
