@@ -301,6 +301,34 @@ class StationController:
             raise BoardError("this slot has no finished attempt to export", "flash a board first")
         return export_attempt(self.station().db, tile.last_result.attempt_id, path)
 
+    def refill_pool(self, count: int = 16) -> int:
+        """While online: mint certificates until ``count`` are free in the offline pool (blocking;
+        call it off the UI thread). Returns how many were added."""
+        from fleetdesk.boards.certpool import CertPool
+        from fleetdesk.boards.identity import CloudTarget
+
+        cloud = self._cloud
+        if cloud is None:
+            s = self.settings
+            cloud = (CloudTarget.from_profile(s.profile, s.sandbox_state_dir) if s.profile is not None
+                     else CloudTarget.from_sandbox(s.sandbox_state_dir))
+        station = self._station
+        pool = station.pool if station is not None and station.pool is not None else CertPool()
+        added = pool.refill(cloud, count)
+        self.on_change("*")
+        return added
+
+    def pool_level(self) -> int | None:
+        """Free certificates in the offline pool (None when the station does not use it)."""
+        station = self._station
+        if station is not None and station.pool is not None:
+            return station.pool.level()
+        if self.settings.offline_pool:
+            from fleetdesk.boards.certpool import CertPool
+
+            return CertPool().level()
+        return None
+
     def totals(self) -> dict:
         tiles = list(self.tiles.values())
         out = {"PASS": sum(t.passed for t in tiles), "FAIL": sum(t.failed for t in tiles),

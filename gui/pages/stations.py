@@ -97,7 +97,10 @@ class StationsPage(QWidget):
         self.factory_reset.setChecked(self.controller.settings.factory_reset)
         self.repurpose = QCheckBox("Allow re-purpose of another product's boards")
         self.repurpose.setChecked(self.controller.settings.repurpose)
-        for w in (self.pool, self.factory_reset, self.repurpose):
+        self.refill_btn = QPushButton("Refill pool")
+        self.refill_btn.setToolTip("While online: mint certificates until 16 are free, for flashing offline")
+        self.refill_btn.clicked.connect(self._refill_pool)
+        for w in (self.pool, self.refill_btn, self.factory_reset, self.repurpose):
             opts.addWidget(w)
         opts.addStretch(1)
         form.addRow("Options", opts)
@@ -249,6 +252,25 @@ class StationsPage(QWidget):
             except FleetdeskError as exc:
                 self.status.setText(str(exc))
 
+    def _refill_pool(self, count: int = 16) -> threading.Thread:
+        """Refill the offline pool in the background; the outcome shows in the status line."""
+        self.refill_btn.setEnabled(False)
+        self.status.setText("Refilling the certificate pool…")
+
+        def work() -> None:
+            try:
+                added = self.controller.refill_pool(count)
+                self._pool_msg = f"Certificate pool refilled: {added} added, {self.controller.pool_level()} free"
+            except FleetdeskError as exc:
+                self._pool_msg = f"Could not refill the pool: {exc}"
+            except Exception as exc:  # noqa: BLE001 - shown, never a silent thread death
+                self._pool_msg = f"Could not refill the pool: {type(exc).__name__}: {exc}"
+            self._mark_dirty("*")
+
+        t = threading.Thread(target=work, daemon=True, name="pool refill")
+        t.start()
+        return t
+
     def _export(self, slot: str) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export board record", f"{slot.replace(':', '_')}.zip",
                                               "Zip (*.zip)")
@@ -285,6 +307,10 @@ class StationsPage(QWidget):
             if slot in dirty:
                 tile.update_from(state)
         self._layout_tiles()
+        msg, self._pool_msg = getattr(self, "_pool_msg", None), None
+        if msg is not None:
+            self.status.setText(msg)
+            self.refill_btn.setEnabled(True)
         t = self.controller.totals()
         pool = f"   certificate pool {t['pool']}" if "pool" in t else ""
         pool += f"   ⚠ waiting for your decision {t['decide']}" if t.get("decide") else ""
