@@ -193,7 +193,8 @@ class StationController:
                 tile.probe_allowed, tile.usb_id = may_probe(p, allowed), p.usb_id
                 tile.chip, tile.mac = p.chip or tile.chip, p.mac or tile.mac
                 if not tile.probe_allowed:
-                    tile.message = f"not an ESP USB bridge ({p.usb_id or p.kind}); add its VID:PID to probe it"
+                    tile.message = (f"not a known ESP USB bridge ({p.usb_id or p.kind}): never probed"
+                                    + ("; press Allow if it is an ESP board" if p.usb_id else ""))
                 elif not tile.running:
                     tile.stage, tile.message = "ready", ""
                 self.on_change(tile.slot)

@@ -148,6 +148,8 @@ class PortTile(QFrame):
             text = _STAGE_TEXT.get(t.stage, "") or "READY"
             if not t.present:
                 text = "UNPLUGGED"
+            elif not t.probe_allowed:
+                text = "NOT PROBED"
         self.result.setText(text)
         self.result.setStyleSheet(style + "border-radius:4px;")
         self.result.setAccessibleName(f"result {t.state}")
