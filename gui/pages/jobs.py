@@ -42,6 +42,8 @@ RAW = "(raw JSON)"
 NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "
                  "choose or fix a profile in Settings.")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # AWS IoT CreateJob jobId
+# ListJobs summaries carry no description (AWS JobSummary), so no column for one
+JOB_COLUMNS = ("Job", "Status", "Targets", "Created", "Completed")
 CANCELABLE = {"IN_PROGRESS", "SCHEDULED"}  # job statuses CancelJob applies to
 
 
@@ -209,9 +211,9 @@ class JobsPage(QWidget):
         v = QVBoxLayout(w)
         v.setContentsMargins(0, 0, 0, 0)
         v.addWidget(QLabel("<b>Jobs</b>"))
-        self.jobs_table = QTableWidget(0, 4)
+        self.jobs_table = QTableWidget(0, len(JOB_COLUMNS))
         self.jobs_table.setObjectName("jobsTable")
-        self.jobs_table.setHorizontalHeaderLabels(["Job", "Status", "Created", "Description"])
+        self.jobs_table.setHorizontalHeaderLabels(list(JOB_COLUMNS))
         self.jobs_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.jobs_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.jobs_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -464,7 +466,8 @@ class JobsPage(QWidget):
         self.jobs_table.blockSignals(True)
         self.jobs_table.setRowCount(len(jobs))
         for r, j in enumerate(jobs):
-            vals = (j.get("jobId", ""), j.get("status", ""), local_time(j.get("createdAt")), j.get("description", ""))
+            vals = (j.get("jobId", ""), j.get("status", ""), str(j.get("targetSelection") or "").lower(),
+                    local_time(j.get("createdAt")), local_time(j.get("completedAt")))
             for c, v in enumerate(vals):
                 self.jobs_table.setItem(r, c, QTableWidgetItem(str(v)))
             if j.get("jobId") == self.selected_job:
