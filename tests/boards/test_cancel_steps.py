@@ -51,15 +51,17 @@ def cloud(sandbox):
     return CloudTarget.from_sandbox(sandbox.state_dir)
 
 
-# "identity+minted": STOP the moment the cloud has made the board's thing + certificate
-@pytest.mark.parametrize("when", [*STAGES, "identity+minted"])
+# "identity+minted": STOP the moment the cloud has made the board's thing + certificate;
+# "boot+nowait": a station that does not wait for presence, STOP while it keeps the boot console
+@pytest.mark.parametrize("when", [*STAGES, "identity+minted", "boot+nowait"])
 def test_cancel_at_each_step_is_clean(when, rig, bundle_dir, tmp_path, cloud):
     stage = when.split("+")[0]
     # throttled (line-rate) writes keep write/verify open long enough to land a STOP in them
     (board,) = rig.add(1, throttle=stage in ("write", "verify"), mac="24:6f:28:" + os.urandom(3).hex(":"))
     db = ProductionDB(tmp_path / "prod.sqlite3")
     station = Station(StationSettings(bundle=str(bundle_dir), identity=True, baud=460800, online_timeout=90,
-                                      boot_wait=0.5), cloud=cloud, db=db)
+                                      wait_online=when != "boot+nowait", boot_wait=0.5 if when != "boot+nowait" else 30),
+                      cloud=cloud, db=db)
     seen: list[str] = []
     fired = threading.Event()
 
@@ -71,6 +73,9 @@ def test_cancel_at_each_step_is_clean(when, rig, bundle_dir, tmp_path, cloud):
                 and (stage != "detect" or "state" not in ev)):
             fired.set()
             station.cancel_all()
+        if when == "boot+nowait" and seen.count("boot") == 2 and not fired.is_set():
+            fired.set()  # the pipeline's own boot (after the esptool job's): STOP during its console wait
+            threading.Timer(0.3, station.cancel_all).start()
 
     def on_minted(**_kw):
         if not fired.is_set():
@@ -102,6 +107,7 @@ def test_cancel_at_each_step_is_clean(when, rig, bundle_dir, tmp_path, cloud):
             cloud.iot.meta.events.unregister("after-call.iot.AttachThingPrincipal", on_minted)
         assert _wait_no_workers() == []
 
+        station.settings.boot_wait = 0.5
         again = station.run_one(board.url)
         assert again.result == "PASS", (again.error, again.console_tail[-3:])
         assert again.certificate_id != minted and _status(cloud, again.certificate_id) == "ACTIVE"
