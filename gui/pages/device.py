@@ -146,7 +146,7 @@ class DevicePage(QWidget):
     def _session_changed(self, session) -> None:
         self._refresh_things()
         if session is None:
-            self.info.setText("Not connected.")
+            self.info.setText("Not connected: see the status bar; choose or fix a profile in Settings.")
         elif self.thing:
             self.open_target(self.thing)
 
@@ -246,8 +246,11 @@ class DevicePage(QWidget):
     def export(self, path: str | Path, fmt: str) -> None:
         """Export the visible time range of this thing's history to ``path`` (csv | json)."""
         session, thing = self.session, self.thing
-        if session is None or session.store is None or not thing:
-            self.export_label.setText("Nothing to export: no thing or no history.")
+        if not thing:
+            self.export_label.setText("Pick a thing first (the box at the top, or double-click one on the Fleet page).")
+            return
+        if session is None or session.store is None:
+            self.export_label.setText("Nothing to export: not connected, so no history is kept.")
             return
         lo, hi = self.plot.export_range()
 
@@ -266,6 +269,7 @@ class DevicePage(QWidget):
 
     def _ask_export(self, fmt: str) -> None:
         if not self.thing:
+            self.export_label.setText("Pick a thing first (the box at the top, or double-click one on the Fleet page).")
             return
         default = f"{self.thing}-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
         path, _ = QFileDialog.getSaveFileName(self, f"Export {fmt.upper()}", default)
@@ -309,8 +313,12 @@ class DevicePage(QWidget):
 
     def _send_desired(self, desired: dict, version, base: dict) -> None:
         session, thing, name = self.session, self.thing, self.shadow_name
-        if session is None or not thing:
-            self.shadow.show_message("Not connected.", ok=False)
+        if not thing:
+            self.shadow.show_message("Pick a thing first (the box at the top of the page).", ok=False)
+            return
+        if session is None:
+            self.shadow.show_message("Not connected: see the status bar; choose or fix a profile in Settings.",
+                                     ok=False)
             return
 
         def done(doc, error) -> None:
@@ -331,8 +339,11 @@ class DevicePage(QWidget):
     def call_rpc(self) -> None:
         """Call the selected method with the typed args and show the reply."""
         session, thing = self.session, self.thing
-        if session is None or not thing:
-            self.rpc_reply.setPlainText("Not connected or no thing selected.")
+        if not thing:
+            self.rpc_reply.setPlainText("Pick a thing first (the box at the top of the page).")
+            return
+        if session is None:
+            self.rpc_reply.setPlainText("Not connected: see the status bar; choose or fix a profile in Settings.")
             return
         method = self.rpc_method.currentText().strip()
         text = self.rpc_args.text().strip()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QP
 from gui import bridge
 
 BAUD = 115200
+NO_PORTS = "No serial port: plug in a board (or start virtual boards), then Rescan, or type a port."
 MAX_LINES = 5000
 
 
@@ -72,6 +73,8 @@ class SerialConsole(QWidget):
                 return
             current = self.port_combo.currentText()
             self.port_combo.clear()
+            if not ports and self._serial is None:
+                self.status.setText(NO_PORTS)
             pick = None
             for p in ports:
                 label = p.device + (f"  ({p.chip} {p.mac})" if p.mac else "")
@@ -95,9 +98,14 @@ class SerialConsole(QWidget):
     def open(self, url: str | None = None) -> None:
         """Open ``url`` (default: the selected port) and stream its output."""
         url = url or self.port()
-        if not url or self._serial is not None:
+        if self._serial is not None:
+            return
+        if not url:
+            self.status.setText(NO_PORTS)
+            self._set_button(False)
             return
         self._stop = False
+        self._set_button(True)
         self.status.setText(f"opening {url}…")
         self._flush_timer.start()
         bridge.submit(self._read_loop(url), self._ended)
@@ -124,11 +132,17 @@ class SerialConsole(QWidget):
         self._flush()
         self._flush_timer.stop()
         if error is not None:
-            self.status.setText(f"closed: {error}")
+            text = getattr(error, "strerror", None) or str(error)
+            self.status.setText(f"closed: {text} (is the board plugged in, and the port free of other programs?)")
         else:
             self.status.setText("closed")
+        self._set_button(False)
+
+    def _set_button(self, is_open: bool) -> None:
+        """The Open button shows what a click does next (Open / Close)."""
         self.open_button.blockSignals(True)
-        self.open_button.setChecked(False)
+        self.open_button.setChecked(is_open)
+        self.open_button.setText("Close" if is_open else "Open")
         self.open_button.blockSignals(False)
 
     def close_port(self) -> None:

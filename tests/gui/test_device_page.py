@@ -158,3 +158,19 @@ def test_editor_says_when_the_device_reported_the_sent_change(qtbot):
     assert ed.message.text() == "The device reported the change (on): version 5."
     ed.reset()
     assert ed.message.text() == "" and ed.awaiting is None
+
+
+def test_buttons_without_a_thing_say_what_to_do(app_window):
+    ctx, win = app_window
+    page = win.show_page("Device")
+    assert page.info.text().startswith("Not connected: ") and "Settings" in page.info.text()
+    page.csv_button.click()  # no file dialog: there is nothing to export yet
+    assert page.export_label.text().startswith("Pick a thing first")
+    page.call_rpc()
+    assert page.rpc_reply.toPlainText().startswith("Pick a thing first")
+    page.shadow.on_check.setChecked(True)
+    page.shadow.send()
+    assert page.shadow.message.text().startswith("Pick a thing first")
+    page.open_target("some-thing")
+    page.call_rpc()
+    assert page.rpc_reply.toPlainText().startswith("Not connected") and "Settings" in page.rpc_reply.toPlainText()

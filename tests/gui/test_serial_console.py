@@ -55,8 +55,10 @@ def test_console_shows_what_the_board_prints(qloop, qtbot):
                                  f"text={console.text()!r} pending={b.pending()} sched={b._scheduled} "
                                  f"timer={b._timer.isActive()} slices={b.slices}")
         assert console.status.text().startswith("open: socket://")
+        assert console.open_button.isChecked() and console.open_button.text() == "Close"
         console.close_port()
         await until(lambda: console.status.text() == "closed", 10, what="closed")
+        assert not console.open_button.isChecked() and console.open_button.text() == "Open"
 
     try:
         qloop.run_until_complete(asyncio.wait_for(scenario(), 50))
@@ -65,3 +67,29 @@ def test_console_shows_what_the_board_prints(qloop, qtbot):
         srv.close()
     stop.set()
     t.join(5)
+
+
+def test_open_without_a_port_or_on_a_dead_one_says_what_to_do(qloop, qtbot):
+    import asyncio
+
+    from gui.widgets.serial_console import NO_PORTS
+
+    console = SerialConsole()
+    qtbot.addWidget(console)
+    console.show()
+    console.port_combo.setEditText("")
+    console.open_button.click()  # the user presses Open with no port
+    assert console.status.text() == NO_PORTS
+    assert not console.open_button.isChecked() and console.open_button.text() == "Open"
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: like an unplugged board
+
+    async def scenario():
+        console.open(f"socket://127.0.0.1:{port}")
+        await until(lambda: console.status.text().startswith("closed:"), 20, what="open failure shown")
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    assert "plugged in" in console.status.text()
+    assert not console.open_button.isChecked() and console.open_button.text() == "Open"
