@@ -157,6 +157,7 @@ class LivePlot(QWidget):
         self.live_button = QPushButton("Live")
         self.live_button.setCheckable(True)
         self.live_button.setChecked(True)
+        self.live_button.setToolTip("Follow the newest samples; panning or zooming the chart turns this off")
         self.readout = QLabel("")
         self.readout.setObjectName("crosshairReadout")
         self.readout.setMinimumWidth(320)
@@ -188,6 +189,9 @@ class LivePlot(QWidget):
             # Fixed axis width: tick labels of changing width would relayout (and re-render the
             # axis label) on every pan/zoom frame.
             plot.getAxis("left").setWidth(64)
+            for side in ("left", "bottom"):  # pyqtgraph's default light grey is hard to read on white
+                plot.getAxis(side).setPen("#9aa5b1")  # (also recolours the label: text pen after it)
+                plot.getAxis(side).setTextPen("#3e4c59")
             if row:
                 plot.setXLink(self.plots[CHANNELS[0]])
             else:  # the time axis is drawn once, under the last chart (x is linked)
