@@ -72,6 +72,7 @@ class BleSetupPage(QWidget):
         self.scan_button = QPushButton("Scan")
         self.scan_button.clicked.connect(self.start_scan)
         self.scan_status = QLabel("Press Scan to find boards in Config mode")
+        self.scan_status.setWordWrap(True)
         row.addWidget(self.scan_button)
         row.addWidget(self.scan_status, 1)
         lv.addLayout(row)
@@ -221,7 +222,15 @@ class BleSetupPage(QWidget):
     def _scan_done(self, result: Any, error: BaseException | None) -> None:
         self.scan_button.setEnabled(True)
         if error is not None:
-            self.scan_status.setText(str(error))
+            text = getattr(error, "message", None) or str(error) or type(error).__name__
+            advice = getattr(error, "advice", None)
+            self.scan_status.setText(f"Scan failed: {text}" + (f"\n→ {advice}" if advice else ""))
+            self.scan_status.setStyleSheet("color: #c62828;")
+            return
+        self.scan_status.setStyleSheet("")
+        if not self.found:
+            self.scan_status.setText("No boards found. A board without Wi-Fi and certificates advertises in "
+                                     "Config mode: power it near this computer and scan again.")
             return
         self.scan_status.setText(f"{len(self.found)} board(s) found")
         if len(self.found) == 1 and not self.table.selectedItems():

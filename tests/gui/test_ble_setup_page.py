@@ -66,3 +66,17 @@ def test_the_board_list_is_locked_while_a_step_runs(page):
     assert not page.table.isEnabled() and not page.connect_button.isEnabled()
     page._set_step("connect", "done")
     assert page.table.isEnabled()
+
+
+def test_scan_outcomes_say_what_to_do(page):
+    from fleetdesk.errors import BleError
+
+    page._scan_done(None, BleError("no Bluetooth adapter found", "plug in a Bluetooth adapter or turn it on"))
+    assert page.scan_status.text() == ("Scan failed: no Bluetooth adapter found\n"
+                                       "→ plug in a Bluetooth adapter or turn it on")
+    assert page.scan_button.isEnabled()
+    page._scan_done([], None)
+    assert page.scan_status.text().startswith("No boards found.") and "Config mode" in page.scan_status.text()
+    page._found(_board("24:0A:C4:00:00:01", "FD-000001"))
+    page._scan_done([], None)
+    assert page.scan_status.text() == "1 board(s) found"
