@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from gui import bridge
 from gui.context import AppContext
+from gui.widgets.error_text import error_text
 from gui.widgets.live_plot import LivePlot
 from gui.widgets.serial_console import SerialConsole
 from gui.widgets.shadow_editor import ShadowEditor
@@ -260,7 +261,7 @@ class DevicePage(QWidget):
 
         def done(n, error) -> None:
             if error is not None:
-                self.export_label.setText(f"Export failed: {error}")
+                self.export_label.setText(f"Export failed: {error_text(error)}")
                 return
             self.exports += 1
             self.export_label.setText(f"Exported {n} samples to {path}")
@@ -294,7 +295,7 @@ class DevicePage(QWidget):
                 if getattr(error, "code", None) == 404:
                     self.shadow.set_document(None)
                 else:
-                    self.shadow.show_message(f"Could not load the shadow: {error}", ok=False)
+                    self.shadow.show_message(f"Could not load the shadow: {error_text(error)}", ok=False)
                 return
             self.shadow.set_document(doc)
 
@@ -327,7 +328,7 @@ class DevicePage(QWidget):
             if isinstance(error, ShadowConflict):
                 self.shadow.show_conflict(error.current, error.changed, error.message)
             elif error is not None:
-                self.shadow.show_message(f"Refused: {error}", ok=False)
+                self.shadow.show_message(f"Refused: {error_text(error)}", ok=False)
             elif thing == self.thing and name == self.shadow_name:
                 self.shadow.show_message(f"Accepted: version {doc.get('version')}. Waiting for the device to report…")
                 self.shadow.sent(desired)
@@ -358,7 +359,7 @@ class DevicePage(QWidget):
         def done(result, error) -> None:
             ms = (time.perf_counter() - t0) * 1000
             if error is not None:
-                self.rpc_reply.setPlainText(f"→ {method} {text}\n✗ {error} ({ms:.0f} ms)")
+                self.rpc_reply.setPlainText(f"→ {method} {text}\n✗ {error_text(error)} ({ms:.0f} ms)")
             else:
                 self.rpc_reply.setPlainText(f"→ {method} {text}\n← ({ms:.0f} ms)\n{json.dumps(result, indent=2)}")
 
@@ -384,7 +385,7 @@ class DevicePage(QWidget):
                 else:
                     bridge.submit(_maybe_await(unsub()))
             else:
-                self._log_pending.append(f"(log stream unavailable: {error})")
+                self._log_pending.append(f"(log stream unavailable: {error_text(error, ' → ')})")
 
         bridge.submit(session.conn.subscribe(logs_topic(thing), on_msg, qos=0), done)
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from gui import actions, bridge
 from gui.context import AppContext
+from gui.widgets.error_text import error_text
 from gui.models.fleet_table import FleetFilterProxy, FleetTableModel
 from gui.widgets.diagnostics import DiagnosticsDialog
 
@@ -256,7 +257,7 @@ class FleetPage(QWidget):
 
     def _done(self, what: str, result, error) -> None:
         if error is not None:
-            self.show_message(f"{what}: {error}", ok=False)
+            self.show_message(f"{what}: {error_text(error)}", ok=False)
             return
         ok, failed = result
         self.show_message(actions.summary(what, ok, failed), ok=not failed)
@@ -274,7 +275,7 @@ class FleetPage(QWidget):
             return len(things)
 
         bridge.submit(reload(), lambda n, e: self.show_message(
-            f"registry: {n} things" if e is None else f"registry: {e}", ok=e is None))
+            f"registry: {n} things" if e is None else f"registry: {error_text(e)}", ok=e is None))
 
     def show_diagnostics(self) -> DiagnosticsDialog:
         dlg = DiagnosticsDialog(self.model.fleet, self)

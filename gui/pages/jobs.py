@@ -3,6 +3,7 @@ executions live, cancel a job or one execution."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
 from fleetdesk.paths import RESOURCES_DIR
 from gui import actions, bridge
 from gui.context import AppContext
+from gui.widgets.error_text import error_text
 
 REFRESH_MS = 2000
 TEMPLATE_DIR = RESOURCES_DIR / "jobs"
@@ -331,7 +333,7 @@ class JobsPage(QWidget):
 
         def done(doc, error) -> None:
             if error is not None:
-                self.show_message(f"OTA: {error}", ok=False)
+                self.show_message(f"OTA: {error_text(error)}", ok=False)
                 return
             self.template_combo.blockSignals(True)
             self.template_combo.setCurrentText("ota" if "ota" in self.templates else RAW)
@@ -381,7 +383,7 @@ class JobsPage(QWidget):
 
         def done(result, error) -> None:
             if error is not None:
-                self.show_message(f"{job_id}: {error}", ok=False)
+                self.show_message(f"{job_id}: {error_text(error)}", ok=False)
                 return
             self.job_id_edit.clear()
             self.show_message(f"created {job_id} for {len(things)} thing(s), {len(groups)} group(s)")
@@ -420,7 +422,7 @@ class JobsPage(QWidget):
         if session is None or not job:
             return
         bridge.submit(session.control.cancel_job(job, force=True, comment="canceled from Fleetdesk"),
-                      lambda r, e: (self.show_message(f"{job}: {e}" if e else f"canceled {job}", ok=e is None),
+                      lambda r, e: (self.show_message(f"{job}: {error_text(e)}" if e else f"canceled {job}", ok=e is None),
                                     self.refresh()))
 
     def cancel_execution(self) -> None:
@@ -432,7 +434,7 @@ class JobsPage(QWidget):
             thing = self.exec_table.item(r, 0).text()
             bridge.submit(session.control.cancel_execution(job, thing, force=True),
                           lambda _r, e, t=thing: self.show_message(
-                              f"{job}/{t}: {e}" if e else f"canceled {job} on {t}", ok=e is None))
+                              f"{job}/{t}: {error_text(e)}" if e else f"canceled {job} on {t}", ok=e is None))
 
     # -- live tables --------------------------------------------------------------------
     def refresh(self) -> None:
@@ -453,13 +455,13 @@ class JobsPage(QWidget):
                 try:
                     self._details[key] = _details(await session.control.describe_execution(job_id, r["thing"]))
                 except Exception as exc:  # noqa: BLE001 - shown, not fatal
-                    self._details[key] = f"({exc})"
+                    self._details[key] = f"({error_text(exc, ' → ')})"
             r["details"] = self._details[key]
         return job_id, rows
 
     def _jobs_loaded(self, jobs, error) -> None:
         if error is not None:
-            self.show_message(f"jobs: {error}", ok=False)
+            self.show_message(f"jobs: {error_text(error)}", ok=False)
             return
         jobs = sorted(jobs, key=lambda j: str(j.get("createdAt", "")), reverse=True)
         self._job_status = {j.get("jobId", ""): j.get("status", "") for j in jobs}
@@ -485,7 +487,7 @@ class JobsPage(QWidget):
 
     def _executions_loaded(self, result, error) -> None:
         if error is not None:
-            self.exec_label.setText(f"<b>Executions</b>: {error}")
+            self.exec_label.setText(f"<b>Executions</b>: {html.escape(error_text(error, ' → '))}")
             return
         job_id, rows = result
         if job_id != self.selected_job:

@@ -110,6 +110,7 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         page.job_id_edit.setText("gui-empty")
         assert page.create_job()
         await until(lambda: "has no things" in page.message.text(), 20, what="empty group message")
+        assert "  -> " not in page.message.text()  # advice after "→" on its own line, not terminal style
         # cancel one execution, then the job (a thing with no device: its execution stays QUEUED)
         await cloud_session.control.create_thing("gui-no-device-a")
         await cloud_session.control.create_thing("gui-no-device-b")
