@@ -421,9 +421,11 @@ class JobsPage(QWidget):
         session, job = self.session, self.selected_job
         if session is None or not job:
             return
-        bridge.submit(session.control.cancel_job(job, force=True, comment="canceled from Fleetdesk"),
-                      lambda r, e: (self.show_message(f"{job}: {error_text(e)}" if e else f"canceled {job}", ok=e is None),
-                                    self.refresh()))
+        def done(_result, error) -> None:
+            self.show_message(f"{job}: {error_text(error)}" if error else f"canceled {job}", ok=error is None)
+            self.refresh()
+
+        bridge.submit(session.control.cancel_job(job, force=True, comment="canceled from Fleetdesk"), done)
 
     def cancel_execution(self) -> None:
         session, job = self.session, self.selected_job
