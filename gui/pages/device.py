@@ -194,7 +194,13 @@ class DevicePage(QWidget):
         fleet = self.ctx.live.fleet
         t = fleet.things.get(self.thing) if fleet and self.thing else None
         if t is None:
-            self.info.setText(f"{self.thing}: no data yet" if self.thing else "Pick a thing.")
+            if not self.thing:
+                self.info.setText("Pick a thing.")
+            elif fleet is not None and fleet.things:  # the registry is loaded: a typo, or another profile's
+                self.info.setText(f"{self.thing}: not a known thing of profile {self.ctx.profile.name}; check "
+                                  "the name (new things show after Reload registry on the Fleet page)")
+            else:
+                self.info.setText(f"{self.thing}: no data yet")
             return
         refresh = t.reported.get("refresh")
         if isinstance(refresh, (int, float)) and refresh > 0:  # a gap = 3 missed readings (>= 30 s)

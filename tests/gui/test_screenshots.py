@@ -79,14 +79,17 @@ def test_dashboard_with_a_small_fleet(app_window, qloop, tmp_path, shot):
         runners[1].stop()
         await until(lambda: fleet.things[lab[0].thing].online is False, 60, what="lab board offline")
 
-        # Device page: a day of history is on disk; the user turns the LED on from the form
+        # Device page: a mistyped name is named as such, not shown as an empty device
+        ctx.navigate.emit("Device", "greenhouse-0010")
+        device = win.page("Device")
+        assert device.info.text().startswith("greenhouse-0010: not a known thing of profile sandbox; check")
+        # a day of history is on disk; the user turns the LED on from the form
         thing = names[1]
         now = time.time()
         history = [Sample(thing, float(t), 22 + 3 * math.sin(t / 400), 55 + 8 * math.cos(t / 700))
                    for t in np.arange(now - 900, now - 5, 3.0)]
         session.store.insert_many(history)
         ctx.navigate.emit("Device", thing)
-        device = win.page("Device")
         await until(lambda: device.shadow.version is not None, 30, what="shadow loaded")
         await until(lambda: thing in device.plot.keys() and len(device.plot.data(thing)[0]) >= len(history) + 3, 30,
                     what="history + live samples in the chart")
