@@ -444,8 +444,7 @@ class FlashJob:
         Raises:
             BoardError: the probe failed, the worker ended first, or no answer in ``timeout``.
         """
-        import base64
-
+        from fleetdesk.boards.vfs import unpack_files
         from fleetdesk.boards.vfsprobe import BoardIdentity
         from fleetdesk.errors import BoardError
 
@@ -466,8 +465,8 @@ class FlashJob:
                              "check the cable and retry; nothing was written")
         files = {}
         if ev.get("found") and ev.get("path"):
-            with open(ev["path"], encoding="utf-8") as f:
-                files = {k: base64.b64decode(v) for k, v in json.load(f).items()}
+            with open(ev["path"], "rb") as f:
+                files = unpack_files(f.read()) or {}
             os.unlink(ev["path"])
         fields = {k: ev.get(k) for k in ("reason", "thing", "product", "certificate_id", "bytes_read", "reads")}
         return BoardIdentity(bool(ev.get("found")), files=files, **{k: v for k, v in fields.items() if v is not None})

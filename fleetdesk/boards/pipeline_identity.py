@@ -115,9 +115,7 @@ class IdentitySteps:
     def _offer_restore(self, known, thing: str, board) -> None:
         """The identity on file is not on the board: stop before writing and offer a restore
         (when there is one to restore; otherwise the caller mints a new identity)."""
-        from fleetdesk.boards.identity import stored_identity
-
-        if stored_identity(self.cloud, thing, known.certificate_id) is None:
+        if self._restorable(known, thing) is None:
             self._journal("identity", "note", {"why": "the identity on file is not restorable (certificate not "
                                                       "ACTIVE or key missing): a new one is minted"})
             return
@@ -134,13 +132,8 @@ class IdentitySteps:
         kept = None
         if board is None and known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
-        replaced = None  # the identity this write replaces: backed up first
-        if board is not None and board.found:
-            replaced = (board.thing, board.certificate_id)
-        elif kept is None and board is None and known and known.certificate_id:
-            replaced = (known.thing, known.certificate_id)
-        if replaced:
-            self.db.check_backup_key()  # a backup that cannot be kept stops the board before any mint or write
+        if board is not None and board.found:  # the identity this write replaces: kept before any mint or write
+            self._backup(mac, board)
         if kept is not None:
             self.result.thing, self.result.certificate_id = thing, kept.certificate_id
             self._journal("identity", "done", {"thing": thing, "kept": "key store"})
@@ -154,63 +147,68 @@ class IdentitySteps:
                           certificate_id=minted.certificate_id, thing_created=0 if existed else 1)
         files = device_files(minted, self.cloud, product=self.settings.product, wifi=self.settings.wifi)
         plan = self.plan.with_vfs_files(files)
-        if replaced:
-            self._backup_before_write(mac, replaced, plan)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
 
-    def _backup_before_write(self, mac, replaced: tuple, plan) -> None:
-        """Have the worker read the vfs partition back before its write (bounded to the blocks
-        ``plan``'s vfs image uses, the rest only if the identity lies beyond them)."""
-        vfs = plan.partition("vfs")
-        if vfs is None or self._job is None:
-            return
-        self._backup_of = (mac, *replaced)
-        self._job.read_before_write = [{"label": "vfs-backup", "offset": vfs.offset, "size": vfs.size, "ack": True,
-                                        "first": _used_extent(plan, vfs), "check": "littlefs-identity"}]
-        self._journal("backup", "begin", {"thing": replaced[0], "certificate_id": replaced[1]})
-
-    def _save_backup(self, ev: dict) -> None:
+    def _backup(self, mac, board) -> None:
+        """Keep the identity the board carries in the production DB (encrypted) before it is
+        replaced: the files the probe read from the board with ``read_flash`` (restorable with
+        `_restore_files`). Raises when it cannot be kept."""
         import hashlib
-        from pathlib import Path
 
-        from fleetdesk.boards.vfs import identity_files
+        from fleetdesk.boards.vfs import pack_files
 
-        mac, thing, cert = self._backup_of
-        data = Path(ev["path"]).read_bytes()
-        files = identity_files(data, int(ev.get("size") or len(data)))
-        self.result.backup_id = self.db.save_backup(mac, "vfs", int(ev.get("offset") or 0), data)
+        self._journal("backup", "begin", {"thing": board.thing, "certificate_id": board.certificate_id})
+        data = pack_files(board.files)
+        try:
+            self.result.backup_id = self.db.save_backup(mac, "identity", self.plan.partition("vfs").offset, data)
+        except Exception as exc:
+            self._journal("backup", "failed", f"{type(exc).__name__}: {exc}")
+            raise FleetdeskError(f"the identity backup could not be kept ({exc})",
+                                 "fix the production database or its key, then retry; nothing was written") from exc
         # never key material in the journal: names, sizes and a digest only
-        self._journal("backup", "done", {"backup_id": self.result.backup_id, "thing": thing, "certificate_id": cert,
-                                         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                                         "identity": files is not None})
+        self._journal("backup", "done", {"backup_id": self.result.backup_id, "thing": board.thing,
+                                         "certificate_id": board.certificate_id, "bytes": len(data),
+                                         "bytes_read": board.bytes_read, "sha256": hashlib.sha256(data).hexdigest(),
+                                         "identity": True})
+
+    def _restorable(self, known, thing: str):
+        """The identity on file as ``(files, source)``: the last backup read from this board when
+        its certificate is the one on file and still ACTIVE, else the station's key store; None
+        when neither can be written back."""
+        import hashlib
+
+        from fleetdesk.boards.identity import device_files, stored_identity
+        from fleetdesk.boards.vfs import identity_files, unpack_files
+
+        backup = self.db.latest_backup(known.mac, "identity")
+        if backup is not None:
+            files = unpack_files(backup[1])
+        else:  # backups of older versions: the vfs blocks read back
+            backup = self.db.latest_backup(known.mac, "vfs")
+            vfs = self.plan.partition("vfs")
+            files = identity_files(backup[1], vfs.size if vfs else None) if backup is not None else None
+        if files and hashlib.sha256(files["/certs/cert.der"]).hexdigest() == known.certificate_id \
+                and self._certificate_active(known.certificate_id):
+            return files, "backup"
+        ident = stored_identity(self.cloud, thing, known.certificate_id)
+        if ident is not None:
+            return device_files(ident, self.cloud, product=known.product or self.settings.product,
+                                wifi=self.settings.wifi), "key store"
+        return None
 
     def _restore_files(self, known, thing: str):
-        """The plan with the identity on file written back: the last backup read from this board
-        when it holds the device's current (ACTIVE) certificate, else the station's key store."""
-        from fleetdesk.boards.identity import _pem_to_der, device_files, stored_identity
-        from fleetdesk.boards.vfs import identity_files
-
+        """The plan with the identity on file written back (see `_restorable`)."""
         if not (known and known.certificate_id):
             raise FleetdeskError(f"no identity on file for board {self.result.mac}",
                                  "flash it without --restore-identity to give it a new identity")
-        ident = stored_identity(self.cloud, thing, known.certificate_id)
-        if ident is None:
+        found = self._restorable(known, thing)
+        if found is None:
             raise FleetdeskError(
                 f"the identity on file for {thing} (certificate {known.certificate_id[:12]}) is no longer ACTIVE "
                 "or its key is missing", "flash it with --factory-reset to give it a new identity")
-        files = None
-        backup = self.db.latest_backup(known.mac, "vfs")
-        if backup is not None:
-            vfs = self.plan.partition("vfs")
-            files = identity_files(backup[1], vfs.size if vfs else None)
-            if files and files["/certs/cert.der"] != _pem_to_der(ident.certificate_pem):
-                files = None  # a backup of an identity the board no longer uses
-        source = "backup" if files else "key store"
-        if files is None:
-            files = device_files(ident, self.cloud, product=known.product or self.settings.product,
-                                 wifi=self.settings.wifi)
-        self.result.thing, self.result.certificate_id, self.result.restored = thing, ident.certificate_id, True
+        files, source = found
+        self.result.thing, self.result.certificate_id, self.result.restored = thing, known.certificate_id, True
         self._journal("identity", "done", {"thing": thing, "restored": source})
         plan = self.plan.with_vfs_files(files)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
@@ -245,16 +243,6 @@ class IdentitySteps:
             return False
         self._journal("sync", "done")
         return True
-
-
-def _used_extent(plan, vfs) -> int:
-    """Bytes from the vfs start up to the last block this bundle's image uses (+64 KB margin)."""
-    image = next((p.data for p in plan.parts if p.offset == vfs.offset), b"")
-    end = 0
-    for i in range(0, len(image), 4096):
-        if image[i:i + 4096].count(0xFF) != len(image[i:i + 4096]):
-            end = i + 4096
-    return min(vfs.size, end + 0x10000)
 
 
 def _thing_exists(cloud, thing: str) -> bool:

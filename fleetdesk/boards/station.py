@@ -115,7 +115,6 @@ class BoardPipeline(IdentitySteps):
         self._run_id: str | None = None
         self._trace: list[str] = []
         self._last_written = False
-        self._backup_of: tuple | None = None
 
     def cancel(self) -> None:
         """STOP: the board stops in the step it is in; no later step is begun."""
@@ -152,13 +151,6 @@ class BoardPipeline(IdentitySteps):
         elif kind == "info":
             self.result.chip, self.result.mac = ev.get("chip"), ev.get("mac")
             self._event(info={k: v for k, v in ev.items() if k != "event"})
-        elif kind == "read" and ev.get("label") == "vfs-backup" and self._backup_of:
-            try:
-                self._save_backup(ev)
-            except Exception as exc:  # the job stops: an identity is never replaced without its backup
-                self._journal("backup", "failed", f"{type(exc).__name__}: {exc}")
-                raise FleetdeskError(f"the identity backup could not be kept ({exc})",
-                                     "fix the production database or its key, then retry; nothing was written") from exc
         elif kind == "fallback":
             self._event(log=f"fell back to {ev.get('baud')} baud", fallback=True)
 

@@ -79,6 +79,23 @@ def identity_files(image: bytes, size: int | None = None) -> dict[str, bytes] | 
     return {p: files[p] for p in IDENTITY_PATHS}
 
 
+def pack_files(files: dict[str, bytes]) -> bytes:
+    """Files as one JSON document (path -> base64): an identity backup of a few KB."""
+    import base64
+
+    return json.dumps({p: base64.b64encode(d).decode() for p, d in files.items()}).encode()
+
+
+def unpack_files(data: bytes) -> dict[str, bytes] | None:
+    """The files of `pack_files` (None when ``data`` is not such a document)."""
+    import base64
+
+    try:
+        return {p: base64.b64decode(d) for p, d in json.loads(data).items()}
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
 def _mount(image: bytes, littlefs):
     count = len(image) // BLOCK_SIZE
     ctx = littlefs.UserContext(buffsize=len(image))

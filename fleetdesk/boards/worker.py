@@ -223,9 +223,9 @@ def _probe_identity(esp, probe: dict, events: _Events) -> None:
     """Does the board carry an identity? Mount its vfs read-only over this connection (a few
     KB read). The files (with the private key) go to a 0600 file for the host; the event
     carries only names and digests."""
-    import base64
     from pathlib import Path
 
+    from fleetdesk.boards.vfs import pack_files
     from fleetdesk.boards.vfsprobe import probe_identity
     from fleetdesk.paths import write_private
 
@@ -236,8 +236,7 @@ def _probe_identity(esp, probe: dict, events: _Events) -> None:
         events.emit("identity", found=False, reason=f"probe failed: {type(exc).__name__}: {exc}", error=True)
         return
     if found.found:
-        write_private(Path(probe["path"]),
-                      json.dumps({k: base64.b64encode(v).decode() for k, v in found.files.items()}).encode())
+        write_private(Path(probe["path"]), pack_files(found.files))
     events.emit("identity", **found.summary(), path=probe["path"] if found.found else None,
                 ms=round((time.monotonic() - t0) * 1000))
 

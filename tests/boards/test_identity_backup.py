@@ -10,7 +10,7 @@ import pytest
 
 from fleetdesk.boards.identity import CloudTarget, _pem_to_der
 from fleetdesk.boards.station import Station, StationSettings
-from fleetdesk.boards.vfs import identity_files, read_files
+from fleetdesk.boards.vfs import IDENTITY_PATHS, identity_files, read_files, unpack_files
 from fleetdesk.store.production import ProductionDB
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -36,10 +36,10 @@ def test_factory_reset_backs_up_identity_then_erased_board_is_restored(rig, bund
     assert reset.result == "PASS", reset.error
     assert reset.identity_on_file and reset.backup_id
     assert reset.thing == first.thing and reset.certificate_id != first.certificate_id
-    offset, data = station.db.latest_backup(board.spec.mac, "vfs")
-    assert offset == vfs.offset and len(data) < vfs.size  # bounded read, not the whole partition
-    files = identity_files(data, vfs.size)
-    assert files is not None, "the backup does not parse as littlefs holding the identity"
+    offset, data = station.db.latest_backup(board.spec.mac, "identity")
+    assert offset == vfs.offset and len(data) < 16 * 1024  # the identity files, not the whole partition
+    files = unpack_files(data)
+    assert files is not None and set(files) == set(IDENTITY_PATHS), "the backup does not hold the identity"
     assert json.loads(files["/config.json"])["thing_name"] == first.thing
     assert files["/certs/cert.der"] == _pem_to_der(_cert(cloud, first.certificate_id)["certificatePem"])
     steps = station.db.journal(reset.run_id)
@@ -48,7 +48,8 @@ def test_factory_reset_backs_up_identity_then_erased_board_is_restored(rig, bund
     assert detail["certificate_id"] == first.certificate_id and detail["identity"] is True
     assert "PRIVATE" not in done["detail"] and "key" not in json.dumps(detail).replace("key_", "")
     begin = next(j for j in steps if j["step"] == "backup" and j["status"] == "begin")
-    print(f"\nbackup read: {detail['bytes'] // 1024} KB of {vfs.size // 1024} KB in {done['ts'] - begin['ts']:.2f} s")
+    assert detail["bytes_read"] <= 32 * 1024  # what the probe read from the board, not the partition
+    print(f"\nbackup: {detail['bytes_read'] // 1024} KB read from the board, kept in {done['ts'] - begin['ts']:.3f} s")
 
     # the board loses its flash; the identity on file is written back and the board comes online
     board.flash.erase(vfs.offset, vfs.size)
@@ -58,6 +59,10 @@ def test_factory_reset_backs_up_identity_then_erased_board_is_restored(rig, bund
     restored = station.run_one(board.url)
     assert restored.result == "PASS", (restored.error, restored.console_tail[-5:])
     assert restored.restored and restored.backup_id is None
+    # the backup holds the superseded identity (its certificate retired), so the key store restores
+    assert {"thing": first.thing, "restored": "key store"} in [
+        json.loads(j["detail"]) for j in station.db.journal(restored.run_id) if j["step"] == "identity" and j["detail"]
+        and j["status"] == "done"]
     assert (restored.thing, restored.certificate_id) == (reset.thing, reset.certificate_id)
     assert _cert(cloud, reset.certificate_id)["status"] == "ACTIVE"
     assert cloud.connectivity(restored.thing)["connected"]
