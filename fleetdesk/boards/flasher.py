@@ -478,17 +478,6 @@ class FlashJob:
         if ev.get("event") == "ready" and self.prepare is not None:
             threading.Thread(target=self._do_prepare, args=(ev,), daemon=True).start()
             return
-        if ev.get("event") == "read" and any(r.get("ack") and r["label"] == ev.get("label")
-                                             for r in self.read_before_write):
-            # the worker waits: it writes only once the listener kept what it read (a backup)
-            try:
-                self.on_event(ev)
-            except Exception as exc:  # noqa: BLE001 - reported as the job's reason, nothing written
-                self.prepare_error = exc
-                self._worker.send({"abort": True, "reason": str(exc)})
-            else:
-                self._worker.send({"ack": ev.get("label")})
-            return
         self.on_event(ev)
 
     def _do_prepare(self, info: dict) -> None:

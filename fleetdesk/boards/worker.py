@@ -330,8 +330,6 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         if job.get("await_parts"):
             msg = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))
             _read_regions(esp, msg.get("read", []), events)  # e.g. the identity backup, before any erase
-            if any(r.get("ack") for r in msg.get("read", [])):  # the host keeps it safe before we write
-                _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))
             job_parts = msg["parts"]
             parts = [(int(p["offset"]), os.path.getsize(p["path"])) for p in job_parts]
             logger.plan_parts = parts
