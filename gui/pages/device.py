@@ -62,6 +62,7 @@ class DevicePage(QWidget):
         top.addWidget(self.thing_combo)
         self.info = QLabel("Pick a thing.")
         self.info.setObjectName("deviceInfo")
+        self.info.setWordWrap(True)  # long notes wrap instead of widening the window
         top.addWidget(self.info, 1)
         layout.addLayout(top)
 

@@ -14,13 +14,14 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QDateTime, QTimer, Signal
+from PySide6.QtCore import QDateTime, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDateTimeEdit,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -160,14 +161,16 @@ class LivePlot(QWidget):
         self.live_button.setToolTip("Follow the newest samples; panning or zooming the chart turns this off")
         self.readout = QLabel("")
         self.readout.setObjectName("crosshairReadout")
-        self.readout.setMinimumWidth(320)
+        # Takes the free width of the bar, never asks for more: hover text changes neither
+        # relayout the bar nor set a minimum width for the window.
+        self.readout.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.readout.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
         bar.addWidget(QLabel("Range"))
         bar.addWidget(self.range_combo)
         bar.addWidget(self.since_edit)
         bar.addWidget(self.until_edit)
         bar.addWidget(self.live_button)
-        bar.addStretch(1)
-        bar.addWidget(self.readout)
+        bar.addWidget(self.readout, 1)
         layout.addLayout(bar)
 
         self.graphics = pg.GraphicsLayoutWidget()

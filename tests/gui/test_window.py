@@ -153,3 +153,19 @@ def test_status_bar_describes_an_attached_session_not_stopped(app_window, cloud_
     ctx.live.detach()
     assert win.status_label.text() == "Profile sandbox · Sandbox — stopped"
     assert win.conn_label.text() == "Cloud: not connected"
+
+
+def test_my_pages_fit_a_1024_pixel_wide_screen(window):
+    """With the 170-px sidebar, a page may ask for at most 854 px, also when long messages show.
+    (Stations is checked by its owner.)"""
+    from gui.widgets.serial_console import NO_PORTS
+
+    ctx, win = window
+    device = win.page("Device")
+    device.console.status.setText(NO_PORTS)  # long notes wrap, they never widen the window
+    device.info.setText("Not connected: see the status bar; choose or fix a profile in Settings. " * 2)
+    device.plot.readout.setText("greenhouse-0001: 21.3 °C, 55 %  " * 3)
+    win.page("Fleet").empty_label.setText("No things in this profile yet. " * 6)
+    too_wide = {t: win.page(t).minimumSizeHint().width() for t in ("BLE Setup", "Fleet", "Device", "Jobs", "Settings")
+                if win.page(t).minimumSizeHint().width() > 1024 - 170}
+    assert not too_wide, too_wide
