@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 CLASSIC = "(classic)"
+DEFAULT_REFRESH_MS = 10_000  # the firmware's default (firmware/fd/settings.py DEFAULT_REFRESH)
 
 
 class JsonProblem(ValueError):
@@ -208,6 +209,11 @@ class ShadowEditor(QWidget):
         self.send_button.clicked.connect(self.send)
         self.reload_button.clicked.connect(self.reload_requested.emit)
         self.name_combo.currentIndexChanged.connect(lambda _i: self.shadow_selected.emit(self.name_combo.currentData()))
+        self._loading = True
+        try:  # the firmware's defaults, not the spin boxes' minimums (a 100 ms refresh)
+            self._fill_form({})
+        finally:
+            self._loading = False
 
     # -- documents ----------------------------------------------------------------------
     def _edited(self, *_args) -> None:
@@ -285,7 +291,7 @@ class ShadowEditor(QWidget):
     def _fill_form(self, values: dict) -> None:
         self.on_check.setChecked(bool(values.get("on", False)))
         refresh = values.get("refresh")
-        self.refresh_spin.setValue(int(refresh) if isinstance(refresh, (int, float)) else 5000)
+        self.refresh_spin.setValue(int(refresh) if isinstance(refresh, (int, float)) else DEFAULT_REFRESH_MS)
         reboot = values.get("reboot")
         self.reboot_spin.setValue(int(reboot) if isinstance(reboot, (int, float)) else 0)
         fw = values.get("firmware_version")

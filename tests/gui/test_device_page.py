@@ -147,6 +147,7 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
 def test_editor_says_when_the_device_reported_the_sent_change(qtbot):
     ed = ShadowEditor()
     qtbot.addWidget(ed)
+    assert ed.refresh_spin.value() == 10_000 and not ed.dirty  # the firmware default, not the 100 ms minimum
     ed.set_document({"state": {"reported": {"on": False, "refresh": 5000}}, "version": 3})
     ed.on_check.setChecked(True)
     assert ed.send()
