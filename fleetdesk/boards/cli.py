@@ -216,11 +216,19 @@ def _flash(args) -> int:
     except FleetdeskError as exc:
         print(f"fleetdesk: {exc}", file=sys.stderr)
         return 2
-    results = station.run_many(ports, on_result=report)
+    if station.pool is not None and station.pool.level() < len(ports):
+        level = station.pool.level()
+        print(f"fleetdesk: the certificate pool holds {level} certificates for {len(ports)} boards: flashing "
+              f"{', '.join(ports[:level])}; refill it (`fleetdesk boards pool refill N`) for "
+              f"{', '.join(ports[level:])}", file=sys.stderr)
+        ports, skipped = ports[:level], ports[level:]
+    else:
+        skipped = []
+    results = station.run_many(ports, on_result=report) if ports else []
     if not args.json and sys.stdin.isatty():
         results = [_ask_restore(station, r, report) if r.restore_offered else r for r in results]
     station.close()
-    return 0 if results and all(r.result == "PASS" for r in results) else 1
+    return 0 if results and not skipped and all(r.result == "PASS" for r in results) else 1
 
 
 def _ask_restore(station, res, report):

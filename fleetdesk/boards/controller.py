@@ -239,8 +239,23 @@ class StationController:
         return self.start(slot, {"factory_reset": True, "restore_identity": False})
 
     def start_all(self) -> int:
-        """START every present, idle, probe-able slot; returns how many started."""
-        return sum(1 for slot in list(self.tiles) if self.start(slot))
+        """START every present, idle, probe-able slot; returns how many started. With the offline
+        pool, no more boards than it has certificates: the rest wait (not a FAIL each)."""
+        limit = None
+        try:
+            station = self.station()
+            limit = station.pool.level() if station.pool is not None else None
+        except FleetdeskError:
+            pass  # start() shows the reason
+        started = 0
+        for slot in list(self.tiles):
+            tile = self.tiles[slot]
+            if limit is not None and started >= limit and tile.present and tile.probe_allowed and not tile.running:
+                tile.message = "not started: the certificate pool ran out — refill it, then press START"
+                self.on_change(slot)
+                continue
+            started += self.start(slot)
+        return started
 
     def stop(self, slot: str | None = None) -> None:
         """STOP one slot (or all): cancels at the next progress tick; the port stays usable."""

@@ -109,6 +109,7 @@ class BoardPipeline(IdentitySteps):
         self._emit = on_event or (lambda port, ev: None)
         self._job = None
         self._cancel = threading.Event()
+        self._verifying = False
         self._stopped_at = ""  # the step the operator stopped the board in (journaled as failed there)
         self.result = BoardResult(port)
         self._minted = None
@@ -140,7 +141,8 @@ class BoardPipeline(IdentitySteps):
         kind = ev.get("event")
         if kind == "stage":
             stage = _WORKER_STAGE.get(ev.get("stage"), ev.get("stage"))
-            if stage == "verify":
+            if stage == "verify" and not self._verifying:  # esptool verifies part by part: journal once
+                self._verifying = True
                 self._journal("write", "done")
                 self._journal("verify", "begin")
             self._event(stage=stage)

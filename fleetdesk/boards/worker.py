@@ -71,8 +71,13 @@ def _make_logger(events: _Events, cancel: threading.Event, plan_parts: list[tupl
                 events.emit("stage", stage=stage)
 
         def print(self, *args, **kwargs) -> None:
-            text = " ".join(str(a) for a in args).strip()
+            text = " ".join(str(a) for a in args)
             self._check()
+            if kwargs.get("end", "\n") == "":  # "Connecting....": one line, not a line per dot
+                self.partial = getattr(self, "partial", "") + text
+                return
+            text = (getattr(self, "partial", "") + text).strip()
+            self.partial = ""
             if not text:
                 return
             self.lines.append(text)
