@@ -252,11 +252,16 @@ class JobsPage(QWidget):
     def _session_changed(self, session) -> None:
         self._things_changed(None)
         self.create_button.setEnabled(session is not None)
+        self.create_button.setToolTip("" if session is not None else "not connected")
         self._update_buttons()
         if session is None:
             self.timer.stop()
             self._groups_loaded([], None, placeholder="(not connected)")
+            self.message.setText(NOT_CONNECTED)
+            self.message.setStyleSheet("color: #52606d;")
             return
+        if self.message.text() == NOT_CONNECTED:
+            self.message.setText("")
         bridge.submit(session.control.list_groups(), self._groups_loaded)
         if self.isVisible():
             self.timer.start()
@@ -290,12 +295,18 @@ class JobsPage(QWidget):
     def _things_changed(self, _names) -> None:
         fleet = self.ctx.live.fleet
         names = sorted(fleet.things) if fleet else []
-        if names == [self.thing_list.item(i).text() for i in range(self.thing_list.count())]:
+        placeholder = "" if names else ("(no things in this profile yet)" if fleet is not None else "(not connected)")
+        shown = [self.thing_list.item(i).text() for i in range(self.thing_list.count())]
+        if shown == (names or [placeholder]):
             return
         checked = set(self.checked(self.thing_list))
         self.thing_list.clear()
         for n in names:
             self._add_check(self.thing_list, n, n in checked)
+        if placeholder:  # say why the list is empty; not checkable, so never a target
+            item = QListWidgetItem(placeholder)
+            item.setFlags(Qt.NoItemFlags)
+            self.thing_list.addItem(item)
         self._filter_things(self.thing_filter.text())
 
     def _filter_things(self, text: str) -> None:

@@ -30,6 +30,9 @@ def test_templates_and_document_validation():
 def test_refuses_without_session_or_targets(app_window):
     ctx, win = app_window
     page = win.show_page("Jobs")
+    assert page.message.text().startswith("Not connected") and "Settings" in page.message.text()
+    assert page.thing_list.count() == 1 and page.thing_list.item(0).text() == "(not connected)"
+    assert page.checked(page.thing_list) == []
     assert not page.create_job()
     assert "Not connected" in page.message.text() and "Settings" in page.message.text()
     assert not page.cancel_job_button.isEnabled() and not page.cancel_exec_button.isEnabled()
