@@ -128,9 +128,11 @@ def test_dashboard_with_a_small_fleet(app_window, qloop, tmp_path, shot):
         await until(lambda: all(fleet.things[n].firmware == "1.1.0" for n in north), 60, what="north on 1.1.0")
         fleet_page = win.show_page("Fleet")
         await until(lambda: all(_table(fleet_page)[n][3] == "1.1.0" for n in north), 10, what="firmware column")
+        # (the updated sensors rebooted into 1.1.0: wait until they are back online)
+        await until(lambda: fleet_page.summary.text().startswith("7 things · 6 online · 1 offline"), 60,
+                    what="the summary after the OTA reboots")
         rows = _table(fleet_page)
         assert rows[lab[0].thing][1] == "offline" and rows[names[1]][1] == "online"
-        assert fleet_page.summary.text().startswith("7 things · 6 online · 1 offline")
         assert not fleet_page.empty_label.isVisible()
         shot(win, "fleet")
 
