@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import logging
 from pathlib import Path
 
@@ -63,6 +64,16 @@ class LineRate:
         if delay > 0.001:
             await asyncio.sleep(delay)
             self._credit = min(self.SLACK, max(0.0, loop.time() - self._free_at))
+
+
+def _quickack(sock) -> None:
+    """ACK at once (Linux TCP_QUICKACK, reset by the kernel after each receive): a host that
+    writes small packets with Nagle on (pyserial's ``socket://`` does) otherwise waits for the
+    40 ms delayed ACK before its next packet goes out, a stall a real UART never has."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
 
 
 class _Client:
@@ -180,6 +191,26 @@ class VirtualBoard:
         self.rom.reset()
         await self._boot()
 
+    async def press_button(self, seconds: float = 0.2, *, pin: int | None = None) -> dict:
+        """Press the board's button (BOOT, or ``button_pin`` of its config) for `seconds`.
+
+        The firmware counts a press in ``btnCount``; held >= 3 s it goes back to Config mode.
+
+        Returns:
+            ``{"pin", "seconds", "listening"}`` (listening False: the running firmware was
+            not watching the button, so the press did nothing).
+
+        Raises:
+            BoardError: the board is off or runs no firmware, or its config has no button.
+        """
+        from fleetdesk.errors import BoardError
+
+        app = self._app
+        if self._server is None or app is None or not hasattr(app, "press_button"):
+            raise BoardError(f"Virtual board {self.url} runs no firmware (state {self.state})",
+                             "flash a firmware and let it boot, then press the button")
+        return await asyncio.to_thread(app.press_button, seconds, pin=pin)
+
     # --- server ----------------------------------------------------------------------
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._on_client, "127.0.0.1", self.port, reuse_address=True)
@@ -194,11 +225,13 @@ class VirtualBoard:
         self._clients.add(client)
         decoder = slip.SlipDecoder()
         grace = asyncio.get_running_loop().call_later(TERMINAL_GRACE, self._make_terminal, client)
+        sock = writer.get_extra_info("socket")
         try:
             while True:
                 data = await reader.read(65536)
                 if not data:
                     break
+                _quickack(sock)
                 await client.rx.pace(len(data), self.rom.baud)
                 packets, noise = decoder.feed(data)
                 if noise and client.role == "terminal":
