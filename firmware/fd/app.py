@@ -44,6 +44,7 @@ class Device:
         self.jobs = None
         self.rpc = None
         self.telemetry = None
+        self.button = None
         self.stop_reason = None
         self._stop = asyncio.Event()
         self._inbox = []
@@ -142,6 +143,11 @@ class Device:
             self._features()
         tasks = [asyncio.create_task(self._guard(self._link())),
                  asyncio.create_task(self._guard(self._dispatch()))]
+        from fd import button
+
+        self.button = button.start(self)
+        if self.button is not None:
+            tasks.append(asyncio.create_task(self._guard(self.button.run())))
         try:
             await self._stop.wait()
         finally:  # also when run() itself is cancelled (simulator shutdown)

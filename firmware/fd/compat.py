@@ -50,6 +50,30 @@ def sleep_ms(ms):
     return asyncio.sleep(ms / 1000)
 
 
+class _EventFlag:
+    """CPython stand-in for asyncio.ThreadSafeFlag: set() wakes one wait(), which clears it."""
+
+    def __init__(self):
+        self._ev = asyncio.Event()
+
+    def set(self):
+        self._ev.set()
+
+    def clear(self):
+        self._ev.clear()
+
+    async def wait(self):
+        await self._ev.wait()
+        self._ev.clear()
+
+
+def flag():
+    """A flag an interrupt handler may set() and a task awaits (ThreadSafeFlag on MicroPython)."""
+    if hasattr(asyncio, "ThreadSafeFlag"):
+        return asyncio.ThreadSafeFlag()
+    return _EventFlag()
+
+
 def sha256_hex(data=None):
     h = hashlib.sha256()
     if data:

@@ -9,7 +9,7 @@ import json
 from fd.settings import validate_on, validate_refresh
 
 SETTABLE = ("on", "refresh")
-READ_ONLY = ("temperature", "humidity", "error", "chip", "mac", "uptime")
+READ_ONLY = ("temperature", "humidity", "error", "chip", "mac", "uptime", "btnCount")
 OTA_KEYS = ("firmware_version", "firmware_url", "firmware_sha256")
 
 
@@ -63,6 +63,8 @@ class Shadow:
             st["firmware_sha256"] = s.get("firmware_sha256")
         if self.last_env:
             st["temperature"], st["humidity"] = self.last_env
+        if self.dev.button is not None:
+            st["btnCount"] = self.dev.button.count
         return st
 
     async def on_connect(self):

@@ -1,4 +1,5 @@
-"""`fleetdesk boards virtual`: run N virtual boards until SIGTERM; `boards virtual-ctl`.
+"""`fleetdesk boards virtual`: run N virtual boards until SIGTERM; `boards virtual-ctl`;
+`boards press PORT [--long | --seconds S]` presses a virtual board's button.
 
 fleetdesk/boards/cli.py creates the ``boards`` parser and calls
 :func:`add_virtual_command`; :func:`register` only adds a ``boards`` parser itself when
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 
 CHIPS = ["esp32", "esp32s3", "esp32c3", "esp8266"]
+SHORT_HOLD_S = 0.2
+LONG_HOLD_S = 3.5  # the firmware's long press is >= 3 s
+MAX_HOLD_S = 30.0
 
 
 def register(sub) -> None:
@@ -51,6 +55,15 @@ def add_virtual_command(boards_sub) -> None:
                    help="reenumerate = unplug + replug under a new port (same location)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_ctl)
+
+    b = boards_sub.add_parser("press", help="press the button of a running virtual board (BOOT / button_pin)")
+    b.add_argument("port", help="socket://127.0.0.1:PORT of the board")
+    hold = b.add_mutually_exclusive_group()
+    hold.add_argument("--long", action="store_true",
+                      help=f"hold it {LONG_HOLD_S:g} s: the firmware goes back to Config mode (BLE)")
+    hold.add_argument("--seconds", type=float, help=f"hold it this long (default {SHORT_HOLD_S:g} s: a short press)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_press)
 
 
 def parse_revision(text: str) -> int:
@@ -135,6 +148,8 @@ async def _serve(args) -> int:
 
 
 async def _control(reader, writer, boards) -> None:
+    from fleetdesk.errors import BoardError, FleetdeskError
+
     try:
         line = await reader.readline()
         request = json.loads(line)
@@ -160,10 +175,18 @@ async def _control(reader, writer, boards) -> None:
             reply = {"ok": True}
         elif action == "status":
             reply = {"ok": True}
+        elif action == "press":
+            seconds = float(request.get("seconds", SHORT_HOLD_S))
+            if not 0.02 <= seconds <= MAX_HOLD_S:
+                raise BoardError(f"a press of {seconds:g} s is out of range",
+                                 f"hold the button between 0.02 and {MAX_HOLD_S:g} s")
+            reply = {"ok": True, **await board.press_button(seconds)}
         else:
             reply = {"ok": False, "error": f"unknown action {action!r}"}
         if board is not None and reply["ok"]:
             reply.update(state=board.state, boots=board.boots, port=board.url)
+    except FleetdeskError as exc:
+        reply = {"ok": False, "error": exc.message, "advice": exc.advice}
     except Exception as exc:  # a bad control request must not stop the boards
         reply = {"ok": False, "error": str(exc)}
     writer.write(json.dumps(reply).encode() + b"\n")
@@ -182,3 +205,25 @@ def _ctl(args) -> int:
     else:
         print(f"{result.get('port', args.port)}: {result.get('state', 'ok')}")
     return 0
+
+
+def _press(args) -> int:
+    """Press a virtual board's button; exit 0 when the firmware was watching it, 1 if not."""
+    from fleetdesk.errors import BoardError
+    from fleetdesk.virtual import registry
+
+    if registry.lookup(args.port) is None:
+        raise BoardError(f"{args.port} is not a running virtual board",
+                         "only virtual boards have a button this command can press; on a real board "
+                         "press its BOOT button (list virtual boards with `fleetdesk boards list`)")
+    seconds = LONG_HOLD_S if args.long else (args.seconds if args.seconds is not None else SHORT_HOLD_S)
+    result = registry.control(args.port, "press", timeout=seconds + 15.0, seconds=seconds)
+    if args.json:
+        print(json.dumps(result))
+    elif result.get("listening"):
+        kind = "long press: back to Config mode (BLE)" if seconds >= 3.0 else "short press"
+        print(f"{args.port}: button GPIO{result['pin']} held {seconds:g} s ({kind})")
+    else:
+        print(f"{args.port}: button GPIO{result['pin']} held {seconds:g} s, but the firmware was not "
+              f"watching it (state {result.get('state')}: not booted, or in Config mode)", file=sys.stderr)
+    return 0 if result.get("listening") else 1

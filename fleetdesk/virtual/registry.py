@@ -75,8 +75,9 @@ def lookup(port_url: str) -> dict | None:
     return next((e for e in _entries() if e["port"] == port_url), None)
 
 
-def control(port_url: str, action: str, timeout: float = 10.0) -> dict:
-    """Ask the process running a board to ``unplug``, ``replug``, ``reset`` or ``drop`` it.
+def control(port_url: str, action: str, timeout: float = 10.0, **params) -> dict:
+    """Ask the process running a board to ``unplug``, ``replug``, ``reset``, ``drop`` it or
+    ``press`` its button (``seconds=...``); `params` go along with the request.
 
     Raises:
         BoardError: unknown board, no control channel, or the action failed.
@@ -90,14 +91,15 @@ def control(port_url: str, action: str, timeout: float = 10.0) -> dict:
         raise BoardError(f"No running virtual board at {port_url}", "start one with `fleetdesk boards virtual`")
     host, port = entry["control"].removeprefix("tcp://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(json.dumps({"port": port_url, "action": action}).encode() + b"\n")
+        sock.sendall(json.dumps({**params, "port": port_url, "action": action}).encode() + b"\n")
         reply = sock.makefile("rb").readline()
     try:
         result = json.loads(reply)
     except ValueError:
         raise BoardError(f"No answer from the board process for {port_url}", "is it still running?") from None
     if not result.get("ok"):
-        raise BoardError(f"Virtual board {port_url}: {result.get('error', 'failed')}", "check the action name")
+        raise BoardError(f"Virtual board {port_url}: {result.get('error', 'failed')}",
+                         result.get("advice") or "check the action name")
     return result
 
 

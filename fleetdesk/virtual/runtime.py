@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fleetdesk.errors import BoardError
 from fleetdesk.paths import FIRMWARE_DIR
+from fleetdesk.virtual.gpio import GpioChannel, button_pin
 
 RESET_EXIT_CODE = 75
 HAL_DIR = FIRMWARE_DIR / "hal"
@@ -81,7 +82,9 @@ class FirmwareHandle:
         self._env = dict(os.environ)
         self._env.update(extra)
         chip = chip.lower().replace("-", "").replace("_", "")
-        self._env.update({"FD_MAC": mac_hex, "FD_CHIP": chip})
+        self.chip = chip
+        self.gpio = GpioChannel()  # the board's input pins (its button)
+        self._env.update({"FD_MAC": mac_hex, "FD_CHIP": chip, "FD_GPIO": self.gpio.address})
         if env:
             self._env.update(env)
         self.boots = 0
@@ -111,6 +114,31 @@ class FirmwareHandle:
                 p.stdin.flush()
             except OSError:
                 pass
+
+    def press_button(self, seconds: float = 0.2, *, pin: int | None = None, wait_listening: float = 5.0) -> dict:
+        """Hold the board's button down for `seconds`, then let go (blocking).
+
+        Args:
+            seconds: how long it is held (the firmware counts >= 3 s as a long press).
+            pin: the GPIO (default: the firmware's button, see gpio.button_pin).
+            wait_listening: how long to wait for the firmware to arm its button first.
+
+        Returns:
+            ``{"pin", "seconds", "listening"}``; listening False = no firmware was watching
+            the pin (not booted yet, or a mode without the button): the press did nothing.
+
+        Raises:
+            BoardError: the board's config says it has no button.
+        """
+        if pin is None:
+            pin = button_pin(self.fs_dir, self.chip)
+        listening = self.gpio.wait_listening(wait_listening)
+        self.gpio.set_pin(pin, 0)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.gpio.set_pin(pin, 1)
+        return {"pin": pin, "seconds": seconds, "listening": listening}
 
     def _spawn(self) -> subprocess.Popen:
         return subprocess.Popen(
@@ -170,6 +198,7 @@ class FirmwareHandle:
     def stop(self, timeout: float = 5.0) -> int | None:
         """Stop the firmware (no restart). Returns its exit code."""
         self._stopping.set()
+        self.gpio.close()
         with self._lock:
             p = self._proc
         if p is not None and p.poll() is None:
