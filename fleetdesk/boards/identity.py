@@ -212,6 +212,13 @@ def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: st
         CloudError: the cloud refused or did not answer (no certificate is left ACTIVE:
             a certificate created before the failure is set INACTIVE).
     """
+    ident = mint_in_cloud(target, thing_name, mac=mac, product=product)
+    return store_identity_files(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem)
+
+
+def mint_in_cloud(target: CloudTarget, thing_name: str, *, mac: str, product: str | None = None):
+    """The cloud half of `mint_identity` (a ``DeviceIdentity``, key in memory, nothing stored):
+    what a station mints ahead, while the board is still being read."""
     attributes = {"mac": mac.replace(":", "")}
     if product:
         attributes["product"] = product
@@ -226,13 +233,14 @@ def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: st
         _deactivate_new_certs(target, thing_name, before)
         raise CloudError(f"could not create the identity for {thing_name} in the cloud ({exc})",
                          "check the network and the profile; nothing was flashed") from exc
-    return store_identity_files(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem)
+    return ident
 
 
 def store_identity_files(thing_name: str, certificate_id: str, certificate_pem: str,
-                         private_key_pem: str) -> MintedIdentity:
-    """Keep a board's key (0600), certificate and a new BLE PoP secret (0600) in the app data dir."""
-    pop = secrets.token_hex(16)
+                         private_key_pem: str, pop: str | None = None) -> MintedIdentity:
+    """Keep a board's key (0600), certificate and BLE PoP secret (0600; a new one unless given)
+    in the app data dir."""
+    pop = pop or secrets.token_hex(16)
     folder = data_dir() / "devices" / thing_name
     key_path = folder / f"{certificate_id[:16]}.private.pem.key"
     write_private(key_path, private_key_pem.encode())
@@ -274,6 +282,22 @@ def _deactivate_new_certs(target: CloudTarget, thing: str, before: set[str]) -> 
             target.deactivate(arn.rsplit("/", 1)[-1])
         except Exception:
             pass
+
+
+def der_to_pem(der: bytes, kind: str) -> str:
+    """PEM text around DER bytes kept exactly (``kind``: "cert" or "key"; a key's label follows
+    its format: PKCS#8, PKCS#1 RSA or SEC1 EC), so `_pem_to_der` gives the same bytes back."""
+    import base64
+
+    if kind == "cert":
+        label = "CERTIFICATE"
+    else:  # SEQUENCE { INTEGER version, <next> }: SEQUENCE = PKCS#8, INTEGER = RSA, OCTET STRING = EC
+        i = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)
+        i += 2 + der[i + 1]
+        label = {0x30: "PRIVATE KEY", 0x02: "RSA PRIVATE KEY", 0x04: "EC PRIVATE KEY"}.get(der[i], "PRIVATE KEY")
+    body = base64.b64encode(der).decode()
+    lines = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n"
 
 
 def _pem_to_der(pem: str) -> bytes:

@@ -35,11 +35,21 @@ class IdentitySteps:
         self._event(stage="identity")
         self._journal("identity", "begin")
         known = self.db.device(mac) if mac else None
+        named = thing_name_for(self.settings.name_template, mac or "", info.get("chip") or "")
+        self._ahead = None
+        if (known is None and self.cloud is not None and self.pool is None and not self.settings.claim
+                and not self.settings.restore_identity):
+            self._ahead = self._mint_ahead(named, mac)  # a new board, most likely: mint while it is read
+        try:
+            return self._decide(info, known, named, mac)
+        finally:
+            self._drop_unused_ahead()
+
+    def _decide(self, info, known, named: str, mac):
         board = self._board_identity()
         self._check_product(known, board)
         on_board = board is not None and board.found
-        thing = (known.thing if known and known.thing else board.thing if on_board else
-                 thing_name_for(self.settings.name_template, mac or "", info.get("chip") or ""))
+        thing = known.thing if known and known.thing else board.thing if on_board else named
         if self.settings.claim:  # no cloud call at flash time: the board claims its identity at first boot
             from fleetdesk.boards.claim import prepare_claim
 
@@ -93,8 +103,71 @@ class IdentitySteps:
                              "check the network and the profile; nothing was written") from exc
         return desc.get("status") == "ACTIVE"
 
+    def _mint_ahead(self, thing: str, mac):
+        """Start minting ``thing``'s certificate in the cloud now, on another thread, while the
+        worker uploads the stub and reads the board (the mint no longer adds to the board's time).
+        Recorded on the run at once, so a crash never leaves it ACTIVE; nothing is stored locally
+        until it is used (`_take_ahead`), and an unused one is deleted (`_drop_unused_ahead`)."""
+        import threading
+        from concurrent.futures import Future
+
+        from fleetdesk.boards.identity import mint_in_cloud
+
+        fut: Future = Future()
+
+        def work() -> None:
+            try:
+                existed = _thing_exists(self.cloud, thing)
+                ident = mint_in_cloud(self.cloud, thing, mac=mac or "", product=self.settings.product)
+                self._journal("identity", "minted", {"thing": thing, "ahead": True}, thing=thing,
+                              certificate_id=ident.certificate_id, thing_created=0 if existed else 1)
+                fut.set_result((thing, ident, existed))
+            except BaseException as exc:  # noqa: BLE001 - raised where it is used
+                fut.set_exception(exc)
+
+        threading.Thread(target=work, daemon=True, name=f"mint {thing}").start()
+        return fut
+
+    def _take_ahead(self, thing: str):
+        """The identity minted ahead for ``thing`` (stored now), or None when there is none."""
+        from fleetdesk.boards.identity import store_identity_files
+
+        if self._ahead is None:
+            return None
+        named, ident, existed = self._ahead.result(timeout=120)
+        if named != thing:
+            return None
+        self._ahead = None
+        minted = store_identity_files(thing, ident.certificate_id, ident.certificate_pem, ident.private_key_pem)
+        return minted, existed
+
+    def _drop_unused_ahead(self) -> None:
+        """The board kept its identity (or was refused): delete the certificate minted ahead,
+        which was never written anywhere, and the thing if it was created for it alone."""
+        fut, self._ahead = self._ahead, None
+        if fut is None:
+            return
+        try:
+            thing, ident, existed = fut.result(timeout=120)
+        except Exception:  # noqa: BLE001 - the mint failed: nothing to drop
+            return
+        cid = ident.certificate_id
+        try:
+            self.cloud.deactivate(cid)
+            for p in self.cloud.iot.list_thing_principals(thingName=thing).get("principals", []):
+                if p.endswith(cid):
+                    self.cloud.iot.detach_thing_principal(thingName=thing, principal=p)
+            self.cloud.iot.delete_certificate(certificateId=cid, forceDelete=True)
+            if not existed and thing != self.result.thing:
+                self.cloud.iot.delete_thing(thingName=thing)
+            self._journal("identity", "unused", {"certificate_id": cid, "deleted": True})
+        except Exception as exc:  # noqa: BLE001 - left INACTIVE at worst, journaled
+            self._journal("identity", "unused", {"certificate_id": cid, "deleted": False, "error": str(exc)})
+
     def _keep_board_identity(self, board):
-        """Write the board's own identity files back with the new firmware (no cloud change)."""
+        """Write the board's own identity files back with the new firmware (no cloud change);
+        the station keeps a copy of its key and PoP (0600) from now on, for a later restore."""
+        self._remember(board)
         self.result.thing, self.result.certificate_id = board.thing, board.certificate_id
         self._journal("identity", "done", {"thing": board.thing, "kept": "board",
                                            "certificate_id": board.certificate_id})
@@ -111,6 +184,19 @@ class IdentitySteps:
         plan = self.plan.with_vfs_files(files)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
+
+    def _remember(self, board) -> None:
+        """Key, certificate and PoP of an identity kept from the board, into the key store."""
+        import json
+
+        from fleetdesk.boards.identity import der_to_pem, store_identity_files
+        from fleetdesk.paths import data_dir
+
+        if (data_dir() / "devices" / board.thing / f"{board.certificate_id[:16]}.private.pem.key").exists():
+            return
+        pop = json.loads(board.files["/config.json"]).get("pop")
+        store_identity_files(board.thing, board.certificate_id, der_to_pem(board.files["/certs/cert.der"], "cert"),
+                             der_to_pem(board.files["/certs/key.der"], "key"), pop=pop)
 
     def _offer_restore(self, known, thing: str, board) -> None:
         """The identity on file is not on the board: stop before writing and offer a restore
@@ -129,7 +215,7 @@ class IdentitySteps:
     def _keep_or_mint(self, known, thing: str, mac, board):
         from fleetdesk.boards.identity import device_files, mint_identity, stored_identity
 
-        kept = None
+        kept, ahead = None, None
         if board is None and known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
         if board is not None and board.found:  # the identity this write replaces: kept before any mint or write
@@ -139,8 +225,12 @@ class IdentitySteps:
             self._journal("identity", "done", {"thing": thing, "kept": "key store"})
             minted = kept
         else:
-            existed = _thing_exists(self.cloud, thing)
-            minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product)
+            ahead = self._take_ahead(thing)
+            if ahead is not None:
+                minted, existed = ahead
+            else:
+                existed = _thing_exists(self.cloud, thing)
+                minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product)
             self._minted = minted
             self.result.thing, self.result.certificate_id = thing, minted.certificate_id
             self._journal("identity", "done", {"thing": thing, "created": not existed}, thing=thing,

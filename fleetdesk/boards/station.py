@@ -113,6 +113,7 @@ class BoardPipeline(IdentitySteps):
         self._stopped_at = ""  # the step the operator stopped the board in (journaled as failed there)
         self.result = BoardResult(port)
         self._minted = None
+        self._ahead = None  # a certificate minted ahead for a board the station does not know yet
         self._run_id: str | None = None
         self._trace: list[str] = []
         self._last_written = False

@@ -10,6 +10,7 @@ its vfs, same connection) before deciding what to write.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -100,6 +101,7 @@ def test_board_flashed_elsewhere_keeps_its_identity(rig, bundle_dir, tmp_path, c
     shutil.rmtree(data_dir() / "devices" / first.thing)  # this station has no key on file either
 
     here = _station(tmp_path, bundle_dir, cloud)
+    vfs = here.plan.partition("vfs")
     assert here.db.device(board.spec.mac) is None
     minted_before = _certs(cloud)
     again = here.run_one(board.url)
@@ -111,6 +113,12 @@ def test_board_flashed_elsewhere_keeps_its_identity(rig, bundle_dir, tmp_path, c
     assert probe["bytes_read"] <= 32 * 1024, probe  # a few KB, not the 2 MB partition
     assert cloud.connectivity(first.thing)["connected"]
     assert here.db.device(board.spec.mac).certificate_id == first.certificate_id  # now on file here too
+    kept = list((data_dir() / "devices" / first.thing).glob("*.private.pem.key"))  # and its key, for a restore
+    assert len(kept) == 1 and oct(kept[0].stat().st_mode & 0o777) == "0o600"
+    pop = json.loads(_files(board, vfs)["/config.json"])["pop"]
+    assert (data_dir() / "devices" / first.thing / "pop.txt").read_text() == pop  # BLE setup still opens
+    steps = [(j["step"], j["status"], j["detail"]) for j in here.db.journal(again.run_id)]
+    assert any(s == ("identity", "unused") and '"deleted": true' in d for s0, s1, d in steps for s in [(s0, s1)])
     journal = " ".join(j["detail"] or "" for j in here.db.journal(again.run_id))
     assert "PRIVATE" not in journal and "key.der\": \"" not in journal
 
