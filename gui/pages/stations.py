@@ -35,7 +35,8 @@ from fleetdesk.errors import FleetdeskError
 from gui.widgets.port_tile import PortTile
 
 BAUDS = ("115200", "230400", "460800", "921600")
-COLUMNS = 4
+MAX_COLUMNS = 4
+TILE_WIDTH = 238  # a tile's minimum width plus the grid spacing
 
 
 class StationsPage(QWidget):
@@ -90,7 +91,7 @@ class StationsPage(QWidget):
         self.product = QLineEdit(self.controller.settings.product or "")
         self.product.setPlaceholderText("product id written into the device config (optional)")
         form.addRow("Product", self.product)
-        opts = QHBoxLayout()
+        opts = QGridLayout()
         self.pool = QCheckBox("Offline: identities from the certificate pool")
         self.pool.setChecked(self.controller.settings.offline_pool)
         self.factory_reset = QCheckBox("Factory reset (new identity for known boards)")
@@ -100,12 +101,14 @@ class StationsPage(QWidget):
         self.refill_btn = QPushButton("Refill pool")
         self.refill_btn.setToolTip("While online: mint certificates until 16 are free, for flashing offline")
         self.refill_btn.clicked.connect(self._refill_pool)
-        for w in (self.pool, self.refill_btn, self.factory_reset, self.repurpose):
-            opts.addWidget(w)
-        opts.addStretch(1)
+        opts.addWidget(self.pool, 0, 0)
+        opts.addWidget(self.refill_btn, 0, 1)
+        opts.addWidget(self.factory_reset, 1, 0)
+        opts.addWidget(self.repurpose, 1, 1, 1, 2)
+        opts.setColumnStretch(2, 1)
         form.addRow("Options", opts)
         claim_row = QHBoxLayout()
-        self.claim = QCheckBox("Claim certificate: boards provision themselves at first boot")
+        self.claim = QCheckBox("Claim certificate (boards provision themselves)")
         self.claim.setToolTip("One claim certificate for every board; each board gets its own identity from the "
                               "cloud by fleet provisioning (no cloud call per board while flashing)")
         self.claim.setChecked(self.controller.settings.claim)
@@ -120,6 +123,11 @@ class StationsPage(QWidget):
         self._inputs = [self.bundle, browse, self.baud, self.identity, self.template, self.operator, self.product,
                         self.pool, self.factory_reset, self.repurpose, self.claim, self.claim_template]
         outer.addWidget(self.settings_box)
+        self.summary = QLabel()  # the locked settings in one line: the tiles get the room
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("padding:4px;background:#eceff1;border-radius:4px;")
+        self.summary.setVisible(False)
+        outer.addWidget(self.summary)
 
         bar = QHBoxLayout()
         self.lock_btn = QPushButton("Lock settings")
@@ -145,7 +153,7 @@ class StationsPage(QWidget):
         self.empty = QLabel("No boards found. Plug in an ESP board (or start virtual boards: "
                             "`fleetdesk boards virtual --count 4`).")
         self.grid.addWidget(self.empty, 0, 0)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid_host)
         outer.addWidget(scroll, 1)
@@ -192,6 +200,26 @@ class StationsPage(QWidget):
         for w in self._inputs:
             w.setEnabled(not locked)
         self.lock_btn.setText("Unlock settings" if locked else "Lock settings")
+        self.settings_box.setVisible(not locked)
+        self.summary.setVisible(locked)
+        if locked:
+            self.summary.setText(self._summary_text(self.controller.settings))
+
+    @staticmethod
+    def _summary_text(s: StationSettings) -> str:
+        if s.claim:
+            ident = f"claim certificate ({s.claim_template or 'fleetdesk-claim'})"
+        elif s.identity:
+            ident = f"identity {s.name_template}" + (" from the offline pool" if s.offline_pool else "")
+        else:
+            ident = "no identity"
+        extras = [x for x, on in (("factory reset", s.factory_reset), ("re-purpose allowed", s.repurpose)) if on]
+        parts = [f"Firmware {s.bundle}", f"{s.baud} baud", ident, *extras]
+        if s.product:
+            parts.append(f"product {s.product}")
+        if s.operator:
+            parts.append(f"operator {s.operator}")
+        return "Locked: " + " · ".join(parts)
 
     def toggle_lock(self) -> None:
         if not self.locked:
@@ -326,11 +354,16 @@ class StationsPage(QWidget):
         """Tiles in slot-label order (the jig's physical order), re-placed only when it changes."""
         tiles = self.controller.tiles
         order = sorted(self.tiles, key=lambda s: (tiles[s].label == "", tiles[s].label or tiles[s].port))
-        if order == getattr(self, "_order", None):
+        cols = max(1, min(MAX_COLUMNS, (self.scroll.viewport().width() - 16) // TILE_WIDTH))
+        if (order, cols) == getattr(self, "_order", None):
             return
-        self._order = order
+        self._order = (order, cols)
         for i, slot in enumerate(order):
-            self.grid.addWidget(self.tiles[slot], i // COLUMNS, i % COLUMNS)
+            self.grid.addWidget(self.tiles[slot], i // cols, i % cols)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._layout_tiles()  # as many columns as fit (a narrow window scrolls down, not sideways)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._timer.stop()
