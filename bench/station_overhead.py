@@ -1,10 +1,12 @@
 """Station overhead: what the pipeline adds per board (identity in the sandbox, journal,
 pre-write checks, device files in the vfs image, production row), next to the write itself.
 
-Side by side on one throttled virtual board at 460800 baud with the default bundle:
+Side by side on throttled virtual boards at 460800 baud (one new board per run, each flashed bare
+then through the pipeline) with the default bundle:
   bare   = a plain flash of the bundle (connect, stub, write + verify, reset)
-  full   = the station pipeline with identity on (new thing + certificate each time, journal,
-           checks, /config.json + /certs in the vfs image, attempt row), not waiting for presence
+  full   = the station pipeline with identity on (a board the station has not seen before: a new
+           thing + certificate, journal, checks, /config.json + /certs in the vfs image, attempt
+           row), not waiting for presence
 Overhead = full - bare (medians), and, measured inside the pipeline, the time from the
 identity step's start (the worker is connected, before the stub upload) to the write's start
 (journal timestamps).
@@ -70,8 +72,9 @@ def main() -> int:
             station = Station(settings, cloud=cloud, db=db)
             bare, full, inner = [], [], []
             POOL.prewarm(1)
-            with virtual_boards(1, work, env=env) as (port,):
-                for _ in range(args.runs):
+            # one new board per run, as on a production line: the DB has never seen its MAC
+            with virtual_boards(args.runs, work, env=env) as ports:
+                for port in ports:
                     time.sleep(2)
                     t0 = time.perf_counter()
                     r = FlashJob(port, plan, baud=args.baud, prepare=lambda info: plan).run()
