@@ -6,6 +6,7 @@
 # FD_AIR_FILE       optional path of a JSON file with the same shape, re-read on every
 #                   check, so a test can take Wi-Fi away and give it back at runtime
 # FD_DHT_SEED       integer seed for the simulated DHT11 (default derived from the MAC)
+# FD_GPIO           host:port of the virtual board's input-pin channel (see machine.py)
 import os
 import json
 
