@@ -2,7 +2,8 @@
 
 Side by side in one run, on the same mosquitto and the same publisher load:
 
-* floor: a bare awscrt MQTT5 subscriber that only counts messages (auto-ack, nothing stored);
+* floor: the app's own fleetdesk.cloud.Connection (awscrt MQTT5) with a handler that only counts
+  messages (auto-ack, nothing stored): the receive path without the store;
 * fleetdesk: the app's pipeline (fleetdesk.cloud.Telemetry: QoS1 with manual ack after the
   SQLite commit, persistent session, batches fed to the FleetState model).
 
@@ -262,7 +263,7 @@ async def amain(args: argparse.Namespace) -> int:
     how = "queued while the app was offline, then drained" if args.backlog else "live"
     print(f"load: {args.devices} devices x {args.msgs} messages = {total:,} QoS1 messages, {how}; "
           f"{args.publishers} publisher processes at {floor['publish_rate']:,.0f} / {app['publish_rate']:,.0f} msg/s")
-    print(f"floor (awscrt MQTT5 subscriber, count only, auto-ack): {floor['rate']:>8,.0f} msg/s received, "
+    print(f"floor (fleetdesk Connection over awscrt MQTT5, count only, auto-ack): {floor['rate']:>8,.0f} msg/s received, "
           f"{floor['cpu_us']:.0f} us CPU/msg")
     print(f"fleetdesk (parse, SQLite commit, then ack, fleet model): {app['rate']:>8,.0f} msg/s stored, "
           f"{app['cpu_us']:.0f} us CPU/msg, {app['batches']} batches, {app['duplicates']} duplicates ignored")
@@ -359,7 +360,7 @@ async def simulate_mode(args: argparse.Namespace) -> int:
     print(f"load: `fleetdesk fleet simulate` {args.devices} devices at {args.rate:g} msg/s each "
           f"(firmware under CPython, own certs, mTLS); steady window {span:.0f} s")
     print(f"devices sent:                               {sent / span:>8,.0f} msg/s")
-    print(f"floor (awscrt MQTT5 subscriber, count only): {fl / span:>8,.0f} msg/s received")
+    print(f"floor (fleetdesk Connection over awscrt MQTT5, count only): {fl / span:>8,.0f} msg/s received")
     print(f"fleetdesk (SQLite commit, then ack, fleet):  {rate:>8,.0f} msg/s stored "
           f"({cpu / max(stored, 1) * 1e6:.0f} us app CPU/msg)")
     lost = total_floor - total_stored
