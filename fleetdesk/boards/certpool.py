@@ -8,6 +8,11 @@ it; pools from before keep opening with their ``certpool.key``); the database is
 Offline, `take(mac, thing)` assigns one to a board; `sync(cloud)` later creates the thing and attaches the certificate,
 idempotently, so the registry ends up as if the board had been flashed online. The pool also
 keeps the endpoint, port, region and CA the devices need, so flashing needs no cloud call.
+
+A row's life: ``free`` -> ``assigned`` (its board is being flashed; `release` gives it back
+when nothing was written) -> ``pending`` (written and verified, `flashed`) -> ``synced``.
+A board that fails after the write, or a crashed run, makes it ``failed`` (`fail`): never
+synced nor handed out again, set INACTIVE at the next sync or refill (-> ``retired``).
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ class CertPool:
                                    isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._sync_lock = threading.Lock()
+        with self._lock:  # pools from before 'pending' existed: their assigned rows are flashed boards
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("SELECT 1 FROM meta WHERE k='states'").fetchone() is None:
+                    self._db.execute("UPDATE pool SET state='pending' WHERE state='assigned'")
+                    self._db.execute("INSERT INTO meta(k, v) VALUES ('states', '2')")
+            finally:
+                self._db.execute("COMMIT")
 
     def _sealed_rows(self) -> bool:
         """Whether keys sealed with the station key are on file (then a missing key is not
@@ -69,6 +83,13 @@ class CertPool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM pool WHERE substr(key_enc, 1, ?) = ? LIMIT 1",
                                     (len(PREFIX), PREFIX)).fetchone() is not None
+
+    @classmethod
+    def existing(cls, folder: Path | str | None = None) -> "CertPool | None":
+        """The pool in ``folder`` (default: the app data dir) if one was ever made, else None
+        (nothing is created)."""
+        folder = Path(folder) if folder else data_dir()
+        return cls(folder) if (folder / "certpool.sqlite3").exists() else None
 
     def close(self) -> None:
         self._db.close()
@@ -85,6 +106,7 @@ class CertPool:
                            ca_pem=cloud.ca_pem.decode())
             create = not self._sealed_rows()
             self.box.ensure_key(create=create)  # before minting: a key problem must not orphan a new cert
+            self.retire_failed(cloud)  # certificates of boards that failed after the write: INACTIVE now
             while self.level() < target:
                 cert = cloud.iot.create_keys_and_certificate(setAsActive=True)
                 cloud.iot.attach_policy(policyName=DEFAULT_POLICY_NAME, target=cert["certificateArn"])
@@ -108,7 +130,7 @@ class CertPool:
 
     def meta(self) -> dict:
         with self._lock:
-            return {k: json.loads(v) for k, v in self._db.execute("SELECT k, v FROM meta")}
+            return {k: json.loads(v) for k, v in self._db.execute("SELECT k, v FROM meta") if k != "states"}
 
     def level(self) -> int:
         """Free certificates left."""
@@ -116,13 +138,14 @@ class CertPool:
             return self._db.execute("SELECT COUNT(*) FROM pool WHERE state='free'").fetchone()[0]
 
     def pending(self) -> int:
-        """Certificates assigned offline and not yet synced."""
+        """Certificates assigned offline and not yet synced (boards flashing or flashed)."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM pool WHERE state='assigned'").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM pool WHERE state IN ('assigned', 'pending')").fetchone()[0]
 
     # --- offline ------------------------------------------------------------------------
     def take(self, mac: str, thing: str, attributes: dict | None = None) -> PooledCert:
-        """Assign a free certificate to a board (the same one again for the same MAC).
+        """Assign a free certificate to a board (the same one again for the same MAC while it is
+        not synced yet; never one retired after a failed or crashed run).
 
         Raises:
             PoolEmpty: nothing left: stop the station (refill when back online).
@@ -130,7 +153,7 @@ class CertPool:
         """
         with self._lock:
             row = self._db.execute("SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
-                                   " WHERE mac=? AND state='assigned'", (mac,)).fetchone()
+                                   " WHERE mac=? AND state IN ('assigned', 'pending')", (mac,)).fetchone()
             fresh = row is None
             if fresh:
                 row = self._db.execute("SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
@@ -142,6 +165,8 @@ class CertPool:
             if fresh:  # assigned only once the key opens: a key problem leaves the pool as it was
                 self._db.execute("UPDATE pool SET state='assigned', mac=?, thing=?, attributes=?"
                                  " WHERE certificate_id=?", (mac, thing, json.dumps(attributes or {}), row[0]))
+            else:  # in flight again: a failure now retires it, and no backlog sync registers it meanwhile
+                self._db.execute("UPDATE pool SET state='assigned' WHERE certificate_id=?", (row[0],))
         return PooledCert(row[0], row[1], row[2], key)
 
     def release(self, certificate_id: str) -> None:
@@ -150,32 +175,170 @@ class CertPool:
             self._db.execute("UPDATE pool SET state='free', mac=NULL, thing=NULL WHERE certificate_id=?"
                              " AND state='assigned'", (certificate_id,))
 
-    def sync(self, cloud) -> list[str]:
-        """Create the things and attach their certificates for everything assigned offline.
-
-        Idempotent: an existing thing is reused, a repeated attach is harmless. Returns the
-        synced thing names.
-        """
-        from botocore.exceptions import ClientError
-
+    def flashed(self, certificate_id: str) -> None:
+        """Its board was written and verified: the row waits for a sync ('pending')."""
         with self._lock:
-            rows = self._db.execute("SELECT certificate_id, certificate_arn, thing, attributes FROM pool"
-                                    " WHERE state='assigned'").fetchall()
+            self._db.execute("UPDATE pool SET state='pending' WHERE certificate_id=? AND state='assigned'",
+                             (certificate_id,))
+
+    def fail(self, certificate_id: str) -> bool:
+        """Its board FAILed (or its run crashed) after the certificate was written: the row is
+        never synced nor handed out again, and the certificate is set INACTIVE at the next
+        sync or refill while online (`retire_failed`). Returns whether the row was assigned."""
+        with self._lock:
+            return self._db.execute("UPDATE pool SET state='failed' WHERE certificate_id=?"
+                                    " AND state IN ('assigned', 'pending', 'synced')", (certificate_id,)).rowcount == 1
+
+    def retired(self, certificate_id: str) -> None:
+        """The certificate of a failed row is INACTIVE now (or gone from the cloud)."""
+        with self._lock:
+            self._db.execute("UPDATE pool SET state='retired' WHERE certificate_id=? AND state='failed'",
+                             (certificate_id,))
+
+    def state(self, certificate_id: str) -> str | None:
+        """The pool state of a certificate (free, assigned, pending, synced, failed, retired), or None
+        when it is not a pooled certificate."""
+        row = self.row(certificate_id)
+        return row["state"] if row else None
+
+    def row(self, certificate_id: str) -> dict | None:
+        """A pooled certificate's state, mac and thing (None: not in the pool); no key."""
+        with self._lock:
+            row = self._db.execute("SELECT state, mac, thing FROM pool WHERE certificate_id=?",
+                                   (certificate_id,)).fetchone()
+        return {"state": row[0], "mac": row[1], "thing": row[2]} if row else None
+
+    def failed(self) -> int:
+        """Certificates written to boards that failed, still to be set INACTIVE."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM pool WHERE state='failed'").fetchone()[0]
+
+    def retire_failed(self, cloud) -> list[str]:
+        """Set INACTIVE every certificate of a failed row (a certificate already deleted from
+        the cloud counts as done); returns the ids retired.
+
+        Raises:
+            CloudError: the cloud cannot be reached (the rows stay 'failed' for the next time).
+        """
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT certificate_id FROM pool WHERE state='failed'")]
         done = []
-        for cert_id, arn, thing, attrs in rows:
-            attributes = json.loads(attrs or "{}")
+        for cid in ids:
             try:
-                try:
-                    cloud.iot.describe_thing(thingName=thing)
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                        raise
-                    cloud.iot.create_thing(thingName=thing, attributePayload={"attributes": attributes})
-                cloud.iot.attach_thing_principal(thingName=thing, principal=arn)
-            except Exception as exc:
-                raise CloudError(f"could not sync {thing} to the registry ({exc})",
-                                 "check the network; the next sync resumes where this one stopped") from exc
-            with self._lock:
-                self._db.execute("UPDATE pool SET state='synced', synced=? WHERE certificate_id=?", (time.time(), cert_id))
-            done.append(thing)
+                cloud.deactivate(cid)
+            except Exception as exc:  # noqa: BLE001
+                if not gone(exc):
+                    if not _refused(exc):
+                        raise CloudError(f"could not deactivate pooled certificate {cid[:12]} ({exc})",
+                                         "check the network; the next sync or refill retries") from exc
+                    continue  # refused for this one: retried at the next sync, the others go on
+            self.retired(cid)
+            done.append(cid)
         return done
+
+    def sync(self, cloud, certificate_id: str | None = None) -> "SyncReport":
+        """Create the things and attach their certificates for boards flashed offline (every
+        'pending' row, or only ``certificate_id``'s, which may still be 'assigned': its board
+        is being flashed), and set INACTIVE the certificates of boards that failed after the
+        write (`retire_failed`). A row whose board is still being flashed is never synced by
+        another board's sync.
+
+        Idempotent: an existing thing is reused, a repeated attach is harmless. A row the cloud
+        refuses (e.g. AccessDenied, an invalid name) is left as it is and the others go on.
+
+        Returns:
+            The synced thing names; ``.failed`` lists the rows that could not be synced
+            (certificate_id, thing, reason, refused).
+
+        Raises:
+            CloudError: the cloud cannot be reached (nothing more is tried; the next sync
+                resumes).
+        """
+        if certificate_id is None:
+            with self._sync_lock:  # one backlog sync at a time (boards finishing together)
+                return self._sync(cloud, None)
+        return self._sync(cloud, certificate_id)
+
+    def _sync(self, cloud, certificate_id: str | None) -> "SyncReport":
+        with self._lock:
+            if certificate_id is None:
+                rows = self._db.execute("SELECT certificate_id, certificate_arn, thing, attributes, state FROM pool"
+                                        " WHERE state='pending' ORDER BY created").fetchall()
+            else:
+                rows = self._db.execute("SELECT certificate_id, certificate_arn, thing, attributes, state FROM pool"
+                                        " WHERE certificate_id=?", (certificate_id,)).fetchall()
+        report = SyncReport()
+        if certificate_id is not None and (not rows or rows[0][4] not in ("assigned", "pending", "synced")):
+            state = rows[0][4] if rows else "not in the pool"
+            report.failed.append(SyncFailure(certificate_id, rows[0][2] if rows else "", f"its pool row is {state}", True))
+            rows = []
+        for cert_id, arn, thing, attrs, state in rows:
+            if state == "synced":
+                report.append(thing)
+                continue
+            try:
+                self._register(cloud, thing, arn, json.loads(attrs or "{}"))
+            except Exception as exc:  # noqa: BLE001
+                if not _refused(exc):
+                    raise CloudError(f"could not sync {thing} to the registry ({exc})",
+                                     "check the network; the next sync resumes where this one stopped") from exc
+                report.failed.append(SyncFailure(cert_id, thing, str(exc), True))
+                continue
+            with self._lock:
+                done = self._db.execute("UPDATE pool SET state='synced', synced=? WHERE certificate_id=?"
+                                        " AND state IN ('assigned', 'pending')", (time.time(), cert_id)).rowcount
+            if not done:  # failed or retired meanwhile (its board FAILed, or a recovery retired it)
+                report.failed.append(SyncFailure(cert_id, thing, "its board failed while it was synced", True))
+                continue
+            report.append(thing)
+        self.retire_failed(cloud)
+        return report
+
+    @staticmethod
+    def _register(cloud, thing: str, arn: str, attributes: dict) -> None:
+        try:
+            cloud.iot.describe_thing(thingName=thing)
+        except Exception as exc:  # noqa: BLE001
+            if not gone(exc):
+                raise
+            cloud.iot.create_thing(thingName=thing, attributePayload={"attributes": attributes})
+        cloud.iot.attach_thing_principal(thingName=thing, principal=arn)
+
+
+@dataclass
+class SyncFailure:
+    """A pool row `CertPool.sync` could not register (the cloud answered and refused)."""
+
+    certificate_id: str
+    thing: str
+    reason: str
+    refused: bool = True
+
+
+class SyncReport(list):
+    """The things `CertPool.sync` registered (a list of names); ``failed``: rows it could not."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.failed: list[SyncFailure] = []
+
+
+def _code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ("" for anything else)."""
+    response = getattr(exc, "response", None)
+    return (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+
+
+def gone(exc: BaseException) -> bool:
+    """The cloud says the resource does not exist (ResourceNotFoundException)."""
+    return _code(exc) == "ResourceNotFoundException" or type(exc).__name__ == "ResourceNotFoundException"
+
+
+def _refused(exc: BaseException) -> bool:
+    """The cloud answered and said no (AccessDenied, InvalidRequest...): not a network problem
+    that a retry later would fix. Throttling and server errors count as unreachable."""
+    code = _code(exc)
+    if not code:
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status < 500 and "Throttl" not in code and code not in ("RequestTimeout", "ServiceUnavailable")

@@ -139,16 +139,22 @@ def _pool(args) -> int:
             if args.action == "refill":
                 out["added"] = pool.refill(target, args.count)
             else:
-                out["synced"] = pool.sync(target)
+                report = pool.sync(target)
+                out["synced"] = list(report)
+                if report.failed:
+                    out["refused"] = [{"thing": f.thing, "certificate_id": f.certificate_id, "reason": f.reason}
+                                      for f in report.failed]
+                    for f in report.failed:
+                        print(f"fleetdesk: the cloud refused to register {f.thing} ({f.reason})", file=sys.stderr)
     except FleetdeskError as exc:
         print(f"fleetdesk: {exc}", file=sys.stderr)
         return 2
-    out.update(free=pool.level(), pending_sync=pool.pending())
+    out.update(free=pool.level(), pending_sync=pool.pending(), to_deactivate=pool.failed())
     if args.json:
         print(json.dumps(out))
     else:
         print(", ".join(f"{k.replace('_', ' ')}: {v if not isinstance(v, list) else len(v)}" for k, v in out.items()))
-    return 0
+    return 1 if out.get("refused") else 0
 
 
 def _flash(args) -> int:
@@ -181,9 +187,10 @@ def _flash(args) -> int:
         claim_template=args.claim_template,
     )
     station = Station(settings)
-    if station.cloud is not None:  # runs a crash interrupted: no certificate left ACTIVE for nothing
+    if station.cloud is not None or station.pool is not None:  # runs a crash interrupted: no certificate left ACTIVE
         for rec in station.recover():
-            print(f"recovered an interrupted run on {rec.get('port')} (stopped at {rec.get('last_step') or 'start'}): "
+            what = "left an unfinished run" if rec.get("left_open") else "recovered an interrupted run"
+            print(f"{what} on {rec.get('port')} (stopped at {rec.get('last_step') or 'start'}): "
                   f"{rec['action']}", file=sys.stderr)
     ports = list(args.ports)
     if args.all:

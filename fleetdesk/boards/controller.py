@@ -80,6 +80,7 @@ class StationController:
         self._station: Station | None = None
         self._lock = threading.RLock()
         self._threads: dict[str, threading.Thread] = {}
+        self._pool_waiting: set[str] = set()  # slots waiting for a free pooled certificate
         self.labels: dict[str, str] = self._load_labels()
         self.settings.allowed_usb = sorted({*settings.allowed_usb, *self._load_allowed()})
         self._watcher = PortWatcher(self._on_ports, interval=poll_interval, lister=self._lister)
@@ -214,13 +215,23 @@ class StationController:
             tile = self.tiles.get(slot)
             if tile is None or tile.running or not tile.present or not tile.probe_allowed:
                 return False
+            from fleetdesk.boards.certpool import PoolEmpty
+
             try:
                 station = self.station()
                 station.check_ready()  # e.g. an empty offline pool stops the station, not the board
+                if station.pool is not None and station.pool.level() <= self._pool_reserved(station):
+                    raise PoolEmpty("every free certificate is promised to a running board", "")
+            except PoolEmpty:  # the board waits for a certificate (it starts after a refill in factory mode)
+                tile.stage, tile.message = "waiting", "waiting: certificate pool empty — refill it"
+                self._pool_waiting.add(slot)
+                self.on_change(slot)
+                return False
             except FleetdeskError as exc:
                 tile.message = exc.message  # a station-level stop, not a failed board
                 self.on_change(slot)
                 return False
+            self._pool_waiting.discard(slot)
             tile.state, tile.stage, tile.percent, tile.message = "running", "detect", 0, ""
             tile.details, tile.started_at = [], time.monotonic()
             t = threading.Thread(target=self._run, args=(station, tile, overrides), daemon=True,
@@ -229,6 +240,24 @@ class StationController:
         self.on_change(slot)
         t.start()
         return True
+
+    def _pool_reserved(self, station: Station) -> int:
+        """Running boards that will take a pooled certificate and have not taken it yet."""
+        with station._lock:
+            pipes = list(station.pipelines.values())
+        took = {p.port for p in pipes if p._pooled is not None} | {p.slot for p in pipes if p._pooled is not None}
+        return sum(1 for t in self.tiles.values() if t.running and t.port not in took and t.slot not in took)
+
+    def _start_waiting(self) -> None:
+        """Boards waiting for a pooled certificate start when one is free (factory mode)."""
+        if not self.auto_start:
+            return
+        for slot in sorted(self._pool_waiting):
+            tile = self.tiles.get(slot)
+            if tile is None or not tile.present:
+                self._pool_waiting.discard(slot)
+            elif not self.start(slot):
+                break
 
     def restore_identity(self, slot: str) -> bool:
         """The operator's answer to a restore offer: write the identity on file back."""
@@ -307,6 +336,7 @@ class StationController:
             self._threads.pop(tile.slot, None)
         self.on_change(tile.slot)
         self.on_change("*")
+        self._start_waiting()  # a certificate given back (or this board's done): the next board may start
 
     def export(self, slot: str, path) -> Path:
         """Per-board zip (attempt, journal, console, esptool trace; never keys) of the slot's last attempt."""
@@ -332,6 +362,7 @@ class StationController:
         pool = station.pool if station is not None and station.pool is not None else CertPool()
         added = pool.refill(cloud, count)
         self.on_change("*")
+        self._start_waiting()
         return added
 
     def pool_level(self) -> int | None:

@@ -323,15 +323,37 @@ class IdentitySteps:
         return plan
 
     def _sync_pool(self) -> bool:
-        """After a pool flash: register the thing now if the cloud answers (else: pending)."""
+        """After a pool flash: register this board's thing now if the cloud answers (False:
+        unreachable, the registry follows at a later sync), then the backlog of boards flashed
+        offline. A refusal (e.g. AccessDenied) FAILs the board: it would never get in."""
         if self.cloud is None:
             return False
+        if self._pooled is None:  # the board kept its identity (the DB vouches): nothing to register
+            try:
+                self.cloud.iot.describe_thing(thingName=self.result.thing)
+                return True
+            except Exception:  # noqa: BLE001 - unreachable (or not registered): PASS offline
+                return False
+        self.pool.flashed(self._pooled)  # written and verified: waits for a sync from now on
         try:
-            self.pool.sync(self.cloud)
+            report = self.pool.sync(self.cloud, certificate_id=self._pooled)
         except FleetdeskError as exc:
             self._journal("sync", "failed", exc.message)
             return False
+        if report.failed:
+            reason = report.failed[0].reason
+            self._journal("sync", "refused", reason)
+            raise FleetdeskError(f"the cloud refused to register {self.result.thing} ({reason})",
+                                 "check the profile's rights (iot:CreateThing, iot:AttachThingPrincipal), then "
+                                 "flash the board again: its pooled certificate is retired")
         self._journal("sync", "done")
+        try:
+            backlog = self.pool.sync(self.cloud)  # boards flashed while offline
+            if backlog or backlog.failed:
+                self._journal("sync", "backlog", {"synced": list(backlog),
+                                                  "refused": {f.thing: f.reason for f in backlog.failed}})
+        except FleetdeskError as exc:
+            self._journal("sync", "backlog", exc.message)
         return True
 
 

@@ -328,8 +328,12 @@ class BoardPipeline(IdentitySteps):
 
     def _rollback(self) -> None:
         """A cert minted for a board that never came online is set INACTIVE and journaled."""
-        if self._pooled is not None and self.pool is not None and not self._job_written():
-            self.pool.release(self._pooled)  # never written to a board: back to the pool
+        if self._pooled is not None and self.pool is not None:
+            if not self._job_written():
+                self.pool.release(self._pooled)  # never written to a board: back to the pool
+            else:  # on a board that failed: never synced nor handed out again, INACTIVE at the next sync
+                self.pool.fail(self._pooled)
+                self._journal("rollback", "done", {"certificate_id": self._pooled, "pool": "failed"})
             return
         if self._minted is None or self.cloud is None:
             return
@@ -468,29 +472,85 @@ class Station:
     def recover(self) -> list[dict]:
         """Close runs a crash left open: deactivate their certificates, flag created things.
 
-        Returns one dict per recovered run (run_id, port, last_step, action).
+        Only runs whose process is gone are closed: a run another live process on this host
+        is flashing (GUI + CLI on one production DB, a second terminal, or this process's own
+        pipelines) is not touched, and a run started on another host is left open and
+        reported. A certificate already deleted from the cloud counts as deactivated; one a
+        later run PASSed with stays ACTIVE. A pooled certificate the run never began writing
+        goes back to the pool; a written one is retired from it (never handed out again) and
+        set INACTIVE now, or at the next pool sync or refill when the cloud is unreachable.
+
+        Returns one dict per run handled (run_id, port, last_step, action); runs left to
+        their owner on another host have ``left_open`` True.
         """
+        from fleetdesk.boards.certpool import CertPool, gone
+        from fleetdesk.store.production import run_owner
+
         out = []
         try:
             self.db.seal_clear_backups()  # backups an older version kept in clear: encrypted now
         except FleetdeskError:
             pass  # no usable key yet: the next backup says so, before any write
-        for run in self.db.unfinished_runs():
-            actions = []
-            if run.get("certificate_id") and self.cloud is not None:
-                try:
-                    self.cloud.deactivate(run["certificate_id"])
-                    actions.append("orphan certificate deactivated")
-                except Exception as exc:  # noqa: BLE001 - retried at the next start
-                    actions.append(f"certificate deactivation failed: {exc}")
-                    out.append({**run, "action": "; ".join(actions)})
+        runs = [r for r in self.db.unfinished_runs() if run_owner(r) != "live"]
+        pool = self.pool if self.pool is not None or not runs else CertPool.existing()
+        try:
+            for run in runs:
+                if run_owner(run) == "other-host":
+                    out.append({**run, "left_open": True,
+                                "action": f"left open: started on host {run['host']} (recover it there)"})
                     continue
-            if run.get("thing_created"):
-                actions.append(f"thing {run['thing']} created for nothing (flagged)")
-            how = "; ".join(actions) or "closed"
-            self.db.mark_recovered(run["run_id"], how)
-            out.append({**run, "action": how})
+                actions = []
+                cid = run.get("certificate_id")
+                pooled = pool.row(cid) if cid and pool is not None else None
+                if cid and self.db.passed_with(cid, after=run["started_at"]):
+                    actions.append("its certificate is in use by a later PASS (left ACTIVE)")
+                elif pooled is not None:
+                    actions.append(self._recover_pooled(pool, run, pooled))
+                elif cid:
+                    try:
+                        if self.cloud is None:
+                            raise FleetdeskError("no cloud connection")
+                        self.cloud.deactivate(cid)
+                        actions.append("orphan certificate deactivated")
+                    except Exception as exc:  # noqa: BLE001 - retried at the next start
+                        if not gone(exc):
+                            actions.append(f"certificate deactivation failed: {exc}")
+                            out.append({**run, "action": "; ".join(actions)})
+                            continue
+                        actions.append("orphan certificate already deleted")
+                if run.get("thing_created"):
+                    actions.append(f"thing {run['thing']} created for nothing (flagged)")
+                how = "; ".join(actions) or "closed"
+                self.db.mark_recovered(run["run_id"], how)
+                out.append({**run, "action": how})
+        finally:
+            if pool is not None and pool is not self.pool:
+                pool.close()
         return out
+
+    def _recover_pooled(self, pool, run: dict, pooled: dict) -> str:
+        """A crashed run's pooled certificate: back to the pool when it was never written,
+        else retired from it (INACTIVE now, or at the next sync/refill when offline)."""
+        from fleetdesk.boards.certpool import gone
+
+        cid = run["certificate_id"]
+        if pooled["state"] in ("free", "retired") or (run.get("mac") and pooled["mac"] not in (None, run["mac"])):
+            return f"pooled certificate no longer this run's ({pooled['state']})"
+        written = any(j["step"] in ("write", "verify", "boot", "online") for j in self.db.journal(run["run_id"]))
+        if not written and pooled["state"] == "assigned":
+            pool.release(cid)
+            return "pooled certificate never written: back in the pool"
+        pool.fail(cid)
+        if self.cloud is not None:
+            try:
+                self.cloud.deactivate(cid)
+                pool.retired(cid)
+                return "orphan pooled certificate deactivated (retired from the pool)"
+            except Exception as exc:  # noqa: BLE001 - the pool retries at its next sync or refill
+                if gone(exc):
+                    pool.retired(cid)
+                    return "orphan pooled certificate already deleted (retired from the pool)"
+        return "pooled certificate retired from the pool (set INACTIVE at the next sync or refill)"
 
     def close(self) -> None:
         if self._own_db:

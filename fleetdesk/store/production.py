@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -47,7 +49,7 @@ CREATE INDEX IF NOT EXISTS attempts_mac ON attempts(mac);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL, station TEXT, port TEXT,
     slot TEXT, mac TEXT, thing TEXT, certificate_id TEXT, thing_created INTEGER DEFAULT 0,
-    result TEXT, recovered TEXT
+    result TEXT, recovered TEXT, pid INTEGER, host TEXT, proc_start TEXT
 );
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
@@ -97,6 +99,36 @@ def scrub(value):
     return value
 
 
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as the OS counts it (Linux: clock ticks since boot from
+    ``/proc/<pid>/stat``), or None where that is not known. With the pid it names one process,
+    even after the pid is reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def run_owner(run: dict) -> str:
+    """Who holds an unfinished run: "live" (its process still runs on this host), "other-host"
+    (started on another host: its process cannot be checked from here) or "dead" (crashed,
+    killed, or a run from before runs named their process).
+
+    Args:
+        run: a row of `ProductionDB.unfinished_runs`.
+    """
+    from fleetdesk.process import pid_alive
+
+    host, pid = run.get("host"), run.get("pid")
+    if host and host != socket.gethostname():
+        return "other-host"
+    if not pid or not pid_alive(int(pid)):
+        return "dead"
+    if run.get("proc_start") and process_started(int(pid)) not in (None, run["proc_start"]):
+        return "dead"  # the pid now names another process
+    return "live"
+
+
 def default_db_path() -> Path:
     return data_dir() / "production.sqlite3"
 
@@ -132,6 +164,14 @@ class ProductionDB:
         cols = {r["name"] for r in self._db.execute("PRAGMA table_info(backups)")}
         if "format" not in cols:  # a database from before backups were sealed: its rows are clear
             self._db.execute("ALTER TABLE backups ADD COLUMN format TEXT NOT NULL DEFAULT 'clear'")
+        cols = {r["name"] for r in self._db.execute("PRAGMA table_info(runs)")}
+        for name, kind in (("pid", "INTEGER"), ("host", "TEXT"), ("proc_start", "TEXT")):
+            if name not in cols:  # a database from before runs named their process (owner unknown: NULL)
+                try:
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process migrated it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         with self._lock:
@@ -150,11 +190,18 @@ class ProductionDB:
 
     # --- runs and journal -------------------------------------------------------------
     def start_run(self, *, station: str = "", port: str = "", slot: str = "") -> str:
-        """Open a pipeline run; returns its id. Journal steps with `step`."""
+        """Open a pipeline run; returns its id. Journal steps with `step`.
+
+        The run records the process flashing it (pid, its start time where the OS tells it,
+        and the host name), so `run_owner` can tell a crashed run from one another live
+        process on the same database is still flashing.
+        """
         run_id = uuid.uuid4().hex
+        pid = os.getpid()
         self._tx(lambda db: db.execute(
-            "INSERT INTO runs(run_id, started_at, station, port, slot) VALUES (?,?,?,?,?)",
-            (run_id, time.time(), station, port, slot)))
+            "INSERT INTO runs(run_id, started_at, station, port, slot, pid, host, proc_start)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, time.time(), station, port, slot, pid, socket.gethostname(), process_started(pid))))
         return run_id
 
     def step(self, run_id: str, step: str, status: str, detail: str | dict = "", **run_fields) -> None:
@@ -191,6 +238,14 @@ class ProductionDB:
             d["last_step"] = f"{last['step']}:{last['status']}" if last else ""
             out.append(d)
         return out
+
+    def passed_with(self, certificate_id: str, after: float = 0.0) -> bool:
+        """Whether a board PASSed with ``certificate_id`` in a run started after ``after``
+        (epoch seconds): then that certificate is in use and must stay ACTIVE."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM attempts a JOIN runs r ON r.run_id = a.run_id WHERE a.certificate_id=?"
+                " AND a.result='PASS' AND r.started_at > ? LIMIT 1", (certificate_id, after)).fetchone() is not None
 
     def mark_recovered(self, run_id: str, how: str) -> None:
         self._tx(lambda db: db.execute(
