@@ -96,10 +96,17 @@ _RULES = [
 
 
 def advise(text: str, platform: str | None = None) -> Advice:
-    """Map an error text (esptool/serial/pipeline) to operator advice."""
+    """Map an error text (esptool/serial/pipeline) to operator advice.
+
+    A Fleetdesk error's text carries its own advice after ``"\n  -> "``: the rules look at the
+    message only, and that advice is used when no rule knows the message better.
+    """
     platform = platform or sys.platform
+    message, _, own = (text or "").partition("\n  -> ")
     for pattern, problem, action, code in _RULES:
-        if re.search(pattern, text or "", re.IGNORECASE):
+        if re.search(pattern, message, re.IGNORECASE):
             return Advice(problem, action(platform) if callable(action) else action, code)
-    first = (text or "unknown error").strip().splitlines()[0][:160]
+    first = (message or "unknown error").strip().splitlines()[0][:160]
+    if own.strip():
+        return Advice(first, own.strip().splitlines()[0], "refused")
     return Advice(first, "see details; re-plug the board and retry", "unknown")

@@ -383,9 +383,7 @@ def prepare_claim(pipeline, info: dict, thing: str):
                       **({"thing": predicted} if predicted else {}))
     files = claim_device_files(creds, pop=pop, product=pipeline.settings.product, wifi=pipeline.settings.wifi)
     plan = pipeline.plan.with_vfs_files(files)
-    known = pipeline.db.device(mac) if mac else None
-    if known and known.certificate_id:  # the board's own identity is replaced by the claim: back it up
-        pipeline._backup_before_write(known, plan)
+    # the board's own identity (read by the probe) was backed up by the pipeline before this
     pipeline._journal("write", "begin", {"bundle_sha256": pipeline.plan.sha256, "bytes": plan.total_bytes})
     return plan
 

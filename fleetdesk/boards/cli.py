@@ -186,7 +186,11 @@ def _flash(args) -> int:
         claim=args.claim,
         claim_template=args.claim_template,
     )
-    station = Station(settings)
+    try:
+        station = Station(settings)
+    except FleetdeskError as exc:  # unusable bundle or contradicting settings: nothing started
+        print(f"fleetdesk: {exc}", file=sys.stderr)
+        return 2
     if station.cloud is not None or station.pool is not None:  # runs a crash interrupted: no certificate left ACTIVE
         for rec in station.recover():
             what = "left an unfinished run" if rec.get("left_open") else "recovered an interrupted run"

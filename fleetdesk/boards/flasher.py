@@ -315,6 +315,29 @@ ZCACHE = _CompressCache()
 _SWEPT = False
 
 
+def _fresh_heads(plan: FlashPlan, vfs) -> dict[str, str]:
+    """MD5 of the vfs head (littlefs blocks 0-1) when the board holds no identity for sure:
+    erased, or exactly this bundle's own image (its root directory has no /config.json)."""
+    import hashlib
+
+    from fleetdesk.boards.worker import HEAD_BYTES
+
+    heads = {hashlib.md5(b"\xff" * HEAD_BYTES).hexdigest(): "erased"}
+    image = next((p.data for p in plan.parts if p.offset == vfs.offset), None)
+    if image is not None and len(image) >= HEAD_BYTES:
+        key = hashlib.sha256(image).hexdigest()
+        if key not in _NO_IDENTITY:  # once per bundle, not per board
+            from fleetdesk.boards.vfs import identity_files
+
+            _NO_IDENTITY[key] = identity_files(image) is None
+        if _NO_IDENTITY[key]:
+            heads[hashlib.md5(image[:HEAD_BYTES]).hexdigest()] = "the bundle's own filesystem, no identity"
+    return heads
+
+
+_NO_IDENTITY: dict[str, bool] = {}
+
+
 def _sweep_stale_tmp() -> None:
     """Remove the temp folders of flash jobs whose process died (a killed app cannot clean up;
     their vfs images hold device keys). Once per process."""
@@ -340,6 +363,9 @@ def _write_private_tmp(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+PREPARE_GRACE = 180.0  # s to wait for a running ``prepare`` (a cloud mint) once the worker has ended
 
 
 class PrepareError(Exception):
@@ -383,6 +409,7 @@ class FlashJob:
         self.prepared: FlashPlan | None = None
         self.read_before_write: list[dict] = []  # set by ``prepare``: regions read before the write
         self.prepare_error: BaseException | None = None
+        self._prepare_thread: threading.Thread | None = None
         self._worker: EsptoolWorker | None = None
         self._cancelled = threading.Event()
 
@@ -404,7 +431,8 @@ class FlashJob:
             job["zcache"] = self._zcache(self.plan)
             vfs = self.plan.partition("vfs") if self.probe_identity else None
             if vfs is not None:
-                job["probe"] = {"offset": vfs.offset, "size": vfs.size, "path": str(self._tmp / "board-identity.json")}
+                job["probe"] = {"offset": vfs.offset, "size": vfs.size, "path": str(self._tmp / "board-identity.json"),
+                                "fresh_md5": _fresh_heads(self.plan, vfs)}
             if self.prepare is None:
                 job["parts"] = self._write_parts(self.plan, "p")
             else:
@@ -417,6 +445,7 @@ class FlashJob:
                 self.on_event({"event": "fallback", "baud": FALLBACK_BAUD, "reason": result.error})
                 first = result
                 result = self._once({**job, "baud": FALLBACK_BAUD})
+                result.written = result.written or first.written  # the first attempt may have written
                 result.baud_fallback = True
                 result.trace = first.trace + ["--- retry at 115200 ---"] + result.trace
             return result
@@ -464,7 +493,7 @@ class FlashJob:
             raise BoardError(f"the board's identity could not be read: {ev.get('reason')}",
                              "check the cable and retry; nothing was written")
         files = {}
-        if ev.get("found") and ev.get("path"):
+        if ev.get("path"):
             with open(ev["path"], "rb") as f:
                 files = unpack_files(f.read()) or {}
             os.unlink(ev["path"])
@@ -476,7 +505,8 @@ class FlashJob:
             self._identity = ev
             self._identity_seen.set()
         if ev.get("event") == "ready" and self.prepare is not None:
-            threading.Thread(target=self._do_prepare, args=(ev,), daemon=True).start()
+            self._prepare_thread = threading.Thread(target=self._do_prepare, args=(ev,), daemon=True)
+            self._prepare_thread.start()
             return
         self.on_event(ev)
 
@@ -499,10 +529,17 @@ class FlashJob:
     def _once(self, job: dict) -> WorkerResult:
         if self._cancelled.is_set():
             return WorkerResult(False, "cancelled", "cancelled by the operator")
+        self.prepare_error, self._prepare_thread = None, None
         self._worker = EsptoolWorker(job, self._on_worker_event)
         if self._cancelled.is_set():
             self._worker.cancel()
         result = self._worker.wait(self.timeout)
+        prep = self._prepare_thread
+        if prep is not None:  # the worker may end first (STOP, a dead port): prepare's cloud calls
+            prep.join(PREPARE_GRACE)  # finish before anyone rolls back what it made
+            if prep.is_alive() and not result.ok:
+                result.error = (result.error + "; " if result.error else "") + \
+                    f"the identity step still had not finished {PREPARE_GRACE:.0f} s later"
         if self.prepare_error is not None and not result.ok:
             result.kind = "prepare"
             result.error = str(self.prepare_error)

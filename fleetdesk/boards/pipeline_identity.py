@@ -29,7 +29,7 @@ class IdentitySteps:
         self.plan.check_chip(info.get("chip"))
         self.plan.check_fits(info.get("flash_bytes"))
         if not self.settings.identity:
-            return self.plan
+            return self._firmware_only(mac)
         if self._cancel.is_set():
             raise FleetdeskError("cancelled by the operator")
         self._event(stage="identity")
@@ -45,14 +45,26 @@ class IdentitySteps:
         finally:
             self._drop_unused_ahead()
 
-    def _decide(self, info, known, named: str, mac):
+    def _firmware_only(self, mac):
+        """Identity off: the firmware changes, the board's identity does not (its files are
+        written back, no cloud call), unless the operator chose a factory reset."""
         board = self._board_identity()
+        if board is None:
+            return self.plan
+        if board.found and not self.settings.factory_reset:
+            return self._keep_board_identity(board)
+        self._backup_replaced(mac, board)
+        return self.plan
+
+    def _decide(self, info, known, named: str, mac):
+        board = self._board = self._board_identity()
         self._check_product(known, board)
         on_board = board is not None and board.found
         thing = known.thing if known and known.thing else board.thing if on_board else named
         if self.settings.claim:  # no cloud call at flash time: the board claims its identity at first boot
             from fleetdesk.boards.claim import prepare_claim
 
+            self._backup_replaced(mac, board)
             return prepare_claim(self, info, thing)
         on_file = bool(known and known.certificate_id)
         self.result.identity_on_file = on_file
@@ -60,8 +72,10 @@ class IdentitySteps:
             if on_board and on_file and board.certificate_id == known.certificate_id \
                     and not self.settings.factory_reset:
                 return self._keep_board_identity(board)  # offline: the DB vouches for it
+            self._backup_replaced(mac, board)
             return self._prepare_from_pool(thing, mac)
         if self.settings.restore_identity:
+            self._backup_replaced(mac, board, keep=known.certificate_id if known else None)
             return self._restore_files(known, thing)
         if board is None:  # no vfs partition to read: the key store decides, as before the probe
             return self._keep_or_mint(known, thing, mac, None)
@@ -117,7 +131,10 @@ class IdentitySteps:
 
         def work() -> None:
             try:
-                existed = _thing_exists(self.cloud, thing)
+                if _thing_exists(self.cloud, thing):  # a board the fleet knows: it may carry its identity,
+                    fut.set_result(None)  # and its thing must not change before the board is read
+                    return
+                existed = False
                 ident = mint_in_cloud(self.cloud, thing, mac=mac or "", product=self.settings.product)
                 self._journal("identity", "minted", {"thing": thing, "ahead": True}, thing=thing,
                               certificate_id=ident.certificate_id, thing_created=0 if existed else 1)
@@ -134,9 +151,10 @@ class IdentitySteps:
 
         if self._ahead is None:
             return None
-        named, ident, existed = self._ahead.result(timeout=120)
-        if named != thing:
+        ahead = self._ahead.result(timeout=120)
+        if ahead is None or ahead[0] != thing:
             return None
+        named, ident, existed = ahead
         self._ahead = None
         minted = store_identity_files(thing, ident.certificate_id, ident.certificate_pem, ident.private_key_pem)
         return minted, existed
@@ -148,9 +166,12 @@ class IdentitySteps:
         if fut is None:
             return
         try:
-            thing, ident, existed = fut.result(timeout=120)
+            ahead = fut.result(timeout=120)
         except Exception:  # noqa: BLE001 - the mint failed: nothing to drop
             return
+        if ahead is None:
+            return
+        thing, ident, existed = ahead
         cid = ident.certificate_id
         try:
             self.cloud.deactivate(cid)
@@ -158,9 +179,16 @@ class IdentitySteps:
                 if p.endswith(cid):
                     self.cloud.iot.detach_thing_principal(thingName=thing, principal=p)
             self.cloud.iot.delete_certificate(certificateId=cid, forceDelete=True)
-            if not existed and thing != self.result.thing:
+            deleted_thing = not existed and thing != self.result.thing
+            if deleted_thing:
                 self.cloud.iot.delete_thing(thingName=thing)
-            self._journal("identity", "unused", {"certificate_id": cid, "deleted": True})
+            run = self.db.run(self._run_id) if self._run_id else None
+            fields = {}
+            if run and run.get("certificate_id") == cid:  # recovery must not look for it any more
+                fields["certificate_id"] = None
+                if deleted_thing:
+                    fields["thing_created"] = 0
+            self._journal("identity", "unused", {"certificate_id": cid, "deleted": True}, **fields)
         except Exception as exc:  # noqa: BLE001 - left INACTIVE at worst, journaled
             self._journal("identity", "unused", {"certificate_id": cid, "deleted": False, "error": str(exc)})
 
@@ -218,8 +246,7 @@ class IdentitySteps:
         kept, ahead = None, None
         if board is None and known and known.certificate_id and not self.settings.factory_reset:
             kept = stored_identity(self.cloud, thing, known.certificate_id)  # identity survives a re-flash
-        if board is not None and board.found:  # the identity this write replaces: kept before any mint or write
-            self._backup(mac, board)
+        self._backup_replaced(mac, board)  # the identity this write replaces: kept before any mint or write
         if kept is not None:
             self.result.thing, self.result.certificate_id = thing, kept.certificate_id
             self._journal("identity", "done", {"thing": thing, "kept": "key store"})
@@ -240,7 +267,17 @@ class IdentitySteps:
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
 
-    def _backup(self, mac, board) -> None:
+    def _backup_replaced(self, mac, board, keep: str | None = None) -> None:
+        """Back up what the board carries before this write replaces it: a whole identity (unless
+        it is ``keep``, the one being written back), or the files of a damaged one."""
+        if board is None:
+            return
+        if board.found and board.certificate_id != keep:
+            self._backup(mac, board, "identity")
+        elif not board.found and board.files:
+            self._backup(mac, board, "identity-partial")
+
+    def _backup(self, mac, board, label: str = "identity") -> None:
         """Keep the identity the board carries in the production DB (encrypted) before it is
         replaced: the files the probe read from the board with ``read_flash`` (restorable with
         `_restore_files`). Raises when it cannot be kept."""
@@ -251,7 +288,7 @@ class IdentitySteps:
         self._journal("backup", "begin", {"thing": board.thing, "certificate_id": board.certificate_id})
         data = pack_files(board.files)
         try:
-            self.result.backup_id = self.db.save_backup(mac, "identity", self.plan.partition("vfs").offset, data)
+            self.result.backup_id = self.db.save_backup(mac, label, self.plan.partition("vfs").offset, data)
         except Exception as exc:
             self._journal("backup", "failed", f"{type(exc).__name__}: {exc}")
             raise FleetdeskError(f"the identity backup could not be kept ({exc})",
@@ -260,7 +297,7 @@ class IdentitySteps:
         self._journal("backup", "done", {"backup_id": self.result.backup_id, "thing": board.thing,
                                          "certificate_id": board.certificate_id, "bytes": len(data),
                                          "bytes_read": board.bytes_read, "sha256": hashlib.sha256(data).hexdigest(),
-                                         "identity": True})
+                                         "identity": board.found, "files": len(board.files)})
 
     def _restorable(self, known, thing: str):
         """The identity on file as ``(files, source)``: the last backup read from this board when
@@ -306,7 +343,7 @@ class IdentitySteps:
 
     def _prepare_from_pool(self, thing: str, mac: str):
         """Identity from the offline pool: no cloud call before the write."""
-        from fleetdesk.boards.identity import MintedIdentity, device_files, store_identity_files
+        from fleetdesk.boards.identity import device_files, store_identity_files
 
         attributes = {"mac": (mac or "").replace(":", "")}
         if self.settings.product:
@@ -358,8 +395,14 @@ class IdentitySteps:
 
 
 def _thing_exists(cloud, thing: str) -> bool:
+    """Whether ``thing`` is in the registry (raises when the cloud cannot say)."""
+    from fleetdesk.errors import CloudError
+
     try:
         cloud.iot.describe_thing(thingName=thing)
         return True
-    except Exception:
-        return False
+    except Exception as exc:  # noqa: BLE001
+        if type(exc).__name__ == "ResourceNotFoundException" or "ResourceNotFound" in str(exc):
+            return False
+        raise CloudError(f"could not look up thing {thing} ({exc})",
+                         "check the network and the profile; nothing was written") from exc

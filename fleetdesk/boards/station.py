@@ -114,6 +114,7 @@ class BoardPipeline(IdentitySteps):
         self.result = BoardResult(port)
         self._minted = None
         self._ahead = None  # a certificate minted ahead for a board the station does not know yet
+        self._board = None  # what the board carried (fleetdesk.boards.vfsprobe.BoardIdentity)
         self._run_id: str | None = None
         self._trace: list[str] = []
         self._last_written = False
@@ -223,7 +224,7 @@ class BoardPipeline(IdentitySteps):
             r.error = f.reason
             self._journal(self._stopped_at if self._cancel.is_set() else f.step, "failed", f.reason)
         except FleetdeskError as exc:
-            r.error = exc.message
+            r.error = str(exc)  # message and its advice (the tile's line comes from both)
             self._journal(self._stopped_at if self._cancel.is_set() else (r.stage or "detect"), "failed", exc.message)
         except Exception as exc:  # noqa: BLE001 - a pipeline bug still ends in a FAIL row
             r.error = f"{type(exc).__name__}: {exc}"
@@ -244,6 +245,10 @@ class BoardPipeline(IdentitySteps):
         r.duration_s = round(time.monotonic() - started, 2)
         known = self.db.device(r.mac) if r.mac else None
         r.reflash = bool(known)
+        if r.result == "PASS" and known and known.certificate_id and r.certificate_id \
+                and known.certificate_id != r.certificate_id and self.cloud is not None:
+            # the board uses its new certificate: retire the old one, before the row (never left ACTIVE)
+            self._retire(known.certificate_id)
         r.attempt_id = self.db.finish(self._run_id, {
             "station": self.settings.station, "port": self.port, "slot": self.slot, "operator": self.settings.operator,
             "chip": r.chip, "mac": r.mac, "bundle_sha256": self.plan.sha256, "thing": r.thing,
@@ -254,9 +259,6 @@ class BoardPipeline(IdentitySteps):
             self.db.save_logs(self._run_id, console=r.console_tail, esptool=list(self._trace))
         except Exception:  # noqa: BLE001 - logs are a convenience; the attempt row is written
             pass
-        if r.result == "PASS" and known and known.certificate_id and known.certificate_id != r.certificate_id \
-                and self.cloud is not None:  # the board uses its new certificate: retire the old one
-            threading.Thread(target=self._retire, args=(known.certificate_id,), daemon=True).start()
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
 
@@ -267,7 +269,7 @@ class BoardPipeline(IdentitySteps):
 
     def _flash_job(self, job_cls):
         self._job = job_cls(self.port, self.plan, baud=self.settings.baud, on_event=self._on_worker_event,
-                            prepare=self._prepare, probe_identity=self.settings.identity)
+                            prepare=self._prepare, probe_identity=True)
         if self._cancel.is_set():
             self._job.cancel()
         return self._job.run()
@@ -350,6 +352,24 @@ class _Failed(Exception):
         self.step, self.reason, self.kind = step, reason, kind
 
 
+def _check_settings(s: StationSettings, plan) -> None:
+    """Refuse settings that contradict each other, before any board starts."""
+    from fleetdesk.errors import BoardError
+
+    clash = [(a, b) for (a, on_a), (b, on_b) in (
+        (("--restore-identity", s.restore_identity), ("--factory-reset", s.factory_reset)),
+        (("--claim", s.claim), ("--offline-pool", s.offline_pool)),
+        (("--restore-identity", s.restore_identity), ("--offline-pool", s.offline_pool)),
+        (("--restore-identity", s.restore_identity), ("--claim", s.claim))) if on_a and on_b]
+    if clash:
+        a, b = clash[0]
+        raise BoardError(f"{a} and {b} contradict each other", "choose one of them")
+    if (s.identity or s.claim) and plan.partition("vfs") is None:
+        raise BoardError("this bundle has no vfs partition, so a device identity cannot be written",
+                         "use a bundle with a littlefs vfs partition (fleetdesk firmware build), or flash without "
+                         "--identity")
+
+
 class Station:
     """A bench of ports flashed with the same settings.
 
@@ -369,6 +389,7 @@ class Station:
                              "turn identity on (--identity, or Identity on the Stations page), or leave the pool off")
         self.settings = settings
         self.plan = load_plan(settings.bundle)
+        _check_settings(settings, self.plan)
         self.db = db or ProductionDB(settings.db_path)
         self._own_db = db is None
         self.cloud = cloud

@@ -77,7 +77,8 @@ class BoardIdentity:
     Attributes:
         found: a complete, well-formed identity is on the board.
         reason: why not, when not found ("erased", "not littlefs", "no /config.json", ...).
-        files: path -> bytes of the identity files (only when found; holds the private key).
+        files: path -> bytes of the identity files read (all four when found, else the ones
+            present on a damaged identity); may hold the private key.
         thing, product: from the board's /config.json.
         certificate_id: SHA-256 of the certificate's DER, as AWS IoT names certificates.
         bytes_read, reads: flash traffic the probe cost.
@@ -121,21 +122,24 @@ def _probe(ctx: _LazyFlash, size: int) -> BoardIdentity:
     except Exception as exc:  # noqa: BLE001 - anything littlefs refuses is "no filesystem here"
         return BoardIdentity(False, f"not littlefs ({type(exc).__name__})")
     files: dict[str, bytes] = {}
+    missing = []
     for path in IDENTITY_PATHS:
         try:
             with fs.open(path, "rb") as fh:
                 files[path] = fh.read()
-        except Exception:  # noqa: BLE001 - missing or unreadable: no identity
-            return BoardIdentity(False, f"no {path}")
+        except Exception:  # noqa: BLE001 - missing or unreadable
+            missing.append(path)
+    if missing:  # what is there is still returned: worth a backup before it is overwritten
+        return BoardIdentity(False, f"no {missing[0]}", files)
     try:
         config = json.loads(files["/config.json"])
         from cryptography import x509
 
         x509.load_der_x509_certificate(files["/certs/cert.der"])
     except Exception as exc:  # noqa: BLE001
-        return BoardIdentity(False, f"damaged identity ({type(exc).__name__})")
+        return BoardIdentity(False, f"damaged identity ({type(exc).__name__})", files)
     if not isinstance(config, dict) or not config.get("thing_name") or not all(files.values()):
-        return BoardIdentity(False, "incomplete identity")
+        return BoardIdentity(False, "incomplete identity", files)
     return BoardIdentity(True, "", files, config["thing_name"], config.get("product"),
                          hashlib.sha256(files["/certs/cert.der"]).hexdigest())
 

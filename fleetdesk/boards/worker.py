@@ -224,6 +224,9 @@ def _read_regions(esp, regions: list[dict], events: _Events) -> None:
                     bytes=len(data))
 
 
+HEAD_BYTES = 8192  # littlefs blocks 0 and 1: the superblock and root directory pair
+
+
 def _probe_identity(esp, probe: dict, events: _Events) -> None:
     """Does the board carry an identity? Mount its vfs read-only over this connection (a few
     KB read). The files (with the private key) go to a 0600 file for the host; the event
@@ -236,13 +239,20 @@ def _probe_identity(esp, probe: dict, events: _Events) -> None:
 
     t0 = time.monotonic()
     try:
+        fresh = probe.get("fresh_md5") or {}
+        if fresh:  # the superblock pair's MD5, computed on the chip: a blank board or the bundle's own
+            head = esp.flash_md5sum(int(probe["offset"]), HEAD_BYTES)  # image costs one command, not a mount
+            if head in fresh:
+                events.emit("identity", found=False, reason=fresh[head], bytes_read=0, reads=0, path=None,
+                            ms=round((time.monotonic() - t0) * 1000))
+                return
         found = probe_identity(esp.read_flash, int(probe["offset"]), int(probe["size"]))
     except Exception as exc:  # noqa: BLE001 - a failed probe is "unknown", reported as such
         events.emit("identity", found=False, reason=f"probe failed: {type(exc).__name__}: {exc}", error=True)
         return
-    if found.found:
+    if found.files:
         write_private(Path(probe["path"]), pack_files(found.files))
-    events.emit("identity", **found.summary(), path=probe["path"] if found.found else None,
+    events.emit("identity", **found.summary(), path=probe["path"] if found.files else None,
                 ms=round((time.monotonic() - t0) * 1000))
 
 
@@ -330,7 +340,13 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         _flash_info(esp, cmds, info)
         events.emit("info", **info)
         if job.get("probe"):
-            _probe_identity(esp, job["probe"], events)
+            probe = job["probe"]
+            if info.get("flash_bytes") and int(probe["offset"]) + int(probe["size"]) > info["flash_bytes"]:
+                # the write is refused below (image larger than the flash); nothing to read there
+                events.emit("identity", found=False, reason="the vfs partition lies beyond this board's flash",
+                            bytes_read=0, reads=0, path=None, ms=0)
+            else:
+                _probe_identity(esp, probe, events)
         _read_regions(esp, job.get("read", []), events)
         if job.get("await_parts"):
             msg = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))

