@@ -79,6 +79,8 @@ _RULES = [
      "use a board with more flash or a smaller bundle; nothing was written", "too-big"),
     (r"another product|different product|already carries product", "The board already carries another product's identity",
      "confirm a re-purpose to overwrite it", "other-product"),
+    (r"deactivated outside this station", "The board's certificate was deactivated in the cloud",
+     "press New identity only if the board should be back in service", "identity-deactivated"),
     (r"on file but missing on this board", "The board lost its identity (it is on file)",
      "press Restore identity to write it back, or New identity to give it a fresh one", "identity-missing"),
     (r"certificate pool is empty", "No certificates left in the offline pool",

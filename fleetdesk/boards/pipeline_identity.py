@@ -80,10 +80,12 @@ class IdentitySteps:
         if board is None:  # no vfs partition to read: the key store decides, as before the probe
             return self._keep_or_mint(known, thing, mac, None)
         if on_board and not self.settings.factory_reset:
-            if self._certificate_active(board.certificate_id):
+            status = self._certificate_status(board.certificate_id)
+            if status == "ACTIVE":
                 return self._keep_board_identity(board)  # identity survives a re-flash
+            self._hold_if_deactivated_elsewhere(board, status)
             self._journal("identity", "note", {"board": board.summary(),
-                                               "why": "the board's certificate is not ACTIVE in this cloud"})
+                                               "why": f"the board's certificate is {status or 'unknown'} in this cloud"})
         if on_file and not on_board and not self.settings.factory_reset:
             self._offer_restore(known, thing, board)
         return self._keep_or_mint(known, thing, mac, board)
@@ -106,16 +108,36 @@ class IdentitySteps:
                 "confirm a re-purpose to overwrite it; nothing was written")
 
     def _certificate_active(self, certificate_id: str) -> bool:
+        return self._certificate_status(certificate_id) == "ACTIVE"
+
+    def _certificate_status(self, certificate_id: str) -> str | None:
+        """ACTIVE, INACTIVE, REVOKED... in this cloud; None when it does not know the certificate."""
         from fleetdesk.errors import CloudError
 
         try:
             desc = self.cloud.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
         except Exception as exc:  # noqa: BLE001
             if type(exc).__name__ == "ResourceNotFoundException" or "ResourceNotFound" in str(exc):
-                return False  # another fleet's certificate
+                return None  # another fleet's certificate
             raise CloudError(f"could not check the board's certificate {certificate_id[:12]} ({exc})",
                              "check the network and the profile; nothing was written") from exc
-        return desc.get("status") == "ACTIVE"
+        return desc.get("status")
+
+    def _hold_if_deactivated_elsewhere(self, board, status: str | None) -> None:
+        """A certificate someone deactivated or revoked in the cloud is a decision, not a glitch:
+        stop before writing unless this station itself set it INACTIVE (a run of its own failed)."""
+        if status is None or status == "ACTIVE":
+            return
+        ours = any(a.get("certificate_id") == board.certificate_id and a.get("result") == "FAIL"
+                   for a in self.db.attempts(self.result.mac)) if self.result.mac else False
+        if ours and status == "INACTIVE":
+            return  # rolled back by this station after a failed run: a new identity is expected
+        self.result.restore_offered = True  # the tile offers New identity (factory reset)
+        raise IdentityMissing(
+            f"{board.thing}'s certificate {board.certificate_id[:12]} on this board is {status} in the cloud "
+            "(deactivated outside this station)",
+            "give it a new identity only if the board should be back in service (New identity / --factory-reset); "
+            "nothing was written")
 
     def _mint_ahead(self, thing: str, mac):
         """Start minting ``thing``'s certificate in the cloud now, on another thread, while the

@@ -103,7 +103,8 @@ class PortTile(QFrame):
         self.restore_btn.setToolTip("Write the identity on file (same thing, same certificate) back to this board")
         self.restore_btn.clicked.connect(lambda: self.restore_requested.emit(self.slot))
         self.new_btn = QPushButton("New identity")
-        self.new_btn.setToolTip("Give this board a new certificate (the one on file stays in the production DB)")
+        self.new_btn.setToolTip("Give this board a new certificate; the old one is retired (INACTIVE) once the board "
+                                "is online, so it cannot be restored afterwards")
         self.new_btn.clicked.connect(lambda: self.new_identity_requested.emit(self.slot))
         for btn in (self.restore_btn, self.new_btn):
             btn.setVisible(False)

@@ -198,3 +198,21 @@ def test_contradicting_identity_flags_are_refused_before_any_board(bundle_dir, t
                             str(bundle_dir), "--identity", *flags], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "contradict each other" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert r.stdout == ""
+
+
+def test_a_certificate_deactivated_in_the_cloud_is_a_question(rig, bundle_dir, tmp_path, cloud):
+    """Someone revoked this board's certificate: the station does not quietly give it a new one."""
+    (board,) = rig.add(1)
+    station = _station(tmp_path, bundle_dir, cloud)
+    vfs = station.plan.partition("vfs")
+    first = station.run_one(board.url)
+    assert first.result == "PASS", first.error
+    cloud.iot.update_certificate(certificateId=first.certificate_id, newStatus="REVOKED")
+    before, minted_before = board.flash.read(0, vfs.offset), _certs(cloud)
+    held = station.run_one(board.url)
+    assert held.result == "FAIL" and held.restore_offered and held.advice_code == "identity-deactivated", held.error
+    assert "REVOKED" in held.error and board.flash.read(0, vfs.offset) == before and _certs(cloud) == minted_before
+    station.settings.factory_reset = True  # the operator says: back in service
+    again = station.run_one(board.url)
+    assert again.result == "PASS" and again.certificate_id != first.certificate_id, again.error
+    assert _status(cloud, first.certificate_id) == "REVOKED"  # never re-activated
