@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baud", type=int, default=460800)
     ap.add_argument("--bundle", choices=("default", "large-app"), default="default")
+    ap.add_argument("--journal", action="store_true", help="print the last run's journal with relative times")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
         work = Path(tmp)
@@ -87,6 +88,12 @@ def main() -> int:
                     assert res.result == "PASS", res.error
                     steps = {(j["step"], j["status"]): j["ts"] for j in db.journal(res.run_id)}
                     inner.append(steps[("write", "begin")] - steps[("identity", "begin")])
+                    if args.journal and port == ports[-1]:
+                        print(f"  board identity read: {res.board_identity}")
+                        rows = db.journal(res.run_id)
+                        for j in rows:
+                            print(f"  +{j['ts'] - rows[0]['ts']:6.3f} s  {j['step']:9} {j['status']:9} "
+                                  f"{(j['detail'] or '')[:90]}")
             POOL.close()
             station.close()
         finally:
