@@ -1,8 +1,9 @@
 """Station overhead: what the pipeline adds per board (identity in the sandbox, journal,
 pre-write checks, device files in the vfs image, production row), next to the write itself.
 
-Side by side on throttled virtual boards at 460800 baud (one new board per run, each flashed bare
-then through the pipeline) with the default bundle:
+Side by side on throttled virtual boards at 460800 baud with the default bundle; each run takes
+two blank boards, as a production line does (the DB has never seen their MACs): one is flashed
+bare, the other through the pipeline:
   bare   = a plain flash of the bundle (connect, stub, write + verify, reset)
   full   = the station pipeline with identity on (a board the station has not seen before: a new
            thing + certificate, journal, checks, /config.json + /certs in the vfs image, attempt
@@ -73,12 +74,13 @@ def main() -> int:
             station = Station(settings, cloud=cloud, db=db)
             bare, full, inner = [], [], []
             POOL.prewarm(1)
-            # one new board per run, as on a production line: the DB has never seen its MAC
-            with virtual_boards(args.runs, work, env=env) as ports:
-                for port in ports:
+            # blank boards, as on a production line (the DB has never seen their MACs): each run
+            # flashes one blank board bare and another blank board through the whole pipeline
+            with virtual_boards(2 * args.runs, work, env=env) as boards:
+                for bare_port, port in zip(boards[0::2], boards[1::2]):
                     time.sleep(2)
                     t0 = time.perf_counter()
-                    r = FlashJob(port, plan, baud=args.baud, prepare=lambda info: plan).run()
+                    r = FlashJob(bare_port, plan, baud=args.baud, prepare=lambda info: plan).run()
                     bare.append(time.perf_counter() - t0)
                     assert r.ok, r.error
                     time.sleep(2)
@@ -88,7 +90,7 @@ def main() -> int:
                     assert res.result == "PASS", res.error
                     steps = {(j["step"], j["status"]): j["ts"] for j in db.journal(res.run_id)}
                     inner.append(steps[("write", "begin")] - steps[("identity", "begin")])
-                    if args.journal and port == ports[-1]:
+                    if args.journal and port == boards[-1]:
                         print(f"  board identity read: {res.board_identity}")
                         rows = db.journal(res.run_id)
                         for j in rows:

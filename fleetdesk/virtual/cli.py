@@ -122,7 +122,8 @@ async def _serve(args) -> int:
             spec = BoardSpec(chip=args.chip, name=f"{args.chip}-{i}", flash_mb=args.flash_size,
                              revision=revision, secure_boot=args.secure_boot,
                              flash_encryption=args.flash_encryption, throttle=not args.no_throttle,
-                             interpreter=args.interpreter, native_usb=args.native_usb)
+                             interpreter=args.interpreter, native_usb=args.native_usb,
+                             mac_seed=str(state_dir.resolve()))  # boards of two processes never share a MAC
             board = VirtualBoard(spec, state_dir, args.base_port + i if args.base_port else 0,
                                  register=not args.no_register, env=env or None)
             board.control = control_url

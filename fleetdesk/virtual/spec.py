@@ -40,13 +40,15 @@ class BoardSpec:
     interpreter: str = "micropython"
     native_usb: bool = False
     extra: dict = field(default_factory=dict)
+    mac_seed: str = ""  # mixed into the derived MAC (e.g. the state dir: two emulator processes differ)
 
     def __post_init__(self) -> None:
         self.model  # validates the chip name
         if self.flash_mb not in FLASH_SIZES_MB:
             raise BoardError(f"Unsupported flash size {self.flash_mb} MB", "use 1, 2, 4, 8 or 16")
         if not self.mac:
-            digest = hashlib.sha256(f"{self.chip}/{self.name}".encode()).digest()
+            seed = f"{self.chip}/{self.name}" + (f"/{self.mac_seed}" if self.mac_seed else "")
+            digest = hashlib.sha256(seed.encode()).digest()
             self.mac = ":".join(f"{b:02x}" for b in self.model.mac_oui + digest[:3])
         if len(self.mac_bytes) != 6:
             raise BoardError(f"Bad MAC address {self.mac!r}", "write it as aa:bb:cc:dd:ee:ff")
