@@ -336,7 +336,7 @@ def claim_device_files(creds: ClaimCredentials, *, pop: str, product: str | None
                        wifi: dict | None = None) -> dict[str, bytes]:
     """The vfs files for claim mode: /config.json (no thing name: the template gives it),
     the CA and the claim certificate + key (DER), as firmware/fd/settings.py reads them."""
-    from fleetdesk.boards.identity import _pem_to_der
+    from fleetdesk.boards.identity import _pem_to_der, with_station_fields
 
     config = {
         "endpoint": creds.endpoint,
@@ -346,10 +346,7 @@ def claim_device_files(creds: ClaimCredentials, *, pop: str, product: str | None
         "claim": {"cert": CLAIM_CERT_PATH, "key": CLAIM_KEY_PATH, "template": creds.template},
         "pop": pop,
     }
-    if product:
-        config["product"] = product
-    if wifi:
-        config["wifi"] = {"ssid": wifi.get("ssid", ""), "password": wifi.get("password", "")}
+    with_station_fields(config, product, wifi)
     return {
         "/config.json": json.dumps(config, indent=1).encode(),
         CA_PATH: _pem_to_der(creds.ca_pem),

@@ -318,6 +318,15 @@ def _pem_to_der(pem: str) -> bytes:
     return base64.b64decode("".join(body))
 
 
+def with_station_fields(config: dict, product: str | None, wifi: dict | None) -> dict:
+    """Set the station's product id and site Wi-Fi in a device config (in place; returned)."""
+    if product:
+        config["product"] = product
+    if wifi:
+        config["wifi"] = {"ssid": wifi.get("ssid", ""), "password": wifi.get("password", "")}
+    return config
+
+
 def device_files(identity: MintedIdentity, target: CloudTarget, *, product: str | None = None,
                  wifi: dict | None = None) -> dict[str, bytes]:
     """The per-device files for the vfs image: /config.json and /certs/{ca,cert,key}.der."""
@@ -332,10 +341,7 @@ def device_files(identity: MintedIdentity, target: CloudTarget, *, product: str 
         "key": "/certs/key.der",
         "pop": identity.pop,
     }
-    if product:
-        config["product"] = product
-    if wifi:
-        config["wifi"] = {"ssid": wifi.get("ssid", ""), "password": wifi.get("password", "")}
+    with_station_fields(config, product, wifi)
     return {
         "/config.json": json.dumps(config, indent=1).encode(),
         "/certs/ca.der": ca_der,

@@ -223,13 +223,11 @@ class IdentitySteps:
                                            "certificate_id": board.certificate_id})
         import json
 
+        from fleetdesk.boards.identity import with_station_fields
+
         files = dict(board.files)
-        config = json.loads(files["/config.json"])
-        if self.settings.product:  # another product's board only gets here after a confirmed re-purpose
-            config["product"] = self.settings.product
-        if self.settings.wifi:
-            config["wifi"] = {"ssid": self.settings.wifi.get("ssid", ""),
-                              "password": self.settings.wifi.get("password", "")}
+        # another product's board only gets here after a confirmed re-purpose
+        config = with_station_fields(json.loads(files["/config.json"]), self.settings.product, self.settings.wifi)
         files["/config.json"] = json.dumps(config, indent=1).encode()
         plan = self.plan.with_vfs_files(files)
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
