@@ -2,9 +2,14 @@
 
 `IdentitySteps` is mixed into `fleetdesk.boards.station.BoardPipeline`; its `_prepare` runs
 once the worker is connected to the board (same connection) and returns the plan to write:
-the bundle with the device's /config.json and /certs/* in its vfs image. Sources, in order:
-the offline certificate pool, the identity on file written back (restore), the board's own
-identity kept across a re-flash, or a newly minted one (with a backup of the old one first).
+the bundle with the device's /config.json and /certs/* in its vfs image.
+
+It first waits for what the worker read from the board (`fleetdesk.boards.vfsprobe`), then
+decides: the claim certificate (claim mode), the offline pool, the identity on file written
+back (restore), the board's own ACTIVE identity kept (also with identity off: a firmware-only
+flash), a restore offered when the identity on file is missing on the board (or a question when
+its certificate was deactivated elsewhere), or a new identity, minted ahead for boards the
+database has never seen. Whatever a write replaces is backed up first.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class IdentitySteps:
         board = self._board_identity()
         if board is None:
             return self.plan
+        self._check_product(None, board)  # another product's board does not get this firmware unasked
         if board.found and not self.settings.factory_reset:
             return self._keep_board_identity(board)
         self._backup_replaced(mac, board)

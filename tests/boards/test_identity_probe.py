@@ -10,6 +10,7 @@ its vfs, same connection) before deciding what to write.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -143,7 +144,6 @@ def test_unknown_certificate_on_the_board_is_backed_up_then_replaced(rig, bundle
     assert again.backup_id, "the replaced identity was not backed up"
     assert ("backup", "done") in _steps(station, again)
     on_board = read_files(board.flash.read(vfs.offset, vfs.size))
-    import hashlib
 
     assert hashlib.sha256(on_board["/certs/cert.der"]).hexdigest() == again.certificate_id
 
@@ -216,3 +216,22 @@ def test_a_certificate_deactivated_in_the_cloud_is_a_question(rig, bundle_dir, t
     again = station.run_one(board.url)
     assert again.result == "PASS" and again.certificate_id != first.certificate_id, again.error
     assert _status(cloud, first.certificate_id) == "REVOKED"  # never re-activated
+
+
+def test_firmware_only_flash_keeps_identity_and_respects_the_product(rig, bundle_dir, tmp_path, cloud):
+    (board,) = rig.add(1)
+    station = _station(tmp_path, bundle_dir, cloud, product="sensor-a")
+    vfs = station.plan.partition("vfs")
+    first = station.run_one(board.url)
+    assert first.result == "PASS", first.error
+    plain = Station(StationSettings(bundle=str(bundle_dir), identity=False, boot_wait=0.3, product="relay-b"),
+                    db=station.db)
+    refused = plain.run_one(board.url)
+    assert refused.result == "FAIL" and refused.advice_code == "other-product", refused.error
+    plain.settings.product = None
+    minted_before = _certs(cloud)
+    again = plain.run_one(board.url)
+    assert again.result == "PASS" and again.certificate_id == first.certificate_id, again.error
+    files = _files(board, vfs)
+    assert hashlib.sha256(files["/certs/cert.der"]).hexdigest() == first.certificate_id
+    assert json.loads(files["/config.json"])["product"] == "sensor-a" and _certs(cloud) == minted_before
