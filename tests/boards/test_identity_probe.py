@@ -144,7 +144,6 @@ def test_unknown_certificate_on_the_board_is_backed_up_then_replaced(rig, bundle
     assert again.backup_id, "the replaced identity was not backed up"
     assert ("backup", "done") in _steps(station, again)
     on_board = read_files(board.flash.read(vfs.offset, vfs.size))
-
     assert hashlib.sha256(on_board["/certs/cert.der"]).hexdigest() == again.certificate_id
 
 
