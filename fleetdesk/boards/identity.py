@@ -202,7 +202,8 @@ def thing_name_for(template: str, mac: str, chip: str = "", n: int = 0) -> str:
     return name
 
 
-def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: str | None = None) -> MintedIdentity:
+def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: str | None = None,
+                  on_certificate=None) -> MintedIdentity:
     """Create (or reuse) the thing and make a new key + certificate with the thing policy.
 
     The private key and the BLE proof-of-possession secret are stored 0600 in the app data
@@ -212,11 +213,12 @@ def mint_identity(target: CloudTarget, thing_name: str, *, mac: str, product: st
         CloudError: the cloud refused or did not answer (no certificate is left ACTIVE:
             a certificate created before the failure is set INACTIVE).
     """
-    ident = mint_in_cloud(target, thing_name, mac=mac, product=product)
+    ident = mint_in_cloud(target, thing_name, mac=mac, product=product, on_certificate=on_certificate)
     return store_identity_files(thing_name, ident.certificate_id, ident.certificate_pem, ident.private_key_pem)
 
 
-def mint_in_cloud(target: CloudTarget, thing_name: str, *, mac: str, product: str | None = None):
+def mint_in_cloud(target: CloudTarget, thing_name: str, *, mac: str, product: str | None = None,
+                  on_certificate=None):
     """The cloud half of `mint_identity` (a ``DeviceIdentity``, key in memory, nothing stored):
     what a station mints ahead, while the board is still being read."""
     attributes = {"mac": mac.replace(":", "")}
@@ -227,10 +229,22 @@ def mint_in_cloud(target: CloudTarget, thing_name: str, *, mac: str, product: st
     except ImportError as exc:
         raise CloudError("the cloud identity module is not available", "update Fleetdesk") from exc
     before = _thing_certs(target, thing_name)
+    made: list[str] = []
+
+    def created(certificate_id: str) -> None:
+        made.append(certificate_id)
+        if on_certificate is not None:
+            on_certificate(certificate_id)
+
     try:
-        ident = create_device_identity(target.iot, thing_name, attributes=attributes)
+        ident = create_device_identity(target.iot, thing_name, attributes=attributes, on_certificate=created)
     except Exception as exc:
         _deactivate_new_certs(target, thing_name, before)
+        for certificate_id in made:  # created but maybe never attached: not found through the thing
+            try:
+                target.deactivate(certificate_id)
+            except Exception:  # noqa: BLE001 - recorded on the run: recovery retries
+                pass
         raise CloudError(f"could not create the identity for {thing_name} in the cloud ({exc})",
                          "check the network and the profile; nothing was flashed") from exc
     return ident

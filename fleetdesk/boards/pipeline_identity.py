@@ -163,7 +163,8 @@ class IdentitySteps:
                     fut.set_result(None)  # and its thing must not change before the board is read
                     return
                 existed = False
-                ident = mint_in_cloud(self.cloud, thing, mac=mac or "", product=self.settings.product)
+                ident = mint_in_cloud(self.cloud, thing, mac=mac or "", product=self.settings.product,
+                                      on_certificate=self._record_certificate(thing, created=True))
                 self._journal("identity", "minted", {"thing": thing, "ahead": True}, thing=thing,
                               certificate_id=ident.certificate_id, thing_created=0 if existed else 1)
                 fut.set_result((thing, ident, existed))
@@ -172,6 +173,14 @@ class IdentitySteps:
 
         threading.Thread(target=work, daemon=True, name=f"mint {thing}").start()
         return fut
+
+    def _record_certificate(self, thing: str, created: bool):
+        """A callback that puts a certificate on the run the moment the cloud creates it (before
+        its attachments): a crash from then on is recovered (the certificate is deactivated)."""
+        def record(certificate_id: str) -> None:
+            self._journal("identity", "certificate", {"thing": thing, "certificate_id": certificate_id},
+                          thing=thing, certificate_id=certificate_id, thing_created=1 if created else 0)
+        return record
 
     def _take_ahead(self, thing: str):
         """The identity minted ahead for ``thing`` (stored now), or None when there is none."""
@@ -283,7 +292,8 @@ class IdentitySteps:
                 minted, existed = ahead
             else:
                 existed = _thing_exists(self.cloud, thing)
-                minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product)
+                minted = mint_identity(self.cloud, thing, mac=mac, product=self.settings.product,
+                                       on_certificate=self._record_certificate(thing, created=not existed))
             self._minted = minted
             self.result.thing, self.result.certificate_id = thing, minted.certificate_id
             self._journal("identity", "done", {"thing": thing, "created": not existed}, thing=thing,

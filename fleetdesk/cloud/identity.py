@@ -65,7 +65,7 @@ def ensure_policy(iot_client, policy_name: str = DEFAULT_POLICY_NAME, document: 
 
 
 def create_device_identity(iot_client, thing_name: str, *, policy_name: str | None = None,
-                           attributes: dict | None = None) -> DeviceIdentity:
+                           attributes: dict | None = None, on_certificate=None) -> DeviceIdentity:
     """Create (or reuse) the thing, a new key pair + certificate and the thing policy; attach them.
 
     Args:
@@ -74,6 +74,8 @@ def create_device_identity(iot_client, thing_name: str, *, policy_name: str | No
         policy_name: the policy to attach (made from resources/policies/thing-policy.json if
             missing); default "fleetdesk-thing-policy".
         attributes: thing attributes (str -> str) for a new thing, merged into an existing one.
+        on_certificate: called with the new certificate's id as soon as it exists (before the
+            attachments), so a caller can record it before anything else can fail or crash.
 
     Returns:
         The new identity (an ACTIVE certificate with its private key).
@@ -101,6 +103,8 @@ def create_device_identity(iot_client, thing_name: str, *, policy_name: str | No
         ensure_policy(iot_client, policy_name)
         step = "create keys and certificate"
         cert = iot_client.create_keys_and_certificate(setAsActive=True)
+        if on_certificate is not None:
+            on_certificate(cert["certificateId"])
         step = "attach the policy to the certificate"
         iot_client.attach_policy(policyName=policy_name, target=cert["certificateArn"])
         step = "attach the certificate to the thing"
