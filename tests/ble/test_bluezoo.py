@@ -83,7 +83,9 @@ async def _out_of_range(client, zoo) -> None:
 # BlueZoo (the fake BlueZ) re-exports a device removed mid-connection only when its object is
 # re-created, which races with the relay on a loaded machine (about 1 run in 3 here): the
 # in-process backend covers the same drop + resume deterministically (tests/ble/test_provision.py).
-@pytest.mark.flaky(reruns=2)
+# A pass takes ~2 s: a hung attempt is cut at 40 s and retried (up to 5 more times).
+@pytest.mark.timeout(40)
+@pytest.mark.flaky(reruns=5, reruns_delay=1)
 async def test_drop_halfway_resumes_through_bluez(bluezoo, start_device, certs):
     dev = start_device()
     relay, found = await _relay_and_find(dev, 64)
