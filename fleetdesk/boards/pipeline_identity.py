@@ -371,6 +371,14 @@ class IdentitySteps:
                 f"the identity on file for {thing} (certificate {known.certificate_id[:12]}) is no longer ACTIVE "
                 "or its key is missing", "flash it with --factory-reset to give it a new identity")
         files, source = found
+        if source == "backup":  # the identity as it was, with today's product and site Wi-Fi
+            import json
+
+            from fleetdesk.boards.identity import with_station_fields
+
+            config = with_station_fields(json.loads(files["/config.json"]), known.product or self.settings.product,
+                                         self.settings.wifi)
+            files = {**files, "/config.json": json.dumps(config, indent=1).encode()}
         self.result.thing, self.result.certificate_id, self.result.restored = thing, known.certificate_id, True
         self._journal("identity", "done", {"thing": thing, "restored": source})
         plan = self.plan.with_vfs_files(files)
