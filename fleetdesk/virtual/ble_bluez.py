@@ -283,6 +283,14 @@ class BluezPeripheralRelay:
                                      [APP_PATH])
                 await self._call(self.adapter_path, "org.bluez.GattManager1", "RegisterApplication", "oa{sv}",
                                  [APP_PATH, {}])
+                # advertise afresh, as a board does after a disconnect: a central that forgot the
+                # device (BlueZ drops devices that went out of range) sees it again
+                with contextlib.suppress(BleError):
+                    await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1",
+                                     "UnregisterAdvertisement", "o", [ADV_PATH])
+                with contextlib.suppress(BleError):
+                    await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1",
+                                     "RegisterAdvertisement", "oa{sv}", [ADV_PATH, {}])
         finally:
             self._dropping = None
 
