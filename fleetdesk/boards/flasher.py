@@ -381,8 +381,6 @@ class FlashJob:
         baud: the station's baud rate (falls back to 115200 once on failure).
         on_event: receives every worker event plus {"event": "log"} notes from here.
         security: options for the pre-write checks (see fleetdesk.boards.worker).
-        read: regions to read back before the write (identity backups). ``prepare`` may
-            also set ``read_before_write`` (regions without paths) once it knows the board.
         reset: hard-reset after the write (boot the new firmware).
         prepare: called with the board's facts (chip, mac, flash size...) once connected and
             checked, returns the plan to write (e.g. with the device's identity in its vfs).
@@ -393,7 +391,7 @@ class FlashJob:
     """
 
     def __init__(self, port: str, plan: FlashPlan, *, baud: int = 460800, on_event: EventCallback | None = None,
-                 security: dict | None = None, read: list[dict] | None = None, reset: bool = True,
+                 security: dict | None = None, reset: bool = True,
                  timeout: float = 600, prepare: Callable[[dict], FlashPlan] | None = None,
                  probe_identity: bool = False) -> None:
         self.port, self.plan, self.baud = port, plan, baud
@@ -402,12 +400,10 @@ class FlashJob:
         self._identity_seen = threading.Event()
         self.on_event = on_event or (lambda ev: None)
         self.security = security or {}
-        self.read = read or []
         self.reset = reset
         self.timeout = timeout
         self.prepare = prepare
         self.prepared: FlashPlan | None = None
-        self.read_before_write: list[dict] = []  # set by ``prepare``: regions read before the write
         self.prepare_error: BaseException | None = None
         self._prepare_thread: threading.Thread | None = None
         self._worker: EsptoolWorker | None = None
@@ -426,7 +422,7 @@ class FlashJob:
             if self.plan.min_chip_revision is not None:
                 sec.setdefault("min_rev", self.plan.min_chip_revision)
             job = {"op": "flash", "port": self.port, "baud": self.baud, "chip": self.plan.chip,
-                   "security": sec, "read": self.read, "reset": self.reset}
+                   "security": sec, "reset": self.reset}
             # shared parts (the app) compressed once for all boards; per-board parts as usual
             job["zcache"] = self._zcache(self.plan)
             vfs = self.plan.partition("vfs") if self.probe_identity else None
@@ -516,15 +512,13 @@ class FlashJob:
             if self.prepared is None:  # a baud fallback retry reuses the first identity
                 self.prepared = self.prepare({k: v for k, v in info.items() if k != "event"})
             parts = self._write_parts(self.prepared, "d")
-            reads = [{**r, "path": str(self._tmp / f"read-{i}-{r['label']}.bin")}
-                     for i, r in enumerate(self.read_before_write)]
         except BaseException as exc:  # noqa: BLE001 - reported as the job's failure
             self.prepare_error = exc
             if worker is not None:
                 worker.send({"abort": True, "reason": str(exc)})
             return
         if worker is not None:
-            worker.send({"parts": parts, "read": reads})
+            worker.send({"parts": parts})
 
     def _once(self, job: dict) -> WorkerResult:
         if self._cancelled.is_set():

@@ -8,12 +8,11 @@ next attempt can use it). Events go to stdout as JSON lines:
     {"event": "progress", "bytes": N, "total": T, "percent": P}
     {"event": "log", "text": "..."}
     {"event": "info", "chip": ..., "mac": ..., ...}            (probe and flash)
-    {"event": "read", "label": ..., "path": ...}                 (regions read back)
     {"event": "identity", "found": bool, "thing", "certificate_id", "path", ...}  (``probe``)
     {"event": "result", "ok": bool, "error": str, "kind": str, "written": bool}
 
 Jobs: ``{"op": "probe", "port", "baud"}`` and ``{"op": "flash", "port", "baud", "chip",
-"parts": [{"offset", "path", "name"}], "min_flash": N, "read": [{"label","offset","size","path"}],
+"parts": [{"offset", "path", "name"}], "min_flash": N,
 "security": {"allow_secure_boot": false, "allow_flash_encryption": false, "min_rev": N},
 "probe": {"offset", "size", "path"}, "reset": true}``. Everything that can refuse runs before the first write.
 """
@@ -205,25 +204,6 @@ def _await_parts(inbox: "queue.Queue", cancel: threading.Event, timeout: float) 
     raise Refused(f"no image arrived within {timeout:.0f} s; nothing was written")
 
 
-def _read_regions(esp, regions: list[dict], events: _Events) -> None:
-    """Read regions back before writing. ``first`` bounds the read (bytes from the start);
-    with ``"check": "littlefs-identity"`` the rest is read only when that prefix does not
-    hold a whole identity (a littlefs image's used blocks usually sit at its start)."""
-    for region in regions:
-        off, size = int(region["offset"]), int(region["size"])
-        data = esp.read_flash(off, min(size, int(region.get("first") or size)))
-        if len(data) < size and region.get("check") == "littlefs-identity":
-            from fleetdesk.boards.vfs import identity_files
-
-            if identity_files(data, size) is None:
-                data += esp.read_flash(off + len(data), size - len(data))
-        fd = os.open(region["path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the device key
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        events.emit("read", label=region.get("label", ""), path=region["path"], offset=off, size=size,
-                    bytes=len(data))
-
-
 HEAD_BYTES = 8192  # littlefs blocks 0 and 1: the superblock and root directory pair
 
 
@@ -319,7 +299,6 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
     With ``"await_parts": true`` the worker connects, checks and reports ``ready`` (with the
     chip facts), then waits for a stdin line ``{"parts": [...]}`` (or ``{"abort": true}``):
     the host mints the board's identity from its MAC in between, on the same connection.
-    That line may also carry ``"read": [...]`` regions to read back before the write.
     """
     from esptool import cmds
     from esptool.logger import log
@@ -371,10 +350,8 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
                             bytes_read=0, reads=0, path=None, ms=0)
             else:
                 _probe_identity(esp, probe, events)
-        _read_regions(esp, job.get("read", []), events)
         if job.get("await_parts"):
             msg = _await_parts(inbox, cancel, float(job.get("parts_timeout", 120)))
-            _read_regions(esp, msg.get("read", []), events)  # e.g. the identity backup, before any erase
             job_parts = msg["parts"]
             parts = [(int(p["offset"]), os.path.getsize(p["path"])) for p in job_parts]
             logger.plan_parts = parts
