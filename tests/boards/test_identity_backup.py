@@ -80,3 +80,49 @@ def test_restore_without_identity_on_file_refuses_before_writing(rig, bundle_dir
     r = station.run_one(board.url)
     assert r.result == "FAIL" and "no identity on file" in r.error
     assert board.flash.read(0, board.flash.size) == before
+
+
+def test_interrupted_factory_reset_is_restored_from_its_backup(rig, bundle_dir, tmp_path, sandbox):
+    """The factory reset's backup is what brings a board back: the reset is stopped as it starts
+    writing (the new certificate rolled back), the board's filesystem is left unusable, and this
+    station has lost its key files. Restore takes the identity from the backup read off the board."""
+    import shutil
+    import threading
+
+    from fleetdesk.paths import data_dir
+
+    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
+    (board,) = rig.add(1)
+    settings = StationSettings(bundle=str(bundle_dir), identity=True, online_timeout=90, station="line-1")
+    station = Station(settings, cloud=cloud, db=ProductionDB(tmp_path / "prod.sqlite3"))
+    vfs = station.plan.partition("vfs")
+    first = station.run_one(board.url)
+    assert first.result == "PASS", first.error
+
+    station.settings.factory_reset = True
+    stop = threading.Event()
+
+    def on_event(port, ev):  # STOP as soon as the write starts
+        if ev.get("stage") == "write" and not stop.is_set():
+            stop.set()
+            station.cancel_all()
+
+    reset = station.run_one(board.url, on_event)
+    assert reset.result == "FAIL" and "cancelled" in reset.error and reset.backup_id, reset.error
+    assert _cert(cloud, first.certificate_id)["status"] == "ACTIVE"  # the old identity was never retired
+    rig.call(board.unplug())
+    board.flash.erase(vfs.offset, vfs.size)  # the interrupted write left nothing usable
+    rig.call(board.replug())
+    shutil.rmtree(data_dir() / "devices" / first.thing)  # and the station's key files are gone
+
+    station.settings.factory_reset = False
+    offered = station.run_one(board.url)
+    assert offered.restore_offered, offered.error  # the backup makes it restorable
+    station.settings.restore_identity = True
+    restored = station.run_one(board.url)
+    assert restored.result == "PASS" and restored.restored, (restored.error, restored.console_tail[-5:])
+    assert (restored.thing, restored.certificate_id) == (first.thing, first.certificate_id)
+    assert {"thing": first.thing, "restored": "backup"} in [
+        json.loads(j["detail"]) for j in station.db.journal(restored.run_id)
+        if j["step"] == "identity" and j["status"] == "done" and j["detail"]]
+    assert cloud.connectivity(first.thing)["connected"]
