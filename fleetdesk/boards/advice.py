@@ -50,6 +50,9 @@ def _driver_fix(platform: str) -> str:
 # (pattern, problem, action-or-callable, code); first match wins.
 _RULES = [
     (r"cancelled by the operator", "Stopped by the operator", "press START to flash again", "cancelled"),
+    (r"does not boot the new firmware", "The board does not boot the flashed firmware",
+     "check the bundle is for this board (chip, flash size and mode), then flash again; the console is in Details",
+     "boot-failure"),
     (r"No serial data received", "The board did not answer (no serial data)",
      "hold BOOT and press EN to enter the bootloader, or check the cable is not charge-only", "no-serial-data"),
     (r"Wrong boot mode detected|boot:0x[0-9a-f]+ \(SPI_FAST_FLASH_BOOT\)", "The board is running its app, not the bootloader",

@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import collections
+import re
 import threading
+
+# what an ESP32/ESP8266 prints when the flashed firmware does not start: bootloader errors, a
+# panic, or a reset by a watchdog or a brown-out (power-on and software resets are normal)
+_BOOT_FAILURE = re.compile(
+    r"invalid header|No bootable app|flash read err|Guru Meditation|Fatal exception|"
+    r"E \(\d+\) (boot|flash_parts|esp_image)|rst:0x[0-9a-f]+ \((?:[A-Z0-9_]*WDT[A-Z0-9_]*|BROWNOUT_RST)")
+_BOOT_START = re.compile(r"rst:0x[0-9a-f]+ \(")
+
+
+def boot_failure(lines) -> str | None:
+    """The line saying the board's latest boot failed, or None.
+
+    Only the latest boot counts (from the last ``rst:`` line on): a console opened after a
+    flash may still hold what the board printed before it (a blank board boot-loops too).
+    """
+    lines = list(lines)
+    starts = [i for i, line in enumerate(lines) if _BOOT_START.search(line)]
+    for line in lines[starts[-1] if starts else 0:]:
+        if _BOOT_FAILURE.search(line):
+            return line.strip()
+    return None
 
 
 class ConsoleReader:

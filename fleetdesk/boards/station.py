@@ -218,6 +218,7 @@ class BoardPipeline(IdentitySteps):
             else:
                 self._cancel.wait(self.settings.boot_wait)
                 self._stop_if_cancelled("online")
+                self._check_boot(console)
             r.result = "PASS"
             r.pending_sync = self.offline
         except _Failed as f:
@@ -262,6 +263,14 @@ class BoardPipeline(IdentitySteps):
         self._event(stage="done", state=r.result, percent=100 if r.result == "PASS" else None, result=r.to_json())
         return r
 
+    def _check_boot(self, console) -> None:
+        """Not waiting for the cloud: PASS still needs a board that did not crash on boot."""
+        from fleetdesk.boards.console import boot_failure
+
+        line = boot_failure(list(console.lines)) if console is not None else None
+        if line:
+            raise _Failed("boot", f"the board does not boot the new firmware (console: {line})", "boot")
+
     def _stop_if_cancelled(self, step: str) -> None:
         """After a STOP in ``step`` or earlier, end here (as cancelled in the step it was pressed in)."""
         if self._cancel.is_set() and STAGES.index(self._stopped_at) <= STAGES.index(step):
@@ -293,6 +302,7 @@ class BoardPipeline(IdentitySteps):
             if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
                 self.result.presence = "cloud presence (GetThingConnectivityData)"
                 return
+            self._check_boot(console)  # a board that crashes on boot fails now, not at the timeout
             self._cancel.wait(0.5)
         seen = "never seen" if not c.get("timestamp") else (
             f"last seen {'connected' if c.get('connected') else 'disconnected'} at {c.get('timestamp')}")

@@ -132,3 +132,25 @@ def test_cancel_mid_write_leaves_the_port_usable(rig, bundle_dir, tmp_path):
     assert out["result"].advice_code == "cancelled"
     r2 = station.run_one(board.url)
     assert r2.result == "PASS", r2.error
+
+
+def test_a_board_that_does_not_boot_fails_with_its_console_line(rig, bundle_dir, tmp_path):
+    """Flashed and verified is not enough: a board that boot-loops after the write is a FAIL that
+    quotes the console (here the app image has no ESP image magic byte)."""
+    import shutil
+
+    bad = tmp_path / "bad-bundle"
+    shutil.copytree(bundle_dir, bad)
+    app = bytearray((bad / "app.bin").read_bytes())
+    app[0] = 0x00
+    (bad / "app.bin").write_bytes(bytes(app))
+    (board,) = rig.add(1)
+    station = Station(StationSettings(bundle=str(bad), identity=False, boot_wait=2.5, station="bench-1"),
+                      db=ProductionDB(tmp_path / "prod.sqlite3"))
+    r = station.run_one(board.url)
+    assert r.result == "FAIL" and "does not boot the new firmware" in r.error, (r.error, r.console_tail[-5:])
+    assert "invalid magic byte" in r.error or "rst:0x" in r.error
+    assert r.advice_code == "boot-failure" and "flash again" in r.advice
+    good = Station(StationSettings(bundle=str(bundle_dir), identity=False, boot_wait=2.5),
+                   db=ProductionDB(tmp_path / "prod.sqlite3")).run_one(board.url)
+    assert good.result == "PASS", (good.error, good.console_tail[-5:])  # the same check lets a good boot pass
