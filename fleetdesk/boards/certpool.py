@@ -67,7 +67,7 @@ class CertPool:
                                    isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._sync_lock = threading.Lock()
+        self._sync_lock = threading.RLock()
         with self._lock:  # pools from before 'pending' existed: their assigned rows are flashed boards
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -254,10 +254,8 @@ class CertPool:
             CloudError: the cloud cannot be reached (nothing more is tried; the next sync
                 resumes).
         """
-        if certificate_id is None:
-            with self._sync_lock:  # one backlog sync at a time (boards finishing together)
-                return self._sync(cloud, None)
-        return self._sync(cloud, certificate_id)
+        with self._sync_lock:  # one sync at a time: boards finishing together never register a row twice
+            return self._sync(cloud, certificate_id)
 
     def _sync(self, cloud, certificate_id: str | None) -> "SyncReport":
         with self._lock:
@@ -287,12 +285,20 @@ class CertPool:
             with self._lock:
                 done = self._db.execute("UPDATE pool SET state='synced', synced=? WHERE certificate_id=?"
                                         " AND state IN ('assigned', 'pending')", (time.time(), cert_id)).rowcount
+            if not done and self._state(cert_id) == "synced":  # another sync registered it meanwhile
+                report.append(thing)
+                continue
             if not done:  # failed or retired meanwhile (its board FAILed, or a recovery retired it)
                 report.failed.append(SyncFailure(cert_id, thing, "its board failed while it was synced", True))
                 continue
             report.append(thing)
         self.retire_failed(cloud)
         return report
+
+    def _state(self, certificate_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM pool WHERE certificate_id=?", (certificate_id,)).fetchone()
+        return row[0] if row else None
 
     @staticmethod
     def _register(cloud, thing: str, arn: str, attributes: dict) -> None:

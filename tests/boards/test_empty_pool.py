@@ -104,7 +104,7 @@ def test_a_short_pool_starts_only_the_boards_it_can_serve(rig, bundle_dir, tmp_p
         assert ctl.start_all() == 2
         assert ctl.wait_idle(120)
         states = sorted(ctl.tiles.values(), key=lambda t: t.state)
-        assert [t.state for t in states] == ["PASS", "PASS", "idle"], [(t.state, t.message) for t in states]
+        assert [t.state for t in states] == ["PASS", "PASS", "idle"], [(t.state, t.message, t.last_result and t.last_result.error) for t in states]
         assert "pool ran out" in states[2].message and states[2].failed == 0
         assert [r["result"] for r in db.attempts()] == ["PASS", "PASS"]
     finally:
