@@ -100,7 +100,11 @@ def test_cancel_at_each_step_is_clean(when, rig, bundle_dir, tmp_path, cloud):
         minted = db.run(res.run_id)["certificate_id"]
         if when == "detect":
             assert minted is None  # stopped before any identity was created
-        if minted or when not in ("detect", "identity"):  # rolled back after the stop, and journaled so
+        if when == "identity+minted" and minted is None:
+            # STOP landed before the certificate minted ahead was taken: it was deleted, never left ACTIVE
+            unused = [j for j in journal if (j["step"], j["status"]) == ("identity", "unused")]
+            assert unused and '"deleted": true' in unused[0]["detail"], rows
+        elif minted or when not in ("detect", "identity"):  # rolled back after the stop, and journaled so
             assert minted and _status(cloud, minted) == "INACTIVE"
             assert ("rollback", "done") in [(j["step"], j["status"]) for j in journal[journal.index(failed[0]):]], rows
         if when == "identity+minted":
