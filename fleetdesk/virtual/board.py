@@ -147,13 +147,17 @@ class VirtualBoard:
             registry.unregister(self)
         self.flash.close()
 
-    async def unplug(self) -> None:
-        """Pull the USB cable: the port disappears and the board loses power."""
+    def _close_port(self) -> None:
+        """The port vanishes: stop listening and cut every open connection."""
         if self._server is not None:
             self._server.close()
             self._server = None
         for client in list(self._clients):
             client.writer.transport.abort()
+
+    async def unplug(self) -> None:
+        """Pull the USB cable: the port disappears and the board loses power."""
+        self._close_port()
         await self._power_off()
         self.state = "off"
         if self.register:
@@ -284,11 +288,7 @@ class VirtualBoard:
 
     async def _reenumerate_into_rom(self) -> None:
         """Native USB: reset into the ROM and come back under a new port (same location)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for client in list(self._clients):
-            client.writer.transport.abort()
+        self._close_port()
         await self._enter_bootloader(reset=True)
         if self.register:
             from fleetdesk.virtual import registry
