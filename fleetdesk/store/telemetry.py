@@ -167,7 +167,7 @@ class TelemetryStore:
         self.retention_days = retention_days
         self._lock = threading.RLock()
         self._ids: dict[str, int] = {}
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # monotonic time of the last prune; None: never (prune on the first insert)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
@@ -222,7 +222,7 @@ class TelemetryStore:
                 db.execute("ROLLBACK")
                 self._ids = {n: i for i, n in db.execute("SELECT id, name FROM things")}
                 raise
-        if self.retention_days and time.monotonic() - self._last_prune > 600:
+        if self.retention_days and (self._last_prune is None or time.monotonic() - self._last_prune > 600):
             self.prune()
         return added
 
