@@ -8,11 +8,77 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# What a developer's or CI machine's environment may carry that must not steer a test:
+# AWS's credential/profile/region chain (a missing AWS_PROFILE breaks every boto3 client), the
+# user's dirs (tests would write ~/.config/fleetdesk), and who the user is.
+_SCRUBBED_PREFIXES = ("AWS_", "FLEETDESK_", "BOTO_")
+_KEPT = {"FLEETDESK_MOSQUITTO", "FLEETDESK_MOSQUITTO_DYNSEC"}  # where this machine's broker is, not a setting
+_REAL_HOME = os.environ.get("HOME", "")
+_home_before: dict[str, int] | None = None
+
+
+def _home_snapshot(home: str) -> dict[str, int]:
+    """mtime_ns of $HOME and of everything two levels below it: a write there changes one of them."""
+    out: dict[str, int] = {}
+    root = Path(home)
+    if not home or not root.is_dir():
+        return out
+    for path in [root, *root.glob("*"), *root.glob("*/*")]:
+        try:
+            out[str(path)] = path.lstat().st_mtime_ns
+        except OSError:
+            pass
+    return out
+
+
+def pytest_configure(config):
+    """Give the whole test process (and every child it starts) a private HOME, XDG dirs and TMPDIR."""
+    global _home_before
+    if os.environ.get("FLEETDESK_TEST_ISOLATED") == "1":  # a nested pytest (xdist worker, subprocess)
+        return
+    base = Path(tempfile.mkdtemp(prefix="fdt-"))
+    for key in [k for k in os.environ if k.startswith(_SCRUBBED_PREFIXES) and k not in _KEPT]:
+        del os.environ[key]
+    dirs = {
+        "HOME": base / "home",
+        "XDG_CONFIG_HOME": base / "home" / ".config",
+        "XDG_DATA_HOME": base / "home" / ".local" / "share",
+        "XDG_CACHE_HOME": base / "home" / ".cache",
+        "XDG_STATE_HOME": base / "home" / ".local" / "state",
+        "XDG_RUNTIME_DIR": base / "run",
+        "TMPDIR": base / "tmp",
+    }
+    for key, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+        os.environ[key] = str(path)
+    # pip (the installed-wheel tests) may keep using the machine's download cache: read-mostly, not $HOME.
+    os.environ.setdefault("PIP_CACHE_DIR", str(Path(_REAL_HOME or base) / ".cache" / "pip"))
+    os.environ["FLEETDESK_TEST_ISOLATED"] = "1"
+    tempfile.tempdir = None  # forget the cached /tmp: tmp_path and every child use TMPDIR from here on
+    if os.environ.get("CI") or os.environ.get("FLEETDESK_TEST_HOME_CHECK") == "1":
+        _home_before = _home_snapshot(_REAL_HOME)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI, fail the run if anything wrote into the real $HOME (a test escaped its private one)."""
+    if _home_before is None:
+        return
+    after = _home_snapshot(_REAL_HOME)
+    cache = str(Path(_REAL_HOME) / ".cache")
+    changed = sorted(p for p in set(after) | set(_home_before)
+                     if after.get(p) != _home_before.get(p) and not p.startswith(cache))
+    if changed:
+        print(f"\nthe test run wrote into the real HOME ({_REAL_HOME}): " + ", ".join(changed[:10]), file=sys.stderr)
+        session.exitstatus = 1
 
 
 @pytest.fixture(autouse=True)
