@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
 import socket
@@ -32,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from fleetdesk.sandbox.broker import broker_user, find_mosquitto  # noqa: E402
 GOAL_RATE = 10_000.0
 
 PUBLISHER = r"""
@@ -79,12 +79,12 @@ class Mosquitto:
             subprocess.run(["mosquitto_passwd", "-b", str(pw), user, user], check=True, capture_output=True)
         (root / "data").mkdir()
         (root / "m.conf").write_text("\n".join([
-            f"user {getpass.getuser()}", "persistence true", f"persistence_location {root / 'data'}/",
+            f"user {broker_user() or 'root'}", "persistence true", f"persistence_location {root / 'data'}/",
             "autosave_interval 5", "max_queued_messages 0", "max_inflight_messages 0", "log_dest none",
             f"listener {self.port} 127.0.0.1", f"password_file {pw}", "allow_anonymous false", ""]))
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(self.root / "m.conf")],
+        self.proc = subprocess.Popen([find_mosquitto()[0], "-c", str(self.root / "m.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:

@@ -7,7 +7,6 @@ Generates a CA, a server cert for localhost/127.0.0.1 and client certs with
 from __future__ import annotations
 
 import datetime
-import getpass
 import os
 import socket
 import subprocess
@@ -19,7 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+from fleetdesk.sandbox.broker import broker_user, find_mosquitto
+
+MOSQUITTO = find_mosquitto()[0]
 
 
 def free_port() -> int:
@@ -75,7 +76,7 @@ class Broker:
         (self.root / "data").mkdir(exist_ok=True)
         conf = [
             "per_listener_settings true",
-            f"user {getpass.getuser()}",
+            f"user {broker_user() or 'root'}",
             "persistence true",
             f"persistence_location {self.root / 'data'}/",
             "autosave_interval 1",

@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+from fleetdesk.sandbox.broker import broker_user, find_mosquitto
+
+MOSQUITTO = find_mosquitto()[0]
 
 
 def free_port() -> int:
@@ -128,7 +130,7 @@ def start_broker(tmp: Path, ca: TestCA | None = None, port: int | None = None) -
     (tmp / "server.pem").write_bytes(srv.cert_pem)
     (tmp / "server.key").write_bytes(srv.key_pem)
     port = port or free_port()
-    user = os.environ.get("USER") or "root"
+    user = broker_user() or "root"
     conf = tmp / "mosquitto.conf"
     conf.write_text(
         f"user {user}\n"
