@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from awscrt import auth, http
 
+from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox import files
 from fleetdesk.sandbox.presign import PresignError, presign, verify
 
@@ -80,5 +81,6 @@ def test_file_store_placeholders(tmp_path):
     doc = '{"url": "%s", "other": "${aws:iot:s3-presigned-url:https://b.s3.amazonaws.com/x.bin}"}' % ph
     out = files.resolve(doc, lambda key: f"https://h/files/{key}")
     assert out == '{"url": "https://h/files/fw/app-1.2.bin", "other": "https://h/files/x.bin"}'
-    with pytest.raises(Exception):
+    with pytest.raises(SandboxError, match="bad file name '../escape'"):
         files.put(tmp_path, "../escape", b"x")
+    assert not (tmp_path / "escape").exists()

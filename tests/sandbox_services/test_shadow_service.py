@@ -110,7 +110,7 @@ def test_device_cannot_touch_another_things_shadow(device, iot, sandbox, clients
     ack = dev_b.publish(f"$aws/things/{device.thing}/shadow/update",
                         json.dumps({"state": {"reported": {"hacked": True}}}).encode())
     assert ack.puback.reason_code != 0  # refused by the broker's per-thing ACL
-    with pytest.raises(Exception):
+    with pytest.raises(data.exceptions.ResourceNotFoundException):  # B's write created nothing
         data.get_thing_shadow(thingName=device.thing)
 
 
