@@ -31,6 +31,9 @@ class Profile:
             "keyring" (access key id here, secret in the OS keyring).
         aws_profile: the named profile for "aws-profile".
         access_key_id: for "keyring".
+        bluetooth: which Bluetooth BLE Setup uses: "virtual" (virtual boards), "system"
+            (this computer's radio) or "" = the default (virtual boards for a sandbox
+            profile, the radio for AWS); see :attr:`ble_backend`.
     """
 
     name: str = "sandbox"
@@ -41,11 +44,15 @@ class Profile:
     credentials: str = "default-chain"
     aws_profile: str = ""
     access_key_id: str = ""
+    bluetooth: str = ""
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.kind not in ("sandbox", "aws"):
             raise ConfigError(f"profile {self.name!r}: kind must be 'sandbox' or 'aws', not {self.kind!r}")
+        if self.bluetooth not in ("", "virtual", "system"):
+            raise ConfigError(f"profile {self.name!r}: bluetooth must be 'virtual' or 'system', not {self.bluetooth!r}",
+                              "choose Bluetooth in Settings: virtual boards or this computer's radio")
         if self.kind == "aws":
             if not self.endpoint:
                 raise ConfigError(
@@ -58,6 +65,13 @@ class Profile:
                 raise ConfigError(f"profile {self.name!r}: name the AWS profile to use")
             if self.credentials == "keyring" and not self.access_key_id:
                 raise ConfigError(f"profile {self.name!r}: the access key id is empty")
+
+    @property
+    def ble_backend(self) -> str:
+        """The Bluetooth backend this profile uses: "virtual" or "system"."""
+        if self.bluetooth:
+            return self.bluetooth
+        return "virtual" if self.kind == "sandbox" else "system"
 
     def secret_key(self) -> str | None:
         """The secret access key from the OS keyring ("keyring" credentials only)."""

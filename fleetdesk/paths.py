@@ -21,6 +21,20 @@ def data_dir() -> Path:
     return path
 
 
+def ble_registry_dir() -> Path:
+    """Where virtual boards advertise over BLE: one file per advertising board.
+
+    The app's scanner reads it and a virtual board's firmware writes it (the board passes
+    this path to the firmware as FLEETDESK_BLE_REGISTRY), so both sides agree wherever
+    platformdirs puts the data dir (XDG_DATA_HOME, macOS, Windows). FLEETDESK_BLE_REGISTRY
+    overrides.
+    """
+    override = os.environ.get("FLEETDESK_BLE_REGISTRY")
+    path = Path(override) if override else data_dir() / "virtual-ble"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def sandbox_state_dir() -> Path:
     """Default sandbox state dir. FLEETDESK_SANDBOX_DIR overrides."""
     override = os.environ.get("FLEETDESK_SANDBOX_DIR")

@@ -83,5 +83,6 @@ async def scan(timeout: float = 5.0, *, backend: type[BaseBleakScanner] | None =
             raise
         raise BleError(f"Bluetooth scan failed ({exc})",
                        "Check that Bluetooth is on and this user may use it (Linux: bluetoothd running, "
-                       "user in the 'bluetooth' group); for virtual boards use --virtual.") from exc
+                       "user in the 'bluetooth' group); for virtual boards choose Bluetooth: virtual boards "
+                       "in Settings (CLI: --virtual).") from exc
     return sorted(found.values(), key=lambda f: -f.rssi)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import uuid as _uuid
 from pathlib import Path
@@ -39,11 +38,8 @@ SCAN_PERIOD = 0.2
 
 
 def registry_dir() -> Path:
-    """Where virtual peripherals advertise (same rule as the firmware shim)."""
-    override = os.environ.get("FLEETDESK_BLE_REGISTRY")
-    path = Path(override) if override else paths.data_dir() / "virtual-ble"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where virtual peripherals advertise (the board hands the same path to its firmware)."""
+    return paths.ble_registry_dir()
 
 
 def _alive(host: str, port: int) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from fleetdesk.errors import BoardError
-from fleetdesk.paths import FIRMWARE_DIR
+from fleetdesk.paths import FIRMWARE_DIR, ble_registry_dir
 from fleetdesk.virtual.gpio import GpioChannel, button_pin
 
 RESET_EXIT_CODE = 75
@@ -85,6 +85,9 @@ class FirmwareHandle:
         self.chip = chip
         self.gpio = GpioChannel()  # the board's input pins (its button)
         self._env.update({"FD_MAC": mac_hex, "FD_CHIP": chip, "FD_GPIO": self.gpio.address})
+        # The firmware advertises where the app scans (its own fallback, ~/.local/share, is
+        # right only when platformdirs agrees): one location, decided here.
+        self._env["FLEETDESK_BLE_REGISTRY"] = str(ble_registry_dir())
         if env:
             self._env.update(env)
         self.boots = 0

@@ -71,7 +71,7 @@ class BleSetupPage(QWidget):
         row = QHBoxLayout()
         self.scan_button = QPushButton("Scan")
         self.scan_button.clicked.connect(self.start_scan)
-        self.scan_status = QLabel("Press Scan to find boards in Config mode")
+        self.scan_status = QLabel("")
         self.scan_status.setWordWrap(True)
         row.addWidget(self.scan_button)
         row.addWidget(self.scan_status, 1)
@@ -161,6 +161,8 @@ class BleSetupPage(QWidget):
         layout.addWidget(split, 1)
         self._render_steps()
         self._show_endpoint_hint()
+        self._show_radio()
+        self.ctx.profile_changed.connect(self._show_radio)
 
     # ---- helpers ---------------------------------------------------------------------------
     def _set_step(self, step: str, state: str) -> None:
@@ -203,7 +205,7 @@ class BleSetupPage(QWidget):
         from fleetdesk.ble.backends import ble_backends
         from fleetdesk.ble.scanner import scan
 
-        scanner_backend, _ = ble_backends()
+        scanner_backend, _ = ble_backends(profile=self.ctx.profile)
         self.scan_button.setEnabled(False)
         self.scan_status.setText("Scanning…")
         bridge.submit(scan(SCAN_SECONDS, backend=scanner_backend, on_found=lambda f: bridge.post(self._found, f)),
@@ -229,8 +231,13 @@ class BleSetupPage(QWidget):
             return
         self.scan_status.setStyleSheet("")
         if not self.found:
-            self.scan_status.setText("No boards found. A board without Wi-Fi and certificates advertises in "
-                                     "Config mode: power it near this computer and scan again.")
+            if self.radio_text() == "virtual boards":
+                self.scan_status.setText("No virtual board is advertising. A board flashed firmware-only (Stations, "
+                                         "no identity) boots into Config mode and shows here; scan again then. "
+                                         "For real boards choose Bluetooth: this computer's radio in Settings.")
+            else:
+                self.scan_status.setText("No boards found. A board without Wi-Fi and certificates advertises in "
+                                         "Config mode: power it near this computer and scan again.")
             return
         self.scan_status.setText(f"{len(self.found)} board(s) found")
         if len(self.found) == 1 and not self.table.selectedItems():
@@ -264,6 +271,19 @@ class BleSetupPage(QWidget):
         self._show_endpoint_hint()
         self._say("")
 
+    def radio_text(self) -> str:
+        """Which Bluetooth the scan uses, as Settings names it."""
+        from fleetdesk.ble.backends import backend_kind
+
+        kind = backend_kind(profile=self.ctx.profile)
+        return "virtual boards" if kind == "virtual" else "this computer's Bluetooth radio"
+
+    def _show_radio(self, *_args: Any) -> None:
+        if self.scan_button.isEnabled() and not self.found:
+            self.scan_status.setStyleSheet("")
+            self.scan_status.setText(f"Press Scan to find boards in Config mode (Bluetooth: {self.radio_text()}, "
+                                     "set in Settings)")
+
     def _show_endpoint_hint(self) -> None:
         self.endpoint_label.setText(f"from profile {self.ctx.profile.name}, filled in when you send")
         self.endpoint_label.setStyleSheet("color: #52606d;")
@@ -294,7 +314,7 @@ class BleSetupPage(QWidget):
         if not self.pop_edit.text():
             self._say("Enter the board's proof-of-possession (PoP).", error=True)
             return
-        _, client_backend = ble_backends()
+        _, client_backend = ble_backends(profile=self.ctx.profile)
         self.prov = ProvisioningClient(item.device, self.pop_edit.text(), backend=client_backend,
                                        progress=lambda f, n, t: bridge.post(self._progress, f, n, t))
         self._set_step("connect", "busy")

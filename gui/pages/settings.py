@@ -32,6 +32,11 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 NEW = "<new profile>"
+BLUETOOTH_CHOICES = (
+    ("", "Default (virtual boards for a sandbox, the radio for AWS)"),
+    ("virtual", "Virtual boards (this computer's virtual fleet)"),
+    ("system", "This computer's Bluetooth radio"),
+)
 CRED_LABELS = {
     "default-chain": "Default chain (env vars, ~/.aws, SSO)",
     "aws-profile": "Named AWS CLI profile",
@@ -155,6 +160,15 @@ class SettingsPage(QWidget):
         self.kind_stack.addWidget(aws)
         outer.addWidget(self.kind_stack)
 
+        bt = QGroupBox("Bluetooth (BLE Setup)")
+        btf = QFormLayout(bt)
+        self.bluetooth_combo = QComboBox()
+        self.bluetooth_combo.setObjectName("bluetoothCombo")
+        for value, label in BLUETOOTH_CHOICES:
+            self.bluetooth_combo.addItem(label, value)
+        btf.addRow("Bluetooth", self.bluetooth_combo)
+        outer.addWidget(bt)
+
         buttons = QHBoxLayout()
         self.save_button = QPushButton("Save and use")
         self.save_button.setObjectName("saveButton")
@@ -206,6 +220,7 @@ class SettingsPage(QWidget):
         self.cred_combo.setCurrentIndex(max(0, self.cred_combo.findData(p.credentials)))
         self.aws_profile_edit.setText(p.aws_profile)
         self.key_id_edit.setText(p.access_key_id)
+        self.bluetooth_combo.setCurrentIndex(max(0, self.bluetooth_combo.findData(p.bluetooth)))
         self.secret_edit.clear()
         self._kind_changed()
         self.show_message("")
@@ -222,6 +237,7 @@ class SettingsPage(QWidget):
             credentials=self.cred_combo.currentData(),
             aws_profile=self.aws_profile_edit.text().strip(),
             access_key_id=self.key_id_edit.text().strip(),
+            bluetooth=self.bluetooth_combo.currentData() or "",
             extra=dict(base.extra) if base else {},
         )
 

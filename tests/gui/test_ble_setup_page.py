@@ -75,6 +75,10 @@ def test_scan_outcomes_say_what_to_do(page):
     assert page.scan_status.text() == ("Scan failed: no Bluetooth adapter found\n"
                                        "→ plug in a Bluetooth adapter or turn it on")
     assert page.scan_button.isEnabled()
+    page._scan_done([], None)  # the sandbox profile scans virtual boards
+    assert page.scan_status.text().startswith("No virtual board is advertising.")
+    assert "firmware-only" in page.scan_status.text() and "Settings" in page.scan_status.text()
+    page.ctx.profiles.items["sandbox"].bluetooth = "system"
     page._scan_done([], None)
     assert page.scan_status.text().startswith("No boards found.") and "Config mode" in page.scan_status.text()
     page._found(_board("24:0A:C4:00:00:01", "FD-000001"))
