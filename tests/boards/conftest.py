@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-
-from fleetdesk.paths import FIRMWARE_DIR
 
 
 class BoardRig:
@@ -64,44 +61,15 @@ def rig(tmp_path):
         r.close()
 
 
-def _fallback_bundle(out: Path, chip: str = "esp32") -> Path:
-    """A MicroPython-layout bundle built from the shared image helpers (no CLI needed)."""
-    from fleetdesk.boards import appimage, fsimage, partitions
-
-    out.mkdir(parents=True, exist_ok=True)
-    table = partitions.build([
-        partitions.Partition("nvs", 1, 2, 0x9000, 0x6000),
-        partitions.Partition("phy_init", 1, 1, 0xF000, 0x1000),
-        partitions.Partition("factory", 0, 0, 0x10000, 0x1F0000),
-        partitions.Partition("vfs", 1, 0x81, 0x200000, 0x200000),
-    ])
-    files = {}
-    for path in [FIRMWARE_DIR / "main.py", *sorted((FIRMWARE_DIR / "fd").rglob("*.py"))]:
-        if path.exists():
-            files["/" + str(path.relative_to(FIRMWARE_DIR))] = path.read_bytes()
-    (out / "partition-table.bin").write_bytes(table)
-    (out / "app.bin").write_bytes(appimage.build_image(chip, b"fleetdesk placeholder app".ljust(4096, b"\0")))
-    (out / "vfs.bin").write_bytes(fsimage.build_image(files, 0x200000))
-    manifest = {"name": "Fleetdesk", "version": "test", "builds": [{"chipFamily": chip.upper(), "parts": [
-        {"path": "partition-table.bin", "offset": 0x8000},
-        {"path": "app.bin", "offset": 0x10000},
-        {"path": "vfs.bin", "offset": 0x200000},
-    ]}]}
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
-
-
 def build_bundle(out: Path, chip: str = "esp32") -> Path:
-    """`fleetdesk firmware build` when available, else the fallback above."""
-    try:
-        import fleetdesk.firmware_cli  # noqa: F401
-        import fleetdesk.boards.bundle  # noqa: F401
-    except ImportError:
-        return _fallback_bundle(out, chip)
+    """The bundle `fleetdesk firmware build` makes, exactly as an operator would get it.
+
+    No fallback: a broken build must fail the station tests that stand on it, not be papered over.
+    """
     proc = subprocess.run([sys.executable, "-m", "fleetdesk", "firmware", "build", "--chip", chip, "-o", str(out)],
-                          capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0 or not (out / "manifest.json").exists():
-        return _fallback_bundle(out, chip)
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"fleetdesk firmware build failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    assert (out / "manifest.json").exists(), f"fleetdesk firmware build wrote no manifest.json in {out}"
     return out
 
 
