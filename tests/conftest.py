@@ -91,6 +91,19 @@ def _private_app_dirs(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server (tests/pg_server.py) for the whole session; stopped at the end.
+    ``pg_server.create_db()`` gives a fresh database's URL."""
+    from pg_server import PgServer
+
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """A running sandbox (SandboxInfo) shared by the whole test session; stopped at the end."""
     from fleetdesk.sandbox.child import start_sandbox, stop_sandbox
