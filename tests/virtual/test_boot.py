@@ -26,6 +26,14 @@ def _wait_state(board, state: str, timeout: float = 20.0) -> None:
     assert board.state == state, f"board stayed {board.state!r}, console:\n{board.console_text[-2000:]}"
 
 
+def _wait_console(board, needle: str, timeout: float = 10.0) -> None:
+    """Wait until the board's console shows ``needle`` (fails with the console's tail)."""
+    end = time.monotonic() + timeout
+    while needle not in board.console_text and time.monotonic() < end:
+        time.sleep(0.02)
+    assert needle in board.console_text, f"console never showed {needle!r}:\n{board.console_text[-2000:]}"
+
+
 @pytest.mark.slow
 def test_cli_bundle_flashes_and_boots_with_console(make_board, tmp_path, run_esptool, raw_link):
     out = tmp_path / "bundle"
@@ -33,8 +41,8 @@ def test_cli_bundle_flashes_and_boots_with_console(make_board, tmp_path, run_esp
                    check=True, capture_output=True, timeout=60)
     built = bundle.load_bundle(out)
     board = make_board("esp32")
-    time.sleep(0.2)
-    assert board.state == "bootloop"  # erased flash
+    _wait_console(board, "invalid header: 0xffffffff")  # erased flash
+    assert board.state == "bootloop"
     run_esptool(board.url, "write-flash", *_flash_args(built, out))
     _wait_state(board, "running")
     term = raw_link(board.port)  # a serial terminal: sends nothing, sees the console
@@ -86,28 +94,24 @@ def test_corrupt_or_wrong_chip_images_boot_loop(host, make_board, tmp_path, raw_
     board.flash.erase_sectors(0x10000, 0x1000)
     board.flash.write(0x10000, appimage.build_image("esp32s3", b"\0" * 64))
     host.reset(board)
-    time.sleep(0.3)
-    assert "is for chip id 9, expected 0" in board.console_text
+    _wait_console(board, "is for chip id 9, expected 0")
     assert board.state == "bootloop"
     # garbage where the app should be
     board.flash.write(0x10000, b"\x00" * 64)
     host.reset(board)
-    time.sleep(0.3)
-    assert "has invalid magic byte" in board.console_text
+    _wait_console(board, "has invalid magic byte")
     # a partition table for more flash than the chip has
     small = make_board("esp32", power_on=False, flash_mb=2)
     for p in built.parts[:3]:
         small.flash.erase_sectors(p.offset, p.size)
         small.flash.write(p.offset, p.data)
     host.reset(small)
-    time.sleep(0.3)
-    assert "exceeds flash chip size 0x200000" in small.console_text
+    _wait_console(small, "exceeds flash chip size 0x200000")
     assert small.state == "bootloop"
     # a corrupt partition table
     board.flash.write(TABLE_OFFSET + 40, b"\x00\x00")
     host.reset(board)
-    time.sleep(0.3)
-    assert "Failed to verify partition table" in board.console_text
+    _wait_console(board, "Failed to verify partition table")
     assert board.state == "bootloop"
 
 
