@@ -1,16 +1,37 @@
-"""Where things live: the source tree (firmware, resources) and the per-user app dirs."""
+"""Where things live: the data the package carries (firmware, resources) and the per-user app dirs.
+
+The checkout keeps ``firmware/`` and ``resources/`` at the top level (the product card's layout);
+the build maps them into the package as ``fleetdesk._data.firmware`` and
+``fleetdesk._data.resources`` (setup.py), so a wheel, an editable install and a PyInstaller
+bundle all find them through ``importlib.resources``, never relative to a checkout.
+"""
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
 import platformdirs
 
 APP_NAME = "fleetdesk"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE_DIR = REPO_ROOT / "firmware"
-RESOURCES_DIR = REPO_ROOT / "resources"
+
+
+def package_data_dir(name: str) -> Path:
+    """The directory of data package ``fleetdesk._data.<name>`` as a real path.
+
+    Raises:
+        RuntimeError: the package is not on the file system (a zip import), or incomplete.
+    """
+    root = importlib.resources.files(f"fleetdesk._data.{name}")
+    path = Path(str(root))
+    if not path.is_dir():
+        raise RuntimeError(f"fleetdesk's {name} data is not a directory ({root}): reinstall fleetdesk")
+    return path
+
+
+FIRMWARE_DIR = package_data_dir("firmware")
+RESOURCES_DIR = package_data_dir("resources")
 
 
 def data_dir() -> Path:
