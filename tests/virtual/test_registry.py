@@ -76,9 +76,14 @@ def _write_in_background(board, image):
     proc = subprocess.Popen([sys.executable, "-m", "esptool", "--port", board.url, "write-flash", "0x10000", str(image)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=image.parent)
     end = time.monotonic() + 30
-    while board.rom._write is None and time.monotonic() < end:  # wait for FLASH_BEGIN
-        time.sleep(0.02)
-    time.sleep(0.8)  # mid-write: 24 KB take ~2.3 s at 115200 baud
+    session = None
+    while time.monotonic() < end:  # wait until the first data blocks are written, not all of them
+        session = board.rom._write
+        if session is not None and session["pos"] > session["offset"]:
+            break
+        time.sleep(0.01)
+    assert session is not None and session["pos"] > session["offset"], "esptool never started writing"
+    assert session["pos"] < session["offset"] + len(image.read_bytes()), "the write finished before the drop"
     return proc
 
 
