@@ -18,6 +18,21 @@ from fleetdesk.virtual.ble_link import VirtualBleakClient
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
+async def _until(cond, what: str, timeout: float = 10.0) -> None:
+    """Wait on the event loop until ``cond()`` holds; fail with ``what`` after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        assert loop.time() < end, what
+        await asyncio.sleep(0.02)
+
+
+def _error_codes(replies: list[bytes]) -> set:
+    """The ``code`` of every single-frame plain error reply the board sent."""
+    errors = [json.loads(r[4:]) for r in replies if r[:1] == bytes([p.F_FIRST | p.F_LAST]) and r[3:4] == b"\x00"]
+    return {e.get("code") for e in errors}
+
+
 def _frames(rng: random.Random, keys: p.SessionKeys | None) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     for _ in range(60):  # random bytes of random sizes
@@ -66,9 +81,18 @@ async def test_fuzzed_frames_never_crash(start_device, certs):
         sent = 0
         for frag in hello_frag:
             await client.write_gatt_char(p.CTRL_UUID, frag, response=True)
-        await asyncio.sleep(0.3)
         r = p.Reassembler()
-        hello = json.loads([m for m in map(r.feed, replies) if m][-1][1:])
+        messages: list[bytes] = []
+
+        def hello_arrived() -> bool:
+            while replies:
+                m = r.feed(replies.pop(0))
+                if m:
+                    messages.append(m)
+            return bool(messages)
+
+        await _until(hello_arrived, "the board never answered hello")
+        hello = json.loads(messages[-1][1:])
         keys = p.SessionKeys.derive(POP.encode(), nonce, bytes.fromhex(hello["nonce"]))
         await client.write_gatt_char(p.CTRL_UUID, p.fragment(p.plain({"v": 1, "op": "auth", "proof": keys.host_proof.hex()}), 182)[0], response=True)
         frames = _frames(rng, keys)
@@ -80,13 +104,13 @@ async def test_fuzzed_frames_never_crash(start_device, certs):
         # oversized ATT writes are refused by the link (ATT error), never reach the app
         with pytest.raises(Exception, match="ATT error 0x0d"):
             await client.write_gatt_char(p.CTRL_UUID, b"\x80" * 300, response=True)
-        await asyncio.sleep(0.5)
+        # every write above was acknowledged (response=True); wait until the board's answers have come in
+        await _until(lambda: {"frame", "size", "auth"} <= _error_codes(replies), "the board's error answers never arrived")
     finally:
         await client.disconnect()
     assert sent >= 200
     assert dev.alive(), dev.output()
-    errors = [json.loads(r[4:]) for r in replies if r[:1] == bytes([p.F_FIRST | p.F_LAST]) and r[3:4] == b"\x00"]
-    codes = {e.get("code") for e in errors}
+    codes = _error_codes(replies)
     assert {"frame", "size", "auth"} <= codes, codes
     assert "Traceback" not in dev.output()
     # and it still provisions normally
