@@ -187,7 +187,7 @@ ROUTES = [
     model_route("iot", "ListJobExecutionsForThing", list_executions_for_thing),
     model_route("iot", "DescribeJobExecution", describe_execution),
     model_route("iot", "CancelJobExecution", cancel_execution),
-    ("iot", "GET", r"^/files/(?P<key>.+)$", serve_file),
+    ("s3", "GET", r"^/files/(?P<key>.+)$", serve_file),  # presigned, S3-scoped
     ("s3", "PUT", _S3_OBJECT, s3_put_object),
     ("s3", "GET", _S3_OBJECT, s3_get_object),
     ("s3", "DELETE", _S3_OBJECT, s3_delete_object),

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from fleetdesk.sandbox.awserror import AwsError
+from fleetdesk.sandbox.sigv4 import SigV4Checker
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ __all__ = ["AwsError", "Request", "model_route", "ControlPlane"]
 
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/,]+/([^/,]+)/aws4_request")
 _SIGNING_TO_SERVICE = {"iot": "iot", "iotdata": "iot-data", "iot-data": "iot-data"}
+MAX_BODY_BYTES = 8 * 1024 * 1024  # S3 PutObject into the file store (firmware images)
+MAX_API_BODY_BYTES = 256 * 1024  # every other API (AWS: job documents 32 KB, shadows 8 KB, Publish 128 KB)
 _models: dict[str, Any] = {}
 
 
@@ -207,7 +210,14 @@ def model_route(service: str, operation: str, handler: Callable) -> tuple[str, s
 
 
 class ControlPlane:
-    """aiohttp HTTPS server over the ROUTES of the given modules."""
+    """aiohttp HTTPS server over the ROUTES of the given modules.
+
+    Every request is authenticated here, before any route runs (so every present and future
+    route module is covered): SigV4 in the Authorization header, checked with botocore's
+    signer against the sandbox's credentials (:mod:`fleetdesk.sandbox.sigv4`), or a SigV4
+    presigned query (the job file URLs). Bodies over :data:`MAX_BODY_BYTES` (S3 uploads) or
+    :data:`MAX_API_BODY_BYTES` (every other API) are a 413 in AWS's shape.
+    """
 
     def __init__(self, ctx, routes: list[tuple], ssl_context: ssl.SSLContext, host: str, port: int) -> None:
         self.ctx = ctx
@@ -215,11 +225,26 @@ class ControlPlane:
         self.ssl_context = ssl_context
         self.host, self.port = host, port
         self._runner = None
+        self.auth = SigV4Checker(self._secret_for, ctx.region, self._query_secret_for)
+
+    def _secret_for(self, access_key: str) -> str | None:
+        creds = self.ctx.credentials or {}
+        if access_key and access_key == creds.get("aws_access_key_id"):
+            return creds.get("aws_secret_access_key")
+        return None
+
+    def _query_secret_for(self, access_key: str, path: str) -> str | None:
+        """The job file store's own key signs presigned GETs of ``/files/...`` only."""
+        from fleetdesk.sandbox import files
+
+        if access_key == files.FILES_ACCESS_KEY and path.startswith("/files/"):
+            return files.signing_secret(self.ctx.state_dir)
+        return None
 
     async def start(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -231,28 +256,43 @@ class ControlPlane:
             await self._runner.cleanup()
 
     @staticmethod
-    def _service(headers) -> str:
-        m = _SCOPE.search(headers.get("Authorization", ""))
-        if m:
-            return _SIGNING_TO_SERVICE.get(m.group(1), m.group(1))
+    def _service(headers, query=None) -> str:
+        from fleetdesk.sandbox.sigv4 import scope_service
+
+        name = scope_service(headers, query or {})
+        if name:
+            return _SIGNING_TO_SERVICE.get(name, name)
         return "iot"
 
     async def _handle(self, req):
         from aiohttp import web
 
+        service = "iot"
         try:
-            body = await req.read()
-            raw_path = req.raw_path.split("?", 1)[0]
-            request = Request(req.method, raw_path, dict(req.query), req.headers, body, self._service(req.headers))
+            service = self._service(req.headers, req.query)
+            try:
+                body = await req.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise AwsError("RequestEntityTooLargeException",
+                               f"The request body is larger than the sandbox accepts ({MAX_BODY_BYTES} bytes)",
+                               413) from None
+            if service != "s3" and len(body) > MAX_API_BODY_BYTES:
+                raise AwsError("RequestEntityTooLargeException",
+                               f"The request body is {len(body)} bytes; the limit is {MAX_API_BODY_BYTES} bytes", 413)
+            raw_path, _, raw_query = req.raw_path.partition("?")
+            self.auth.check(req.method, raw_path, raw_query, req.headers, body, service)
+            request = Request(req.method, raw_path, dict(req.query), req.headers, body, service)
             status, doc = await self._dispatch(request)
             if isinstance(doc, (bytes, bytearray)):
                 return web.Response(status=status, body=bytes(doc), content_type="application/octet-stream")
-            return web.Response(status=status, text=json.dumps(doc), content_type="application/json")
+            return web.Response(status=status, text=json.dumps(doc, allow_nan=False), content_type="application/json")
         except AwsError as exc:
-            return self._error(exc)
+            return self._error(exc, service)
+        except RecursionError:
+            return self._error(AwsError("InvalidRequestException", "The request is nested too deeply"), service)
         except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
             log.exception("control plane: %s %s failed", req.method, req.path)
-            return self._error(AwsError("InternalFailureException", f"internal error: {exc!r}", 500))
+            return self._error(AwsError("InternalFailureException", f"internal error: {exc!r}", 500), service)
 
     async def _dispatch(self, request: Request):
         path_matched = False
@@ -274,8 +314,13 @@ class ControlPlane:
                        f"the sandbox does not implement {request.service} {request.method} {request.path}", 404)
 
     @staticmethod
-    def _error(exc: AwsError):
+    def _error(exc: AwsError, service: str = "iot"):
         from aiohttp import web
+        from xml.sax.saxutils import escape
 
+        if service == "s3":  # S3's REST-XML error shape (botocore's s3 parser reads Code/Message)
+            text = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(exc.code)}</Code>'
+                    f"<Message>{escape(exc.message)}</Message></Error>")
+            return web.Response(status=exc.status, text=text, content_type="application/xml")
         return web.Response(status=exc.status, text=json.dumps({"message": exc.message}),
                             content_type="application/json", headers={"x-amzn-ErrorType": exc.code})

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
 
 import pytest
+import sandbox_http
 from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -144,14 +142,8 @@ def test_describe_endpoint(iot, sandbox):
 
 
 def _raw(sandbox, method: str, path: str, body: bytes | None = None):
-    ctx = ssl.create_default_context(cafile=sandbox.ca_file)
-    req = urllib.request.Request(sandbox.http_endpoint + path, data=body, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
+    """A SigV4-signed raw request (the sandbox refuses unsigned ones, as AWS does)."""
+    return sandbox_http.raw(sandbox, method, path, body)
 
 
 def test_malformed_requests_get_aws_shaped_400s(sandbox):
