@@ -110,8 +110,19 @@ async def delete_thing_group(ctx, request):
     return {}
 
 
+def _refuse_dynamic(ctx, p) -> None:
+    """AWS refuses adding to / removing from a dynamic thing group by hand."""
+    index = ctx.extras.get("index")
+    group = p.get("thingGroupName") or (p.get("thingGroupArn") or "").split(":thinggroup/", 1)[-1]
+    if index is not None and group and index.store.dynamic_group(group) is not None:
+        raise AwsError("InvalidRequestException",
+                       f"{group} is a dynamic thing group: its members are the things its query matches "
+                       "(change the query with UpdateDynamicThingGroup)")
+
+
 async def add_thing_to_group(ctx, request):
     p = _p(request)
+    _refuse_dynamic(ctx, p)
     ctx.registry.add_thing_to_group(p.get("thingGroupName"), p.get("thingGroupArn"), p.get("thingName"), p.get("thingArn"))
     await ctx.changed("thing_group", "updated", p.get("thingGroupName") or p.get("thingGroupArn"),
                       thing=p.get("thingName") or p.get("thingArn"), member="added")
@@ -120,6 +131,7 @@ async def add_thing_to_group(ctx, request):
 
 async def remove_thing_from_group(ctx, request):
     p = _p(request)
+    _refuse_dynamic(ctx, p)
     ctx.registry.remove_thing_from_group(p.get("thingGroupName"), p.get("thingGroupArn"), p.get("thingName"),
                                          p.get("thingArn"))
     await ctx.changed("thing_group", "updated", p.get("thingGroupName") or p.get("thingGroupArn"),

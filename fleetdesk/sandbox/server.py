@@ -49,11 +49,13 @@ ROUTE_MODULES = (
     "fleetdesk.sandbox.api_jobs",
     "fleetdesk.sandbox.api_data",
     "fleetdesk.sandbox.api_provisioning",
+    "fleetdesk.sandbox.api_index",
 )
 SERVICE_MODULES = (
     "fleetdesk.sandbox.shadow_service",
     "fleetdesk.sandbox.jobs_service",
     "fleetdesk.sandbox.presence",
+    "fleetdesk.sandbox.index_service",
     "fleetdesk.sandbox.provisioning",
     "fleetdesk.sandbox.wss",
 )

@@ -78,6 +78,12 @@ class ShadowStore:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def all_existing(self) -> list[Shadow]:
+        """Every existing shadow (classic and named), for rebuilding the fleet index."""
+        with self.lock:
+            rows = self._db.execute("SELECT thing, name, doc FROM shadows WHERE exists_=1").fetchall()
+        return [self._cache.get((t, n)) or Shadow.from_json(t, n, d) for t, n, d in rows]
+
     def close(self) -> None:
         with self.lock:
             self._db.close()

@@ -1,0 +1,205 @@
+"""The fleet index on disk: one SQLite file, ``<state_dir>/fleet_index.sqlite``.
+
+``things`` holds each thing's search document (what SearchIndex returns), ``fields`` its
+flattened searchable values (``thingName``, ``attributes.model``, ``shadow.reported.temp``,
+``shadow.name.cfg.reported.x``, ``thingGroupNames`` (one row per group),
+``connectivity.connected``...), indexed by (field, lowered value) and (field, number), so a
+query is one SQL statement (:mod:`index_query`) and a page is a keyset scan by thing name.
+Hand-written: the sandbox's stand-in for AWS's managed index (emulator side).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+from fleetdesk.errors import SandboxError
+from fleetdesk.sandbox.index_query import _NUMBER, query_sql
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS things (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fields (thing TEXT NOT NULL, field TEXT NOT NULL, lv TEXT NOT NULL, num REAL,
+                                   raw TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS fields_by_value ON fields (field, lv);
+CREATE INDEX IF NOT EXISTS fields_by_num ON fields (field, num);
+CREATE INDEX IF NOT EXISTS fields_by_thing ON fields (thing);
+CREATE INDEX IF NOT EXISTS fields_by_lv ON fields (lv);
+CREATE TABLE IF NOT EXISTS dynamic_groups (name TEXT PRIMARY KEY, query TEXT NOT NULL, index_name TEXT NOT NULL,
+                                           query_version TEXT NOT NULL);
+"""
+
+
+def flatten(prefix: str, value, out: list[tuple[str, object]]) -> None:
+    """(field, leaf value) pairs of a JSON value (lists repeat the field)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list):
+        for v in value:
+            flatten(prefix, v, out)
+    elif value is not None:
+        out.append((prefix, value))
+
+
+def _row(thing: str, field: str, value) -> tuple:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+        num = None
+    elif isinstance(value, (int, float)):
+        text = repr(value) if isinstance(value, float) else str(value)
+        num = float(value) if math.isfinite(float(value)) else None
+    else:
+        text = str(value)
+        num = float(text) if _NUMBER.match(text) else None
+    return (thing, field, text.lower(), num, text)
+
+
+def encode_token(name: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": name}).encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"invalid nextToken {token[:40]!r}") from exc
+
+
+class IndexStore:
+    """Search documents and their searchable fields.
+
+    Args:
+        path: the SQLite file (created if missing).
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=OFF")  # an index: rebuilt from the registry if ever unclean
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise SandboxError(f"the fleet index {path} is unusable ({exc})",
+                               "delete it: the sandbox rebuilds it from the registry and shadows") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta --------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        (key, value))
+
+    # -- writing -----------------------------------------------------------------------
+    def put(self, doc: dict, fields: list[tuple[str, object]]) -> None:
+        """Replace one thing's document and fields."""
+        name = doc["thingName"]
+        rows = [_row(name, f, v) for f, v in fields]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM fields WHERE thing=?", (name,))
+            self.db.executemany("INSERT INTO fields VALUES (?,?,?,?,?)", rows)
+            self.db.execute("INSERT INTO things VALUES (?,?) ON CONFLICT(name) DO UPDATE SET doc=excluded.doc",
+                            (name, json.dumps(doc, separators=(",", ":"))))
+
+    def put_many(self, items: list[tuple[dict, list]]) -> None:
+        """Replace many documents in one transaction (rebuilds)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for doc, fields in items:
+                name = doc["thingName"]
+                self.db.execute("DELETE FROM fields WHERE thing=?", (name,))
+                self.db.executemany("INSERT INTO fields VALUES (?,?,?,?,?)", [_row(name, f, v) for f, v in fields])
+                self.db.execute("INSERT INTO things VALUES (?,?) ON CONFLICT(name) DO UPDATE SET doc=excluded.doc",
+                                (name, json.dumps(doc, separators=(",", ":"))))
+
+    def delete(self, name: str) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM fields WHERE thing=?", (name,))
+            self.db.execute("DELETE FROM things WHERE name=?", (name,))
+
+    def clear(self) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM fields")
+            self.db.execute("DELETE FROM things")
+
+    def doc(self, name: str) -> dict | None:
+        row = self.db.execute("SELECT doc FROM things WHERE name=?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def names_with(self, field: str, value: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT thing FROM fields WHERE field=? AND lv=?",
+                                              (field, value.lower()))]
+
+    # -- reading -----------------------------------------------------------------------
+    def search(self, query: str, max_results: int, token: str | None) -> tuple[list[dict], str | None]:
+        """One page of matching documents by thing name. Raises QueryError, ValueError (token)."""
+        where, args = query_sql(query)
+        after = decode_token(token) if token else ""
+        rows = self.db.execute(f"SELECT name, doc FROM things WHERE name > ? AND {where} ORDER BY name LIMIT ?",
+                               [after, *args, max_results + 1]).fetchall()
+        more = len(rows) > max_results
+        rows = rows[:max_results]
+        return [json.loads(r[1]) for r in rows], (encode_token(rows[-1][0]) if more and rows else None)
+
+    def matches(self, query: str, name: str) -> bool:
+        where, args = query_sql(query)
+        return self.db.execute(f"SELECT 1 FROM things WHERE name=? AND {where}", [name, *args]).fetchone() is not None
+
+    def matching_names(self, query: str) -> list[str]:
+        where, args = query_sql(query)
+        return [r[0] for r in self.db.execute(f"SELECT name FROM things WHERE {where} ORDER BY name", args)]
+
+    def count(self, query: str) -> int:
+        where, args = query_sql(query)
+        return self.db.execute(f"SELECT count(*) FROM things WHERE {where}", args).fetchone()[0]
+
+    def _values(self, query: str, field: str, select: str, tail: str = "", extra: list | None = None):
+        where, args = query_sql(query)
+        sql = (f"SELECT {select} FROM fields WHERE field=? AND thing IN (SELECT name FROM things WHERE {where}) "
+               f"{tail}")
+        return self.db.execute(sql, [field, *args, *(extra or [])])
+
+    def numeric_stats(self, query: str, field: str) -> dict:
+        """count, sum, min, max, sum of squares of the field's numeric values among matches."""
+        n, s, lo, hi, sq = self._values(query, field, "count(num), sum(num), min(num), max(num), sum(num*num)",
+                                        "AND num IS NOT NULL").fetchone()
+        return {"count": n or 0, "sum": s, "minimum": lo, "maximum": hi, "sumOfSquares": sq}
+
+    def value_count(self, query: str, field: str) -> int:
+        return self._values(query, field, "count(*)").fetchone()[0]
+
+    def cardinality(self, query: str, field: str) -> int:
+        return self._values(query, field, "count(DISTINCT lv)").fetchone()[0]
+
+    def buckets(self, query: str, field: str, max_buckets: int) -> list[dict]:
+        rows = self._values(query, field, "min(raw), count(DISTINCT thing) AS c",
+                            "GROUP BY lv ORDER BY c DESC, lv LIMIT ?", [max_buckets]).fetchall()
+        return [{"keyValue": r[0], "count": r[1]} for r in rows]
+
+    # -- dynamic groups ----------------------------------------------------------------
+    def dynamic_groups(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.db.execute("SELECT name, query FROM dynamic_groups")}
+
+    def dynamic_group(self, name: str) -> dict | None:
+        row = self.db.execute("SELECT query, index_name, query_version FROM dynamic_groups WHERE name=?",
+                              (name,)).fetchone()
+        return {"queryString": row[0], "indexName": row[1], "queryVersion": row[2]} if row else None
+
+    def put_dynamic_group(self, name: str, query: str, index_name: str, query_version: str) -> None:
+        self.db.execute("INSERT INTO dynamic_groups VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                        "query=excluded.query, index_name=excluded.index_name, query_version=excluded.query_version",
+                        (name, query, index_name, query_version))
+
+    def delete_dynamic_group(self, name: str) -> None:
+        self.db.execute("DELETE FROM dynamic_groups WHERE name=?", (name,))
