@@ -13,8 +13,11 @@ import time
 
 from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.control_plane import model_route, offset_page, running_service
+from fleetdesk.sandbox.reserved import publish_refusal
 from fleetdesk.sandbox.shadow_doc import ShadowError
 from fleetdesk.sandbox.shadow_service import SHADOW_NAME_RE
+
+MAX_PUBLISH_BYTES = 128 * 1024  # AWS IoT Core message size limit
 
 _CODES = {
     400: "InvalidRequestException",
@@ -82,8 +85,17 @@ def publish(ctx, request):
         raise AwsError("InvalidRequestException", "qos must be 0 or 1")
     if not topic or "#" in topic or "+" in topic or len(topic.encode()) > 256:
         raise AwsError("InvalidRequestException", f"invalid topic {topic!r}")
+    refusal = publish_refusal(topic, bool(p.get("retain")))
+    if refusal:
+        if "retained" in refusal:
+            raise AwsError("InvalidRequestException", refusal)
+        raise AwsError("ForbiddenException", refusal, 403)
+    payload = p.get("payload") or b""
+    if len(payload) > MAX_PUBLISH_BYTES:
+        raise AwsError("RequestEntityTooLargeException",
+                       f"The payload is {len(payload)} bytes; AWS IoT accepts at most {MAX_PUBLISH_BYTES}", 413)
     link = _service(ctx).link
-    link.publish(topic, p.get("payload") or b"", qos=qos, retain=bool(p.get("retain")))
+    link.publish(topic, payload, qos=qos, retain=bool(p.get("retain")))
     return {}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -28,11 +29,14 @@ from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.broker import RawConnection
 from fleetdesk.sandbox.context import ClientEvent, SandboxContext
 from fleetdesk.sandbox.policy import may_connect, topic_acls
+from fleetdesk.sandbox.reserved import deny_acls
 
 log = logging.getLogger(__name__)
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 INTERNAL_ROLE = "fleetdesk-internal"
+ADMIN_ROLE = "fleetdesk-admin"
+APP_ROLE = "fleetdesk-app"
 DEVICE_CN_PREFIX = "fleetdesk-device-"
 
 
@@ -43,12 +47,36 @@ def password_hash(password: str) -> tuple[str, str, int]:
     return base64.b64encode(digest).decode(), base64.b64encode(salt).decode(), 101
 
 
+def derived_login(internal_password: str, purpose: str) -> tuple[str, str]:
+    """(username, password) of the sandbox's other broker logins, derived from the internal one.
+
+    ``"admin"``: the authorizer's own, the only login with ``$CONTROL/#`` (mosquitto's
+    administration); ``"app"``: what SigV4 WebSocket clients are bridged as (every topic, but
+    not ``$CONTROL`` nor the service-only ``$aws`` topics).
+    """
+    digest = hmac.new(internal_password.encode(), f"fleetdesk-{purpose}".encode(), hashlib.sha256).hexdigest()
+    return f"fleetdesk-{purpose}", digest
+
+
+def _allow_all(topics) -> list[dict]:
+    return [{"acltype": acltype, "topic": topic, "allow": True, "priority": 0}
+            for topic in topics
+            for acltype in ("publishClientSend", "publishClientReceive", "subscribePattern", "unsubscribePattern")]
+
+
 def _internal_role() -> dict:
-    acls = []
-    for topic in ("#", "$aws/#", "$SYS/#", "$CONTROL/#"):
-        for acltype in ("publishClientSend", "publishClientReceive", "subscribePattern", "unsubscribePattern"):
-            acls.append({"acltype": acltype, "topic": topic, "allow": True, "priority": 0})
-    return {"rolename": INTERNAL_ROLE, "acls": acls}
+    """The services' role: every topic including ``$aws/#``; never ``$CONTROL/#``."""
+    deny = [{"acltype": a, "topic": "$CONTROL/#", "allow": False, "priority": 1000}
+            for a in ("publishClientSend", "publishClientReceive", "subscribePattern")]
+    return {"rolename": INTERNAL_ROLE, "acls": deny + _allow_all(("#", "$aws/#", "$SYS/#"))}
+
+
+def _admin_role() -> dict:
+    return {"rolename": ADMIN_ROLE, "acls": _allow_all((CONTROL_TOPIC, CONTROL_TOPIC + "/response"))}
+
+
+def _app_role() -> dict:
+    return {"rolename": APP_ROLE, "acls": deny_acls() + _allow_all(("#", "$aws/#"))}
 
 
 def _role_name(cert_id: str, acls: list[dict]) -> str:
@@ -89,7 +117,7 @@ class Authorizer:
             # policy statements without thing variables apply, any client id it may connect as
             claim_acls = topic_acls(view.policy_documents, None, None)
             if claim_acls:
-                return view.common_name, (None, claim_acls, view.status != "ACTIVE", cert_id)
+                return view.common_name, (None, claim_acls + deny_acls(), view.status != "ACTIVE", cert_id)
             return None
         acls: list[dict] = []
         for thing in view.things:
@@ -97,7 +125,7 @@ class Authorizer:
                 if acl not in acls:
                     acls.append(acl)
         clientid = view.things[0] if len(view.things) == 1 else None
-        return view.common_name, (clientid, acls, view.status != "ACTIVE", cert_id)
+        return view.common_name, (clientid, acls + deny_acls(), view.status != "ACTIVE", cert_id)
 
     def _thing_info(self, thing: str | None) -> dict | None:
         """{"type", "attributes"} of a thing for the policy variables (None if unknown)."""
@@ -161,7 +189,12 @@ class Authorizer:
         pw, salt, iters = password_hash(im.password)
         clients = [{"username": im.username, "password": pw, "salt": salt, "iterations": iters,
                     "roles": [{"rolename": INTERNAL_ROLE}]}]
-        roles = [_internal_role()]
+        for purpose, role in (("admin", ADMIN_ROLE), ("app", APP_ROLE)):
+            username, password = derived_login(im.password, purpose)
+            pw, salt, iters = password_hash(password)
+            clients.append({"username": username, "password": pw, "salt": salt, "iterations": iters,
+                            "roles": [{"rolename": role}]})
+        roles = [_internal_role(), _admin_role(), _app_role()]
         self.applied, self.roles = {}, {}
         for cn, (clientid, acls, disabled, cert_id) in self._desired().items():
             rolename = _role_name(cert_id, acls)
@@ -196,7 +229,8 @@ class Authorizer:
         import aiomqtt
 
         im = self.ctx.internal_mqtt
-        return aiomqtt.Client(im.host, im.port, username=im.username, password=im.password,
+        username, password = derived_login(im.password, "admin")
+        return aiomqtt.Client(im.host, im.port, username=username, password=password,
                               identifier=identifier or f"fleetdesk-authz-{uuid.uuid4().hex[:8]}",
                               protocol=aiomqtt.ProtocolVersion.V311, clean_session=True, timeout=10)
 
@@ -352,7 +386,7 @@ class Authorizer:
     async def on_connection(self, rec: RawConnection) -> None:
         """Called with each connection line of the broker log."""
         if rec.kind == "connected":
-            if rec.identity == self.ctx.internal_mqtt.username:
+            if rec.identity in (self.ctx.internal_mqtt.username, "fleetdesk-admin", "fleetdesk-app"):
                 self.sessions[rec.client_id] = None
                 return
             if rec.identity.startswith(DEVICE_CN_PREFIX):

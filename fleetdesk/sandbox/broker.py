@@ -214,11 +214,9 @@ class BrokerConfig:
             "max_qos 1",  # AWS IoT's CONNACK: maximum QoS 1, topic alias maximum 8
             "max_topic_alias 8",
             "",
-            f"listener {self.ws_port} 127.0.0.1",
-            "protocol websockets",
-            "max_qos 1",
-            "max_topic_alias 8",
-            "",
+            # No mosquitto websockets listener: libwebsockets binds every interface whatever
+            # the listener line says; MQTT over WSS is the SigV4-checking front (wss.py),
+            # bridged to the internal listener below.
             f"listener {self.internal_port} 127.0.0.1",
             "",
         ]
@@ -292,7 +290,7 @@ class Broker:
         (self.config.directory / "mosquitto.pid").write_text(f"{self.proc.pid}\n")
         self._reader = asyncio.create_task(self._read(self.proc))
         deadline = time.monotonic() + timeout
-        ports = (self.config.internal_port, self.config.mqtt_port, self.config.ws_port)
+        ports = (self.config.internal_port, self.config.mqtt_port)
         while True:
             if self.proc.returncode is not None:
                 try:  # its last words (the reader ends at EOF)

@@ -255,13 +255,17 @@ class ControlPlane:
         if self._runner:
             await self._runner.cleanup()
 
-    @staticmethod
-    def _service(headers, query=None) -> str:
+    def _service(self, headers, query=None, method: str = "", path: str = "") -> str:
+        """The API a request is for: its SigV4 credential scope, else (unsigned) the first route
+        its method and path match (so an unsigned S3 upload is refused in S3's shape)."""
         from fleetdesk.sandbox.sigv4 import scope_service
 
         name = scope_service(headers, query or {})
         if name:
             return _SIGNING_TO_SERVICE.get(name, name)
+        for service, route_method, rx, _ in self.routes:
+            if route_method == method and rx.match(path):
+                return service
         return "iot"
 
     async def _handle(self, req):
@@ -269,7 +273,7 @@ class ControlPlane:
 
         service = "iot"
         try:
-            service = self._service(req.headers, req.query)
+            service = self._service(req.headers, req.query, req.method, req.raw_path.partition("?")[0])
             try:
                 body = await req.read()
             except web.HTTPRequestEntityTooLarge:

@@ -89,6 +89,12 @@ class _Protocol(asyncio.Protocol):
                 pid = body[pos:pos + 2]
                 pos += 2
                 self.transport.write(b"\x40\x02" + pid)  # PUBACK
+            if kind & 0x01 and topic.startswith("$"):
+                # A retained message replayed on subscribe: AWS keeps none on reserved topics,
+                # so a stored request is never re-run; clear it (empty retained publish).
+                log.warning("cleared a retained message on reserved topic %s", topic)
+                self.transport.write(packet(0x31, mqtt_string(topic)))
+                return
             self.link._dispatch(topic, body[pos:])
         elif ptype == 2:  # CONNACK
             if not self.connack.done():

@@ -9,7 +9,9 @@ an expired or future date, or a bad scope is answered ``403`` before any MQTT by
 Accepted connections are bridged to the broker's internal listener: the MQTT byte stream
 rides in WebSocket binary frames; the client's CONNECT is rewritten to carry the
 sandbox's privileged login (SigV4 holders are the app/operator, like an IAM principal with
-iot:* rights); the client id and everything else pass through unchanged.
+iot:* rights) minus what no client may do on AWS: the bridged login's role denies
+``$CONTROL/#`` and the service-only ``$aws`` topics (:mod:`fleetdesk.sandbox.reserved`);
+the client id and everything else pass through unchanged.
 """
 
 from __future__ import annotations
@@ -129,7 +131,10 @@ class WssFront:
         return self.port
 
     async def _bridge(self, ws) -> None:
+        from fleetdesk.sandbox.authz import derived_login
+
         im = self.ctx.internal_mqtt
+        app_login = derived_login(im.password, "app")
         try:
             reader, writer = await asyncio.open_connection(im.host, im.port)
         except OSError as exc:
@@ -144,7 +149,7 @@ class WssFront:
                 data = frame if isinstance(frame, bytes) else frame.encode()
                 if not connected:
                     pending += data
-                    out = rewrite_connect(pending, im.username, im.password)
+                    out = rewrite_connect(pending, *app_login)
                     if out is None:
                         continue
                     packet, used = out
@@ -185,8 +190,11 @@ class WssFront:
 
 async def start(ctx: Any) -> WssFront:
     """Start the WSS front and make it the sandbox's advertised ``ws_port``."""
+    from fleetdesk.sandbox.server import is_loopback
+
     port = ctx.port_base + PORT_OFFSET if ctx.port_base else 0
-    front = WssFront(ctx, "127.0.0.1", port)
+    # loopback unless --host names a device-facing address (then, like the mTLS port, all interfaces)
+    front = WssFront(ctx, "127.0.0.1" if is_loopback(ctx.mqtt_host) else "0.0.0.0", port)
     ctx.ws_public_port = await front.start()
     ctx.extras["wss"] = front
     return front

@@ -66,5 +66,5 @@ def test_connection_lines_to_client_events(tmp_path):
         ("disconnected", "dev1", "SERVER_ERROR", "dev1"),
     ]
     doc = json.loads((tmp_path / "dynsec.json").read_text())
-    assert {c["username"] for c in doc["clients"]} == {"fleetdesk-internal", cn}
+    assert {c["username"] for c in doc["clients"]} == {"fleetdesk-internal", "fleetdesk-admin", "fleetdesk-app", cn}
     assert [c.get("clientid") for c in doc["clients"] if c["username"] == cn] == ["dev1"]
