@@ -89,9 +89,11 @@ def test_pool_never_replaces_a_board_identity_without_a_backup(rig, bundle_dir, 
     db = ProductionDB(tmp_path / "prod.sqlite3")
     res = _station(bundle_dir, cloud, db, offline_pool=True).run_one(board.url)
     assert res.result == "PASS", res.error
-    if _board_cert(board, vfs) != first.certificate_id:  # the board's identity was replaced...
-        assert _backed_up_cert(db, board.spec.mac) == first.certificate_id, \
-            "...and the identity it carried (an ACTIVE certificate) was not backed up"
+    # offline, the station cannot ask the cloud whether the board's identity is still good: the board
+    # gets the pool's certificate, and the identity it carried (an ACTIVE certificate) is backed up first
+    assert res.certificate_id != first.certificate_id
+    assert _board_cert(board, vfs) == res.certificate_id, "the board does not carry the pool certificate"
+    assert _backed_up_cert(db, board.spec.mac) == first.certificate_id, "the replaced identity was not backed up"
 
 
 def test_restore_never_overwrites_another_identity_without_a_backup(rig, bundle_dir, tmp_path, cloud):
@@ -107,9 +109,10 @@ def test_restore_never_overwrites_another_identity_without_a_backup(rig, bundle_
     assert _board_cert(board, vfs) == second.certificate_id and _status(cloud, second.certificate_id) == "ACTIVE"
 
     res = _station(bundle_dir, cloud, here_db, restore_identity=True).run_one(board.url)
-    if _board_cert(board, vfs) != second.certificate_id:  # B was overwritten...
-        assert _backed_up_cert(here_db, board.spec.mac) == second.certificate_id, \
-            f"...without a backup of it ({res.result}: {res.error})"
+    # the operator asked for a restore: the board gets A back, and B (ACTIVE) is backed up first
+    assert res.result == "PASS", res.error
+    assert _board_cert(board, vfs) == first.certificate_id, "A was not restored"
+    assert _backed_up_cert(here_db, board.spec.mac) == second.certificate_id, "B was overwritten without a backup"
 
 
 def test_stop_during_a_slow_mint_leaves_no_active_certificate(rig, bundle_dir, tmp_path, cloud):
