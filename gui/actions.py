@@ -46,6 +46,9 @@ async def set_desired(session, names, key: str, value: Any):
     """Set ``desired.<key> = value`` on every thing's classic shadow."""
     if not key or "." in key:
         raise FleetdeskError(f"desired key {key!r} is not valid", "give one top-level key such as on or refresh")
+    from fleetdesk.cloud.desired import check_desired
+
+    check_desired({key: value})  # a value the firmware refuses would start a refuse/re-report loop
     return await _each(names, lambda n: session.shadows.update(n, desired={key: value}))
 
 

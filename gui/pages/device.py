@@ -329,15 +329,28 @@ class DevicePage(QWidget):
                                      ok=False)
             return
 
-        def done(doc, error) -> None:
+        def done(doc, error, resent: bool = False) -> None:
+            from fleetdesk.cloud.desired import conflicting
             from fleetdesk.cloud.errors import ShadowConflict
 
             if isinstance(error, ShadowConflict):
-                self.shadow.show_conflict(error.current, error.changed, error.message)
+                current = error.current if isinstance(error.current, dict) else {}
+                if not resent and isinstance(current.get("version"), int) and not conflicting(error.changed, desired):
+                    # only the device (or others' other keys) moved the version: the edit still holds
+                    bridge.submit(session.shadows.update(thing, desired=desired, name=name,
+                                                         version=current["version"], base=current),
+                                  lambda d, e: done(d, e, resent=True))
+                    return
+                self.shadow.show_conflict(error.current, conflicting(error.changed, desired) or error.changed,
+                                          error.message)
             elif error is not None:
                 self.shadow.show_message(f"Refused: {error_text(error)}", ok=False)
             elif thing == self.thing and name == self.shadow_name:
-                self.shadow.show_message(f"Accepted: version {doc.get('version')}. Waiting for the device to report…")
+                t = session.fleet.things.get(thing) if getattr(session, "fleet", None) else None
+                wait = ("Waiting for the device to report…" if t is None or t.online else
+                        "The device is offline: it applies the change when it connects.")
+                over = " (sent over the device's own reports)" if resent else ""
+                self.shadow.show_message(f"Accepted: version {doc.get('version')}{over}. {wait}", ok=None)
                 self.shadow.sent(desired)
                 self.load_shadow()
 

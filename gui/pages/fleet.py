@@ -235,7 +235,10 @@ class FleetPage(QWidget):
         key, ok = QInputDialog.getText(self, "Set desired", f"Desired key for {len(names)} thing(s):", text="on")
         if not ok or not key.strip():
             return
-        text, ok = QInputDialog.getText(self, "Set desired", f"Value for desired.{key.strip()} (JSON):", text="true")
+        from fleetdesk.cloud.desired import default_text
+
+        text, ok = QInputDialog.getText(self, "Set desired", f"Value for desired.{key.strip()} (JSON):",
+                                        text=default_text(key))
         if ok:
             self.set_desired(names, key.strip(), actions.parse_value(text))
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from typing import Any
 
 from PySide6.QtCore import Signal
 
+from fleetdesk.cloud.desired import DEFAULT_REFRESH_MS, REFRESH_MAX_MS, REFRESH_MIN_MS, check_desired
 from fleetdesk.cloud.errors import ShadowRejected
 from fleetdesk.cloud.shadows import parse_state_json
+from fleetdesk.errors import FleetdeskError
 from PySide6.QtGui import QBrush, QColor, QTextCursor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 CLASSIC = "(classic)"
-DEFAULT_REFRESH_MS = 10_000  # the firmware's default (firmware/fd/settings.py DEFAULT_REFRESH)
+WAITING = "#52606d"  # neither done (green) nor wrong (red): the device has not answered yet
 
 
 class JsonProblem(ValueError):
@@ -168,7 +171,7 @@ class ShadowEditor(QWidget):
         form = QFormLayout(form_tab)
         self.on_check = QCheckBox("LED on")
         self.refresh_spin = QSpinBox()
-        self.refresh_spin.setRange(100, 3_600_000)
+        self.refresh_spin.setRange(REFRESH_MIN_MS, REFRESH_MAX_MS)  # what the firmware accepts
         self.refresh_spin.setSingleStep(500)
         self.refresh_spin.setSuffix(" ms")
         self.reboot_spin = QSpinBox()
@@ -201,6 +204,7 @@ class ShadowEditor(QWidget):
 
         self.dirty = False  # the user edited the form/raw JSON since the last load
         self.awaiting: dict | None = None  # accepted desired change the device has not reported yet
+        self.awaiting_since = 0.0  # when it was accepted (a device error after that is about it)
         self.edit_base: dict = {}
         self._loading = False
         for sig in (self.on_check.toggled, self.refresh_spin.valueChanged, self.reboot_spin.valueChanged,
@@ -277,7 +281,17 @@ class ShadowEditor(QWidget):
         if not self.awaiting or not self.doc:
             return
         reported = (self.doc.get("state") or {}).get("reported") or {}
-        if delta_of(self.awaiting, reported):
+        error = reported.get("error")
+        meta = ((self.doc.get("metadata") or {}).get("reported") or {}).get("error")
+        stamp = meta.get("timestamp") if isinstance(meta, dict) else None
+        pending = delta_of(self.awaiting, reported)
+        if pending and error and isinstance(stamp, (int, float)) and stamp >= int(self.awaiting_since):
+            keys = ", ".join(_leaves(pending, None))
+            self.awaiting = None
+            self.show_message(f"The device refused the change ({keys}): {error}. Send a value it takes, "
+                              "or null to clear the desired key.", ok=False)
+            return
+        if pending:
             return
         keys = ", ".join(_leaves(self.awaiting, None))
         self.awaiting = None
@@ -308,9 +322,11 @@ class ShadowEditor(QWidget):
         return out
 
     # -- sending ------------------------------------------------------------------------
-    def show_message(self, text: str, ok: bool = True) -> None:
+    def show_message(self, text: str, ok: bool | None = True) -> None:
+        """Green when ``ok``, red when False, grey when None (waiting for the device)."""
         self.message.setText(text)
-        self.message.setStyleSheet("color: #1b7f3b;" if ok else "color: #b3261e;")
+        color = WAITING if ok is None else "#1b7f3b" if ok else "#b3261e"
+        self.message.setStyleSheet(f"color: {color};")
 
     def desired_to_send(self) -> dict:
         """What Send would send: the form's changed keys, or the raw JSON (validated).
@@ -321,7 +337,16 @@ class ShadowEditor(QWidget):
         if self.tabs.currentIndex() == 0:
             base = getattr(self, "_form_base", {})
             values = self.form_values()
-            return {k: v for k, v in values.items() if base.get(k) != v}
+            desired = {k: v for k, v in values.items() if base.get(k) != v}
+        else:
+            desired = self._raw_desired()
+        try:
+            check_desired(desired)  # never send what the firmware refuses (each refusal is an update)
+        except FleetdeskError as exc:
+            raise JsonProblem(exc.message) from exc
+        return desired
+
+    def _raw_desired(self) -> dict:
         try:
             return parse_desired(self.raw_edit.toPlainText())
         except JsonProblem as exc:
@@ -357,6 +382,7 @@ class ShadowEditor(QWidget):
         """
         self.dirty = False
         self.awaiting = desired or None
+        self.awaiting_since = time.time()
 
     def show_conflict(self, current: dict, changed: list[str], message: str) -> None:
         """A 409: show the reloaded document and which keys changed; the user's edits stay."""
