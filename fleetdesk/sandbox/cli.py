@@ -23,6 +23,8 @@ def register(subparsers) -> None:
                     help="address devices use for MQTT (default 127.0.0.1); give this PC's LAN IP or name "
                          "for real boards: the MQTT listener then binds all interfaces")
     up.add_argument("--json", action="store_true", help="print one JSON line when ready")
+    up.add_argument("--reset", action="store_true",
+                    help="move the whole state dir aside (asks for a confirmation word) and start an empty sandbox")
     up.set_defaults(func=_up)
 
     env = sub.add_parser("env", help="print shell exports that point boto3 / the aws CLI at the sandbox")
@@ -54,6 +56,24 @@ def _up(args) -> int:
     from fleetdesk.sandbox.server import DEFAULT_PORT_BASE, run_sandbox
 
     port_base = DEFAULT_PORT_BASE if args.port_base is None else args.port_base
+    if getattr(args, "reset", False):
+        import sys
+
+        from fleetdesk.errors import SandboxError
+        from fleetdesk.sandbox.server import is_running
+        from fleetdesk.sandbox.state_check import reset_state
+
+        state = _state_dir(args)
+        if is_running(state):
+            raise SandboxError(f"a sandbox is running for {state}", "stop it before resetting its state")
+
+        def ask(prompt: str) -> str:
+            print(prompt, end="", file=sys.stderr, flush=True)
+            return input()
+
+        aside = reset_state(state, ask)
+        if aside:
+            print(f"sandbox: the old state is kept in {aside}", file=sys.stderr, flush=True)
 
     def ready(info) -> None:
         if args.json:

@@ -50,12 +50,14 @@ ROUTE_MODULES = (
     "fleetdesk.sandbox.api_data",
     "fleetdesk.sandbox.api_provisioning",
     "fleetdesk.sandbox.api_index",
+    "fleetdesk.sandbox.api_dynamodb",
 )
 SERVICE_MODULES = (
     "fleetdesk.sandbox.shadow_service",
     "fleetdesk.sandbox.jobs_service",
     "fleetdesk.sandbox.presence",
     "fleetdesk.sandbox.index_service",
+    "fleetdesk.sandbox.api_dynamodb",
     "fleetdesk.sandbox.provisioning",
     "fleetdesk.sandbox.wss",
 )
@@ -251,9 +253,12 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
     started: list = []
     registry = broker = authorizer = plane = None
     try:
-        creds = load_credentials(state_dir)
+        from fleetdesk.sandbox.state_check import check_state
+
+        check_state(state_dir)  # a missing/empty/unreadable part is refused, never re-made
         bind = "127.0.0.1" if is_loopback(host) else "0.0.0.0"
         mqtt_port, ws_port, https_port, internal_port = choose_ports(port_base, bind)
+        creds = load_credentials(state_dir)
         ca = SandboxCA.load_or_create(state_dir / "ca")
         if not is_loopback(host):
             ca.ensure_server_names([host])
