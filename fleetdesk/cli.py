@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Flash, provision and watch ESP32/ESP8266 boards on AWS IoT (or the local sandbox).",
     )
     parser.add_argument("--version", action="version", version=f"fleetdesk {__version__}")
+    parser.add_argument("--ledger", metavar="URL", help="the line's shared ledger, postgresql://user@host/db "
+                        "(default: FLEETDESK_LEDGER, then Settings, then this station's own SQLite)")
     register_modules(parser.add_subparsers(dest="command", metavar="COMMAND"), COMMAND_MODULES)
     return parser
 
@@ -58,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "ledger", None):  # every store of this process opens the line's ledger
+        import os
+
+        os.environ["FLEETDESK_LEDGER"] = args.ledger
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -48,18 +48,23 @@ class PgServer:
         if not initdb or not postgres:
             raise RuntimeError("PostgreSQL server binaries (initdb, postgres) not found: "
                                "apt-get install postgresql (./run does it when root)")
-        self.base = Path(tempfile.mkdtemp(prefix="fleetdesk-pg-"))
+        root = os.geteuid() == 0
+        # under root the server runs as nobody, who must reach its dir: the run's private TMPDIR is 0700
+        self.base = Path(tempfile.mkdtemp(prefix="fleetdesk-pg-", dir="/tmp" if root else None))
         self.data, self.sock = self.base / "data", self.base / "sock"
         self.sock.mkdir()
-        self._user = {}
-        if os.geteuid() == 0:  # postgres will not run as root: the server's files belong to nobody
+        self._user, self.proc = {}, None
+        if root:  # postgres will not run as root: the server's files belong to nobody
             pw = pwd.getpwnam("nobody")
             self._user = {"user": pw.pw_uid, "group": pw.pw_gid}
             os.chmod(self.base, 0o755)
             for p in (self.base, self.sock):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
-        subprocess.run([initdb, "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-                        "--no-sync"], check=True, capture_output=True, text=True, **self._user)
+        done = subprocess.run([initdb, "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
+                               "--no-sync"], capture_output=True, text=True, **self._user)
+        if done.returncode:
+            self.stop()
+            raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
         self.proc = None
         last = ""
         for _ in range(5):  # a port another process takes between the probe and the bind: next one

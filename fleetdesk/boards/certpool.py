@@ -18,7 +18,6 @@ synced nor handed out again, set INACTIVE at the next sync or refill (-> ``retir
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,17 +25,8 @@ from pathlib import Path
 
 from fleetdesk.errors import CloudError, FleetdeskError
 from fleetdesk.paths import data_dir
-from fleetdesk.store.secretbox import KEY_FILE, PREFIX, SecretBox, private_db_file
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pool (
-    certificate_id TEXT PRIMARY KEY, certificate_arn TEXT NOT NULL, certificate_pem TEXT NOT NULL,
-    key_enc BLOB NOT NULL, created REAL NOT NULL, mac TEXT, thing TEXT, attributes TEXT,
-    state TEXT NOT NULL DEFAULT 'free', synced REAL
-);
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-"""
-
+from fleetdesk.store.ledger import Ledger, configured_ledger
+from fleetdesk.store.secretbox import KEY_FILE, PREFIX, SecretBox
 
 class PoolEmpty(CloudError):
     """No certificate is left in the offline pool."""
@@ -58,41 +48,49 @@ class CertPool:
         folder: where both live (default: the app data dir).
     """
 
-    def __init__(self, folder: Path | str | None = None) -> None:
+    def __init__(self, folder: Path | str | None = None, *, ledger: Ledger | str | None = None) -> None:
         folder = Path(folder) if folder else data_dir()
         folder.mkdir(parents=True, exist_ok=True)
         self.box = SecretBox(folder / KEY_FILE, legacy=[folder / "certpool.key"])
+        if not isinstance(ledger, Ledger):
+            ledger = Ledger(ledger or configured_ledger() or folder / "certpool.sqlite3")
+        self.ledger = ledger
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(private_db_file(folder / "certpool.sqlite3"), check_same_thread=False,
-                                   isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
         self._sync_lock = threading.RLock()
-        with self._lock:  # pools from before 'pending' existed: their assigned rows are flashed boards
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._db.execute("SELECT 1 FROM meta WHERE k='states'").fetchone() is None:
-                    self._db.execute("UPDATE pool SET state='pending' WHERE state='assigned'")
-                    self._db.execute("INSERT INTO meta(k, v) VALUES ('states', '2')")
-            finally:
-                self._db.execute("COMMIT")
+        with self.ledger.tx() as tx:  # pools from before 'pending' existed: their assigned rows are flashed boards
+            if tx.one("SELECT 1 AS x FROM meta WHERE k='states'") is None:
+                tx.run("UPDATE pool SET state='pending' WHERE state='assigned'")
+                tx.run("INSERT INTO meta(k, v) VALUES ('states', '2') ON CONFLICT(k) DO NOTHING")
+
+    def _share(self) -> tuple[str, tuple]:
+        """The SQL condition (and its parameters) for the free rows this station may hand out:
+        on a line's shared ledger the ones sealed with this station's data key (the line key
+        the stations share, or this station's own share of the pool), else every row."""
+        kid = self.box.key_id() if self.ledger.shared else None
+        if kid is None:
+            return "", ()
+        mine = PREFIX + kid.encode() + b":"
+        return " AND substr(key_enc, 1, ?) = ?", (len(mine), mine)
 
     def _sealed_rows(self) -> bool:
         """Whether keys sealed with the station key are on file (then a missing key is not
         silently replaced by a new one)."""
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM pool WHERE substr(key_enc, 1, ?) = ? LIMIT 1",
-                                    (len(PREFIX), PREFIX)).fetchone() is not None
+        if self.ledger.shared:  # the line's pool: other stations' rows name their own keys
+            return self.box.has_key()
+        return self.ledger.one("SELECT 1 AS x FROM pool WHERE substr(key_enc, 1, ?) = ? LIMIT 1",
+                               (len(PREFIX), PREFIX)) is not None
 
     @classmethod
     def existing(cls, folder: Path | str | None = None) -> "CertPool | None":
         """The pool in ``folder`` (default: the app data dir) if one was ever made, else None
-        (nothing is created)."""
+        (nothing is created); on a line ledger, the line's pool."""
         folder = Path(folder) if folder else data_dir()
+        if configured_ledger():
+            return cls(folder)
         return cls(folder) if (folder / "certpool.sqlite3").exists() else None
 
     def close(self) -> None:
-        self._db.close()
+        self.ledger.close()
 
     # --- online -------------------------------------------------------------------------
     def refill(self, cloud, target: int) -> int:
@@ -110,12 +108,11 @@ class CertPool:
             while self.level() < target:
                 cert = cloud.iot.create_keys_and_certificate(setAsActive=True)
                 cloud.iot.attach_policy(policyName=DEFAULT_POLICY_NAME, target=cert["certificateArn"])
-                with self._lock:
-                    self._db.execute(
-                        "INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
-                        " VALUES (?,?,?,?,?)",
-                        (cert["certificateId"], cert["certificateArn"], cert["certificatePem"],
-                         self.box.seal(cert["keyPair"]["PrivateKey"].encode(), create=create), time.time()))
+                self.ledger.run(
+                    "INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
+                    " VALUES (?,?,?,?,?)",
+                    (cert["certificateId"], cert["certificateArn"], cert["certificatePem"],
+                     self.box.seal(cert["keyPair"]["PrivateKey"].encode(), create=create), time.time()))
                 added += 1
         except FleetdeskError:  # CloudError, or the station data key (SecretKeyError)
             raise
@@ -124,23 +121,25 @@ class CertPool:
         return added
 
     def _set_meta(self, **values) -> None:
-        with self._lock:
+        with self.ledger.tx() as tx:
             for k, v in values.items():
-                self._db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?,?)", (k, json.dumps(v)))
+                tx.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (k, json.dumps(v)))
 
     def meta(self) -> dict:
-        with self._lock:
-            return {k: json.loads(v) for k, v in self._db.execute("SELECT k, v FROM meta") if k != "states"}
+        return {r["k"]: json.loads(r["v"]) for r in self.ledger.all("SELECT k, v FROM meta") if r["k"] != "states"}
 
     def level(self) -> int:
-        """Free certificates left."""
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM pool WHERE state='free'").fetchone()[0]
+        """Free certificates left (on a line ledger: the ones this station can hand out)."""
+        cond, params = self._share()
+        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'" + cond, params)
+
+    def line_level(self) -> int:
+        """Free certificates left in the whole pool (every station's share)."""
+        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'")
 
     def pending(self) -> int:
         """Certificates assigned offline and not yet synced (boards flashing or flashed)."""
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM pool WHERE state IN ('assigned', 'pending')").fetchone()[0]
+        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state IN ('assigned', 'pending')")
 
     # --- offline ------------------------------------------------------------------------
     def take(self, mac: str, thing: str, attributes: dict | None = None) -> PooledCert:
@@ -151,49 +150,48 @@ class CertPool:
             PoolEmpty: nothing left: stop the station (refill when back online).
             SecretKeyError: the station data key is missing or different (nothing is assigned).
         """
-        with self._lock:
-            row = self._db.execute("SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
-                                   " WHERE mac=? AND state IN ('assigned', 'pending')", (mac,)).fetchone()
+        cols = "SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
+        cond, params = self._share()
+        with self.ledger.tx() as tx:
+            row = tx.one(cols + " WHERE mac=? AND state IN ('assigned', 'pending')" + self.ledger.for_update,
+                         (mac,))
             fresh = row is None
-            if fresh:
-                row = self._db.execute("SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
-                                       " WHERE state='free' ORDER BY created LIMIT 1").fetchone()
+            if fresh:  # a row another station is taking right now is skipped, never handed out twice
+                row = tx.one(cols + " WHERE state='free'" + cond + " ORDER BY created LIMIT 1"
+                             + self.ledger.skip_locked, params)
                 if row is None:
                     raise PoolEmpty("the offline certificate pool is empty",
                                     "reconnect to the cloud to refill it (or use claim provisioning)")
-            key = self.box.open(row[3], f"the private key of pooled certificate {row[0][:12]}").decode()
+            cid = row["certificate_id"]
+            key = self.box.open(bytes(row["key_enc"]), f"the private key of pooled certificate {cid[:12]}").decode()
             if fresh:  # assigned only once the key opens: a key problem leaves the pool as it was
-                self._db.execute("UPDATE pool SET state='assigned', mac=?, thing=?, attributes=?"
-                                 " WHERE certificate_id=?", (mac, thing, json.dumps(attributes or {}), row[0]))
+                tx.run("UPDATE pool SET state='assigned', mac=?, thing=?, attributes=? WHERE certificate_id=?",
+                       (mac, thing, json.dumps(attributes or {}), cid))
             else:  # in flight again: a failure now retires it, and no backlog sync registers it meanwhile
-                self._db.execute("UPDATE pool SET state='assigned' WHERE certificate_id=?", (row[0],))
-        return PooledCert(row[0], row[1], row[2], key)
+                tx.run("UPDATE pool SET state='assigned' WHERE certificate_id=?", (cid,))
+        return PooledCert(cid, row["certificate_arn"], row["certificate_pem"], key)
 
     def release(self, certificate_id: str) -> None:
         """Give back a certificate whose board failed before it was written."""
-        with self._lock:
-            self._db.execute("UPDATE pool SET state='free', mac=NULL, thing=NULL WHERE certificate_id=?"
-                             " AND state='assigned'", (certificate_id,))
+        self.ledger.run("UPDATE pool SET state='free', mac=NULL, thing=NULL WHERE certificate_id=?"
+                        " AND state='assigned'", (certificate_id,))
 
     def flashed(self, certificate_id: str) -> None:
         """Its board was written and verified: the row waits for a sync ('pending')."""
-        with self._lock:
-            self._db.execute("UPDATE pool SET state='pending' WHERE certificate_id=? AND state='assigned'",
-                             (certificate_id,))
+        self.ledger.run("UPDATE pool SET state='pending' WHERE certificate_id=? AND state='assigned'",
+                        (certificate_id,))
 
     def fail(self, certificate_id: str) -> bool:
         """Its board FAILed (or its run crashed) after the certificate was written: the row is
         never synced nor handed out again, and the certificate is set INACTIVE at the next
         sync or refill while online (`retire_failed`). Returns whether the row was assigned."""
-        with self._lock:
-            return self._db.execute("UPDATE pool SET state='failed' WHERE certificate_id=?"
-                                    " AND state IN ('assigned', 'pending', 'synced')", (certificate_id,)).rowcount == 1
+        return self.ledger.run("UPDATE pool SET state='failed' WHERE certificate_id=?"
+                               " AND state IN ('assigned', 'pending', 'synced')", (certificate_id,)) == 1
 
     def retired(self, certificate_id: str) -> None:
         """The certificate of a failed row is INACTIVE now (or gone from the cloud)."""
-        with self._lock:
-            self._db.execute("UPDATE pool SET state='retired' WHERE certificate_id=? AND state='failed'",
-                             (certificate_id,))
+        self.ledger.run("UPDATE pool SET state='retired' WHERE certificate_id=? AND state='failed'",
+                        (certificate_id,))
 
     def state(self, certificate_id: str) -> str | None:
         """The pool state of a certificate (free, assigned, pending, synced, failed, retired), or None
@@ -203,15 +201,11 @@ class CertPool:
 
     def row(self, certificate_id: str) -> dict | None:
         """A pooled certificate's state, mac and thing (None: not in the pool); no key."""
-        with self._lock:
-            row = self._db.execute("SELECT state, mac, thing FROM pool WHERE certificate_id=?",
-                                   (certificate_id,)).fetchone()
-        return {"state": row[0], "mac": row[1], "thing": row[2]} if row else None
+        return self.ledger.one("SELECT state, mac, thing FROM pool WHERE certificate_id=?", (certificate_id,))
 
     def failed(self) -> int:
         """Certificates written to boards that failed, still to be set INACTIVE."""
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM pool WHERE state='failed'").fetchone()[0]
+        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='failed'")
 
     def retire_failed(self, cloud) -> list[str]:
         """Set INACTIVE every certificate of a failed row (a certificate already deleted from
@@ -220,8 +214,7 @@ class CertPool:
         Raises:
             CloudError: the cloud cannot be reached (the rows stay 'failed' for the next time).
         """
-        with self._lock:
-            ids = [r[0] for r in self._db.execute("SELECT certificate_id FROM pool WHERE state='failed'")]
+        ids = [r["certificate_id"] for r in self.ledger.all("SELECT certificate_id FROM pool WHERE state='failed'")]
         done = []
         for cid in ids:
             try:
@@ -258,13 +251,12 @@ class CertPool:
             return self._sync(cloud, certificate_id)
 
     def _sync(self, cloud, certificate_id: str | None) -> "SyncReport":
-        with self._lock:
-            if certificate_id is None:
-                rows = self._db.execute("SELECT certificate_id, certificate_arn, thing, attributes, state FROM pool"
-                                        " WHERE state='pending' ORDER BY created").fetchall()
-            else:
-                rows = self._db.execute("SELECT certificate_id, certificate_arn, thing, attributes, state FROM pool"
-                                        " WHERE certificate_id=?", (certificate_id,)).fetchall()
+        cols = "SELECT certificate_id, certificate_arn, thing, attributes, state FROM pool"
+        if certificate_id is None:
+            rows = self.ledger.all(cols + " WHERE state='pending' ORDER BY created")
+        else:
+            rows = self.ledger.all(cols + " WHERE certificate_id=?", (certificate_id,))
+        rows = [(r["certificate_id"], r["certificate_arn"], r["thing"], r["attributes"], r["state"]) for r in rows]
         report = SyncReport()
         if certificate_id is not None and (not rows or rows[0][4] not in ("assigned", "pending", "synced")):
             state = rows[0][4] if rows else "not in the pool"
@@ -282,9 +274,8 @@ class CertPool:
                                      "check the network; the next sync resumes where this one stopped") from exc
                 report.failed.append(SyncFailure(cert_id, thing, str(exc), True))
                 continue
-            with self._lock:
-                done = self._db.execute("UPDATE pool SET state='synced', synced=? WHERE certificate_id=?"
-                                        " AND state IN ('assigned', 'pending')", (time.time(), cert_id)).rowcount
+            done = self.ledger.run("UPDATE pool SET state='synced', synced=? WHERE certificate_id=?"
+                                   " AND state IN ('assigned', 'pending')", (time.time(), cert_id))
             if not done and self._state(cert_id) == "synced":  # another sync registered it meanwhile
                 report.append(thing)
                 continue
@@ -296,9 +287,8 @@ class CertPool:
         return report
 
     def _state(self, certificate_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT state FROM pool WHERE certificate_id=?", (certificate_id,)).fetchone()
-        return row[0] if row else None
+        row = self.ledger.one("SELECT state FROM pool WHERE certificate_id=?", (certificate_id,))
+        return row["state"] if row else None
 
     @staticmethod
     def _register(cloud, thing: str, arn: str, attributes: dict) -> None:

@@ -130,7 +130,22 @@ class StationController:
             return self._station
 
     # --- slots ------------------------------------------------------------------------
+    def _line_station(self) -> str:
+        import socket
+
+        return self.settings.station or socket.gethostname()
+
     def _load_labels(self) -> dict[str, str]:
+        from fleetdesk.store.ledger import configured_ledger
+
+        if configured_ledger():  # the line's ledger keeps every station's slot labels
+            from fleetdesk.store.production import ProductionDB
+
+            db = ProductionDB()
+            try:
+                return db.slot_labels(self._line_station())
+            finally:
+                db.close()
         try:
             return json.loads(_slot_labels_path().read_text())
         except (OSError, ValueError):
@@ -167,6 +182,16 @@ class StationController:
     def set_label(self, slot: str, label: str) -> None:
         """Name a slot (saved; shown on its tile across restarts and re-enumeration)."""
         self.labels[slot] = label
+        from fleetdesk.store.ledger import configured_ledger
+
+        if configured_ledger():
+            from fleetdesk.store.production import ProductionDB
+
+            db = ProductionDB()
+            try:
+                db.set_slot_label(self._line_station(), slot, label)
+            finally:
+                db.close()
         tmp = _slot_labels_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(self.labels, indent=1))
         tmp.replace(_slot_labels_path())

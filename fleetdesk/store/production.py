@@ -12,7 +12,9 @@ Tables:
                (fleetdesk.store.secretbox, ``format`` = "fdsb1"); rows from before that are
                ``format`` = "clear" and still restore (`seal_clear_backups` encrypts them).
 
-The database files (+ -wal/-shm) are created 0600.
+All of it goes through the ledger (fleetdesk.store.ledger): the station's own SQLite file
+by default (+ -wal/-shm, created 0600), or the line's PostgreSQL database shared by every
+station (``--ledger postgresql://...``); the schema is fleetdesk.store.schema's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -31,44 +32,13 @@ from pathlib import Path
 
 from fleetdesk.errors import FleetdeskError
 from fleetdesk.paths import data_dir
-from fleetdesk.store.secretbox import FORMAT as SEALED, SecretBox, private_db_file
+from fleetdesk.store.ledger import Ledger, configured_ledger
+from fleetdesk.store.secretbox import FORMAT as SEALED, SecretBox
 
 ATTEMPT_COLUMNS = (
     "id", "time", "station", "port", "slot", "operator", "chip", "mac", "bundle_sha256", "thing",
     "certificate_id", "result", "duration_s", "error", "reflash", "baud", "run_id",
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL, station TEXT, port TEXT, slot TEXT, operator TEXT, chip TEXT, mac TEXT,
-    bundle_sha256 TEXT, thing TEXT, certificate_id TEXT, result TEXT NOT NULL, duration_s REAL,
-    error TEXT, reflash INTEGER NOT NULL DEFAULT 0, baud INTEGER, run_id TEXT
-);
-CREATE INDEX IF NOT EXISTS attempts_mac ON attempts(mac);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL, station TEXT, port TEXT,
-    slot TEXT, mac TEXT, thing TEXT, certificate_id TEXT, thing_created INTEGER DEFAULT 0,
-    result TEXT, recovered TEXT, pid INTEGER, host TEXT, proc_start TEXT
-);
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
-    step TEXT NOT NULL, status TEXT NOT NULL, detail TEXT
-);
-CREATE INDEX IF NOT EXISTS journal_run ON journal(run_id);
-CREATE TABLE IF NOT EXISTS devices (
-    mac TEXT PRIMARY KEY, thing TEXT, certificate_id TEXT, product TEXT, chip TEXT,
-    first_flashed REAL, last_flashed REAL, flash_count INTEGER DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS logs (
-    run_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (run_id, kind)
-);
-CREATE TABLE IF NOT EXISTS backups (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, ts REAL NOT NULL, label TEXT,
-    offset INTEGER, data BLOB NOT NULL, format TEXT NOT NULL DEFAULT 'clear'
-);
-"""
-
 
 def redact(lines) -> list[str]:
     """Drop PEM private-key blocks (and any line naming one) from log lines."""
@@ -144,49 +114,24 @@ class Device:
 
 
 class ProductionDB:
-    """Thread-safe handle on the production database.
+    """Thread-safe handle on the production record.
 
     Args:
-        path: database file (default: ``production.sqlite3`` in the app data dir).
+        path: the ledger: a SQLite file, or a ``postgresql://`` URL (the line's shared
+            database). Default: the configured line ledger (`configured_ledger`), else
+            ``production.sqlite3`` in the app data dir.
         key_file: the station data key sealing identity backups (default: ``station.key`` in
             the app data dir, apart from the database).
     """
 
-    def __init__(self, path: Path | str | None = None, *, key_file: Path | str | None = None) -> None:
-        self.path = private_db_file(Path(path) if path else default_db_path())
+    def __init__(self, path: Path | str | None = None, *, key_file: Path | str | None = None,
+                 ledger: Ledger | None = None) -> None:
+        self.ledger = ledger or Ledger(path or configured_ledger() or default_db_path())
+        self.path = self.ledger.label
         self.box = SecretBox(key_file)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        cols = {r["name"] for r in self._db.execute("PRAGMA table_info(backups)")}
-        if "format" not in cols:  # a database from before backups were sealed: its rows are clear
-            self._db.execute("ALTER TABLE backups ADD COLUMN format TEXT NOT NULL DEFAULT 'clear'")
-        cols = {r["name"] for r in self._db.execute("PRAGMA table_info(runs)")}
-        for name, kind in (("pid", "INTEGER"), ("host", "TEXT"), ("proc_start", "TEXT")):
-            if name not in cols:  # a database from before runs named their process (owner unknown: NULL)
-                try:
-                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-                except sqlite3.OperationalError as exc:  # another process migrated it just now
-                    if "duplicate column" not in str(exc):
-                        raise
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _tx(self, fn):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return out
+        self.ledger.close()
 
     # --- runs and journal -------------------------------------------------------------
     def start_run(self, *, station: str = "", port: str = "", slot: str = "") -> str:
@@ -198,10 +143,10 @@ class ProductionDB:
         """
         run_id = uuid.uuid4().hex
         pid = os.getpid()
-        self._tx(lambda db: db.execute(
+        self.ledger.run(
             "INSERT INTO runs(run_id, started_at, station, port, slot, pid, host, proc_start)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, time.time(), station, port, slot, pid, socket.gethostname(), process_started(pid))))
+            (run_id, time.time(), station, port, slot, pid, socket.gethostname(), process_started(pid)))
         return run_id
 
     def step(self, run_id: str, step: str, status: str, detail: str | dict = "", **run_fields) -> None:
@@ -209,52 +154,43 @@ class ProductionDB:
         (mac, thing, certificate_id, thing_created) in the same transaction. A private key
         quoted in ``detail`` is never stored."""
         text = scrub(json.dumps(detail) if isinstance(detail, dict) else detail)
-
-        def do(db):
-            db.execute("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
-                       (run_id, time.time(), step, status, text))
+        for key in run_fields:
+            if key not in ("mac", "thing", "certificate_id", "thing_created"):
+                raise ValueError(key)
+        with self.ledger.tx() as tx:
+            tx.run("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
+                   (run_id, time.time(), step, status, text))
             for key, value in run_fields.items():
-                if key not in ("mac", "thing", "certificate_id", "thing_created"):
-                    raise ValueError(key)
-                db.execute(f"UPDATE runs SET {key}=? WHERE run_id=?", (value, run_id))
-
-        self._tx(do)
+                tx.run(f"UPDATE runs SET {key}=? WHERE run_id=?", (value, run_id))
 
     def journal(self, run_id: str) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT ts, step, status, detail FROM journal WHERE run_id=? ORDER BY id",
-                                    (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return self.ledger.all("SELECT ts, step, status, detail FROM journal WHERE run_id=? ORDER BY id", (run_id,))
 
     def unfinished_runs(self) -> list[dict]:
         """Runs started but never finished (the app crashed, lost power or was killed)."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM runs WHERE finished_at IS NULL ORDER BY started_at").fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            last = self._db.execute("SELECT step, status FROM journal WHERE run_id=? ORDER BY id DESC LIMIT 1",
-                                    (d["run_id"],)).fetchone()
-            d["last_step"] = f"{last['step']}:{last['status']}" if last else ""
-            out.append(d)
+        with self.ledger.tx(write=False) as tx:
+            out = tx.all("SELECT * FROM runs WHERE finished_at IS NULL ORDER BY started_at")
+            for d in out:
+                last = tx.one("SELECT step, status FROM journal WHERE run_id=? ORDER BY id DESC LIMIT 1",
+                              (d["run_id"],))
+                d["last_step"] = f"{last['step']}:{last['status']}" if last else ""
         return out
 
     def passed_with(self, certificate_id: str, after: float = 0.0) -> bool:
         """Whether a board PASSed with ``certificate_id`` in a run started after ``after``
         (epoch seconds): then that certificate is in use and must stay ACTIVE."""
-        with self._lock:
-            return self._db.execute(
-                "SELECT 1 FROM attempts a JOIN runs r ON r.run_id = a.run_id WHERE a.certificate_id=?"
-                " AND a.result='PASS' AND r.started_at > ? LIMIT 1", (certificate_id, after)).fetchone() is not None
+        return self.ledger.one(
+            "SELECT 1 AS x FROM attempts a JOIN runs r ON r.run_id = a.run_id WHERE a.certificate_id=?"
+            " AND a.result='PASS' AND r.started_at > ? LIMIT 1", (certificate_id, after)) is not None
 
-    def mark_recovered(self, run_id: str, how: str) -> None:
-        self._tx(lambda db: db.execute(
-            "UPDATE runs SET finished_at=?, result='FAIL', recovered=? WHERE run_id=?", (time.time(), how, run_id)))
+    def mark_recovered(self, run_id: str, how: str) -> bool:
+        """Close a crashed run as FAIL with what recovery did; False when it was closed meanwhile
+        (another station of the line recovered it, or its owner finished it)."""
+        return self.ledger.run("UPDATE runs SET finished_at=?, result='FAIL', recovered=? WHERE run_id=?"
+                               " AND finished_at IS NULL", (time.time(), how, run_id)) == 1
 
     def run(self, run_id: str) -> dict | None:
-        with self._lock:
-            r = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        return dict(r) if r else None
+        return self.ledger.one("SELECT * FROM runs WHERE run_id=?", (run_id,))
 
     # --- attempts -----------------------------------------------------------------------
     def finish(self, run_id: str | None, row: dict) -> int:
@@ -266,49 +202,42 @@ class ProductionDB:
         row = scrub(dict(row))  # e.g. an error message quoting a key
         row.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         row["run_id"] = run_id
-
-        def do(db):
+        with self.ledger.tx() as tx:
             mac = row.get("mac")
-            known = db.execute("SELECT flash_count FROM devices WHERE mac=?", (mac,)).fetchone() if mac else None
-            prior_pass = db.execute("SELECT 1 FROM attempts WHERE mac=? AND result='PASS' LIMIT 1",
-                                    (mac,)).fetchone() if mac else None
+            known = tx.one("SELECT flash_count FROM devices WHERE mac=?", (mac,)) if mac else None
+            prior_pass = tx.one("SELECT 1 AS x FROM attempts WHERE mac=? AND result='PASS' LIMIT 1",
+                                (mac,)) if mac else None
             row["reflash"] = 1 if (known and known["flash_count"] > 0) or prior_pass else 0
             cols = [c for c in ATTEMPT_COLUMNS if c != "id" and c in row]
-            cur = db.execute(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                             [row[c] for c in cols])
+            attempt_id = tx.insert(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                                   [row[c] for c in cols])
             if run_id:
-                db.execute("UPDATE runs SET finished_at=?, result=? WHERE run_id=?", (time.time(), row["result"], run_id))
+                tx.run("UPDATE runs SET finished_at=?, result=? WHERE run_id=?", (time.time(), row["result"], run_id))
+                tx.run("DELETE FROM board_locks WHERE run_id=?", (run_id,))
             if mac and row["result"] == "PASS":
                 now = time.time()
-                db.execute(
+                tx.run(
                     "INSERT INTO devices(mac, thing, certificate_id, product, chip, first_flashed, last_flashed, flash_count)"
                     " VALUES (?,?,?,?,?,?,?,1) ON CONFLICT(mac) DO UPDATE SET thing=excluded.thing,"
                     " certificate_id=excluded.certificate_id, chip=excluded.chip,"
                     " product=COALESCE(excluded.product, devices.product),"
                     " last_flashed=excluded.last_flashed, flash_count=devices.flash_count+1",
                     (mac, row.get("thing"), row.get("certificate_id"), row.get("product"), row.get("chip"), now, now))
-            return cur.lastrowid
-
-        return self._tx(do)
+        return attempt_id
 
     def attempts(self, mac: str | None = None) -> list[dict]:
-        with self._lock:
-            if mac:
-                rows = self._db.execute("SELECT * FROM attempts WHERE mac=? ORDER BY id", (mac,)).fetchall()
-            else:
-                rows = self._db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
-        return [dict(r) for r in rows]
+        if mac:
+            return self.ledger.all("SELECT * FROM attempts WHERE mac=? ORDER BY id", (mac,))
+        return self.ledger.all("SELECT * FROM attempts ORDER BY id")
 
     def device(self, mac: str) -> Device | None:
-        with self._lock:
-            r = self._db.execute("SELECT * FROM devices WHERE mac=?", (mac,)).fetchone()
+        r = self.ledger.one("SELECT * FROM devices WHERE mac=?", (mac,))
         if not r:
             return None
         return Device(r["mac"], r["thing"], r["certificate_id"], r["product"], r["chip"], r["flash_count"])
 
     def counters(self) -> dict:
-        with self._lock:
-            rows = self._db.execute("SELECT result, COUNT(*) n FROM attempts GROUP BY result").fetchall()
+        rows = self.ledger.all("SELECT result, COUNT(*) AS n FROM attempts GROUP BY result")
         out = {"PASS": 0, "FAIL": 0}
         out.update({r["result"]: r["n"] for r in rows})
         return out
@@ -326,21 +255,27 @@ class ProductionDB:
     # --- per-run logs (console, esptool trace) for the per-board export -----------------
     def save_logs(self, run_id: str, **logs: list[str]) -> None:
         """Keep a run's logs (e.g. console=[...], esptool=[...]); private key blocks are dropped."""
-        def do(db):
+        with self.ledger.tx() as tx:
             for kind, lines in logs.items():
-                db.execute("INSERT OR REPLACE INTO logs(run_id, kind, text) VALUES (?,?,?)",
-                           (run_id, kind, "\n".join(redact(lines))))
-        self._tx(do)
+                tx.run("INSERT INTO logs(run_id, kind, text) VALUES (?,?,?)"
+                       " ON CONFLICT(run_id, kind) DO UPDATE SET text=excluded.text",
+                       (run_id, kind, "\n".join(redact(lines))))
 
     def logs(self, run_id: str) -> dict[str, str]:
-        with self._lock:
-            rows = self._db.execute("SELECT kind, text FROM logs WHERE run_id=?", (run_id,)).fetchall()
+        rows = self.ledger.all("SELECT kind, text FROM logs WHERE run_id=?", (run_id,))
         return {r["kind"]: r["text"] for r in rows}
 
     def attempt(self, attempt_id: int) -> dict | None:
-        with self._lock:
-            r = self._db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone()
-        return dict(r) if r else None
+        return self.ledger.one("SELECT * FROM attempts WHERE id=?", (attempt_id,))
+
+    # --- slot labels (a line ledger keeps every station's) ------------------------------
+    def slot_labels(self, station: str) -> dict[str, str]:
+        return {r["slot"]: r["label"] for r in self.ledger.all("SELECT slot, label FROM slot_labels WHERE station=?",
+                                                                (station,))}
+
+    def set_slot_label(self, station: str, slot: str, label: str) -> None:
+        self.ledger.run("INSERT INTO slot_labels(station, slot, label) VALUES (?,?,?)"
+                        " ON CONFLICT(station, slot) DO UPDATE SET label=excluded.label", (station, slot, label))
 
     # --- identity backups ---------------------------------------------------------------
     def save_backup(self, mac: str, label: str, offset: int, data: bytes) -> int:
@@ -353,15 +288,13 @@ class ProductionDB:
                 then not made: it would hide them); the message names the key file.
         """
         blob = self.box.seal(data, create=self._may_make_key())
-        return self._tx(lambda db: db.execute(
-            "INSERT INTO backups(mac, ts, label, offset, data, format) VALUES (?,?,?,?,?,?)",
-            (mac, time.time(), label, offset, blob, SEALED)).lastrowid)
+        return self.ledger.insert('INSERT INTO backups(mac, ts, label, "offset", data, format) VALUES (?,?,?,?,?,?)',
+                                  (mac, time.time(), label, offset, blob, SEALED))
 
     def _may_make_key(self) -> bool:
         """A new station key may be made only while no backup sealed with a key exists (a new
         key would hide those rows)."""
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM backups WHERE format=? LIMIT 1", (SEALED,)).fetchone() is None
+        return self.ledger.one("SELECT 1 AS x FROM backups WHERE format=? LIMIT 1", (SEALED,)) is None
 
     def check_backup_key(self) -> None:
         """Make sure a backup can be sealed now (the key is loaded, or made when none is in use).
@@ -381,42 +314,44 @@ class ProductionDB:
             SecretKeyError: the station data key it was sealed with is missing or different
                 (the row is kept).
         """
-        with self._lock:
-            r = self._db.execute("SELECT id, offset, data, format FROM backups WHERE mac=? AND label=?"
-                                 " ORDER BY id DESC LIMIT 1", (mac, label)).fetchone()
+        r = self.ledger.one('SELECT id, "offset", data, format FROM backups WHERE mac=? AND label=?'
+                            " ORDER BY id DESC LIMIT 1", (mac, label))
         return (r["offset"], self._open_backup(r)) if r else None
 
     def _open_backup(self, r) -> bytes:
         if r["format"] == "clear":
             return bytes(r["data"])
         if r["format"] == SEALED:
-            return self.box.open(r["data"], f"identity backup #{r['id']} in {self.path}")
+            return self.box.open(bytes(r["data"]), f"identity backup #{r['id']} in {self.path}")
         raise FleetdeskError(f"identity backup #{r['id']} in {self.path} has an unknown format {r['format']!r}",
                              "open this database with the newer Fleetdesk that wrote it; the row is kept")
 
     def backup_formats(self) -> dict[str, int]:
         """How many backups are stored in each format ("clear", "fdsb1")."""
-        with self._lock:
-            rows = self._db.execute("SELECT format, COUNT(*) n FROM backups GROUP BY format").fetchall()
+        rows = self.ledger.all("SELECT format, COUNT(*) AS n FROM backups GROUP BY format")
         return {r["format"]: r["n"] for r in rows}
 
     def seal_clear_backups(self) -> int:
         """Encrypt backups stored in clear by older versions, in place; returns how many.
 
-        The old pages are overwritten with zeros (``secure_delete``) and the WAL is
+        On SQLite the old pages are overwritten with zeros (``secure_delete``) and the WAL is
         checkpointed, so the clear bytes do not linger in the database files.
         """
-        with self._lock:
-            rows = self._db.execute("SELECT id, data FROM backups WHERE format='clear'").fetchall()
-            if not rows:
-                return 0
-            create = self._may_make_key()
-            blobs = [(self.box.seal(r["data"], create=create), r["id"]) for r in rows]
-            self._db.execute("PRAGMA secure_delete=ON")
+        rows = self.ledger.all("SELECT id, data FROM backups WHERE format='clear'")
+        if not rows:
+            return 0
+        create = self._may_make_key()
+        blobs = [(self.box.seal(bytes(r["data"]), create=create), r["id"]) for r in rows]
+        sqlite = self.ledger.kind == "sqlite"
+        with self.ledger._lock:
+            if sqlite:
+                self.ledger._conn.execute("PRAGMA secure_delete=ON")
             try:
-                self._tx(lambda db: db.executemany(
-                    "UPDATE backups SET data=?, format='" + SEALED + "' WHERE id=? AND format='clear'", blobs))
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with self.ledger.tx() as tx:
+                    tx.many("UPDATE backups SET data=?, format='" + SEALED + "' WHERE id=? AND format='clear'", blobs)
+                if sqlite:
+                    self.ledger._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
-                self._db.execute("PRAGMA secure_delete=OFF")
+                if sqlite:
+                    self.ledger._conn.execute("PRAGMA secure_delete=OFF")
         return len(rows)

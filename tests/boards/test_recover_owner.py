@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from netutil import refused_port
 
 from fleetdesk.boards.certpool import CertPool
 from fleetdesk.boards.identity import CloudTarget
@@ -102,7 +103,7 @@ def test_recover_closes_only_runs_whose_process_is_gone(tmp_path, cloud, station
         dead_run, _ = _run_in_child(path, _minted(dead_cert))
         remote_run, _ = _run_in_child(path, _minted(remote_cert))
         db = ProductionDB(path)
-        db._tx(lambda c: c.execute("UPDATE runs SET host='another-station-pc' WHERE run_id=?", (remote_run,)))
+        db.ledger.run("UPDATE runs SET host='another-station-pc' WHERE run_id=?", (remote_run,))
 
         out = {r["run_id"]: r for r in station_for(db).recover()}
         assert live_run not in out and _status(cloud, live_cert) == "ACTIVE", "a live station's run was recovered"
@@ -148,7 +149,7 @@ def test_recover_offline_retires_a_written_pooled_certificate_for_the_next_sync(
     cert = pool.take("24:6f:28:00:00:03", "fd-246f28000003")
     path = tmp_path / "prod.sqlite3"
     _run_in_child(path, _minted(cert.certificate_id, "24:6f:28:00:00:03"))
-    dead = boto3.client("iot", endpoint_url="https://127.0.0.1:9", region_name="us-east-1", aws_access_key_id="x",
+    dead = boto3.client("iot", endpoint_url=f"https://127.0.0.1:{refused_port()}", region_name="us-east-1", aws_access_key_id="x",
                         aws_secret_access_key="y", verify=False,
                         config=Config(connect_timeout=1, retries={"max_attempts": 1}))
     offline = Station(StationSettings(bundle=station_for(ProductionDB(path)).settings.bundle, offline_pool=True),

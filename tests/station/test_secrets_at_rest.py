@@ -171,8 +171,8 @@ def test_pool_keys_sealed_legacy_pool_still_opens_and_missing_key_assigns_nothin
     os.chmod(folder / "certpool.key", 0o600)
     rows = [("a" * 64, Fernet(legacy).encrypt(pem.encode())), ("b" * 64, pool.box.seal(pem.encode()))]
     for i, (cert_id, blob) in enumerate(rows):
-        pool._db.execute("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
-                         " VALUES (?,?,?,?,?)", (cert_id, f"arn:aws:iot:us-east-1:1:cert/{cert_id}", "CERT", blob, i))
+        pool.ledger.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
+                        " VALUES (?,?,?,?,?)", (cert_id, f"arn:aws:iot:us-east-1:1:cert/{cert_id}", "CERT", blob, i))
     raw = (folder / "certpool.sqlite3").read_bytes() + (folder / "certpool.sqlite3-wal").read_bytes()
     assert b"MIGHAgEAMBMG" not in raw and b"fdsb1:" in raw
 
@@ -211,9 +211,9 @@ def test_journal_and_attempt_rows_never_keep_a_quoted_key_and_the_export_zip_has
     assert db.attempt(attempt)["error"] == "cloud said [private key removed]\n"
 
     # rows written before keys were scrubbed at the source: the export still leaves them out
-    db._db.execute("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
-                   (run, time.time(), "backup", "failed", json.dumps({"error": PEM})))
-    db._db.execute("UPDATE attempts SET error=? WHERE id=?", (f"old {PEM}", attempt))
+    db.ledger.run("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
+                  (run, time.time(), "backup", "failed", json.dumps({"error": PEM})))
+    db.ledger.run("UPDATE attempts SET error=? WHERE id=?", (f"old {PEM}", attempt))
     db.save_logs(run, console=["boot", *PEM.splitlines(), "online"], esptool=["Hash of data verified."])
     with zipfile.ZipFile(export_attempt(db, attempt, tmp_path / "board.zip")) as z:
         blob = b"".join(z.read(n) for n in z.namelist())
