@@ -12,6 +12,7 @@ import uuid
 
 import boto3
 import pytest
+from netutil import refused_port
 from botocore.config import Config
 
 from fleetdesk.boards.claim import ClaimStore, ClaimUnavailable
@@ -44,7 +45,7 @@ class Recording:
 
 
 def _dead_iot():
-    return boto3.client("iot", endpoint_url="https://127.0.0.1:9", region_name="us-east-1", aws_access_key_id="x",
+    return boto3.client("iot", endpoint_url=f"https://127.0.0.1:{refused_port()}", region_name="us-east-1", aws_access_key_id="x",
                         aws_secret_access_key="y", verify=False,
                         config=Config(connect_timeout=1, retries={"max_attempts": 1}))
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from netutil import refused_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -77,5 +78,5 @@ def test_cli_list_info_and_parallel_identity_flash(virtual_boards, bundle_dir, s
 def test_cli_refuses_bad_bundle_with_exit_code(tmp_path):
     (tmp_path / "manifest.json").write_text('{"builds": [{"chipFamily": "ESP32", "parts": '
                                             '[{"path": "nope.bin", "offset": 65536}]}]}')
-    res = _fd("flash", "socket://127.0.0.1:9", "--bundle", str(tmp_path), timeout=60)
+    res = _fd("flash", f"socket://127.0.0.1:{refused_port()}", "--bundle", str(tmp_path), timeout=60)
     assert res.returncode == 2 and "nope.bin is missing" in res.stderr  # 2: nothing could start

@@ -15,6 +15,7 @@ import json
 import shutil
 
 import pytest
+from netutil import refused_port
 
 from fleetdesk.boards.identity import CloudTarget
 from fleetdesk.boards.station import Station, StationSettings
@@ -193,7 +194,7 @@ def test_contradicting_identity_flags_are_refused_before_any_board(bundle_dir, t
     import sys
 
     for flags in (["--restore-identity", "--factory-reset"], ["--claim", "--offline-pool"]):
-        r = subprocess.run([sys.executable, "-m", "fleetdesk", "flash", "socket://127.0.0.1:9", "--bundle",
+        r = subprocess.run([sys.executable, "-m", "fleetdesk", "flash", f"socket://127.0.0.1:{refused_port()}", "--bundle",
                             str(bundle_dir), "--identity", *flags], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "contradict each other" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert r.stdout == ""

@@ -10,6 +10,7 @@ import time
 
 import boto3
 import pytest
+from netutil import refused_port
 from botocore.config import Config
 
 from fleetdesk.boards.certpool import CertPool, PoolEmpty
@@ -50,7 +51,7 @@ def test_offline_flash_from_pool_then_sync_matches_online(rig, bundle_dir, tmp_p
     ref = online.run_one(online_board.url)
     assert ref.result == "PASS", ref.error
 
-    dead = boto3.client("iot", endpoint_url="https://127.0.0.1:9", region_name="us-east-1", aws_access_key_id="x",
+    dead = boto3.client("iot", endpoint_url=f"https://127.0.0.1:{refused_port()}", region_name="us-east-1", aws_access_key_id="x",
                         aws_secret_access_key="y", verify=False,
                         config=Config(connect_timeout=1, retries={"max_attempts": 1}))
     offline = Station(StationSettings(bundle=str(bundle_dir), offline_pool=True, boot_wait=0.5),

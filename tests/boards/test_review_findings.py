@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from netutil import refused_port
 
 from fleetdesk.boards.identity import CloudTarget
 from fleetdesk.boards.station import Station, StationSettings
@@ -261,7 +262,7 @@ def test_fallback_result_remembers_that_the_first_attempt_wrote(bundle_dir):
         def _once(self, job):
             return next(attempts)
 
-    result = Job("socket://127.0.0.1:9", load_plan(str(bundle_dir)), baud=460800).run()
+    result = Job(f"socket://127.0.0.1:{refused_port()}", load_plan(str(bundle_dir)), baud=460800).run()
     assert result.baud_fallback and not result.ok
     assert result.written, "bytes were written at 460800 but the job reports nothing written"
 

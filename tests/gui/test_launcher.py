@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from netutil import dead_pid, refused_port
 
 from fleetdesk.sandbox.launcher import SandboxLauncher, find_running, pid_alive
 
@@ -62,7 +63,7 @@ async def test_second_launcher_attaches_and_does_not_stop_the_owner(tmp_path):
 
 async def test_stale_endpoint_file_is_not_attached(tmp_path):
     (tmp_path / "endpoint.json").write_text(
-        json.dumps({"pid": 999999, "mqtt_host": "127.0.0.1", "mqtt_port": 1, "state_dir": str(tmp_path)})
+        json.dumps({"pid": dead_pid(), "mqtt_host": "127.0.0.1", "mqtt_port": refused_port(), "state_dir": str(tmp_path)})
     )
     assert await find_running(tmp_path) is None
     ln, _ = launcher(tmp_path)
