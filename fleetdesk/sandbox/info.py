@@ -95,7 +95,7 @@ class SandboxInfo:
         return d
 
     def boto3_kwargs(self) -> dict:
-        """Keyword arguments for ``boto3.client("iot" | "iot-data", **kw)`` against this sandbox."""
+        """Keyword arguments for ``boto3.client("iot" | "iot-data" | "dynamodb", **kw)`` against this sandbox."""
         return {"endpoint_url": self.http_endpoint, "region_name": self.region,
                 "aws_access_key_id": self.aws_access_key_id, "aws_secret_access_key": self.aws_secret_access_key,
                 "verify": self.ca_file}
@@ -112,5 +112,6 @@ class SandboxInfo:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_CA_BUNDLE": self.ca_file,
             "FLEETDESK_CA_FILE": self.ca_file,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.http_endpoint,  # the sandbox's DynamoDB (telemetry history)
             "FLEETDESK_MQTT_ENDPOINT": f"{self.mqtt_host}:{self.mqtt_port}",
         }

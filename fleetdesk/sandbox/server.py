@@ -51,6 +51,7 @@ ROUTE_MODULES = (
     "fleetdesk.sandbox.api_provisioning",
     "fleetdesk.sandbox.api_index",
     "fleetdesk.sandbox.api_dynamodb",
+    "fleetdesk.sandbox.api_rules",
 )
 SERVICE_MODULES = (
     "fleetdesk.sandbox.shadow_service",
@@ -58,6 +59,7 @@ SERVICE_MODULES = (
     "fleetdesk.sandbox.presence",
     "fleetdesk.sandbox.index_service",
     "fleetdesk.sandbox.api_dynamodb",
+    "fleetdesk.sandbox.rules_engine",
     "fleetdesk.sandbox.provisioning",
     "fleetdesk.sandbox.wss",
 )

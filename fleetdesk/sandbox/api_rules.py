@@ -1,0 +1,72 @@
+"""Control-plane routes of topic rules: Create/Get/List/Replace/Delete/Enable/DisableTopicRule."""
+
+from __future__ import annotations
+
+from fleetdesk.sandbox.awserror import AwsError
+from fleetdesk.sandbox.control_plane import model_route, offset_page, running_service
+
+
+def _engine(ctx):
+    return running_service(ctx, "rules", "rules engine")
+
+
+def _payload(request) -> dict:
+    """topicRulePayload is the request body (the model makes it the HTTP payload)."""
+    payload = request.params.get("topicRulePayload")
+    if isinstance(payload, (bytes, bytearray)):
+        return request.json()
+    return payload or {}
+
+
+def create_topic_rule(ctx, request):
+    p = request.params
+    _engine(ctx).create(p["ruleName"], _payload(request))
+    return {}
+
+
+def replace_topic_rule(ctx, request):
+    p = request.params
+    _engine(ctx).replace(p["ruleName"], _payload(request))
+    return {}
+
+
+def get_topic_rule(ctx, request):
+    return _engine(ctx).get(request.params["ruleName"])
+
+
+def delete_topic_rule(ctx, request):
+    _engine(ctx).delete(request.params["ruleName"])
+    return {}
+
+
+def enable_topic_rule(ctx, request):
+    _engine(ctx).set_enabled(request.params["ruleName"], True)
+    return {}
+
+
+def disable_topic_rule(ctx, request):
+    _engine(ctx).set_enabled(request.params["ruleName"], False)
+    return {}
+
+
+def list_topic_rules(ctx, request):
+    p = request.params
+    rules = _engine(ctx).listing()
+    if p.get("topic"):
+        rules = [r for r in rules if r["topicPattern"] == p["topic"]]
+    if p.get("ruleDisabled") is not None:
+        rules = [r for r in rules if r["ruleDisabled"] == bool(p["ruleDisabled"])]
+    size = int(p.get("maxResults") or 1000)
+    if not 1 <= size <= 10000:
+        raise AwsError("InvalidRequestException", "maxResults must be between 1 and 10000")
+    page, nxt = offset_page(rules, p.get("nextToken"), size)
+    return {"rules": page, **({"nextToken": nxt} if nxt else {})}
+
+
+_OPERATIONS = {
+    "CreateTopicRule": create_topic_rule, "ReplaceTopicRule": replace_topic_rule, "GetTopicRule": get_topic_rule,
+    "DeleteTopicRule": delete_topic_rule, "EnableTopicRule": enable_topic_rule,
+    "DisableTopicRule": disable_topic_rule, "ListTopicRules": list_topic_rules,
+}
+
+ROUTES = [model_route("iot", name, handler) for name, handler in _OPERATIONS.items()]
