@@ -123,16 +123,34 @@ class Broker:
         return c, k
 
     def start(self, timeout: float = 10.0) -> None:
-        self.log = open(self.root / "mosquitto.log", "ab")
+        """Start mosquitto; a port taken between picking and binding it is picked again (5 tries)."""
+        for _ in range(5):
+            if self._start_once(timeout):
+                return
+            old = (self.port, self.mtls_port)
+            self.port, self.mtls_port = free_port(), free_port()
+            text = self.conf.read_text()
+            for was, now in zip(old, (self.port, self.mtls_port)):
+                text = text.replace(f"listener {was} ", f"listener {now} ")
+            self.conf.write_text(text)
+        raise RuntimeError("mosquitto found its ports taken five times in a row")
+
+    def _start_once(self, timeout: float) -> bool:
+        log_path = self.root / "mosquitto.log"
+        start_at = log_path.stat().st_size if log_path.exists() else 0
+        self.log = open(log_path, "ab")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(self.root / 'mosquitto.log').read_text()[-2000:]}")
+                tail = log_path.read_bytes()[start_at:].decode(errors="replace")
+                if "Address already in use" in tail:
+                    return False
+                raise RuntimeError(f"mosquitto exited: {tail[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     with socket.create_connection(("127.0.0.1", self.mtls_port), timeout=0.2):
-                        return
+                        return True
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
