@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "fleetdesk.gui_command",
     "fleetdesk.sandbox.cli",
     "fleetdesk.cloud.cli",
+    "fleetdesk.cloud.setup_cli",
     "fleetdesk.boards.cli",
     "fleetdesk.virtual.cli",
     "fleetdesk.firmware_cli",
