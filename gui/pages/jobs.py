@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import html
 import json
-import re
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,74 +32,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fleetdesk.paths import RESOURCES_DIR
+from fleetdesk.cloud.jobs import (
+    JobRequest,
+    JobWatch,
+    failures_text,
+    load_templates,
+    local_time,
+    parse_document,
+    status_counts,
+)
+from fleetdesk.errors import FleetdeskError
 from gui import actions, bridge
 from gui.context import AppContext
 from gui.widgets.error_text import error_text
 
 REFRESH_MS = 2000
-TEMPLATE_DIR = RESOURCES_DIR / "jobs"
 RAW = "(raw JSON)"
 NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "
                  "choose or fix a profile in Settings.")
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # AWS IoT CreateJob jobId
-# ListJobs summaries carry no description (AWS JobSummary), so no column for one
-JOB_COLUMNS = ("Job", "Status", "Targets", "Created", "Completed")
+# ListJobs summaries carry no description (AWS JobSummary), so no column for one; the
+# executions column holds DescribeJob's counts, failures first
+JOB_COLUMNS = ("Job", "Status", "Executions", "Targets", "Created", "Completed")
 CANCELABLE = {"IN_PROGRESS", "SCHEDULED"}  # job statuses CancelJob applies to
-
-
-def load_templates(folder: Path = TEMPLATE_DIR) -> dict[str, str]:
-    """Job document templates: {name: JSON text} from resources/jobs/*.json."""
-    out = {}
-    for p in sorted(folder.glob("*.json")):
-        try:
-            out[p.stem] = json.dumps(json.loads(p.read_text()), indent=2)
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-def parse_document(text: str) -> dict:
-    """A job document typed by the user.
-
-    Raises:
-        ValueError: "line L, column C: ..." or "must be a JSON object".
-    """
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    if not isinstance(doc, dict):
-        raise ValueError("a job document must be a JSON object")
-    return doc
-
-
-def local_time(value) -> str:
-    """A job timestamp (datetime from boto3, epoch seconds or text) as local "YYYY-MM-DD HH:MM:SS"."""
-    import datetime
-
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone()
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)[:19] if value else ""
-
-
-def status_counts(statuses) -> str:
-    """"2 succeeded · 1 failed" for execution statuses, most common first."""
-    counts: dict[str, int] = {}
-    for st in statuses:
-        key = (st or "unknown").lower().replace("_", " ")
-        counts[key] = counts.get(key, 0) + 1
-    return " · ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _details(execution: dict) -> str:
-    d = execution.get("statusDetails") or {}
-    m = d.get("detailsMap", d) if isinstance(d, dict) else {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(m.items())) if isinstance(m, dict) else str(m)
+RED = "#b3261e"
 
 
 class JobsPage(QWidget):
@@ -112,7 +66,7 @@ class JobsPage(QWidget):
         self.setObjectName("JobsPage")
         self.templates = load_templates()
         self.selected_job: str | None = None
-        self._details: dict[tuple[str, str, str], str] = {}
+        self._watch: JobWatch | None = None
         self._job_status: dict[str, str] = {}
         self.refreshes = 0
         layout = QVBoxLayout(self)
@@ -230,6 +184,13 @@ class JobsPage(QWidget):
         row.addWidget(self.cancel_job_button)
         row.addWidget(self.cancel_exec_button)
         v.addLayout(row)
+        self.failures_label = QLabel("")  # failed executions and the devices' reasons, up front
+        self.failures_label.setObjectName("jobFailures")
+        self.failures_label.setWordWrap(True)
+        self.failures_label.setStyleSheet(f"color: {RED};")
+        self.failures_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.failures_label.setVisible(False)
+        v.addWidget(self.failures_label)
         self.exec_table = QTableWidget(0, 3)
         self.exec_table.setObjectName("executionsTable")
         self.exec_table.setHorizontalHeaderLabels(["Thing", "Status", "Details"])
@@ -356,7 +317,7 @@ class JobsPage(QWidget):
 
     def show_message(self, text: str, ok: bool = True) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet("color: #1b7f3b;" if ok else "color: #b3261e;")
+        self.message.setStyleSheet("color: #1b7f3b;" if ok else f"color: {RED};")
 
     # -- create / cancel ----------------------------------------------------------------
     def create_job(self) -> bool:
@@ -370,26 +331,21 @@ class JobsPage(QWidget):
         except ValueError as exc:
             self.show_message(f"Job document: {exc}", ok=False)
             return False
-        if "SHA256_OF_THE_IMAGE" in json.dumps(doc) or "BUCKET" in json.dumps(doc):
-            self.show_message("The OTA template still has placeholders: pick a firmware file first.", ok=False)
+        request = JobRequest(
+            doc, things=self.checked(self.thing_list), groups=self.checked(self.group_list),
+            job_id=self.job_id_edit.text().strip(), continuous=self.continuous_check.isChecked(),
+            max_per_minute=self.rate_spin.value() or None,
+            abort_failed_percent=float(self.abort_spin.value()) if self.abort_spin.value() else None,
+            abort_min_executed=self.abort_min_spin.value(), timeout_minutes=self.timeout_spin.value() or None)
+        try:
+            request.check()
+        except FleetdeskError as exc:
+            self.show_message(error_text(exc), ok=False)
+            if "job id" in exc.message:
+                self.job_id_edit.setFocus()
             return False
-        things, groups = self.checked(self.thing_list), self.checked(self.group_list)
-        if not things and not groups:
-            self.show_message("Pick at least one thing or group to target.", ok=False)
-            return False
-        job_id = self.job_id_edit.text().strip()
-        if job_id and not JOB_ID_RE.match(job_id):
-            self.show_message(f"Job id {job_id!r} is not valid: use letters, digits, '-' and '_' (up to 64), "
-                              "e.g. ota-1_2_0-north, or leave it empty for an automatic one.", ok=False)
-            self.job_id_edit.setFocus()
-            return False
-        op = re.sub(r"[^A-Za-z0-9_-]", "_", str(doc.get("operation", "job")))[:40] or "job"
-        job_id = job_id or f"{op}-{time.strftime('%Y%m%d-%H%M%S')}"
-        kwargs = dict(things=things, groups=groups, continuous=self.continuous_check.isChecked(),
-                      max_per_minute=self.rate_spin.value() or None,
-                      abort_failed_percent=float(self.abort_spin.value()) if self.abort_spin.value() else None,
-                      abort_min_executed=self.abort_min_spin.value(),
-                      timeout_minutes=self.timeout_spin.value() or None)
+        job_id = request.resolved_id()
+        request.job_id = job_id
         self.show_message(f"creating {job_id}…")
 
         def done(result, error) -> None:
@@ -397,11 +353,11 @@ class JobsPage(QWidget):
                 self.show_message(f"{job_id}: {error_text(error)}", ok=False)
                 return
             self.job_id_edit.clear()
-            self.show_message(f"created {job_id} for {len(things)} thing(s), {len(groups)} group(s)")
+            self.show_message(f"created {job_id} for {len(request.things)} thing(s), {len(request.groups)} group(s)")
             self.selected_job = job_id
             self.refresh()
 
-        bridge.submit(session.control.create_job(job_id, doc, **kwargs), done)
+        bridge.submit(request.create(session.control), done)
         return True
 
     def _update_buttons(self) -> None:
@@ -455,36 +411,34 @@ class JobsPage(QWidget):
         session = self.session
         if session is None:
             return
+        if self._watch is None or self._watch.control is not session.control:
+            self._watch = JobWatch(session.control)
         self.refreshes += 1
-        bridge.submit(session.control.list_jobs(), self._jobs_loaded)
+        bridge.submit(self._watch.jobs(), self._jobs_loaded)
         if self.selected_job:
-            bridge.submit(self._executions(session, self.selected_job), self._executions_loaded)
+            job_id = self.selected_job
 
-    async def _executions(self, session, job_id: str):
-        rows = await session.control.job_executions(job_id)
-        for r in rows:  # statusDetails only when an execution's status changed
-            key = (job_id, r["thing"], r.get("status") or "")
-            if key not in self._details:
-                try:
-                    self._details[key] = _details(await session.control.describe_execution(job_id, r["thing"]))
-                except Exception as exc:  # noqa: BLE001 - shown, not fatal
-                    self._details[key] = f"({error_text(exc, ' → ')})"
-            r["details"] = self._details[key]
-        return job_id, rows
+            async def executions():
+                return job_id, await self._watch.executions(job_id)
+
+            bridge.submit(executions(), self._executions_loaded)
 
     def _jobs_loaded(self, jobs, error) -> None:
         if error is not None:
             self.show_message(f"jobs: {error_text(error)}", ok=False)
             return
-        jobs = sorted(jobs, key=lambda j: str(j.get("createdAt", "")), reverse=True)
         self._job_status = {j.get("jobId", ""): j.get("status", "") for j in jobs}
         self.jobs_table.blockSignals(True)
         self.jobs_table.setRowCount(len(jobs))
         for r, j in enumerate(jobs):
-            vals = (j.get("jobId", ""), j.get("status", ""), str(j.get("targetSelection") or "").lower(),
-                    local_time(j.get("createdAt")), local_time(j.get("completedAt")))
+            vals = (j.get("jobId", ""), j.get("status", ""), j.get("executions", ""),
+                    str(j.get("targetSelection") or "").lower(), local_time(j.get("createdAt")),
+                    local_time(j.get("completedAt")))
             for c, v in enumerate(vals):
-                self.jobs_table.setItem(r, c, QTableWidgetItem(str(v)))
+                item = QTableWidgetItem(str(v))
+                if c in (1, 2) and j.get("bad"):  # COMPLETED with failed executions: say so in red
+                    item.setForeground(QColor(RED))
+                self.jobs_table.setItem(r, c, item)
             if j.get("jobId") == self.selected_job:
                 self.jobs_table.selectRow(r)
         self.jobs_table.blockSignals(False)
@@ -495,6 +449,7 @@ class JobsPage(QWidget):
         if rows:
             self.selected_job = self.jobs_table.item(rows[0].row(), 0).text()
             self.exec_label.setText(f"<b>Executions of {self.selected_job}</b>")
+            self.failures_label.setVisible(False)
             self._update_buttons()
             self.refresh()
 
@@ -507,12 +462,17 @@ class JobsPage(QWidget):
             return
         counts = status_counts(e.get("status") for e in rows)
         self.exec_label.setText(f"<b>Executions of {job_id}</b> ({len(rows)})" + (f": {counts}" if counts else ""))
+        failed = failures_text(rows)
+        self.failures_label.setText(failed)
+        self.failures_label.setVisible(bool(failed))
         self.exec_table.setRowCount(len(rows))  # rows sorted by thing: a selection stays on its row
-        for r, e in enumerate(sorted(rows, key=lambda x: x["thing"])):
+        for r, e in enumerate(rows):
             for c, v in enumerate((e["thing"], e.get("status") or "", e.get("details", ""))):
                 item = QTableWidgetItem(str(v))
                 if c == 2 and v:
                     item.setToolTip(str(v))  # long reasons are elided in the cell
+                if c == 1 and v in ("FAILED", "TIMED_OUT", "REJECTED"):
+                    item.setForeground(QColor(RED))
                 self.exec_table.setItem(r, c, item)
         self._update_buttons()
 

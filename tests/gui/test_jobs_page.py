@@ -10,7 +10,7 @@ import pytest
 
 from PySide6.QtCore import Qt
 
-from gui.pages.jobs import load_templates, local_time, parse_document, status_counts
+from fleetdesk.cloud.jobs import load_templates, local_time, parse_document, status_counts
 
 from gui_testutil import until
 
@@ -88,7 +88,7 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         assert page.create_job()
         await until(lambda: page.execution_status().keys() == set(names[:2]), 30, what="executions listed")
         await until(lambda: all(fleet.things[n].firmware == "1.2.0" for n in names[:2]), 120,
-                    what="2 devices on firmware 1.2.0")
+                    what=f"2 devices on firmware 1.2.0 (executions: {page.execution_status()})")
         await until(lambda: {s for s, _ in page.execution_status().values()} == {"SUCCEEDED"}, 60,
                     what="executions SUCCEEDED")
         # one device with a bad hash: FAILED, stays on 1.0.0
@@ -101,6 +101,14 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         assert page.exec_table.item(0, 2).toolTip() == page.execution_status()[names[2]][1]  # full reason
         await until(lambda: "(1): 1 failed" in page.exec_label.text(), 10, what="execution counts")
         await until(lambda: page._job_status.get("gui-ota-bad") == "COMPLETED", 30, what="job completed")
+        # the failure is up front: above the executions with the device's reason, and in the jobs list
+        assert page.failures_label.isVisible()
+        assert page.failures_label.text().startswith(f"1 of 1 failed: {names[2]}: ") and "sha256" in page.failures_label.text()
+        await until(lambda: any(page.jobs_table.item(r, 0).text() == "gui-ota-bad"
+                                and page.jobs_table.item(r, 2).text() == "1 failed"
+                                for r in range(page.jobs_table.rowCount())), 10, what="'1 failed' in the jobs list")
+        assert any(page.jobs_table.item(r, 0).text() == "gui-ota-good" and page.jobs_table.item(r, 2).text() == "2 succeeded"
+                   for r in range(page.jobs_table.rowCount()))
         assert not page.cancel_job_button.isEnabled(), "Cancel job offered on a completed job"
         assert fleet.things[names[2]].firmware == "1.0.0"
         # a job against an empty group: a clear message
