@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--bundle", required=True, help="bundle dir, manifest.json, merged .bin or flasher_args.json")
     f.add_argument("--identity", action="store_true", help="create thing + cert and write the device config")
     f.add_argument("--baud", type=int, default=460800, help="flash baud rate (falls back to 115200 on errors)")
-    f.add_argument("--name-template", default="fd-{mac}", help="thing name template ({mac}, {chip}, {n})")
+    f.add_argument("--name-template", default="fd-{mac}", help="thing name template ({mac}, {chip}, {n}, {serial:06d} = line-wide serial)")
     f.add_argument("--operator", default="", help="operator name for the production record")
     f.add_argument("--station", default="", help="station name for the production record")
     f.add_argument("--product", default="", help="product id written into the device config")

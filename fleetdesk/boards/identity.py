@@ -1,7 +1,8 @@
 """A board's cloud identity at flash time: thing + cert in the active profile, device files.
 
-`CloudTarget` is where boards will connect (endpoint, port, CA) plus a boto3 ``iot`` client
-for the control plane: the local sandbox or AWS. `mint_identity` creates (or reuses) the
+A :class:`~fleetdesk.cloud.backend.CloudTarget` (from the profile's cloud backend) is where
+boards will connect (endpoint, port, CA) plus a boto3 ``iot`` client for the control plane:
+the local sandbox or AWS. `mint_identity` creates (or reuses) the
 thing for a MAC, a fresh key + certificate and the thing-scoped policy; `device_files`
 turns it into the files the firmware reads from its littlefs ``vfs`` partition.
 """
@@ -12,174 +13,11 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from fleetdesk.cloud.backend import CloudTarget
+from fleetdesk.cloud.identity import create_device_identity
 from fleetdesk.errors import CloudError
-from fleetdesk.paths import RESOURCES_DIR, data_dir, write_private
-
-AMAZON_ROOT_CA = RESOURCES_DIR / "ca" / "AmazonRootCA1.pem"
-AWS_MQTT_PORT = 8883
-# GetThingConnectivityData error codes meaning "presence is not available to us here"
-# (no permission, or fleet indexing with thing connectivity is off): the station then falls
-# back to the board's own console report.
-PRESENCE_UNAVAILABLE = ("AccessDeniedException", "UnauthorizedException", "InvalidRequestException",
-                        "IndexNotReadyException", "ForbiddenException")
-
-
-class PresenceUnavailable(CloudError):
-    """GetThingConnectivityData cannot be used with this profile (access or indexing)."""
-
-
-@dataclass
-class CloudTarget:
-    """Control plane client and the device endpoint of one profile.
-
-    Attributes:
-        iot: boto3 ``iot`` client.
-        endpoint: MQTT host boards connect to.
-        port: MQTT/TLS port.
-        region: AWS region.
-        ca_pem: CA bundle the device trusts (PEM).
-        name: profile label for records.
-    """
-
-    iot: Any
-    endpoint: str
-    port: int
-    region: str
-    ca_pem: bytes
-    name: str = "sandbox"
-    kind: str = "sandbox"
-
-    @classmethod
-    def from_profile(cls, profile, state_dir: str | Path | None = None) -> "CloudTarget":
-        """The target of a :class:`fleetdesk.config.Profile`: its sandbox, or its AWS account.
-
-        Args:
-            profile: a sandbox or aws profile.
-            state_dir: sandbox only; overrides ``profile.state_dir``.
-        """
-        if profile.kind == "aws":
-            return cls.from_aws(profile)
-        target = cls.from_sandbox(state_dir or profile.state_dir)
-        target.name = profile.name
-        return target
-
-    @classmethod
-    def from_aws(cls, profile) -> "CloudTarget":
-        """An AWS IoT account through boto3 with the profile's credentials source.
-
-        The ``iot`` client runs in ``profile.region`` with a Session from the default chain
-        (env, ~/.aws, SSO), the named profile, or the access key + keyring secret. Boards
-        connect with mTLS to ``profile.endpoint`` (DescribeEndpoint iot:Data-ATS when empty)
-        on port 8883 and trust Amazon Root CA 1 (bundled in resources/ca/).
-
-        Two documented overrides in ``profile.extra`` exist for pointing the AWS code path at
-        something else than AWS (e.g. the sandbox, through ``fleetdesk sandbox env``):
-        ``device_ca_file`` (PEM the device trusts instead of Amazon Root CA 1) and
-        ``mqtt_port`` (instead of 8883).
-
-        Raises:
-            CloudError: no credentials, no secret in the keyring, no endpoint, or the CA
-                file cannot be read.
-        """
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from fleetdesk.errors import FleetdeskError
-
-        try:
-            if profile.credentials not in ("default-chain", "aws-profile", "keyring"):
-                raise CloudError(f"profile {profile.name!r}: unknown credentials source {profile.credentials!r}",
-                                 "pick default-chain, aws-profile or keyring in Settings")
-            if profile.credentials == "aws-profile":
-                session = boto3.Session(profile_name=profile.aws_profile or None, region_name=profile.region)
-            elif profile.credentials == "keyring":
-                secret = profile.secret_key()
-                if not (profile.access_key_id and secret):
-                    raise CloudError(f"profile {profile.name!r}: no secret key for {profile.access_key_id!r} "
-                                     "in the OS keyring", "enter the access key and secret again in Settings")
-                session = boto3.Session(aws_access_key_id=profile.access_key_id, aws_secret_access_key=secret,
-                                        region_name=profile.region)
-            else:
-                session = boto3.Session(region_name=profile.region)
-        except FleetdeskError:
-            raise
-        except BotoCoreError as exc:
-            raise CloudError(f"profile {profile.name!r}: cannot set up AWS credentials ({exc})",
-                             "check the AWS profile name / ~/.aws config") from exc
-        if session.get_credentials() is None:
-            raise CloudError(f"profile {profile.name!r}: no AWS credentials found ({profile.credentials})",
-                             "configure credentials (aws configure / SSO login, env vars) or pick another source")
-        cfg = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
-        iot = session.client("iot", region_name=profile.region, config=cfg)
-        endpoint = profile.endpoint
-        if not endpoint:
-            try:
-                endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-            except (BotoCoreError, ClientError) as exc:
-                raise CloudError(f"profile {profile.name!r}: could not look up the AWS IoT endpoint ({exc})",
-                                 "paste it in Settings (aws iot describe-endpoint --endpoint-type "
-                                 "iot:Data-ATS)") from exc
-        extra = profile.extra or {}
-        ca_path = Path(extra.get("device_ca_file") or AMAZON_ROOT_CA)
-        try:
-            ca_pem = ca_path.read_bytes()
-        except OSError as exc:
-            raise CloudError(f"cannot read the device CA {ca_path} ({exc})",
-                             "fix or remove extra.device_ca_file in the profile") from exc
-        return cls(iot, endpoint, int(extra.get("mqtt_port") or AWS_MQTT_PORT), profile.region, ca_pem,
-                   name=profile.name, kind="aws")
-
-    @classmethod
-    def from_sandbox(cls, state_dir: str | Path | None = None) -> "CloudTarget":
-        """The running local sandbox (raises CloudError when it is not running)."""
-        import boto3
-
-        from fleetdesk.paths import sandbox_state_dir
-        from fleetdesk.sandbox.info import SandboxInfo
-
-        state = Path(state_dir) if state_dir else sandbox_state_dir()
-        info = SandboxInfo.load(state)
-        if info is None:
-            raise CloudError(f"the sandbox in {state} is not running",
-                             "start it with `fleetdesk sandbox up` (or from the app), or flash without --identity")
-        from botocore.config import Config
-
-        cfg = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"})
-        iot = boto3.client("iot", config=cfg, **info.boto3_kwargs())
-        return cls(iot, info.mqtt_host, int(info.mqtt_port), info.region, Path(info.ca_file).read_bytes())
-
-    def connectivity(self, thing: str) -> dict:
-        """GetThingConnectivityData: {"connected": bool, "timestamp": epoch ms, ...}.
-
-        Raises:
-            PresenceUnavailable: the call is refused for access or indexing reasons (on AWS
-                it needs fleet indexing with thing connectivity on).
-        """
-        from botocore.exceptions import ClientError
-
-        try:
-            resp = self.iot.get_thing_connectivity_data(thingName=thing)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in PRESENCE_UNAVAILABLE or status in (401, 403):
-                raise PresenceUnavailable(f"GetThingConnectivityData is not available ({code}: "
-                                          f"{exc.response.get('Error', {}).get('Message', '')})",
-                                          "turn on fleet indexing with thing connectivity, or grant "
-                                          "iot:GetThingConnectivityData") from exc
-            raise
-        ts = resp.get("timestamp")
-        if hasattr(ts, "timestamp"):
-            ts = int(ts.timestamp() * 1000)
-        return {"connected": bool(resp.get("connected")), "timestamp": ts,
-                "disconnect_reason": resp.get("disconnectReason")}
-
-    def deactivate(self, certificate_id: str) -> None:
-        """Set a certificate INACTIVE (rollback of an identity a board never used)."""
-        self.iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
+from fleetdesk.paths import data_dir, write_private
 
 
 @dataclass
@@ -192,9 +30,10 @@ class MintedIdentity:
     key_path: Path
 
 
-def thing_name_for(template: str, mac: str, chip: str = "", n: int = 0) -> str:
-    """Render a thing-name template: ``fd-{mac}`` -> ``fd-aabbccddeeff``."""
-    name = template.format(mac=mac.replace(":", "").lower(), chip=chip.lower().replace("-", ""), n=n)
+def thing_name_for(template: str, mac: str, chip: str = "", n: int = 0, serial: int = 0) -> str:
+    """Render a thing-name template: ``fd-{mac}`` -> ``fd-aabbccddeeff``; ``{serial}`` (e.g.
+    ``fd-{serial:06d}``) is the board's line-wide serial number from the ledger."""
+    name = template.format(mac=mac.replace(":", "").lower(), chip=chip.lower().replace("-", ""), n=n, serial=serial)
     if not name or len(name) > 128 or any(c not in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-"
                                            for c in name):
         raise CloudError(f"thing name {name!r} from template {template!r} is not valid",
@@ -224,10 +63,6 @@ def mint_in_cloud(target: CloudTarget, thing_name: str, *, mac: str, product: st
     attributes = {"mac": mac.replace(":", "")}
     if product:
         attributes["product"] = product
-    try:
-        from fleetdesk.cloud.identity import create_device_identity
-    except ImportError as exc:
-        raise CloudError("the cloud identity module is not available", "update Fleetdesk") from exc
     before = _thing_certs(target, thing_name)
     made: list[str] = []
 

@@ -31,6 +31,8 @@ class IdentitySteps:
         mac = info.get("mac")
         self.result.chip, self.result.mac = info.get("chip"), mac
         self._journal("detect", "done", {k: info.get(k) for k in ("chip", "mac", "revision", "flash_size")}, mac=mac)
+        if mac and self._run_id and hasattr(self.db, "lock_board"):  # two stations never give one board two identities
+            self.db.lock_board(mac, self._run_id, self.settings.station)
         self.plan.check_chip(info.get("chip"))
         self.plan.check_fits(info.get("flash_bytes"))
         if not self.settings.identity:
@@ -40,7 +42,8 @@ class IdentitySteps:
         self._event(stage="identity")
         self._journal("identity", "begin")
         known = self.db.device(mac) if mac else None
-        named = thing_name_for(self.settings.name_template, mac or "", info.get("chip") or "")
+        serial = self.db.serial_for(mac) if mac and "{serial" in self.settings.name_template else 0
+        named = thing_name_for(self.settings.name_template, mac or "", info.get("chip") or "", serial=serial)
         self._ahead = None
         if (known is None and self.cloud is not None and self.pool is None and not self.settings.claim
                 and not self.settings.restore_identity):

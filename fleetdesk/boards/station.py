@@ -284,31 +284,25 @@ class BoardPipeline(IdentitySteps):
         return self._job.run()
 
     def _wait_online(self, flashed_at: float, console: "ConsoleReader | None" = None) -> None:
-        from fleetdesk.boards.identity import PresenceUnavailable
+        from fleetdesk.cloud.backend import NotOnline, PresenceUnavailable, WaitCancelled
 
         deadline = time.monotonic() + self.settings.online_timeout
         thing = self.result.thing
-        c: dict = {}
-        while time.monotonic() < deadline:
-            if self._cancel.is_set():
-                raise _Failed("online", "cancelled by the operator", "cancelled")
-            try:
-                c = self.cloud.connectivity(thing)
-            except PresenceUnavailable as exc:
-                return self._wait_console_online(console, deadline, exc.message)
-            except Exception as exc:  # noqa: BLE001 - transient control-plane errors: keep polling
-                c = {"connected": False, "error": str(exc)}
-            ts = c.get("timestamp")
-            if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
-                self.result.presence = "cloud presence (GetThingConnectivityData)"
-                return
-            self._check_boot(console)  # a board that crashes on boot fails now, not at the timeout
-            self._cancel.wait(0.5)
-        seen = "never seen" if not c.get("timestamp") else (
-            f"last seen {'connected' if c.get('connected') else 'disconnected'} at {c.get('timestamp')}")
-        raise _Failed("online", f"{thing} did not come online in presence within "
-                                f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
-                                f"{int(flashed_at * 1000)})", "not-online")
+        try:
+            self.cloud.wait_online(thing, self.settings.online_timeout, since=flashed_at, cancel=self._cancel,
+                                   check=lambda: self._check_boot(console))  # a crash on boot fails now
+        except PresenceUnavailable as exc:
+            return self._wait_console_online(console, deadline, exc.message)
+        except WaitCancelled:
+            raise _Failed("online", "cancelled by the operator", "cancelled") from None
+        except NotOnline as exc:
+            c = exc.last
+            seen = "never seen" if not c.get("timestamp") else (
+                f"last seen {'connected' if c.get('connected') else 'disconnected'} at {c.get('timestamp')}")
+            raise _Failed("online", f"{thing} did not come online in presence within "
+                                    f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
+                                    f"{int(flashed_at * 1000)})", "not-online") from None
+        self.result.presence = "cloud presence (GetThingConnectivityData)"
 
     def _wait_console_online(self, console: "ConsoleReader | None", deadline: float, why: str) -> None:
         """Fallback when the cloud's presence cannot be read: the board's own console line
@@ -522,11 +516,12 @@ class Station:
             self.db.seal_clear_backups()  # backups an older version kept in clear: encrypted now
         except FleetdeskError:
             pass  # no usable key yet: the next backup says so, before any write
-        runs = [r for r in self.db.unfinished_runs() if run_owner(r) != "live"]
+        owner = getattr(self.db, "owner", run_owner)  # the line ledger's heartbeats tell a dead station's runs
+        runs = [r for r in self.db.unfinished_runs() if owner(r) != "live"]
         pool = self.pool if self.pool is not None or not runs else CertPool.existing()
         try:
             for run in runs:
-                if run_owner(run) == "other-host":
+                if owner(run) == "other-host":
                     out.append({**run, "left_open": True,
                                 "action": f"left open: started on host {run['host']} (recover it there)"})
                     continue
@@ -552,7 +547,8 @@ class Station:
                 if run.get("thing_created"):
                     actions.append(f"thing {run['thing']} created for nothing (flagged)")
                 how = "; ".join(actions) or "closed"
-                self.db.mark_recovered(run["run_id"], how)
+                if self.db.mark_recovered(run["run_id"], how) is False:
+                    how = "closed meanwhile by another station of the line"  # (its certificate steps are idempotent)
                 out.append({**run, "action": how})
         finally:
             if pool is not None and pool is not self.pool:

@@ -138,6 +138,7 @@ class Ledger:
         from fleetdesk.store.schema import migrate
 
         self._lock = threading.RLock()
+        self._open_tx: Tx | None = None
         self.target = str(target)
         if is_postgres(self.target):
             check_url(self.target)
@@ -185,6 +186,23 @@ class Ledger:
         station is taking is never handed out twice, and nobody waits for it)."""
         return " FOR UPDATE SKIP LOCKED" if self.kind == "postgresql" else ""
 
+    @property
+    def now_sql(self) -> str:
+        """The database's own clock in epoch seconds (heartbeats compared on one clock, whatever
+        the stations' clocks say)."""
+        if self.kind == "postgresql":
+            return "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+        return "((julianday('now') - 2440587.5) * 86400.0)"
+
+    @property
+    def integrity_errors(self) -> tuple:
+        """The exception types of a broken unique constraint."""
+        if self.kind == "postgresql":
+            import psycopg
+
+            return (psycopg.IntegrityError,)
+        return (sqlite3.IntegrityError,)
+
     def sql(self, text: str) -> str:
         if self.kind == "postgresql":
             return text.replace("%", "%%").replace("?", "%s")
@@ -211,14 +229,20 @@ class Ledger:
                 before the transaction begins).
         """
         with self._lock:
+            if self._open_tx is not None:  # inside a transaction of this thread: part of it
+                yield self._open_tx
+                return
             if self.kind == "sqlite":
                 cur = self._conn.cursor()
                 cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                self._open_tx = Tx(self, cur)
                 try:
-                    yield Tx(self, cur)
+                    yield self._open_tx
                 except BaseException:
+                    self._open_tx = None
                     cur.execute("ROLLBACK")
                     raise
+                self._open_tx = None
                 cur.execute("COMMIT")
                 return
             import psycopg
@@ -227,11 +251,14 @@ class Ledger:
                 self._connect()
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
-                    yield Tx(self, cur)
+                    self._open_tx = Tx(self, cur)
+                    yield self._open_tx
             except psycopg.OperationalError as exc:
                 raise LedgerUnavailable(f"the line ledger {self.label} was lost ({str(exc).strip()})",
                                         "check the network and the PostgreSQL server; nothing of this step was "
                                         "written") from exc
+            finally:
+                self._open_tx = None
 
     # --- one-statement transactions -----------------------------------------------------
     def one(self, sql: str, params=()) -> dict | None:

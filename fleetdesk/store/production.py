@@ -99,6 +99,14 @@ def run_owner(run: dict) -> str:
     return "live"
 
 
+HEARTBEAT_S = float(os.environ.get("FLEETDESK_HEARTBEAT_S", "") or 5.0)  # a station process says it is alive
+STALE_AFTER = 3  # heartbeats missed before its open runs count as a dead station's
+
+
+class BoardBusy(FleetdeskError):
+    """Another live run (this station's or another's on the line) is giving this board its identity."""
+
+
 def default_db_path() -> Path:
     return data_dir() / "production.sqlite3"
 
@@ -129,9 +137,108 @@ class ProductionDB:
         self.ledger = ledger or Ledger(path or configured_ledger() or default_db_path())
         self.path = self.ledger.label
         self.box = SecretBox(key_file)
+        self._beat: threading.Thread | None = None
+        self._beating = threading.Event()
 
     def close(self) -> None:
+        self._beating.set()
         self.ledger.close()
+
+    # --- station heartbeats -----------------------------------------------------------
+    def heartbeat(self, station: str = "") -> None:
+        """Say this station process is alive (the ledger's clock); started by `start_run`
+        and repeated every `HEARTBEAT_S` while the handle is open."""
+        pid = os.getpid()
+        now = self.ledger.now_sql
+        self.ledger.run(
+            "INSERT INTO stations(host, pid, proc_start, station, started_at, heartbeat_at)"
+            f" VALUES (?,?,?,?,{now},{now}) ON CONFLICT(host, pid, proc_start) DO UPDATE SET"
+            " heartbeat_at=excluded.heartbeat_at, station=COALESCE(NULLIF(excluded.station, ''), stations.station)",
+            (socket.gethostname(), pid, process_started(pid) or "", station))
+
+    def _start_heartbeat(self, station: str) -> None:
+        if self._beat is not None:
+            return
+        self.heartbeat(station)
+
+        def beat() -> None:
+            while not self._beating.wait(HEARTBEAT_S):
+                try:
+                    self.heartbeat(station)
+                except Exception:  # noqa: BLE001 - the ledger is away: the outbox holds the work meanwhile
+                    pass
+
+        self._beat = threading.Thread(target=beat, name="ledger-heartbeat", daemon=True)
+        self._beat.start()
+
+    def stations(self) -> list[dict]:
+        """Every station process the ledger has seen, newest first, with ``age`` (seconds since
+        its last heartbeat, on the ledger's clock) and ``alive``."""
+        rows = self.ledger.all(f"SELECT *, {self.ledger.now_sql} - heartbeat_at AS age FROM stations"
+                               " ORDER BY heartbeat_at DESC")
+        for r in rows:
+            r["alive"] = r["age"] < HEARTBEAT_S * STALE_AFTER and not r.get("stopped_at")
+        return rows
+
+    def owner(self, run: dict) -> str:
+        """Who holds an unfinished run: like `run_owner`, and for a run of another host the
+        station heartbeats decide: a fresh one is "other-host" (alive there, left alone), a
+        stale one (its station stopped beating) is "dead", so any station of the line may
+        close it; without a heartbeat on file it stays "other-host"."""
+        who = run_owner(run)
+        if who != "other-host":
+            return who
+        hb = self.ledger.one(f"SELECT {self.ledger.now_sql} - heartbeat_at AS age, stopped_at FROM stations"
+                             " WHERE host=? AND pid=? AND proc_start=?",
+                             (run["host"], run.get("pid") or 0, run.get("proc_start") or ""))
+        if hb is None:
+            return "other-host"
+        return "dead" if hb["stopped_at"] or hb["age"] >= HEARTBEAT_S * STALE_AFTER else "other-host"
+
+    # --- one board, one identity, line-wide ---------------------------------------------
+    def lock_board(self, mac: str, run_id: str, station: str = "") -> None:
+        """Mark ``mac`` as getting its identity in ``run_id`` until the run finishes (or is
+        recovered). A lock a finished or dead run left behind is taken over.
+
+        Raises:
+            BoardBusy: another live run holds it (two stations see the same board).
+        """
+        q = ("SELECT l.run_id, l.station, l.host AS lock_host, r.finished_at, r.pid, r.host, r.proc_start"
+             " FROM board_locks l LEFT JOIN runs r ON r.run_id = l.run_id WHERE l.mac=?")
+        for _ in range(2):
+            try:
+                with self.ledger.tx() as tx:
+                    held = tx.one(q, (mac,))
+                    if held is None:
+                        tx.run("INSERT INTO board_locks(mac, run_id, station, host, taken_at) VALUES (?,?,?,?,?)",
+                               (mac, run_id, station, socket.gethostname(), time.time()))
+                        return
+                    if held["run_id"] == run_id:
+                        return
+                    if held["finished_at"] is None and held["host"] and self.owner(held) != "dead":
+                        raise BoardBusy(f"board {mac} is getting its identity on station "
+                                        f"{held['station'] or held['lock_host']} right now (run {held['run_id'][:8]})",
+                                        "take it off one of the two stations; it keeps a single identity")
+                    tx.run("UPDATE board_locks SET run_id=?, station=?, host=?, taken_at=? WHERE mac=? AND run_id=?",
+                           (run_id, station, socket.gethostname(), time.time(), mac, held["run_id"]))
+                    return
+            except self.ledger.integrity_errors:  # another station inserted it at the same moment: look again
+                continue
+        raise BoardBusy(f"board {mac} is getting its identity on another station right now",
+                        "take it off one of the two stations; it keeps a single identity")
+
+    def serial_for(self, mac: str) -> int:
+        """The board's line-wide serial number (the same one every time for the same MAC)."""
+        for _ in range(2):
+            row = self.ledger.one("SELECT serial FROM serials WHERE mac=?", (mac,))
+            if row:
+                return row["serial"]
+            try:
+                return self.ledger.one("INSERT INTO serials(mac, taken_at) VALUES (?,?) RETURNING serial",
+                                       (mac, time.time()))["serial"]
+            except self.ledger.integrity_errors:
+                continue
+        raise FleetdeskError(f"no serial number could be taken for {mac}", "try again")
 
     # --- runs and journal -------------------------------------------------------------
     def start_run(self, *, station: str = "", port: str = "", slot: str = "") -> str:
@@ -143,6 +250,7 @@ class ProductionDB:
         """
         run_id = uuid.uuid4().hex
         pid = os.getpid()
+        self._start_heartbeat(station)
         self.ledger.run(
             "INSERT INTO runs(run_id, started_at, station, port, slot, pid, host, proc_start)"
             " VALUES (?,?,?,?,?,?,?,?)",
@@ -186,8 +294,11 @@ class ProductionDB:
     def mark_recovered(self, run_id: str, how: str) -> bool:
         """Close a crashed run as FAIL with what recovery did; False when it was closed meanwhile
         (another station of the line recovered it, or its owner finished it)."""
-        return self.ledger.run("UPDATE runs SET finished_at=?, result='FAIL', recovered=? WHERE run_id=?"
-                               " AND finished_at IS NULL", (time.time(), how, run_id)) == 1
+        with self.ledger.tx() as tx:
+            closed = tx.run("UPDATE runs SET finished_at=?, result='FAIL', recovered=? WHERE run_id=?"
+                            " AND finished_at IS NULL", (time.time(), how, run_id)) == 1
+            tx.run("DELETE FROM board_locks WHERE run_id=?", (run_id,))
+        return closed
 
     def run(self, run_id: str) -> dict | None:
         return self.ledger.one("SELECT * FROM runs WHERE run_id=?", (run_id,))

@@ -8,6 +8,7 @@ Tables (one set in every ledger; a single station keeps the production record in
     stations                                          each station process's heartbeat (v2)
     slot_labels                                       the operator's slot labels, per station (v2)
     board_locks                                       which run is giving a MAC its identity (v2)
+    serials                                           line-wide serial numbers, one per MAC (v2)
 
 A ledger whose version is newer than `LATEST` is refused (a newer Fleetdesk wrote it).
 """
@@ -71,6 +72,7 @@ CREATE TABLE IF NOT EXISTS slot_labels (
 CREATE TABLE IF NOT EXISTS board_locks (
     mac TEXT PRIMARY KEY, run_id TEXT NOT NULL, station TEXT, host TEXT, taken_at {REAL} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS serials (serial {ID}, mac TEXT NOT NULL UNIQUE, taken_at {REAL} NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(finished_at);
 CREATE INDEX IF NOT EXISTS pool_state ON pool(state)
 """
@@ -99,7 +101,7 @@ def _v2(tx, kind: str) -> None:
 
 
 MIGRATIONS = [(1, "the production record and the certificate pool", _v1),
-              (2, "station heartbeats, slot labels, board locks", _v2)]
+              (2, "station heartbeats, slot labels, board locks, serials", _v2)]
 LATEST = MIGRATIONS[-1][0]
 _PG_LOCK = 0x46_44_4C_47  # "FDLG": one migrating process at a time
 

@@ -134,3 +134,51 @@ def test_the_configured_ledger_holds_every_store(pg_server, monkeypatch):
     assert ProductionDB().counters() == {"PASS": 0, "FAIL": 1}
     with pytest.raises(LedgerError, match="not a postgresql"):
         save_ledger_setting("sqlite:///x")
+
+
+def _run_on(db: ProductionDB, host: str, pid: int, station: str = "st-x") -> str:
+    run = db.start_run(station=station)
+    db.ledger.run("UPDATE runs SET host=?, pid=?, proc_start=? WHERE run_id=?", (host, pid, "77", run))
+    return run
+
+
+def _beat(db: ProductionDB, host: str, pid: int, age: float) -> None:
+    now = db.ledger.now_sql
+    db.ledger.run(f"INSERT INTO stations(host, pid, proc_start, station, started_at, heartbeat_at)"
+                  f" VALUES (?,?,?,?,{now} - ?,{now} - ?)", (host, pid, "77", "st-x", age, age))
+
+
+def test_heartbeats_tell_a_dead_station_from_a_live_one(ledger_target, tmp_path):
+    """A run of another PC: its station's fresh heartbeat keeps it that station's; a stale
+    one makes it a dead station's run, which any station may close; with no heartbeat on
+    file nothing is assumed."""
+    from fleetdesk.store.production import HEARTBEAT_S, STALE_AFTER
+
+    db = ProductionDB(ledger_target, key_file=tmp_path / "k")
+    live, dead, unknown = _run_on(db, "pc-live", 11), _run_on(db, "pc-dead", 12), _run_on(db, "pc-old", 13)
+    _beat(db, "pc-live", 11, 0.5)
+    _beat(db, "pc-dead", 12, HEARTBEAT_S * STALE_AFTER + 5)
+    owners = {r["run_id"]: db.owner(r) for r in db.unfinished_runs()}
+    assert owners[live] == "other-host" and owners[dead] == "dead" and owners[unknown] == "other-host"
+    mine = [s for s in db.stations() if s["pid"] not in (11, 12)]
+    assert mine and mine[0]["alive"]  # this process beats since its first run
+    assert {s["host"]: s["alive"] for s in db.stations()}["pc-dead"] is False
+
+
+def test_one_board_is_given_its_identity_by_one_run_at_a_time(ledger_target, tmp_path):
+    from fleetdesk.store.production import BoardBusy
+
+    a = ProductionDB(ledger_target, key_file=tmp_path / "k")
+    b = ProductionDB(ledger_target, key_file=tmp_path / "k")
+    first, second = a.start_run(station="st-1"), b.start_run(station="st-2")
+    a.lock_board(MAC, first, "st-1")
+    a.lock_board(MAC, first, "st-1")  # the same run again: fine
+    with pytest.raises(BoardBusy, match="station st-1"):
+        b.lock_board(MAC, second, "st-2")
+    a.finish(first, {"mac": MAC, "result": "PASS"})
+    b.lock_board(MAC, second, "st-2")  # released when its run finished
+    crashed = _run_on(a, "pc-dead", 12)
+    a.ledger.run("UPDATE board_locks SET run_id=? WHERE mac=?", (crashed, MAC))
+    _beat(a, "pc-dead", 12, 3600)
+    b.lock_board(MAC, second, "st-2")  # a dead station's lock is taken over
+    assert a.serial_for(MAC) == a.serial_for(MAC) != b.serial_for("24:0a:c4:00:00:02")
