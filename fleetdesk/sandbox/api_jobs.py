@@ -48,8 +48,39 @@ def _document(ctx, p: dict) -> str | None:
         raise AwsError("InvalidRequestException", f"documentSource {source} is unusable: {exc}") from exc
 
 
+# Job configuration limits AWS enforces beyond what botocore's model states (its min/max,
+# patterns and required members are checked for every API in control_plane.check_shape).
+MAX_ROLLOUT_PER_MINUTE = 1000
+IN_PROGRESS_TIMEOUT_MINUTES = (1, 10080)  # 1 minute .. 7 days
+
+
+def check_job_config(p: dict) -> None:
+    """400 for job configs AWS refuses that the model cannot express."""
+    rollout = p.get("jobExecutionsRolloutConfig") or {}
+    if rollout.get("maximumPerMinute") is not None and not 1 <= rollout["maximumPerMinute"] <= MAX_ROLLOUT_PER_MINUTE:
+        raise AwsError("InvalidRequestException",
+                       f"jobExecutionsRolloutConfig.maximumPerMinute must be 1..{MAX_ROLLOUT_PER_MINUTE}")
+    if rollout.get("maximumPerMinute") is not None and rollout.get("exponentialRate"):
+        raise AwsError("InvalidRequestException",
+                       "jobExecutionsRolloutConfig takes maximumPerMinute or exponentialRate, not both")
+    rate = rollout.get("exponentialRate")
+    if rate:
+        criteria = rate.get("rateIncreaseCriteria") or {}
+        if len([k for k in ("numberOfNotifiedThings", "numberOfSucceededThings") if criteria.get(k)]) != 1:
+            raise AwsError("InvalidRequestException", "exponentialRate.rateIncreaseCriteria needs exactly one of "
+                                                      "numberOfNotifiedThings or numberOfSucceededThings")
+    timeout = (p.get("timeoutConfig") or {}).get("inProgressTimeoutInMinutes")
+    lo, hi = IN_PROGRESS_TIMEOUT_MINUTES
+    if timeout is not None and not lo <= timeout <= hi:
+        raise AwsError("InvalidRequestException", f"timeoutConfig.inProgressTimeoutInMinutes must be {lo}..{hi}")
+    for c in (p.get("abortConfig") or {}).get("criteriaList") or []:
+        if c.get("thresholdPercentage") is not None and not 0 < c["thresholdPercentage"] <= 100:
+            raise AwsError("InvalidRequestException", "abortConfig thresholdPercentage must be > 0 and <= 100")
+
+
 def create_job(ctx, request):
     p = request.params
+    check_job_config(p)
     return _call(ctx, lambda e: e.create_job(p["jobId"], p, _document(ctx, p)))
 
 

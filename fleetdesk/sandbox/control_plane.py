@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from fleetdesk.sandbox import strict_json
 from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.sigv4 import SigV4Checker
 
@@ -60,7 +61,7 @@ class Request:
         if not self.body:
             return {}
         try:
-            doc = json.loads(self.body)
+            doc = strict_json.loads(self.body)
         except ValueError as exc:
             raise AwsError("InvalidRequestException", f"The request body is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict):
@@ -99,14 +100,66 @@ _JSON_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool, "str
                "list": list, "float": (int, float), "double": (int, float), "timestamp": (int, float, str)}
 
 
+_patterns: dict[str, Any] = {}
+
+
+def _pattern(text: str):
+    """The model's pattern compiled for a whole-value match (None if Python cannot read it)."""
+    if text not in _patterns:
+        try:
+            _patterns[text] = re.compile(text)
+        except re.error:
+            _patterns[text] = None
+    return _patterns[text]
+
+
+def _bad(where: str, why: str) -> AwsError:
+    return AwsError("InvalidRequestException", f"{where} {why}")
+
+
+def check_constraints(value, shape, where: str) -> None:
+    """AWS's input rules from the model (what botocore validates client side and the service
+    enforces): string length/pattern/enum, number range, list length."""
+    meta = shape.metadata
+    t = shape.type_name
+    if t == "string" and isinstance(value, str):
+        n = len(value)
+        if "min" in meta and n < meta["min"]:
+            raise _bad(where, f"must be at least {meta['min']} characters long")
+        if "max" in meta and n > meta["max"]:
+            raise _bad(where, f"must be at most {meta['max']} characters long (got {n})")
+        rx = _pattern(meta["pattern"]) if "pattern" in meta else None
+        if rx is not None and not rx.fullmatch(value):
+            raise _bad(where, f"{value[:80]!r} does not match the pattern {meta['pattern']}")
+        if shape.enum and value not in shape.enum:
+            raise _bad(where, f"must be one of {', '.join(shape.enum)}")
+    elif t in ("integer", "long", "float", "double") and isinstance(value, (int, float)) \
+            and not isinstance(value, bool):
+        if "min" in meta and value < meta["min"]:
+            raise _bad(where, f"must be at least {meta['min']} (got {value})")
+        if "max" in meta and value > meta["max"]:
+            raise _bad(where, f"must be at most {meta['max']} (got {value})")
+    elif t in ("list", "map") and isinstance(value, (list, dict)):
+        if "min" in meta and len(value) < meta["min"]:
+            raise _bad(where, f"must have at least {meta['min']} entries")
+        if "max" in meta and len(value) > meta["max"]:
+            raise _bad(where, f"must have at most {meta['max']} entries (got {len(value)})")
+
+
 def check_shape(value, shape, where: str, depth: int = 0) -> None:
-    """Raise a 400 if a JSON body value does not have the model's type (recursively)."""
+    """Raise a 400 if a JSON body value does not have the model's type and rules (recursively)."""
     expected = _JSON_TYPES.get(shape.type_name)
-    if value is None or expected is None or depth > 20:
+    if value is None or expected is None:
         return
+    if depth > 30:
+        raise _bad(where, "is nested too deeply")
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise AwsError("InvalidRequestException", f"{where} must be a {shape.type_name}, not {type(value).__name__}")
+    check_constraints(value, shape, where)
     if shape.type_name == "structure":
+        for key in shape.required_members:
+            if value.get(key) is None:
+                raise _bad(where, f"is missing its required member {key}")
         for key, member in shape.members.items():
             if key in value:
                 check_shape(value[key], member, f"{where}.{key}", depth + 1)
@@ -115,6 +168,7 @@ def check_shape(value, shape, where: str, depth: int = 0) -> None:
             check_shape(item, shape.member, f"{where}[{i}]", depth + 1)
     elif shape.type_name == "map":
         for key, item in value.items():
+            check_constraints(key, shape.key, f"{where} key")
             check_shape(item, shape.value, f"{where}.{key}", depth + 1)
 
 
@@ -180,12 +234,15 @@ def model_route(service: str, operation: str, handler: Callable) -> tuple[str, s
                 key = re.sub(r"[^0-9A-Za-z_]", "_", loc_name)
                 if key in request.path_params:
                     params[name] = request.path_params[key]
+                    check_constraints(params[name], shape, name)
             elif loc == "querystring":
                 if loc_name in request.query:
                     params[name] = _convert(request.query[loc_name], shape, loc_name)
+                    check_constraints(params[name], shape, loc_name)
             elif loc == "header":
                 if loc_name in request.headers:
                     params[name] = request.headers[loc_name]
+                    check_constraints(params[name], shape, loc_name)
             elif shape.serialization.get("payload") or name == op.input_shape.serialization.get("payload"):
                 params[name] = request.body
             else:

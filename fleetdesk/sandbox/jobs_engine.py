@@ -21,6 +21,8 @@ import re
 import time
 from typing import Any, Callable
 
+from fleetdesk.sandbox import strict_json
+
 MAX_DOCUMENT_BYTES = 32 * 1024
 JOB_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "REJECTED", "REMOVED", "CANCELED"}
@@ -164,9 +166,9 @@ class JobsEngine:
         if len(document.encode()) > MAX_DOCUMENT_BYTES:
             raise JobsError("InvalidRequestException", "The job document exceeds the maximum size of 32 KB.")
         try:
-            parsed = json.loads(document)
-        except ValueError:
-            raise JobsError("InvalidRequestException", "The job document is not valid JSON.") from None
+            parsed = strict_json.loads(document)
+        except ValueError as exc:
+            raise JobsError("InvalidRequestException", f"The job document is not valid JSON: {exc}") from None
         if not isinstance(parsed, dict):
             raise JobsError("InvalidRequestException", "The job document must be a JSON object.")
         targets = body.get("targets") or []

@@ -8,6 +8,7 @@ pass them straight to boto3. Used from the sandbox's event-loop thread.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -80,6 +81,16 @@ def _page(rows: list, token: str | None, size: int | None, default: int = 100) -
     return chunk, nxt
 
 
+NAME_RE = re.compile(r"[a-zA-Z0-9:_-]{1,128}")  # AWS: thing, thing group and thing type names
+
+
+def check_name(what: str, name) -> None:
+    """AWS's name rule for things, groups and types (InvalidRequestException otherwise)."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise AwsError("InvalidRequestException",
+                       f"{what} {str(name)[:80]!r} is invalid: use 1-128 of the characters a-z A-Z 0-9 : _ -")
+
+
 class Registry(PolicyStore, ThingTypeStore):
     """The registry database.
 
@@ -147,6 +158,7 @@ class Registry(PolicyStore, ThingTypeStore):
         return d
 
     def create_thing(self, name: str, thing_type: str | None = None, attributes: dict | None = None) -> dict:
+        check_name("thingName", name)  # also for things fleet provisioning makes from a template
         attributes = {str(k): str(v) for k, v in (attributes or {}).items()}
         if thing_type:
             self.check_thing_type(thing_type)
@@ -235,6 +247,7 @@ class Registry(PolicyStore, ThingTypeStore):
         return chain
 
     def create_thing_group(self, name: str, parent: str | None = None, properties: dict | None = None) -> dict:
+        check_name("thingGroupName", name)
         properties = properties or {}
         if self._one("SELECT 1 FROM thing_groups WHERE name=?", name):
             raise already_exists(f"Thing group {name} already exists")

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import time
 
+from fleetdesk.sandbox import strict_json
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, not_found
+
+MAX_POLICY_CHARS = 2048  # AWS IoT quota: policy document size, white space excluded
 
 
 class PolicyStore:
@@ -16,8 +19,13 @@ class PolicyStore:
 
     @staticmethod
     def _check_document(document: str) -> None:
+        size = len("".join(str(document).split()))
+        if size > MAX_POLICY_CHARS:
+            raise AwsError("MalformedPolicyException",
+                           f"The policy document is {size} characters long (white space excluded); "
+                           f"AWS IoT allows {MAX_POLICY_CHARS}")
         try:
-            doc = json.loads(document)
+            doc = strict_json.loads(document)
         except (TypeError, ValueError) as exc:
             raise AwsError("MalformedPolicyException", f"The policy document is not valid JSON: {exc}") from exc
         statements = doc.get("Statement") if isinstance(doc, dict) else None

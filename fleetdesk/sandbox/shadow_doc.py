@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetdesk.sandbox import strict_json
+
 MAX_STATE_BYTES = 8 * 1024
 MAX_DEPTH = 6
 MAX_CLIENT_TOKEN_BYTES = 64
@@ -158,9 +160,9 @@ def parse_request(payload: bytes | str | dict | None) -> dict:
         return {}
     else:
         try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise ShadowError(400, "Invalid JSON") from None
+            doc = strict_json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ShadowError(400, f"Invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ShadowError(400, "Invalid JSON")
     return doc
