@@ -185,6 +185,16 @@ class FleetIndex:
         cfg = self._call(self.iot.get_indexing_configuration).get("thingIndexingConfiguration") or {}
         return cfg.get("thingIndexingMode", "OFF") != "OFF"
 
+    def groups(self) -> list[str]:
+        """Every thing group's name (for the group selector; a few ListThingGroups pages)."""
+        names, token = [], None
+        while True:
+            out = self._call(self.iot.list_thing_groups, maxResults=250, **({"nextToken": token} if token else {}))
+            names += [g["groupName"] for g in out.get("thingGroups") or []]
+            token = out.get("nextToken")
+            if not token:
+                return sorted(names)
+
     def page(self, query: str, token: str | None = None, number: int = 1) -> Page:
         kw: dict = {"queryString": query, "maxResults": self.page_size}
         if token:

@@ -1,12 +1,17 @@
-"""Fleet page: every thing of the profile in one sortable, filterable table with bulk actions.
+"""Fleet page: the things of the profile in one sortable, filterable table with bulk actions.
 
-Rows update in batches from gui.live.LiveFleet (2 Hz), never per message. Double-click a row
-to open the Device page for it.
+When the account has a fleet index (``fleetdesk cloud setup``), the table holds one
+``SearchIndex`` page (100 things) at a time, filtered on the server by the filter box and the
+group selector (:mod:`fleetdesk.cloud.fleet_index`); the header tiles come from aggregations;
+page and tiles refresh on a timer and after presence changes, so the page costs the same for
+100 things and for 100,000. Without an index the page shows the session's own list and says
+how to set the index up. Rows update in batches from gui.live.LiveFleet (2 Hz), never per
+message. Double-click a row to open the Device page for it.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -29,6 +34,9 @@ from gui.widgets.diagnostics import DiagnosticsDialog
 
 ALL_GROUPS = "All groups"
 APPLY_BUDGET_S = 0.008  # table updates run in slices this long, so painting and input go on
+INDEX_REFRESH_MS = 15_000  # page + tiles re-read from the index (a few calls, whatever the fleet size)
+FILTER_DEBOUNCE_MS = 300   # typing in the filter box sends one query, not one per key
+TILES_AFTER_PRESENCE_MS = 2_000
 
 
 class FleetPage(QWidget):
@@ -47,6 +55,10 @@ class FleetPage(QWidget):
         self.summary.setObjectName("fleetSummary")
         top.addWidget(self.summary)
         layout.addLayout(top)
+        self.tiles = QLabel("")
+        self.tiles.setObjectName("fleetTiles")
+        self.tiles.setVisible(False)
+        layout.addWidget(self.tiles)
 
         bar = QHBoxLayout()
         self.filter_edit = QLineEdit()
@@ -96,10 +108,42 @@ class FleetPage(QWidget):
         self.empty_label.setStyleSheet("color: #52606d; padding: 24px;")
         layout.addWidget(self.empty_label)
         layout.addWidget(self.table, 1)
+        pager = QHBoxLayout()
+        self.prev_button = QPushButton("‹ Previous")
+        self.next_button = QPushButton("Next ›")
+        self.page_label = QLabel("")
+        self.page_label.setObjectName("fleetPage")
+        pager.addWidget(self.prev_button)
+        pager.addWidget(self.page_label)
+        pager.addWidget(self.next_button)
+        pager.addStretch(1)
+        layout.addLayout(pager)
+        for w in (self.prev_button, self.next_button, self.page_label):
+            w.setVisible(False)
         self.message = QLabel("")
         self.message.setObjectName("fleetMessage")
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
+
+        self._index = None          # FleetIndex when the account has one
+        self._index_fleet = None    # FleetState of the shown page
+        self._page = None
+        self._tokens: list = [None]  # _tokens[i] = nextToken that loads page i + 1
+        self._serial = 0
+        self._tiles_data = None
+        self._query_timer = QTimer(self)
+        self._query_timer.setSingleShot(True)
+        self._query_timer.setInterval(FILTER_DEBOUNCE_MS)
+        self._query_timer.timeout.connect(lambda: self.load_page(1))
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setInterval(INDEX_REFRESH_MS)
+        self._refresh_timer.timeout.connect(self.refresh_index)
+        self._tiles_timer = QTimer(self)
+        self._tiles_timer.setSingleShot(True)
+        self._tiles_timer.setInterval(TILES_AFTER_PRESENCE_MS)
+        self._tiles_timer.timeout.connect(self.load_tiles)
+        self.prev_button.clicked.connect(lambda: self.load_page(max(1, self._page.number - 1) if self._page else 1))
+        self.next_button.clicked.connect(lambda: self.load_page(self._page.number + 1 if self._page else 1))
 
         self.filter_edit.textChanged.connect(self._filter_changed)
         self.group_combo.currentIndexChanged.connect(self._group_changed)
@@ -130,26 +174,219 @@ class FleetPage(QWidget):
 
     def _session_changed(self, session) -> None:
         self._shadow_asked: set[str] = set()
+        self._leave_index_mode()
         self.model.set_fleet(session.fleet if session is not None else None)
         if session is not None:
-            self._fetch_missing_shadows(list(session.fleet.things))
+            self._probe_index(session)
         self._update_groups()
         self._update_summary()
         self._selection_changed()
 
     def _changed(self, names) -> None:
+        if self._index is not None:
+            self._merge_live(names)
+            return
         self.model.apply_changes(names, budget_s=APPLY_BUDGET_S)
         self._fetch_missing_shadows(names)
         self._update_groups()
         self._update_summary()
 
     def _filter_changed(self, text: str) -> None:
+        if self._index is not None:
+            self._query_timer.start()
+            return
         self.proxy.set_text(text)
         self._update_summary()
 
     def _group_changed(self, _index: int) -> None:
+        if self._index is not None:
+            self.load_page(1)
+            return
         self.proxy.set_group(self.group_combo.currentData())
         self._update_summary()
+
+    # -- fleet index mode ---------------------------------------------------------------
+    @property
+    def index_mode(self) -> bool:
+        """True while the table shows fleet-index pages."""
+        return self._index is not None
+
+    def _probe_index(self, session) -> None:
+        """Use the account's fleet index if it has one (else keep the session's list)."""
+        from fleetdesk.cloud.fleet_index import FleetIndex
+
+        iot = getattr(getattr(session, "control", None), "iot", None)
+        if iot is None:
+            return
+        index = FleetIndex(iot, on_throttled=lambda delay: bridge.post(self._throttled, delay))
+
+        def done(available, error) -> None:
+            if session is not self.ctx.live.session:
+                return
+            if error is None and available:
+                self._enter_index_mode(index)
+            elif error is None:
+                self.show_message("This account has no fleet index: the table lists what the app loaded itself. "
+                                  "For large fleets run `fleetdesk cloud setup` (or Settings > Set up this account).",
+                                  ok=True)
+        bridge.run_blocking(index.available, on_done=done)
+
+    def _enter_index_mode(self, index) -> None:
+        self._index = index
+        self.proxy.set_text("")
+        self.proxy.set_group("")
+        for w in (self.prev_button, self.next_button, self.page_label, self.tiles):
+            w.setVisible(True)
+        self.refresh_button.setText("Refresh")
+        self.filter_edit.setPlaceholderText("Filter: thing, firmware, group — or a fleet index query, "
+                                            "e.g. shadow.reported.temperature:[30 TO *]")
+        bridge.run_blocking(index.groups, on_done=lambda groups, e: self._set_groups(groups) if e is None else None)
+        self.load_page(1)
+        self._refresh_timer.start()
+
+    def _leave_index_mode(self) -> None:
+        self._index = None
+        self._index_fleet = None
+        self._page = None
+        self._tokens = [None]
+        self._tiles_data = None
+        self._serial += 1
+        for t in (self._refresh_timer, self._query_timer, self._tiles_timer):
+            t.stop()
+        for w in (self.prev_button, self.next_button, self.page_label, self.tiles):
+            w.setVisible(False)
+        self.refresh_button.setText("Reload registry")
+        self._set_filter_error("")
+
+    def current_query(self) -> str:
+        from fleetdesk.cloud.fleet_index import filter_query
+
+        return filter_query(self.filter_edit.text(), self.group_combo.currentData() or "")
+
+    def load_page(self, number: int = 1) -> None:
+        """Load page ``number`` of the current query (1 = first; later pages follow nextToken)."""
+        index = self._index
+        if index is None:
+            return
+        query = self.current_query()
+        if number == 1 or (self._page is not None and self._page.query != query):
+            number, self._tokens = 1, [None]
+            self.load_tiles()
+        number = min(number, len(self._tokens))
+        token = self._tokens[number - 1]
+        self._serial += 1
+        serial = self._serial
+
+        def done(page, error) -> None:
+            if serial == self._serial and index is self._index:
+                self._page_loaded(page, error)
+        bridge.run_blocking(index.page, query, token, number, on_done=done)
+
+    def refresh_index(self) -> None:
+        """Re-read the shown page and the tiles (timer; the Refresh button)."""
+        if self._index is not None:
+            self.load_page(self._page.number if self._page else 1)
+            if self._page is not None and self._page.number != 1:
+                self.load_tiles()
+
+    def _page_loaded(self, page, error) -> None:
+        from fleetdesk.cloud.fleet_index import IndexMissing, InvalidQuery
+        from fleetdesk.fleet.state import FleetState
+
+        if isinstance(error, InvalidQuery):
+            self._set_filter_error(error_text(error))
+            return
+        if isinstance(error, IndexMissing):
+            session = self.ctx.live.session
+            self._leave_index_mode()
+            self.model.set_fleet(session.fleet if session is not None else None)
+            self.show_message(error_text(error), ok=False)
+            self._update_summary()
+            return
+        if error is not None:
+            self.show_message(f"fleet index: {error_text(error)}", ok=False)
+            return
+        self._set_filter_error("")
+        if self.message.text().startswith("AWS is throttling"):
+            self.show_message("")
+        fleet = FleetState()
+        for row in page.rows:
+            t = fleet.thing(row.name)
+            t.online = row.connected
+            t.disconnect_reason = row.disconnect_reason
+            t.presence_ts = (row.since_ms or 0) / 1000.0
+            t.firmware = row.firmware or None
+            t.temperature, t.humidity = row.temperature, row.humidity
+            t.groups, t.attributes, t.shadow_version = row.groups, row.attributes, row.shadow_version
+            self._overlay_live(t)
+        fleet.take_changes()
+        self._index_fleet, self._page = fleet, page
+        del self._tokens[page.number:]
+        self._tokens.append(page.next_token)
+        self.model.set_fleet(fleet)
+        self._update_summary()
+        self._selection_changed()
+
+    def _overlay_live(self, t) -> bool:
+        """Newer values the session saw (presence, the open device) over the index's; True if any changed."""
+        session = self.ctx.live.session
+        live = session.fleet.things.get(t.name) if session is not None else None
+        if live is None:
+            return False
+        changed = False
+        if live.online is not None and live.presence_ts >= t.presence_ts and live.online != t.online:
+            t.online, t.presence_ts, t.disconnect_reason = live.online, live.presence_ts, live.disconnect_reason
+            changed = True
+        if live.temperature is not None and live.sample_ts and live.temperature != t.temperature:
+            t.temperature, t.humidity, t.sample_ts = live.temperature, live.humidity, live.sample_ts
+            changed = True
+        return changed
+
+    def _merge_live(self, names) -> None:
+        fleet = self._index_fleet
+        if fleet is None:
+            return
+        touched = [n for n in names if n in fleet.things and self._overlay_live(fleet.things[n])]
+        if touched:
+            self.model.apply_changes(touched, budget_s=APPLY_BUDGET_S)
+        session = self.ctx.live.session
+        if session is not None and any(session.fleet.things.get(n) is not None
+                                       and session.fleet.things[n].presence_ts for n in names):
+            self._tiles_timer.start()  # presence moved: online count soon, once for a burst
+
+    def load_tiles(self) -> None:
+        index = self._index
+        if index is None:
+            return
+        query = self.current_query()
+
+        def done(tiles, error) -> None:
+            if index is self._index and error is None and query == self.current_query():
+                self._tiles_data = tiles
+                self._update_summary()
+        bridge.run_blocking(index.tiles, query, on_done=done)
+
+    def _throttled(self, delay: float) -> None:
+        self.show_message(f"AWS is throttling the fleet index: retrying in {delay:.1f} s "
+                          "(the table keeps the last page meanwhile).", ok=False)
+
+    def _set_filter_error(self, text: str) -> None:
+        self.filter_edit.setStyleSheet("border: 1px solid #b3261e;" if text else "")
+        self.filter_edit.setToolTip(text)
+        if text:
+            self.show_message(text, ok=False)
+        elif self.message.text().startswith("the index refused"):
+            self.show_message("")
+
+    def _set_groups(self, groups: list[str]) -> None:
+        current = self.group_combo.currentData()
+        self.group_combo.blockSignals(True)
+        self.group_combo.clear()
+        self.group_combo.addItem(ALL_GROUPS, "")
+        for g in groups:
+            self.group_combo.addItem(g, g)
+        self.group_combo.setCurrentIndex(max(0, self.group_combo.findData(current)))
+        self.group_combo.blockSignals(False)
 
     def _filtering(self) -> bool:
         return bool(self.filter_edit.text().strip() or self.group_combo.currentData())
@@ -173,7 +410,37 @@ class FleetPage(QWidget):
         self.empty_label.setText(text)
         self.empty_label.setVisible(bool(text))
 
+    def _update_index_summary(self) -> None:
+        page, tiles = self._page, self._tiles_data
+        rows = len(page.rows) if page else 0
+        if tiles is None:
+            self.summary.setText("Loading from the fleet index…")
+        else:
+            self.summary.setText(f"{tiles.total} things · {tiles.online} online · {tiles.total - tiles.online} offline")
+        if tiles is not None:
+            parts = []
+            if tiles.firmware:
+                parts.append("firmware " + ", ".join(f"{v or '?'} ×{n}" for v, n in tiles.firmware))
+            if tiles.temp_min is not None:
+                parts.append(f"temperature {tiles.temp_min:.1f}–{tiles.temp_max:.1f} °C (mean {tiles.temp_avg:.1f})")
+            self.tiles.setText(" · ".join(parts) or "no shadow readings indexed yet")
+        if page is not None:
+            first = (page.number - 1) * self._index.page_size + 1
+            self.page_label.setText(f"Page {page.number} · things {first}–{first + rows - 1}" if rows else
+                                    f"Page {page.number}")
+            self.prev_button.setEnabled(page.number > 1)
+            self.next_button.setEnabled(bool(page.next_token))
+            if rows == 0:
+                what = self.filter_edit.text().strip() or self.group_combo.currentData()
+                self.empty_label.setText(f"No thing matches “{what}”." if what else "No things in this account yet.")
+                self.empty_label.setVisible(True)
+            else:
+                self.empty_label.setVisible(False)
+
     def _update_summary(self) -> None:
+        if self._index is not None:
+            self._update_index_summary()
+            return
         self._update_empty()
         fleet = self.model.fleet
         if fleet is None:
@@ -190,6 +457,8 @@ class FleetPage(QWidget):
         self.summary.setText(text)
 
     def _update_groups(self) -> None:
+        if self._index is not None:
+            return  # the index mode lists every group once (ListThingGroups)
         fleet = self.model.fleet
         groups = sorted({g for t in fleet.things.values() for g in t.groups}) if fleet else []
         have = [self.group_combo.itemData(i) for i in range(1, self.group_combo.count())]
@@ -266,9 +535,12 @@ class FleetPage(QWidget):
         self.show_message(actions.summary(what, ok, failed), ok=not failed)
 
     def reload_registry(self) -> None:
-        """Reload things and groups from the control plane."""
+        """Reload things and groups from the control plane (index mode: re-read the page)."""
         session = self.ctx.live.session
         if session is None:
+            return
+        if self._index is not None:
+            self.refresh_index()
             return
 
         async def reload():
@@ -286,6 +558,7 @@ class FleetPage(QWidget):
         return dlg
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        self._leave_index_mode()
         try:
             self.ctx.live.changed.disconnect(self._changed)
             self.ctx.live.session_changed.disconnect(self._session_changed)

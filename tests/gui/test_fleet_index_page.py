@@ -1,0 +1,73 @@
+"""Fleet page on the fleet index: one SearchIndex page at a time filtered on the server, tiles from
+aggregations, paging, and a query the index refuses explained under the filter box."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from gui_testutil import until
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def indexed_fleet(sandbox):
+    """Indexing on in the session sandbox with 130 things fip-NNN (off again afterwards)."""
+    import boto3
+
+    from fleetdesk.cloud import account_setup
+
+    iot = boto3.client("iot", **sandbox.boto3_kwargs())
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    iot.update_indexing_configuration(thingIndexingConfiguration=account_setup.INDEXING)
+    iot.create_thing_group(thingGroupName="fip-hall")
+    for i in range(130):
+        name = f"fip-{i:03d}"
+        iot.create_thing(thingName=name)
+        data.update_thing_shadow(thingName=name, payload=json.dumps({"state": {"reported": {
+            "temperature": 15 + i % 20, "humidity": 40, "firmware_version": "1.2.0" if i % 3 else "1.1.0"}}}))
+    for i in range(3):
+        iot.add_thing_to_thing_group(thingGroupName="fip-hall", thingName=f"fip-{i:03d}")
+    try:
+        yield iot
+    finally:
+        iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "OFF"})
+
+
+def _names(page) -> list[str]:
+    return sorted(page.proxy.data(page.proxy.index(r, 0)) for r in range(page.proxy.rowCount()))
+
+
+def test_fleet_page_pages_the_index_with_server_side_filter(app_window, cloud_session, indexed_fleet, qloop):
+    ctx, win = app_window
+    page = win.show_page("Fleet")
+    ctx.live.attach(cloud_session)
+
+    async def scenario():
+        await until(lambda: page.index_mode, 30, what="the page switching to the fleet index")
+        page.filter_edit.setText("fip")
+        await until(lambda: page.page_label.text() == "Page 1 · things 1–100" and _names(page)[0] == "fip-000",
+                    30, what="the first page of fip things")
+        assert page.proxy.rowCount() == 100 and page.next_button.isEnabled() and not page.prev_button.isEnabled()
+        await until(lambda: page.summary.text().startswith("130 things · 0 online"), 30, what="tiles: online count")
+        assert "1.2.0 ×86" in page.tiles.text() and "1.1.0 ×44" in page.tiles.text()
+        assert "temperature 15.0–34.0 °C" in page.tiles.text()
+        page.next_button.click()
+        await until(lambda: page.page_label.text() == "Page 2 · things 101–130", 30, what="page 2")
+        assert _names(page) == [f"fip-{i:03d}" for i in range(100, 130)]
+        assert page.prev_button.isEnabled() and not page.next_button.isEnabled()
+        page.filter_edit.setText("thingName:(fip")
+        await until(lambda: "refused the query" in page.message.text(), 30, what="the index's refusal explained")
+        assert "refused the query" in page.filter_edit.toolTip()
+        page.filter_edit.setText("shadow.reported.temperature:[33 TO *] AND thingName:fip*")
+        await until(lambda: page.proxy.rowCount() == 12 and not page.filter_edit.toolTip(), 30,
+                    what="a range query typed in the filter box")
+        page.filter_edit.setText("")
+        await until(lambda: page.group_combo.findData("fip-hall") > 0, 30, what="groups listed")
+        page.group_combo.setCurrentIndex(page.group_combo.findData("fip-hall"))
+        await until(lambda: _names(page) == ["fip-000", "fip-001", "fip-002"], 30, what="the group's things")
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 170))
