@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 TERMINAL_GRACE = 0.25  # s without a SLIP packet before a connection counts as a terminal
 CONSOLE_RING = 64 * 1024
+# What a terminal opened after a boot still gets of it: the chip's output since that boot
+# began, at most this much (the reader of a port opens a few ms after esptool's reset and
+# must not miss the boot banner). Output from before the latest boot never reaches a new
+# terminal: a real UART bridge does not keep minutes of a boot loop for the next reader.
+TERMINAL_REPLAY = 8 * 1024
 BOOT_LOOP_PERIOD = 1.0
 MAX_TERMINAL_BACKLOG = 256 * 1024
 
@@ -113,6 +118,7 @@ class VirtualBoard:
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[_Client] = set()
         self._ring = bytearray()
+        self._boot_log = bytearray()  # output since the latest boot began (replayed to a new terminal)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._boot_task: asyncio.Task | None = None
         self._app = None  # firmware handle from launch_firmware
@@ -303,8 +309,8 @@ class VirtualBoard:
         if client.role != "pending" or client not in self._clients:
             return
         client.role = "terminal"
-        if self._ring:
-            self._queue(client, bytes(self._ring))
+        if self._boot_log:
+            self._queue(client, bytes(self._boot_log))
         client.pump = asyncio.ensure_future(self._pump(client))
 
     def _queue(self, client: _Client, data: bytes) -> None:
@@ -345,6 +351,9 @@ class VirtualBoard:
         self._ring += data
         if len(self._ring) > CONSOLE_RING:
             del self._ring[: len(self._ring) - CONSOLE_RING]
+        self._boot_log += data
+        if len(self._boot_log) > TERMINAL_REPLAY:
+            del self._boot_log[: len(self._boot_log) - TERMINAL_REPLAY]
         for client in self._clients:
             if client.role == "terminal":
                 self._queue(client, data)
@@ -377,6 +386,7 @@ class VirtualBoard:
             await self._stop_app()
 
     async def _run_boot(self) -> None:
+        self._boot_log.clear()  # a new boot: what came before is not replayed to a new terminal
         try:
             result = await asyncio.to_thread(boot.power_on, self.flash, self.spec.model.name, self.fs_dir,
                                              revision=self.spec.revision)
