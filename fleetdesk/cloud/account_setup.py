@@ -22,7 +22,7 @@ TTL_ATTRIBUTE = "expires"
 RETENTION_DAYS = 30
 # The sandbox has no IAM: any role ARN is accepted there.
 SANDBOX_ROLE_ARN = "arn:aws:iam::000000000000:role/" + ROLE
-RULE_SQL = (f"SELECT temperature, humidity, seq, topic(2) AS thing, timestamp() AS ts, "
+RULE_SQL = (f"SELECT temperature, humidity, seq, ts AS device_ts, topic(2) AS thing, timestamp() AS ts, "
             f"timestamp() / 1000 + {RETENTION_DAYS * 86400} AS {TTL_ATTRIBUTE} FROM 'dt/+/env'")
 INDEXING = {
     "thingIndexingMode": "REGISTRY_AND_SHADOW",

@@ -224,16 +224,33 @@ class DevicePage(QWidget):
 
     # -- charts -------------------------------------------------------------------------
     def load_history(self) -> None:
-        """Load the last 24 h from the telemetry store into the chart (worker thread)."""
+        """Load the last 24 h into the chart (worker thread): first from the account's telemetry
+        table (DynamoDB, also hours the app was closed) into the local store, then from the store."""
         session, thing = self.session, self.thing
         if session is None or session.store is None or not thing:
             return
         since = time.time() - HISTORY_S
 
+        def read():
+            from fleetdesk.cloud.history import dynamodb_client, sync
+            from fleetdesk.errors import FleetdeskError
+
+            note = ""
+            try:
+                sync(session.store, dynamodb_client(session), thing, since)
+            except FleetdeskError as exc:
+                note = error_text(exc)
+            except Exception as exc:  # noqa: BLE001 - no client for this profile: the local store still charts
+                note = f"history from DynamoDB is unavailable ({exc})"
+            return session.store.arrays(thing, since), note
+
         def done(result, error) -> None:
             if error is not None or thing != self.thing:
                 return
-            ts, temp, hum = result
+            (ts, temp, hum), note = result
+            self.history_note = note
+            if note:
+                self.export_label.setText(f"History: {note}")
             live_ts, live_vals = self.plot.data(thing) if thing in self.plot.keys() else ([], None)
             self.plot.load(thing, ts, temp, hum)
             newest = ts[-1] if len(ts) else -1.0
@@ -241,7 +258,7 @@ class DevicePage(QWidget):
                 if t > newest:
                     self.plot.append(thing, float(t), float(live_vals[i, 0]), float(live_vals[i, 1]))
 
-        bridge.run_blocking(session.store.arrays, thing, since, on_done=done)
+        bridge.run_blocking(read, on_done=done)
 
     def _on_samples(self, batch) -> None:
         thing = self.thing

@@ -1,0 +1,48 @@
+"""Device page history from the account's telemetry table: readings stored while the app was closed
+are charted (and cached locally); without the table the page says what to run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gui_testutil import until
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
+
+
+def test_device_page_charts_history_from_dynamodb(app_window, cloud_session, sandbox, qloop):
+    import boto3
+
+    from fleetdesk.cloud import account_setup
+
+    db = boto3.client("dynamodb", **sandbox.boto3_kwargs())
+    db.create_table(TableName=account_setup.TABLE, BillingMode="PAY_PER_REQUEST",
+                    KeySchema=[{"AttributeName": "thing", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+                    AttributeDefinitions=[{"AttributeName": "thing", "AttributeType": "S"},
+                                          {"AttributeName": "ts", "AttributeType": "N"}])
+    now = time.time()
+    thing = "histgui-1"
+    for i in range(12):  # what the rule wrote an hour ago, while no app was running
+        t = now - 3600 + i * 60
+        db.put_item(TableName=account_setup.TABLE, Item={
+            "thing": {"S": thing}, "ts": {"N": str(int(t * 1000))}, "device_ts": {"N": str(int(t))},
+            "temperature": {"N": str(20 + i)}, "humidity": {"N": "45"}, "seq": {"N": str(i)}})
+    ctx, win = app_window
+    ctx.live.attach(cloud_session)
+    page = win.show_page("Device")
+
+    async def scenario():
+        ctx.navigate.emit("Device", thing)
+        await until(lambda: thing in page.plot.keys() and len(page.plot.data(thing)[0]) == 12, 30,
+                    what="an hour of history from DynamoDB in the chart")
+        assert cloud_session.store.count(thing) == 12  # cached in the local store
+        db.delete_table(TableName=account_setup.TABLE)
+        page.load_history()
+        await until(lambda: "does not exist" in page.export_label.text(), 30, what="the missing table explained")
+        assert "fleetdesk cloud setup" in page.export_label.text()
+        assert len(page.plot.data(thing)[0]) == 12  # the cached history still charts
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 100))
