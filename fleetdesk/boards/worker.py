@@ -322,6 +322,8 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
                                connect_attempts=job.get("attempts", 3))
         info = _info(esp, cmds)
         if job["op"] == "probe":
+            # the ROM answers a flash id only once the flash is attached (as esptool's flash-id does)
+            cmds.attach_flash(esp)
             _flash_info(esp, cmds, info)
             events.emit("info", **info)
             result = {"ok": True, "written": False, "info": info}

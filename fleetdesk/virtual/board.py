@@ -165,6 +165,7 @@ class VirtualBoard:
         """Pull the USB cable: the port disappears and the board loses power."""
         self._close_port()
         await self._power_off()
+        self.flash.chip.power_cycle()  # the flash loses power too: volatile status bits go
         self.state = "off"
         if self.register:
             from fleetdesk.virtual import registry

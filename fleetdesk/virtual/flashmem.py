@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 from fleetdesk.errors import BoardError
+from fleetdesk.virtual.spiflash import JEDEC_CAPACITY, SpiNorChip
 
 SECTOR = 0x1000
-JEDEC_CAPACITY = {1 << 20: 0x14, 2 << 20: 0x15, 4 << 20: 0x16, 8 << 20: 0x17, 16 << 20: 0x18}
 _ERASE_CHUNK = b"\xff" * 0x10000
 
 
@@ -47,11 +47,12 @@ class FlashMemory:
             self._file.write(b"\xff" * size)
             self._file.flush()
         self._mm: mmap.mmap | None = mmap.mmap(self._file.fileno(), size)
+        self.chip = SpiNorChip(size)
 
     @property
     def jedec_id(self) -> int:
         """RDID answer: manufacturer 0xEF (Winbond), device 0x40, capacity byte."""
-        return 0xEF | (0x40 << 8) | (JEDEC_CAPACITY[self.size] << 16)
+        return self.chip.jedec_id
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -66,9 +67,22 @@ class FlashMemory:
         return self._mm[offset : offset + length]
 
     def write(self, offset: int, data: bytes) -> None:
-        """Program ``data`` at ``offset`` (the caller erased the sectors first)."""
+        """Store ``data`` at ``offset`` as is (emulator side: a filesystem image written back)."""
         self._check(offset, len(data))
         self._mm[offset : offset + len(data)] = data
+
+    def program(self, offset: int, data: bytes) -> None:
+        """Page-program ``data`` at ``offset`` as NOR flash does: bits only go from 1 to 0.
+
+        The new contents are ``old AND data``, so 0xFF padding (esptool pads uncompressed
+        blocks to the block size) leaves whatever is already there, erased or not.
+        """
+        n = len(data)
+        self._check(offset, n)
+        old = self._mm[offset : offset + n]
+        if old != b"\xff" * n:
+            data = (int.from_bytes(old, "little") & int.from_bytes(data, "little")).to_bytes(n, "little")
+        self._mm[offset : offset + n] = data
 
     def erase(self, offset: int, length: int) -> None:
         """Set ``length`` bytes from ``offset`` to 0xFF."""

@@ -9,11 +9,22 @@ Protocol facts (esptool 5.x ``loader.py``): request ``<BBHI`` (0, op, len, check
 data; reply ``<BBHI`` (1, op, len, value) + data + status bytes (ESP32-family ROM 4,
 ESP8266 ROM and every stub 2). SYNC is answered 8 times (ROM value non-zero, stub 0);
 after the stub upload the chip sends ``OHAI``; ROM MD5 = 32 hex chars, stub = 16 bytes.
+
+Flash as the chip has it: after a reset the ROM has not attached the SPI flash (esptool
+sends SPI_ATTACH; the ESP8266 ROM attaches on FLASH_BEGIN; the stub attaches when it
+starts), so a flash id read before that finds nothing on the bus. Writes program NOR
+flash (bits only clear, :meth:`FlashMemory.program`) into sectors FLASH_BEGIN erased; the
+ESP8266 ROM erases more than asked (its SPIEraseArea bug, which esptool's
+``get_erase_size`` compensates for). RAM written by MEM_DATA or WRITE_REG reads back with
+READ_REG; code that is not esptool's flasher stub starts running and the loader is gone
+until the next reset.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import struct
 import zlib
 from collections.abc import Iterator
@@ -22,6 +33,7 @@ from dataclasses import dataclass
 from fleetdesk.virtual.chips import efuse_registers, security_info
 from fleetdesk.virtual.flashmem import FlashMemory, FlashRangeError
 from fleetdesk.virtual.spec import BoardSpec
+from fleetdesk.virtual.spiflash import SPI_CMD_USR, spi_user_command
 
 # opcodes
 FLASH_BEGIN, FLASH_DATA, FLASH_END = 0x02, 0x03, 0x04
@@ -44,7 +56,6 @@ STUB_NOT_IMPLEMENTED = 0xFF
 
 SYNC_PAYLOAD = b"\x07\x07\x12\x20" + 32 * b"\x55"
 ROM_SYNC_VALUE = 0x20120707
-SPI_CMD_USR = 1 << 18
 S3_ROM_READ_FN_PTR = 0x3FCEF688  # rom_spiflash_legacy_funcs.read (esptool run_stub, secure boot)
 ROM_ONLY_OPS = {READ_FLASH_SLOW}
 STUB_ONLY_OPS = {ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE}
@@ -68,6 +79,31 @@ class ProtocolError(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+@functools.lru_cache(maxsize=None)
+def stub_entries(chip: str) -> frozenset[int]:
+    """Entry points of the flasher stubs esptool uploads to `chip` (its stub JSON files)."""
+    from pathlib import Path
+
+    from esptool.loader import StubFlasher
+
+    entries = set()
+    for path in Path(StubFlasher.STUB_DIR).glob(f"*/{chip}.json"):
+        entries.add(json.loads(path.read_text())["entry"])
+    return frozenset(entries)
+
+
+def esp8266_rom_erase(offset: int, size: int) -> tuple[int, int]:
+    """(start, length) the ESP8266 ROM's SPIEraseArea really erases for FLASH_BEGIN(size).
+
+    It erases the sectors up to the next 64 KB block, then ``size`` more: the bug
+    esptool's ``ESP8266ROM.get_erase_size`` asks a smaller size to make up for.
+    """
+    sectors = -(-size // 0x1000)
+    start = offset // 0x1000
+    head = min(16 - start % 16, sectors)
+    return start * 0x1000, (head + sectors) * 0x1000
 
 
 def checksum(data: bytes, state: int = 0xEF) -> int:
@@ -97,6 +133,8 @@ class Bootloader:
         self.baud = baud
         self.stub = False
         self.stay_in_bootloader = False
+        self.attached = False  # the ROM has not attached the SPI flash yet
+        self.running_ram = False  # RAM code (not the stub) was started: the loader is gone
         self._efuses = efuse_registers(
             self.chip, spec.mac_bytes, revision=spec.revision,
             secure_boot=spec.secure_boot, flash_encryption=spec.flash_encryption,
@@ -110,6 +148,8 @@ class Bootloader:
         """Chip reset into the ROM: the stub and RAM are gone, flash is kept."""
         self.stub = False
         self.stay_in_bootloader = False
+        self.attached = False
+        self.running_ram = False
         self.baud = 115200
         self._regs.clear()
         self._write = None
@@ -127,8 +167,8 @@ class Bootloader:
     # --- dispatch ------------------------------------------------------------------
     def handle(self, packet: bytes) -> Iterator[bytes | Action]:
         """Process one request packet; yield reply packets and actions."""
-        if len(packet) < 8 or packet[0] != 0:
-            return  # not a request (e.g. a read-flash ack), the chip ignores it
+        if len(packet) < 8 or packet[0] != 0 or self.running_ram:
+            return  # not a request (e.g. a read-flash ack), or no loader runs: ignored
         _, op, size, chk = struct.unpack("<BBHI", packet[:8])
         data = packet[8 : 8 + size]
         handler = self._handler(op)
@@ -154,7 +194,7 @@ class Bootloader:
             return None
         return {
             SYNC: self._sync, READ_REG: self._read_reg, WRITE_REG: self._write_reg,
-            GET_SECURITY_INFO: self._security_info, SPI_ATTACH: self._ack,
+            GET_SECURITY_INFO: self._security_info, SPI_ATTACH: self._spi_attach,
             SPI_SET_PARAMS: self._ack, CHANGE_BAUDRATE: self._change_baud,
             MEM_BEGIN: self._mem_begin, MEM_DATA: self._mem_data, MEM_END: self._mem_end,
             FLASH_BEGIN: self._flash_begin, FLASH_DATA: self._flash_data, FLASH_END: self._flash_end,
@@ -167,6 +207,10 @@ class Bootloader:
 
     # --- commands ------------------------------------------------------------------
     def _ack(self, op, data, chk):
+        yield self._reply(op)
+
+    def _spi_attach(self, op, data, chk):
+        self.attached = True
         yield self._reply(op)
 
     def _sync(self, op, data, chk):
@@ -200,10 +244,8 @@ class Bootloader:
         yield self._reply(op)
 
     def _spi_command(self) -> None:
-        command = self._regs.get(self.chip.spi_usr2_reg, 0) & 0xFF
-        result = self.flash.jedec_id if command == 0x9F else 0
-        self._regs[self.chip.spi_w0_reg] = result
-        self._regs[self.chip.spi_cmd_reg] = 0  # command done
+        attached = self.attached or self.stub
+        spi_user_command(self.chip.name, self._regs, self.flash.chip if attached else None)
 
     def _security_info(self, op, data, chk):
         info = security_info(self.chip, secure_boot=self.spec.secure_boot,
@@ -229,6 +271,9 @@ class Bootloader:
         block = data[16 : 16 + length]
         if len(block) != length or checksum(block) != chk & 0xFF:
             raise ProtocolError(ROM_BAD_CRC)
+        addr = self._mem["offset"] + self._mem["received"]
+        for i in range(0, length - length % 4, 4):  # RAM, readable with READ_REG
+            self._regs[addr + i] = int.from_bytes(block[i : i + 4], "little")
         self._mem["received"] += length
         yield self._reply(op)
 
@@ -236,14 +281,25 @@ class Bootloader:
         no_entry, entry = struct.unpack("<II", data[:8])
         yield self._reply(op)
         if not no_entry and entry:
-            self.stub = True  # the uploaded code is the flasher stub: it greets
-            yield b"OHAI"
+            if entry in stub_entries(self.chip.name):
+                self.stub = True  # the uploaded code is the flasher stub: it greets
+                self.attached = True  # and attaches the flash as it starts
+                yield b"OHAI"
+            else:
+                self.running_ram = True  # the ROM jumped into the user's RAM code
 
     def _flash_begin(self, op, data, chk):
         size, blocks, blocksize, offset = struct.unpack("<IIII", data[:16])
         if offset + size > self.flash.size and size:
             raise ProtocolError(STUB_BAD_DATA_LEN if self.stub else ROM_FAILED_TO_ACT)
-        if size:
+        rom_8266 = self.chip.name == "esp8266" and not self.stub
+        if rom_8266:
+            self.attached = True  # the ESP8266 ROM attaches the flash on FLASH_BEGIN
+        self.flash.chip.unlock()
+        if size and rom_8266:
+            start, length = esp8266_rom_erase(offset, size)
+            self.flash.erase_sectors(start, min(length, self.flash.size - start))
+        elif size:
             self.flash.erase_sectors(offset, size)
         self._write = {
             "offset": offset, "pos": offset, "seq": 0, "size": size,
@@ -269,7 +325,7 @@ class Bootloader:
         else:
             # uncompressed blocks are padded with 0xFF past the image; keep what fits
             block = block[: max(0, self.flash.size - session["pos"])]
-        self.flash.write(session["pos"], block)
+        self.flash.program(session["pos"], block)
         session["pos"] += len(block)
         session["seq"] = seq + 1
         yield self._reply(op)
