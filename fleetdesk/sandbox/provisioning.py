@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ TOKEN_TTL_S = 3600
 DEFAULT_TEMPLATE = "fleetdesk-claim"
 CLAIM_POLICY = "fleetdesk-claim"
 THING_POLICY = "fleetdesk-provisioned-thing"
+HOOK_FUNCTION = "fleetdesk-pre-provisioning-hook"
 FILTERS = [
     "$aws/certificates/create/json",
     "$aws/certificates/create-from-csr/json",
@@ -285,13 +287,78 @@ class ProvisioningService:
             params = req.get("parameters") or {}
             if not isinstance(params, dict):
                 raise ProvisioningError(400, "InvalidParameters", "parameters must be an object.")
-            result = await apply_template(self.ctx, template, {k: str(v) for k, v in params.items()}, entry[0])
+            params = {k: str(v) for k, v in params.items()}
+            if template.get("preProvisioningHook") and "SerialNumber" in params:  # else: InvalidParameters below
+                self._run_hook(template, params, entry[0])
+            result = await apply_template(self.ctx, template, params, entry[0])
             self.tokens.pop(str(req.get("certificateOwnershipToken")), None)
             authorizer = getattr(self.ctx, "authorizer", None)
             if authorizer is not None and hasattr(authorizer, "sync"):
                 await authorizer.sync()
             return result
         raise ProvisioningError(400, "InvalidTopic", f"unknown topic {topic}")
+
+    def _run_hook(self, template: dict, params: dict, cert_id: str) -> None:
+        """The template's pre-provisioning hook, run by the sandbox itself: the same
+        :func:`decide` the shipped Lambda runs (resources/provisioning/pre_provisioning_hook.py),
+        with registry and DynamoDB lookups instead of boto3 calls.
+
+        Raises:
+            ProvisioningError: 403 AccessDenied when the hook refuses.
+        """
+        hook = load_hook()
+        reg = self.ctx.registry
+
+        def active_certificates(thing: str) -> list[str]:
+            out = []
+            try:
+                principals = reg.thing_principals(thing)
+            except Exception:  # noqa: BLE001 - no such thing
+                return []
+            for arn in principals:
+                cid = reg._cert_id_from_arn(arn)
+                if cid and reg.describe_certificate(cid).get("status") == "ACTIVE":
+                    out.append(cid)
+            return out
+
+        def serial_issued(serial: str) -> bool | None:
+            store = self.ctx.extras.get("dynamodb")
+            if store is None:
+                return None
+            try:
+                return store.get_item(hook.ISSUED_TABLE, {"serial": {"S": serial}}) is not None
+            except Exception:  # noqa: BLE001 - DynamoError ResourceNotFoundException: no table
+                return None
+
+        event = {"parameters": params, "certificateId": cert_id, "templateArn": template.get("templateArn", ""),
+                 "claimCertificateId": ""}
+        answer = hook.decide(event, active_certificates=active_certificates, serial_issued=serial_issued)
+        if not answer["allowProvisioning"]:
+            print(f"sandbox: pre-provisioning hook refused {template.get('templateName')}: {answer['reason']}",
+                  file=sys.stderr, flush=True)
+            raise ProvisioningError(403, "AccessDenied", f"The pre-provisioning hook refused: {answer['reason']}")
+
+
+def load_hook():
+    """The shipped pre-provisioning hook module (resources/provisioning/pre_provisioning_hook.py)."""
+    import importlib.util
+
+    path = RESOURCES_DIR / "provisioning" / "pre_provisioning_hook.py"
+    spec = importlib.util.spec_from_file_location("fleetdesk_pre_provisioning_hook", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shipped_hook(iot: Any) -> dict:
+    """The ``preProvisioningHook`` argument for the shipped template (the Lambda of README's AWS setup)."""
+    account = iot.get_policy(policyName=CLAIM_POLICY)["policyArn"].split(":")[4]
+    return {"targetArn": hook_arn(iot.meta.region_name, account), "payloadVersion": "2020-04-01"}
+
+
+def hook_arn(region: str, account: str) -> str:
+    """The Lambda ARN the shipped template names as its pre-provisioning hook."""
+    return f"arn:aws:lambda:{region}:{account}:function:{HOOK_FUNCTION}"
 
 
 class _Running:
@@ -346,7 +413,8 @@ def setup_claim(iot: Any, *, template_name: str = DEFAULT_TEMPLATE,
     body = (RESOURCES_DIR / "provisioning" / f"{DEFAULT_TEMPLATE}.json").read_text()
     try:
         iot.create_provisioning_template(templateName=template_name, templateBody=json.dumps(json.loads(body)),
-                                         provisioningRoleArn=role_arn, enabled=True)
+                                         provisioningRoleArn=role_arn, enabled=True,
+                                         preProvisioningHook=shipped_hook(iot))
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
             raise
