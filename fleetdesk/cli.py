@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "fleetdesk.cloud.cli",
     "fleetdesk.cloud.setup_cli",
     "fleetdesk.boards.cli",
+    "fleetdesk.boards.line_cli",
     "fleetdesk.virtual.cli",
     "fleetdesk.firmware_cli",
     "fleetdesk.fleet.cli",

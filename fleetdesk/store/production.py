@@ -142,6 +142,13 @@ class ProductionDB:
 
     def close(self) -> None:
         self._beating.set()
+        if self._beat is not None:  # this station process stopped (a clean exit, not a crash)
+            try:
+                pid = os.getpid()
+                self.ledger.run(f"UPDATE stations SET stopped_at={self.ledger.now_sql} WHERE host=? AND pid=?"
+                                " AND proc_start=?", (socket.gethostname(), pid, process_started(pid) or ""))
+            except Exception:  # noqa: BLE001 - the ledger is away: the heartbeat goes stale instead
+                pass
         self.ledger.close()
 
     # --- station heartbeats -----------------------------------------------------------
@@ -153,7 +160,7 @@ class ProductionDB:
         self.ledger.run(
             "INSERT INTO stations(host, pid, proc_start, station, started_at, heartbeat_at)"
             f" VALUES (?,?,?,?,{now},{now}) ON CONFLICT(host, pid, proc_start) DO UPDATE SET"
-            " heartbeat_at=excluded.heartbeat_at, station=COALESCE(NULLIF(excluded.station, ''), stations.station)",
+            " heartbeat_at=excluded.heartbeat_at, stopped_at=NULL, station=COALESCE(NULLIF(excluded.station, ''), stations.station)",
             (socket.gethostname(), pid, process_started(pid) or "", station))
 
     def _start_heartbeat(self, station: str) -> None:

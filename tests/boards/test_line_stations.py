@@ -76,6 +76,12 @@ def test_three_stations_share_one_ledger_and_pool(rig, bundle_dir, sandbox, pg_s
     assert len(pool) == BOARDS and {p["state"] for p in pool} == {"synced"}
     assert {p["certificate_id"]: p["mac"] for p in pool} == {r["certificate_id"]: r["mac"] for r in rows}
     assert db.unfinished_runs() == [] and db.ledger.all("SELECT * FROM board_locks") == []
+    status = subprocess.run([sys.executable, "-m", "fleetdesk", "--ledger", ledger, "line", "status", "--json"],
+                            env=envs[0], capture_output=True, text=True, timeout=60)
+    line = json.loads(status.stdout)
+    assert [(s["station"], s["pass"], s["fail"], s["state"]) for s in line["stations"]] == \
+        [(f"st-{n}", PER_STATION, 0, "stopped") for n in range(3)]
+    assert line["pool"]["free"] == 0 and all(s["boards_per_hour"] > 0 for s in line["stations"])
     cloud = CloudTarget.from_sandbox(sandbox.state_dir)
     for r in results:  # each board is its own thing in the registry, with its own ACTIVE certificate
         principals = cloud.iot.list_thing_principals(thingName=r["thing"])["principals"]

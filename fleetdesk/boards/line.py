@@ -1,0 +1,90 @@
+"""The line at a glance, from its ledger: every station's state (heartbeat), boards per hour,
+PASS/FAIL by cause for the shift, open runs and the pool level. Shared by
+`fleetdesk line status` and the Line view; `write_csv` is the view's CSV export.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from pathlib import Path
+
+from fleetdesk.boards.advice import advise
+
+SHIFT_HOURS = 8.0
+CSV_COLUMNS = ("station", "state", "hosts", "pass", "fail", "boards_per_hour", "open_runs", "last_seen_s", "causes")
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _epoch(iso: str) -> float:
+    import calendar
+
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def line_status(db, pool=None, *, since_hours: float = SHIFT_HOURS, now: float | None = None) -> dict:
+    """The line's state as one dict (JSON-ready).
+
+    Args:
+        db: a ProductionDB on the line's ledger.
+        pool: its CertPool (None: no pool figures).
+        since_hours: the shift: attempts newer than this count.
+
+    Returns:
+        ``{"ledger", "since", "stations": [...], "totals": {...}, "pool": {...}}``; a station has
+        ``station, state ("running", "idle", "stopped", "stale" = stopped beating without
+        saying so (crashed, or lost the ledger), "no heartbeat"), hosts, pass, fail,
+        boards_per_hour (PASS per hour between its first and last attempt of the shift),
+        causes ({advice code: count} of its FAILs), open_runs, last_seen_s``.
+    """
+    now = now or time.time()
+    since = now - since_hours * 3600
+    rows = db.ledger.all("SELECT station, time, result, error FROM attempts WHERE time >= ? ORDER BY id",
+                         (_iso(since),))
+    beats = db.stations()
+    open_runs = Counter(r["station"] or "" for r in db.unfinished_runs())
+    names = {r["station"] or "" for r in rows} | {b["station"] or "" for b in beats} | set(open_runs)
+    stations = []
+    for name in sorted(names):
+        mine = [r for r in rows if (r["station"] or "") == name]
+        passed = [r for r in mine if r["result"] == "PASS"]
+        causes = Counter(advise(r["error"] or "").code or "unknown" for r in mine if r["result"] != "PASS")
+        hb = [b for b in beats if (b["station"] or "") == name]
+        alive = [b for b in hb if b["alive"]]
+        if alive:
+            state = "running" if open_runs.get(name) else "idle"
+        elif hb:
+            state = "stopped" if all(b.get("stopped_at") for b in hb) else "stale"
+        else:
+            state = "no heartbeat"
+        span_h = 0.0
+        if len(mine) > 1:
+            span_h = (_epoch(mine[-1]["time"]) - _epoch(mine[0]["time"])) / 3600
+        rate = round(len(passed) / max(span_h, 1 / 60), 1) if passed else 0.0
+        stations.append({
+            "station": name, "state": state, "hosts": sorted({b["host"] for b in hb}),
+            "pass": len(passed), "fail": len(mine) - len(passed), "boards_per_hour": rate,
+            "causes": dict(causes), "open_runs": open_runs.get(name, 0),
+            "last_seen_s": round(min(b["age"] for b in hb), 1) if hb else None,
+        })
+    totals = {"pass": sum(s["pass"] for s in stations), "fail": sum(s["fail"] for s in stations),
+              "stations_alive": sum(s["state"] in ("running", "idle") for s in stations)}
+    out = {"ledger": db.ledger.label, "since": _iso(since), "stations": stations, "totals": totals}
+    if pool is not None:
+        out["pool"] = {"free": pool.line_level(), "pending_sync": pool.pending(), "to_deactivate": pool.failed()}
+    return out
+
+
+def write_csv(status: dict, path: Path | str) -> int:
+    """One line per station (``causes`` as ``code=n;...``); returns the rows written."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
+        w.writeheader()
+        for s in status["stations"]:
+            w.writerow({**{k: s.get(k) for k in CSV_COLUMNS}, "hosts": " ".join(s["hosts"]),
+                        "causes": ";".join(f"{k}={v}" for k, v in sorted(s["causes"].items()))})
+    return len(status["stations"])
