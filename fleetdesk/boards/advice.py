@@ -88,6 +88,8 @@ _RULES = [
      "press Restore identity to write it back, or New identity to give it a fresh one", "identity-missing"),
     (r"certificate pool is empty", "No certificates left in the offline pool",
      "reconnect to the cloud to refill the pool, or switch to claim provisioning", "pool-empty"),
+    (r"unplugged while waiting", "The board was unplugged before it came online",
+     "plug it back in and press START again", "unplugged"),
     (r"cloud|endpoint|credentials|Could not connect to the endpoint|EndpointConnectionError",
      "The cloud did not answer while creating the identity", "check the network/profile; nothing was flashed",
      "cloud-unreachable"),

@@ -38,6 +38,7 @@ class ConsoleReader:
     def __init__(self, port: str, keep: int = 60) -> None:
         self.port = port
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self.lost = False  # the port went away under the reader (the board was unplugged)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"console {port}")
         self._thread.start()
@@ -67,6 +68,7 @@ class ConsoleReader:
                     chunk = ser.read(4096)
                 except (serial.SerialException, OSError):
                     self.lines.append("(console connection lost)")
+                    self.lost = not self._stop.is_set()
                     return
                 if not chunk:
                     continue

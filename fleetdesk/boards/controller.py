@@ -37,6 +37,7 @@ class TileState:
     mac: str | None = None
     stage: str = ""
     percent: int = 0
+    waiting_s: int | None = None  # seconds left for the board to come online (the tile's countdown)
     state: str = "idle"  # idle | running | PASS | FAIL | HOLD (the operator must decide: restore offered)
     message: str = ""
     details: list = field(default_factory=list)
@@ -221,8 +222,10 @@ class StationController:
                 if not tile.probe_allowed:
                     tile.message = (f"not a known ESP USB bridge ({p.usb_id or p.kind}): never probed"
                                     + ("; press Allow if it is an ESP board" if p.usb_id else ""))
-                elif not tile.running:
-                    tile.stage, tile.message = "ready", ""
+                elif not tile.running:  # the last board's result and reason stay until the next START
+                    tile.stage = "ready"
+                    if tile.state not in ("PASS", "FAIL", "HOLD"):
+                        tile.message = ""
                 self.on_change(tile.slot)
                 if self.auto_start and tile.probe_allowed and not tile.running:
                     start.append(tile.slot)
@@ -326,6 +329,9 @@ class StationController:
         def on_event(port: str, ev: dict) -> None:
             if "stage" in ev and ev["stage"] != "done":
                 tile.stage = ev["stage"]
+                tile.waiting_s = None
+            if "waiting_s" in ev:
+                tile.waiting_s = int(ev["waiting_s"])
             if ev.get("percent") is not None:
                 tile.percent = int(ev["percent"])
             if "info" in ev:
@@ -356,7 +362,7 @@ class StationController:
             else:
                 tile.failed += 1
                 tile.message = res.advice or res.error
-            tile.stage = "done"
+            tile.stage, tile.waiting_s = "done", None
             tile.details = tile.details + ["--- console ---"] + list(res.console_tail)
             self._threads.pop(tile.slot, None)
         self.on_change(tile.slot)

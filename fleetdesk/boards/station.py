@@ -288,9 +288,17 @@ class BoardPipeline(IdentitySteps):
 
         deadline = time.monotonic() + self.settings.online_timeout
         thing = self.result.thing
+
+        def check() -> None:  # every poll: a crash on boot or an unplugged board fails now
+            self._check_boot(console)
+            if console is not None and console.lost:
+                raise _Failed("online", f"the board was unplugged while waiting for {thing} to come online "
+                                        "(its port went away)", "unplugged")
+            self._event(waiting_s=max(0, int(deadline - time.monotonic())))  # the tile's countdown
+
         try:
             self.cloud.wait_online(thing, self.settings.online_timeout, since=flashed_at, cancel=self._cancel,
-                                   check=lambda: self._check_boot(console))  # a crash on boot fails now
+                                   check=check)
         except PresenceUnavailable as exc:
             return self._wait_console_online(console, deadline, exc.message)
         except WaitCancelled:
@@ -298,10 +306,11 @@ class BoardPipeline(IdentitySteps):
         except NotOnline as exc:
             c = exc.last
             seen = "never seen" if not c.get("timestamp") else (
-                f"last seen {'connected' if c.get('connected') else 'disconnected'} at {c.get('timestamp')}")
+                f"last seen {'connected' if c.get('connected') else 'disconnected'} at "
+                f"{_clock(c['timestamp'] / 1000)}")
             raise _Failed("online", f"{thing} did not come online in presence within "
                                     f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
-                                    f"{int(flashed_at * 1000)})", "not-online") from None
+                                    f"{_clock(flashed_at)})", "not-online") from None
         self.result.presence = "cloud presence (GetThingConnectivityData)"
 
     def _wait_console_online(self, console: "ConsoleReader | None", deadline: float, why: str) -> None:
@@ -582,3 +591,9 @@ class Station:
     def close(self) -> None:
         if self._own_db:
             self.db.close()
+
+
+def _clock(epoch_s: float) -> str:
+    """A moment as the operator reads it: local "HH:MM:SS" (with the date when not today)."""
+    t = time.localtime(epoch_s)
+    return time.strftime("%H:%M:%S" if t[:3] == time.localtime()[:3] else "%Y-%m-%d %H:%M:%S", t)

@@ -134,7 +134,7 @@ class PortTile(QFrame):
     def update_from(self, t, locked_buttons: bool = False) -> None:
         """Repaint from a ``fleetdesk.boards.controller.TileState`` (skips when unchanged)."""
         key = (t.label, t.port, t.present, t.chip, t.mac, t.stage, t.percent, t.state, t.message, t.passed, t.failed,
-               len(t.details), t.probe_allowed)
+               len(t.details), t.probe_allowed, getattr(t, "waiting_s", None))
         if key == self._last:
             return
         self._last = key
@@ -155,7 +155,13 @@ class PortTile(QFrame):
         self.result.setStyleSheet(style + "border-radius:4px;")
         self.result.setAccessibleName(f"result {t.state}")
         self.progress.setValue(t.percent)
-        self.progress.setFormat(f"{_STAGE_TEXT.get(t.stage, t.stage)} %p%" if t.running else "%p%")
+        waiting = getattr(t, "waiting_s", None)
+        if t.running and waiting is not None:  # online: a countdown, not a progress bar stuck at 100 %
+            text = f"{_STAGE_TEXT.get(t.stage, t.stage)}… {waiting} s left"
+            self.result.setText(text)
+            self.progress.setFormat(f"{_STAGE_TEXT.get(t.stage, t.stage)}: {waiting} s left")
+        else:
+            self.progress.setFormat(f"{_STAGE_TEXT.get(t.stage, t.stage)} %p%" if t.running else "%p%")
         self.message.setText(t.message)
         self.start_btn.setEnabled(t.present and t.probe_allowed and not t.running)
         self.allow_btn.setVisible(not t.probe_allowed and bool(t.usb_id))
