@@ -96,33 +96,12 @@ async def fetch_shadows(session, names):
 def upload_firmware(profile, path: str, version: str) -> dict:
     """Put a firmware/OTA package where devices can fetch it; returns the OTA job document.
 
-    Sandbox profile: the sandbox file store (the URL placeholder is resolved to a signed,
-    time-limited HTTPS URL when a device receives the job). Blocking: run in a worker thread.
+    The profile's cloud backend stores it (the sandbox file store, or S3 on AWS) through
+    :func:`fleetdesk.cloud.ota.prepare_ota`. Blocking: run in a worker thread.
 
     Raises:
-        FleetdeskError: unreadable file, bad version, or a profile without a file store.
+        FleetdeskError: unreadable file, bad version, or the upload failed.
     """
-    import hashlib
-    import re
-    from pathlib import Path
+    from fleetdesk.cloud.ota import prepare_ota
 
-    if not re.fullmatch(r"[0-9A-Za-z._+-]{1,32}", version or ""):
-        raise FleetdeskError(f"firmware version {version!r} is not valid", "use something like 1.2.0")
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise FleetdeskError(f"cannot read {path}: {exc.strerror or exc}", "pick the firmware file again") from exc
-    if not data:
-        raise FleetdeskError(f"{path} is empty", "pick a built firmware package")
-    if profile.kind != "sandbox":
-        raise FleetdeskError(
-            "uploading to S3 is not built in yet",
-            "upload the file to your bucket, then put its ${aws:iot:s3-presigned-url:...} URL and the "
-            "SHA-256 below in the job document",
-        )
-    from fleetdesk.paths import sandbox_state_dir
-    from fleetdesk.sandbox import files
-
-    key = f"firmware/{version}/{Path(path).name}"
-    url = files.put(profile.state_dir or sandbox_state_dir(), key, data)
-    return {"operation": "ota", "url": url, "sha256": hashlib.sha256(data).hexdigest(), "version": version}
+    return asyncio.run(prepare_ota(profile, path, version))

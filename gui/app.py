@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import os
 import signal
 import sys
@@ -18,8 +16,7 @@ from pathlib import Path
 
 from fleetdesk.config import Profiles
 from fleetdesk.errors import ConfigError
-from fleetdesk.paths import RESOURCES_DIR, sandbox_state_dir
-from fleetdesk.sandbox.launcher import LauncherState, SandboxLauncher
+from fleetdesk.paths import RESOURCES_DIR
 
 # Set by bench/startup.py: print a marker when the window is on screen, then quit.
 EXIT_WHEN_SHOWN_ENV = "FLEETDESK_EXIT_WHEN_SHOWN"
@@ -37,7 +34,11 @@ def load_stylesheet() -> str:
 
 
 class CloudController:
-    """Keeps the cloud side in step with the active profile (sandbox child or AWS).
+    """The GUI's adapter over :class:`fleetdesk.cloud.runtime.CloudRuntime`: follows the
+    context's active profile and feeds the runtime's reports into the context.
+
+    The runtime's callbacks run on the asyncio loop, which qasync runs on the Qt thread, so
+    :func:`gui.bridge.on_qt` delivers them at once (and would queue them from any other thread).
 
     Args:
         ctx: the AppContext whose ``cloud`` state this drives.
@@ -48,84 +49,42 @@ class CloudController:
 
     def __init__(self, ctx, state_dir_override: str | None = None, connect: bool = True,
                  port_base: int | None = None) -> None:
+        from fleetdesk.cloud.runtime import CloudRuntime
+        from gui import bridge
+
         self.ctx = ctx
-        self.port_base = port_base
-        self.state_dir_override = state_dir_override
-        self.connect = connect
-        self.launcher: SandboxLauncher | None = None
-        self.session = None
-        self._lock = asyncio.Lock()
+        self.runtime = CloudRuntime(state_dir_override, connect, port_base,
+                                    on_state=bridge.on_qt(ctx.set_cloud_state),
+                                    on_connection=bridge.on_qt(ctx.live.connection.emit),
+                                    on_session=bridge.on_qt(self._session))
         ctx.profile_changed.connect(lambda _p: asyncio.ensure_future(self.apply()))
 
-    def state_dir(self) -> Path:
+    @property
+    def launcher(self):
+        """The sandbox child (or attached sandbox) the runtime holds, if any."""
+        return self.runtime.service
+
+    @property
+    def session(self):
+        return self.runtime.session
+
+    def state_dir(self) -> Path | None:
         """The sandbox state dir for the active profile."""
-        p = self.ctx.profile
-        return Path(self.state_dir_override or p.state_dir or sandbox_state_dir())
+        return self.runtime.state_dir(self.ctx.profile)
+
+    def _session(self, session) -> None:
+        if session is None:
+            self.ctx.live.detach()
+        else:
+            self.ctx.live.attach(session)
 
     async def apply(self) -> None:
         """Start/attach the sandbox for a sandbox profile; stop ours for an AWS one."""
-        async with self._lock:
-            p = self.ctx.profile
-            if p.kind == "sandbox":
-                want = self.state_dir()
-                if self.launcher and self.launcher.state_dir == want and self.launcher.state.phase == "running":
-                    return
-                await self._stop()
-                self.launcher = SandboxLauncher(want, port_base=self.port_base, on_state=self._on_state)
-                state = await self.launcher.start()
-                if state.phase == "running" and self.connect:
-                    await self._start_session(dataclasses.replace(p, state_dir=str(want)))
-            else:
-                await self._stop()
-                self.ctx.set_cloud_state(
-                    LauncherState("running", {"mqtt_host": p.endpoint, "mqtt_port": 443, "region": p.region})
-                )
-                if self.connect:
-                    await self._start_session(p)
-
-    async def _start_session(self, profile) -> None:
-        """Connect the app's CloudSession; a failure shows in the status bar, never raises."""
-        from fleetdesk.cloud.connection import State, StateEvent
-        from fleetdesk.cloud.session import CloudSession
-        from fleetdesk.errors import FleetdeskError
-
-        self.ctx.live.connection.emit(StateEvent(State.CONNECTING))
-        session = None
-        try:
-            session = CloudSession(profile)
-            await session.start()
-        except (FleetdeskError, OSError) as exc:
-            if session is not None:
-                with contextlib.suppress(Exception):
-                    await session.stop()
-            self.ctx.live.connection.emit(StateEvent(State.FAILED, reason=getattr(exc, "message", str(exc))))
-            return
-        self.session = session
-        self.ctx.live.attach(session)
-        with contextlib.suppress(Exception):
-            await session.refresh_groups()
-
-    def _on_state(self, state: LauncherState) -> None:
-        if state.phase == "running" and not state.endpoint.get("state_dir") and self.launcher:
-            state = LauncherState(
-                state.phase, {**state.endpoint, "state_dir": str(self.launcher.state_dir)}, state.reason, state.attached
-            )
-        self.ctx.set_cloud_state(state)
-
-    async def _stop(self) -> None:
-        if self.session is not None:
-            session, self.session = self.session, None
-            self.ctx.live.detach()
-            with contextlib.suppress(Exception):
-                await session.stop()
-        if self.launcher is not None:
-            launcher, self.launcher = self.launcher, None
-            await launcher.stop()
+        await self.runtime.apply(self.ctx.profile)
 
     async def shutdown(self) -> None:
         """Stop the sandbox child we started (an attached one keeps running)."""
-        async with self._lock:
-            await self._stop()
+        await self.runtime.shutdown()
 
 
 def build_window(profiles: Profiles, settings, pages=None):

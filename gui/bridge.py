@@ -113,6 +113,19 @@ def post(fn: Callable, *args: Any) -> None:
     instance().post(fn, *args)
 
 
+def on_qt(fn: Callable) -> Callable:
+    """``fn`` as a callback for domain code: called at once when it arrives on the Qt thread
+    (the asyncio loop under qasync), posted to the Qt thread from any other thread."""
+
+    def call(*args: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            fn(*args)
+        else:
+            post(fn, *args)
+
+    return call
+
+
 def _deliver(on_done: Callback | None, fut: asyncio.Future | Any) -> None:
     if on_done is None:
         if not fut.cancelled() and fut.exception() is not None:

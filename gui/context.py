@@ -58,12 +58,11 @@ class AppContext(QObject):
         self.profile_changed.emit(profiles.current)
 
     def sandbox_info(self):
-        """The running sandbox as ``fleetdesk.sandbox.info.SandboxInfo`` (None if not running)."""
-        if self.cloud.phase != "running" or self.profile.kind != "sandbox":
-            return None
-        try:
-            from fleetdesk.sandbox.info import SandboxInfo
-        except ImportError:
+        """The running sandbox as ``fleetdesk.sandbox.info.SandboxInfo`` (None if not running,
+        or when the cloud is not a sandbox: only a sandbox's state has a state dir)."""
+        from fleetdesk.sandbox.info import SandboxInfo
+
+        if self.cloud.phase != "running":
             return None
         state_dir = self.cloud.endpoint.get("state_dir")
         return SandboxInfo.load(state_dir) if state_dir else None

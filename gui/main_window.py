@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fleetdesk.sandbox.launcher import LauncherState
+from fleetdesk.cloud.backend import LauncherState, get_cloud_backend
 from gui.context import AppContext
 
 log = logging.getLogger(__name__)
@@ -62,18 +62,6 @@ def available_pages(pages: list[PageEntry] | None = None) -> list[PageEntry]:
     return out
 
 
-def _attached_sandbox(profile) -> LauncherState:
-    """The state of a sandbox a session is connected to although this app did not start it."""
-    from fleetdesk.cloud.session import sandbox_endpoint
-    from fleetdesk.errors import FleetdeskError
-
-    try:
-        endpoint = sandbox_endpoint(profile)
-    except FleetdeskError:
-        endpoint = {}
-    return LauncherState("running", endpoint, "attached", attached=True)
-
-
 def status_state(ctx: AppContext):
     """``(profile, LauncherState)`` the status bar describes.
 
@@ -85,19 +73,14 @@ def status_state(ctx: AppContext):
     state: LauncherState = ctx.cloud
     if session is not None and state.phase == "stopped":
         profile = getattr(session, "profile", None) or ctx.profile
-        if profile.kind == "sandbox":
-            return profile, _attached_sandbox(profile)
-        return profile, LauncherState("running", {"mqtt_host": profile.endpoint, "region": profile.region})
+        return profile, get_cloud_backend(profile).attached_state()
     return ctx.profile, state
 
 
 def status_text(ctx: AppContext) -> str:
     """The status-bar line for the profile in use and its live state."""
     profile, state = status_state(ctx)
-    if profile.kind == "sandbox":
-        return f"Profile {profile.name} · Sandbox — {state.describe()}"
-    host = profile.endpoint or "no endpoint"
-    return f"Profile {profile.name} · AWS {profile.region} — {host}"
+    return f"Profile {profile.name} · {get_cloud_backend(profile).describe(state)}"
 
 
 class MainWindow(QMainWindow):
@@ -208,7 +191,7 @@ class MainWindow(QMainWindow):
         text = status_text(self.ctx)
         self.status_label.setText(text)
         profile, state = status_state(self.ctx)
-        phase = state.phase if profile.kind == "sandbox" else "running"
+        phase = get_cloud_backend(profile).status_phase(state)
         self.status_label.setProperty("phase", phase)
         _repolish(self.status_label)
 

@@ -1,14 +1,16 @@
 """One BLE field-setup run, as the CLI and the BLE Setup page drive it.
 
 ``cloud_target()`` turns the active profile (sandbox or AWS) plus a thing name into
-everything the board needs (endpoint, port, CA, a fresh cert+key for the thing);
+everything the board needs (the backend's device endpoint, port, CA, a fresh cert+key for
+the thing);
 ``provision()`` runs connect -> PoP -> Wi-Fi -> cloud -> certificates -> commit, reporting
 each step, and refuses early (before any radio traffic) when cert and key do not match.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,61 +19,69 @@ from bleak.backends.device import BLEDevice
 
 from fleetdesk.ble import certs
 from fleetdesk.ble.client import Progress, ProvisioningClient, ProvisioningError
+from fleetdesk.cloud.backend import DeviceEndpoint, NotOnline, PresenceUnavailable, get_cloud_backend
 from fleetdesk.errors import BleError
-from fleetdesk.paths import RESOURCES_DIR
 
 STEPS = ("connect", "wifi", "cloud", "ca", "cert", "key", "commit")
 StepCallback = Callable[[str, str], None]  # (step, detail)
-AWS_ROOT_CA = RESOURCES_DIR / "ca" / "AmazonRootCA1.pem"  # bundled with the flash station's AWS path
 
 
 @dataclass
-class CloudTarget:
-    """Where the board will connect and as whom (DER material; keep ``key_der`` secret)."""
+class BoardSetup:
+    """What BLE setup writes into a board: the cloud's device endpoint (from the profile's
+    backend, the same one flashing writes) plus the thing and its certificate and key (DER;
+    keep ``key_der`` secret)."""
 
-    endpoint: str
-    port: int
+    device: DeviceEndpoint
     thing_name: str
-    region: str | None
-    ca_der: bytes
     cert_der: bytes
-    key_der: bytes
+    key_der: bytes = field(repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return self.device.host
+
+    @property
+    def port(self) -> int:
+        return self.device.port
+
+    @property
+    def region(self) -> str | None:
+        return self.device.region
+
+    @property
+    def ca_der(self) -> bytes:
+        return certs.cert_der(self.device.ca_pem)
 
     def __repr__(self) -> str:  # never print the key
-        return f"CloudTarget({self.endpoint}:{self.port}, thing={self.thing_name!r})"
+        return f"BoardSetup({self.endpoint}:{self.port}, thing={self.thing_name!r})"
 
 
-def cloud_target(profile: Any, thing_name: str, *, create: bool, ca_file: Path | None = None) -> CloudTarget:
-    """Build the target from a profile: endpoint + CA, and a new cert/key for the thing (blocking: boto3).
+def cloud_target(profile: Any, thing_name: str, *, create: bool, ca_file: Path | None = None) -> BoardSetup:
+    """Build the setup from a profile: its backend's device endpoint, and a new cert/key for the
+    thing (blocking: boto3).
 
     Args:
         profile: a fleetdesk.config.Profile (sandbox or aws).
         thing_name: the thing to provision as.
         create: create the thing if missing (else it must exist).
-        ca_file: CA to install (default: the sandbox CA, or Amazon Root CA 1 for AWS).
+        ca_file: CA to install instead of the backend's (the sandbox CA, or Amazon Root CA 1).
 
     Raises:
         BleError: the thing does not exist (and create is False) or the CA is missing.
         CloudError: the control plane refused a step.
     """
-    import boto3
     from botocore.exceptions import ClientError
 
     from fleetdesk.cloud.identity import create_device_identity
-    from fleetdesk.cloud.session import boto3_kwargs, sandbox_endpoint
 
-    kw = boto3_kwargs(profile)
-    iot = boto3.client("iot", **kw)
-    if profile.kind == "sandbox":
-        ep = sandbox_endpoint(profile)
-        endpoint, port, region = ep["mqtt_host"], int(ep["mqtt_port"]), ep.get("region")
-        ca_path = ca_file or Path(ep["ca_file"])
-    else:
-        endpoint = profile.endpoint or iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-        port, region = 8883, profile.region
-        ca_path = ca_file or AWS_ROOT_CA
-    if not ca_path.exists():
-        raise BleError(f"CA certificate {ca_path} not found", "Pass --ca with the broker's root CA (PEM).")
+    backend = get_cloud_backend(profile)
+    iot = backend.client("iot")
+    device = backend.device_endpoint(iot)
+    if ca_file is not None:
+        if not ca_file.exists():
+            raise BleError(f"CA certificate {ca_file} not found", "Pass --ca with the broker's root CA (PEM).")
+        device = dataclasses.replace(device, ca_pem=ca_file.read_bytes())
     if not create:
         try:
             iot.describe_thing(thingName=thing_name)
@@ -79,11 +89,11 @@ def cloud_target(profile: Any, thing_name: str, *, create: bool, ca_file: Path |
             raise BleError(f"thing {thing_name} does not exist in profile {profile.name}",
                            "Create it (--create-thing) or pick an existing thing.") from exc
     ident = create_device_identity(iot, thing_name, attributes={"provisioned_by": "ble"})
-    return CloudTarget(endpoint, port, thing_name, region, certs.cert_der(ca_path.read_bytes()),
-                       certs.cert_der(ident.certificate_pem.encode()), certs.key_der(ident.private_key_pem.encode()))
+    return BoardSetup(device, thing_name, certs.cert_der(ident.certificate_pem.encode()),
+                      certs.key_der(ident.private_key_pem.encode()))
 
 
-async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_password: str, target: CloudTarget, *,
+async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_password: str, target: BoardSetup, *,
                     backend: type[BaseBleakClient] | None = None, on_step: StepCallback | None = None,
                     progress: Progress | None = None, client: ProvisioningClient | None = None,
                     **client_kwargs: Any) -> dict[str, Any]:
@@ -119,7 +129,8 @@ async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_pass
 
 
 def wait_online(profile: Any, thing_name: str, timeout: float = 60.0, poll: float = 0.5) -> dict[str, Any]:
-    """Block until the thing has connected and reported its shadow (blocking: boto3).
+    """Block until the thing is online (the backend's presence check; the shadow alone where
+    presence cannot be read) and has reported its shadow (blocking: boto3).
 
     Returns:
         The reported shadow state.
@@ -130,13 +141,17 @@ def wait_online(profile: Any, thing_name: str, timeout: float = 60.0, poll: floa
     import json
     import time
 
-    import boto3
-
-    from fleetdesk.cloud.session import boto3_kwargs
-
-    data = boto3.client("iot-data", **boto3_kwargs(profile))
+    backend = get_cloud_backend(profile)
     deadline = time.monotonic() + timeout
-    while True:
+    advice = "Check the Wi-Fi the board joined can reach the endpoint; the board's console tells why."
+    try:
+        backend.wait_online(thing_name, timeout, poll=poll)
+    except PresenceUnavailable:
+        pass  # the reported shadow below is then the only sign
+    except NotOnline as exc:
+        raise BleError(f"{thing_name} did not come online within {timeout:.0f} s", advice) from exc
+    data = backend.client("iot-data")
+    while True:  # online; its first report follows the connection
         try:
             doc = json.loads(data.get_thing_shadow(thingName=thing_name)["payload"].read())
             reported = doc.get("state", {}).get("reported") or {}
@@ -145,6 +160,5 @@ def wait_online(profile: Any, thing_name: str, timeout: float = 60.0, poll: floa
         except data.exceptions.ResourceNotFoundException:
             pass
         if time.monotonic() > deadline:
-            raise BleError(f"{thing_name} did not come online within {timeout:.0f} s",
-                           "Check the Wi-Fi the board joined can reach the endpoint; the board's console tells why.")
+            raise BleError(f"{thing_name} came online but reported no shadow within {timeout:.0f} s", advice)
         time.sleep(poll)

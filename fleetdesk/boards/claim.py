@@ -273,7 +273,8 @@ def mint_claim(cloud, template: str, *, profile: str = "") -> ClaimCredentials:
 
     body = _template_body(cloud, template)
     if body is None:
-        if cloud.kind != "sandbox":
+        role = cloud.provisioning_role_arn
+        if role is None:
             raise ClaimUnavailable(f"the provisioning template {template!r} does not exist in {cloud.name}",
                                    "create it in AWS IoT (fleet provisioning, with a provisioning role) "
                                    "or pick an existing template; nothing was flashed")
@@ -281,7 +282,7 @@ def mint_claim(cloud, template: str, *, profile: str = "") -> ClaimCredentials:
         body = json.dumps(json.loads((RESOURCES_DIR / "provisioning" / f"{DEFAULT_TEMPLATE}.json").read_text()))
         try:
             iot.create_provisioning_template(templateName=template, templateBody=body, enabled=True,
-                                             provisioningRoleArn="arn:aws:iam::000000000000:role/fleetdesk-provisioning")
+                                             provisioningRoleArn=role)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
                 raise
@@ -400,8 +401,8 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
     Raises:
         station._Failed: timeout or cancel.
     """
-    from fleetdesk.boards.identity import PresenceUnavailable
     from fleetdesk.boards.station import _Failed
+    from fleetdesk.cloud.backend import PresenceUnavailable
 
     r, settings = pipeline.result, pipeline.settings
     deadline = time.monotonic() + settings.online_timeout
@@ -424,9 +425,7 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
         if r.thing:
             if use_cloud:
                 try:
-                    c = pipeline.cloud.connectivity(r.thing)
-                    ts = c.get("timestamp")
-                    if c.get("connected") and (ts is None or ts / 1000 >= flashed_at - 2):
+                    if pipeline.cloud.is_online(r.thing, since=flashed_at)[0]:
                         r.presence = "cloud presence (GetThingConnectivityData)"
                         break
                 except PresenceUnavailable as exc:

@@ -134,9 +134,9 @@ async def _shadow(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- things
 async def _things(args: argparse.Namespace) -> int:
-    from fleetdesk.cloud.session import control_plane
+    from fleetdesk.cloud.backend import get_cloud_backend
 
-    cp = control_plane(_profile(args))
+    cp = get_cloud_backend(_profile(args)).control_plane()
     if args.things_cmd == "list":
         things = await cp.list_things()
         if args.json:
@@ -181,9 +181,9 @@ def _job_document(args: argparse.Namespace) -> Any:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    from fleetdesk.cloud.session import control_plane
+    from fleetdesk.cloud.backend import get_cloud_backend
 
-    cp = control_plane(_profile(args))
+    cp = get_cloud_backend(_profile(args)).control_plane()
     cmd = args.jobs_cmd
     if cmd == "create":
         out = await cp.create_job(

@@ -1,6 +1,7 @@
 """OTA jobs: upload a firmware file, then create a job whose document carries its URL and SHA-256.
 
-The file goes to the sandbox's file store, or to an S3 bucket on AWS; the job document
+The profile's backend stores the file (the sandbox's file store, or an S3 bucket on AWS:
+:meth:`fleetdesk.cloud.backend.CloudBackend.upload_firmware`); the job document
 (``resources/jobs/ota.json`` shape) names it with the ``${aws:iot:s3-presigned-url:...}``
 placeholder, which the service replaces with a time-limited HTTPS URL when a device fetches
 its job. Devices download, check the SHA-256 and report the new ``firmware_version``.
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from fleetdesk.cloud.backend import get_cloud_backend
 from fleetdesk.cloud.control import ControlPlane
 from fleetdesk.cloud.errors import ControlPlaneError
 from fleetdesk.config import Profile
@@ -31,37 +33,49 @@ async def upload_firmware(profile: Profile, data: bytes, key: str, *, bucket: st
     """Store the image where jobs can reference it; returns the URL placeholder.
 
     Args:
-        profile: sandbox -> the sandbox file store; aws -> ``bucket`` in S3.
+        profile: the active profile (its backend stores the file: the sandbox file store,
+            or ``bucket`` in S3 on AWS).
         data: the image bytes.
         key: object key, e.g. ``firmware/fw-1.2.0.pkg``.
-        bucket: S3 bucket (AWS profiles only).
+        bucket: S3 bucket (AWS profiles; default ``profile.extra["ota_bucket"]``).
         s3_client: a boto3 ``s3`` client (default: built from the profile's credentials).
 
     Raises:
         ControlPlaneError: no bucket for an AWS profile, or the upload failed.
     """
-    if profile.kind == "sandbox":
-        from fleetdesk.cloud.session import sandbox_endpoint
-        from fleetdesk.sandbox import files
+    backend = get_cloud_backend(profile)
+    return await asyncio.to_thread(backend.upload_firmware, data, key, bucket=bucket, s3_client=s3_client)
 
-        state_dir = sandbox_endpoint(profile)["state_dir"]
-        return await asyncio.to_thread(files.put, state_dir, key, data)
-    if not bucket:
-        raise ControlPlaneError("an OTA upload on AWS needs an S3 bucket", "set the bucket in Settings",
-                                code="NoBucket")
-    if s3_client is None:
-        import boto3
 
-        from fleetdesk.cloud.session import boto3_kwargs
-
-        s3_client = boto3.client("s3", **boto3_kwargs(profile))
+def read_image(path: str | Path) -> bytes:
+    """A firmware file's bytes (refused when unreadable or empty)."""
     try:
-        await asyncio.to_thread(s3_client.put_object, Bucket=bucket, Key=key, Body=data)
-    except Exception as exc:
-        raise ControlPlaneError(f"upload to s3://{bucket}/{key} failed: {exc}",
-                                "check the bucket name and the credentials' s3:PutObject right",
-                                code=type(exc).__name__) from exc
-    return "${aws:iot:s3-presigned-url:https://%s.s3.amazonaws.com/%s}" % (bucket, key)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ControlPlaneError(f"cannot read {path}: {exc.strerror or exc}", "pick the firmware file again",
+                                code="InvalidRequestException") from exc
+    if not data:
+        raise ControlPlaneError(f"{path} is empty", "pick a built firmware package", code="InvalidRequestException")
+    return data
+
+
+def check_version(version: str) -> None:
+    if not VERSION_RE.match(version or ""):
+        raise ControlPlaneError(f"bad firmware version {version!r}", "use e.g. 1.2.0 (letters, digits, . _ + -)",
+                                code="InvalidRequestException")
+
+
+async def prepare_ota(profile: Profile, path: str | Path, version: str, *, bucket: str | None = None) -> dict:
+    """Upload a firmware file and return the OTA job document for it (what the Jobs page puts
+    in its editor): ``{"operation": "ota", "url": <placeholder>, "sha256", "version"}``.
+
+    Raises:
+        ControlPlaneError: bad version, unreadable/empty file, or the upload failed.
+    """
+    check_version(version)
+    data = read_image(path)
+    url = await upload_firmware(profile, data, f"firmware/{version}/{Path(path).name}", bucket=bucket)
+    return ota_document(url, hashlib.sha256(data).hexdigest(), version)
 
 
 async def create_ota_job(profile: Profile, control: ControlPlane, job_id: str, image: bytes | str | Path,
@@ -83,9 +97,7 @@ async def create_ota_job(profile: Profile, control: ControlPlane, job_id: str, i
     Returns:
         The CreateJob answer plus ``document``.
     """
-    if not VERSION_RE.match(version or ""):
-        raise ControlPlaneError(f"bad firmware version {version!r}", "use e.g. 1.2.0 (letters, digits, . _ + -)",
-                                code="InvalidRequestException")
+    check_version(version)
     data = image if isinstance(image, bytes) else Path(image).read_bytes()
     if not data:
         raise ControlPlaneError("the firmware file is empty", "pick the built image", code="InvalidRequestException")

@@ -45,6 +45,8 @@ class SandboxInfo:
         state_dir: the sandbox's state dir.
         pid: the sandbox process.
         aws_access_key_id, aws_secret_access_key: the sandbox's fixed credentials (SigV4).
+        internal_port, internal_username, internal_password: the privileged MQTT login on
+            loopback (the app's own connection; sees ``$aws/...``); 0/"" when not published.
     """
 
     mqtt_host: str
@@ -57,6 +59,9 @@ class SandboxInfo:
     pid: int = 0
     aws_access_key_id: str = "sandbox"
     aws_secret_access_key: str = "sandbox"
+    internal_port: int = 0
+    internal_username: str = ""
+    internal_password: str = ""
 
     @classmethod
     def load(cls, state_dir: str | Path | None = None) -> "SandboxInfo | None":
@@ -90,8 +95,8 @@ class SandboxInfo:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.pop("aws_secret_access_key")
-        d.pop("aws_access_key_id")
+        for secret in ("aws_secret_access_key", "aws_access_key_id", "internal_username", "internal_password"):
+            d.pop(secret)
         return d
 
     def boto3_kwargs(self) -> dict:
@@ -107,11 +112,11 @@ class SandboxInfo:
             "AWS_ENDPOINT_URL_IOT_DATA": self.http_endpoint,
             # botocore derives the variable from the service id "IoT Data Plane"
             "AWS_ENDPOINT_URL_IOT_DATA_PLANE": self.http_endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.http_endpoint,  # the sandbox's DynamoDB (telemetry history)
             "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_CA_BUNDLE": self.ca_file,
             "FLEETDESK_CA_FILE": self.ca_file,
-            "AWS_ENDPOINT_URL_DYNAMODB": self.http_endpoint,  # the sandbox's DynamoDB (telemetry history)
             "FLEETDESK_MQTT_ENDPOINT": f"{self.mqtt_host}:{self.mqtt_port}",
         }

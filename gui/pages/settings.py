@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fleetdesk.cloud.backend import get_cloud_backend
 from fleetdesk.config import CREDENTIAL_SOURCES, Profile, Profiles
 from fleetdesk.errors import ConfigError
 from fleetdesk.paths import sandbox_state_dir
@@ -250,7 +251,7 @@ class SettingsPage(QWidget):
     def _cloud_state(self, *_args) -> None:
         """What the active sandbox is doing now (it may not be the profile being edited)."""
         active = self.ctx.profile
-        if active.kind != "sandbox":
+        if get_cloud_backend(active).state_dir is None:  # a remote cloud: no local sandbox
             self.sandbox_status.setText(f"not in use (the active profile {active.name} is an AWS account)")
             return
         state = self.ctx.cloud

@@ -179,7 +179,7 @@ class StationsPage(QWidget):
             wait_online=s.wait_online, allowed_usb=s.allowed_usb, wifi=s.wifi, db_path=s.db_path,
             factory_reset=self.factory_reset.isChecked(), repurpose=self.repurpose.isChecked(),
             offline_pool=self.pool.isChecked(), boot_wait=s.boot_wait,
-            profile=self.ctx.profile if self.ctx is not None and self.ctx.profile.kind == "aws" else None)
+            profile=self.ctx.profile if self.ctx is not None else None)
 
     def lock(self) -> bool:
         """Apply and lock the settings; False (with the reason shown) when they are unusable."""

@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from fleetdesk.boards.identity import AMAZON_ROOT_CA, CloudTarget
+from fleetdesk.boards.identity import CloudTarget
+from fleetdesk.cloud.backend import AMAZON_ROOT_CA, AwsBackend, get_cloud_backend
 from fleetdesk.config import Profile, Profiles
 from fleetdesk.errors import CloudError
 
@@ -35,9 +36,9 @@ def test_bundled_amazon_root_ca_parses_with_the_right_subject():
     assert cert.subject.rfc4514_string() == "CN=Amazon Root CA 1,O=Amazon,C=US"
     assert cert.issuer == cert.subject  # a root: self-signed
     assert cert.fingerprint(hashes.SHA256()).hex() == AMAZON_ROOT_CA1_SHA256
-    from fleetdesk.ble.provision import AWS_ROOT_CA  # BLE field setup installs the same CA on AWS
-
-    assert AWS_ROOT_CA == AMAZON_ROOT_CA
+    # BLE field setup installs the same CA on AWS: both take the backend's device endpoint
+    aws = Profile(name="aws", kind="aws", endpoint="x-ats.iot.us-east-1.amazonaws.com")
+    assert get_cloud_backend(aws).device_endpoint().ca_pem == AMAZON_ROOT_CA.read_bytes()
 
 
 def _aws_profile(sandbox, **extra) -> Profile:
@@ -63,7 +64,7 @@ def sandbox_env(sandbox, monkeypatch):
 
 def test_aws_target_defaults_amazon_ca_port_8883_and_describe_endpoint(sandbox, sandbox_env):
     t = CloudTarget.from_profile(Profile(name="aws", kind="aws", region=sandbox.region))  # endpoint empty
-    assert t.kind == "aws" and t.port == 8883 and t.region == sandbox.region
+    assert isinstance(t.backend, AwsBackend) and t.port == 8883 and t.region == sandbox.region
     assert t.ca_pem == AMAZON_ROOT_CA.read_bytes()
     assert t.endpoint  # from DescribeEndpoint iot:Data-ATS, answered by the sandbox's control plane
     assert t.iot.meta.region_name == sandbox.region and t.iot.meta.endpoint_url == sandbox.http_endpoint

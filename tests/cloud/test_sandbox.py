@@ -106,9 +106,9 @@ async def test_telemetry_presence_shadow_and_rpc_end_to_end(sandbox, session, tm
 
 
 async def test_jobs_and_registry_through_control_plane(profile, sandbox):
-    from fleetdesk.cloud.session import control_plane
+    from fleetdesk.cloud.backend import get_cloud_backend
 
-    cp = control_plane(profile)
+    cp = get_cloud_backend(profile).control_plane()
     tag = uuid.uuid4().hex[:6]
     things = [f"job-{tag}-{i}" for i in range(3)]
     for t in things:
@@ -214,9 +214,9 @@ async def test_ota_job_document_reaches_device_with_working_url(profile, sandbox
     import urllib.request
 
     from fleetdesk.cloud.ota import create_ota_job
-    from fleetdesk.cloud.session import control_plane
+    from fleetdesk.cloud.backend import get_cloud_backend
 
-    cp = control_plane(profile)
+    cp = get_cloud_backend(profile).control_plane()
     name = f"ota-{uuid.uuid4().hex[:6]}"
     image = b"FDPKG1\n" + uuid.uuid4().bytes * 1000 + b"END\n"
     dev = await device(sandbox, tmp_path, name)
