@@ -53,6 +53,9 @@ def _shadow_call(ctx, request, method: str, *args):
 
 
 def get_thing_shadow(ctx, request):
+    quotas = ctx.extras.get("quotas")
+    if quotas is not None:
+        quotas.control_plane("GetThingShadow", request)
     return _shadow_call(ctx, request, "get_document")
 
 

@@ -32,6 +32,9 @@ def describe_thing(ctx, request):
 
 def list_things(ctx, request):
     p = _p(request)
+    quotas = ctx.extras.get("quotas")
+    if quotas is not None:
+        quotas.control_plane("ListThings", request)
     things, nxt = ctx.registry.list_things(
         attribute_name=p.get("attributeName"), attribute_value=p.get("attributeValue"),
         prefix=bool(p.get("usePrefixAttributeValue")), thing_type=p.get("thingTypeName"),

@@ -121,7 +121,12 @@ def _env(args) -> int:
 def _status(args) -> int:
     info = _running(args)
     if args.json:
-        print(json.dumps({"running": info is not None, **(info.to_json() if info else {"state_dir": str(_state_dir(args))})}))
+        doc = {"running": info is not None, **(info.to_json() if info else {"state_dir": str(_state_dir(args))})}
+        if info:
+            from fleetdesk.sandbox.quotas import load_status
+
+            doc.update(load_status(Path(info.state_dir)) or {})  # quotas in force, throttled per caller
+        print(json.dumps(doc))
     elif info:
         print(f"running (pid {info.pid}): mqtt {info.mqtt_host}:{info.mqtt_port}, control plane {info.http_endpoint}")
     else:

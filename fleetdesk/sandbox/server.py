@@ -54,6 +54,7 @@ ROUTE_MODULES = (
     "fleetdesk.sandbox.api_rules",
 )
 SERVICE_MODULES = (
+    "fleetdesk.sandbox.quotas",
     "fleetdesk.sandbox.shadow_service",
     "fleetdesk.sandbox.jobs_service",
     "fleetdesk.sandbox.presence",
