@@ -15,8 +15,9 @@ import sys
 from fleetdesk import __version__
 from fleetdesk.errors import FleetdeskError
 
-# Command families, in the order `--help` lists them. A module that does not exist yet
-# (a feature still on its way) is skipped.
+# Command families, in the order `--help` lists them. Each must import and register: a
+# module that fails to is an error of the CLI, never skipped. (`boards virtual` is added by
+# fleetdesk.boards.cli from fleetdesk.virtual.cli.)
 COMMAND_MODULES = (
     "fleetdesk.gui_command",
     "fleetdesk.sandbox.cli",
@@ -24,7 +25,6 @@ COMMAND_MODULES = (
     "fleetdesk.cloud.setup_cli",
     "fleetdesk.boards.cli",
     "fleetdesk.boards.line_cli",
-    "fleetdesk.virtual.cli",
     "fleetdesk.firmware_cli",
     "fleetdesk.fleet.cli",
     "fleetdesk.ble.cli",
@@ -34,17 +34,12 @@ COMMAND_MODULES = (
 def register_modules(subparsers, names) -> None:
     """Call ``register(subparsers)`` of each module named in ``names``, in order.
 
-    A module that does not exist (a feature still on its way) is skipped; an import error
-    inside an existing module is raised.
+    Raises:
+        ImportError: a listed module is missing or fails to import (never skipped).
+        AttributeError: a listed module has no ``register``.
     """
     for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,26 @@ def test_help_lists_gui_and_sandbox(capsys):
     assert "gui" in out and "sandbox" in out
 
 
+def test_every_command_family_registers_and_a_missing_one_fails_loudly():
+    import argparse
+
+    from fleetdesk.cli import COMMAND_MODULES, register_modules
+
+    choices = build_parser()._subparsers._group_actions[0].choices
+    for command in ("gui", "sandbox", "shadow", "things", "jobs", "boards", "flash", "firmware", "fleet", "ble"):
+        assert command in choices, f"`fleetdesk {command}` is not registered"
+    boards = choices["boards"]._subparsers._group_actions[0].choices
+    assert {"list", "info", "pool", "virtual", "virtual-ctl", "press"} <= set(boards)
+    with pytest.raises(ModuleNotFoundError, match="fleetdesk.no_such_cli"):
+        register_modules(argparse.ArgumentParser().add_subparsers(), (*COMMAND_MODULES, "fleetdesk.no_such_cli"))
+
+
+def test_an_unknown_profile_is_named_with_the_known_ones(capsys):
+    assert main(["things", "list", "--profile", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no profile named 'nosuch'" in err and "sandbox" in err
+
+
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fleetdesk.cli_common import add_json, add_profile, profile_from, run_async
 from fleetdesk.errors import BleError
 
 
@@ -38,7 +39,7 @@ def register(subparsers: Any) -> None:
     who.add_argument("--create-thing", nargs="?", const="", metavar="NAME",
                      help="create the thing (default name: the board's name, lowercased)")
     prov.add_argument("--ca", type=Path, help="root CA to install (default: sandbox CA / Amazon Root CA 1)")
-    prov.add_argument("--profile", help="profile to use (default: the current one)")
+    add_profile(prov)
     prov.add_argument("--scan-timeout", type=float, default=10.0)
     prov.add_argument("--wait-online", type=float, default=0, metavar="SECONDS",
                       help="after the commit, wait until the thing reports its shadow (0 = do not wait)")
@@ -60,7 +61,7 @@ def register(subparsers: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON document per line on stdout")
+    add_json(p)
     p.add_argument("--virtual", action="store_true", help="talk to virtual boards instead of the radio")
 
 
@@ -93,14 +94,13 @@ def _bars(rssi: int) -> str:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    return asyncio.run(_provision_async(args))
+    return run_async(_provision_async(args))
 
 
 async def _provision_async(args: argparse.Namespace) -> int:
     from fleetdesk.ble.backends import ble_backends
     from fleetdesk.ble.provision import cloud_target, provision
     from fleetdesk.ble.scanner import scan
-    from fleetdesk.config import Profiles
 
     try:
         password = args.wifi_pass_file.read_text().rstrip("\r\n")
@@ -116,10 +116,7 @@ async def _provision_async(args: argparse.Namespace) -> int:
     if match is None:
         raise BleError(f"board {args.address} is not advertising",
                        "Check the address with `fleetdesk ble scan`; the board must be in Config mode.")
-    profiles = Profiles.load()
-    if args.profile and args.profile not in profiles.items:
-        raise BleError(f"no profile named {args.profile!r}", f"use one of: {', '.join(profiles.items)}")
-    profile = profiles.items[args.profile] if args.profile else profiles.current
+    profile = profile_from(args)
     thing = args.thing or args.create_thing or match.name.lower()
     emit("cloud", f"preparing thing {thing} and its certificate in profile {profile.name}")
     target = await asyncio.to_thread(cloud_target, profile, thing, create=args.thing is None, ca_file=args.ca)
@@ -148,7 +145,7 @@ async def _provision_async(args: argparse.Namespace) -> int:
 
 
 def _espidf(args: argparse.Namespace) -> int:
-    return asyncio.run(_espidf_async(args))
+    return run_async(_espidf_async(args))
 
 
 async def _espidf_async(args: argparse.Namespace) -> int:

@@ -34,12 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_pool)
     boards.set_defaults(func=lambda args: (boards.print_help(), 2)[1])
-    try:
-        from fleetdesk.virtual import cli as virtual_cli
-    except ImportError:
-        virtual_cli = None
-    if virtual_cli is not None and hasattr(virtual_cli, "add_virtual_command"):
-        virtual_cli.add_virtual_command(boards_sub)
+    from fleetdesk.virtual import cli as virtual_cli
+
+    virtual_cli.add_virtual_command(boards_sub)  # `boards virtual|virtual-ctl|press`
 
     f = sub.add_parser("flash", help="flash boards (optionally giving each its cloud identity)")
     f.add_argument("ports", nargs="*", metavar="PORT", help="serial ports / socket:// URLs")
@@ -259,13 +256,6 @@ def _flash_profile(args):
     when --state-dir is given, else --profile NAME or the active profile."""
     if args.state_dir and not args.profile:
         return None
-    from fleetdesk.config import Profiles
-    from fleetdesk.errors import ConfigError
+    from fleetdesk.cli_common import profile_from
 
-    profiles = Profiles.load()
-    if not args.profile:
-        return profiles.current
-    if args.profile not in profiles.items:
-        raise ConfigError(f"no profile named {args.profile!r} (known: {', '.join(sorted(profiles.items))})",
-                          "create it in Settings, or pick one of the known profiles")
-    return profiles.items[args.profile]
+    return profile_from(args)

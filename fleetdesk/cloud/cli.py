@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from fleetdesk.cli_common import add_json, add_profile, profile_from, run_async
 from fleetdesk.errors import FleetdeskError
 
 EXIT_CONFLICT = 3
@@ -38,22 +39,14 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def _profile(args: argparse.Namespace):
-    from fleetdesk.config import Profiles
-
-    profiles = Profiles.load()
-    if getattr(args, "profile", None):
-        if args.profile not in profiles.items:
-            raise FleetdeskError(f"no profile named {args.profile!r}",
-                                 "known: " + ", ".join(sorted(profiles.items)))
-        return profiles.items[args.profile]
-    return profiles.current
+    return profile_from(args)
 
 
 def _run(coro_fn, args: argparse.Namespace) -> int:
     from fleetdesk.cloud.errors import RequestTimeout, ShadowConflict
 
     try:
-        return asyncio.run(coro_fn(args)) or 0
+        return run_async(coro_fn(args))
     except ShadowConflict as exc:
         print(f"fleetdesk: {exc}", file=sys.stderr)
         if getattr(args, "json", False):
@@ -254,8 +247,8 @@ def _telemetry(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- parser
 def _common(p: argparse.ArgumentParser, *, mqtt: bool = False) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON document per line on stdout")
-    p.add_argument("--profile", help="profile name (default: the active one)")
+    add_json(p)
+    add_profile(p)
     if mqtt:
         p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker/reply")
 

@@ -1,9 +1,8 @@
 """`fleetdesk fleet ...`: the fleet command family.
 
-Sub-commands come from modules listed in :data:`FLEET_COMMAND_MODULES`; each exposes
-``register(fleet_subparsers)`` and sets ``func`` on its parser. A module that does not exist
-yet is skipped, so another feature adds its commands (e.g. ``list``, ``watch``) by creating
-its module and adding its name here.
+Sub-commands come from the modules listed in :data:`FLEET_COMMAND_MODULES` (registered by
+:func:`fleetdesk.cli.register_modules`: each must import); each exposes
+``register(fleet_subparsers)`` and sets ``func`` on its parser.
 """
 
 from __future__ import annotations

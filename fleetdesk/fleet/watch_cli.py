@@ -32,15 +32,11 @@ def _header() -> str:
 
 
 async def _open(args: argparse.Namespace):
+    from fleetdesk.cli_common import profile_from
     from fleetdesk.cloud.session import CloudSession, app_settings
-    from fleetdesk.config import Profiles
-    from fleetdesk.errors import FleetdeskError
     from fleetdesk.store.telemetry import TelemetryStore
 
-    profiles = Profiles.load()
-    if args.profile and args.profile not in profiles.items:
-        raise FleetdeskError(f"no profile named {args.profile!r}", "known: " + ", ".join(sorted(profiles.items)))
-    profile = profiles.items[args.profile] if args.profile else profiles.current
+    profile = profile_from(args)
     session = CloudSession(profile, settings=app_settings(profile, ephemeral=True), store=False)
     try:
         await session.start(connect_timeout=args.timeout)
