@@ -18,14 +18,6 @@ LONG_HOLD_S = 3.5  # the firmware's long press is >= 3 s
 MAX_HOLD_S = 30.0
 
 
-def register(sub) -> None:
-    """Top-level hook: add ``boards virtual`` only if nobody created ``boards`` yet."""
-    if "boards" in getattr(sub, "choices", {}):
-        return
-    boards = sub.add_parser("boards", help="serial ports and virtual boards")
-    add_virtual_command(boards.add_subparsers(dest="boards_command", metavar="ACTION"))
-
-
 def add_virtual_command(boards_sub) -> None:
     """Add ``virtual`` and ``virtual-ctl`` under the ``boards`` parser."""
     p = boards_sub.add_parser("virtual", help="run virtual ESP boards that esptool can flash (until SIGTERM)")
