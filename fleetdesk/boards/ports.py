@@ -138,11 +138,9 @@ def _get(entry, key, default=None):
 
 
 def virtual_ports() -> list[PortInfo]:
-    """Registered virtual boards (empty when the virtual-board module is not available)."""
-    try:
-        from fleetdesk.virtual import registry
-    except ImportError:
-        return []
+    """Registered virtual boards."""
+    from fleetdesk.virtual import registry
+
     out = []
     try:
         entries = registry.list_virtual_ports()

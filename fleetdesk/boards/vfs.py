@@ -1,15 +1,13 @@
-"""Per-device files in the littlefs ``vfs`` partition image (adds /config.json, /certs/*).
-
-Prefers the shared image helper (fleetdesk.boards.fsimage); falls back to littlefs-python
-with MicroPython's parameters so a station still works while that module evolves.
+"""Per-device files in the littlefs ``vfs`` partition image (adds /config.json, /certs/*),
+and the identity a board carries in it. The littlefs work itself (MicroPython's VfsLfs2
+parameters) is :mod:`fleetdesk.boards.fsimage`'s.
 """
 
 from __future__ import annotations
 
 import json
 
-BLOCK_SIZE = 4096
-_LFS_ARGS = dict(read_size=32, prog_size=32, lookahead_size=32, block_cycles=100)
+from fleetdesk.boards import fsimage
 
 
 def add_files(image: bytes, files: dict[str, bytes]) -> bytes:
@@ -17,35 +15,14 @@ def add_files(image: bytes, files: dict[str, bytes]) -> bytes:
 
     An erased region (all 0xFF) is formatted first. Parent directories are created.
     """
-    try:
-        from fleetdesk.boards import fsimage
-    except ImportError:
-        fsimage = None
-    if fsimage is not None and hasattr(fsimage, "add_files"):
-        if image.count(0xFF) == len(image):
-            return bytes(fsimage.build_image(files, len(image)))
-        return bytes(fsimage.add_files(image, files))
-    return _add_files_lfs(image, files)
+    if image.count(0xFF) == len(image):
+        return fsimage.build_image(files, len(image))
+    return fsimage.add_files(image, files)
 
 
 def read_files(image: bytes) -> dict[str, bytes]:
     """All files in a littlefs image, path -> bytes (for checks and identity backups)."""
-    try:
-        from fleetdesk.boards import fsimage
-    except ImportError:
-        fsimage = None
-    if fsimage is not None and hasattr(fsimage, "read_image"):
-        return fsimage.read_image(image)
-    import littlefs
-
-    fs = _mount(image, littlefs)
-    out: dict[str, bytes] = {}
-    for root, _dirs, names in fs.walk("/"):
-        for n in names:
-            p = (root.rstrip("/") + "/" + n) if root != "/" else "/" + n
-            with fs.open(p, "rb") as f:
-                out[p] = f.read()
-    return out
+    return fsimage.read_image(image)
 
 
 IDENTITY_PATHS = ("/config.json", "/certs/ca.der", "/certs/cert.der", "/certs/key.der")
@@ -94,35 +71,3 @@ def unpack_files(data: bytes) -> dict[str, bytes] | None:
         return {p: base64.b64decode(d) for p, d in json.loads(data).items()}
     except (ValueError, AttributeError, TypeError):
         return None
-
-
-def _mount(image: bytes, littlefs):
-    count = len(image) // BLOCK_SIZE
-    ctx = littlefs.UserContext(buffsize=len(image))
-    ctx.buffer[:] = image
-    fs = littlefs.LittleFS(context=ctx, block_size=BLOCK_SIZE, block_count=count, mount=False, **_LFS_ARGS)
-    if image.count(0xFF) == len(image):
-        fs.format()
-    fs.mount()
-    return fs
-
-
-def _add_files_lfs(image: bytes, files: dict[str, bytes]) -> bytes:
-    import littlefs
-
-    fs = _mount(image, littlefs)
-    for path, data in files.items():
-        path = "/" + path.lstrip("/")
-        parts = path.strip("/").split("/")[:-1]
-        cur = ""
-        for d in parts:
-            cur += "/" + d
-            try:
-                fs.mkdir(cur)
-            except littlefs.errors.LittleFSError as exc:
-                if exc.code != littlefs.errors.LittleFSError.Error.LFS_ERR_EXIST:
-                    raise
-        with fs.open(path, "wb") as f:
-            f.write(data)
-    fs.unmount()
-    return bytes(fs.context.buffer)

@@ -415,11 +415,8 @@ class VirtualBoard:
             self.console(f"Traceback (most recent call last):\r\nE: cannot start the firmware: {exc}\r\n".encode())
 
     def _launch(self):
-        try:
-            from fleetdesk.virtual.runtime import launch_firmware
-        except ImportError:
-            self.console(b"no app runner installed (fleetdesk.virtual.runtime missing): no app\r\n")
-            return None
+        from fleetdesk.virtual.runtime import launch_firmware
+
         env = dict(self.env or {})
         return launch_firmware(self.fs_dir, mac=self.spec.mac, chip=self.spec.model.name,
                                console=self.console, interpreter=self.spec.interpreter, env=env or None)
