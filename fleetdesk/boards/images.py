@@ -163,19 +163,7 @@ def parse_partition_table(data: bytes) -> tuple[Partition, ...]:
     A table the strict parser refuses (e.g. a bad MD5 entry) is still read entry by entry, so
     the bundle checks can name what is wrong with its parts instead of failing on the table.
     """
-    try:
-        return tuple(partitions.parse(data))
-    except partitions.PartitionTableError:
-        pass
-    out = []
-    for i in range(0, min(len(data), 0xC00), 32):
-        entry = data[i : i + 32]
-        if len(entry) < 32 or entry[:2] != b"\xaa\x50":
-            break
-        ptype, subtype, offset, size = struct.unpack_from("<BBII", entry, 2)
-        label = entry[12:28].split(b"\x00", 1)[0].decode("ascii", "replace")
-        out.append(Partition(label, ptype, subtype, offset, size))
-    return tuple(out)
+    return tuple(partitions.parse(data, strict=False))
 
 
 def _read(path: Path, what: str) -> bytes:

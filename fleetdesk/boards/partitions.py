@@ -59,17 +59,22 @@ class Partition:
         return self.offset + self.size
 
 
-def parse(data: bytes) -> list[Partition]:
+def parse(data: bytes, *, strict: bool = True) -> list[Partition]:
     """Parse a binary partition table (as read from flash at 0x8000).
 
+    Args:
+        data: the table bytes.
+        strict: refuse a table with a bad MD5 entry or no entries; with False, return the
+            entries read so far (possibly none), so checks can name what else is wrong.
+
     Raises:
-        PartitionTableError: no valid entries, or the MD5 entry does not match.
+        PartitionTableError: (strict only) no valid entries, or the MD5 entry does not match.
     """
     parts: list[Partition] = []
     for i in range(0, min(len(data), TABLE_SIZE) - ENTRY.size + 1, ENTRY.size):
         raw = data[i : i + ENTRY.size]
         if raw[:2] == MD5_MAGIC:
-            if hashlib.md5(data[:i]).digest() != raw[16:32]:
+            if strict and hashlib.md5(data[:i]).digest() != raw[16:32]:
                 raise PartitionTableError(
                     "Partition table MD5 mismatch", "re-flash the partition table at 0x8000"
                 )
@@ -79,7 +84,7 @@ def parse(data: bytes) -> list[Partition]:
         _, ptype, subtype, offset, size, label, flags = ENTRY.unpack(raw)
         parts.append(Partition(label.rstrip(b"\x00").decode("ascii", "replace"), ptype, subtype,
                                offset, size, flags))
-    if not parts:
+    if not parts and strict:
         raise PartitionTableError(
             "No valid partition table found", "flash a bundle that includes the partition table at 0x8000"
         )
