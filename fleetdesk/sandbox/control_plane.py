@@ -34,6 +34,7 @@ _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/,]+/([^/,]+)/aws4_request")
 _SIGNING_TO_SERVICE = {"iot": "iot", "iotdata": "iot-data", "iot-data": "iot-data"}
 MAX_BODY_BYTES = 8 * 1024 * 1024  # S3 PutObject into the file store (firmware images)
 MAX_API_BODY_BYTES = 256 * 1024  # every other API (AWS: job documents 32 KB, shadows 8 KB, Publish 128 KB)
+LARGE_BODY_SERVICES = ("s3", "dynamodb")  # S3 objects; DynamoDB items are up to 400 KB, batches more
 _models: dict[str, Any] = {}
 
 
@@ -272,7 +273,7 @@ class ControlPlane:
     Every request is authenticated here, before any route runs (so every present and future
     route module is covered): SigV4 in the Authorization header, checked with botocore's
     signer against the sandbox's credentials (:mod:`fleetdesk.sandbox.sigv4`), or a SigV4
-    presigned query (the job file URLs). Bodies over :data:`MAX_BODY_BYTES` (S3 uploads) or
+    presigned query (the job file URLs). Bodies over :data:`MAX_BODY_BYTES` (S3, DynamoDB) or
     :data:`MAX_API_BODY_BYTES` (every other API) are a 413 in AWS's shape.
     """
 
@@ -337,7 +338,7 @@ class ControlPlane:
                 raise AwsError("RequestEntityTooLargeException",
                                f"The request body is larger than the sandbox accepts ({MAX_BODY_BYTES} bytes)",
                                413) from None
-            if service != "s3" and len(body) > MAX_API_BODY_BYTES:
+            if service not in LARGE_BODY_SERVICES and len(body) > MAX_API_BODY_BYTES:
                 raise AwsError("RequestEntityTooLargeException",
                                f"The request body is {len(body)} bytes; the limit is {MAX_API_BODY_BYTES} bytes", 413)
             raw_path, _, raw_query = req.raw_path.partition("?")
