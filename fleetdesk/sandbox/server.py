@@ -71,15 +71,9 @@ DEFAULT_REGION = "us-east-1"
 PORTS_USED = 4  # mqtt, ws, https, internal
 
 
-def _optional_modules(names) -> list:
-    out = []
-    for name in names:
-        try:
-            out.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return out
+def _load_modules(names) -> list:
+    """The modules named (each must import: a missing route or service is an error, never skipped)."""
+    return [importlib.import_module(name) for name in names]
 
 
 def prepare_state_dir(state_dir: Path) -> None:
@@ -291,14 +285,14 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         await authorizer.connect()
         ctx.registry_changed.listen(authorizer.on_registry_changed)
 
-        routes = [r for m in _optional_modules(ROUTE_MODULES) for r in getattr(m, "ROUTES", [])]
+        routes = [r for m in _load_modules(ROUTE_MODULES) for r in getattr(m, "ROUTES", [])]
         plane = ControlPlane(ctx, routes, ctx.server_ssl, "127.0.0.1", https_port)
         try:
             await plane.start()
         except OSError as exc:
             raise SandboxError(f"port {https_port} is already in use ({exc.strerror}): "
                                "choose other ports with --port-base N") from exc
-        for module in _optional_modules(SERVICE_MODULES):
+        for module in _load_modules(SERVICE_MODULES):
             started.append(await module.start(ctx))
 
         info = SandboxInfo(mqtt_host=ctx.mqtt_host, mqtt_port=mqtt_port, ws_port=ctx.ws_public_port or ws_port,
