@@ -9,7 +9,6 @@ they are shown, so a heavy page (charts) costs nothing at startup.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ class PageEntry:
     module: str
 
 
-# The page registry, in sidebar order. Missing modules are skipped.
+# The page registry, in sidebar order. Every module must exist (a test imports each).
 PAGES: list[PageEntry] = [
     PageEntry("Stations", "gui.pages.stations"),
     PageEntry("BLE Setup", "gui.pages.ble_setup"),
@@ -49,17 +48,6 @@ PAGES: list[PageEntry] = [
 ]
 
 
-def available_pages(pages: list[PageEntry] | None = None) -> list[PageEntry]:
-    """The registry entries whose module exists (found without importing it)."""
-    out = []
-    for entry in PAGES if pages is None else pages:
-        try:
-            found = importlib.util.find_spec(entry.module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            out.append(entry)
-    return out
 
 
 def status_state(ctx: AppContext):
@@ -97,7 +85,7 @@ class MainWindow(QMainWindow):
         self.ctx = ctx
         self.setWindowTitle("Fleetdesk")
         self.setObjectName("MainWindow")
-        self._entries = available_pages(pages)
+        self._entries = list(PAGES if pages is None else pages)
         self._widgets: dict[str, QWidget] = {}
 
         central = QWidget(self)
