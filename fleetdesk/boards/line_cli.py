@@ -1,6 +1,10 @@
 """`fleetdesk line status [--json] [--csv FILE] [--since HOURS]`: the factory line from its
 shared ledger (``--ledger postgresql://...`` or FLEETDESK_LEDGER; the station's own SQLite
-otherwise, which shows this station only)."""
+otherwise, which shows this station only).
+
+`fleetdesk line ca create|register|rotate|status`: the line's own CA (fleetdesk.boards.line_ca);
+register and rotate are the admin's one-time steps (AWS credentials that may register CAs).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE", help="also write one line per station to FILE")
     p.add_argument("--since", type=float, default=8.0, metavar="HOURS", help="the shift (default: 8 h)")
     p.set_defaults(func=_status)
+    ca = line_sub.add_parser("ca", help="the line's CA: create, register with AWS IoT (JITP), rotate, status")
+    ca.add_argument("action", choices=("create", "register", "rotate", "status"))
+    ca.add_argument("--name", default="Fleetdesk line CA", help="create: the CA certificate's common name")
+    ca.add_argument("--policy", default="fleetdesk-thing", help="register: the thing policy JITP attaches")
+    ca.add_argument("--group", action="append", default=[], metavar="GROUP", help="register: a thing group (repeat)")
+    ca.add_argument("--role-arn", default="", help="register: the IAM role JITP uses (AWSIoTThingsRegistration)")
+    ca.add_argument("--state-dir", default=None, help="the sandbox state dir (default: the profile's)")
+    ca.add_argument("--profile", default=None, help="the cloud profile to register with (default: active)")
+    ca.add_argument("--json", action="store_true")
+    ca.set_defaults(func=_ca)
     line.set_defaults(func=lambda args: (line.print_help(), 2)[1])
+
+
+def _ca(args) -> int:
+    from fleetdesk.boards.cli import _flash_profile
+    from fleetdesk.boards.identity import CloudTarget
+    from fleetdesk.boards.line_ca import LineCA
+
+    ca = LineCA()
+    out: dict = {"folder": str(ca.folder)}
+    if args.action == "create":
+        ca.create(args.name)
+        out["created"] = str(ca.cert_file)
+    else:
+        profile = _flash_profile(args)
+        cloud = (CloudTarget.from_profile(profile, args.state_dir) if profile is not None
+                 else CloudTarget.from_sandbox(args.state_dir))
+        kw = {"policy": args.policy, "groups": args.group or None, "role_arn": args.role_arn}
+        if args.action == "register":
+            out["certificateId"] = ca.register(cloud.iot, **kw)
+        elif args.action == "rotate":
+            out["certificateId"], out["rotated_out"] = ca.rotate(cloud.iot, **kw)
+        else:
+            cid = ca.info().get("certificateId")
+            if not cid:
+                print("fleetdesk: the line CA is not registered yet: fleetdesk line ca register", file=sys.stderr)
+                return 1
+            d = cloud.iot.describe_ca_certificate(certificateId=cid)["certificateDescription"]
+            out.update(certificateId=cid, status=d["status"], autoRegistrationStatus=d["autoRegistrationStatus"])
+    print(json.dumps(out) if args.json else ", ".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
 
 
 def _status(args) -> int:

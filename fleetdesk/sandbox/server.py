@@ -52,6 +52,7 @@ ROUTE_MODULES = (
     "fleetdesk.sandbox.api_index",
     "fleetdesk.sandbox.api_dynamodb",
     "fleetdesk.sandbox.api_rules",
+    "fleetdesk.sandbox.api_ca",
 )
 SERVICE_MODULES = (
     "fleetdesk.sandbox.quotas",
