@@ -38,7 +38,7 @@ class TileState:
     stage: str = ""
     percent: int = 0
     waiting_s: int | None = None  # seconds left for the board to come online (the tile's countdown)
-    state: str = "idle"  # idle | running | PASS | FAIL | HOLD (the operator must decide: restore offered)
+    state: str = "idle"  # idle | running | PASS | FAIL | STOPPED | HOLD (the operator must decide: restore offered)
     message: str = ""
     details: list = field(default_factory=list)
     passed: int = 0
@@ -224,7 +224,7 @@ class StationController:
                                     + ("; press Allow if it is an ESP board" if p.usb_id else ""))
                 elif not tile.running:  # the last board's result and reason stay until the next START
                     tile.stage = "ready"
-                    if tile.state not in ("PASS", "FAIL", "HOLD"):
+                    if tile.state not in ("PASS", "FAIL", "HOLD", "STOPPED"):
                         tile.message = ""
                 self.on_change(tile.slot)
                 if self.auto_start and tile.probe_allowed and not tile.running:
@@ -356,6 +356,9 @@ class StationController:
                     (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "") + \
                     (" · offline: registry sync pending" if res.pending_sync else "") + \
                     (f" · {res.followed}" if res.followed else "")
+            elif res.error.startswith("cancelled by the operator"):  # a STOP is not a failed board
+                tile.state = "STOPPED"
+                tile.message = "stopped by the operator" + (f" during {res.stage}" if res.stage else "")
             elif res.restore_offered:  # not a failed board: a question for the operator
                 tile.state = "HOLD"
                 tile.message = res.advice

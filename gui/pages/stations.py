@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QFileDialog,
-    QFormLayout,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
     QScrollArea,
@@ -33,8 +28,7 @@ from fleetdesk.boards.controller import StationController
 from fleetdesk.boards.station import StationSettings
 from fleetdesk.errors import FleetdeskError
 from gui.widgets.port_tile import PortTile
-
-BAUDS = ("115200", "230400", "460800", "921600")
+from gui.widgets.station_form import BAD, OK, StationForm
 MAX_COLUMNS = 4
 TILE_WIDTH = 238  # a tile's minimum width plus the grid spacing
 
@@ -43,13 +37,17 @@ class StationsPage(QWidget):
     """The factory station.
 
     Args:
-        ctx: the app context (None in tests); used for the sandbox state dir.
+        ctx: the app context (None in tests); used for the sandbox state dir and its QSettings.
         controller: an existing controller (tests pass one with their own cloud/db).
+        settings: where the form and the per-slot counters are remembered (default: the
+            context's QSettings; None without a context: nothing is remembered).
     """
 
-    def __init__(self, ctx=None, controller: StationController | None = None, parent=None) -> None:
+    def __init__(self, ctx=None, controller: StationController | None = None, parent=None,
+                 settings: QSettings | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        self.qsettings = settings if settings is not None else (ctx.settings if ctx is not None else None)
         self._dirty: set[str] = set()
         self._dirty_lock = threading.Lock()
         self.controller = controller or StationController(StationSettings(), self._mark_dirty)
@@ -67,61 +65,16 @@ class StationsPage(QWidget):
     # --- layout -------------------------------------------------------------------------
     def _build(self) -> None:
         outer = QVBoxLayout(self)
-        self.settings_box = QGroupBox("Station settings")
-        form = QFormLayout(self.settings_box)
-        row = QHBoxLayout()
-        self.bundle = QLineEdit(self.controller.settings.bundle)
-        self.bundle.setPlaceholderText("bundle dir, manifest.json, merged .bin or flasher_args.json")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.bundle, 1)
-        row.addWidget(browse)
-        form.addRow("Firmware", row)
-        self.baud = QComboBox()
-        self.baud.addItems(BAUDS)
-        self.baud.setCurrentText(str(self.controller.settings.baud))
-        form.addRow("Baud", self.baud)
-        self.identity = QCheckBox("Create thing + certificate and write the device config")
-        self.identity.setChecked(self.controller.settings.identity)
-        form.addRow("Identity", self.identity)
-        self.template = QLineEdit(self.controller.settings.name_template)
-        form.addRow("Thing name", self.template)
-        self.operator = QLineEdit(self.controller.settings.operator)
-        form.addRow("Operator", self.operator)
-        self.product = QLineEdit(self.controller.settings.product or "")
-        self.product.setPlaceholderText("product id written into the device config (optional)")
-        form.addRow("Product", self.product)
-        opts = QGridLayout()
-        self.pool = QCheckBox("Offline: identities from the certificate pool")
-        self.pool.setChecked(self.controller.settings.offline_pool)
-        self.factory_reset = QCheckBox("Factory reset (new identity for known boards)")
-        self.factory_reset.setChecked(self.controller.settings.factory_reset)
-        self.repurpose = QCheckBox("Allow re-purpose of another product's boards")
-        self.repurpose.setChecked(self.controller.settings.repurpose)
-        self.refill_btn = QPushButton("Refill pool")
-        self.refill_btn.setToolTip("While online: mint certificates until 16 are free, for flashing offline")
+        settings = self.qsettings
+        self.settings_box = self.form = StationForm(self.controller.settings, settings)
+        f = self.form  # the inputs keep their names on the page (tests and shortcuts use them)
+        for name in ("bundle", "baud", "identity", "template", "operator", "product", "pool", "factory_reset",
+                     "repurpose", "refill_btn", "claim", "claim_template", "auto", "bundle_info"):
+            setattr(self, name, getattr(f, name))
         self.refill_btn.clicked.connect(self._refill_pool)
-        opts.addWidget(self.pool, 0, 0)
-        opts.addWidget(self.refill_btn, 0, 1)
-        opts.addWidget(self.factory_reset, 1, 0)
-        opts.addWidget(self.repurpose, 1, 1, 1, 2)
-        opts.setColumnStretch(2, 1)
-        form.addRow("Options", opts)
-        claim_row = QHBoxLayout()
-        self.claim = QCheckBox("Claim certificate (boards provision themselves)")
-        self.claim.setToolTip("One claim certificate for every board; each board gets its own identity from the "
-                              "cloud by fleet provisioning (no cloud call per board while flashing)")
-        self.claim.setChecked(self.controller.settings.claim)
-        self.claim_template = QLineEdit(self.controller.settings.claim_template)
-        self.claim_template.setPlaceholderText("provisioning template (default fleetdesk-claim)")
-        claim_row.addWidget(self.claim)
-        claim_row.addWidget(self.claim_template, 1)
-        form.addRow("Provisioning", claim_row)
-        self.auto = QCheckBox("Auto-start on plug-in (factory mode)")
         self.auto.toggled.connect(lambda on: setattr(self.controller, "auto_start", on))
-        form.addRow("", self.auto)
-        self._inputs = [self.bundle, browse, self.baud, self.identity, self.template, self.operator, self.product,
-                        self.pool, self.factory_reset, self.repurpose, self.claim, self.claim_template]
+        self.controller.auto_start = self.auto.isChecked()
+        self._inputs = f.inputs
         outer.addWidget(self.settings_box)
         self.summary = QLabel()  # the locked settings in one line: the tiles get the room
         self.summary.setWordWrap(True)
@@ -139,7 +92,8 @@ class StationsPage(QWidget):
         self.stop_btn.clicked.connect(lambda: self.controller.stop())
         self.totals = QLabel()
         self.status = QLabel()
-        self.status.setStyleSheet("color:#b71c1c;")
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet(BAD)
         for w in (self.lock_btn, self.start_all_btn, self.stop_btn):
             bar.addWidget(w)
         bar.addWidget(self.totals, 1)
@@ -157,11 +111,6 @@ class StationsPage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid_host)
         outer.addWidget(scroll, 1)
-
-    def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Firmware bundle")
-        if path:
-            self.bundle.setText(path)
 
     # --- settings lock ----------------------------------------------------------------
     def current_settings(self) -> StationSettings:
@@ -189,9 +138,10 @@ class StationsPage(QWidget):
                 self.controller.apply_settings(settings)
                 self.controller.station()  # loads and validates the bundle now, not per board
         except FleetdeskError as exc:
-            self.status.setText(str(exc))
+            self._say(str(exc))
             return False
         self.status.setText("")
+        self.form.remember()  # the next start of the app begins where this one left off
         self._set_locked(True)
         return True
 
@@ -253,7 +203,7 @@ class StationsPage(QWidget):
         try:
             self.controller.station().check_ready()
         except FleetdeskError as exc:
-            self.status.setText(str(exc))
+            self._say(str(exc))
             return False
         if not self.status.text().startswith("Settings stay locked"):
             self.status.setText("")
@@ -276,14 +226,14 @@ class StationsPage(QWidget):
             "(harmful to a phone, a GPS or a 3D printer). The choice is saved for this station.")
         if answer == QMessageBox.Yes:
             try:
-                self.status.setText(f"USB id {self.controller.allow_usb(slot)} is now probed on this station")
+                self._say(f"USB id {self.controller.allow_usb(slot)} is now probed on this station", ok=True)
             except FleetdeskError as exc:
-                self.status.setText(str(exc))
+                self._say(str(exc))
 
     def _refill_pool(self, count: int = 16) -> threading.Thread:
         """Refill the offline pool in the background; the outcome shows in the status line."""
         self.refill_btn.setEnabled(False)
-        self.status.setText("Refilling the certificate pool…")
+        self._say("Refilling the certificate pool…", ok=True)
 
         def work() -> None:
             try:
@@ -305,9 +255,14 @@ class StationsPage(QWidget):
         if path:
             try:
                 self.controller.export(slot, path)
-                self.status.setText(f"Exported {path}")
+                self._say(f"Exported {path}", ok=True)
             except FleetdeskError as exc:
-                self.status.setText(str(exc))
+                self._say(str(exc))
+
+    def _say(self, text: str, ok: bool = False) -> None:
+        """The status line: red for a problem, green for a done action."""
+        self.status.setText(text)
+        self.status.setStyleSheet(OK if ok else BAD)
 
     # --- repaint -------------------------------------------------------------------------
     def _mark_dirty(self, slot: str) -> None:  # any thread
@@ -332,12 +287,14 @@ class StationsPage(QWidget):
                 self.tiles[slot] = tile
                 self.empty.setVisible(False)
                 dirty.add(slot)
+                self._load_counters(slot, state)
             if slot in dirty:
                 tile.update_from(state)
+                self._save_counters(slot, state)
         self._layout_tiles()
         msg, self._pool_msg = getattr(self, "_pool_msg", None), None
         if msg is not None:
-            self.status.setText(msg)
+            self._say(msg, ok=not msg.startswith("Could not"))
             self.refill_btn.setEnabled(True)
         t = self.controller.totals()
         pool = f"   certificate pool {t['pool']}" if "pool" in t else ""
@@ -350,10 +307,28 @@ class StationsPage(QWidget):
         self.stop_btn.setEnabled(busy)
         self.lock_btn.setEnabled(not busy or not self.locked)
 
+    def _counter_key(self, slot: str) -> str:
+        return "station/counters/" + slot.replace("/", "|")
+
+    def _load_counters(self, slot: str, state) -> None:
+        """A slot's PASS/FAIL counts from the last session (kept across restarts)."""
+        if self.qsettings is None or state.passed or state.failed:
+            return
+        saved = str(self.qsettings.value(self._counter_key(slot), "") or "")
+        if saved.count(",") == 1 and saved.replace(",", "").isdigit():
+            state.passed, state.failed = (int(x) for x in saved.split(","))
+
+    def _save_counters(self, slot: str, state) -> None:
+        if self.qsettings is not None and (state.passed or state.failed):
+            value = f"{state.passed},{state.failed}"
+            if self.qsettings.value(self._counter_key(slot)) != value:
+                self.qsettings.setValue(self._counter_key(slot), value)
+
     def _layout_tiles(self) -> None:
         """Tiles in slot-label order (the jig's physical order), re-placed only when it changes."""
         tiles = self.controller.tiles
-        order = sorted(self.tiles, key=lambda s: (tiles[s].label == "", tiles[s].label or tiles[s].port))
+        seen = {slot: i for i, slot in enumerate(self.tiles)}  # unlabelled slots stay where they first appeared
+        order = sorted(self.tiles, key=lambda s: (tiles[s].label == "", tiles[s].label, seen[s]))
         cols = max(1, min(MAX_COLUMNS, (self.scroll.viewport().width() - 16) // TILE_WIDTH))
         if (order, cols) == getattr(self, "_order", None):
             return

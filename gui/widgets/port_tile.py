@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -20,12 +21,33 @@ _RESULT_STYLE = {
     "FAIL": ("FAIL ✘", "background:#b71c1c;color:white;"),
     "running": ("", "background:#1565c0;color:white;"),
     "HOLD": ("IDENTITY MISSING", "background:#ef6c00;color:white;"),
+    "STOPPED": ("STOPPED ■", "background:#546e7a;color:white;"),
     "idle": ("READY", "background:#eceff1;color:#37474f;"),
 }
 _STAGE_TEXT = {
     "detect": "Connecting", "identity": "Creating identity", "write": "Writing", "verify": "Verifying",
     "boot": "Booting", "online": "Waiting for cloud", "ready": "Ready", "unplugged": "Unplugged", "done": "",
 }
+
+
+class _Details(QPlainTextEdit):
+    """The esptool and console lines of the last run: readable, selectable, scrolls inside a
+    fixed height (opening it does not make the tile as tall as its log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setReadOnly(True)
+        self.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.setStyleSheet("font-family:monospace;font-size:11px;")
+        self.setFixedHeight(150)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - the QLabel name it replaces
+        if text != self.toPlainText():
+            self.setPlainText(text)
+            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())  # the latest lines
+
+    def text(self) -> str:
+        return self.toPlainText()
 
 
 class PortTile(QFrame):
@@ -61,6 +83,13 @@ class PortTile(QFrame):
         self.title.setToolTip("Click to name this slot")
         self.title.clicked.connect(lambda: self.rename_requested.emit(self.slot))
         top.addWidget(self.title, 1)
+        self.rename_btn = QToolButton()
+        self.rename_btn.setText("✎")
+        self.rename_btn.setAccessibleName("Rename slot")
+        self.rename_btn.setToolTip("Name this slot (e.g. its jig position): tiles are ordered by name")
+        self.rename_btn.setAutoRaise(True)
+        self.rename_btn.clicked.connect(lambda: self.rename_requested.emit(self.slot))
+        top.addWidget(self.rename_btn)
         self.counters = QLabel()
         top.addWidget(self.counters)
         lay.addLayout(top)
@@ -116,10 +145,7 @@ class PortTile(QFrame):
         self.allow_btn.clicked.connect(lambda: self.allow_usb_requested.emit(self.slot))
         self.allow_btn.setVisible(False)
         lay.addWidget(self.allow_btn)
-        self.details = QLabel()
-        self.details.setWordWrap(True)
-        self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.details.setStyleSheet("font-family:monospace;font-size:9px;")
+        self.details = _Details()
         self.details.setVisible(False)
         self.details_btn.toggled.connect(self.details.setVisible)
         lay.addWidget(self.details)
@@ -170,5 +196,5 @@ class PortTile(QFrame):
             b.setVisible(holding)
             b.setEnabled(holding and t.present)
         self.stop_btn.setEnabled(t.running)
-        self.details.setText("\n".join(t.details[-25:]))
+        self.details.setText("\n".join(t.details[-200:]))
         self.export_btn.setEnabled(t.last_result is not None and not t.running)
