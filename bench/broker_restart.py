@@ -39,7 +39,7 @@ from fleetdesk.cloud.session import app_settings  # noqa: E402
 from fleetdesk.cloud.settings import ConnectionSettings  # noqa: E402
 from fleetdesk.cloud.telemetry import Telemetry  # noqa: E402
 from fleetdesk.config import Profile  # noqa: E402
-from fleetdesk.fleet.state import FleetState  # noqa: E402
+from fleetdesk.cloud.fleet_state import FleetState  # noqa: E402
 from fleetdesk.paths import write_private  # noqa: E402
 from fleetdesk.sandbox.child import start_sandbox, stop_sandbox  # noqa: E402
 from fleetdesk.store.telemetry import TelemetryStore  # noqa: E402

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fleetdesk.fleet.simulator import FleetRunner, provision_fleet  # noqa: E402
+from fleetdesk.virtual.fleet_sim import FleetRunner, provision_fleet  # noqa: E402
 from fleetdesk.sandbox.info import SandboxInfo  # noqa: E402
 
 PORTS = 4  # mqtt, ws, https, internal (fleetdesk.sandbox.server.PORTS_USED)
@@ -155,7 +155,7 @@ def children_named(pid: int, name: str) -> list[int]:
 
 def baseline_rss_kb() -> int:
     """RSS of a worker process with the firmware imported and no devices."""
-    code = "import fleetdesk.fleet.worker as w; w.load_firmware(); import ssl; print(w._rss_kb())"
+    code = "import fleetdesk.virtual.fleet_worker as w; w.load_firmware(); import ssl; print(w._rss_kb())"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     return int(r.stdout.strip() or 0)
 

@@ -144,7 +144,7 @@ def go_and_wait(pubs: list[subprocess.Popen]) -> float:
 async def run_phase(broker: Mosquitto, mode: str, args: argparse.Namespace, tmp: Path) -> dict:
     from fleetdesk.cloud.connection import Connection
     from fleetdesk.cloud.telemetry import Telemetry
-    from fleetdesk.fleet.state import FleetState
+    from fleetdesk.cloud.fleet_state import FleetState
     from fleetdesk.store.telemetry import TelemetryStore
 
     devices, msgs = args.devices, args.msgs
@@ -226,7 +226,7 @@ async def pipeline_alone(devices: int, msgs: int, tmp: Path) -> float:
     """The domain part alone (parse, SQLite batch commit, ack, fleet model), fed in-process."""
     from fleetdesk.cloud.connection import Message
     from fleetdesk.cloud.telemetry import Telemetry
-    from fleetdesk.fleet.state import FleetState
+    from fleetdesk.cloud.fleet_state import FleetState
     from fleetdesk.store.telemetry import TelemetryStore
 
     store = TelemetryStore(tmp / "alone.sqlite3", retention_days=None)
@@ -284,7 +284,7 @@ async def simulate_mode(args: argparse.Namespace) -> int:
     from fleetdesk.cloud.session import app_settings
     from fleetdesk.cloud.telemetry import Telemetry
     from fleetdesk.config import Profile
-    from fleetdesk.fleet.state import FleetState
+    from fleetdesk.cloud.fleet_state import FleetState
     from fleetdesk.store.telemetry import TelemetryStore
 
     with tempfile.TemporaryDirectory(prefix="fd-ingest-sim-") as tmp:

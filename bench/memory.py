@@ -68,7 +68,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from bench.memory import rss_mb
 import numpy
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.store.telemetry import TelemetryStore
 floor = rss_mb()
 t0 = time.perf_counter()

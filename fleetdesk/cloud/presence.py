@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.topics import PRESENCE_FILTER
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 
 log = logging.getLogger(__name__)
 

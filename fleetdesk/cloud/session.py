@@ -30,7 +30,7 @@ from fleetdesk.cloud.settings import ConnectionSettings
 from fleetdesk.cloud.shadows import Shadows
 from fleetdesk.cloud.telemetry import Telemetry
 from fleetdesk.config import Profile
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.store.telemetry import DEFAULT_RETENTION_DAYS, TelemetryStore
 
 log = logging.getLogger(__name__)

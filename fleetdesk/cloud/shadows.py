@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Callable
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.errors import RequestTimeout, ShadowConflict, ShadowRejected
 from fleetdesk.cloud.topics import parse_shadow_topic, shadow_filters, shadow_prefix
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 
 _MISSING = object()
 

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable
 
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.topics import TELEMETRY_FILTER, thing_from_telemetry_topic
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.store.telemetry import Sample, TelemetryError, TelemetryStore, parse_sample
 
 log = logging.getLogger(__name__)

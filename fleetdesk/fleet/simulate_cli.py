@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from fleetdesk.errors import SandboxError
-    from fleetdesk.fleet.simulator import FleetRunner, provision_fleet
+    from fleetdesk.virtual.fleet_sim import FleetRunner, provision_fleet
     from fleetdesk.paths import sandbox_state_dir
     from fleetdesk.sandbox.info import SandboxInfo
 

@@ -1,1 +1,1 @@
-"""Qt item models over the domain's state (fleetdesk.fleet.state, store)."""
+"""Qt item models over the domain's state (fleetdesk.cloud.fleet_state, store)."""

@@ -291,7 +291,7 @@ class FleetPage(QWidget):
 
     def _page_loaded(self, page, error) -> None:
         from fleetdesk.cloud.fleet_index import IndexMissing, InvalidQuery
-        from fleetdesk.fleet.state import FleetState
+        from fleetdesk.cloud.fleet_state import FleetState
 
         if isinstance(error, InvalidQuery):
             self._set_filter_error(error_text(error))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 
 
 def presence(event, client, ts_ms, reason=None):

@@ -11,7 +11,7 @@ from fleetdesk.cloud.connection import Connection
 from fleetdesk.cloud.errors import RequestTimeout, RpcError
 from fleetdesk.cloud.rpc import Rpc
 from fleetdesk.cloud.telemetry import Telemetry
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.store.telemetry import TelemetryStore
 
 from .test_connection import app_settings, wait_for

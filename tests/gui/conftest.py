@@ -143,7 +143,7 @@ def cloud_session(sandbox, qloop, request, tmp_path):
 @pytest.fixture
 def sim_fleet(sandbox, tmp_path, request):
     """``start(count, prefix, rate)`` provisions simulated devices and runs them; stopped after."""
-    from fleetdesk.fleet.simulator import FleetRunner, provision_fleet
+    from fleetdesk.virtual.fleet_sim import FleetRunner, provision_fleet
 
     runners = []
 

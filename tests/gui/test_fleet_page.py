@@ -10,7 +10,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 from gui.models.fleet_table import SORT_ROLE, FleetFilterProxy, FleetTableModel
 
 from gui_testutil import until

@@ -34,7 +34,7 @@ def test_dashboard_with_a_small_fleet(app_window, qloop, tmp_path, shot):
 
     from fleetdesk.config import Profile, Profiles
     from fleetdesk.fleet.otapkg import firmware_package
-    from fleetdesk.fleet.simulator import FleetRunner, provision_fleet
+    from fleetdesk.virtual.fleet_sim import FleetRunner, provision_fleet
     from fleetdesk.store.telemetry import Sample
     from gui.app import CloudController
 

@@ -122,7 +122,7 @@ def test_connection_state_is_shown_with_its_reason(window):
 
 
 def test_diagnostics_lists_malformed_payloads(qtbot):
-    from fleetdesk.fleet.state import FleetState
+    from fleetdesk.cloud.fleet_state import FleetState
     from gui.widgets.diagnostics import DiagnosticsDialog
 
     fleet = FleetState()

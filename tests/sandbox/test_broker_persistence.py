@@ -24,7 +24,7 @@ from fleetdesk.cloud.errors import ConnectFailed
 from fleetdesk.cloud.session import app_settings
 from fleetdesk.cloud.telemetry import Telemetry
 from fleetdesk.config import Profile
-from fleetdesk.fleet.state import FleetState
+from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.sandbox.broker import PERSISTENCE_FILE
 from fleetdesk.sandbox.child import start_sandbox, stop_sandbox
 from fleetdesk.store.telemetry import TelemetryStore

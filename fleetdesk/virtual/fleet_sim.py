@@ -4,7 +4,7 @@
 :func:`fleetdesk.cloud.identity.create_device_identity`) and a per-device filesystem
 directory (``config.json``, ``certs/*.der``, ``settings.json``) under the state dir; it is
 idempotent: a device whose files exist is reused. :class:`FleetRunner` spreads the devices
-over a few worker processes (:mod:`fleetdesk.fleet.worker`), each running many firmware
+over a few worker processes (:mod:`fleetdesk.virtual.fleet_worker`), each running many firmware
 instances on one asyncio loop — the same ``firmware/fd`` code a flashed board runs.
 """
 
@@ -234,7 +234,7 @@ class FleetRunner:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 err = open(self.log_dir / f"worker-{wi}.log", "wb")
-            p = subprocess.Popen([sys.executable, "-m", "fleetdesk.fleet.worker"], stdin=subprocess.PIPE,
+            p = subprocess.Popen([sys.executable, "-m", "fleetdesk.virtual.fleet_worker"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=err, start_new_session=True)
             if err is not subprocess.DEVNULL:
                 err.close()

@@ -10,7 +10,7 @@ import time
 import pytest
 from helpers_sandbox import poll
 
-from fleetdesk.fleet.simulator import FleetRunner, provision_fleet
+from fleetdesk.virtual.fleet_sim import FleetRunner, provision_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

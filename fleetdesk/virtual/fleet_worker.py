@@ -1,6 +1,6 @@
 """A fleet worker process: many firmware instances on one asyncio loop (CPython).
 
-Run as ``python -m fleetdesk.fleet.worker`` with a JSON job on stdin:
+Run as ``python -m fleetdesk.virtual.fleet_worker`` with a JSON job on stdin:
 ``{"worker": i, "rate": HZ|null, "ramp": s, "sensor_errors": p|null, "devices": [DeviceSpec...]}``. Prints one JSON
 stats line per second on stdout; firmware console lines go to stderr. SIGTERM stops it.
 A device whose firmware asks for a reset is started again (a reboot), like a real board.
