@@ -257,11 +257,13 @@ class CloudBackend:
         provisioning_role_arn: the role a provisioning template made by the station names,
             or None when the template must already exist (AWS).
         state_dir: the local cloud's state dir (the sandbox's), None for a remote one.
+        billed: changes to this cloud cost money (AWS): commands ask before making them.
     """
 
     label: ClassVar[str] = ""
     provisioning_role_arn: ClassVar[str | None] = None
     state_dir: Path | None = None  # a local cloud's state dir (the sandbox's); None for a remote one
+    billed: ClassVar[bool] = False  # changes cost money: ask the operator first
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
@@ -274,6 +276,10 @@ class CloudBackend:
     def client(self, service: str) -> Any:
         """A boto3 client (``iot``, ``iot-data``, ``s3``) with the profile's credentials."""
         raise NotImplementedError
+
+    def iam_client(self) -> Any:
+        """A boto3 ``iam`` client, or None where there is no IAM (the sandbox accepts any role)."""
+        return None
 
     def control_plane(self):
         """The async :class:`fleetdesk.cloud.control.ControlPlane` over ``iot`` + ``iot-data``."""
@@ -437,6 +443,7 @@ class AwsBackend(CloudBackend):
     """
 
     label = "AWS"
+    billed = True
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -478,6 +485,9 @@ class AwsBackend(CloudBackend):
                              "configure credentials (aws configure / SSO login, env vars) or pick another source")
         self._session = session
         return session
+
+    def iam_client(self) -> Any:
+        return self.client("iam")
 
     def client(self, service: str) -> Any:
         return self.boto3_session().client(service, region_name=self.profile.region, config=_botocore_config())

@@ -13,35 +13,21 @@ from typing import Any
 
 
 def clients(profile) -> tuple[Any, Any, Any]:
-    """(iot, dynamodb, iam or None) for a profile, from its cloud backend when there is one."""
-    try:
-        from fleetdesk.cloud.backend import get_cloud_backend
-    except ImportError:  # the backend seam not there yet: build the clients here
-        get_cloud_backend = None
-    if get_cloud_backend is not None:
-        backend = get_cloud_backend(profile)
-        iam = backend.client("iam") if profile.kind == "aws" else None
-        return backend.client("iot"), backend.client("dynamodb"), iam
-    import boto3
+    """(iot, dynamodb, iam or None) for a profile, from its cloud backend."""
+    from fleetdesk.cloud.backend import get_cloud_backend
 
-    if profile.kind == "sandbox":
-        from fleetdesk.errors import SandboxError
-        from fleetdesk.sandbox.info import SandboxInfo
-
-        info = SandboxInfo.load(profile.state_dir)
-        if info is None:
-            raise SandboxError("no sandbox is running for this profile", "start it with `fleetdesk sandbox up`")
-        kw = info.boto3_kwargs()
-        return boto3.client("iot", **kw), boto3.client("dynamodb", **kw), None
-    session = boto3.Session(profile_name=profile.aws_profile or None, region_name=profile.region)
-    return session.client("iot"), session.client("dynamodb"), session.client("iam")
+    backend = get_cloud_backend(profile)
+    return backend.client("iot"), backend.client("dynamodb"), backend.iam_client()
 
 
 def _setup(args: argparse.Namespace) -> int:
     from fleetdesk.cloud import account_setup
     from fleetdesk.cloud.cli import _profile
 
+    from fleetdesk.cloud.backend import get_cloud_backend
+
     profile = _profile(args)
+    billed = get_cloud_backend(profile).billed
     iot, dynamodb, iam = clients(profile)
     todo = account_setup.plan(iot, dynamodb, iam)
     if args.json and not todo.needed:
@@ -49,13 +35,13 @@ def _setup(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print(f"Profile {profile.name} ({profile.kind}):\n{todo.text()}")
-        if profile.kind == "aws":
+        if billed:
             print(account_setup.COST_NOTE)
     if not todo.needed:
         if not args.json:
             print("Nothing to do: this account is set up for Fleetdesk.")
         return 0
-    if profile.kind == "aws" and not args.yes:
+    if billed and not args.yes:
         if not sys.stdin.isatty():
             print("fleetdesk: not changing an AWS account without confirmation: run again with --yes",
                   file=sys.stderr)
