@@ -16,7 +16,10 @@ Goals (issue 19): per-station rate with 3 stations >= 0.9 x the rate of 1; overh
 On one machine the emulated boards of every station share its CPUs (a real line's boards
 bring their own), so the ratio here also measures the emulators' CPU contention.
 
-Usage: .venv/bin/python bench/line.py [--boards 8] [--stations 1,2,3] [--samples 50] [--no-throttle]
+``--compare`` also runs each line with every station on its own SQLite ledger (what a line
+did before), so the CPU contention of the emulators shows apart from the shared ledger.
+
+Usage: .venv/bin/python bench/line.py [--boards 8] [--stations 1,2,3] [--samples 50] [--no-throttle] [--compare]
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ def run_line(n: int, boards: int, work: Path, ledger: str, bundle: Path, sandbox
         ports, envs = [], []
         for s in range(n):
             d = work / f"line{n}-station{s}"
-            env = {**base_env, "FLEETDESK_DATA_DIR": str(d / "data"), "FLEETDESK_LEDGER": ledger}
+            env = {**base_env, "FLEETDESK_DATA_DIR": str(d / "data")}
+            if ledger:
+                env["FLEETDESK_LEDGER"] = ledger
             ports.append(stack.enter_context(virtual_boards(boards, d, throttle=throttle, env=env)))
             envs.append(env)
         time.sleep(1.0)  # the emulators listen (their JSON line came first)
@@ -103,6 +108,7 @@ def main() -> int:
     ap.add_argument("--stations", default="1,2,3")
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--no-throttle", action="store_true", help="virtual boards as fast as the CPU allows")
+    ap.add_argument("--compare", action="store_true", help="also each station on its own SQLite ledger")
     args = ap.parse_args()
     counts = [int(x) for x in args.stations.split(",")]
     with tempfile.TemporaryDirectory(prefix="fd-bench-line-") as tmp, ExitStack() as stack:
@@ -122,6 +128,10 @@ def main() -> int:
               f"boards, {os.cpu_count()} CPUs")
         rates, steps = {}, 12
         for n in counts:
+            if args.compare:
+                alone = run_line(n, args.boards, work / "sqlite", "", bundle, sandbox_dir, env, not args.no_throttle)
+                alone_rate = statistics.mean(p / w * 3600 for w, p in alone)
+                print(f"  {n} station(s), each on its own SQLite: per station {alone_rate:7.1f} boards/h")
             ledger = pg.create_db(f"line{n}")
             per = run_line(n, args.boards, work, ledger, bundle, sandbox_dir, env, not args.no_throttle)
             station_rates = [passed / wall * 3600 for wall, passed in per]

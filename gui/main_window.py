@@ -40,6 +40,7 @@ class PageEntry:
 # The page registry, in sidebar order. Every module must exist (a test imports each).
 PAGES: list[PageEntry] = [
     PageEntry("Stations", "gui.pages.stations"),
+    PageEntry("Line", "gui.pages.line"),
     PageEntry("BLE Setup", "gui.pages.ble_setup"),
     PageEntry("Fleet", "gui.pages.fleet"),
     PageEntry("Device", "gui.pages.device"),

@@ -79,6 +79,22 @@ def line_status(db, pool=None, *, since_hours: float = SHIFT_HOURS, now: float |
     return out
 
 
+def read_line_status(since_hours: float = SHIFT_HOURS) -> dict:
+    """`line_status` of the configured ledger (opened and closed here; the line's pool when
+    one exists)."""
+    from fleetdesk.boards.certpool import CertPool
+    from fleetdesk.store.production import ProductionDB
+
+    db = ProductionDB()
+    pool = CertPool.existing()
+    try:
+        return line_status(db, pool, since_hours=since_hours)
+    finally:
+        db.close()
+        if pool is not None:
+            pool.close()
+
+
 def write_csv(status: dict, path: Path | str) -> int:
     """One line per station (``causes`` as ``code=n;...``); returns the rows written."""
     with open(path, "w", newline="") as f:

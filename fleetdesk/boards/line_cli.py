@@ -65,18 +65,9 @@ def _ca(args) -> int:
 
 
 def _status(args) -> int:
-    from fleetdesk.boards.certpool import CertPool
-    from fleetdesk.boards.line import line_status, write_csv
-    from fleetdesk.store.production import ProductionDB
+    from fleetdesk.boards.line import read_line_status, write_csv
 
-    db = ProductionDB()
-    pool = CertPool.existing()
-    try:
-        status = line_status(db, pool, since_hours=args.since)
-    finally:
-        db.close()
-        if pool is not None:
-            pool.close()
+    status = read_line_status(args.since)
     if args.csv:
         write_csv(status, args.csv)
     if args.json:
