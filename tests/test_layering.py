@@ -62,3 +62,35 @@ def test_test_module_basenames_are_unique():
             clashes.append(f"{seen[path.name]} vs {path}")
         seen[path.name] = path
     assert clashes == []
+
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint_imports(*args: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", *args], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_import_contracts_in_pyproject_are_kept():
+    """The layering contracts of pyproject.toml [tool.importlinter]: the domain never imports the
+    GUI, gui/ reaches serial/esptool/bleak/boto3/awscrt/sqlite3 only through fleetdesk, and
+    cloud/boards/ble reach the sandbox only through the cloud backend."""
+    out = _lint_imports()
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "3 kept, 0 broken" in out.stdout, out.stdout[-2000:]
+
+
+def test_a_broken_contract_fails_naming_the_import(tmp_path):
+    """The check can fail: the sandbox contract without the backend's exemption is broken, and
+    the report names the import that breaks it."""
+    config = tmp_path / "contracts.toml"
+    config.write_text(
+        '[tool.importlinter]\nroot_packages = ["fleetdesk", "gui"]\ninclude_external_packages = true\n\n'
+        '[[tool.importlinter.contracts]]\nname = "no sandbox in cloud"\ntype = "forbidden"\n'
+        'source_modules = ["fleetdesk.cloud"]\nforbidden_modules = ["fleetdesk.sandbox"]\n'
+        'allow_indirect_imports = true\n')
+    out = _lint_imports("--config", str(config))
+    assert out.returncode != 0
+    assert "fleetdesk.cloud.backend -> fleetdesk.sandbox" in out.stdout, out.stdout[-2000:]
