@@ -24,6 +24,11 @@ def register(sub) -> None:
     inspect.add_argument("bundle", type=Path, help="bundle directory, manifest.json or merged .bin")
     inspect.add_argument("--json", action="store_true", help="print the result as JSON")
     inspect.set_defaults(func=_inspect)
+    ota = fw_sub.add_parser("ota", help="build the OTA package (FDPKG1) of this firmware for an OTA job")
+    ota.add_argument("--version", required=True, help="the firmware_version devices report after the update")
+    ota.add_argument("-o", "--output", type=Path, help="package file (default: <data dir>/ota/fleetdesk-VERSION.pkg)")
+    ota.add_argument("--json", action="store_true", help="print the result as JSON")
+    ota.set_defaults(func=_ota)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -83,4 +88,17 @@ def _inspect(args) -> int:
         print(json.dumps(info))
     else:
         _print(info)
+    return 0
+
+
+def _ota(args) -> int:
+    from fleetdesk.fleet.ota_files import build_ota_package, describe_package
+
+    info = describe_package(build_ota_package(args.version, args.output))
+    info["version"] = args.version
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"OTA package {info['path']}: {info['size']} bytes, sha256 {info['sha256']}, version {args.version}")
+        print("upload it with a job: Jobs page → OTA → Firmware file…, or fleetdesk jobs create")
     return 0

@@ -8,36 +8,21 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
-    QComboBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from fleetdesk.cloud.jobs import (
-    JobRequest,
     JobWatch,
     failures_text,
-    load_templates,
-    local_time,
     parse_document,
     status_counts,
 )
@@ -45,16 +30,16 @@ from fleetdesk.errors import FleetdeskError
 from gui import actions, bridge
 from gui.context import AppContext
 from gui.widgets.error_text import error_text
+from gui.widgets.job_form import RAW, JobForm
+from gui.widgets.job_tables import RED, fill_executions, fill_jobs, fit_columns
 
 REFRESH_MS = 2000
-RAW = "(raw JSON)"
 NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "
                  "choose or fix a profile in Settings.")
 # ListJobs summaries carry no description (AWS JobSummary), so no column for one; the
 # executions column holds DescribeJob's counts, failures first
 JOB_COLUMNS = ("Job", "Status", "Executions", "Targets", "Created", "Completed")
 CANCELABLE = {"IN_PROGRESS", "SCHEDULED"}  # job statuses CancelJob applies to
-RED = "#b3261e"
 
 
 class JobsPage(QWidget):
@@ -64,7 +49,6 @@ class JobsPage(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("JobsPage")
-        self.templates = load_templates()
         self.selected_job: str | None = None
         self._watch: JobWatch | None = None
         self._job_status: dict[str, str] = {}
@@ -72,7 +56,16 @@ class JobsPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<h2>Jobs</h2>"))
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self._create_panel())
+        self.form = JobForm()
+        self.form.fleet = ctx.live.fleet
+        for name in ("templates", "template_combo", "ota_version", "ota_button", "ota_build_button", "doc_edit",
+                     "thing_filter", "thing_list", "group_list", "continuous_check", "rate_spin", "abort_spin",
+                     "abort_min_spin", "timeout_spin", "job_id_edit", "create_button", "checked", "open_target"):
+            setattr(self, name, getattr(self.form, name))  # the page's inputs keep their names
+        self.ota_button.clicked.connect(self._pick_firmware)
+        self.ota_build_button.clicked.connect(self.build_ota)
+        self.create_button.clicked.connect(self.create_job)
+        split.addWidget(self.form)
         split.addWidget(self._list_panel())
         split.setSizes([520, 700])
         layout.addWidget(split, 1)
@@ -89,79 +82,6 @@ class JobsPage(QWidget):
         self._session_changed(ctx.live.session)
 
     # -- layout -------------------------------------------------------------------------
-    def _create_panel(self) -> QWidget:
-        box = QGroupBox("New job")
-        form = QFormLayout(box)
-        self.template_combo = QComboBox()
-        self.template_combo.setObjectName("templateCombo")
-        self.template_combo.addItems([*self.templates, RAW])
-        form.addRow("Template", self.template_combo)
-        ota = QHBoxLayout()
-        self.ota_version = QLineEdit()
-        self.ota_version.setObjectName("otaVersion")
-        self.ota_version.setPlaceholderText("new firmware_version, e.g. 1.2.0")
-        self.ota_button = QPushButton("Firmware file…")
-        ota.addWidget(self.ota_version, 1)
-        ota.addWidget(self.ota_button)
-        form.addRow("OTA", ota)
-        self.doc_edit = QPlainTextEdit()
-        self.doc_edit.setObjectName("jobDocument")
-        self.doc_edit.setMinimumHeight(140)
-        form.addRow("Document", self.doc_edit)
-        self.thing_filter = QLineEdit()
-        self.thing_filter.setPlaceholderText("filter things…")
-        self.thing_list = QListWidget()
-        self.thing_list.setObjectName("targetThings")
-        self.thing_list.setMinimumHeight(110)
-        tv = QVBoxLayout()
-        tv.addWidget(self.thing_filter)
-        tv.addWidget(self.thing_list)
-        form.addRow("Things", tv)
-        self.group_list = QListWidget()
-        self.group_list.setObjectName("targetGroups")
-        self.group_list.setMaximumHeight(80)
-        form.addRow("Groups", self.group_list)
-        self.continuous_check = QCheckBox("Continuous (things joining a group later get it too)")
-        form.addRow("", self.continuous_check)
-        self.rate_spin = QSpinBox()
-        self.rate_spin.setRange(0, 1000)
-        self.rate_spin.setSpecialValueText("unlimited")
-        self.rate_spin.setSuffix(" things/min")
-        form.addRow("Rollout", self.rate_spin)
-        abort = QHBoxLayout()
-        self.abort_spin = QSpinBox()
-        self.abort_spin.setRange(0, 100)
-        self.abort_spin.setSpecialValueText("never")
-        self.abort_spin.setSuffix(" % failed")
-        self.abort_min_spin = QSpinBox()
-        self.abort_min_spin.setRange(1, 100000)
-        self.abort_min_spin.setPrefix("after ")
-        self.abort_min_spin.setSuffix(" executed")
-        self.abort_min_spin.setEnabled(False)  # only meaningful with an abort threshold
-        self.abort_spin.valueChanged.connect(lambda v: self.abort_min_spin.setEnabled(v > 0))
-        abort.addWidget(self.abort_spin)
-        abort.addWidget(self.abort_min_spin)
-        form.addRow("Abort", abort)
-        self.timeout_spin = QSpinBox()
-        self.timeout_spin.setRange(0, 10080)
-        self.timeout_spin.setSpecialValueText("none")
-        self.timeout_spin.setSuffix(" min in progress")
-        form.addRow("Timeout", self.timeout_spin)
-        self.job_id_edit = QLineEdit()
-        self.job_id_edit.setObjectName("jobId")
-        self.job_id_edit.setPlaceholderText("automatic")
-        form.addRow("Job id", self.job_id_edit)
-        self.create_button = QPushButton("Create job")
-        self.create_button.setObjectName("createJob")
-        form.addRow("", self.create_button)
-
-        self.template_combo.currentTextChanged.connect(self._template_picked)
-        self.ota_button.clicked.connect(self._pick_firmware)
-        self.thing_filter.textChanged.connect(self._filter_things)
-        self.create_button.clicked.connect(self.create_job)
-        self._template_picked(self.template_combo.currentText())
-        return box
-
     def _list_panel(self) -> QWidget:
         w = QWidget()
         v = QVBoxLayout(w)
@@ -173,7 +93,7 @@ class JobsPage(QWidget):
         self.jobs_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.jobs_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.jobs_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        _fit_columns(self.jobs_table)
+        fit_columns(self.jobs_table)
         self.jobs_table.verticalHeader().setVisible(False)
         v.addWidget(self.jobs_table, 2)
         row = QHBoxLayout()
@@ -196,7 +116,7 @@ class JobsPage(QWidget):
         self.exec_table.setHorizontalHeaderLabels(["Thing", "Status", "Details"])
         self.exec_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.exec_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        _fit_columns(self.exec_table)
+        fit_columns(self.exec_table)
         self.exec_table.verticalHeader().setVisible(False)
         v.addWidget(self.exec_table, 3)
         self.jobs_table.itemSelectionChanged.connect(self._job_picked)
@@ -228,78 +148,53 @@ class JobsPage(QWidget):
             self.timer.start()
             self.refresh()
 
+    def _things_changed(self, _names) -> None:
+        self.form.fleet = self.ctx.live.fleet
+        self.form.set_things()
+
     def _groups_loaded(self, groups, error, placeholder: str = "(no thing groups in this profile yet)") -> None:
         if error is not None:
             placeholder = f"(could not list thing groups: {getattr(error, 'message', None) or error})"
             groups = []
-        checked = set(self.checked(self.group_list))
-        self.group_list.clear()
-        for g in sorted(x["groupName"] for x in groups):
-            self._add_check(self.group_list, g, g in checked)
-        if not groups:  # say why the list is empty; not checkable, so never a target
-            item = QListWidgetItem(placeholder)
-            item.setFlags(Qt.NoItemFlags)
-            self.group_list.addItem(item)
-
-    @staticmethod
-    def _add_check(lst: QListWidget, text: str, checked: bool) -> None:
-        item = QListWidgetItem(text)
-        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-        item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
-        lst.addItem(item)
-
-    @staticmethod
-    def checked(lst: QListWidget) -> list[str]:
-        return [lst.item(i).text() for i in range(lst.count())
-                if lst.item(i).flags() & Qt.ItemIsUserCheckable and lst.item(i).checkState() == Qt.Checked]
-
-    def _things_changed(self, _names) -> None:
-        fleet = self.ctx.live.fleet
-        names = sorted(fleet.things) if fleet else []
-        placeholder = "" if names else ("(no things in this profile yet)" if fleet is not None else "(not connected)")
-        shown = [self.thing_list.item(i).text() for i in range(self.thing_list.count())]
-        if shown == (names or [placeholder]):
-            return
-        checked = set(self.checked(self.thing_list))
-        self.thing_list.clear()
-        for n in names:
-            self._add_check(self.thing_list, n, n in checked)
-        if placeholder:  # say why the list is empty; not checkable, so never a target
-            item = QListWidgetItem(placeholder)
-            item.setFlags(Qt.NoItemFlags)
-            self.thing_list.addItem(item)
-        self._filter_things(self.thing_filter.text())
-
-    def _filter_things(self, text: str) -> None:
-        needle = text.strip().lower()
-        for i in range(self.thing_list.count()):
-            item = self.thing_list.item(i)
-            item.setHidden(bool(needle) and needle not in item.text().lower())
-
-    def open_target(self, payload) -> None:
-        """Pre-select targets: ``{"things": [...], "groups": [...]}`` (from the Fleet page)."""
-        self._things_changed(None)
-        things = set(payload.get("things") or []) if isinstance(payload, dict) else set()
-        groups = set(payload.get("groups") or []) if isinstance(payload, dict) else set()
-        for lst, want in ((self.thing_list, things), (self.group_list, groups)):
-            for i in range(lst.count()):
-                if lst.item(i).flags() & Qt.ItemIsUserCheckable:  # not the "(no thing groups…)" line
-                    lst.item(i).setCheckState(Qt.Checked if lst.item(i).text() in want else Qt.Unchecked)
-
-    # -- document -----------------------------------------------------------------------
-    def _template_picked(self, name: str) -> None:
-        self.doc_edit.setPlainText(self.templates.get(name, "{\n  \n}"))
+        self.form.set_groups(groups, placeholder)
 
     def _pick_firmware(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Firmware package", "", "Firmware (*.pkg *.bin);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "OTA package", "", "OTA packages (*.pkg);;All files (*)")
         if path:
             self.use_firmware(path, self.ota_version.text().strip())
 
+    def build_ota(self) -> None:
+        """Package this checkout's firmware as the typed version, then upload it like a picked file."""
+        from fleetdesk.fleet.ota_files import build_ota_package
+
+        version = self.ota_version.text().strip()
+        if not version:
+            self.show_message("Type the new firmware_version first (e.g. 1.2.0): devices report it after the update.",
+                              ok=False)
+            self.ota_version.setFocus()
+            return
+        self.show_message(f"building the OTA package of firmware {version}…")
+
+        def built(path, error) -> None:
+            if error is not None:
+                self.show_message(f"OTA: {error_text(error)}", ok=False)
+                return
+            self.use_firmware(str(path), version)
+
+        bridge.run_blocking(build_ota_package, version, on_done=built)
+
     def use_firmware(self, path: str, version: str) -> None:
         """Upload ``path`` and put an OTA document (URL placeholder + SHA-256) in the editor."""
+        from fleetdesk.fleet.ota_files import check_ota_file
+
         session = self.session
         if session is None:
             self.show_message(NOT_CONNECTED, ok=False)
+            return
+        try:
+            check_ota_file(path)  # a flash image would upload, then fail on every device
+        except FleetdeskError as exc:
+            self.show_message(f"OTA: {error_text(exc)}", ok=False)
             return
         self.show_message(f"uploading {Path(path).name}…")
 
@@ -331,12 +226,7 @@ class JobsPage(QWidget):
         except ValueError as exc:
             self.show_message(f"Job document: {exc}", ok=False)
             return False
-        request = JobRequest(
-            doc, things=self.checked(self.thing_list), groups=self.checked(self.group_list),
-            job_id=self.job_id_edit.text().strip(), continuous=self.continuous_check.isChecked(),
-            max_per_minute=self.rate_spin.value() or None,
-            abort_failed_percent=float(self.abort_spin.value()) if self.abort_spin.value() else None,
-            abort_min_executed=self.abort_min_spin.value(), timeout_minutes=self.timeout_spin.value() or None)
+        request = self.form.request(doc)
         try:
             request.check()
         except FleetdeskError as exc:
@@ -429,18 +319,7 @@ class JobsPage(QWidget):
             return
         self._job_status = {j.get("jobId", ""): j.get("status", "") for j in jobs}
         self.jobs_table.blockSignals(True)
-        self.jobs_table.setRowCount(len(jobs))
-        for r, j in enumerate(jobs):
-            vals = (j.get("jobId", ""), j.get("status", ""), j.get("executions", ""),
-                    str(j.get("targetSelection") or "").lower(), local_time(j.get("createdAt")),
-                    local_time(j.get("completedAt")))
-            for c, v in enumerate(vals):
-                item = QTableWidgetItem(str(v))
-                if c in (1, 2) and j.get("bad"):  # COMPLETED with failed executions: say so in red
-                    item.setForeground(QColor(RED))
-                self.jobs_table.setItem(r, c, item)
-            if j.get("jobId") == self.selected_job:
-                self.jobs_table.selectRow(r)
+        fill_jobs(self.jobs_table, jobs, self.selected_job)
         self.jobs_table.blockSignals(False)
         self._update_buttons()
 
@@ -465,15 +344,7 @@ class JobsPage(QWidget):
         failed = failures_text(rows)
         self.failures_label.setText(failed)
         self.failures_label.setVisible(bool(failed))
-        self.exec_table.setRowCount(len(rows))  # rows sorted by thing: a selection stays on its row
-        for r, e in enumerate(rows):
-            for c, v in enumerate((e["thing"], e.get("status") or "", e.get("details", ""))):
-                item = QTableWidgetItem(str(v))
-                if c == 2 and v:
-                    item.setToolTip(str(v))  # long reasons are elided in the cell
-                if c == 1 and v in ("FAILED", "TIMED_OUT", "REJECTED"):
-                    item.setForeground(QColor(RED))
-                self.exec_table.setItem(r, c, item)
+        fill_executions(self.exec_table, rows)
         self._update_buttons()
 
     def execution_status(self) -> dict[str, tuple[str, str]]:
@@ -501,15 +372,6 @@ class JobsPage(QWidget):
             except (RuntimeError, TypeError):
                 pass
         super().closeEvent(event)
-
-
-def _fit_columns(table: QTableWidget) -> None:
-    """Columns sized to their contents; the last one takes the rest of the width."""
-    header = table.horizontalHeader()
-    for c in range(table.columnCount() - 1):
-        header.setSectionResizeMode(c, QHeaderView.ResizeToContents)
-    header.setSectionResizeMode(table.columnCount() - 1, QHeaderView.Stretch)
-    table.setWordWrap(False)
 
 
 def create_page(ctx: AppContext) -> QWidget:

@@ -143,3 +143,44 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         await until(lambda: page.execution_status()["gui-no-device-b"][0] == "CANCELED", 30, what="job canceled")
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 290))
+
+
+def test_a_flash_image_is_refused_before_upload_and_the_package_can_be_built(app_window, cloud_session, qloop,
+                                                                               tmp_path):
+    """Issue 20 item 7: a bundle's app.bin would upload and then fail on every device; the page
+    says so up front, and Build OTA package makes (and uploads) the package of this firmware."""
+    ctx, win = app_window
+    ctx.live.attach(cloud_session)
+    page = win.show_page("Jobs")
+    app_bin = tmp_path / "app.bin"
+    app_bin.write_bytes(b"\xe9" + b"\x00" * 255)  # what an ESP app image starts with
+    page.use_firmware(str(app_bin), "1.3.0")
+    assert page.message.text().startswith("OTA: app.bin is a flash image") and "Build OTA package" in page.message.text()
+    page.ota_version.setText("")
+    page.build_ota()
+    assert "Type the new firmware_version first" in page.message.text()
+    page.ota_version.setText("1.3.0")
+    page.build_ota()
+
+    async def uploaded():
+        await until(lambda: page.message.text().startswith("uploaded fleetdesk-1.3.0.pkg"), 60,
+                    what=f"the built package uploaded (message: {page.message.text()!r})")
+
+    qloop.run_until_complete(uploaded())
+    doc = json.loads(page.doc_edit.toPlainText())
+    assert doc["version"] == "1.3.0" and len(doc["sha256"]) == 64
+
+
+def test_cli_builds_an_ota_package(tmp_path):
+    import subprocess
+    import sys
+
+    from fleetdesk.fleet.otapkg import MAGIC
+
+    out = tmp_path / "fw.pkg"
+    proc = subprocess.run([sys.executable, "-m", "fleetdesk", "firmware", "ota", "--version", "2.0.1", "-o", str(out),
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["path"] == str(out) and info["version"] == "2.0.1" and out.read_bytes().startswith(MAGIC)
+
