@@ -53,3 +53,16 @@ def mqtt_string(s: str | bytes) -> bytes:
 def packet(kind: int, body: bytes) -> bytes:
     """A whole packet: the first header byte ``kind``, the remaining length, then ``body``."""
     return bytes([kind]) + encode_varint(len(body)) + body
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT matching (``#`` and ``+`` never match a first level starting with ``$``)."""
+    f, t = topic_filter.split("/"), topic.split("/")
+    if t and t[0].startswith("$") and f and f[0] in ("#", "+"):
+        return False
+    for i, level in enumerate(f):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(f) == len(t)

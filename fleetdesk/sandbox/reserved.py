@@ -15,6 +15,8 @@ on ``$`` topics, so a request can never be replayed to a service on subscribe.
 
 from __future__ import annotations
 
+from fleetdesk.sandbox.mqtt_wire import topic_matches
+
 CONTROL_TREE = "$CONTROL/#"
 DENY_PRIORITY = 1000  # above every policy ACL (policy.DENY_PRIORITY is 100)
 
@@ -45,26 +47,13 @@ SERVICE_ONLY = (
 )
 
 
-def matches(pattern: str, topic: str) -> bool:
-    """MQTT filter match (``+`` one level, ``#`` the rest; ``$`` topics only by a literal first level)."""
-    p, t = pattern.split("/"), topic.split("/")
-    if t and t[0].startswith("$") and p and p[0] in ("+", "#"):
-        return False
-    for i, level in enumerate(p):
-        if level == "#":
-            return True
-        if i >= len(t) or (level != "+" and level != t[i]):
-            return False
-    return len(p) == len(t)
-
-
 def is_control(topic: str) -> bool:
     return topic == "$CONTROL" or topic.startswith("$CONTROL/")
 
 
 def is_service_only(topic: str) -> bool:
     """True for a topic only the service publishes on AWS."""
-    return any(matches(p, topic) for p in SERVICE_ONLY)
+    return any(topic_matches(p, topic) for p in SERVICE_ONLY)
 
 
 def publish_refusal(topic: str, retain: bool) -> str | None:

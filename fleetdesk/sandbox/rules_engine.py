@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.rules_sql import Context, SqlError, parse, run, substitute, topic_matches
+from fleetdesk.sandbox.mqtt_wire import topic_matches
+from fleetdesk.sandbox.rules_sql import Context, SqlError, parse, run, substitute
 
 log = logging.getLogger(__name__)
 
@@ -215,21 +216,32 @@ class RulesEngine:
             store.put_item(substitute(spec["putItem"]["tableName"], msg), {k: to_dynamo(v) for k, v in out.items()})
 
 
+    async def sync_link(self) -> None:
+        """Be subscribed to the broker exactly while an enabled rule exists (no rules: no cost per message)."""
+        from fleetdesk.sandbox.mqtt_link import MqttLink
+
+        wanted = any(not r["ruleDisabled"] for r in self.rules.values())
+        if wanted and self.link is None:
+            link = MqttLink(self.ctx.internal_mqtt, "rules", FILTERS, self.on_message)
+            await link.start()
+            self.link = link
+        elif not wanted and self.link is not None:
+            link, self.link = self.link, None
+            await link.stop()
+
+
 class _Running:
-    def __init__(self, engine: RulesEngine, link) -> None:
-        self.engine, self.link = engine, link
+    def __init__(self, engine: RulesEngine) -> None:
+        self.engine = engine
 
     async def stop(self) -> None:
-        await self.link.stop()
+        if self.engine.link is not None:
+            await self.engine.link.stop()
 
 
 async def start(ctx: Any) -> _Running:
     """Start the rules engine (``ctx.extras["rules"]``)."""
-    from fleetdesk.sandbox.mqtt_link import MqttLink
-
     engine = RulesEngine(ctx, Path(ctx.state_dir) / "rules.json")
-    link = MqttLink(ctx.internal_mqtt, "rules", FILTERS, engine.on_message)
-    engine.link = link
-    await link.start()
+    await engine.sync_link()
     ctx.extras["rules"] = engine
-    return _Running(engine, link)
+    return _Running(engine)

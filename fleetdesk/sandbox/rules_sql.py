@@ -250,19 +250,6 @@ def parse(sql: str) -> Statement:
     return st
 
 
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT matching (``#`` and ``+`` never match a first level starting with ``$``)."""
-    f, t = topic_filter.split("/"), topic.split("/")
-    if t and t[0].startswith("$") and f and f[0] in ("#", "+"):
-        return False
-    for i, level in enumerate(f):
-        if level == "#":
-            return True
-        if i >= len(t) or (level != "+" and level != t[i]):
-            return False
-    return len(f) == len(t)
-
-
 # -- evaluation -----------------------------------------------------------------------
 def _num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
