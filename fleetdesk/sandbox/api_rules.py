@@ -18,15 +18,17 @@ def _payload(request) -> dict:
     return payload or {}
 
 
-def create_topic_rule(ctx, request):
+async def create_topic_rule(ctx, request):
     p = request.params
     _engine(ctx).create(p["ruleName"], _payload(request))
+    await _engine(ctx).sync_link()
     return {}
 
 
-def replace_topic_rule(ctx, request):
+async def replace_topic_rule(ctx, request):
     p = request.params
     _engine(ctx).replace(p["ruleName"], _payload(request))
+    await _engine(ctx).sync_link()
     return {}
 
 
@@ -34,18 +36,21 @@ def get_topic_rule(ctx, request):
     return _engine(ctx).get(request.params["ruleName"])
 
 
-def delete_topic_rule(ctx, request):
+async def delete_topic_rule(ctx, request):
     _engine(ctx).delete(request.params["ruleName"])
+    await _engine(ctx).sync_link()
     return {}
 
 
-def enable_topic_rule(ctx, request):
+async def enable_topic_rule(ctx, request):
     _engine(ctx).set_enabled(request.params["ruleName"], True)
+    await _engine(ctx).sync_link()
     return {}
 
 
-def disable_topic_rule(ctx, request):
+async def disable_topic_rule(ctx, request):
     _engine(ctx).set_enabled(request.params["ruleName"], False)
+    await _engine(ctx).sync_link()
     return {}
 
 

@@ -251,17 +251,25 @@ class FleetIndex:
 
     def reindex(self, name: str) -> None:
         """Bring one thing's entry up to date (removed if the thing is gone)."""
+        self.reindex_many([name])
+
+    def reindex_many(self, names: list[str]) -> None:
+        """Bring these things' entries up to date in one transaction (gone things are removed)."""
         if not self.enabled:
             return
         reg = self.ctx.registry
-        row = reg.db.execute("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?",
-                             (name,)).fetchone()
-        if row is None:
-            self.store.delete(name)
-            return
-        groups = [r[0] for r in reg.db.execute("SELECT grp FROM group_members WHERE thing=? ORDER BY grp", (name,))]
-        doc, fields = self.document(row, groups, self._shadows_of(name), self._connectivity(name))
-        self.store.put(doc, fields)
+        items = []
+        for name in names:
+            row = reg.db.execute("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?",
+                                 (name,)).fetchone()
+            if row is None:
+                self.store.delete(name)
+                continue
+            groups = [r[0] for r in reg.db.execute("SELECT grp FROM group_members WHERE thing=? ORDER BY grp",
+                                                   (name,))]
+            items.append(self.document(row, groups, self._shadows_of(name), self._connectivity(name)))
+        if items:
+            self.store.put_many(items)
 
     def rebuild(self) -> int:
         """Rebuild the whole index; returns the number of things indexed."""
@@ -303,8 +311,9 @@ class FleetIndex:
         try:
             while self._dirty:
                 names, self._dirty = sorted(self._dirty), set()
-                for name in names:
-                    self.reindex(name)
+                for i in range(0, len(names), 500):
+                    self.reindex_many(names[i:i + 500])
+                    await asyncio.sleep(0)  # let the broker links read between batches
                 await self.follow_dynamic_groups(names)
         except Exception:  # noqa: BLE001 - the index must keep following
             log.exception("fleet index: reindex failed")

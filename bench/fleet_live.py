@@ -1,0 +1,173 @@
+"""Live fleet on AWS's engines vs the old design: what one app connection would receive.
+
+A fresh sandbox (quotas on) set up with ``fleetdesk cloud setup``'s code; N simulated devices
+each publish a reading per second on ``dt/<thing>/env`` (the rule stores it in DynamoDB) and
+report it in their shadow (the index follows), as the firmware does. The simulated devices
+share one privileged MQTT connection (the sandbox's internal login: thousands of mTLS clients
+do not fit on this machine next to the broker), so the bench measures the cloud side and the
+app's side, not per-device connections.
+
+Side by side:
+* old design: one subscriber on ``dt/+/env`` (what the app's connection used to do): messages
+  per second it receives, against IoT Core's 100 publishes/s per connection (not adjustable),
+  so the share AWS would throttle;
+* new design: the app's connection subscribes the open Device page's thing only
+  (``dt/<thing>/env``): messages/s it receives; the Fleet page's data comes from SearchIndex:
+  time from a reading to the index returning it (sampled devices), and the last hour of the open
+  device from DynamoDB (rows, time).
+
+Usage:
+    .venv/bin/python bench/fleet_live.py [--devices 2000] [--seconds 30] [--rate 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fleetdesk.sandbox.child import start_sandbox, stop_sandbox  # noqa: E402
+
+AWS_CONNECTION_CAP = 100  # publishes per second per connection, in and out (IoT Core quota)
+
+
+def _login(state_dir: Path) -> tuple[int, str, str]:
+    creds = json.loads((state_dir / "credentials.json").read_text())
+    blocks = (state_dir / "broker" / "mosquitto.conf").read_text().split("\nlistener ")[1:]
+    port = next(int(b.split()[0]) for b in blocks if "cafile" not in b and "protocol websockets" not in b)
+    return port, creds["internal_username"], creds["internal_password"]
+
+
+def _client(state_dir: Path, name: str):
+    import paho.mqtt.client as paho
+
+    port, user, password = _login(state_dir)
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{name}-{random.randrange(1 << 30)}")
+    c.username_pw_set(user, password)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.n += 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--rate", type=float, default=1.0, help="readings per device per second")
+    ap.add_argument("--samples", type=int, default=20, help="devices whose index latency is measured")
+    args = ap.parse_args()
+
+    import boto3
+
+    from fleetdesk.cloud import account_setup
+    from fleetdesk.cloud.fleet_index import FleetIndex, filter_query
+    from fleetdesk.cloud.history import fetch
+
+    from fleet_index import bulk_fill  # bench/fleet_index.py: things + shadows straight into the files
+
+    state = Path(tempfile.mkdtemp(prefix="fleet-live-")) / "state"
+    proc, info = start_sandbox(state)
+    stop_sandbox(proc)
+    bulk_fill(state, args.devices)
+    proc, info = start_sandbox(state)
+    try:
+        kw = info.boto3_kwargs()
+        iot, ddb = boto3.client("iot", **kw), boto3.client("dynamodb", **kw)
+        account_setup.apply(iot, ddb)
+        names = [f"esp-{i:06d}" for i in range(args.devices)]
+        old, new = Counter(), Counter()
+        sub_old = _client(state, "old-app")
+        sub_old.on_message = old
+        sub_old.subscribe("dt/+/env", qos=0)
+        open_thing = names[0]
+        sub_new = _client(state, "new-app")
+        sub_new.on_message = new
+        sub_new.subscribe(f"dt/{open_thing}/env", qos=0)
+        pub = _client(state, "devices")
+        time.sleep(1.0)  # subscriptions settle (a bench, not a test)
+
+        sampled = random.sample(names, min(args.samples, len(names)))
+        sent_at: dict[str, tuple[float, float]] = {}
+        interval = 1.0 / args.rate
+        t0 = time.time()
+        seq = 0
+        sent = 0
+        while time.time() - t0 < args.seconds:
+            tick = time.time()
+            for n in names:
+                temp = round(random.uniform(15, 35), 2)
+                pub.publish(f"dt/{n}/env", json.dumps({"temperature": temp, "humidity": 40, "seq": seq,
+                                                       "ts": int(tick)}), qos=0)
+                pub.publish(f"$aws/things/{n}/shadow/update",
+                            json.dumps({"state": {"reported": {"temperature": temp}}}), qos=0)
+                if n in sampled:
+                    sent_at[n] = (tick, temp)
+                sent += 1
+            seq += 1
+            time.sleep(max(0.0, interval - (time.time() - tick)))
+        elapsed = time.time() - t0
+        old_rate, new_rate = old.n / elapsed, new.n / elapsed
+
+        idx = FleetIndex(iot)
+        lat = []
+        for n in sampled:
+            t_sent, temp = sent_at[n]
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                rows = idx.page(filter_query(n)).rows
+                if rows and rows[0].temperature == temp:
+                    lat.append(time.time() - t_sent)
+                    break
+                time.sleep(0.2)
+        t = time.perf_counter()
+        history = fetch(ddb, open_thing, time.time() - 3600)
+        hist_s = time.perf_counter() - t
+        tiles = idx.tiles()
+        status = json.loads((state / "throttled.json").read_text())
+    finally:
+        for c in ("sub_old", "sub_new", "pub"):
+            client = locals().get(c)
+            if client is not None:
+                client.loop_stop()
+                client.disconnect()
+        stop_sandbox(proc)
+
+    print(f"{args.devices} devices x {args.rate}/s for {elapsed:.0f} s: {sent} readings sent "
+          f"(+ as many shadow updates)")
+    print(f"{'':52}{'old design':>14}{'new design':>14}")
+    print(f"{'app connection receives (msg/s)':52}{old_rate:>14.1f}{new_rate:>14.1f}")
+    print(f"{'IoT Core cap per connection (msg/s)':52}{AWS_CONNECTION_CAP:>14}{AWS_CONNECTION_CAP:>14}")
+    share = lambda r: max(0.0, (r - AWS_CONNECTION_CAP) / r) if r else 0.0  # noqa: E731
+    print(f"{'share AWS would throttle':52}{share(old_rate):>14.1%}{share(new_rate):>14.1%}")
+    if lat:
+        print(f"reading -> SearchIndex shows it: p50 {statistics.median(lat):.2f} s, max {max(lat):.2f} s "
+              f"({len(lat)}/{len(sampled)} sampled devices; goal within 15 s)")
+    else:
+        print("reading -> SearchIndex: no sampled device seen in 30 s")
+    print(f"Device page history, last hour from DynamoDB: {len(history)} readings in {hist_s * 1000:.0f} ms")
+    print(f"tiles: {tiles.total} things, temperature {tiles.temp_min}..{tiles.temp_max}")
+    print(f"sandbox throttled (control plane): {status.get('throttled') or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
