@@ -70,11 +70,10 @@ class PgServer:
         for _ in range(5):  # a port another process takes between the probe and the bind: next one
             self.port = _free_port()
             log = open(self.base / f"server-{self.port}.log", "w")
-            self.proc = subprocess.Popen(
-                [postgres, "-D", str(self.data), "-p", str(self.port), "-k", str(self.sock),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
-                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                stdout=log, stderr=subprocess.STDOUT, **self._user)
+            self._cmd = [postgres, "-D", str(self.data), "-p", str(self.port), "-k", str(self.sock),
+                         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+                         "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            self.proc = subprocess.Popen(self._cmd, stdout=log, stderr=subprocess.STDOUT, **self._user)
             if self._wait_ready(30.0):
                 return
             last = (self.base / f"server-{self.port}.log").read_text()
@@ -107,6 +106,17 @@ class PgServer:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (the line's database goes away)."""
+        self._kill()
+
+    def resume(self) -> None:
+        """Start it again on the same port with the same data."""
+        log = open(self.base / f"server-{self.port}.log", "a")
+        self.proc = subprocess.Popen(self._cmd, stdout=log, stderr=subprocess.STDOUT, **self._user)
+        if not self._wait_ready(30.0):
+            raise RuntimeError("PostgreSQL did not start again: " + (self.base / f"server-{self.port}.log").read_text()[-1000:])
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -20,6 +20,7 @@ station (``--ledger postgresql://...``); the schema is fleetdesk.store.schema's.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from fleetdesk.errors import FleetdeskError
 from fleetdesk.paths import data_dir
-from fleetdesk.store.ledger import Ledger, configured_ledger
+from fleetdesk.store.ledger import Ledger, LedgerUnavailable, configured_ledger, is_postgres
 from fleetdesk.store.secretbox import FORMAT as SEALED, SecretBox
 
 ATTEMPT_COLUMNS = (
@@ -103,6 +104,10 @@ HEARTBEAT_S = float(os.environ.get("FLEETDESK_HEARTBEAT_S", "") or 5.0)  # a sta
 STALE_AFTER = 3  # heartbeats missed before its open runs count as a dead station's
 
 
+OUTBOX_FILE = "ledger-outbox.sqlite3"  # a line station's records while the line's database is away
+RECONNECT_S = 15.0  # how often an offline station tries the line's database again
+
+
 class BoardBusy(FleetdeskError):
     """Another live run (this station's or another's on the line) is giving this board its identity."""
 
@@ -134,7 +139,21 @@ class ProductionDB:
 
     def __init__(self, path: Path | str | None = None, *, key_file: Path | str | None = None,
                  ledger: Ledger | None = None) -> None:
-        self.ledger = ledger or Ledger(path or configured_ledger() or default_db_path())
+        target = path or configured_ledger() or default_db_path()
+        self._primary: Ledger | None = None
+        self._outbox_path = data_dir() / OUTBOX_FILE
+        self._retry_at = 0.0
+        if ledger is not None:
+            self.ledger = ledger
+        elif is_postgres(str(target)):
+            try:
+                self.ledger = self._primary = Ledger(target)
+            except LedgerUnavailable:  # the line's database is away: flash into the local outbox meanwhile
+                self.ledger = Ledger(self._outbox_path)
+                self._retry_at = time.monotonic() + RECONNECT_S
+        else:
+            self.ledger = Ledger(target)
+        self._primary_target = str(target) if ledger is None else None
         self.path = self.ledger.label
         self.box = SecretBox(key_file)
         self._beat: threading.Thread | None = None
@@ -321,26 +340,30 @@ class ProductionDB:
         row.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         row["run_id"] = run_id
         with self.ledger.tx() as tx:
-            mac = row.get("mac")
-            known = tx.one("SELECT flash_count FROM devices WHERE mac=?", (mac,)) if mac else None
-            prior_pass = tx.one("SELECT 1 AS x FROM attempts WHERE mac=? AND result='PASS' LIMIT 1",
-                                (mac,)) if mac else None
-            row["reflash"] = 1 if (known and known["flash_count"] > 0) or prior_pass else 0
-            cols = [c for c in ATTEMPT_COLUMNS if c != "id" and c in row]
-            attempt_id = tx.insert(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                                   [row[c] for c in cols])
-            if run_id:
-                tx.run("UPDATE runs SET finished_at=?, result=? WHERE run_id=?", (time.time(), row["result"], run_id))
-                tx.run("DELETE FROM board_locks WHERE run_id=?", (run_id,))
-            if mac and row["result"] == "PASS":
-                now = time.time()
-                tx.run(
-                    "INSERT INTO devices(mac, thing, certificate_id, product, chip, first_flashed, last_flashed, flash_count)"
-                    " VALUES (?,?,?,?,?,?,?,1) ON CONFLICT(mac) DO UPDATE SET thing=excluded.thing,"
-                    " certificate_id=excluded.certificate_id, chip=excluded.chip,"
-                    " product=COALESCE(excluded.product, devices.product),"
-                    " last_flashed=excluded.last_flashed, flash_count=devices.flash_count+1",
-                    (mac, row.get("thing"), row.get("certificate_id"), row.get("product"), row.get("chip"), now, now))
+            return self._finish_tx(tx, run_id, row)
+
+    @staticmethod
+    def _finish_tx(tx, run_id: str | None, row: dict) -> int:
+        mac = row.get("mac")
+        known = tx.one("SELECT flash_count FROM devices WHERE mac=?", (mac,)) if mac else None
+        prior_pass = tx.one("SELECT 1 AS x FROM attempts WHERE mac=? AND result='PASS' LIMIT 1",
+                            (mac,)) if mac else None
+        row["reflash"] = 1 if (known and known["flash_count"] > 0) or prior_pass else 0
+        cols = [c for c in ATTEMPT_COLUMNS if c != "id" and c in row]
+        attempt_id = tx.insert(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                               [row[c] for c in cols])
+        if run_id:
+            tx.run("UPDATE runs SET finished_at=?, result=? WHERE run_id=?", (time.time(), row["result"], run_id))
+            tx.run("DELETE FROM board_locks WHERE run_id=?", (run_id,))
+        if mac and row["result"] == "PASS":
+            now = time.time()
+            tx.run(
+                "INSERT INTO devices(mac, thing, certificate_id, product, chip, first_flashed, last_flashed, flash_count)"
+                " VALUES (?,?,?,?,?,?,?,1) ON CONFLICT(mac) DO UPDATE SET thing=excluded.thing,"
+                " certificate_id=excluded.certificate_id, chip=excluded.chip,"
+                " product=COALESCE(excluded.product, devices.product),"
+                " last_flashed=excluded.last_flashed, flash_count=devices.flash_count+1",
+                (mac, row.get("thing"), row.get("certificate_id"), row.get("product"), row.get("chip"), now, now))
         return attempt_id
 
     def attempts(self, mac: str | None = None) -> list[dict]:
@@ -473,3 +496,130 @@ class ProductionDB:
                 if sqlite:
                     self.ledger._conn.execute("PRAGMA secure_delete=OFF")
         return len(rows)
+
+
+def _failover(fn):
+    """A ProductionDB method on a line ledger: when the line's database cannot be reached the
+    method runs again on the station's local outbox (each method is one transaction, rolled
+    back on the lost database), and the outbox is synced once the database is back."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        if self._primary_target and is_postgres(self._primary_target):
+            self._maybe_reconnect()
+            try:
+                return fn(self, *args, **kwargs)
+            except LedgerUnavailable:
+                if self.ledger is not self._primary:
+                    raise
+                self._go_offline()
+                return fn(self, *args, **kwargs)
+        return fn(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _go_offline(self) -> None:
+    self.ledger = Ledger(self._outbox_path)
+    self._retry_at = time.monotonic() + RECONNECT_S
+
+
+def _maybe_reconnect(self) -> None:
+    if self._primary is not None and self.ledger is self._primary:
+        return
+    if time.monotonic() < self._retry_at:
+        return
+    self._retry_at = time.monotonic() + RECONNECT_S
+    try:
+        if self._primary is None:
+            self._primary = Ledger(self._primary_target)
+        self.sync_outbox()
+    except LedgerUnavailable:
+        return
+    self.ledger = self._primary
+
+
+@property
+def offline(self) -> bool:
+    """Whether this line station is recording into its local outbox (the line's database is away)."""
+    return self._primary_target is not None and is_postgres(self._primary_target) and self.ledger is not self._primary
+
+
+def sync_outbox(self) -> dict:
+    """Copy what the station recorded offline into the line's database, idempotently (a row
+    already there is not copied twice, so a sync cut short is simply run again), then empty
+    the outbox. Returns how many runs, journal steps and attempts were copied.
+
+    Raises:
+        LedgerUnavailable: the line's database cannot be reached (the outbox is kept).
+    """
+    done = {"runs": 0, "journal": 0, "attempts": 0}
+    if not self._outbox_path.exists() or self._primary is None:
+        return done
+    box = Ledger(self._outbox_path)
+    try:
+        runs = box.all("SELECT * FROM runs")
+        journal = box.all("SELECT * FROM journal ORDER BY id")
+        attempts = box.all("SELECT * FROM attempts ORDER BY id")
+        logs = box.all("SELECT * FROM logs")
+        backups = box.all('SELECT * FROM backups ORDER BY id')
+        labels = box.all("SELECT * FROM slot_labels")
+        if not (runs or journal or attempts or logs or backups or labels):
+            return done
+        with self._primary.tx() as tx:
+            for r in runs:
+                cols = [c for c in r if c != "last_step"]
+                tx.run(f"INSERT INTO runs({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+                       " ON CONFLICT(run_id) DO UPDATE SET finished_at=COALESCE(runs.finished_at, excluded.finished_at),"
+                       " result=COALESCE(runs.result, excluded.result), mac=COALESCE(excluded.mac, runs.mac),"
+                       " thing=COALESCE(excluded.thing, runs.thing),"
+                       " certificate_id=COALESCE(excluded.certificate_id, runs.certificate_id),"
+                       " recovered=COALESCE(runs.recovered, excluded.recovered)", [r[c] for c in cols])
+                done["runs"] += 1
+            for j in journal:
+                if tx.one("SELECT 1 AS x FROM journal WHERE run_id=? AND ts=? AND step=? AND status=?",
+                          (j["run_id"], j["ts"], j["step"], j["status"])) is None:
+                    tx.run("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
+                           (j["run_id"], j["ts"], j["step"], j["status"], j["detail"]))
+                    done["journal"] += 1
+            for a in attempts:
+                same = (tx.one("SELECT 1 AS x FROM attempts WHERE run_id=?", (a["run_id"],)) if a["run_id"] else
+                        tx.one("SELECT 1 AS x FROM attempts WHERE run_id IS NULL AND time=? AND port=? AND error=?",
+                               (a["time"], a["port"], a["error"])))
+                if same is None:
+                    row = {k: v for k, v in a.items() if k not in ("id", "reflash")}
+                    self._finish_tx(tx, a["run_id"], row)
+                    done["attempts"] += 1
+                    if a["run_id"]:  # its run closed when it finished, not now
+                        closed = next((r["finished_at"] for r in runs if r["run_id"] == a["run_id"]), None)
+                        if closed:
+                            tx.run("UPDATE runs SET finished_at=? WHERE run_id=?", (closed, a["run_id"]))
+            for g in logs:
+                tx.run("INSERT INTO logs(run_id, kind, text) VALUES (?,?,?)"
+                       " ON CONFLICT(run_id, kind) DO UPDATE SET text=excluded.text", (g["run_id"], g["kind"], g["text"]))
+            for b in backups:
+                if tx.one("SELECT 1 AS x FROM backups WHERE mac=? AND ts=? AND label=?",
+                          (b["mac"], b["ts"], b["label"])) is None:
+                    tx.run('INSERT INTO backups(mac, ts, label, "offset", data, format) VALUES (?,?,?,?,?,?)',
+                           (b["mac"], b["ts"], b["label"], b["offset"], bytes(b["data"]), b["format"]))
+            for lb in labels:
+                tx.run("INSERT INTO slot_labels(station, slot, label) VALUES (?,?,?)"
+                       " ON CONFLICT(station, slot) DO UPDATE SET label=excluded.label",
+                       (lb["station"], lb["slot"], lb["label"]))
+        with box.tx() as tx:  # in the line's database now: the outbox starts empty again
+            for table in ("journal", "attempts", "logs", "backups", "slot_labels", "board_locks", "runs", "stations"):
+                tx.run(f"DELETE FROM {table}")
+    finally:
+        box.close()
+    return done
+
+
+ProductionDB._go_offline = _go_offline
+ProductionDB._maybe_reconnect = _maybe_reconnect
+ProductionDB.offline = offline
+ProductionDB.sync_outbox = sync_outbox
+for _name in ("start_run", "step", "journal", "unfinished_runs", "passed_with", "mark_recovered", "run", "finish",
+              "attempts", "device", "counters", "save_logs", "logs", "attempt", "slot_labels", "set_slot_label",
+              "save_backup", "check_backup_key", "latest_backup", "backup_formats", "lock_board", "serial_for",
+              "stations", "owner"):
+    setattr(ProductionDB, _name, _failover(getattr(ProductionDB, _name)))
