@@ -72,6 +72,17 @@ def status_text(ctx: AppContext) -> str:
     return f"Profile {profile.name} · {get_cloud_backend(profile).describe(state)}"
 
 
+DEFAULT_SIZE = QSize(1200, 780)
+
+
+def default_size(available: QSize | None) -> QSize:
+    """The first window size: 1200×780, or what the screen has room for (a 1366×768 laptop's
+    work area is about 1366×728: the status bar must stay on screen)."""
+    if available is None or available.isEmpty():
+        return DEFAULT_SIZE
+    return QSize(min(DEFAULT_SIZE.width(), available.width()), min(DEFAULT_SIZE.height(), available.height() - 30))
+
+
 class MainWindow(QMainWindow):
     """Sidebar + stacked pages + status bar; window state kept in ``ctx.settings``.
 
@@ -217,7 +228,7 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(1200, 780)
+            self.resize(default_size(self.screen().availableGeometry().size() if self.screen() else None))
         last = s.value("window/page", "")
         titles = self.page_titles()
         row = titles.index(last) if last in titles else 0

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -501,15 +500,11 @@ class FleetPage(QWidget):
         names = self.selected()
         if not names:
             return
-        key, ok = QInputDialog.getText(self, "Set desired", f"Desired key for {len(names)} thing(s):", text="on")
-        if not ok or not key.strip():
-            return
-        from fleetdesk.cloud.desired import default_text
+        from gui.widgets.desired_dialog import DesiredDialog
 
-        text, ok = QInputDialog.getText(self, "Set desired", f"Value for desired.{key.strip()} (JSON):",
-                                        text=default_text(key))
-        if ok:
-            self.set_desired(names, key.strip(), actions.parse_value(text))
+        dialog = DesiredDialog(len(names), self)  # only values the firmware takes can be confirmed
+        if dialog.exec():
+            self.set_desired(names, *dialog.result_value())
 
     def set_desired(self, names: list[str], key: str, value) -> None:
         """Set ``desired.key = value`` on ``names`` (result shown under the table)."""

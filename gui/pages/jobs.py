@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -38,7 +39,7 @@ NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the
                  "choose or fix a profile in Settings.")
 # ListJobs summaries carry no description (AWS JobSummary), so no column for one; the
 # executions column holds DescribeJob's counts, failures first
-JOB_COLUMNS = ("Job", "Status", "Executions", "Targets", "Created", "Completed")
+JOB_COLUMNS = ("Job", "Status", "Executions", "Created", "Completed")  # snapshot/continuous: the job's tooltip
 CANCELABLE = {"IN_PROGRESS", "SCHEDULED"}  # job statuses CancelJob applies to
 
 
@@ -67,7 +68,7 @@ class JobsPage(QWidget):
         self.create_button.clicked.connect(self.create_job)
         split.addWidget(self.form)
         split.addWidget(self._list_panel())
-        split.setSizes([520, 700])
+        split.setSizes([430, 790])  # the jobs table keeps every column on a 1024 px screen
         layout.addWidget(split, 1)
         self.message = QLabel("")
         self.message.setObjectName("jobsMessage")
@@ -94,6 +95,7 @@ class JobsPage(QWidget):
         self.jobs_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.jobs_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         fit_columns(self.jobs_table)
+        self.jobs_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Interactive)  # capped: job_tables
         self.jobs_table.verticalHeader().setVisible(False)
         v.addWidget(self.jobs_table, 2)
         row = QHBoxLayout()

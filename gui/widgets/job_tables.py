@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from fleetdesk.cloud.jobs import local_time
 
 RED = "#b3261e"
+JOB_ID_WIDTH = 110
 
 
 def fit_columns(table: QTableWidget) -> None:
@@ -19,20 +22,28 @@ def fit_columns(table: QTableWidget) -> None:
     table.setWordWrap(False)
 
 
+def _short(stamp: str) -> str:
+    """"HH:MM:SS" for today's "YYYY-MM-DD HH:MM:SS" (the date in the tooltip): the columns fit 1024 px."""
+    return stamp[11:] if stamp[:10] == time.strftime("%Y-%m-%d") else stamp
+
+
 def fill_jobs(table: QTableWidget, jobs: list[dict], selected: str | None) -> None:
     """One row per job (JobWatch.jobs rows); failures in red; the selected job stays selected."""
     table.setRowCount(len(jobs))
     for r, j in enumerate(jobs):
-        vals = (j.get("jobId", ""), j.get("status", ""), j.get("executions", ""),
-                str(j.get("targetSelection") or "").lower(), local_time(j.get("createdAt")),
-                local_time(j.get("completedAt")))
+        created, completed = local_time(j.get("createdAt")), local_time(j.get("completedAt"))
+        vals = (j.get("jobId", ""), j.get("status", ""), j.get("executions", ""), _short(created), _short(completed))
+        tips = (f"{j.get('jobId', '')} ({str(j.get('targetSelection') or '').lower()})", "", "", created, completed)
         for c, v in enumerate(vals):
             item = QTableWidgetItem(str(v))
+            if tips[c]:
+                item.setToolTip(tips[c])
             if c in (1, 2) and j.get("bad"):  # COMPLETED with failed executions: say so in red
                 item.setForeground(QColor(RED))
             table.setItem(r, c, item)
         if j.get("jobId") == selected:
             table.selectRow(r)
+    table.setColumnWidth(0, min(table.sizeHintForColumn(0), JOB_ID_WIDTH))  # a long id is elided, whole in its tooltip
 
 
 def fill_executions(table: QTableWidget, rows: list[dict]) -> None:
