@@ -194,7 +194,7 @@ class EspProvClient:
         shared = key.exchange(X25519PublicKey.from_public_bytes(dev_pub))
         if self.pop:
             digest = hashlib.sha256(self.pop.encode()).digest()
-            shared = bytes(a ^ b for a, b in zip(shared, digest))
+            shared = bytes(a ^ b for a, b in zip(shared, digest, strict=True))
         self._ctr = Cipher(algorithms.AES(shared), modes.CTR(resp.sec1.sr0.device_random)).encryptor()
         req = pb.SessionData(sec_ver=pb.SecScheme1)
         req.sec1.msg = pb.Session_Command1

@@ -178,7 +178,7 @@ class EsptoolWorker:
             if self._on_event is not None and ev.get("event") != "result":
                 try:
                     self._on_event(ev)
-                except Exception:  # a broken listener must not kill the reader
+                except Exception:  # noqa: BLE001 - a broken listener must not kill the reader
                     pass
             if ev.get("event") == "result":
                 self._result = ev

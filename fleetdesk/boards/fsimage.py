@@ -96,7 +96,7 @@ def add_files(image: bytes, files: dict[str, bytes], remove: list[str] | tuple =
             fs.remove(_norm(path))
         except FileNotFoundError:
             pass
-        except Exception:  # littlefs maps ENOENT to its own error on some versions
+        except Exception:  # noqa: BLE001 - littlefs maps ENOENT to its own error on some versions
             pass
     _write_files(fs, files)
     fs.unmount()

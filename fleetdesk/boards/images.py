@@ -194,7 +194,7 @@ def _finish(source, kind, chip, parts, flash_size=None, min_rev=None) -> FlashPl
             raise FlashInputError(f"{source}: {p.name} has a negative offset")
         if not p.data:
             raise FlashInputError(f"{source}: {p.name} is empty", "rebuild the bundle")
-    for a, b in zip(parts, parts[1:]):
+    for a, b in zip(parts, parts[1:], strict=False):
         if a.end > b.offset:
             raise FlashInputError(
                 f"{source}: {a.name} ({a.offset:#x}-{a.end:#x}) overlaps {b.name} at {b.offset:#x}",

@@ -144,7 +144,7 @@ def virtual_ports() -> list[PortInfo]:
     out = []
     try:
         entries = registry.list_virtual_ports()
-    except Exception:  # a torn registry file must not break discovery
+    except Exception:  # noqa: BLE001 - a torn registry file must not break discovery
         return []
     for entry in entries:
         device = _get(entry, "port") or _get(entry, "device")
@@ -239,7 +239,7 @@ class PortWatcher:
         """Compare the current list with the last one; report and return (added, removed)."""
         try:
             now = {p.device: p for p in self._lister()}
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed listing is retried at the next poll
             return [], []
         added = [p for d, p in now.items() if d not in self._known]
         removed = [p for d, p in self._known.items() if d not in now]

@@ -49,7 +49,7 @@ def identity_files(image: bytes, size: int | None = None) -> dict[str, bytes] | 
         from cryptography import x509
 
         x509.load_der_x509_certificate(files["/certs/cert.der"])
-    except Exception:  # not littlefs, truncated, or missing files: no identity
+    except Exception:  # noqa: BLE001 - not littlefs, truncated, or missing files: no identity
         return None
     if not config.get("thing_name") or not all(files.get(p) for p in IDENTITY_PATHS):
         return None

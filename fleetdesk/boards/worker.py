@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import sys
 import threading
@@ -138,18 +139,18 @@ def _info(esp, cmds) -> dict:
     ):
         try:
             info[key] = fn()
-        except Exception:  # not every ROM answers every query
+        except Exception:  # noqa: BLE001 - not every ROM answers every query
             info[key] = None
     mac = esp.read_mac()
     info["mac"] = ":".join(f"{b:02x}" for b in mac) if mac else None
     try:
         info["secure_boot"] = bool(esp.get_secure_boot_enabled())
         info["flash_encryption"] = bool(esp.get_flash_encryption_enabled())
-    except Exception:
+    except Exception:  # noqa: BLE001 - not every ROM answers: unknown, not an error
         info["secure_boot"] = info["flash_encryption"] = None
     try:
         info["secure_download_mode"] = bool(esp.secure_download_mode)
-    except Exception:
+    except Exception:  # noqa: BLE001 - not every ROM answers: unknown, not an error
         info["secure_download_mode"] = None
     return info
 
@@ -159,7 +160,7 @@ def _flash_info(esp, cmds, info: dict) -> None:
         fid = esp.flash_id()
         info["flash_id"] = f"{fid:06x}"
         info["flash_manufacturer"] = f"{fid & 0xFF:02x}"
-    except Exception:
+    except Exception:  # noqa: BLE001 - not every ROM answers: unknown, not an error
         info["flash_id"] = None
     size = cmds.detect_flash_size(esp)
     info["flash_size"] = size
@@ -371,7 +372,7 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         result = {"ok": False, "kind": "cancelled", "error": str(exc), "written": logger.written}
     except Refused as exc:
         result = {"ok": False, "kind": "refused", "error": str(exc), "written": False}
-    except Exception as exc:  # FatalError, SerialException, OSError: reported, never raised
+    except Exception as exc:  # noqa: BLE001 - FatalError, SerialException, OSError: reported, never raised
         name = type(exc).__name__
         kind = "serial" if name in ("SerialException", "SerialTimeoutException", "OSError", "ConnectionResetError",
                                      "BrokenPipeError") else "esptool"
@@ -381,7 +382,7 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         if esp is not None:
             try:
                 esp._port.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the port is gone already
                 pass
     result["last_lines"] = logger.lines[-20:]
     return result

@@ -9,7 +9,6 @@ one-off client id, so they never take over the GUI's persistent session.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import collections
 import enum
 import json
@@ -93,7 +94,7 @@ class Message:
         if fn is not None:
             try:
                 fn()
-            except Exception as exc:  # connection already gone: the broker will redeliver
+            except Exception as exc:  # noqa: BLE001 - connection already gone: the broker will redeliver
                 log.debug("puback for %s not sent: %s", self.topic, exc)
 
     def json(self) -> Any:
@@ -233,7 +234,7 @@ class Connection:
         self._lingering = client
         try:
             client.stop()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - stopping a client that already failed
             log.debug("stop: %s", exc)
         if self._stopped is not None:
             try:
@@ -376,7 +377,7 @@ class Connection:
                 client = self._client
                 handle = data.acquire_publish_acknowledgement_control()
                 if client is not None:
-                    ack = (lambda c=client, h=handle: c.invoke_publish_acknowledgement(h))
+                    ack = functools.partial(client.invoke_publish_acknowledgement, handle)
         msg = Message(topic, bytes(pkt.payload or b""), qos, bool(pkt.retain), time.time(), ack)
         self._inbox.append(msg)
         if not self._drain_scheduled:
@@ -480,7 +481,7 @@ class Connection:
                 if orphans:
                     try:
                         await self._send_subscribe(orphans)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - logged; the next reconnect resubscribes
                         log.warning("re-subscribing %s failed: %s", [o.topic_filter for o in orphans], exc)
                 await self._unsubscribe(topic_filter)
 
@@ -497,7 +498,7 @@ class Connection:
         suback = await _await_crt(client.subscribe(packet), timeout)
         bad = [
             (s.topic_filter, getattr(code, "name", str(code)))
-            for s, code in zip(subs, suback.reason_codes or [])
+            for s, code in zip(subs, suback.reason_codes or [], strict=False)
             if int(code) >= 0x80
         ]
         if bad:
@@ -511,7 +512,7 @@ class Connection:
             subs = [s for s in self._subs.values() if s.sent]
             if subs:
                 await self._send_subscribe(subs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; the next reconnect resubscribes
             log.warning("resubscribe failed: %s", exc)
 
     async def _unsubscribe(self, topic_filter: str) -> None:
@@ -523,7 +524,7 @@ class Connection:
         try:
             fut = client.unsubscribe(mqtt5.UnsubscribePacket(topic_filters=[topic_filter]))
             await _await_crt(fut, 10)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the session ends with the connection anyway
             log.debug("unsubscribe %s: %s", topic_filter, exc)
 
     async def publish(self, topic: str, payload: bytes | str | dict | list | None, *, qos: int = 1,

@@ -49,7 +49,7 @@ class Presence:
             async with sem:
                 try:
                     data = await self.control.connectivity(name)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - presence events still arrive; logged
                     log.debug("connectivity of %s: %s", name, exc)
                     return
             ts = _epoch(data.get("timestamp"))

@@ -129,7 +129,7 @@ class Telemetry:
                 if self.store is not None:
                     try:
                         added = await loop.run_in_executor(self._writer, self.store.insert_many, samples)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - kept unacked and retried (below)
                         # Not stored: keep it (unacked) and retry; nothing is lost.
                         self.stats["store_errors"] += 1
                         log.error("telemetry batch of %d not stored, retrying: %s", len(samples), exc)

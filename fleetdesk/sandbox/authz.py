@@ -289,7 +289,7 @@ class Authorizer:
             self._responses.get_nowait()
         await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
         reply = json.loads(await asyncio.wait_for(self._responses.get(), 10))
-        for cmd, res in zip(commands, reply.get("responses", [])):
+        for cmd, res in zip(commands, reply.get("responses", []), strict=False):
             if res.get("error"):
                 log.warning("dynsec %s failed: %s", cmd.get("command"), res["error"])
 

@@ -238,7 +238,7 @@ class DynamoStore:
     def batch_write(self, requests: dict) -> None:
         total = sum(len(v or []) for v in requests.values())
         if not 1 <= total <= MAX_BATCH_WRITE:
-            raise validation(f"Too many items requested for the BatchWriteItem call" if total else
+            raise validation("Too many items requested for the BatchWriteItem call" if total else
                              "1 validation error detected: RequestItems must not be empty")
         with self.db:
             self.db.execute("BEGIN")

@@ -270,7 +270,7 @@ class JobsEngine:
 
     def delete_job(self, job_id: str, force: bool = False) -> None:
         """DeleteJob: refused for an IN_PROGRESS job with in-progress executions unless ``force``."""
-        job = self._job(job_id)
+        self._job(job_id)  # ResourceNotFoundException for an unknown job
         running = [e for e in self._execs_of_job(job_id) if e["status"] == "IN_PROGRESS"]
         if running and not force:
             raise JobsError("InvalidStateTransitionException",

@@ -186,7 +186,7 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
                 status = props.get("Status", "ACTIVE")
                 reg.update_certificate(cert_id, status)
                 await ctx.changed("certificate", "updated", cert_id, status=status)
-        for res, kind, props in resolved:
+        for _res, kind, props in resolved:
             if kind != "AWS::IoT::Policy":
                 continue
             name = props.get("PolicyName")

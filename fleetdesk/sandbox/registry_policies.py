@@ -5,7 +5,6 @@ AWS keeps up to 5 versions per policy; one is the default (the one that is enfor
 
 from __future__ import annotations
 
-import json
 import time
 
 from fleetdesk.sandbox import strict_json

@@ -410,7 +410,7 @@ class VirtualBoard:
         self.state = "running"
         try:
             self._app = await asyncio.to_thread(self._launch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown on the console, as a board that fails to start
             self.state = "idle"
             self.console(f"Traceback (most recent call last):\r\nE: cannot start the firmware: {exc}\r\n".encode())
 
@@ -450,7 +450,7 @@ def _stop_handle(app) -> None:
         proc.terminate()
         try:
             proc.wait(timeout=3)
-        except Exception:
+        except Exception:  # noqa: BLE001 - not ending: kill it
             proc.kill()
             proc.wait(timeout=3)
 

@@ -70,7 +70,7 @@ class Sim:
                 reason = await dev.run()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a firmware crash: report and boot again, like a watchdog
+            except Exception as exc:  # noqa: BLE001 - a firmware crash: report and boot again, like a watchdog
                 print(f"{spec['thing']}: firmware crashed: {exc!r}", file=sys.stderr)
                 reason = "reset"
             tel = getattr(dev, "telemetry", None)

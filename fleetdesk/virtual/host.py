@@ -64,7 +64,7 @@ class BoardHost:
         for board in self.boards:
             try:
                 self.call(board.close())
-            except Exception:
+            except Exception:  # noqa: BLE001 - closing the rest matters more
                 pass
         self.boards.clear()
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -43,7 +43,7 @@ class BoardSpec:
     mac_seed: str = ""  # mixed into the derived MAC (e.g. the state dir: two emulator processes differ)
 
     def __post_init__(self) -> None:
-        self.model  # validates the chip name
+        _ = self.model  # validates the chip name
         if self.flash_mb not in FLASH_SIZES_MB:
             raise BoardError(f"Unsupported flash size {self.flash_mb} MB", "use 1, 2, 4, 8 or 16")
         if not self.mac:

@@ -339,7 +339,7 @@ class LivePlot(QWidget):
     # -- crosshair ----------------------------------------------------------------------
     def _mouse_moved(self, event) -> None:
         pos = event[0]
-        for ch, plot in self.plots.items():
+        for plot in self.plots.values():
             if plot.sceneBoundingRect().contains(pos):
                 x = plot.getViewBox().mapSceneToView(pos).x()
                 self.show_crosshair(x)
