@@ -20,7 +20,6 @@ station (``--ledger postgresql://...``); the schema is fleetdesk.store.schema's.
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import os
 import re
@@ -34,6 +33,8 @@ from pathlib import Path
 from fleetdesk.errors import FleetdeskError
 from fleetdesk.paths import data_dir
 from fleetdesk.store.ledger import Ledger, LedgerUnavailable, configured_ledger, is_postgres
+from fleetdesk.store import outbox
+from fleetdesk.store.outbox import OUTBOX_FILE, failover, on_line, sync_outbox
 from fleetdesk.store.secretbox import FORMAT as SEALED, SecretBox
 
 ATTEMPT_COLUMNS = (
@@ -104,10 +105,6 @@ HEARTBEAT_S = float(os.environ.get("FLEETDESK_HEARTBEAT_S", "") or 5.0)  # a sta
 STALE_AFTER = 3  # heartbeats missed before its open runs count as a dead station's
 
 
-OUTBOX_FILE = "ledger-outbox.sqlite3"  # a line station's records while the line's database is away
-RECONNECT_S = 15.0  # how often an offline station tries the line's database again
-
-
 class BoardBusy(FleetdeskError):
     """Another live run (this station's or another's on the line) is giving this board its identity."""
 
@@ -150,7 +147,7 @@ class ProductionDB:
                 self.ledger = self._primary = Ledger(target)
             except LedgerUnavailable:  # the line's database is away: flash into the local outbox meanwhile
                 self.ledger = Ledger(self._outbox_path)
-                self._retry_at = time.monotonic() + RECONNECT_S
+                self._retry_at = time.monotonic() + outbox.RECONNECT_S
         else:
             self.ledger = Ledger(target)
         self._primary_target = str(target) if ledger is None else None
@@ -169,6 +166,15 @@ class ProductionDB:
             except Exception:  # noqa: BLE001 - the ledger is away: the heartbeat goes stale instead
                 pass
         self.ledger.close()
+
+    @property
+    def offline(self) -> bool:
+        """Whether this line station records into its local outbox (the line's database is away)."""
+        return on_line(self) and self.ledger is not self._primary
+
+    def sync_outbox(self) -> dict:
+        """Copy what was recorded offline into the line's database (fleetdesk.store.outbox)."""
+        return sync_outbox(self)
 
     # --- station heartbeats -----------------------------------------------------------
     def heartbeat(self, station: str = "") -> None:
@@ -197,6 +203,7 @@ class ProductionDB:
         self._beat = threading.Thread(target=beat, name="ledger-heartbeat", daemon=True)
         self._beat.start()
 
+    @failover
     def stations(self) -> list[dict]:
         """Every station process the ledger has seen, newest first, with ``age`` (seconds since
         its last heartbeat, on the ledger's clock) and ``alive``."""
@@ -206,6 +213,7 @@ class ProductionDB:
             r["alive"] = r["age"] < HEARTBEAT_S * STALE_AFTER and not r.get("stopped_at")
         return rows
 
+    @failover
     def owner(self, run: dict) -> str:
         """Who holds an unfinished run: like `run_owner`, and for a run of another host the
         station heartbeats decide: a fresh one is "other-host" (alive there, left alone), a
@@ -222,6 +230,7 @@ class ProductionDB:
         return "dead" if hb["stopped_at"] or hb["age"] >= HEARTBEAT_S * STALE_AFTER else "other-host"
 
     # --- one board, one identity, line-wide ---------------------------------------------
+    @failover
     def lock_board(self, mac: str, run_id: str, station: str = "") -> None:
         """Mark ``mac`` as getting its identity in ``run_id`` until the run finishes (or is
         recovered). A lock a finished or dead run left behind is taken over.
@@ -253,6 +262,7 @@ class ProductionDB:
         raise BoardBusy(f"board {mac} is getting its identity on another station right now",
                         "take it off one of the two stations; it keeps a single identity")
 
+    @failover
     def serial_for(self, mac: str) -> int:
         """The board's line-wide serial number (the same one every time for the same MAC)."""
         for _ in range(2):
@@ -267,6 +277,7 @@ class ProductionDB:
         raise FleetdeskError(f"no serial number could be taken for {mac}", "try again")
 
     # --- runs and journal -------------------------------------------------------------
+    @failover
     def start_run(self, *, station: str = "", port: str = "", slot: str = "") -> str:
         """Open a pipeline run; returns its id. Journal steps with `step`.
 
@@ -283,6 +294,7 @@ class ProductionDB:
             (run_id, time.time(), station, port, slot, pid, socket.gethostname(), process_started(pid)))
         return run_id
 
+    @failover
     def step(self, run_id: str, step: str, status: str, detail: str | dict = "", **run_fields) -> None:
         """Journal one step (status: begin, done, failed, skipped) and update run fields
         (mac, thing, certificate_id, thing_created) in the same transaction. A private key
@@ -297,9 +309,11 @@ class ProductionDB:
             for key, value in run_fields.items():
                 tx.run(f"UPDATE runs SET {key}=? WHERE run_id=?", (value, run_id))
 
+    @failover
     def journal(self, run_id: str) -> list[dict]:
         return self.ledger.all("SELECT ts, step, status, detail FROM journal WHERE run_id=? ORDER BY id", (run_id,))
 
+    @failover
     def unfinished_runs(self) -> list[dict]:
         """Runs started but never finished (the app crashed, lost power or was killed)."""
         with self.ledger.tx(write=False) as tx:
@@ -310,6 +324,7 @@ class ProductionDB:
                 d["last_step"] = f"{last['step']}:{last['status']}" if last else ""
         return out
 
+    @failover
     def passed_with(self, certificate_id: str, after: float = 0.0) -> bool:
         """Whether a board PASSed with ``certificate_id`` in a run started after ``after``
         (epoch seconds): then that certificate is in use and must stay ACTIVE."""
@@ -317,6 +332,7 @@ class ProductionDB:
             "SELECT 1 AS x FROM attempts a JOIN runs r ON r.run_id = a.run_id WHERE a.certificate_id=?"
             " AND a.result='PASS' AND r.started_at > ? LIMIT 1", (certificate_id, after)) is not None
 
+    @failover
     def mark_recovered(self, run_id: str, how: str) -> bool:
         """Close a crashed run as FAIL with what recovery did; False when it was closed meanwhile
         (another station of the line recovered it, or its owner finished it)."""
@@ -326,10 +342,12 @@ class ProductionDB:
             tx.run("DELETE FROM board_locks WHERE run_id=?", (run_id,))
         return closed
 
+    @failover
     def run(self, run_id: str) -> dict | None:
         return self.ledger.one("SELECT * FROM runs WHERE run_id=?", (run_id,))
 
     # --- attempts -----------------------------------------------------------------------
+    @failover
     def finish(self, run_id: str | None, row: dict) -> int:
         """Record a finished attempt (PASS or FAIL) and close its run in one transaction.
 
@@ -366,17 +384,20 @@ class ProductionDB:
                 (mac, row.get("thing"), row.get("certificate_id"), row.get("product"), row.get("chip"), now, now))
         return attempt_id
 
+    @failover
     def attempts(self, mac: str | None = None) -> list[dict]:
         if mac:
             return self.ledger.all("SELECT * FROM attempts WHERE mac=? ORDER BY id", (mac,))
         return self.ledger.all("SELECT * FROM attempts ORDER BY id")
 
+    @failover
     def device(self, mac: str) -> Device | None:
         r = self.ledger.one("SELECT * FROM devices WHERE mac=?", (mac,))
         if not r:
             return None
         return Device(r["mac"], r["thing"], r["certificate_id"], r["product"], r["chip"], r["flash_count"])
 
+    @failover
     def counters(self) -> dict:
         rows = self.ledger.all("SELECT result, COUNT(*) AS n FROM attempts GROUP BY result")
         out = {"PASS": 0, "FAIL": 0}
@@ -394,6 +415,7 @@ class ProductionDB:
         return len(rows)
 
     # --- per-run logs (console, esptool trace) for the per-board export -----------------
+    @failover
     def save_logs(self, run_id: str, **logs: list[str]) -> None:
         """Keep a run's logs (e.g. console=[...], esptool=[...]); private key blocks are dropped."""
         with self.ledger.tx() as tx:
@@ -402,23 +424,28 @@ class ProductionDB:
                        " ON CONFLICT(run_id, kind) DO UPDATE SET text=excluded.text",
                        (run_id, kind, "\n".join(redact(lines))))
 
+    @failover
     def logs(self, run_id: str) -> dict[str, str]:
         rows = self.ledger.all("SELECT kind, text FROM logs WHERE run_id=?", (run_id,))
         return {r["kind"]: r["text"] for r in rows}
 
+    @failover
     def attempt(self, attempt_id: int) -> dict | None:
         return self.ledger.one("SELECT * FROM attempts WHERE id=?", (attempt_id,))
 
     # --- slot labels (a line ledger keeps every station's) ------------------------------
+    @failover
     def slot_labels(self, station: str) -> dict[str, str]:
         return {r["slot"]: r["label"] for r in self.ledger.all("SELECT slot, label FROM slot_labels WHERE station=?",
                                                                 (station,))}
 
+    @failover
     def set_slot_label(self, station: str, slot: str, label: str) -> None:
         self.ledger.run("INSERT INTO slot_labels(station, slot, label) VALUES (?,?,?)"
                         " ON CONFLICT(station, slot) DO UPDATE SET label=excluded.label", (station, slot, label))
 
     # --- identity backups ---------------------------------------------------------------
+    @failover
     def save_backup(self, mac: str, label: str, offset: int, data: bytes) -> int:
         """Keep a partition read back from a board, sealed with the station data key.
 
@@ -437,6 +464,7 @@ class ProductionDB:
         key would hide those rows)."""
         return self.ledger.one("SELECT 1 AS x FROM backups WHERE format=? LIMIT 1", (SEALED,)) is None
 
+    @failover
     def check_backup_key(self) -> None:
         """Make sure a backup can be sealed now (the key is loaded, or made when none is in use).
 
@@ -448,6 +476,7 @@ class ProductionDB:
         """
         self.box.ensure_key(create=self._may_make_key())
 
+    @failover
     def latest_backup(self, mac: str, label: str) -> tuple[int, bytes] | None:
         """The newest backup of ``label`` for ``mac`` as (offset, plaintext bytes), or None.
 
@@ -467,6 +496,7 @@ class ProductionDB:
         raise FleetdeskError(f"identity backup #{r['id']} in {self.path} has an unknown format {r['format']!r}",
                              "open this database with the newer Fleetdesk that wrote it; the row is kept")
 
+    @failover
     def backup_formats(self) -> dict[str, int]:
         """How many backups are stored in each format ("clear", "fdsb1")."""
         rows = self.ledger.all("SELECT format, COUNT(*) AS n FROM backups GROUP BY format")
@@ -497,129 +527,3 @@ class ProductionDB:
                     self.ledger._conn.execute("PRAGMA secure_delete=OFF")
         return len(rows)
 
-
-def _failover(fn):
-    """A ProductionDB method on a line ledger: when the line's database cannot be reached the
-    method runs again on the station's local outbox (each method is one transaction, rolled
-    back on the lost database), and the outbox is synced once the database is back."""
-
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        if self._primary_target and is_postgres(self._primary_target):
-            self._maybe_reconnect()
-            try:
-                return fn(self, *args, **kwargs)
-            except LedgerUnavailable:
-                if self.ledger is not self._primary:
-                    raise
-                self._go_offline()
-                return fn(self, *args, **kwargs)
-        return fn(self, *args, **kwargs)
-
-    return wrapper
-
-
-def _go_offline(self) -> None:
-    self.ledger = Ledger(self._outbox_path)
-    self._retry_at = time.monotonic() + RECONNECT_S
-
-
-def _maybe_reconnect(self) -> None:
-    if self._primary is not None and self.ledger is self._primary:
-        return
-    if time.monotonic() < self._retry_at:
-        return
-    self._retry_at = time.monotonic() + RECONNECT_S
-    try:
-        if self._primary is None:
-            self._primary = Ledger(self._primary_target)
-        self.sync_outbox()
-    except LedgerUnavailable:
-        return
-    self.ledger = self._primary
-
-
-@property
-def offline(self) -> bool:
-    """Whether this line station is recording into its local outbox (the line's database is away)."""
-    return self._primary_target is not None and is_postgres(self._primary_target) and self.ledger is not self._primary
-
-
-def sync_outbox(self) -> dict:
-    """Copy what the station recorded offline into the line's database, idempotently (a row
-    already there is not copied twice, so a sync cut short is simply run again), then empty
-    the outbox. Returns how many runs, journal steps and attempts were copied.
-
-    Raises:
-        LedgerUnavailable: the line's database cannot be reached (the outbox is kept).
-    """
-    done = {"runs": 0, "journal": 0, "attempts": 0}
-    if not self._outbox_path.exists() or self._primary is None:
-        return done
-    box = Ledger(self._outbox_path)
-    try:
-        runs = box.all("SELECT * FROM runs")
-        journal = box.all("SELECT * FROM journal ORDER BY id")
-        attempts = box.all("SELECT * FROM attempts ORDER BY id")
-        logs = box.all("SELECT * FROM logs")
-        backups = box.all('SELECT * FROM backups ORDER BY id')
-        labels = box.all("SELECT * FROM slot_labels")
-        if not (runs or journal or attempts or logs or backups or labels):
-            return done
-        with self._primary.tx() as tx:
-            for r in runs:
-                cols = [c for c in r if c != "last_step"]
-                tx.run(f"INSERT INTO runs({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
-                       " ON CONFLICT(run_id) DO UPDATE SET finished_at=COALESCE(runs.finished_at, excluded.finished_at),"
-                       " result=COALESCE(runs.result, excluded.result), mac=COALESCE(excluded.mac, runs.mac),"
-                       " thing=COALESCE(excluded.thing, runs.thing),"
-                       " certificate_id=COALESCE(excluded.certificate_id, runs.certificate_id),"
-                       " recovered=COALESCE(runs.recovered, excluded.recovered)", [r[c] for c in cols])
-                done["runs"] += 1
-            for j in journal:
-                if tx.one("SELECT 1 AS x FROM journal WHERE run_id=? AND ts=? AND step=? AND status=?",
-                          (j["run_id"], j["ts"], j["step"], j["status"])) is None:
-                    tx.run("INSERT INTO journal(run_id, ts, step, status, detail) VALUES (?,?,?,?,?)",
-                           (j["run_id"], j["ts"], j["step"], j["status"], j["detail"]))
-                    done["journal"] += 1
-            for a in attempts:
-                same = (tx.one("SELECT 1 AS x FROM attempts WHERE run_id=?", (a["run_id"],)) if a["run_id"] else
-                        tx.one("SELECT 1 AS x FROM attempts WHERE run_id IS NULL AND time=? AND port=? AND error=?",
-                               (a["time"], a["port"], a["error"])))
-                if same is None:
-                    row = {k: v for k, v in a.items() if k not in ("id", "reflash")}
-                    self._finish_tx(tx, a["run_id"], row)
-                    done["attempts"] += 1
-                    if a["run_id"]:  # its run closed when it finished, not now
-                        closed = next((r["finished_at"] for r in runs if r["run_id"] == a["run_id"]), None)
-                        if closed:
-                            tx.run("UPDATE runs SET finished_at=? WHERE run_id=?", (closed, a["run_id"]))
-            for g in logs:
-                tx.run("INSERT INTO logs(run_id, kind, text) VALUES (?,?,?)"
-                       " ON CONFLICT(run_id, kind) DO UPDATE SET text=excluded.text", (g["run_id"], g["kind"], g["text"]))
-            for b in backups:
-                if tx.one("SELECT 1 AS x FROM backups WHERE mac=? AND ts=? AND label=?",
-                          (b["mac"], b["ts"], b["label"])) is None:
-                    tx.run('INSERT INTO backups(mac, ts, label, "offset", data, format) VALUES (?,?,?,?,?,?)',
-                           (b["mac"], b["ts"], b["label"], b["offset"], bytes(b["data"]), b["format"]))
-            for lb in labels:
-                tx.run("INSERT INTO slot_labels(station, slot, label) VALUES (?,?,?)"
-                       " ON CONFLICT(station, slot) DO UPDATE SET label=excluded.label",
-                       (lb["station"], lb["slot"], lb["label"]))
-        with box.tx() as tx:  # in the line's database now: the outbox starts empty again
-            for table in ("journal", "attempts", "logs", "backups", "slot_labels", "board_locks", "runs", "stations"):
-                tx.run(f"DELETE FROM {table}")
-    finally:
-        box.close()
-    return done
-
-
-ProductionDB._go_offline = _go_offline
-ProductionDB._maybe_reconnect = _maybe_reconnect
-ProductionDB.offline = offline
-ProductionDB.sync_outbox = sync_outbox
-for _name in ("start_run", "step", "journal", "unfinished_runs", "passed_with", "mark_recovered", "run", "finish",
-              "attempts", "device", "counters", "save_logs", "logs", "attempt", "slot_labels", "set_slot_label",
-              "save_backup", "check_backup_key", "latest_backup", "backup_formats", "lock_board", "serial_for",
-              "stations", "owner"):
-    setattr(ProductionDB, _name, _failover(getattr(ProductionDB, _name)))

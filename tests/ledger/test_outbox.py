@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import fleetdesk.store.production as production
+import fleetdesk.store.outbox as outbox
 from fleetdesk.store.ledger import Ledger
 from fleetdesk.store.production import ProductionDB
 from pg_server import PgServer
@@ -32,7 +32,7 @@ def _board(db, n: int, result: str = "PASS") -> str:
 
 
 def test_offline_boards_sync_once_when_the_ledger_is_back(own_server, tmp_path, monkeypatch):
-    monkeypatch.setattr(production, "RECONNECT_S", 0.0)  # try the database again at every call
+    monkeypatch.setattr(outbox, "RECONNECT_S", 0.0)  # try the database again at every call
     url = own_server.create_db("line")
     db = ProductionDB(url, key_file=tmp_path / "k")
     first = _board(db, 1)
@@ -61,7 +61,7 @@ def test_offline_boards_sync_once_when_the_ledger_is_back(own_server, tmp_path, 
 
 
 def test_a_station_started_while_the_ledger_is_away_flashes_into_the_outbox(own_server, tmp_path, monkeypatch):
-    monkeypatch.setattr(production, "RECONNECT_S", 0.0)
+    monkeypatch.setattr(outbox, "RECONNECT_S", 0.0)
     url = own_server.create_db("line")
     own_server.pause()
     db = ProductionDB(url, key_file=tmp_path / "k")
