@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="mint into this profile's cloud (sandbox or AWS; default: active)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_pool)
+    p = boards_sub.add_parser("records", help="the production record: export every flash attempt as CSV")
+    p.add_argument("action", choices=("export",))
+    p.add_argument("output", help="CSV file to write ('-' = stdout)")
+    p.add_argument("--db", default=None, help="the ledger (SQLite file or postgresql:// URL; default: this station's)")
+    p.set_defaults(func=_records)
     boards.set_defaults(func=lambda args: (boards.print_help(), 2)[1])
     from fleetdesk.virtual import cli as virtual_cli
 
@@ -118,6 +123,21 @@ def _info(args) -> int:
     else:
         print(f"{args.port}: {advise(r.error).line()}\n  ({r.error})", file=sys.stderr)
     return 0 if r.ok else 1
+
+
+def _records(args) -> int:
+    from fleetdesk.store.production import ProductionDB
+
+    db = ProductionDB(args.db)
+    out = "/dev/stdout" if args.output == "-" else args.output
+    try:
+        n = db.export_csv(out)
+    except OSError as exc:
+        print(f"cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if args.output != "-":
+        print(f"{n} attempt(s) written to {args.output}", file=sys.stderr)
+    return 0
 
 
 def _pool(args) -> int:

@@ -381,6 +381,17 @@ class StationController:
             raise BoardError("this slot has no finished attempt to export", "flash a board first")
         return export_attempt(self.station().db, tile.last_result.attempt_id, path)
 
+    def export_records(self, path) -> int:
+        """The production record (every attempt) as CSV at ``path``; returns the rows written."""
+        from fleetdesk.store.production import ProductionDB
+
+        db = self._db if self._db is not None else (self._station.db if self._station is not None else
+                                                    ProductionDB(self.settings.db_path or None))
+        try:
+            return db.export_csv(path)
+        except OSError as exc:
+            raise BoardError(f"cannot write {path}: {exc.strerror or exc}", "choose another file") from exc
+
     def refill_pool(self, count: int = 16) -> int:
         """While online: mint certificates until ``count`` are free in the offline pool (blocking;
         call it off the UI thread). Returns how many were added."""

@@ -94,7 +94,10 @@ class StationsPage(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setStyleSheet(BAD)
-        for w in (self.lock_btn, self.start_all_btn, self.stop_btn):
+        self.records_btn = QPushButton("Export records…")
+        self.records_btn.setToolTip("Every flash attempt of this station's production record, as CSV")
+        self.records_btn.clicked.connect(self._export_records)
+        for w in (self.lock_btn, self.start_all_btn, self.stop_btn, self.records_btn):
             bar.addWidget(w)
         bar.addWidget(self.totals, 1)
         outer.addLayout(bar)
@@ -256,6 +259,16 @@ class StationsPage(QWidget):
             try:
                 self.controller.export(slot, path)
                 self._say(f"Exported {path}", ok=True)
+            except FleetdeskError as exc:
+                self._say(str(exc))
+
+    def _export_records(self, path: str | None = None) -> None:
+        """Save the production record as CSV (``path`` given: no dialog)."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export production records", "production.csv", "CSV (*.csv)")
+        if path:
+            try:
+                self._say(f"Exported {self.controller.export_records(path)} attempt(s) to {path}", ok=True)
             except FleetdeskError as exc:
                 self._say(str(exc))
 

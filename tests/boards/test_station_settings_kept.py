@@ -129,6 +129,19 @@ def test_stop_is_not_a_fail_export_is_green_order_is_stable(qtbot, rig, bundle_d
     import zipfile
 
     assert "console.log" in zipfile.ZipFile(out).namelist()
+    # the production record, from the page and from the CLI
+    import csv
+    import subprocess
+    import sys
+
+    page._export_records(str(tmp_path / "records.csv"))
+    assert page.status.text().startswith("Exported 1 attempt(s) to") and "1b5e20" in page.status.styleSheet()
+    rows = list(csv.DictReader(open(tmp_path / "records.csv")))
+    assert [r["mac"] for r in rows] == [first.spec.mac]
+    proc = subprocess.run([sys.executable, "-m", "fleetdesk", "boards", "records", "export", "-", "--db",
+                           str(tmp_path / "prod.sqlite3")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["mac"] for r in csv.DictReader(proc.stdout.splitlines())] == [first.spec.mac]
     before = [page.grid.itemAt(i).widget().slot for i in range(page.grid.count()) if page.grid.itemAt(i).widget()
               in page.tiles.values()]
     rig.add(2, register=True)
