@@ -195,6 +195,17 @@ class FleetIndex:
             if not token:
                 return sorted(names)
 
+    def all_names(self, query: str, limit: int = 10_000) -> list[str]:
+        """Names of every thing the query matches (all pages, at most ``limit``): bulk actions on a query."""
+        names, token = [], None
+        while len(names) < limit:
+            page = self.page(query, token)
+            names += [r.name for r in page.rows]
+            token = page.next_token
+            if not token:
+                break
+        return names[:limit]
+
     def page(self, query: str, token: str | None = None, number: int = 1) -> Page:
         kw: dict = {"queryString": query, "maxResults": self.page_size}
         if token:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
@@ -73,8 +74,14 @@ class FleetPage(QWidget):
         self.refresh_button = QPushButton("Reload registry")
         self.diag_button = QPushButton("Diagnostics")
         self.diag_button.setObjectName("diagButton")
+        self.all_check = QCheckBox("All matching")
+        self.all_check.setObjectName("allMatching")
+        self.all_check.setToolTip("Set desired, Reboot and Start job act on every thing the filter matches "
+                                  "(all pages), not only the selected rows")
+        self.all_check.setVisible(False)
         bar.addWidget(self.filter_edit, 2)
         bar.addWidget(self.group_combo)
+        bar.addWidget(self.all_check)
         for b in (self.set_desired_button, self.reboot_button, self.job_button):
             bar.addWidget(b)
         bar.addStretch(1)
@@ -153,7 +160,9 @@ class FleetPage(QWidget):
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.set_desired_button.clicked.connect(self.ask_set_desired)
         self.reboot_button.clicked.connect(self.reboot_selected)
-        self.job_button.clicked.connect(lambda: self.ctx.navigate.emit("Jobs", {"things": self.selected()}))
+        self.job_button.clicked.connect(
+            lambda: self.with_targets(lambda names: self.ctx.navigate.emit("Jobs", {"things": names})))
+        self.all_check.toggled.connect(self._selection_changed)
         self.refresh_button.clicked.connect(self.reload_registry)
         self.diag_button.clicked.connect(self.show_diagnostics)
         ctx.live.changed.connect(self._changed)
@@ -234,7 +243,7 @@ class FleetPage(QWidget):
         self._index = index
         self.proxy.set_text("")
         self.proxy.set_group("")
-        for w in (self.prev_button, self.next_button, self.page_label, self.tiles):
+        for w in (self.prev_button, self.next_button, self.page_label, self.tiles, self.all_check):
             w.setVisible(True)
         self.refresh_button.setText("Refresh")
         self.filter_edit.setPlaceholderText("Filter: thing, firmware, group — or a fleet index query, "
@@ -252,8 +261,9 @@ class FleetPage(QWidget):
         self._serial += 1
         for t in (self._refresh_timer, self._query_timer, self._tiles_timer):
             t.stop()
-        for w in (self.prev_button, self.next_button, self.page_label, self.tiles):
+        for w in (self.prev_button, self.next_button, self.page_label, self.tiles, self.all_check):
             w.setVisible(False)
+        self.all_check.setChecked(False)
         self.refresh_button.setText("Reload registry")
         self._set_filter_error("")
 
@@ -478,8 +488,34 @@ class FleetPage(QWidget):
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
         return self.proxy.names(rows)
 
+    def all_matching(self) -> bool:
+        """True when bulk actions act on the whole query (index mode, "All matching" checked)."""
+        return self._index is not None and self.all_check.isChecked()
+
+    def with_targets(self, fn) -> None:
+        """Call ``fn(names)`` with the bulk action's targets: the selected rows, or with "All matching"
+        every thing the query matches (paged from the index in a worker thread)."""
+        if not self.all_matching():
+            names = self.selected()
+            if names:
+                fn(names)
+            return
+        index, query = self._index, self.current_query()
+        self.show_message(f"finding every thing that matches {query}…")
+
+        def done(names, error) -> None:
+            if error is not None:
+                self.show_message(f"fleet index: {error_text(error)}", ok=False)
+            elif not names:
+                self.show_message("nothing matches the filter", ok=False)
+            else:
+                fn(names)
+        bridge.run_blocking(index.all_names, query, on_done=done)
+
     def _selection_changed(self, *_args) -> None:
         n = len(self.selected())
+        if self.all_matching():
+            n = max(n, 1)
         has_session = self.ctx.live.session is not None
         why = "" if n > 0 and has_session else (
             "select things in the table first (Ctrl/Shift+click for several)" if has_session else "not connected")
@@ -497,9 +533,9 @@ class FleetPage(QWidget):
         self.message.setStyleSheet("color: #1b7f3b;" if ok else "color: #b3261e;")
 
     def ask_set_desired(self) -> None:
-        names = self.selected()
-        if not names:
-            return
+        self.with_targets(self._ask_set_desired)
+
+    def _ask_set_desired(self, names: list[str]) -> None:
         from gui.widgets.desired_dialog import DesiredDialog
 
         dialog = DesiredDialog(len(names), self)  # only values the firmware takes can be confirmed
@@ -516,8 +552,12 @@ class FleetPage(QWidget):
                       lambda r, e: self._done(f"desired.{key}", r, e))
 
     def reboot_selected(self) -> None:
-        session, names = self.ctx.live.session, self.selected()
-        if session is None or not names:
+        if self.ctx.live.session is not None:
+            self.with_targets(self._reboot)
+
+    def _reboot(self, names: list[str]) -> None:
+        session = self.ctx.live.session
+        if session is None:
             return
         self.show_message(f"asking {len(names)} thing(s) to reboot…")
         bridge.submit(actions.reboot(session, names), lambda r, e: self._done("reboot", r, e))

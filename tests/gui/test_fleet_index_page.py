@@ -41,7 +41,9 @@ def _names(page) -> list[str]:
     return sorted(page.proxy.data(page.proxy.index(r, 0)) for r in range(page.proxy.rowCount()))
 
 
-def test_fleet_page_pages_the_index_with_server_side_filter(app_window, cloud_session, indexed_fleet, qloop):
+def test_fleet_page_pages_the_index_with_server_side_filter(app_window, cloud_session, indexed_fleet, qloop,
+                                                             sandbox):
+    sandbox_info = sandbox
     ctx, win = app_window
     page = win.show_page("Fleet")
     ctx.live.attach(cloud_session)
@@ -69,5 +71,21 @@ def test_fleet_page_pages_the_index_with_server_side_filter(app_window, cloud_se
         await until(lambda: page.group_combo.findData("fip-hall") > 0, 30, what="groups listed")
         page.group_combo.setCurrentIndex(page.group_combo.findData("fip-hall"))
         await until(lambda: _names(page) == ["fip-000", "fip-001", "fip-002"], 30, what="the group's things")
+        # bulk actions on the query: every matching thing, not only the 100 rows of the page
+        page.group_combo.setCurrentIndex(0)
+        page.filter_edit.setText("fip")
+        await until(lambda: page.page_label.text() == "Page 1 · things 1–100", 30, what="back to page 1")
+        page.all_check.setChecked(True)
+        assert page.set_desired_button.isEnabled() and not page.selected()
+        targets: list[str] = []
+        page.with_targets(targets.extend)
+        await until(lambda: len(targets) == 130, 30, what="all 130 matching things as the targets")
+        page.set_desired(targets, "on", True)
+        await until(lambda: "desired.on: 130/130 things" in page.message.text(), 60, what="the bulk result")
+        import boto3
+
+        data = boto3.client("iot-data", **sandbox_info.boto3_kwargs())
+        doc = json.loads(data.get_thing_shadow(thingName="fip-129")["payload"].read())
+        assert doc["state"]["desired"]["on"] is True  # on page 2, never shown
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 170))
