@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from fleetdesk.boards.images import FlashPlan
+from fleetdesk.roles import module_command
 
 FALLBACK_BAUD = 115200
 EventCallback = Callable[[dict], None]
@@ -57,7 +57,7 @@ def _spawn() -> subprocess.Popen:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return subprocess.Popen(
-        [sys.executable, "-m", "fleetdesk.boards.worker"],
+        module_command("fleetdesk.boards.worker"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

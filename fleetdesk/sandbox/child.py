@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from fleetdesk.errors import SandboxError
+from fleetdesk.roles import module_command
 from fleetdesk.sandbox.broker import die_with_parent
 from fleetdesk.sandbox.info import SandboxInfo
 
@@ -38,8 +39,8 @@ def start_sandbox(state_dir: str | Path, *, port_base: int = 0, timeout: float =
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetdesk.sandbox", "up", "--json", "--state-dir", str(state_dir),
-             "--port-base", str(port_base), *(extra_args or [])],
+            module_command("fleetdesk.sandbox", "up", "--json", "--state-dir", str(state_dir),
+             "--port-base", str(port_base), *(extra_args or [])),
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )

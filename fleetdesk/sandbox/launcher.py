@@ -81,8 +81,10 @@ def _parent_death_signal():
 
 
 def default_command() -> list[str]:
-    """How to run the CLI from this interpreter (works in a venv and a clean checkout)."""
-    return [sys.executable, "-m", "fleetdesk"]
+    """How to run the CLI from this install (a venv, a clean checkout or the standalone app)."""
+    from fleetdesk.roles import module_command
+
+    return module_command("fleetdesk")
 
 
 async def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fleetdesk.errors import CloudError, FleetdeskError
+from fleetdesk.roles import module_command
 
 
 @dataclass
@@ -234,7 +234,7 @@ class FleetRunner:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 err = open(self.log_dir / f"worker-{wi}.log", "wb")
-            p = subprocess.Popen([sys.executable, "-m", "fleetdesk.virtual.fleet_worker"], stdin=subprocess.PIPE,
+            p = subprocess.Popen(module_command("fleetdesk.virtual.fleet_worker"), stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=err, start_new_session=True)
             if err is not subprocess.DEVNULL:
                 err.close()
