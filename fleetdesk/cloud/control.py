@@ -2,7 +2,8 @@
 
 boto3 blocks, so every call runs in a worker thread; paging is handled here (callers get
 whole lists). Errors become :class:`ControlPlaneError` with the AWS error code and advice.
-Works the same against the sandbox (``SandboxInfo.boto3_kwargs()``) and real AWS.
+Works the same against the sandbox and real AWS: the clients come from the profile's cloud
+backend (``get_cloud_backend(profile).control_plane()``).
 
 Registry: :meth:`ControlPlane.list_things`, :meth:`create_thing`, groups, connectivity.
 Jobs: :meth:`create_job`, :meth:`list_jobs`, :meth:`describe_job`, :meth:`cancel_job`,
@@ -52,13 +53,6 @@ class ControlPlane:
     def __init__(self, iot: Any, data: Any = None) -> None:
         self.iot = iot
         self.data = data
-
-    @classmethod
-    def from_kwargs(cls, **boto3_kwargs: Any) -> "ControlPlane":
-        """Build the clients from ``boto3.client(..., **kwargs)`` arguments."""
-        import boto3
-
-        return cls(boto3.client("iot", **boto3_kwargs), boto3.client("iot-data", **boto3_kwargs))
 
     async def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         def run() -> Any:
