@@ -2,7 +2,7 @@
 
 Entry point for the GUI and the CLI: :class:`fleetdesk.cloud.session.CloudSession`::
 
-    session = CloudSession(profile)          # sandbox: endpoint.json; aws: WSS + SigV4
+    session = CloudSession(profile)          # its backend: sandbox internal login; aws: WSS + SigV4
     session.conn.add_state_listener(cb)      # StateEvent(state=connecting|connected|reconnecting|failed|stopped, reason)
     await session.start()                    # connect, subscribe, ListThings, presence
     # refresh timer (1-5 Hz), never per message:
@@ -22,8 +22,11 @@ Threading: every callback, listener and async iterator runs on the asyncio loop 
 calls run in worker threads. Errors are :class:`fleetdesk.errors.CloudError` subclasses from
 :mod:`fleetdesk.cloud.errors` (message + advice).
 
-Modules: connection (MQTT5), settings (endpoint + credentials, checked up front), topics,
-telemetry (store before ack), shadows, presence, rpc, logs, control (boto3 registry/jobs),
-provisioning (claim flow), ota (firmware upload + job), session (profile -> all of it),
-identity (device certs; sandbox-core engineer), cli.
+Modules: backend (the profile's cloud: the one place sandbox and AWS differ; boto3 clients,
+MQTT login, device endpoint, OTA upload, is/wait online, status line), runtime (the app's
+cloud side for the active profile), connection (MQTT5), settings (endpoint + credentials,
+checked up front), topics, telemetry (store before ack), shadows, presence, rpc, logs,
+control (boto3 registry/jobs, async), fleet_state (the live fleet model), provisioning
+(claim flow), ota (firmware upload + job), session (profile -> all of it), identity (device
+certs), cli.
 """
