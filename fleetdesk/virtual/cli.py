@@ -143,7 +143,7 @@ async def _serve(args) -> int:
         for board in boards:
             try:
                 await board.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - closing the rest matters more
                 pass
     return 0
 
@@ -188,7 +188,7 @@ async def _control(reader, writer, boards) -> None:
             reply.update(state=board.state, boots=board.boots, port=board.url)
     except FleetdeskError as exc:
         reply = {"ok": False, "error": exc.message, "advice": exc.advice}
-    except Exception as exc:  # a bad control request must not stop the boards
+    except Exception as exc:  # noqa: BLE001 - a bad control request must not stop the boards
         reply = {"ok": False, "error": str(exc)}
     writer.write(json.dumps(reply).encode() + b"\n")
     try:

@@ -205,7 +205,7 @@ class FirmwareHandle:
     def _emit(self, data: bytes) -> None:
         try:
             self.console(data)
-        except Exception:  # a console sink must never kill the board
+        except Exception:  # noqa: BLE001 - a console sink must never kill the board
             pass
 
     def reset(self) -> None:
