@@ -50,6 +50,8 @@ def _driver_fix(platform: str) -> str:
 # (pattern, problem, action-or-callable, code); first match wins.
 _RULES = [
     (r"cancelled by the operator", "Stopped by the operator", "press START to flash again", "cancelled"),
+    (r"cannot start the firmware", "The virtual board cannot run the flashed firmware",
+     "install the MicroPython unix port: pip install 'fleetdesk[virtual]', then flash again", "no-runtime"),
     (r"does not boot the new firmware", "The board does not boot the flashed firmware",
      "check the bundle is for this board (chip, flash size and mode), then flash again; the console is in Details",
      "boot-failure"),

@@ -12,6 +12,8 @@ _BOOT_FAILURE = re.compile(
     r"invalid header|No bootable app|flash read err|Guru Meditation|Fatal exception|"
     r"E \(\d+\) (boot|flash_parts|esp_image)|rst:0x[0-9a-f]+ \((?:[A-Z0-9_]*WDT[A-Z0-9_]*|BROWNOUT_RST)")
 _BOOT_START = re.compile(r"rst:0x[0-9a-f]+ \(")
+_PANIC = re.compile(r"Guru Meditation|Fatal exception|abort\(\) was called")
+BOOT_HEAD = 200  # lines kept from the start of the latest boot (its boot line, or why it did not start)
 
 
 def boot_failure(lines) -> str | None:
@@ -39,6 +41,9 @@ class ConsoleReader:
         self.port = port
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
         self.lost = False  # the port went away under the reader (the board was unplugged)
+        self.boot_head: list[str] = []  # the first lines of the latest boot (from its last reset line)
+        self.reset_by: str | None = None  # the panic that ended the boot before, when the latest is its reboot
+        self._panic: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"console {port}")
         self._thread.start()
@@ -75,9 +80,23 @@ class ConsoleReader:
                 buf += chunk
                 *complete, buf = buf.split(b"\n")
                 for raw in complete:
-                    self.lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
+                    self._keep(raw.decode("utf-8", "replace").rstrip("\r"))
         finally:
             ser.close()
+
+    def _keep(self, line: str) -> None:
+        self.lines.append(line)
+        if _BOOT_START.search(line):
+            # a new boot: what came before no longer counts, unless that boot ended in a panic
+            # and this is the reboot it caused (a power-on is a fresh start, e.g. after a flash)
+            self.reset_by = self._panic if "POWERON" not in line else None
+            self._panic = None
+            self.boot_head = [line]
+            return
+        if _PANIC.search(line):
+            self._panic = line.strip()
+        if len(self.boot_head) < BOOT_HEAD:
+            self.boot_head.append(line)
 
     def stop(self) -> list[str]:
         self._stop.set()

@@ -51,7 +51,8 @@ class StationSettings:
     offline_pool: bool = False  # identities from the pre-minted certificate pool (works offline)
     claim: bool = False  # write the claim certificate: the board provisions itself by claim at first boot
     claim_template: str = ""  # the fleet-provisioning template the board names when claiming
-    boot_wait: float = 1.0  # seconds of console kept after boot when not waiting for presence
+    boot_wait: float = 1.0  # seconds the booted firmware is watched when not waiting for presence
+    boot_timeout: float = 30.0  # seconds for the firmware's own boot line after the flash (no line: FAIL)
 
 
 @dataclass
@@ -202,8 +203,7 @@ class BoardPipeline(IdentitySteps):
             waiting = self.settings.identity and self.settings.wait_online
             if self.pool is not None and not self._sync_pool():
                 self.offline, waiting = True, False  # PASS now, the registry follows at the next sync
-            if waiting or self.settings.boot_wait > 0:
-                console = ConsoleReader(self.port)
+            console = ConsoleReader(self.port)  # PASS needs the firmware's boot line from it
             self._stop_if_cancelled("online")
             if waiting:
                 self._event(stage="online")
@@ -214,9 +214,11 @@ class BoardPipeline(IdentitySteps):
                     wait_claim_online(self, flashed_at, console)
                 else:
                     self._wait_online(flashed_at, console)
+                self._wait_booted(console)  # online, and it is this firmware that booted
                 self._journal("online", "done")
             else:
-                self._cancel.wait(self.settings.boot_wait)
+                self._wait_booted(console)
+                self._cancel.wait(self.settings.boot_wait)  # then watch it run a moment
                 self._stop_if_cancelled("online")
                 self._check_boot(console)
             r.result = "PASS"
@@ -264,12 +266,35 @@ class BoardPipeline(IdentitySteps):
         return r
 
     def _check_boot(self, console) -> None:
-        """Not waiting for the cloud: PASS still needs a board that did not crash on boot."""
-        from fleetdesk.boards.console import boot_failure
+        """Fail now when the latest boot says the firmware did not start or stopped (boards/bootcheck.py)."""
+        from fleetdesk.boards.bootcheck import not_started
 
-        line = boot_failure(list(console.lines)) if console is not None else None
+        if console is None:
+            return
+        line = console.reset_by or not_started(list(console.boot_head)) or not_started(list(console.lines))
         if line:
             raise _Failed("boot", f"the board does not boot the new firmware (console: {line})", "boot")
+
+    def _wait_booted(self, console) -> None:
+        """PASS needs the firmware's own evidence: its boot line in the latest boot, within
+        ``boot_timeout``; a boot that fails meanwhile ends the wait at once."""
+        from fleetdesk.boards.bootcheck import booted_line
+
+        timeout = self.settings.boot_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_boot(console)
+            line = booted_line(list(console.boot_head)) if console is not None else None
+            if line:
+                self._journal("boot", "done", line)
+                return
+            if time.monotonic() >= deadline:
+                last = next((t.strip() for t in reversed(list(console.lines)) if t.strip()), "") if console else ""
+                raise _Failed("boot", "the board does not boot the new firmware (its firmware never printed its "
+                                      f"boot line within {timeout:.0f} s of the flash; last console line: {last or 'none'})", "boot")
+            if self._cancel.wait(0.1):
+                self._stop_if_cancelled("online")
+                raise _Failed("boot", "cancelled by the operator", "cancelled")
 
     def _stop_if_cancelled(self, step: str) -> None:
         """After a STOP in ``step`` or earlier, end here (as cancelled in the step it was pressed in)."""
