@@ -133,14 +133,29 @@ def power_on(flash: FlashMemory, chip: str, fs_dir: Path, *, first_boot_banner: 
 
 
 def extract(files: dict[str, bytes], fs_dir: Path) -> None:
-    """Replace ``fs_dir``'s contents with ``files``."""
+    """Replace ``fs_dir``'s contents with ``files``, owner-only (dirs 0700, files 0600).
+
+    The vfs holds the board's private key (certs/key.der) and config.json (PoP, Wi-Fi
+    password): a board's flash is private to it, so is its unpacked copy.
+    """
     if fs_dir.exists():
         shutil.rmtree(fs_dir)
-    fs_dir.mkdir(parents=True)
+    fs_dir.mkdir(parents=True, mode=0o700)
+    os.chmod(fs_dir, 0o700)  # mkdir's mode is masked by the umask
     for path, data in files.items():
         target = fs_dir / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        parent = target.parent
+        missing = []
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for d in reversed(missing):
+            d.mkdir(mode=0o700)
+            os.chmod(d, 0o700)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(target, 0o600)
 
 
 def snapshot(fs_dir: Path) -> dict[str, bytes]:
