@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fleetdesk.ble.naming import factory_pop, thing_name
 from gui import bridge
 from gui.context import AppContext
 
@@ -107,6 +108,10 @@ class BleSetupPage(QWidget):
         self.connect_button.clicked.connect(self.connect_board)
         f.addRow("Board", self.device_label)
         f.addRow("PoP", self.pop_edit)
+        self.factory_pop_button = QPushButton("Flashed without identity? Use its MAC")
+        self.factory_pop_button.setVisible(False)
+        self.factory_pop_button.clicked.connect(self.use_factory_pop)
+        f.addRow("", self.factory_pop_button)
         f.addRow(self.connect_button)
         rv.addWidget(box)
 
@@ -254,7 +259,7 @@ class BleSetupPage(QWidget):
                     self._start_over(item)
                 self.device_label.setText(f"{item.name}  ({item.address})")
                 if not self.thing_edit.text():
-                    self.thing_edit.setText(item.name.lower())
+                    self.thing_edit.setText(thing_name(item.address, item.name.lower()))
 
     def _start_over(self, item: Any) -> None:
         """Another board was picked: its own steps from the start (the Wi-Fi typed stays)."""
@@ -267,11 +272,25 @@ class BleSetupPage(QWidget):
         self._retry = None
         self.retry_button.setEnabled(False)
         self.pop_edit.clear()
-        self.thing_edit.setText(item.name.lower())
+        self.thing_edit.setText(thing_name(item.address, item.name.lower()))  # as the station names it
+        mac = factory_pop(item.address)
+        self.factory_pop_button.setVisible(mac is not None)
+        self.factory_pop_button.setToolTip(f"A board flashed without identity uses its MAC as PoP: {mac}"
+                                           if mac else "")
         for bar in self.bars.values():
             bar.setValue(0)
         self._show_endpoint_hint()
         self._say("")
+
+    def use_factory_pop(self) -> None:
+        """Fill the PoP of a board flashed without identity (its base MAC) and say what that means."""
+        item = self.selected()
+        mac = factory_pop(item.address) if item is not None else None
+        if mac is None:
+            return
+        self.pop_edit.setText(mac)
+        self._say(f"PoP set to the board's MAC {mac}: a board flashed without identity uses it (anyone nearby can "
+                  "read it: turn Identity on at the station to give each board its own PoP).")
 
     def radio_text(self) -> str:
         """Which Bluetooth the scan uses, as Settings names it."""

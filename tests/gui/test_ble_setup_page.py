@@ -33,7 +33,7 @@ def test_the_next_board_starts_from_step_one_and_the_done_one_is_marked(page):
     assert not page.table.verticalHeader().isVisible()
     assert page.endpoint_label.text() == "from profile sandbox, filled in when you send"
     page.table.selectRow(0)
-    assert page.thing_edit.text() == "fd-000001"
+    assert page.thing_edit.text() == "fd-240ac40000ff"  # the station's name: fd-{base MAC}, BLE address - 2
     # the first board went through every step (as the step callbacks leave the page)
     page.pop_edit.setText("pop-of-board-1")
     page.thing_edit.setText("greenhouse-7")
@@ -52,7 +52,7 @@ def test_the_next_board_starts_from_step_one_and_the_done_one_is_marked(page):
     page.table.selectRow(1)
     assert page.device_label.text().startswith("FD-000002")
     assert set(page.step_state.values()) == {"todo"}
-    assert page.pop_edit.text() == "" and page.thing_edit.text() == "fd-000002"
+    assert page.pop_edit.text() == "" and page.thing_edit.text() == "fd-240ac4000000"
     assert all(bar.value() == 0 for bar in page.bars.values())
     assert page.endpoint_label.text().startswith("from profile sandbox")
     assert page.message.text() == "" and not page.retry_button.isEnabled()
@@ -84,3 +84,17 @@ def test_scan_outcomes_say_what_to_do(page):
     page._found(_board("24:0A:C4:00:00:01", "FD-000001"))
     page._scan_done([], None)
     assert page.scan_status.text() == "1 board(s) found"
+
+
+def test_names_and_pop_are_the_ones_the_station_gives(page):
+    """Issue 20 item 10: the thing name proposed is the station's (fd-<base MAC>, not fd-<last 3
+    bytes>), and a board flashed without identity can be connected with its MAC as PoP."""
+    page._found(_board("24:6F:28:F4:2E:3D", "FD-F42E3B"))
+    page.table.selectRow(0)
+    assert page.thing_edit.text() == "fd-246f28f42e3b"
+    assert page.factory_pop_button.isVisibleTo(page)
+    assert "246f28f42e3b" in page.factory_pop_button.toolTip()
+    page.use_factory_pop()
+    assert page.pop_edit.text() == "246f28f42e3b"
+    assert "flashed without identity" in page.message.text()
+

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 
 import pytest
 from gui_testutil import until
 
 from fleetdesk.config import Profile, Profiles
-from fleetdesk.paths import FIRMWARE_DIR
 from fleetdesk.virtual.runtime import launch_firmware
 from gui.context import AppContext
 from gui.pages.ble_setup import BleSetupPage
@@ -48,10 +46,12 @@ def user_dirs(tmp_path, monkeypatch):
 @pytest.fixture
 def config_mode_board(user_dirs):
     """A virtual board's firmware booted with only its PoP in /config.json (Config mode)."""
+    from fleetdesk.boards.bundle import firmware_files
+
     fs = user_dirs / "vfs"
-    fs.mkdir()
-    shutil.copy(FIRMWARE_DIR / "main.py", fs / "main.py")
-    shutil.copytree(FIRMWARE_DIR / "fd", fs / "fd", ignore=shutil.ignore_patterns("__pycache__"))
+    for name, data in firmware_files().items():  # the files a bundle's vfs holds (compiled, as flashed)
+        (fs / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (fs / name.lstrip("/")).write_bytes(data)
     (fs / "config.json").write_text(json.dumps({"pop": "pop-1234", "product": "fd-sensor"}))
     console = _Console()
     handle = launch_firmware(fs, mac="240ac4a0b0c0", chip="esp32", console=console)
@@ -69,7 +69,7 @@ def test_scan_lists_a_virtual_board_with_the_default_sandbox_profile(config_mode
 
     async def scenario() -> None:
         await until(lambda: "waiting for BLE provisioning" in config_mode_board.text(), 30,
-                    what="the board in Config mode")
+                    what=f"the board in Config mode (console: {config_mode_board.text()[-800:]!r})")
         page.start_scan()
         await until(lambda: page.table.rowCount() == 1, 15, what="the virtual board in the scan list")
         await until(lambda: page.scan_button.isEnabled(), 15, what="the scan to end")
