@@ -75,24 +75,50 @@ class CloudSession:
         self.presence = Presence(self.conn, self.fleet, self.control)
         self.rpc = Rpc(self.conn)
         self.logs = Logs(self.conn)
+        self.indexed = False  # set by start(): the account has a fleet index (the dashboard runs on it)
 
-    async def start(self, *, connect_timeout: float = 15.0, load_registry: bool = True) -> None:
-        """Connect, subscribe every stream, then load things, groups and presence.
+    async def _has_index(self) -> bool:
+        """True if the account has a fleet index (GetIndexingConfiguration; any error: no)."""
+        iot = getattr(self.control, "iot", None)
+        if iot is None:
+            return False
+        try:
+            cfg = await asyncio.to_thread(iot.get_indexing_configuration)
+        except Exception as exc:  # noqa: BLE001 - no permission, offline: the old way still works
+            log.info("no fleet index (%s): loading the registry and subscribing every device's telemetry", exc)
+            return False
+        return (cfg.get("thingIndexingConfiguration") or {}).get("thingIndexingMode", "OFF") != "OFF"
+
+    async def start(self, *, connect_timeout: float = 15.0, load_registry: bool = True,
+                    use_index: bool | None = None) -> None:
+        """Connect, subscribe the streams, then load things, groups and presence.
+
+        With a fleet index (``use_index`` None = ask the account) the session neither lists the
+        registry nor subscribes every device's telemetry (``dt/+/env``): the Fleet page pages the
+        index, history comes from the telemetry table, and :meth:`watch_telemetry` follows the
+        one device a page shows. So the app's connection stays far below IoT Core's 100
+        publishes/s per connection whatever the fleet size.
 
         Raises:
             ConnectFailed: the broker cannot be reached or refused the login.
             ControlPlaneError: ListThings failed.
         """
+        self.indexed = await self._has_index() if use_index is None else use_index
         # Telemetry is subscribed before connecting: a persistent session's backlog arrives right
         # after CONNACK and must find its handler (store before ack), not be acked unstored.
-        await self.telemetry.start()
+        if not self.indexed:
+            await self.telemetry.start()
         await self.conn.start()
         await self.conn.wait_connected(connect_timeout)
+        if self.indexed:
+            # a persistent session made before the index still carries dt/+/env: drop it (the
+            # rule keeps every reading in the telemetry table meanwhile)
+            await self.conn._unsubscribe(self.telemetry.topic_filter)
         await self.shadows.start()
         await self.rpc.start()
         await self.logs.start()
         names: list[str] = []
-        if load_registry:
+        if load_registry and not self.indexed:
             things = await self.control.list_things()
             self.fleet.apply_registry(things)
             names = [t["thingName"] for t in things if t.get("thingName")]
@@ -102,6 +128,17 @@ class CloudSession:
                     t = self.fleet.things[name]
                     t.temperature, t.humidity, t.sample_ts, t.seq = s.temperature, s.humidity, s.ts, s.seq
         await self.presence.start(names)
+
+    async def watch_telemetry(self, thing: str):
+        """Follow one device's readings (``dt/<thing>/env``), stored and fanned out like the rest.
+
+        Returns:
+            An async function that stops following it.
+        """
+        from fleetdesk.cloud.topics import telemetry_topic
+
+        return await self.conn.subscribe(telemetry_topic(thing), self.telemetry._on_message, qos=1,
+                                         manual_ack=self.store is not None)
 
     async def load_shadows(self, concurrency: int = 16) -> None:
         """Read every known thing's classic shadow once (firmware and shadow-version columns);

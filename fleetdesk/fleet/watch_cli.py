@@ -39,7 +39,7 @@ async def _open(args: argparse.Namespace):
     profile = profile_from(args)
     session = CloudSession(profile, settings=app_settings(profile, ephemeral=True), store=False)
     try:
-        await session.start(connect_timeout=args.timeout)
+        await session.start(connect_timeout=args.timeout, use_index=False)  # watch every device, as asked
         if args.groups:
             await session.refresh_groups()
         if not args.no_shadows:

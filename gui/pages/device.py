@@ -48,6 +48,7 @@ class DevicePage(QWidget):
         self.thing: str | None = None
         self.shadow_name: str | None = None
         self._log_unsub = None
+        self._telemetry_unsub = None  # the open thing's dt/<thing>/env while the session uses the fleet index
         self._log_pending: list[str] = []
         self.exports = 0
 
@@ -190,6 +191,26 @@ class DevicePage(QWidget):
         bridge.submit(session.control.named_shadows(thing),
                       lambda names, e: self.shadow.set_named_shadows(names) if e is None and thing == self.thing else None)
         self._subscribe_log(thing)
+        self._watch_telemetry(thing)
+
+    def _watch_telemetry(self, thing: str | None) -> None:
+        """With a fleet index the session follows no device's telemetry: follow the open one's."""
+        if self._telemetry_unsub is not None:
+            unsub, self._telemetry_unsub = self._telemetry_unsub, None
+            bridge.submit(_maybe_await(unsub()))
+        session = self.session
+        if session is None or not thing or not getattr(session, "indexed", False):
+            return
+
+        def done(unsub, error) -> None:
+            if error is not None:
+                self.export_label.setText(f"Live readings unavailable: {error_text(error)}")
+            elif thing == self.thing and session is self.session:
+                self._telemetry_unsub = unsub
+            else:
+                bridge.submit(_maybe_await(unsub()))
+
+        bridge.submit(session.watch_telemetry(thing), done)
 
     def _update_info(self) -> None:
         fleet = self.ctx.live.fleet
@@ -197,7 +218,8 @@ class DevicePage(QWidget):
         if t is None:
             if not self.thing:
                 self.info.setText("Pick a thing.")
-            elif fleet is not None and fleet.things:  # the registry is loaded: a typo, or another profile's
+            elif fleet is not None and fleet.things and not getattr(self.session, "indexed", False):
+                # the registry is loaded (without a fleet index): a typo, or another profile's
                 self.info.setText(f"{self.thing}: not a known thing of profile {self.ctx.profile.name}; check "
                                   "the name (new things show after Reload registry on the Fleet page)")
             else:
@@ -432,6 +454,7 @@ class DevicePage(QWidget):
             self.log_view.appendPlainText("\n".join(lines))
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        self._watch_telemetry(None)
         self._log_timer.stop()
         self.plot.close()
         self.console.close()

@@ -160,8 +160,7 @@ class FleetPage(QWidget):
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.set_desired_button.clicked.connect(self.ask_set_desired)
         self.reboot_button.clicked.connect(self.reboot_selected)
-        self.job_button.clicked.connect(
-            lambda: self.with_targets(lambda names: self.ctx.navigate.emit("Jobs", {"things": names})))
+        self.job_button.clicked.connect(lambda: self.with_targets(self._start_job))
         self.all_check.toggled.connect(self._selection_changed)
         self.refresh_button.clicked.connect(self.reload_registry)
         self.diag_button.clicked.connect(self.show_diagnostics)
@@ -511,6 +510,13 @@ class FleetPage(QWidget):
             else:
                 fn(names)
         bridge.run_blocking(index.all_names, query, on_done=done)
+
+    def _start_job(self, names: list[str]) -> None:
+        session = self.ctx.live.session
+        if self._index is not None and session is not None:
+            for name in names:  # a session on the index lists no registry: the Jobs form lists these
+                session.fleet.thing(name)
+        self.ctx.navigate.emit("Jobs", {"things": names})
 
     def _selection_changed(self, *_args) -> None:
         n = len(self.selected())

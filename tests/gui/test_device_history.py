@@ -46,3 +46,50 @@ def test_device_page_charts_history_from_dynamodb(app_window, cloud_session, san
         assert len(page.plot.data(thing)[0]) == 12  # the cached history still charts
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 100))
+
+
+@pytest.fixture
+def index_on(sandbox):
+    """Fleet indexing on in the session sandbox (off again afterwards)."""
+    import boto3
+
+    iot = boto3.client("iot", **sandbox.boto3_kwargs())
+    iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "REGISTRY_AND_SHADOW",
+                                                                  "thingConnectivityIndexingMode": "STATUS"})
+    for name in ("watch-1", "watch-2"):
+        iot.create_thing(thingName=name)
+    try:
+        yield iot
+    finally:
+        iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "OFF"})
+
+
+def test_with_an_index_the_app_follows_only_the_open_device(app_window, index_on, cloud_session, sandbox, qloop):
+    import json
+
+    import boto3
+
+    assert cloud_session.indexed
+    subs = cloud_session.conn._subs
+    assert "dt/+/env" not in subs, "the app's connection must not take every device's telemetry"
+    assert not cloud_session.fleet.things, "no ListThings at start with an index"
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    ctx, win = app_window
+    ctx.live.attach(cloud_session)
+    page = win.show_page("Device")
+
+    async def scenario():
+        ctx.navigate.emit("Device", "watch-1")
+        await until(lambda: "dt/watch-1/env" in subs, 30, what="the open device's telemetry followed")
+        for seq in range(3):
+            for name in ("watch-1", "watch-2"):
+                data.publish(topic=f"dt/{name}/env", qos=1,
+                             payload=json.dumps({"temperature": 20 + seq, "humidity": 40, "seq": seq}))
+        await until(lambda: "watch-1" in page.plot.keys() and len(page.plot.data("watch-1")[0]) == 3, 30,
+                    what="live readings of the open device in the chart")
+        assert cloud_session.store.count("watch-2") == 0  # another device's readings never reach the app
+        ctx.navigate.emit("Device", "watch-2")
+        await until(lambda: "dt/watch-2/env" in subs and "dt/watch-1/env" not in subs, 30,
+                    what="following moved to the newly opened device")
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 100))
