@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,16 @@ def register(subparsers: Any) -> None:
     scan.set_defaults(func=_scan)
 
     prov = sub.add_parser("provision", help="send Wi-Fi, cloud endpoint and certificates to a board, then commit")
-    prov.add_argument("address", metavar="ADDRESS", help="board address from `fleetdesk ble scan`")
-    prov.add_argument("--pop", required=True, help="the board's proof-of-possession secret")
-    prov.add_argument("--wifi-ssid", required=True)
-    prov.add_argument("--wifi-pass-file", type=Path, required=True,
-                      help="file holding the Wi-Fi password (keeps it out of shell history)")
-    who = prov.add_mutually_exclusive_group(required=True)
+    prov.add_argument("address", metavar="ADDRESS", nargs="?", help="board address from `fleetdesk ble scan`")
+    prov.add_argument("--batch", type=Path, metavar="FILE.csv",
+                      help="many boards from a sheet: address,pop,wifi_ssid,wifi_password,thing (see fleetdesk.ble.batch)")
+    prov.add_argument("--parallel", type=int, default=4, metavar="N", help="--batch: boards set up at once (default 4)")
+    prov.add_argument("--results", type=Path, metavar="OUT.csv", help="--batch: write each row's outcome here")
+    prov.add_argument("--pop", help="the board's proof-of-possession secret")
+    prov.add_argument("--wifi-ssid")
+    prov.add_argument("--wifi-pass-file", type=Path,
+                      help="file holding the Wi-Fi password (keeps it out of shell history; --batch: the default)")
+    who = prov.add_mutually_exclusive_group()
     who.add_argument("--thing", help="existing thing to provision as (a new certificate is made for it)")
     who.add_argument("--create-thing", nargs="?", const="", metavar="NAME",
                      help="create the thing (default name: the board's name, lowercased)")
@@ -97,7 +102,47 @@ def _provision(args: argparse.Namespace) -> int:
     return run_async(_provision_async(args))
 
 
+async def _batch_async(args: argparse.Namespace) -> int:
+    from fleetdesk.ble.batch import export_results, load_batch, run_batch
+
+    password = _read_password(args.wifi_pass_file) if args.wifi_pass_file else None
+    rows = load_batch(args.batch, default_password=password)
+    t0 = time.monotonic()
+
+    def on_row(r) -> None:
+        if args.json:
+            print(json.dumps(r.as_result()), flush=True)
+        elif r.state in ("done", "failed"):
+            print(f"line {r.row}: {r.state.upper():<6} {r.board or r.address}  {r.thing_name}  {r.reason}", flush=True)
+
+    await run_batch(rows, profile_from(args), parallel=args.parallel, scan_timeout=args.scan_timeout,
+                    wait_online=args.wait_online, kind=_backend_kind(args), on_row=on_row)
+    if args.results:
+        export_results(rows, args.results)
+    done = sum(r.state == "done" for r in rows)
+    summary = {"done": done, "failed": len(rows) - done, "seconds": round(time.monotonic() - t0, 2)}
+    print(json.dumps({"batch": summary}) if args.json else
+          f"{done}/{len(rows)} boards set up in {summary['seconds']} s", flush=True)
+    return 0 if done == len(rows) else 1
+
+
+def _read_password(path: Path) -> str:
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise BleError(f"cannot read the Wi-Fi password file {path}: {exc.strerror}",
+                       "Put the password alone on the first line of a file readable by you.") from exc
+
+
 async def _provision_async(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return await _batch_async(args)
+    missing = [flag for flag, value in (("ADDRESS", args.address), ("--pop", args.pop), ("--wifi-ssid", args.wifi_ssid),
+                                        ("--wifi-pass-file", args.wifi_pass_file)) if not value]
+    if args.thing is None and args.create_thing is None:
+        missing.append("--thing or --create-thing")
+    if missing:
+        raise BleError(f"ble provision needs {', '.join(missing)}", "or give --batch FILE.csv for many boards")
     from fleetdesk.ble.backends import ble_backends
     from fleetdesk.ble.provision import cloud_target, provision
     from fleetdesk.ble.scanner import scan
