@@ -25,8 +25,12 @@ from pathlib import Path
 
 from fleetdesk.errors import CloudError, FleetdeskError
 from fleetdesk.paths import data_dir
-from fleetdesk.store.ledger import Ledger, configured_ledger
+from fleetdesk.store.ledger import Ledger, LedgerUnavailable, configured_ledger, is_postgres
 from fleetdesk.store.secretbox import KEY_FILE, PREFIX, SecretBox
+
+SHARE_FILE = "certpool-share.sqlite3"  # a line station's share of the line's pool
+RECONNECT_S = 15.0
+
 
 class PoolEmpty(CloudError):
     """No certificate is left in the offline pool."""
@@ -52,9 +56,21 @@ class CertPool:
         folder = Path(folder) if folder else data_dir()
         folder.mkdir(parents=True, exist_ok=True)
         self.box = SecretBox(folder / KEY_FILE, legacy=[folder / "certpool.key"])
-        if not isinstance(ledger, Ledger):
-            ledger = Ledger(ledger or configured_ledger() or folder / "certpool.sqlite3")
-        self.ledger = ledger
+        target = ledger if isinstance(ledger, Ledger) else (ledger or configured_ledger() or folder / "certpool.sqlite3")
+        self.line: Ledger | None = None  # the line's pool (a shared ledger); self.ledger is then this station's share
+        self._line_target = None
+        if isinstance(target, Ledger) and target.shared:
+            self._line_target, self.line = target.target, target
+        elif not isinstance(target, Ledger) and is_postgres(str(target)):
+            self._line_target = str(target)
+            try:
+                self.line = Ledger(target)
+            except LedgerUnavailable:  # the line's database is away: this station's share only, for now
+                self.line = None
+        if self._line_target:
+            target = folder / SHARE_FILE
+        self.ledger = target if isinstance(target, Ledger) and not target.shared else Ledger(target)
+        self._retry_at = 0.0
         self._lock = threading.RLock()
         self._sync_lock = threading.RLock()
         with self.ledger.tx() as tx:  # pools from before 'pending' existed: their assigned rows are flashed boards
@@ -66,7 +82,7 @@ class CertPool:
         """The SQL condition (and its parameters) for the free rows this station may hand out:
         on a line's shared ledger the ones sealed with this station's data key (the line key
         the stations share, or this station's own share of the pool), else every row."""
-        kid = self.box.key_id() if self.ledger.shared else None
+        kid = self.box.key_id()
         if kid is None:
             return "", ()
         mine = PREFIX + kid.encode() + b":"
@@ -75,7 +91,7 @@ class CertPool:
     def _sealed_rows(self) -> bool:
         """Whether keys sealed with the station key are on file (then a missing key is not
         silently replaced by a new one)."""
-        if self.ledger.shared:  # the line's pool: other stations' rows name their own keys
+        if self._line_target:  # the line's pool: other stations' rows name their own keys
             return self.box.has_key()
         return self.ledger.one("SELECT 1 AS x FROM pool WHERE substr(key_enc, 1, ?) = ? LIMIT 1",
                                (len(PREFIX), PREFIX)) is not None
@@ -91,6 +107,88 @@ class CertPool:
 
     def close(self) -> None:
         self.ledger.close()
+        if self.line is not None:
+            self.line.close()
+
+    # --- the line's pool and this station's share of it ----------------------------------
+    def _line(self) -> Ledger | None:
+        """The line's pool when it can be reached now (tried again every RECONNECT_S), else None."""
+        if not self._line_target:
+            return None
+        if self.line is None and time.monotonic() >= self._retry_at:
+            self._retry_at = time.monotonic() + RECONNECT_S
+            try:
+                self.line = Ledger(self._line_target)
+            except LedgerUnavailable:
+                return None
+        if self.line is not None and self._unpushed():
+            self.push()
+        return self.line
+
+    def reserve(self, n: int) -> int:
+        """Take up to ``n`` free certificates of the line's pool (sealed with this station's key)
+        into this station's share, so it keeps flashing when the line's database is away; a row
+        another station is taking is skipped. Returns how many were reserved."""
+        line = self._line()
+        if line is None or n <= 0:
+            return 0
+        cond, params = self._share()
+        try:
+            with line.tx() as tx:
+                rows = tx.all("SELECT * FROM pool WHERE state='free'" + cond + " ORDER BY created LIMIT ?"
+                              + line.skip_locked, (*params, n))
+                meta = tx.all("SELECT k, v FROM meta")
+                if rows:
+                    with self.ledger.tx() as local:
+                        for r in rows:
+                            local.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc,"
+                                      " created) VALUES (?,?,?,?,?) ON CONFLICT(certificate_id) DO NOTHING",
+                                      (r["certificate_id"], r["certificate_arn"], r["certificate_pem"],
+                                       bytes(r["key_enc"]), r["created"]))
+                        for m in meta:
+                            local.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                                      (m["k"], m["v"]))
+                    tx.many("UPDATE pool SET state='reserved' WHERE certificate_id=?",
+                            [(r["certificate_id"],) for r in rows])
+        except LedgerUnavailable:
+            self.line = None
+            return 0
+        return len(rows)
+
+    def _unpushed(self) -> list[str]:
+        row = self.ledger.one("SELECT v FROM meta WHERE k='unpushed'")
+        return json.loads(row["v"]) if row else []
+
+    def _push_later(self, ids: list[str]) -> None:
+        ids = sorted(set(self._unpushed()) | set(ids))
+        self.ledger.run("INSERT INTO meta(k, v) VALUES ('unpushed', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                        (json.dumps(ids),))
+
+    def push(self, *ids: str) -> None:
+        """Tell the line's pool what became of this station's rows (``ids``, and every row a
+        lost database kept from hearing); idempotent. A free row stays 'reserved' there."""
+        if not self._line_target:
+            return
+        todo = sorted(set(ids) | set(self._unpushed()))
+        if not todo:
+            return
+        if self.line is None:
+            self._push_later(todo)
+            return
+        try:
+            with self.line.tx() as tx:
+                for cid in todo:
+                    r = self.ledger.one("SELECT state, mac, thing, attributes, synced FROM pool WHERE certificate_id=?",
+                                        (cid,))
+                    if r is None:
+                        continue
+                    tx.run("UPDATE pool SET state=?, mac=?, thing=?, attributes=?, synced=? WHERE certificate_id=?",
+                           ("reserved" if r["state"] == "free" else r["state"], r["mac"], r["thing"], r["attributes"],
+                            r["synced"], cid))
+            self.ledger.run("DELETE FROM meta WHERE k='unpushed'")
+        except LedgerUnavailable:
+            self.line = None
+            self._push_later(todo)
 
     # --- online -------------------------------------------------------------------------
     def refill(self, cloud, target: int) -> int:
@@ -105,10 +203,14 @@ class CertPool:
             create = not self._sealed_rows()
             self.box.ensure_key(create=create)  # before minting: a key problem must not orphan a new cert
             self.retire_failed(cloud)  # certificates of boards that failed after the write: INACTIVE now
+            store = self._line() or self.ledger  # the line's pool: every station of the line draws from it
+            if self._line_target and store is self.ledger:
+                raise CloudError("the line's ledger cannot be reached, so its pool cannot be refilled",
+                                 "check the network and the PostgreSQL server, then refill again")
             while self.level() < target:
                 cert = cloud.iot.create_keys_and_certificate(setAsActive=True)
                 cloud.iot.attach_policy(policyName=DEFAULT_POLICY_NAME, target=cert["certificateArn"])
-                self.ledger.run(
+                store.run(
                     "INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
                     " VALUES (?,?,?,?,?)",
                     (cert["certificateId"], cert["certificateArn"], cert["certificatePem"],
@@ -121,25 +223,43 @@ class CertPool:
         return added
 
     def _set_meta(self, **values) -> None:
-        with self.ledger.tx() as tx:
-            for k, v in values.items():
-                tx.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (k, json.dumps(v)))
+        for db in filter(None, (self.ledger, self._line())):
+            with db.tx() as tx:
+                for k, v in values.items():
+                    tx.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                           (k, json.dumps(v)))
 
     def meta(self) -> dict:
-        return {r["k"]: json.loads(r["v"]) for r in self.ledger.all("SELECT k, v FROM meta") if r["k"] != "states"}
+        db = self.ledger
+        if self._line_target and db.one("SELECT 1 AS x FROM meta WHERE k='endpoint'") is None:
+            db = self._line() or db  # nothing reserved yet: the line's
+        return {r["k"]: json.loads(r["v"]) for r in db.all("SELECT k, v FROM meta")
+                if r["k"] not in ("states", "unpushed")}
 
     def level(self) -> int:
-        """Free certificates left (on a line ledger: the ones this station can hand out)."""
+        """Free certificates left (on a line ledger: the ones this station can hand out: its
+        share, and the line's free ones sealed with its key while the line can be reached)."""
         cond, params = self._share()
-        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'" + cond, params)
+        mine = self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'", ())
+        line = self._line()
+        if line is not None:
+            try:
+                mine += line.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'" + cond, params)
+            except LedgerUnavailable:
+                self.line = None
+        return mine
 
     def line_level(self) -> int:
-        """Free certificates left in the whole pool (every station's share)."""
-        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'")
+        """Free certificates left in the whole pool (every station's share; the reserved ones too)."""
+        line = self._line()
+        if line is None:
+            return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'")
+        return line.scalar("SELECT COUNT(*) AS n FROM pool WHERE state IN ('free', 'reserved')")
 
     def pending(self) -> int:
         """Certificates assigned offline and not yet synced (boards flashing or flashed)."""
-        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state IN ('assigned', 'pending')")
+        db = self._line() if self._line_target else None
+        return (db or self.ledger).scalar("SELECT COUNT(*) AS n FROM pool WHERE state IN ('assigned', 'pending')")
 
     # --- offline ------------------------------------------------------------------------
     def take(self, mac: str, thing: str, attributes: dict | None = None) -> PooledCert:
@@ -150,15 +270,21 @@ class CertPool:
             PoolEmpty: nothing left: stop the station (refill when back online).
             SecretKeyError: the station data key is missing or different (nothing is assigned).
         """
+        while True:  # boards of this station taking at once: one more from the line each time, until it is empty
+            try:
+                return self._take(mac, thing, attributes)
+            except PoolEmpty:
+                if not self.reserve(1):  # (every row reserved stays in this station's share)
+                    raise
+
+    def _take(self, mac: str, thing: str, attributes: dict | None) -> PooledCert:
         cols = "SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
-        cond, params = self._share()
         with self.ledger.tx() as tx:
             row = tx.one(cols + " WHERE mac=? AND state IN ('assigned', 'pending')" + self.ledger.for_update,
                          (mac,))
             fresh = row is None
             if fresh:  # a row another station is taking right now is skipped, never handed out twice
-                row = tx.one(cols + " WHERE state='free'" + cond + " ORDER BY created LIMIT 1"
-                             + self.ledger.skip_locked, params)
+                row = tx.one(cols + " WHERE state='free' ORDER BY created LIMIT 1" + self.ledger.skip_locked)
                 if row is None:
                     raise PoolEmpty("the offline certificate pool is empty",
                                     "reconnect to the cloud to refill it (or use claim provisioning)")
@@ -169,29 +295,44 @@ class CertPool:
                        (mac, thing, json.dumps(attributes or {}), cid))
             else:  # in flight again: a failure now retires it, and no backlog sync registers it meanwhile
                 tx.run("UPDATE pool SET state='assigned' WHERE certificate_id=?", (cid,))
+        self.push(cid)
         return PooledCert(cid, row["certificate_arn"], row["certificate_pem"], key)
 
     def release(self, certificate_id: str) -> None:
         """Give back a certificate whose board failed before it was written."""
-        self.ledger.run("UPDATE pool SET state='free', mac=NULL, thing=NULL WHERE certificate_id=?"
-                        " AND state='assigned'", (certificate_id,))
+        self._change("UPDATE pool SET state='free', mac=NULL, thing=NULL WHERE certificate_id=?"
+                     " AND state='assigned'", certificate_id)
 
     def flashed(self, certificate_id: str) -> None:
         """Its board was written and verified: the row waits for a sync ('pending')."""
-        self.ledger.run("UPDATE pool SET state='pending' WHERE certificate_id=? AND state='assigned'",
-                        (certificate_id,))
+        self._change("UPDATE pool SET state='pending' WHERE certificate_id=? AND state='assigned'", certificate_id)
 
     def fail(self, certificate_id: str) -> bool:
         """Its board FAILed (or its run crashed) after the certificate was written: the row is
         never synced nor handed out again, and the certificate is set INACTIVE at the next
         sync or refill while online (`retire_failed`). Returns whether the row was assigned."""
-        return self.ledger.run("UPDATE pool SET state='failed' WHERE certificate_id=?"
-                               " AND state IN ('assigned', 'pending', 'synced')", (certificate_id,)) == 1
+        return self._change("UPDATE pool SET state='failed' WHERE certificate_id=?"
+                            " AND state IN ('assigned', 'pending', 'synced')", certificate_id) == 1
 
     def retired(self, certificate_id: str) -> None:
         """The certificate of a failed row is INACTIVE now (or gone from the cloud)."""
-        self.ledger.run("UPDATE pool SET state='retired' WHERE certificate_id=? AND state='failed'",
-                        (certificate_id,))
+        self._change("UPDATE pool SET state='retired' WHERE certificate_id=? AND state='failed'", certificate_id)
+
+    def _change(self, sql: str, certificate_id: str) -> int:
+        """A state change of a row: in this station's share (then told to the line), or, for a
+        row of the line another station took (e.g. a dead station's, in recovery), in the line."""
+        n = self.ledger.run(sql, (certificate_id,))
+        if n:
+            self.push(certificate_id)
+            return n
+        line = self._line()
+        if line is not None and self.ledger.one("SELECT 1 AS x FROM pool WHERE certificate_id=?",
+                                                (certificate_id,)) is None:
+            try:
+                return line.run(sql, (certificate_id,))
+            except LedgerUnavailable:
+                self.line = None
+        return n
 
     def state(self, certificate_id: str) -> str | None:
         """The pool state of a certificate (free, assigned, pending, synced, failed, retired), or None
@@ -201,11 +342,19 @@ class CertPool:
 
     def row(self, certificate_id: str) -> dict | None:
         """A pooled certificate's state, mac and thing (None: not in the pool); no key."""
-        return self.ledger.one("SELECT state, mac, thing FROM pool WHERE certificate_id=?", (certificate_id,))
+        row = self.ledger.one("SELECT state, mac, thing FROM pool WHERE certificate_id=?", (certificate_id,))
+        line = self._line() if row is None else None
+        if line is not None:
+            try:
+                return line.one("SELECT state, mac, thing FROM pool WHERE certificate_id=?", (certificate_id,))
+            except LedgerUnavailable:
+                self.line = None
+        return row
 
     def failed(self) -> int:
         """Certificates written to boards that failed, still to be set INACTIVE."""
-        return self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='failed'")
+        db = self._line() if self._line_target else None
+        return (db or self.ledger).scalar("SELECT COUNT(*) AS n FROM pool WHERE state='failed'")
 
     def retire_failed(self, cloud) -> list[str]:
         """Set INACTIVE every certificate of a failed row (a certificate already deleted from
@@ -215,6 +364,13 @@ class CertPool:
             CloudError: the cloud cannot be reached (the rows stay 'failed' for the next time).
         """
         ids = [r["certificate_id"] for r in self.ledger.all("SELECT certificate_id FROM pool WHERE state='failed'")]
+        line = self._line()
+        if line is not None:  # a dead station's failed rows too: any station of the line may retire them
+            try:
+                ids += [r["certificate_id"] for r in line.all("SELECT certificate_id FROM pool WHERE state='failed'")
+                        if r["certificate_id"] not in ids]
+            except LedgerUnavailable:
+                self.line = None
         done = []
         for cid in ids:
             try:
@@ -276,6 +432,8 @@ class CertPool:
                 continue
             done = self.ledger.run("UPDATE pool SET state='synced', synced=? WHERE certificate_id=?"
                                    " AND state IN ('assigned', 'pending')", (time.time(), cert_id))
+            if done:
+                self.push(cert_id)
             if not done and self._state(cert_id) == "synced":  # another sync registered it meanwhile
                 report.append(thing)
                 continue

@@ -26,9 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("port")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_info)
-    p = boards_sub.add_parser("pool", help="offline certificate pool: status, refill N, sync")
-    p.add_argument("action", choices=("status", "refill", "sync"))
-    p.add_argument("count", nargs="?", type=int, default=16, help="refill: free certificates to keep")
+    p = boards_sub.add_parser("pool", help="offline certificate pool: status, refill N, sync, reserve N")
+    p.add_argument("action", choices=("status", "refill", "sync", "reserve"))
+    p.add_argument("count", nargs="?", type=int, default=16,
+                   help="refill: free certificates to keep; reserve: how many of the line's pool this station keeps "
+                        "for when the line's database is away")
     p.add_argument("--state-dir", default=None, help="sandbox state dir (default: the sandbox profile's)")
     p.add_argument("--profile", default=None, help="mint into this profile's cloud (sandbox or AWS; default: active)")
     p.add_argument("--json", action="store_true")
@@ -149,6 +151,8 @@ def _pool(args) -> int:
     pool = CertPool()
     out: dict = {}
     try:
+        if args.action == "reserve":
+            out["reserved"] = pool.reserve(args.count)
         if args.action in ("refill", "sync"):
             profile = _flash_profile(args)
             target = (CloudTarget.from_profile(profile, args.state_dir) if profile is not None

@@ -61,8 +61,9 @@ def test_pool_hands_each_certificate_to_exactly_one_board(ledger_target, tmp_pat
     """Eight threads, each with its own handle (connection) on the ledger, take certificates
     at once: every board gets one, none twice; the pool then says it is empty."""
     pool = CertPool(tmp_path, ledger=ledger_target)
+    store = pool.line or pool.ledger  # the line's pool, or the station's own
     for i in range(6):
-        pool.ledger.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
+        store.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
                         " VALUES (?,?,?,?,?)", (f"{i:064x}", f"arn:cert/{i}", "CERT",
                                                 pool.box.seal(f"KEY{i}".encode()), float(i)))
     got, empty, errors = {}, [], []
@@ -96,7 +97,7 @@ def test_line_pool_hands_out_only_what_this_station_can_open(pg_server, tmp_path
     shares, or its own share): another station's row would not open here."""
     url = pg_server.create_db("line")
     a, b = CertPool(tmp_path / "a", ledger=url), CertPool(tmp_path / "b", ledger=url)
-    a.ledger.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
+    a.line.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created)"
                  " VALUES (?,?,?,?,?)", ("a" * 64, "arn:cert/a", "CERT", a.box.seal(b"KEY-A"), 1.0))
     b.box.ensure_key()
     assert a.level() == 1 and b.level() == 0 and b.line_level() == 1
@@ -123,7 +124,7 @@ def test_the_configured_ledger_holds_every_store(pg_server, monkeypatch):
     url = pg_server.create_db("line")
     save_ledger_setting(url)
     db, pool = ProductionDB(), CertPool()
-    assert db.ledger.kind == pool.ledger.kind == "postgresql"
+    assert db.ledger.kind == pool.line.kind == "postgresql"  # the pool: the line's, and this station's share
     db.finish(db.start_run(station="st-1"), {"result": "FAIL", "error": "x"})
     assert not (data_dir() / "production.sqlite3").exists() and not (data_dir() / "certpool.sqlite3").exists()
     save_ledger_setting(None)
