@@ -76,14 +76,14 @@ class ClaimCredentials:
 
 def claim_policy_name(template: str) -> str:
     """``fleetdesk-claim`` for the default template (as `setup_claim` names it), else per template."""
-    from fleetdesk.sandbox.provisioning import CLAIM_POLICY, DEFAULT_TEMPLATE
+    from fleetdesk.cloud.templates import CLAIM_POLICY, DEFAULT_TEMPLATE
 
     return CLAIM_POLICY if template == DEFAULT_TEMPLATE else f"{CLAIM_POLICY}-{template}"
 
 
 def template_of(settings) -> str:
     """The template a station's boards claim with (``claim_template`` or the default)."""
-    from fleetdesk.sandbox.provisioning import DEFAULT_TEMPLATE
+    from fleetdesk.cloud.templates import DEFAULT_TEMPLATE
 
     return (getattr(settings, "claim_template", "") or DEFAULT_TEMPLATE).strip()
 
@@ -260,7 +260,7 @@ def mint_claim(cloud, template: str, *, profile: str = "") -> ClaimCredentials:
     """
     from botocore.exceptions import ClientError
 
-    from fleetdesk.sandbox.provisioning import DEFAULT_TEMPLATE, THING_POLICY
+    from fleetdesk.cloud.templates import DEFAULT_TEMPLATE, THING_POLICY
 
     iot = cloud.iot
 
@@ -317,7 +317,7 @@ def firmware_parameters(mac: str) -> dict[str, str]:
 def predict_thing_name(template_body: str | None, mac: str) -> str | None:
     """The thing name the template will give a board with this MAC, or None when it depends
     on something only known at provisioning time (then it is read from the board's console)."""
-    from fleetdesk.sandbox.provisioning import ProvisioningError, _evaluate
+    from fleetdesk.cloud.templates import TemplateError, evaluate
 
     try:
         doc = json.loads(template_body or "")
@@ -326,9 +326,9 @@ def predict_thing_name(template_body: str | None, mac: str) -> str | None:
         values.update(firmware_parameters(mac))
         for res in (doc.get("Resources") or {}).values():
             if isinstance(res, dict) and res.get("Type") == "AWS::IoT::Thing":
-                name = _evaluate((res.get("Properties") or {}).get("ThingName"), values)
+                name = evaluate((res.get("Properties") or {}).get("ThingName"), values)
                 return name if isinstance(name, str) and name else None
-    except (ProvisioningError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+    except (TemplateError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None
     return None
 

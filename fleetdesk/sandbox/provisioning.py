@@ -7,7 +7,7 @@ Topics: ``$aws/certificates/create/json`` (CreateKeysAndCertificate),
 are INACTIVE until a template activates them; the ownership token proves the caller got
 the certificate from us (valid one hour). Templates (AWS's JSON format: Parameters,
 Resources of type AWS::IoT::Thing / Certificate / Policy, intrinsic functions Ref,
-Fn::Join, Fn::Sub, Fn::Select, Fn::Split) are stored by :mod:`api_provisioning` and
+Fn::Join, Fn::Sub, Fn::Select, Fn::Split: :mod:`fleetdesk.cloud.templates`) are stored by :mod:`api_provisioning` and
 applied by :func:`apply_template`.
 
 :func:`setup_claim` prepares a claim certificate, its policy and the default template with
@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from fleetdesk.cloud.templates import CLAIM_POLICY, DEFAULT_TEMPLATE, THING_POLICY, TemplateError, evaluate
 from fleetdesk.paths import RESOURCES_DIR
 
 log = logging.getLogger(__name__)
 
 TOKEN_TTL_S = 3600
-DEFAULT_TEMPLATE = "fleetdesk-claim"
-CLAIM_POLICY = "fleetdesk-claim"
-THING_POLICY = "fleetdesk-provisioned-thing"
 HOOK_FUNCTION = "fleetdesk-pre-provisioning-hook"
 FILTERS = [
     "$aws/certificates/create/json",
@@ -83,37 +80,11 @@ class TemplateStore:
 
 
 def _evaluate(node: Any, params: dict) -> Any:
-    """Resolve intrinsic functions in a template value."""
-    if isinstance(node, list):
-        return [_evaluate(x, params) for x in node]
-    if not isinstance(node, dict):
-        return node
-    if len(node) == 1:
-        (fn, arg), = node.items()
-        if fn == "Ref":
-            if arg not in params:
-                raise ProvisioningError(400, "InvalidParameters", f"Missing parameter: {arg}")
-            return params[arg]
-        if fn == "Fn::Join":
-            sep, items = arg
-            return str(sep).join(str(_evaluate(x, params)) for x in items)
-        if fn == "Fn::Sub":
-            text = arg if isinstance(arg, str) else arg[0]
-            extra = {} if isinstance(arg, str) else {k: _evaluate(v, params) for k, v in arg[1].items()}
-            scope = {**params, **extra}
-
-            def sub(m: re.Match) -> str:
-                if m.group(1) not in scope:
-                    raise ProvisioningError(400, "InvalidParameters", f"Missing parameter: {m.group(1)}")
-                return str(scope[m.group(1)])
-            return re.sub(r"\$\{([^}]+)\}", sub, text)
-        if fn == "Fn::Select":
-            index, items = arg
-            return _evaluate(items, params)[int(_evaluate(index, params))]
-        if fn == "Fn::Split":
-            sep, text = arg
-            return str(_evaluate(text, params)).split(sep)
-    return {k: _evaluate(v, params) for k, v in node.items()}
+    """Resolve intrinsic functions in a template value (a missing parameter is a 400)."""
+    try:
+        return evaluate(node, params)
+    except TemplateError as exc:
+        raise ProvisioningError(400, "InvalidParameters", exc.message) from None
 
 
 def validate_template_body(body: str) -> dict:
