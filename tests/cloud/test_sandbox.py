@@ -293,3 +293,31 @@ async def test_telemetry_sent_while_the_app_is_closed_is_stored_at_next_start(sa
             await second.stop()
     finally:
         await dev.stop()
+
+
+async def test_backend_wait_online_is_presence_since_a_time_with_cancel_and_a_clear_timeout(profile, sandbox,
+                                                                                            tmp_path):
+    """One definition of "online" for the station, claim and BLE: connected in presence, by a
+    connection made after ``since``; a board never seen times out naming itself."""
+    import threading
+    import time
+
+    from fleetdesk.cloud.backend import NotOnline, WaitCancelled, get_cloud_backend
+
+    target = get_cloud_backend(profile).target()
+    assert (target.endpoint, target.port) == (sandbox.mqtt_host, int(sandbox.mqtt_port))
+    name = f"fd-{uuid.uuid4().hex[:8]}"
+    dev = await device(sandbox, tmp_path, name)
+    try:
+        c = await asyncio.to_thread(target.wait_online, name, 20, poll=0.2)
+        assert c["connected"]
+        assert (await asyncio.to_thread(target.is_online, name, time.time() + 60))[0] is False  # not since then
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(WaitCancelled):
+            await asyncio.to_thread(target.wait_online, name, 20, since=time.time() + 60, cancel=stop)
+    finally:
+        await dev.stop()
+    with pytest.raises(NotOnline, match="fd-never-seen did not come online within 1 s") as exc:
+        await asyncio.to_thread(target.wait_online, "fd-never-seen", 1, poll=0.2)
+    assert exc.value.last.get("connected") is False
