@@ -74,8 +74,12 @@ class BleSetupPage(QWidget):
         self.scan_button.clicked.connect(self.start_scan)
         self.scan_status = QLabel("")
         self.scan_status.setWordWrap(True)
+        self.batch_button = QPushButton("Batch…")
+        self.batch_button.setToolTip("Many boards from a CSV sheet, several at once")
+        self.batch_button.clicked.connect(self.open_batch)
         row.addWidget(self.scan_button)
         row.addWidget(self.scan_status, 1)
+        row.addWidget(self.batch_button)
         lv.addLayout(row)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Name", "Address", "Signal", "State"])
@@ -281,6 +285,15 @@ class BleSetupPage(QWidget):
             bar.setValue(0)
         self._show_endpoint_hint()
         self._say("")
+
+    def open_batch(self) -> QWidget:
+        """The batch window (many boards from a sheet)."""
+        from gui.widgets.ble_batch import BleBatchDialog
+
+        if getattr(self, "batch", None) is None:
+            self.batch = BleBatchDialog(self.ctx, self)
+        self.batch.show()
+        return self.batch
 
     def use_factory_pop(self) -> None:
         """Fill the PoP of a board flashed without identity (its base MAC) and say what that means."""
