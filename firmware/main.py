@@ -50,4 +50,13 @@ def boot():
     app.main()
 
 
-boot()
+try:
+    boot()
+except MemoryError:  # say it plainly: the board's GC heap is too small for this firmware
+    import gc
+
+    gc.collect()
+    print("E: out of memory: this firmware needs a larger GC heap than this board gives (%d bytes free "
+          "after a collect; ESP32: 112 KB, an ESP8266's 38 KB is too small); see firmware/README.md 'Heap'"
+          % gc.mem_free())
+    raise

@@ -11,6 +11,7 @@ from fd.settings import Config, InitError, Settings
 from fd.version import APP, VERSION
 
 INBOX_MAX = 100
+LARGE_MESSAGE = 1024  # after handling one this big, collect: the next large block finds room
 BACKOFF_MIN_MS = 1000
 BACKOFF_MAX_MS = 60000
 KEEPALIVE_S = 60
@@ -114,8 +115,6 @@ class Device:
             return "reset"
 
     async def _run(self):
-        from fd.modes import config_mode, idle
-
         self.set_mode("init")
         self.say("%s %s on %s, mac %s" % (APP, VERSION, self.board.chip, self.board.mac_hex))
         try:
@@ -127,11 +126,15 @@ class Device:
             if self.config.provisioned or self.config.claim:
                 self.config.ca_der()
         except (InitError, OSError, ValueError) as exc:
+            from fd.modes import idle
+
             return await idle(self, "init failed: %s" % (exc,))
         self.say("firmware_version %s, refresh %d ms, reboot counter %d, boot #%d" % (
             self.settings["firmware_version"], self.settings["refresh"], self.settings["reboot"],
             self.settings["boots"]))
         if self.settings.get("config_mode") or not (self.config.provisioned or self.config.claim):
+            from fd.modes import config_mode  # lazy: Normal mode never loads BLE code
+
             return await config_mode(self)
         return await self.normal()
 
@@ -159,13 +162,12 @@ class Device:
 
     def _features(self):
         from fd.jobs import Jobs
-        from fd.rpc import Rpc
         from fd.shadow import Shadow
         from fd.telemetry import Telemetry
 
         self.shadow = Shadow(self)
         self.jobs = Jobs(self)
-        self.rpc = Rpc(self)
+        self.rpc = _LazyRpc(self)
         self.telemetry = Telemetry(self, self.ov.get("telemetry_ms"))
         self._routes = [(self.shadow.prefix, self.shadow), (self.jobs.prefix, self.jobs),
                         (self.rpc.topic, self.rpc)]
@@ -187,6 +189,13 @@ class Device:
                 self.stop_reason = "reset"
                 self._stop.set()
 
+    def _on_oversize(self, topic, head, size):
+        """A message over the MQTT packet cap (never buffered): jobs fail that job."""
+        if self.jobs is not None and topic.startswith(self.jobs.prefix):
+            asyncio.create_task(self._guard(self.jobs.oversize(topic, bytes(head), size)))
+        else:
+            self.log("warning", "dropped a %d-byte message on %s: larger than the board takes" % (size, topic))
+
     def _on_message(self, topic, payload):
         if len(self._inbox) >= INBOX_MAX:
             self._inbox.pop(0)
@@ -200,15 +209,24 @@ class Device:
                 await self._inbox_ev.wait()
                 continue
             topic, payload = self._inbox.pop(0)
+            large = len(payload) >= LARGE_MESSAGE
             for prefix, handler in self._routes:
                 if topic.startswith(prefix):
                     try:
                         await handler.handle(topic, payload)
                     except Reboot:
                         return
+                    except MemoryError:
+                        payload = None
+                        compat.collect()
+                        self.log("error", "handling %s: out of memory (%d bytes free after a collect)"
+                                 % (topic, compat.mem_free()))
                     except Exception as exc:
                         self.log("error", "handling %s failed: %r" % (topic, exc))
                     break
+            payload = None
+            if large:
+                compat.collect()
 
     async def _link(self):
         """Wi-Fi, claim provisioning, MQTT: connect, serve, and reconnect with backoff."""
@@ -232,7 +250,7 @@ class Device:
                         self._ctx = compat.tls_context(self.config.ca_der(), cert, key)
                     c = mqtt.MQTTClient(self.thing, self.config.endpoint, self.config.port, self._ctx,
                                         keepalive=self.ov.get("keepalive", KEEPALIVE_S),
-                                        on_message=self._on_message)
+                                        on_message=self._on_message, on_oversize=self._on_oversize)
                     await c.connect()
                     self.client = c
                 except Exception as exc:
@@ -282,6 +300,25 @@ class Device:
         return None
 
 
+class _LazyRpc:
+    """The RPC topic, with fd.rpc loaded at the first request (lazy imports: heap)."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.topic = dev.thing + "/rpc"
+        self._rpc = None
+
+    def topics(self):
+        return [self.topic]
+
+    async def handle(self, topic, payload):
+        if self._rpc is None:
+            from fd.rpc import Rpc
+
+            self._rpc = Rpc(self.dev)
+        await self._rpc.handle(topic, payload)
+
+
 def _mark_app_valid():
     """After an app-partition OTA: online again, so cancel the bootloader's rollback."""
     try:
@@ -298,3 +335,4 @@ def main(root=""):
     reason = asyncio.run(dev.run())
     if reason == "reset":
         dev.board.reset()
+

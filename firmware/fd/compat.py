@@ -85,13 +85,92 @@ def hexdigest(h):
     return binascii.hexlify(h.digest()).decode()
 
 
-def mem_free():
+# ---------------------------------------------------------------- memory
+# A stock ESP32 gives the firmware a 112 KB GC heap (firmware/README.md "Heap"): collect at
+# the known peaks (before BLE starts, before each TLS connect, after a large message,
+# before OTA) so one big allocation finds a free block, and keep the low-water mark.
+_low = [-1]
+
+
+def collect():
+    """gc.collect(); remembers the lowest free heap seen just before (see heap_info)."""
     try:
         import gc
 
-        return gc.mem_free()
+        free = gc.mem_free()
+        if _low[0] < 0 or free < _low[0]:
+            _low[0] = free
+        gc.collect()
+    except (ImportError, AttributeError):  # CPython: no GC heap to speak of
+        pass
+
+
+def mem_free():
+    """Free GC heap after a collect (bytes; -1 off MicroPython)."""
+    try:
+        import gc
+
+        gc.collect()
+        free = gc.mem_free()
     except (ImportError, AttributeError):
         return -1
+    if _low[0] < 0 or free < _low[0]:
+        _low[0] = free
+    return free
+
+
+def largest_free():
+    """Largest block the GC heap can still hand out (bytes, 16-byte steps; -1 off MicroPython)."""
+    if not IS_MPY:
+        return -1
+    lo, hi = 0, mem_free()
+    while hi - lo > 16:  # bisect with real allocations: MicroPython has no API for it
+        mid = (lo + hi) // 2
+        try:
+            b = bytearray(mid)
+            del b
+            lo = mid
+        except MemoryError:
+            hi = mid
+    return lo
+
+
+def heap_info():
+    """{"ram_free", "ram_min_free", "ram_largest_free", "ram_total"} (+ the IDF heap on an ESP32)."""
+    free = mem_free()
+    info = {"ram_free": free, "ram_min_free": _low[0], "ram_largest_free": largest_free()}
+    try:
+        import gc
+
+        info["ram_total"] = free + gc.mem_alloc()
+    except (ImportError, AttributeError):
+        info["ram_total"] = -1
+    try:
+        import esp32
+
+        caps = esp32.idf_heap_info(esp32.HEAP_DATA)  # [(total, free, largest, min_free), ...]
+        info["idf_free"] = sum(h[1] for h in caps)
+        info["idf_largest_free"] = max(h[2] for h in caps)
+        info["idf_min_free"] = sum(h[3] for h in caps)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        pass
+    return info
+
+
+def loads(buf):
+    """json.loads of bytes, str or a memoryview (MQTT payloads are views into the packet)."""
+    if not IS_MPY and isinstance(buf, memoryview):
+        buf = bytes(buf)
+    return json.loads(buf)
+
+
+def text(buf, limit=200):
+    """The first `limit` bytes of a payload as text (for log lines)."""
+    b = bytes(buf[:limit])
+    try:
+        return b.decode()
+    except UnicodeError:
+        return repr(b)
 
 
 # ---------------------------------------------------------------- TLS
@@ -165,6 +244,7 @@ def _cpython_load_chain(ctx, cert_der, key_der):
 
 async def open_tls(host, port, ctx, timeout_ms=15000):
     """Open a TLS stream; returns (reader, writer) on both interpreters."""
+    collect()  # the handshake's buffers want large blocks
     coro = asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
     return await asyncio.wait_for(coro, timeout_ms / 1000)
 
@@ -219,6 +299,15 @@ def write_bytes(path, data):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def rename(tmp, path):
+    """Move tmp over path (also where rename does not replace an existing file)."""
     try:
         os.rename(tmp, path)
     except OSError:

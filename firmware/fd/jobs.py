@@ -6,7 +6,14 @@
 #   {"operation": "ota", "url": "https://...", "sha256": "<hex>", "version": "1.1.0"}
 # Jobs that need a reboot (reboot, ota) are remembered in settings.json ("pending_job") and
 # finished after the device is back, with the outcome in statusDetails (string values).
+# A job the board cannot parse or run (not an object, wrong types, too large for the
+# board's MQTT packet cap, out of memory) is marked FAILED with the reason and the next job
+# is asked for: one bad job never blocks the queue.
 import json
+
+from fd import compat
+
+ID_MAX = 64
 
 
 class Jobs:
@@ -54,10 +61,10 @@ class Jobs:
 
     async def handle(self, topic, payload):
         if topic.endswith("/start-next/rejected"):
-            self.dev.log("warning", "start-next rejected: %s" % payload.decode()[:200])
+            self.dev.log("warning", "start-next rejected: %s" % compat.text(payload))
             return
         try:
-            doc = json.loads(payload)
+            doc = compat.loads(payload)
         except ValueError:
             self.dev.log("error", "jobs: unreadable message on %s" % topic)
             return
@@ -66,25 +73,53 @@ class Jobs:
             if execution and not self.busy:
                 await self.start_next()
             return
-        if execution:
+        if isinstance(execution, dict):
             await self.run(execution)
+
+    async def oversize(self, topic, head, size):
+        """A jobs message too large for the board: fail that job (its id is near the start)."""
+        if not topic.endswith("/start-next/accepted"):
+            if topic.endswith("/notify-next") and not self.busy:
+                await self.start_next()
+            return
+        job_id = _job_id(bytes(head))
+        if job_id is None:
+            self.dev.log("error", "jobs: a %d-byte job the board cannot read (no jobId in its first bytes)" % size)
+            return
+        await self.update(job_id, "FAILED", {"reason": "job document of %d bytes is larger than the board's "
+                                             "%d-byte message limit" % (size, self.dev.client.max_packet)})
+        self.done = self.done[-20:] + [job_id]
+        await self.start_next()
 
     async def run(self, execution):
         job_id = execution.get("jobId")
-        if not job_id or job_id in self.done or self.busy:
+        if not isinstance(job_id, str) or not job_id or len(job_id) > ID_MAX or job_id in self.done or self.busy:
             return
         self.busy = True
         try:
-            more = await self._run(job_id, execution.get("jobDocument") or {})
+            try:
+                more = await self._run(job_id, execution.get("jobDocument"))
+            except MemoryError:
+                compat.collect()
+                more = await self._failed(job_id, "out of memory running the job (GC heap free %d bytes)"
+                                          % compat.mem_free())
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+                more = await self._failed(job_id, "the board cannot run this job document: %r" % (exc,))
         finally:
             self.busy = False
         if more:
             self.done = self.done[-20:] + [job_id]
             await self.start_next()
 
+    async def _failed(self, job_id, reason):
+        await self.update(job_id, "FAILED", {"reason": reason})
+        return True
+
     async def _run(self, job_id, doc):
         dev = self.dev
-        op = doc.get("operation") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return await self._failed(job_id, "the job document must be a JSON object, got %s" % _kind(doc))
+        op = doc.get("operation")
         dev.log("info", "job %s: %s" % (job_id, op))
         if op == "reboot":
             dev.settings.update(pending_job={"jobId": job_id, "op": "reboot"})
@@ -109,10 +144,17 @@ class Jobs:
         if op == "ota":
             from fd import ota
 
+            from fd.settings import validate_ota
+
             url, sha, version = doc.get("url"), doc.get("sha256"), doc.get("version")
             if not (url and sha and version):
                 await self.update(job_id, "FAILED", {"reason": "ota job needs url, sha256 and version"})
                 return True
+            bad = (validate_ota("firmware_url", url) or validate_ota("firmware_sha256", sha)
+                   or validate_ota("firmware_version", version))
+            if bad:
+                return await self._failed(job_id, "ota job: " + bad.replace("firmware_url", "url")
+                                          .replace("firmware_sha256", "sha256").replace("firmware_version", "version"))
             if version == dev.settings["firmware_version"]:
                 await self.update(job_id, "SUCCEEDED", {"firmware_version": version, "note": "already installed"})
                 return True
@@ -124,5 +166,23 @@ class Jobs:
             dev.settings.update(pending_job={"jobId": job_id, "op": "ota", "version": version})
             await dev.reboot("OTA job %s" % job_id)
             return False
-        await self.update(job_id, "FAILED", {"reason": "unknown operation %r" % (op,)})
+        await self.update(job_id, "FAILED", {"reason": "unknown operation %s (reboot, config or ota)" % _kind(op)})
         return True
+
+
+def _kind(v):
+    from fd.settings import show
+
+    return show(v)
+
+
+def _job_id(head):
+    """The jobId in the first bytes of a start-next answer, or None."""
+    i = head.find(b'"jobId"')
+    if i < 0:
+        return None
+    i = head.find(b'"', head.find(b":", i) + 1)
+    j = head.find(b'"', i + 1)
+    if i < 0 or j < 0 or j - i - 1 > ID_MAX:
+        return None
+    return head[i + 1:j].decode()

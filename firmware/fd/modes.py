@@ -44,6 +44,7 @@ async def config_mode(dev):
         import bluetooth  # noqa: F401
     except ImportError as exc:
         return await idle(dev, "not provisioned and bluetooth is unavailable (%s)" % exc, "config")
+    compat.collect()  # before ble.active(True): NimBLE and the session want room
     dev.say("config: waiting for BLE provisioning (mac %s)" % dev.board.mac_hex)
     await ble_config.run(ConfigDevice(dev))
     dev.settings.update(config_mode=False)

@@ -3,6 +3,11 @@
 # QoS 0 and 1 (publish and subscribe), keep-alive pings, clean-session option, one reader
 # task that dispatches incoming PUBLISH to a callback. MicroPython has no built-in MQTT client
 # and umqtt blocks, so the firmware carries this one.
+#
+# Memory (a 112 KB GC heap on a stock ESP32): a packet body is read once and the payload
+# handed on as a memoryview into it (no copy); a packet larger than MAX_PACKET is never
+# buffered: its first HEAD bytes go to on_oversize(topic, head, size) and the rest is read
+# and dropped in small chunks.
 import struct
 
 from fd import compat
@@ -27,6 +32,11 @@ CONNACK_REASONS = {
     4: "bad user name or password",
     5: "not authorized",
 }
+
+
+MAX_PACKET = 16 * 1024  # an AWS shadow/get document with metadata fits; a 32 KB job document does not
+HEAD = 512
+DRAIN = 1024
 
 
 class MQTTError(OSError):
@@ -92,7 +102,7 @@ class MQTTClient:
     """
 
     def __init__(self, client_id, host, port, ssl=None, keepalive=60, clean=True,
-                 on_message=None, user=None, password=None):
+                 on_message=None, user=None, password=None, on_oversize=None, max_packet=MAX_PACKET):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -100,6 +110,9 @@ class MQTTClient:
         self.keepalive = keepalive
         self.clean = clean
         self.on_message = on_message
+        self.on_oversize = on_oversize
+        self.max_packet = max_packet
+        self.dropped = 0
         self.user = user
         self.password = password
         self.connected = False
@@ -164,6 +177,13 @@ class MQTTClient:
             shift += 7
             if not b & 0x80:
                 break
+        if n > self.max_packet:
+            head = await r.readexactly(HEAD)
+            left = n - HEAD
+            while left:
+                left -= len(await r.readexactly(DRAIN if left > DRAIN else left))
+            self._last_rx = compat.ticks_ms()
+            return hdr[0], _Oversize(head, n)
         body = await r.readexactly(n) if n else b""
         self._last_rx = compat.ticks_ms()
         return hdr[0], body
@@ -173,6 +193,9 @@ class MQTTClient:
             while True:
                 first, body = await self._read_packet()
                 kind = first & 0xF0
+                if isinstance(body, _Oversize):
+                    await self._on_oversize(first, body)
+                    continue
                 if kind == PUBLISH:
                     await self._on_publish(first, body)
                 elif kind in (PUBACK, SUBACK, UNSUBACK):
@@ -188,16 +211,33 @@ class MQTTClient:
         except Exception as exc:  # EOF, reset, TLS error: the link is gone
             self._lost(exc)
 
+    async def _on_oversize(self, first, big):
+        self.dropped += 1
+        if first & 0xF0 != PUBLISH:
+            return
+        head = big.head
+        tlen = struct.unpack("!H", head[:2])[0]
+        pos = 2 + tlen + (2 if (first >> 1) & 3 else 0)
+        topic = bytes(head[2:2 + tlen]).decode() if pos <= len(head) else "?"
+        print("mqtt: dropped a %d-byte message on %s (cap %d bytes)" % (big.size, topic, self.max_packet))
+        if self.on_oversize is not None and pos <= len(head):
+            try:
+                self.on_oversize(topic, memoryview(head)[pos:], big.size)
+            except Exception as exc:
+                print("mqtt: oversize handler failed:", repr(exc))
+        if (first >> 1) & 3:  # still acknowledged: the broker must not send it again
+            await self._send(packet(PUBACK, head[2 + tlen:4 + tlen]))
+
     async def _on_publish(self, first, body):
         qos = (first >> 1) & 3
         tlen = struct.unpack("!H", body[:2])[0]
-        topic = body[2:2 + tlen].decode()
+        topic = bytes(body[2:2 + tlen]).decode()
         pos = 2 + tlen
         pid = 0
         if qos:
             pid = struct.unpack("!H", body[pos:pos + 2])[0]
             pos += 2
-        payload = body[pos:]
+        payload = memoryview(body)[pos:]  # a view, not a copy of a possibly 16 KB body
         if self.on_message is not None:
             try:
                 self.on_message(topic, payload)
@@ -297,6 +337,19 @@ class MQTTClient:
         granted = await self._wait_ack(pid, w, timeout_ms)
         return list(granted)
 
+    async def unsubscribe(self, topics, timeout_ms=10000):
+        """Unsubscribe from one topic or a list (waits for UNSUBACK)."""
+        self._check()
+        if isinstance(topics, str):
+            topics = [topics]
+        pid = self._next_pid()
+        body = struct.pack("!H", pid)
+        for t in topics:
+            body += _str(t)
+        w = self._expect(pid)
+        await self._send(packet(UNSUBSCRIBE, body))
+        await self._wait_ack(pid, w, timeout_ms)
+
     async def disconnect(self):
         if self.connected:
             try:
@@ -309,3 +362,11 @@ class MQTTClient:
         self._tasks = []
         self._close_streams()
         self.closed.set()
+
+
+class _Oversize:
+    """A packet too large to buffer: its first bytes and its size."""
+
+    def __init__(self, head, size):
+        self.head = head
+        self.size = size

@@ -86,6 +86,7 @@ def unpack(src, dest_dir):
     compat.remove_tree(dest_dir)
     compat.makedirs(dest_dir)
     n = 0
+    buf = bytearray(CHUNK)  # one buffer for every file: a file is never held whole in the heap
     with open(src, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
             raise ValueError("not a Fleetdesk file-set package")
@@ -98,11 +99,25 @@ def unpack(src, dest_dir):
             if name.startswith("/") or ".." in name.split("/"):
                 raise ValueError("bad path in package: %r" % name)
             size = int(f.readline())
-            data = f.read(size)
-            if len(data) != size:
-                raise ValueError("package ends inside %s" % name)
-            compat.write_bytes(dest_dir + "/" + name, data)
+            _copy(f, dest_dir + "/" + name, size, buf)
             n += 1
+
+
+def _copy(f, path, size, buf):
+    """Copy `size` bytes from the open file `f` to `path` (atomic), CHUNK bytes at a time."""
+    d = path.rsplit("/", 1)[0]
+    compat.makedirs(d)
+    mv = memoryview(buf)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as out:
+        left = size
+        while left:
+            n = f.readinto(mv[:left] if left < len(buf) else mv)
+            if not n:
+                raise ValueError("package ends inside %s" % path.rsplit("/", 1)[-1])
+            out.write(mv[:n])
+            left -= n
+    compat.rename(tmp, path)
 
 
 def install_app_image(src):
@@ -156,37 +171,12 @@ async def update(dev, url, sha256, version):
     old_mode = dev.mode
     dev.set_mode("ota")
     tmp = dev.path("/ota/download.bin")
+    compat.collect()  # a second TLS session and the copy buffers come next
     try:
-        if not isinstance(sha256, str) or len(sha256) != 64:
-            return False, "sha256 must be 64 hex characters"
-        compat.makedirs(dev.path("/ota"))
-        dev.log("info", "OTA %s: downloading %s" % (version, url))
-        try:
-            digest, size = await download(dev, url, tmp)
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
-            return False, "download failed: %s" % (exc or exc.__class__.__name__)
-        if digest != sha256.lower():
-            return False, "sha256 mismatch: expected %s, got %s" % (sha256.lower(), digest)
-        kind = image_kind(tmp)
-        if kind == "app":
-            try:
-                n = install_app_image(tmp)
-            except (OSError, ImportError, AttributeError) as exc:
-                return False, "install failed: no OTA app partition to write (%s)" % exc
-            slot = "next app partition"
-        elif kind == "fileset":
-            slot = inactive_slot(dev)
-            try:
-                n = unpack(tmp, dev.path("/ota/" + slot))
-            except (OSError, ValueError) as exc:
-                return False, "install failed: %s" % exc
-            compat.write_json(dev.path("/ota/boot.json"), {"slot": slot, "version": version,
-                                                           "previous": dev.settings["firmware_version"]})
-        else:
-            return False, "install failed: unknown image format (neither a file set nor an ESP app image)"
-        dev.settings.update(firmware_version=version)
-        dev.log("info", "OTA %s: %d bytes, %d files/blocks in %s; rebooting" % (version, size, n, slot))
-        return True, ""
+        return await _update(dev, url, sha256, version, tmp)
+    except MemoryError as exc:
+        compat.collect()
+        return False, "out of memory: %s (GC heap free %d bytes after a collect)" % (exc, compat.mem_free())
     finally:
         try:
             compat.remove_tree(tmp)
@@ -194,3 +184,42 @@ async def update(dev, url, sha256, version):
             pass
         if dev.mode == "ota":
             dev.set_mode(old_mode)
+
+
+async def _update(dev, url, sha256, version, tmp):
+    if not isinstance(sha256, str) or len(sha256) != 64:
+        return False, "sha256 must be 64 hex characters"
+    compat.makedirs(dev.path("/ota"))
+    dev.log("info", "OTA %s: downloading %s" % (version, url))
+    try:
+        digest, size = await download(dev, url, tmp)
+    except (OSError, ValueError, asyncio.TimeoutError) as exc:
+        return False, "download failed: %s" % (exc or exc.__class__.__name__)
+    if digest != sha256.lower():
+        return False, "sha256 mismatch: expected %s, got %s" % (sha256.lower(), digest)
+    kind = image_kind(tmp)
+    if kind == "app":
+        try:
+            n = install_app_image(tmp)
+        except (OSError, ImportError, AttributeError) as exc:
+            return False, "install failed: no OTA app partition to write (%s)" % exc
+        slot = "next app partition"
+    elif kind == "fileset":
+        slot = inactive_slot(dev)
+        try:
+            n = unpack(tmp, dev.path("/ota/" + slot))
+        except (OSError, ValueError, MemoryError) as exc:
+            try:  # never leave a half-written slot behind
+                compat.remove_tree(dev.path("/ota/" + slot))
+            except OSError:
+                pass
+            if isinstance(exc, MemoryError):
+                raise
+            return False, "install failed: %s" % exc
+        compat.write_json(dev.path("/ota/boot.json"), {"slot": slot, "version": version,
+                                                       "previous": dev.settings["firmware_version"]})
+    else:
+        return False, "install failed: unknown image format (neither a file set nor an ESP app image)"
+    dev.settings.update(firmware_version=version)
+    dev.log("info", "OTA %s: %d bytes, %d files/blocks in %s; rebooting" % (version, size, n, slot))
+    return True, ""

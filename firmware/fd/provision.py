@@ -29,13 +29,13 @@ async def provision(dev, timeout_ms=20000):
         prov = "$aws/provisioning-templates/%s/provision/json" % template
         await c.subscribe([base + "/accepted", base + "/rejected", prov + "/accepted", prov + "/rejected"])
         await c.publish(base, "{}", qos=1)
-        created = json.loads(await _wait(box, ev, base, timeout_ms))
+        created = compat.loads(await _wait(box, ev, base, timeout_ms))
         params = {"SerialNumber": dev.board.mac_hex, "MacAddress": dev.board.mac_hex}
         if cfg.thing_name:
             params["ThingName"] = cfg.thing_name
         req = {"certificateOwnershipToken": created["certificateOwnershipToken"], "parameters": params}
         await c.publish(prov, json.dumps(req), qos=1)
-        reg = json.loads(await _wait(box, ev, prov, timeout_ms))
+        reg = compat.loads(await _wait(box, ev, prov, timeout_ms))
     finally:
         await c.disconnect()
     thing = reg.get("thingName") or cfg.thing_name
@@ -57,7 +57,7 @@ async def _wait(box, ev, base, timeout_ms):
         if base + "/accepted" in box:
             return box.pop(base + "/accepted")
         if base + "/rejected" in box:
-            raise ValueError("%s rejected: %s" % (base, box.pop(base + "/rejected").decode()[:200]))
+            raise ValueError("%s rejected: %s" % (base, compat.text(box.pop(base + "/rejected"))))
         left = timeout_ms - compat.ticks_diff(compat.ticks_ms(), t0)
         if left <= 0:
             raise OSError("no answer on %s within %d ms" % (base, timeout_ms))

@@ -34,7 +34,7 @@ class Rpc:
     async def handle(self, topic, payload):
         rid = None
         try:
-            req = json.loads(payload)
+            req = compat.loads(payload)
             if not isinstance(req, dict) or "method" not in req:
                 raise RpcError(-32600, "invalid request: needs an object with 'method'")
             rid = req.get("id")
@@ -77,7 +77,8 @@ class Rpc:
         info = {"app": APP, "fw_version": dev.settings["firmware_version"], "fw_build": VERSION,
                 "mac": dev.board.mac_hex.upper(), "arch": dev.board.chip, "thing_name": dev.thing,
                 "uptime": compat.ticks_diff(compat.ticks_ms(), dev.started) // 1000,
-                "ram_free": compat.mem_free(), "mode": dev.mode, "boots": dev.settings["boots"]}
+                "mode": dev.mode, "boots": dev.settings["boots"]}
+        info.update(compat.heap_info())  # ram_free (after a collect), ram_min_free, ram_largest_free
         try:
             st = os.statvfs(dev.path("/"))
             info["fs_size"] = st[0] * st[2]

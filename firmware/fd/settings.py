@@ -25,26 +25,34 @@ class InitError(Exception):
 
 
 class Settings:
-    """/settings.json: loaded with defaults, saved atomically on every change."""
+    """/settings.json: loaded with defaults, saved atomically on every change.
+
+    Every value is checked and bounded on load and on update (clean()): a value out of its
+    bounds falls back to its default (or is dropped), so settings.json stays small whatever
+    the cloud sent (issue 16: firmware_url/ota_failed had grown it to 11.5 KB)."""
 
     def __init__(self, path):
         self.path = path
-        self.data = {"refresh": DEFAULT_REFRESH, "reboot": 0, "firmware_version": VERSION,
-                     "on": False, "boots": 0, "pending_job": None, "ota_failed": []}
+        self.data = dict(DEFAULTS)
+        self.data["ota_failed"] = []
         self.problem = None
         if compat.exists(path):
             try:
                 stored = compat.read_json(path)
                 if not isinstance(stored, dict):
                     raise ValueError("not an object")
-                for k in stored:
-                    self.data[k] = stored[k]
             except (OSError, ValueError) as exc:
                 self.problem = "settings.json unreadable (%s); defaults used" % exc
-        if validate_refresh(self.data.get("refresh"))[1]:
-            self.data["refresh"] = DEFAULT_REFRESH
-        if not isinstance(self.data.get("reboot"), int):
-            self.data["reboot"] = 0
+                stored = {}
+            dropped = []
+            for k in stored:
+                ok, v = clean(k, stored[k])
+                if ok:
+                    self.data[k] = v
+                else:
+                    dropped.append(k)
+            if dropped:
+                self.problem = "settings.json: %s out of bounds; defaults used" % ", ".join(sorted(dropped))
 
     def __getitem__(self, k):
         return self.data.get(k)
@@ -53,6 +61,10 @@ class Settings:
         return self.data.get(k, default)
 
     def update(self, **kw):
+        """Set values; one that fails clean() raises ValueError (nothing is saved then)."""
+        for k in kw:
+            if not clean(k, kw[k])[0]:
+                raise ValueError("settings: %s=%s is out of bounds" % (k, show(kw[k])))
         changed = False
         for k in kw:
             if self.data.get(k) != kw[k]:
@@ -63,6 +75,63 @@ class Settings:
 
     def save(self):
         compat.write_json(self.path, self.data)
+
+
+DEFAULTS = {"refresh": DEFAULT_REFRESH, "reboot": 0, "firmware_version": VERSION,
+            "on": False, "boots": 0, "pending_job": None, "ota_failed": []}
+URL_MAX = 1024  # presigned S3 URLs run to ~1 KB; bounded so settings.json stays small
+VERSION_MAX = 32
+INT_MAX = 2 ** 31 - 1
+
+
+def _int_in(v, lo, hi):
+    return not isinstance(v, bool) and isinstance(v, int) and lo <= v <= hi
+
+
+def _short_str(v, n):
+    return isinstance(v, str) and 0 < len(v) <= n
+
+
+def clean(k, v):
+    """(ok, value): is `v` a valid, bounded value for settings key `k`."""
+    if k == "refresh":
+        return validate_refresh(v)[1] is None, v
+    if k in ("reboot", "boots"):
+        return _int_in(v, 0, INT_MAX), v
+    if k in ("on", "config_mode"):
+        return isinstance(v, bool), v
+    if k == "firmware_version":
+        return validate_ota(k, v) is None, v
+    if k in ("firmware_url", "firmware_sha256"):
+        return v is None or validate_ota(k, v) is None, v
+    if k == "backoff_max_ms":
+        return _int_in(v, 1000, 3600000), v
+    if k == "ota_failed":
+        return isinstance(v, list) and len(v) <= 5 and all(_short_str(x, 64) for x in v), v
+    if k == "pending_job":
+        if v is None:
+            return True, v
+        ok = (isinstance(v, dict) and len(v) <= 4 and _short_str(v.get("jobId"), 64)
+              and v.get("op") in ("reboot", "ota") and (v.get("version") is None or _short_str(v.get("version"), VERSION_MAX)))
+        return ok, v
+    return False, v  # unknown keys are not kept
+
+
+def validate_ota(k, v):
+    """None, or why `v` is not a valid firmware_version / firmware_url / firmware_sha256."""
+    if k == "firmware_version":
+        if not _short_str(v, VERSION_MAX) or not all(c.isalpha() or c.isdigit() or c in "._+-" for c in v):
+            return "firmware_version must be 1..%d characters of A-Z a-z 0-9 . _ + -, got %s" % (VERSION_MAX, show(v))
+        return None
+    if k == "firmware_url":
+        if not _short_str(v, URL_MAX) or not v.startswith("https://") or len(v) < 9 or " " in v:
+            return "firmware_url must be an https:// URL of at most %d characters, got %s" % (URL_MAX, show(v))
+        return None
+    if k == "firmware_sha256":
+        if not isinstance(v, str) or len(v) != 64 or any(c not in "0123456789abcdefABCDEF" for c in v):
+            return "firmware_sha256 must be 64 hex characters, got %s" % show(v)
+        return None
+    return "unknown key %r" % (k,)
 
 
 def validate_refresh(v):
@@ -81,6 +150,11 @@ def validate_on(v):
     if v in (0, 1):
         return bool(v), None
     return None, "on must be true or false, got %s" % _show(v)
+
+
+def show(v):
+    """A value as JSON for an error message, at most 40 characters."""
+    return _show(v)
 
 
 def _show(v):

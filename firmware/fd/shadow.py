@@ -2,42 +2,53 @@
 #
 # Keys the device owns in `desired`: on (LED), refresh (telemetry ms, 1000..3600000,
 # persisted), reboot (counter: reboot when it increases), firmware_version (+ firmware_url,
-# firmware_sha256: OTA). Bad values or unknown keys -> `reported.error` names the problem;
-# nothing reboots because of a bad value.
+# firmware_sha256: OTA). A bad value or unknown key is reported once in `reported.error`
+# (naming the value) and the device clears that key from `desired` in the same update
+# (desired.<key> = null, which AWS lets a device do): the delta ends at its source, so no
+# report -> delta -> report ping-pong can start. Nothing reboots because of a bad value.
+#
+# shadow/get/accepted is subscribed only around the device's own get: on AWS every get by
+# anyone (the app reads 13-14 KB documents) would otherwise be sent to the board as well.
 import json
 
-from fd.settings import validate_on, validate_refresh
+from fd import compat
+from fd.compat import asyncio
+from fd.settings import show, validate_on, validate_ota, validate_refresh
 
 SETTABLE = ("on", "refresh")
 READ_ONLY = ("temperature", "humidity", "error", "chip", "mac", "uptime", "btnCount")
 OTA_KEYS = ("firmware_version", "firmware_url", "firmware_sha256")
+REBOOT_MAX = 2 ** 31 - 1
+GET_TIMEOUT_MS = 10000
 
 
-def apply_settings(dev, changes):
-    """Apply `on`/`refresh` from a dict. Returns (applied: dict, errors: list)."""
+def apply_settings(dev, changes, rejected=None):
+    """Apply `on`/`refresh` from a dict. Returns (applied: dict, errors: list); the keys it
+    refused go into `rejected` (a dict, key -> None) when given."""
     applied = {}
     errors = []
     for k in changes:
         v = changes[k]
+        err = None
         if k == "on":
             val, err = validate_on(v)
-            if err:
-                errors.append(err)
-            else:
+            if not err:
                 dev.board.set_led(val)
                 dev.settings.update(on=val)
                 applied["on"] = val
                 dev.say("LED %s" % ("on" if val else "off"))
         elif k == "refresh":
             val, err = validate_refresh(v)
-            if err:
-                errors.append(err)
-            else:
+            if not err:
                 dev.settings.update(refresh=val)
                 applied["refresh"] = val
                 dev.refresh_changed()
         else:
-            errors.append("unknown key %r" % (k,))
+            err = "unknown key %r" % (k,)
+        if err:
+            errors.append(err)
+            if rejected is not None:
+                rejected[k] = None
     return applied, errors
 
 
@@ -49,9 +60,12 @@ class Shadow:
         self.last_error_for_ota = None
         self.last_env = None
 
+    _get_token = None
+    _got = None
+
     def topics(self):
         p = self.prefix
-        return [p + "/update/delta", p + "/get/accepted", p + "/get/rejected", p + "/update/rejected"]
+        return [p + "/update/delta", p + "/update/rejected"]
 
     def state(self):
         s = self.dev.settings
@@ -69,10 +83,38 @@ class Shadow:
 
     async def on_connect(self):
         await self.report(self.state())
-        await self.dev.publish(self.prefix + "/get", {"clientToken": self.dev.token()}, qos=1)
+        asyncio.create_task(self.get())
 
-    async def report(self, reported):
-        doc = {"state": {"reported": reported}, "clientToken": self.dev.token()}
+    async def get(self):
+        """Ask for the shadow (its delta is applied), subscribed to the answer only meanwhile."""
+        c = self.dev.client
+        p = self.prefix
+        answers = [p + "/get/accepted", p + "/get/rejected"]
+        self._got = asyncio.Event()
+        try:
+            await c.subscribe(answers)
+            self._get_token = self.dev.token()
+            await self.dev.publish(p + "/get", {"clientToken": self._get_token}, qos=1)
+            try:
+                await asyncio.wait_for(self._got.wait(), GET_TIMEOUT_MS / 1000)
+            except asyncio.TimeoutError:
+                self.dev.log("warning", "no answer to shadow/get within %d ms" % GET_TIMEOUT_MS)
+        except OSError as exc:
+            self.dev.say("[warning] shadow get failed: %s" % (exc,), force=True)
+        finally:
+            self._get_token = None
+            if c.connected:
+                try:
+                    await c.unsubscribe(answers)
+                except OSError:
+                    pass
+
+    async def report(self, reported, desired=None):
+        """Update `reported` (and `desired`, only ever to clear keys the device refused)."""
+        state = {"reported": reported}
+        if desired:
+            state["desired"] = desired
+        doc = {"state": state, "clientToken": self.dev.token()}
         await self.dev.publish(self.prefix + "/update", doc, qos=1)
 
     async def report_env(self, t, h):
@@ -83,10 +125,33 @@ class Shadow:
         if self.dev.connected:
             await self.report({"temperature": t, "humidity": h})
 
+    def _mine(self, doc):
+        """A get answer for this device's own request (others' arrive while subscribed)."""
+        return self._get_token is not None and isinstance(doc, dict) and doc.get("clientToken") == self._get_token
+
     async def handle(self, topic, payload):
+        if topic.endswith("/get/accepted") or topic.endswith("/get/rejected"):
+            try:
+                doc = compat.loads(payload)
+            except Exception as exc:
+                await self.fail("malformed shadow document: %s" % (exc,))
+                return
+            if not self._mine(doc):
+                return
+            self._got.set()
+            if topic.endswith("/get/rejected"):
+                self.dev.log("warning", "shadow get rejected: %s" % compat.text(payload))
+                return
+            st = doc.get("state")
+            delta = st.get("delta") if isinstance(st, dict) else None
+            del doc, payload
+            compat.collect()  # the whole document is garbage now
+            if isinstance(delta, dict) and delta:
+                await self.apply(delta)
+            return
         if topic.endswith("/update/delta"):
             try:
-                doc = json.loads(payload)
+                doc = compat.loads(payload)
                 state = doc["state"]
                 if not isinstance(state, dict):
                     raise ValueError("state is not an object")
@@ -94,16 +159,8 @@ class Shadow:
                 await self.fail("malformed delta: %s" % (exc,))
                 return
             await self.apply(state)
-        elif topic.endswith("/get/accepted"):
-            try:
-                delta = json.loads(payload).get("state", {}).get("delta")
-            except Exception as exc:
-                await self.fail("malformed shadow document: %s" % (exc,))
-                return
-            if isinstance(delta, dict) and delta:
-                await self.apply(delta)
         elif topic.endswith("/rejected"):
-            self.dev.log("warning", "shadow request rejected: %s" % payload.decode()[:200])
+            self.dev.log("warning", "shadow request rejected: %s" % compat.text(payload))
 
     async def fail(self, msg):
         self.dev.log("error", msg)
@@ -113,6 +170,7 @@ class Shadow:
     async def apply(self, delta):
         dev = self.dev
         errors = []
+        rejected = {}  # desired keys the device clears (set to null) in the same update
         settable = {}
         ota = {}
         reboot_to = None
@@ -121,8 +179,9 @@ class Shadow:
             if k in SETTABLE:
                 settable[k] = v
             elif k == "reboot":
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                    errors.append("reboot must be a non-negative integer counter, got %r" % (v,))
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > REBOOT_MAX:
+                    errors.append("reboot must be an integer counter 0..%d, got %s" % (REBOOT_MAX, show(v)))
+                    rejected[k] = None
                 elif v > dev.settings["reboot"]:
                     reboot_to = v
                 else:  # counter went backwards (e.g. reset shadow): adopt it, no reboot
@@ -131,22 +190,15 @@ class Shadow:
                 ota[k] = v
             elif k in READ_ONLY:
                 errors.append("%s is reported by the device and cannot be desired" % k)
+                rejected[k] = None
             else:
                 errors.append("unknown key %r" % (k,))
-        applied, errs = apply_settings(dev, settable)
+                rejected[k] = None
+        applied, errs = apply_settings(dev, settable, rejected)
         errors.extend(errs)
+        start = None
         if ota:
-            err = self.check_ota(ota)
-            if err:
-                errors.append(err)
-            elif ota.get("firmware_version") in (None, dev.settings["firmware_version"]):
-                # nothing to install: adopt the URL/hash so the delta clears
-                for k in ("firmware_url", "firmware_sha256"):
-                    if k in ota:
-                        dev.settings.update(**{k: ota[k]})
-                        applied[k] = ota[k]
-                if "firmware_version" in ota:
-                    applied["firmware_version"] = ota["firmware_version"]
+            start = self.check_ota(ota, errors, rejected, applied)
         applied["reboot"] = dev.settings["reboot"] if reboot_to is None else reboot_to
         self.last_error = "; ".join(errors) if errors else None
         if errors:
@@ -154,51 +206,67 @@ class Shadow:
         applied["error"] = self.last_error
         if reboot_to is not None:
             dev.settings.update(reboot=reboot_to)  # persisted first: no reboot loop
-        await self.report(applied)
+        await self.report(applied, rejected)
         if reboot_to is not None:
             dev.log("info", "reboot requested by shadow (counter %d)" % reboot_to)
             await dev.reboot("shadow reboot counter")
             return
-        if ota and not self.last_error_for_ota:
-            await self.start_ota(ota)
+        if start is not None:
+            await self.start_ota(*start)
 
-    def check_ota(self, ota):
-        self.last_error_for_ota = None
+    def check_ota(self, ota, errors, rejected, applied):
+        """Validate the OTA keys of a delta. Returns (version, url, sha) to install, or None;
+        refused keys go to errors/rejected, values to adopt to applied (and settings)."""
         s = self.dev.settings
+        have = {"firmware_url": s.get("firmware_url"), "firmware_sha256": s.get("firmware_sha256")}
+        for k in ("firmware_url", "firmware_sha256"):
+            if k in ota:
+                err = validate_ota(k, ota[k])
+                if err:
+                    errors.append(err)
+                    rejected[k] = None
+                else:
+                    have[k] = ota[k]
         version = ota.get("firmware_version")
-        if version is None:
-            if "firmware_url" in ota or "firmware_sha256" in ota:
-                return None  # url/hash alone: remembered for the next version change
+        if "firmware_version" not in ota or version == s["firmware_version"]:
+            # nothing to install: adopt the URL/hash so the delta clears
+            for k in ("firmware_url", "firmware_sha256"):
+                if k in ota and k not in rejected:
+                    s.update(**{k: ota[k]})
+                    applied[k] = ota[k]
+            if "firmware_version" in ota:
+                applied["firmware_version"] = version
             return None
-        if not isinstance(version, str) or not version:
-            self.last_error_for_ota = "firmware_version must be a non-empty string"
-            return self.last_error_for_ota
-        if version == s["firmware_version"]:
+        err = validate_ota("firmware_version", version)
+        if err is None and not have["firmware_url"]:
+            err = "firmware_version %s needs a valid firmware_url in desired" % version
+        if err is None and not have["firmware_sha256"]:
+            err = "firmware_version %s needs firmware_sha256 (64 hex characters) in desired" % version
+        if err is None and _ota_key(version, have["firmware_url"], have["firmware_sha256"]) in (s.get("ota_failed") or []):
+            err = "OTA to %s already failed; change firmware_url or firmware_sha256 to retry" % version
+        if err:
+            errors.append(err)
+            rejected["firmware_version"] = None
             return None
-        url = ota.get("firmware_url")
-        if not url:
-            self.last_error_for_ota = "firmware_version %s needs firmware_url in desired" % version
-            return self.last_error_for_ota
-        key = "%s|%s|%s" % (version, url, ota.get("firmware_sha256"))
-        if key in (s.get("ota_failed") or []):
-            self.last_error_for_ota = "OTA to %s already failed; change firmware_url or firmware_sha256 to retry" % version
-            return self.last_error_for_ota
-        return None
+        return version, have["firmware_url"], have["firmware_sha256"]
 
-    async def start_ota(self, ota):
-        version = ota.get("firmware_version")
-        if version is None or version == self.dev.settings["firmware_version"]:
-            return
-        url = ota.get("firmware_url")
-        sha = ota.get("firmware_sha256")
+    async def start_ota(self, version, url, sha):
         from fd import ota as fdota
 
         ok, reason = await fdota.update(self.dev, url, sha, version)
         if not ok:
             failed = list(self.dev.settings.get("ota_failed") or [])[-4:]
-            failed.append("%s|%s|%s" % (version, url, sha))
+            failed.append(_ota_key(version, url, sha))
             self.dev.settings.update(ota_failed=failed)
-            await self.fail("OTA to %s failed: %s" % (version, reason))
+            msg = "OTA to %s failed: %s" % (version, reason)
+            self.dev.log("error", msg)
+            self.last_error = msg
+            await self.report({"error": msg}, {"firmware_version": None})  # ends here: no retry loop
             return
         self.dev.settings.update(firmware_url=url, firmware_sha256=sha)
         await self.dev.reboot("OTA to %s" % version)
+
+
+def _ota_key(version, url, sha):
+    """A short fixed-size key for settings.ota_failed (settings.json stays small)."""
+    return compat.hexdigest(compat.sha256_hex(("%s|%s|%s" % (version, url, sha)).encode()))[:16]

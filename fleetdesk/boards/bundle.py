@@ -108,8 +108,13 @@ class Bundle:
         return bytes(out)
 
 
-def firmware_files(root: Path = FIRMWARE_DIR) -> dict[str, bytes]:
-    """The device app: /main.py and /fd/** (never firmware/hal, which is off-board only)."""
+def firmware_files(root: Path = FIRMWARE_DIR, *, compiled: bool = True) -> dict[str, bytes]:
+    """The device app: /main.py and /fd/** (never firmware/hal, which is off-board only).
+
+    Args:
+        compiled: ship fd/*.py as mpy-cross ``.mpy`` (the default: a board then needs no
+            GC heap for compiling at import; see fleetdesk.boards.mpyfiles); False = sources.
+    """
     files: dict[str, bytes] = {}
     main = root / "main.py"
     if main.exists():
@@ -119,6 +124,10 @@ def firmware_files(root: Path = FIRMWARE_DIR) -> dict[str, bytes]:
         for path in sorted(fd.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json", ".mpy"):
                 files["/" + path.relative_to(root).as_posix()] = path.read_bytes()
+    if compiled:
+        from fleetdesk.boards.mpyfiles import compile_files
+
+        files = compile_files(files)
     return files
 
 

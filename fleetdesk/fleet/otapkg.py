@@ -29,8 +29,8 @@ def build_package(files: dict[str, bytes]) -> bytes:
     return bytes(out)
 
 
-def firmware_files(version: str, firmware_dir: Path = FIRMWARE_DIR) -> dict[str, bytes]:
-    """The app package (fd/*.py) with fd/version.py saying ``version``."""
+def firmware_files(version: str, firmware_dir: Path = FIRMWARE_DIR, *, compiled: bool = True) -> dict[str, bytes]:
+    """The app package (fd/*.mpy, or fd/*.py with compiled=False) with fd/version saying ``version``."""
     if not re.fullmatch(r"[0-9A-Za-z._+-]{1,32}", version):
         raise FleetdeskError(f"bad firmware version {version!r}", "use something like 1.2.0")
     files = {
@@ -40,12 +40,16 @@ def firmware_files(version: str, firmware_dir: Path = FIRMWARE_DIR) -> dict[str,
         "# The firmware version this file set was built as (OTA packages carry their own copy).\n"
         f'VERSION = "{version}"\nAPP = "fleetdesk-fw"\n'
     ).encode()
+    if compiled:  # what the board imports without compiling (issue 16: the heap it saves)
+        from fleetdesk.boards.mpyfiles import compile_files
+
+        files = compile_files(files)
     return files
 
 
-def firmware_package(version: str) -> bytes:
-    """Build the OTA package of the current firmware tree as ``version``."""
-    return build_package(firmware_files(version))
+def firmware_package(version: str, *, compiled: bool = True) -> bytes:
+    """Build the OTA package of the current firmware tree as ``version`` (.mpy unless compiled=False)."""
+    return build_package(firmware_files(version, compiled=compiled))
 
 
 def sha256_hex(data: bytes) -> str:

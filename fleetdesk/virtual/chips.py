@@ -167,3 +167,52 @@ def security_info(chip: ChipModel, *, secure_boot: bool, flash_encryption: bool)
     flags = 1 if secure_boot else 0
     crypt_cnt = 1 if flash_encryption else 0
     return struct.pack("<IBBBBBBBBII", flags, crypt_cnt, 0, 0, 0, 0, 0, 0, 0, chip.chip_id or 0, 1)
+
+
+# --- GC heap budgets ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeapBudget:
+    """The MicroPython GC heap a stock build gives on one chip (bytes, as the chip counts them).
+
+    Attributes:
+        initial: the heap MicroPython starts with (``MICROPY_GC_INITIAL_HEAP_SIZE``).
+        heap: what the firmware can count on: the initial heap after its one growth from
+            the IDF heap (ESP32 family, ``MICROPY_GC_SPLIT_HEAP_AUTO``); ESP8266's is fixed.
+        idf_left: internal RAM still free for Wi-Fi, NimBLE and mbedTLS at that heap size.
+        psram: the GC heap of the SPIRAM build of that board (``--psram``).
+        source: where the numbers come from.
+    """
+
+    initial: int
+    heap: int
+    idf_left: int
+    psram: int | None
+    source: str
+
+
+_MPCONFIG = "micropython ports/esp32/mpconfigport.h (1.22-1.25): MICROPY_GC_INITIAL_HEAP_SIZE"
+HEAP_BUDGETS: dict[str, HeapBudget] = {
+    # 56 KB start, "can grow the heap once (double it) and still have enough internal RAM to
+    # start WiFi and make a HTTPS request" (mpconfigport.h); ~40 KB IDF heap left after that.
+    "esp32": HeapBudget(56 << 10, 112 << 10, 40 << 10, 4 << 20, _MPCONFIG + " 56 KB (CONFIG_IDF_TARGET_ESP32)"),
+    "esp32s3": HeapBudget(64 << 10, 128 << 10, 40 << 10, 8 << 20, _MPCONFIG + " 64 KB (other targets)"),
+    "esp32c3": HeapBudget(64 << 10, 128 << 10, 40 << 10, None, _MPCONFIG + " 64 KB (other targets)"),
+    # ports/esp8266/main.c: static char heap[38 * 1024]; no growth, TLS (axTLS) shares it.
+    "esp8266": HeapBudget(38 << 10, 38 << 10, 0, None, "micropython ports/esp8266/main.c heap[38 * 1024]"),
+}
+
+
+def heap_budget(chip: str, *, psram: bool = False) -> int:
+    """GC heap bytes of `chip`'s stock MicroPython build (the PSRAM build's with psram=True).
+
+    Raises:
+        BoardError: unknown chip, or psram asked for a chip that has no PSRAM board.
+    """
+    b = HEAP_BUDGETS[chip_model(chip).name]
+    if not psram:
+        return b.heap
+    if b.psram is None:
+        raise BoardError(f"{chip} has no PSRAM MicroPython build",
+                         "drop --psram (ESP32 and ESP32-S3 boards come with PSRAM)")
+    return b.psram

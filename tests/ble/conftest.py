@@ -241,8 +241,11 @@ def fresh_board(tmp_path, ble_registry, sandbox):
     Profiles(active="sb", items={"sb": Profile(name="sb", kind="sandbox", state_dir=sandbox.state_dir)}).save()
     fs = tmp_path / "vfs"
     fs.mkdir()
-    shutil.copy(FIRMWARE_DIR / "main.py", fs / "main.py")
-    shutil.copytree(FIRMWARE_DIR / "fd", fs / "fd", ignore=shutil.ignore_patterns("__pycache__"))
+    from fleetdesk.boards.bundle import firmware_files
+
+    for path, data in firmware_files().items():  # as a bundle ships them (.mpy)
+        (fs / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (fs / path.lstrip("/")).write_bytes(data)
     (fs / "config.json").write_text(json.dumps({"pop": POP, "product": "fd-sensor"}))
     console = Console()
     handle = launch_firmware(fs, mac="240ac4e1e2e3", chip="esp32", console=console,

@@ -125,7 +125,7 @@ def device_factory(broker, tmp_path):
         c = broker.ca.issue(thing) if creds else None
         make_device_fs(fs, thing=thing, endpoint="localhost", port=broker.port, ca_der=broker.ca.der,
                        cert_der=c.cert_der if c else None, key_der=c.key_der if c else None,
-                       settings=settings, extra=extra)
+                       settings=settings, extra=extra, compiled=interpreter == "micropython")
         out = bytearray()
         h = launch_firmware(fs, mac=mac, chip=chip, console=out.extend, interpreter=interpreter, env=env)
         d = Device(h, out, fs, thing)

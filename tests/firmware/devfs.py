@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from fleetdesk.paths import FIRMWARE_DIR
 
 
+def write_app(root: Path, *, compiled: bool = True) -> None:
+    """The app files exactly as a bundle ships them (main.py + fd/*.mpy) into `root`."""
+    from fleetdesk.boards.bundle import firmware_files
+
+    for path, data in firmware_files(FIRMWARE_DIR, compiled=compiled).items():
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+
 def make_device_fs(root: Path, *, thing: str | None, endpoint: str, port: int, ca_der: bytes,
                    cert_der: bytes | None = None, key_der: bytes | None = None,
-                   settings: dict | None = None, extra: dict | None = None) -> Path:
+                   settings: dict | None = None, extra: dict | None = None, compiled: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(FIRMWARE_DIR / "main.py", root / "main.py")
-    shutil.copytree(FIRMWARE_DIR / "fd", root / "fd", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    write_app(root, compiled=compiled)
     certs = root / "certs"
     certs.mkdir(exist_ok=True)
     (certs / "ca.der").write_bytes(ca_der)

@@ -84,7 +84,8 @@ async def test_long_press_goes_back_to_config_mode_and_advertises(cloud, device_
 
 
 async def test_esp8266_long_press_stays_online(cloud, device_factory):
-    dev = device_factory("btn5", chip="esp8266")
+    # CPython: an ESP8266's stock 38 KB heap cannot hold TLS + this firmware (firmware README)
+    dev = device_factory("btn5", chip="esp8266", interpreter="cpython")
     await dev.wait_console("online as btn5")
     await press(dev, 3.3)
     await dev.wait_console("esp8266 has no Bluetooth, so no Config mode; staying online")

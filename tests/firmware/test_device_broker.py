@@ -146,7 +146,7 @@ async def test_ota_job_switches_version_bad_hash_and_truncation_keep_old(cloud, 
     assert dev.settings()["firmware_version"] == "1.0.0" and dev.handle.boots == 1
 
     d = await job("ota-good", files.url("/fw-1.1.0.pkg"), sha256_hex(pkg), "1.1.0")
-    assert d["status"] == "SUCCEEDED" and d["statusDetails"]["firmware_version"] == "1.1.0"
+    assert d["status"] == "SUCCEEDED" and d["statusDetails"]["firmware_version"] == "1.1.0", (d, dev.console[-1500:])
     await dev.wait_console("fleetdesk-fw 1.1.0 on esp32")  # the new slot's code is running
     assert dev.handle.boots == 2
     await cloud.expect(f"{SH}/update", reported(lambda r: r.get("firmware_version") == "1.1.0"))

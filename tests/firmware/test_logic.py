@@ -35,8 +35,12 @@ def test_on_validation():
 
 
 def test_ota_package_roundtrip_and_rejects_bad_packages(tmp_path):
-    files = firmware_files("2.0.0")
+    shipped = firmware_files("2.0.0")  # what OTA ships: mpy-cross bytecode (v6), no sources
+    assert "fd/app.mpy" in shipped and not any(p.endswith(".py") for p in shipped)
+    assert all(shipped[p][:2] == b"M\x06" for p in shipped)
+    files = firmware_files("2.0.0", compiled=False)
     assert b'VERSION = "2.0.0"' in files["fd/version.py"] and "fd/app.py" in files
+    assert len(files["fd/app.py"]) > ota.CHUNK  # unpacked in chunks, not read whole
     pkg = tmp_path / "p.pkg"
     pkg.write_bytes(build_package(files))
     n = ota.unpack(str(pkg), str(tmp_path / "slot"))

