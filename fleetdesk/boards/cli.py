@@ -144,8 +144,8 @@ def _records(args) -> int:
 
 def _pool(args) -> int:
     from fleetdesk.boards.certpool import CertPool
-    from fleetdesk.boards.identity import CloudTarget
-
+    from fleetdesk.cloud.backend import CloudTarget
+    from fleetdesk.config import Profile
     from fleetdesk.errors import FleetdeskError
 
     pool = CertPool()
@@ -155,8 +155,7 @@ def _pool(args) -> int:
             out["reserved"] = pool.reserve(args.count)
         if args.action in ("refill", "sync"):
             profile = _flash_profile(args)
-            target = (CloudTarget.from_profile(profile, args.state_dir) if profile is not None
-                      else CloudTarget.from_sandbox(args.state_dir))
+            target = CloudTarget.from_profile(profile or Profile(), args.state_dir)
             if args.action == "refill":
                 out["added"] = pool.refill(target, args.count)
             else:

@@ -396,13 +396,13 @@ class StationController:
         """While online: mint certificates until ``count`` are free in the offline pool (blocking;
         call it off the UI thread). Returns how many were added."""
         from fleetdesk.boards.certpool import CertPool
-        from fleetdesk.boards.identity import CloudTarget
+        from fleetdesk.cloud.backend import CloudTarget
+        from fleetdesk.config import Profile
 
         cloud = self._cloud
         if cloud is None:
             s = self.settings
-            cloud = (CloudTarget.from_profile(s.profile, s.sandbox_state_dir) if s.profile is not None
-                     else CloudTarget.from_sandbox(s.sandbox_state_dir))
+            cloud = CloudTarget.from_profile(s.profile or Profile(), s.sandbox_state_dir)
         station = self._station
         pool = station.pool if station is not None and station.pool is not None else CertPool()
         added = pool.refill(cloud, count)
