@@ -50,8 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fleetdesk {__version__}")
     parser.add_argument("--ledger", metavar="URL", help="the line's shared ledger, postgresql://user@host/db "
                         "(default: FLEETDESK_LEDGER, then Settings, then this station's own SQLite)")
+    parser.add_argument("-v", "--verbose", dest="log_verbose", action="store_true",
+                        help="log what fleetdesk does (INFO) on stderr")
+    parser.add_argument("--debug", dest="log_debug", action="store_true",
+                        help="log everything (DEBUG) on stderr, and show the traceback of an unexpected error")
     register_modules(parser.add_subparsers(dest="command", metavar="COMMAND"), COMMAND_MODULES)
     return parser
+
+
+def setup_logging(verbose: bool, debug: bool) -> None:
+    """--verbose: fleetdesk's own INFO lines; --debug: DEBUG from everything. Neither: warnings only."""
+    import logging
+
+    if not (verbose or debug):
+        return  # Python's last-resort handler prints warnings and errors as they are
+    root = logging.getLogger()
+    if not any(getattr(h, "fleetdesk_cli", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.fleetdesk_cli = True
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    if debug:
+        root.setLevel(logging.DEBUG)
+    else:
+        logging.getLogger("fleetdesk").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    debug = getattr(args, "log_debug", False)
+    setup_logging(getattr(args, "log_verbose", False), debug)
     try:
         return int(func(args) or 0)
     except FleetdeskError as exc:
@@ -72,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line; the traceback only with --debug
+        if debug:
+            raise
+        detail = str(exc) or type(exc).__name__
+        print(f"fleetdesk: unexpected error ({type(exc).__name__}): {detail}\n"
+              "fleetdesk: run the same command with --debug for the details to report", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
