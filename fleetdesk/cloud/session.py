@@ -110,13 +110,18 @@ class CloudSession:
             await self.telemetry.start()
         await self.conn.start()
         await self.conn.wait_connected(connect_timeout)
+        self.shadows.scoped = self.indexed  # on the index: only the shadows the app asks about or shows
         if self.indexed:
-            # a persistent session made before the index still carries dt/+/env: drop it (the
-            # rule keeps every reading in the telemetry table meanwhile)
-            await self.conn._unsubscribe(self.telemetry.topic_filter)
+            # a persistent session made before the index still carries the fleet-wide filters:
+            # drop them (the rule keeps every reading in the telemetry table meanwhile)
+            from fleetdesk.cloud.topics import LOGS_FILTER, shadow_filters
+
+            for f in [self.telemetry.topic_filter, LOGS_FILTER, *shadow_filters()]:
+                await self.conn._unsubscribe(f)
         await self.shadows.start()
         await self.rpc.start()
-        await self.logs.start()
+        if not self.indexed:  # every device's log lines; the Device page follows the open one's itself
+            await self.logs.start()
         names: list[str] = []
         if load_registry and not self.indexed:
             things = await self.control.list_things()
@@ -130,15 +135,24 @@ class CloudSession:
         await self.presence.start(names)
 
     async def watch_telemetry(self, thing: str):
-        """Follow one device's readings (``dt/<thing>/env``), stored and fanned out like the rest.
+        """Follow one device's readings (``dt/<thing>/env``, stored and fanned out like the rest)
+        and, on the index, its shadow events.
 
         Returns:
             An async function that stops following it.
         """
         from fleetdesk.cloud.topics import telemetry_topic
 
-        return await self.conn.subscribe(telemetry_topic(thing), self.telemetry._on_message, qos=1,
-                                         manual_ack=self.store is not None)
+        remove = await self.conn.subscribe(telemetry_topic(thing), self.telemetry._on_message, qos=1,
+                                           manual_ack=self.store is not None)
+        if self.shadows.scoped:
+            await self.shadows.follow(thing, pin=True)
+
+        async def stop() -> None:
+            await remove()
+            if self.shadows.scoped:
+                await self.shadows.unfollow(thing)
+        return stop
 
     async def load_shadows(self, concurrency: int = 16) -> None:
         """Read every known thing's classic shadow once (firmware and shadow-version columns);

@@ -62,30 +62,105 @@ class Shadows:
         timeout: seconds to wait for a reply.
     """
 
-    def __init__(self, conn: Connection, fleet: FleetState | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(self, conn: Connection, fleet: FleetState | None = None, *, timeout: float = 10.0,
+                 scoped: bool = False, max_followed: int = 16) -> None:
         self.conn = conn
         self.fleet = fleet
         self.timeout = timeout
+        self.scoped = scoped
+        self.max_followed = max_followed
         self._pending: dict[str, asyncio.Future] = {}
         self._listeners: list[Callable[[ShadowEvent], Any]] = []
         self._queues: list[tuple[asyncio.Queue, str | None, set[str]]] = []
         self._removers: list[Callable] = []
+        self._followed: dict[str, list[Callable]] = {}  # scoped: thing -> its subscriptions (oldest first)
+        self._following: dict[str, asyncio.Future] = {}
+        self._busy: dict[str, int] = {}
+        self._pinned: set[str] = set()
 
     async def start(self) -> None:
-        """Subscribe to every shadow reply/event topic (``$aws`` topics named explicitly)."""
+        """Subscribe to every shadow reply/event topic (``$aws`` topics named explicitly).
+
+        ``scoped`` (a session on the fleet index): subscribe nothing up front; a thing's shadow
+        topics are followed while a request to it is under way, while it is pinned
+        (:meth:`follow`), and for the ``max_followed`` most recently used things, so the app's
+        connection never carries every device's shadow traffic and stays under IoT Core's 50
+        subscriptions per connection (2 per followed thing).
+        """
+        if self.scoped:
+            return
         for f in shadow_filters():
             self._removers.append(await self.conn.subscribe(f, self._on_message, qos=1))
+
+    async def follow(self, thing: str, *, pin: bool = False) -> None:
+        """(scoped) Receive ``thing``'s shadow replies and events; ``pin`` keeps them until :meth:`unfollow`."""
+        if pin:
+            self._pinned.add(thing)
+        if thing in self._followed:
+            self._followed[thing] = self._followed.pop(thing)  # most recently used last
+            return
+        waiting = self._following.get(thing)
+        if waiting is not None:
+            await asyncio.shield(waiting)
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._following[thing] = fut
+        try:
+            base = shadow_prefix(thing)
+            removers = []
+            for f in (f"{base}/+/+", f"{base}/name/+/+/+"):
+                removers.append(await self.conn.subscribe(f, self._on_message, qos=1))
+            self._followed[thing] = removers
+            fut.set_result(None)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: a waiter re-raises it
+            raise
+        finally:
+            self._following.pop(thing, None)
+        await self._evict()
+
+    async def unfollow(self, thing: str) -> None:
+        """(scoped) Stop pinning ``thing`` (its subscriptions go when others need the room)."""
+        self._pinned.discard(thing)
+        await self._evict()
+
+    async def _evict(self) -> None:
+        while len(self._followed) > self.max_followed:
+            victim = next((t for t in self._followed if t not in self._pinned and not self._busy.get(t)), None)
+            if victim is None:
+                return
+            for remove in self._followed.pop(victim):
+                await remove()
 
     async def stop(self) -> None:
         for remove in self._removers:
             await remove()
         self._removers.clear()
+        for removers in list(self._followed.values()):
+            for remove in removers:
+                await remove()
+        self._followed.clear()
+        self._pinned.clear()
         for fut in self._pending.values():
             fut.cancel()
         self._pending.clear()
 
     # ---------------------------------------------------------------- requests
     async def _request(self, thing: str, name: str | None, op: str, body: dict) -> dict:
+        if not self.scoped:
+            return await self._request_now(thing, name, op, body)
+        self._busy[thing] = self._busy.get(thing, 0) + 1
+        try:
+            await self.follow(thing)
+            return await self._request_now(thing, name, op, body)
+        finally:
+            self._busy[thing] -= 1
+            if not self._busy[thing]:
+                del self._busy[thing]
+            await self._evict()
+
+    async def _request_now(self, thing: str, name: str | None, op: str, body: dict) -> dict:
         token = uuid.uuid4().hex
         body = {**body, "clientToken": token}
         fut = asyncio.get_running_loop().create_future()

@@ -56,7 +56,7 @@ def index_on(sandbox):
     iot = boto3.client("iot", **sandbox.boto3_kwargs())
     iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "REGISTRY_AND_SHADOW",
                                                                   "thingConnectivityIndexingMode": "STATUS"})
-    for name in ("watch-1", "watch-2"):
+    for name in ("watch-1", "watch-2", *(f"bulk-{i}" for i in range(30))):
         iot.create_thing(thingName=name)
     try:
         yield iot
@@ -73,7 +73,11 @@ def test_with_an_index_the_app_follows_only_the_open_device(app_window, index_on
     subs = cloud_session.conn._subs
     assert "dt/+/env" not in subs, "the app's connection must not take every device's telemetry"
     assert not cloud_session.fleet.things, "no ListThings at start with an index"
+    # left: replies to the app's own RPC calls, and presence (every device's connects: see README)
+    assert not [f for f in subs if "+" in f and f not in ("+/rpc/resp", "$aws/events/presence/+/+")], \
+        f"fleet-wide filters on the app's connection: {sorted(subs)}"
     data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    data.update_thing_shadow(thingName="watch-1", payload=json.dumps({"state": {"reported": {"temperature": 21}}}))
     ctx, win = app_window
     ctx.live.attach(cloud_session)
     page = win.show_page("Device")
@@ -81,6 +85,8 @@ def test_with_an_index_the_app_follows_only_the_open_device(app_window, index_on
     async def scenario():
         ctx.navigate.emit("Device", "watch-1")
         await until(lambda: "dt/watch-1/env" in subs, 30, what="the open device's telemetry followed")
+        await until(lambda: page.shadow.version is not None, 30, what="the open device's shadow loaded")
+        assert "$aws/things/watch-1/shadow/+/+" in subs and len(subs) <= 50
         for seq in range(3):
             for name in ("watch-1", "watch-2"):
                 data.publish(topic=f"dt/{name}/env", qos=1,
@@ -91,5 +97,9 @@ def test_with_an_index_the_app_follows_only_the_open_device(app_window, index_on
         ctx.navigate.emit("Device", "watch-2")
         await until(lambda: "dt/watch-2/env" in subs and "dt/watch-1/env" not in subs, 30,
                     what="following moved to the newly opened device")
+        # a bulk change on many things: each is followed while its request runs, never all at once
+        ok, failed = await __import__("gui.actions", fromlist=["set_desired"]).set_desired(
+            cloud_session, [f"watch-{i}" for i in (1, 2)] + [f"bulk-{i}" for i in range(30)], "on", True)
+        assert len(ok) == 32 and not failed and len(subs) <= 50
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 100))
