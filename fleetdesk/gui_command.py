@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def missing_display_libraries(environ: dict | None = None, find=None) -> str | None:
     """Why Qt's X11 (xcb) plugin cannot start here, said the way to fix it; None when it can.
 
-    Qt 6.5+ needs libxcb-cursor0 for xcb; without it Qt only prints "could not load the Qt
-    platform plugin xcb" and aborts. Only checked when xcb will be used (Linux, a DISPLAY,
+    Qt 6.5+ needs libxcb-cursor0 (and the other xcb-util libraries) for xcb; without one of
+    them Qt only prints "could not load the Qt platform plugin xcb" and aborts. Only checked when xcb will be used (Linux, a DISPLAY,
     no other QT_QPA_PLATFORM such as offscreen or wayland).
     """
     import ctypes.util
@@ -32,11 +32,23 @@ def missing_display_libraries(environ: dict | None = None, find=None) -> str | N
         return None
     if env.get("WAYLAND_DISPLAY") and not platform:
         return None  # Qt picks its Wayland plugin first
-    if find("xcb-cursor") is None:
-        return ("The window cannot open: the X11 library libxcb-cursor is not installed (Qt needs it). "
-                "Install it: Debian/Ubuntu `sudo apt-get install libxcb-cursor0`, Fedora `sudo dnf install "
-                "xcb-util-cursor`, Arch `sudo pacman -S xcb-util-cursor`; then run `fleetdesk gui` again.")
-    return None
+    missing = [lib for lib in XCB_LIBRARIES if find(lib) is None]
+    if not missing:
+        return None
+    debian = " ".join(XCB_LIBRARIES[lib] for lib in missing)
+    return (f"The window cannot open: Qt's X11 plugin needs {', '.join('lib' + m for m in missing)}, not installed "
+            f"here. Install: Debian/Ubuntu `sudo apt-get install {debian}` (Fedora: `sudo dnf install "
+            "xcb-util-cursor xcb-util-wm xcb-util-keysyms xcb-util-image xcb-util-renderutil libxkbcommon-x11`); "
+            "then run `fleetdesk gui` again.")
+
+
+# what PySide6's libqxcb.so links beyond libxcb itself (ldd), and the Debian package of each;
+# libxcb-cursor0 is the one Qt 6.5+ added and desktops often lack
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-image": "libxcb-image0", "xcb-render-util": "libxcb-render-util0", "xcb-xkb": "libxcb-xkb1",
+    "xkbcommon-x11": "libxkbcommon-x11-0", "xcb-shape": "libxcb-shape0", "xcb-randr": "libxcb-randr0",
+}
 
 
 def _run(args: argparse.Namespace) -> int:

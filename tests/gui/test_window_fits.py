@@ -98,7 +98,9 @@ def test_set_desired_dialog_is_whole_and_proposes_valid_values(qtbot):
 
 def test_missing_xcb_cursor_says_what_to_install():
     env = {"DISPLAY": ":0"}
-    text = missing_display_libraries(env, find=lambda name: None)
-    assert "libxcb-cursor" in text and "apt-get install libxcb-cursor0" in text
+    text = missing_display_libraries(env, find=lambda name: None if name == "xcb-cursor" else name)
+    assert "needs libxcb-cursor," in text and "apt-get install libxcb-cursor0`" in text
+    text = missing_display_libraries(env, find=lambda name: None if name in ("xcb-cursor", "xcb-icccm") else name)
+    assert "apt-get install libxcb-cursor0 libxcb-icccm4`" in text
     assert missing_display_libraries(env, find=lambda name: f"lib{name}.so.0") is None
     assert missing_display_libraries({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, find=lambda n: None) is None
