@@ -131,3 +131,57 @@ def test_wss_app_client_cannot_reach_control(sandbox, iot):
     finally:
         app.stop()
     assert _raw_login(_internal_port(sandbox), "evil-wss", "pw123456") != 0
+
+
+def test_a_retained_shadow_request_is_not_replayed_after_a_broker_restart(tmp_path, devices):
+    """A device retains an update on its own shadow/update topic: the shadow service applies it
+    once, and when the broker restarts (the services resubscribe) it is cleared, not re-run."""
+    import os
+    import signal
+    import time
+
+    from fleetdesk.cloud.identity import create_device_identity
+    from fleetdesk.sandbox.child import start_sandbox, stop_sandbox
+
+    state = tmp_path / "state"
+    proc, info = start_sandbox(state)
+    try:
+        iot = boto3.client("iot", **info.boto3_kwargs())
+        data = boto3.client("iot-data", **info.boto3_kwargs())
+        ident = create_device_identity(iot, "retainer")
+        dev = devices(info, ident)
+        assert dev.connect(), dev.failure
+        topic = "$aws/things/retainer/shadow/update"
+        dev.client.publish(mqtt5.PublishPacket(topic=topic, payload=b'{"state": {"reported": {"boot": 1}}}',
+                                               qos=mqtt5.QoS.AT_LEAST_ONCE, retain=True)).result(10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                version = json.loads(data.get_thing_shadow(thingName="retainer")["payload"].read())["version"]
+                break
+            except data.exceptions.ResourceNotFoundException:
+                assert time.monotonic() < deadline, "the update was never applied"
+        assert version == 1
+        dev.stop()
+        pid = int((state / "broker" / "mosquitto.pid").read_text())
+        os.kill(pid, signal.SIGTERM)  # a clean exit saves the retained message; the sandbox restarts it
+        deadline = time.monotonic() + 20
+        while "mosquitto restarted" not in (tmp_path / "state.log").read_text():
+            assert time.monotonic() < deadline, "mosquitto was not restarted"
+            time.sleep(0.1)
+        # an MQTT update once the shadow service's link is subscribed again: the retained request
+        # would have been replayed on that SUBSCRIBE, before this one is handled
+        again = devices(info, ident)
+        assert again.connect(timeout=30), again.failure
+        assert again.subscribe(topic + "/accepted") == mqtt5.SubackReasonCode.GRANTED_QOS_1
+        deadline = time.monotonic() + 20
+        while True:
+            again.publish(topic, b'{"state": {"reported": {"probe": 1}}}')
+            try:
+                reply = again.receive(timeout=2)
+                break
+            except Exception:  # noqa: BLE001 - queue.Empty: the service link is not back yet
+                assert time.monotonic() < deadline, "the shadow service did not come back"
+        assert json.loads(reply[1])["version"] == 2, "the retained request was applied again after the restart"
+    finally:
+        stop_sandbox(proc)
