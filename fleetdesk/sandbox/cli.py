@@ -81,7 +81,7 @@ def _up(args) -> int:
         else:
             print(f"Sandbox running (state {info.state_dir})\n"
                   f"  MQTT (mTLS)   {info.mqtt_host}:{info.mqtt_port}\n"
-                  f"  MQTT over WS  127.0.0.1:{info.ws_port}\n"
+                  f"  MQTT over WSS {info.mqtt_host}:{info.ws_port} (SigV4)\n"
                   f"  control plane {info.http_endpoint}\n"
                   f"  CA            {info.ca_file}\n"
                   f"Use it from a shell: eval \"$(fleetdesk sandbox env)\"   Stop: Ctrl-C", flush=True)
