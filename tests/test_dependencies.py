@@ -20,6 +20,9 @@ NOT_DISTRIBUTIONS = {
     "fd",  # the firmware's own package, run from fleetdesk/_data/firmware by the fleet simulator
     "shiboken6",  # PySide6's binding runtime, pinned to the same version by PySide6-Essentials
 }
+# Modules that may import what only the [virtual] extra brings (virtual boards, .mpy builds, the
+# standalone app's micropython role).
+VIRTUAL_USERS = ("fleetdesk/virtual/", "fleetdesk/boards/mpyfiles", "fleetdesk/roles.py")
 # Declared although nothing imports them by name, each with what it is for (none today).
 DECLARED_NOT_IMPORTED: dict[str, str] = {}
 
@@ -67,8 +70,7 @@ def test_every_import_is_declared():
     missing = []
     for top, files in sorted(_imports().items()):
         names = {_norm(d) for d in dists.get(top, [top])}
-        virtual_only = all(f.startswith("fleetdesk/virtual/") or f.startswith("fleetdesk/boards/mpyfiles")
-                           for f in files)
+        virtual_only = all(f.startswith(VIRTUAL_USERS) for f in files)
         allowed = main | (extras["virtual"] if virtual_only else set())
         if not names & allowed:
             missing.append(f"{top} (distribution {sorted(names)}) imported by {sorted(files)[:3]}")

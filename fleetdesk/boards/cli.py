@@ -228,12 +228,8 @@ def _flash(args) -> int:
             print(json.dumps(res.to_json()), flush=True)
         else:
             tail = f" — {res.advice}" if res.result != "PASS" and res.advice else ""
-            if res.presence.startswith("boot seen on the console"):
-                tail += f" — {res.presence}"
             ident = (f" {res.thing}" if res.thing else "") + (f" cert {res.certificate_id[:10]}" if res.certificate_id else "")
-            note = (" (re-flash)" if res.reflash else "") + (" (identity restored)" if res.restored else "") \
-                + (f" (identity backed up: #{res.backup_id})" if res.backup_id else "") + (" (offline: registry sync pending)" if res.pending_sync else "") \
-                + (f" ({res.followed})" if res.followed else "")
+            note = "".join(f" ({n})" for n in res.notes())  # the same notes the station tile shows
             if res.restore_offered:  # a question, not a failure
                 print(f"HOLD {res.port} {res.chip or ''} {res.mac or ''} — {res.error.splitlines()[0]}; nothing was "
                       "written. Re-run with --restore-identity to write it back, or --factory-reset for a new one",
@@ -255,11 +251,23 @@ def _flash(args) -> int:
         ports, skipped = ports[:level], ports[level:]
     else:
         skipped = []
-    results = station.run_many(ports, on_result=report) if ports else []
-    if not args.json and sys.stdin.isatty():
+    from fleetdesk.interrupt import exit_code, stop_on_signals
+    from fleetdesk.progress import bars
+
+    with bars(args.json) as progress, stop_on_signals(station.cancel_all) as stopped:
+        def on_event(port, ev) -> None:
+            if "stage" in ev or "percent" in ev:
+                progress.update(port, stage=ev.get("stage"), percent=ev.get("percent"))
+
+        def on_result(res) -> None:
+            progress.update(res.port, stage=res.result, done=True)
+            report(res)
+
+        results = station.run_many(ports, on_result=on_result, on_event=on_event) if ports else []
+    if not args.json and sys.stdin.isatty() and not stopped:
         results = [_ask_restore(station, r, report) if r.restore_offered else r for r in results]
     station.close()
-    return 0 if results and not skipped and all(r.result == "PASS" for r in results) else 1
+    return exit_code(stopped, 0 if results and not skipped and all(r.result == "PASS" for r in results) else 1)
 
 
 def _ask_restore(station, res, report):

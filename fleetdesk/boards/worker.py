@@ -390,6 +390,11 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
 
 def main() -> int:
     import queue
+    import signal
+
+    # A terminal's Ctrl-C reaches the whole process group: the station decides (STOP at the next
+    # block, fleetdesk/interrupt.py) and tells this worker through its job; the worker never dies of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     events = _Events(os.fdopen(os.dup(1), "w", buffering=1))
     sys.stdout = sys.stderr  # stray prints must not corrupt the event stream
