@@ -419,7 +419,8 @@ class VirtualBoard:
 
         env = dict(self.env or {})
         return launch_firmware(self.fs_dir, mac=self.spec.mac, chip=self.spec.model.name,
-                               console=self.console, interpreter=self.spec.interpreter, env=env or None)
+                               console=self.console, interpreter=self.spec.interpreter, env=env or None,
+                               psram=self.spec.psram)
 
     async def _stop_app(self) -> None:
         task, self._boot_task = self._boot_task, None

@@ -37,6 +37,9 @@ def add_virtual_command(boards_sub) -> None:
     p.add_argument("--native-usb", action="store_true",
                    help="USB-Serial/JTAG board (VID 303A, like ESP32-S3/C3): re-enumerates under a new "
                         "port when a flash tool resets it into the bootloader")
+    p.add_argument("--psram", action="store_true",
+                   help="a PSRAM board (ESP32/ESP32-S3 SPIRAM build, MB-sized GC heap); default: the chip's "
+                        "stock heap without PSRAM (ESP32 112 KB)")
     p.add_argument("--no-register", action="store_true", help="do not list the ports for discovery")
     p.add_argument("--json", action="store_true", help="print one JSON line: [{port, chip, mac}, ...]")
     p.set_defaults(func=_run)
@@ -122,7 +125,7 @@ async def _serve(args) -> int:
             spec = BoardSpec(chip=args.chip, name=f"{args.chip}-{i}", flash_mb=args.flash_size,
                              revision=revision, secure_boot=args.secure_boot,
                              flash_encryption=args.flash_encryption, throttle=not args.no_throttle,
-                             interpreter=args.interpreter, native_usb=args.native_usb,
+                             interpreter=args.interpreter, native_usb=args.native_usb, psram=args.psram,
                              mac_seed=str(state_dir.resolve()))  # boards of two processes never share a MAC
             board = VirtualBoard(spec, state_dir, args.base_port + i if args.base_port else 0,
                                  register=not args.no_register, env=env or None)

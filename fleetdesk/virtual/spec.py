@@ -27,6 +27,8 @@ class BoardSpec:
         interpreter: how the flashed firmware runs after boot ("micropython" or "python").
         native_usb: USB-Serial/JTAG chip (VID 303A): a bootloader session that starts while
             the board runs out of flash re-enumerates it under a new port (same location).
+        psram: a board with PSRAM (the SPIRAM MicroPython build's MB-sized GC heap); default
+            the chip's stock heap without it (fleetdesk.virtual.chips.HEAP_BUDGETS).
     """
 
     chip: str = "esp32"
@@ -39,11 +41,16 @@ class BoardSpec:
     throttle: bool = True
     interpreter: str = "micropython"
     native_usb: bool = False
+    psram: bool = False
     extra: dict = field(default_factory=dict)
     mac_seed: str = ""  # mixed into the derived MAC (e.g. the state dir: two emulator processes differ)
 
     def __post_init__(self) -> None:
         _ = self.model  # validates the chip name
+        if self.psram:
+            from fleetdesk.virtual.chips import heap_budget
+
+            heap_budget(self.chip, psram=True)  # refuses chips without a PSRAM build
         if self.flash_mb not in FLASH_SIZES_MB:
             raise BoardError(f"Unsupported flash size {self.flash_mb} MB", "use 1, 2, 4, 8 or 16")
         if not self.mac:

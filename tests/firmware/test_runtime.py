@@ -50,3 +50,45 @@ def test_stop_ends_a_running_firmware(tmp_path):
     assert h.running and h.pid
     h.stop(5)
     assert not h.running and h.pid is None
+
+
+HEAP_PROBE = (
+    "import gc\n"
+    "gc.collect()\n"
+    "print('free', gc.mem_free())\n"
+    "try:\n"
+    "    b = bytearray(%d)\n"
+    "    print('fits')\n"
+    "except MemoryError:\n"
+    "    print('MemoryError')\n"
+)
+
+
+@pytest.mark.parametrize("chip, psram, want", [
+    ("esp32", False, 112), ("esp32s3", False, 128), ("esp32c3", False, 128), ("esp8266", False, 38),
+    ("esp32", True, 4096),
+])
+def test_the_firmware_gets_the_chips_stock_gc_heap(tmp_path, chip, psram, want):
+    """What main.py has free is the chip's budget (after the hal shims, which are C on a chip):
+    a 120 KB buffer does not fit a stock ESP32, it does on a PSRAM board."""
+    (tmp_path / "main.py").write_text(HEAP_PROBE % (120 * 1024))
+    out = bytearray()
+    h = launch_firmware(tmp_path, mac="020000000004", chip=chip, console=out.extend, psram=psram)
+    try:
+        assert h.wait(30) == 0, out.decode()
+    finally:
+        h.stop()
+    assert h.heap == want * 1024
+    text = out.decode()
+    free = int(text.split("free ")[1].split()[0])
+    from fleetdesk.virtual.runtime import WORD_INFLATION
+
+    # within the 64-bit port's scale of the budget (minus what the prelude's imports left behind)
+    assert 0.9 * want * 1024 * WORD_INFLATION < free <= want * 1024 * WORD_INFLATION + 4096, text
+    assert ("fits" in text) == psram, text
+
+
+def test_psram_on_a_chip_without_a_psram_build_is_refused(tmp_path):
+    (tmp_path / "main.py").write_text("print(1)\n")
+    with pytest.raises(BoardError, match="no PSRAM"):
+        launch_firmware(tmp_path, mac="020000000005", chip="esp32c3", console=lambda b: None, psram=True)
