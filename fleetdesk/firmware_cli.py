@@ -14,6 +14,8 @@ def register(sub) -> None:
     build = fw_sub.add_parser("build", help="build a bundle: partition table, vfs image, manifest, merged .bin")
     build.add_argument("--chip", default="esp32", choices=["esp32", "esp32s3", "esp32c3", "esp8266"])
     build.add_argument("--base", type=Path, help="MicroPython firmware .bin for real boards (from micropython.org)")
+    build.add_argument("--frozen", action="store_true",
+                       help="--base has fd/ frozen in (firmware/manifest.py): ship main.py only")
     build.add_argument("--partitions", type=Path, help="ESP-IDF partition CSV (default: MicroPython 4 MB layout)")
     build.add_argument("--min-revision", help="lowest chip revision supported, e.g. 3.0 (refused below it)")
     build.add_argument("-o", "--output", type=Path, required=True, help="output directory")
@@ -67,9 +69,10 @@ def _build(args) -> int:
 
     min_rev = parse_revision(args.min_revision) if args.min_revision else None
     bundle = build_bundle(args.output, chip=args.chip, base=args.base,
-                          partition_csv=args.partitions or DEFAULT_CSV, min_revision=min_rev)
+                          partition_csv=args.partitions or DEFAULT_CSV, min_revision=min_rev,
+                          frozen=args.frozen)
     info = _describe(bundle)
-    info["files"] = sorted(firmware_files())
+    info["files"] = sorted(p for p in firmware_files() if not (args.frozen and p.startswith("/fd/")))
     if args.json:
         print(json.dumps(info))
     else:

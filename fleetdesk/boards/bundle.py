@@ -143,7 +143,7 @@ def firmware_version(root: Path = FIRMWARE_DIR) -> str:
 
 def build_bundle(out_dir: Path, *, chip: str = "esp32", base: Path | None = None,
                  firmware_root: Path = FIRMWARE_DIR, partition_csv: Path = DEFAULT_CSV,
-                 min_revision: int | None = None) -> Bundle:
+                 min_revision: int | None = None, frozen: bool = False) -> Bundle:
     """Build a bundle into ``out_dir`` and return it.
 
     Args:
@@ -155,6 +155,8 @@ def build_bundle(out_dir: Path, *, chip: str = "esp32", base: Path | None = None
         partition_csv: ESP-IDF partition CSV (must contain a ``vfs`` data partition).
         min_revision: lowest chip revision (major*100+minor) the bundle supports; stamped
             into the placeholder images and the manifest (the flash station refuses older chips).
+        frozen: `base` is a custom MicroPython image with fd/ frozen in (firmware/manifest.py):
+            the vfs carries main.py only (an fd/ there would shadow the frozen app).
     """
     if chip not in CHIP_FAMILY:
         raise BundleError(f"Unknown chip {chip!r}", f"use one of: {', '.join(CHIP_FAMILY)}")
@@ -169,6 +171,14 @@ def build_bundle(out_dir: Path, *, chip: str = "esp32", base: Path | None = None
                           f"start from {DEFAULT_CSV}")
     version = firmware_version(firmware_root)
     files = firmware_files(firmware_root)
+    if frozen:
+        if base is None:
+            raise BundleError("--frozen needs --base: the MicroPython image the app is frozen into",
+                              "build one with firmware/manifest.py (see firmware/README.md)")
+        if b"fd/app.py" not in Path(base).read_bytes():
+            raise BundleError(f"{Path(base).name} has no frozen fd/ app in it",
+                              "build the image with FROZEN_MANIFEST=firmware/manifest.py (firmware/README.md)")
+        files = {p: d for p, d in files.items() if not p.startswith("/fd/")}
     vfs_image = fsimage.build_image(files, vfs.size)
     bl_off = appimage.BOOTLOADER_OFFSET[chip]
     if base is not None:

@@ -132,3 +132,21 @@ def test_esp_idf_flasher_args_loads(tmp_path):
     assert loaded.chip == "esp32c3"
     assert [(p.name, p.offset) for p in loaded.parts] == [("bootloader", 0), ("partition-table", 0x8000), ("app", 0x10000)]
     assert loaded.vfs_offset == 0x200000  # found through the flashed partition table
+
+
+def test_bundle_ships_mpy_bytecode_and_frozen_builds_ship_main_only(tmp_path):
+    b = bundle.build_bundle(tmp_path / "b", chip="esp32")
+    files = fsimage.read_image(b.vfs.data)
+    app = {p for p in files if p.startswith("/fd/")}
+    assert "/fd/app.mpy" in app and not any(p.endswith(".py") for p in app)
+    assert all(files[p][:2] == b"M\x06" for p in app)  # bytecode v6: MicroPython 1.19+ (ESP32 1.22-1.25)
+    # a base image without the app frozen in is refused for --frozen; one with it ships main.py only
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"\xe9" + bytes(4096))
+    with pytest.raises(bundle.BundleError, match="no frozen fd/"):
+        bundle.build_bundle(tmp_path / "f1", chip="esp32", base=plain, frozen=True)
+    custom = tmp_path / "custom.bin"
+    custom.write_bytes(b"\xe9" + bytes(4096) + b"fd/app.py\x00fd/mqtt.py\x00")
+    fb = bundle.build_bundle(tmp_path / "f2", chip="esp32", base=custom, frozen=True)
+    ffiles = fsimage.read_image(fb.vfs.data)
+    assert "/main.py" in ffiles and not any(p.startswith("/fd/") for p in ffiles)
