@@ -20,7 +20,8 @@ if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
 # AWS's credential/profile/region chain (a missing AWS_PROFILE breaks every boto3 client), the
 # user's dirs (tests would write ~/.config/fleetdesk), and who the user is.
 _SCRUBBED_PREFIXES = ("AWS_", "FLEETDESK_", "BOTO_")
-_KEPT = {"FLEETDESK_MOSQUITTO", "FLEETDESK_MOSQUITTO_DYNSEC"}  # where this machine's broker is, not a setting
+# where this machine's broker is, and where a run keeps its screenshots (README: retaking them): not settings
+_KEPT = {"FLEETDESK_MOSQUITTO", "FLEETDESK_MOSQUITTO_DYNSEC", "FLEETDESK_SCREENSHOTS"}
 _REAL_HOME = os.environ.get("HOME", "")
 _home_before: dict[str, int] | None = None
 

@@ -91,7 +91,6 @@ class BleSetupPage(QWidget):
         for col in range(3):  # name, address, signal read whole at 1024 px; the state takes the rest
             header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.Stretch)
-        left.setMinimumWidth(400)
         self.table.itemSelectionChanged.connect(self._selected)
         lv.addWidget(self.table)
         split.addWidget(left)
@@ -229,8 +228,11 @@ class BleSetupPage(QWidget):
         if row == self.table.rowCount():
             self.table.insertRow(row)
         state = {True: "provisioned", False: "needs setup", None: "?"}[item.provisioned]
-        for col, text in enumerate((item.name, item.address, rssi_bars(item.rssi), state)):
-            self.table.setItem(row, col, QTableWidgetItem(text))
+        for col, text in enumerate((item.name, item.address, rssi_bars(item.rssi).split("  ")[0], state)):
+            cell = QTableWidgetItem(text)
+            if col == 2:
+                cell.setToolTip(f"{item.rssi} dBm")  # the bars in the cell: the list fits 1024 px
+            self.table.setItem(row, col, cell)
 
     def _scan_done(self, result: Any, error: BaseException | None) -> None:
         self.scan_button.setEnabled(True)
