@@ -26,11 +26,17 @@ PORT_BASE_ENV = "FLEETDESK_SANDBOX_PORT_BASE"
 
 
 def load_stylesheet() -> str:
-    """The app style sheet (resources/styles/app.qss), or "" if missing."""
+    """The app style sheet (resources/styles/app.qss); "" and a warning on stderr if missing."""
+    path = RESOURCES_DIR / "styles" / "app.qss"
     try:
-        return (RESOURCES_DIR / "styles" / "app.qss").read_text()
-    except OSError:
+        return path.read_text()
+    except OSError as exc:
+        print(f"fleetdesk: the style sheet {path} is missing ({exc.strerror}): reinstall fleetdesk", file=sys.stderr)
         return ""
+
+
+ICON_PATH = RESOURCES_DIR / "icons" / "fleetdesk.png"
+DESKTOP_FILE_NAME = "fleetdesk"  # resources/desktop/fleetdesk.desktop: the launcher's id, for the task bar
 
 
 class CloudController:
@@ -119,6 +125,13 @@ def run_app(args: argparse.Namespace) -> int:
     app.setOrganizationName("fleetdesk")
     app.setApplicationName("fleetdesk")
     app.setApplicationDisplayName("Fleetdesk")
+    app.setDesktopFileName(DESKTOP_FILE_NAME)
+    if ICON_PATH.is_file():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(ICON_PATH)))
+    else:
+        print(f"fleetdesk: the app icon {ICON_PATH} is missing: reinstall fleetdesk", file=sys.stderr)
     app.setQuitOnLastWindowClosed(False)
 
     load_error = None

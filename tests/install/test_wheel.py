@@ -10,6 +10,7 @@ fails here. PyPI is reached through pip's cache (about 30 s when cached).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -25,7 +26,11 @@ def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("installed")
     assert ROOT not in base.parents
     dist = base / "dist"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+    # built from a copy: setuptools' build/ in the checkout would carry files deleted since into the wheel
+    src = base / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                             "__pycache__", "tmp", ".state", "bench", "docs", "tests"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = dist.glob("fleetdesk-*.whl")
