@@ -39,9 +39,16 @@ def _quota(ctx, api: str, request) -> None:
         quotas.control_plane(api, request)
 
 
-def update_indexing_configuration(ctx, request):
+async def update_indexing_configuration(ctx, request):
     p = request.params
-    _index(ctx).update_configuration(p.get("thingIndexingConfiguration"), p.get("thingGroupIndexingConfiguration"))
+    index = _index(ctx)
+    mode = (p.get("thingIndexingConfiguration") or {}).get("thingIndexingMode")
+    if mode in ("REGISTRY", "REGISTRY_AND_SHADOW"):
+        await index.sync_link(True)  # follow shadow events before the rebuild reads the shadows
+    try:
+        index.update_configuration(p.get("thingIndexingConfiguration"), p.get("thingGroupIndexingConfiguration"))
+    finally:
+        await index.sync_link()
     return {}
 
 

@@ -95,6 +95,7 @@ class FleetIndex:
         self.store = store
         self._dirty: set[str] = set()
         self._flushing = False
+        self.link = None  # the shadow-events link, only while indexing is on
         self.config = json.loads(store.get_meta("config") or "null") or json.loads(json.dumps(DEFAULT_CONFIG))
 
     # -- configuration -----------------------------------------------------------------
@@ -320,6 +321,20 @@ class FleetIndex:
         finally:
             self._flushing = False
 
+    async def sync_link(self, want: bool | None = None) -> None:
+        """Follow shadow events exactly while indexing is on (off: no cost per shadow update).
+        ``want`` True starts following before indexing is turned on (no update falls in between)."""
+        from fleetdesk.sandbox.mqtt_link import MqttLink
+
+        want = self.enabled if want is None else want
+        if want and self.link is None:
+            link = MqttLink(self.ctx.internal_mqtt, "fleet-index", SHADOW_FILTERS, self.on_shadow_message)
+            await link.start()
+            self.link = link
+        elif not want and self.link is not None:
+            link, self.link = self.link, None
+            await link.stop()
+
     def on_shadow_message(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
         if len(parts) >= 3 and parts[0] == "$aws" and parts[1] == "things":
@@ -387,13 +402,14 @@ class FleetIndex:
 
 
 class _Running:
-    def __init__(self, index: FleetIndex, link, unlisten: list) -> None:
-        self.index, self.link, self.unlisten = index, link, unlisten
+    def __init__(self, index: FleetIndex, unlisten: list) -> None:
+        self.index, self.unlisten = index, unlisten
 
     async def stop(self) -> None:
         for u in self.unlisten:
             u()
-        await self.link.stop()
+        if self.index.link is not None:
+            await self.index.link.stop()
         await self.index.flush()
         self.index.store.set_meta("clean", "1")
         self.index.store.close()
@@ -401,8 +417,6 @@ class _Running:
 
 async def start(ctx: Any) -> _Running:
     """Start fleet indexing (``ctx.extras["index"]``)."""
-    from fleetdesk.sandbox.mqtt_link import MqttLink
-
     store = IndexStore(Path(ctx.state_dir) / "fleet_index.sqlite")
     index = FleetIndex(ctx, store)
     ctx.extras["index"] = index
@@ -413,7 +427,6 @@ async def start(ctx: Any) -> _Running:
             for name in store.names_with("connectivity.connected", "true"):
                 index.reindex(name)  # a restart disconnected everyone (presence says so)
     store.set_meta("clean", "0")
-    link = MqttLink(ctx.internal_mqtt, "fleet-index", SHADOW_FILTERS, index.on_shadow_message)
-    await link.start()
+    await index.sync_link()
     unlisten = [ctx.registry_changed.listen(index.on_registry_change), ctx.events.listen(index.on_client_event)]
-    return _Running(index, link, unlisten)
+    return _Running(index, unlisten)
