@@ -218,6 +218,20 @@ class DynamoStore:
                         "item=excluded.item, size=excluded.size, expires=excluded.expires, sk_n=excluded.sk_n",
                         (name, pk, sk_s, sk_n, text, len(text), self._expiry(item, spec["_ttl"])))
 
+    def put_items(self, items: list[tuple[str, dict]]) -> list[DynamoError | None]:
+        """Put many items in one transaction (the rules engine's writes of one loop turn);
+        for each, None or the DynamoError that refused it (the others are still written)."""
+        out: list[DynamoError | None] = []
+        with self.db:
+            self.db.execute("BEGIN")
+            for table, item in items:
+                try:
+                    self.put_item(table, item)
+                    out.append(None)
+                except DynamoError as exc:
+                    out.append(exc)
+        return out
+
     def get_item(self, name: str, key: dict) -> dict | None:
         spec = self._spec(name)
         if len(key) != len(spec["KeySchema"]):

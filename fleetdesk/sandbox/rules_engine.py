@@ -94,6 +94,7 @@ class RulesEngine:
         self.rules: dict[str, dict] = {}
         self._compiled: dict[str, Any] = {}
         self.counts = {"matched": 0, "actions_failed": 0}
+        self._writes: list = []  # dynamoDBv2 puts of this loop turn: (table, item, on_error)
         if path.exists():
             try:
                 self.rules = json.loads(path.read_text())
@@ -184,13 +185,50 @@ class RulesEngine:
         failures = []
         for action in rule["actions"]:
             try:
+                if "dynamoDBv2" in action and self._defer(name, rule, action, out, msg):
+                    continue
                 self._act(action, out, msg)
             except Exception as exc:  # noqa: BLE001 - the errorAction reports it
-                self.counts["actions_failed"] += 1
-                (kind, spec), = action.items()
-                resource = (spec.get("putItem") or {}).get("tableName") or spec.get("topic") or ""
-                failures.append({"failedAction": kind[0].upper() + kind[1:] + "Action",
-                                 "failedResource": resource, "errorMessage": getattr(exc, "message", str(exc))})
+                failures.append(self._failure(action, exc))
+        self._report(name, rule, msg, failures)
+
+    def _failure(self, action: dict, exc: Exception) -> dict:
+        self.counts["actions_failed"] += 1
+        (kind, spec), = action.items()
+        resource = (spec.get("putItem") or {}).get("tableName") or spec.get("topic") or ""
+        return {"failedAction": kind[0].upper() + kind[1:] + "Action",
+                "failedResource": resource, "errorMessage": getattr(exc, "message", str(exc))}
+
+    def _defer(self, name: str, rule: dict, action: dict, out: dict, msg: Context) -> bool:
+        """Queue a dynamoDBv2 put for this loop turn's one transaction (False: no loop, do it now)."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self.ctx.extras.get("dynamodb") is None:
+            return False  # fails now, through the errorAction
+        table = substitute(action["dynamoDBv2"]["putItem"]["tableName"], msg)
+        if not self._writes:
+            loop.call_soon(self._flush_writes)
+        self._writes.append((table, {k: to_dynamo(v) for k, v in out.items()}, (name, rule, action, msg)))
+        return True
+
+    def _flush_writes(self) -> None:
+        writes, self._writes = self._writes, []
+        store = self.ctx.extras.get("dynamodb")
+        if store is None or not writes:
+            return
+        try:
+            results = store.put_items([(t, item) for t, item, _ in writes])
+        except Exception as exc:  # noqa: BLE001 - the store itself failed: every write reports it
+            results = [exc] * len(writes)
+        for (_, _, (name, rule, action, msg)), error in zip(writes, results):
+            if error is not None:
+                self._report(name, rule, msg, [self._failure(action, error)])
+
+    def _report(self, name: str, rule: dict, msg: Context, failures: list) -> None:
         if failures and rule.get("errorAction"):
             report = {"ruleName": name, "topic": msg.topic, "cloudwatchTraceId": str(uuid.uuid4()),
                       "clientId": msg.client_id or "",
