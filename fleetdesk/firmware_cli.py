@@ -68,6 +68,12 @@ def _build(args) -> int:
     from fleetdesk.virtual.cli import parse_revision
 
     min_rev = parse_revision(args.min_revision) if args.min_revision else None
+    if "/main.py" not in firmware_files():  # a bundle without it boots to the REPL: never PASS-able
+        from fleetdesk.errors import FleetdeskError
+        from fleetdesk.paths import FIRMWARE_DIR
+
+        raise FleetdeskError(f"the firmware sources in {FIRMWARE_DIR} have no main.py",
+                             "reinstall fleetdesk (pip install --force-reinstall fleetdesk)")
     bundle = build_bundle(args.output, chip=args.chip, base=args.base,
                           partition_csv=args.partitions or DEFAULT_CSV, min_revision=min_rev,
                           frozen=args.frozen)
@@ -78,8 +84,6 @@ def _build(args) -> int:
     else:
         print(f"bundle written to {args.output}")
         _print(info)
-        if "/main.py" not in info["files"]:
-            print("warning: firmware/main.py is missing; boards will boot to the REPL")
     return 0
 
 

@@ -52,3 +52,13 @@ def test_verbose_logs_fleetdesk_info(broken_inspect, capsys):
 def test_without_flags_info_stays_quiet(broken_inspect, capsys):
     cli.main(["firmware", "inspect", "x"])
     assert "inspecting" not in capsys.readouterr().err
+
+
+def test_firmware_build_without_main_py_refuses(monkeypatch, tmp_path, capsys):
+    from fleetdesk.boards import bundle
+
+    monkeypatch.setattr(bundle, "firmware_files", lambda *a, **k: {"/fd/app.py": b""})
+    assert cli.main(["firmware", "build", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "have no main.py" in err and "reinstall fleetdesk" in err and "port" not in err
+    assert not (tmp_path / "out").exists(), "no bundle that boots to the REPL is written"
