@@ -57,7 +57,9 @@ def test_ble_setup_page_end_to_end(fresh_board, sandbox, qloop, tmp_path, monkey
     thing = f"ble-gui-{uuid.uuid4().hex[:6]}"
 
     def shot(name: str) -> None:
-        assert page.grab().save(os.path.join(shots, f"ble_setup_{name}.png"))
+        from window_grab import real_window_grab
+
+        assert real_window_grab(page).save(os.path.join(shots, f"ble_setup_{name}.png"))
 
     async def scenario() -> None:
         page.start_scan()

@@ -19,7 +19,9 @@ def _save(widget, name: str, tmp_path: Path) -> Path:
     out = Path(os.environ.get("FLEETDESK_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    assert widget.grab().save(str(path))
+    from window_grab import real_window_grab
+
+    assert real_window_grab(widget).save(str(path))
     return path
 
 
@@ -66,7 +68,7 @@ def test_sixteen_slots_flash_at_once(qtbot, rig, bundle_dir, tmp_path):
     def done():
         if "mid" not in shot and sum(1 for t in ctl.tiles.values() if t.state == "PASS") >= 4:
             page.refresh()
-            shot["mid"] = _save(page, "stations-16-mid.png", tmp_path)
+            shot["mid"] = _save(page, "stations-16-slots-mid-flash.png", tmp_path)
         return not ctl.busy
 
     qtbot.waitUntil(done, timeout=200_000)
@@ -78,7 +80,7 @@ def test_sixteen_slots_flash_at_once(qtbot, rig, bundle_dir, tmp_path):
     assert "PASS 16" in page.totals.text()
     assert ticks  # the UI kept repainting while 16 boards flashed
     assert sorted(r["mac"] for r in db.attempts()) == sorted(b.spec.mac for b in boards)
-    _save(page, "stations-16-done.png", tmp_path)
+    _save(page, "stations-16-slots-done.png", tmp_path)
     page.toggle_lock()
     assert not page.locked and page.bundle.isEnabled()
 

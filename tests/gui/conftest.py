@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from gui_testutil import until  # noqa: F401  (re-exported for older imports)
+from window_grab import real_window_grab
 
 SCREENSHOT_DIR_ENV = "FLEETDESK_SCREENSHOTS"  # set to a dir to keep the PNGs (docs/screenshots)
 
@@ -101,7 +102,7 @@ def shot(tmp_path):
         out_dir = os.environ.get(SCREENSHOT_DIR_ENV) or str(tmp_path)
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, f"{name}.png")
-        assert widget.grab().save(path), f"could not save {path}"
+        assert real_window_grab(widget).save(path), f"could not save {path}"
         return path
 
     return save

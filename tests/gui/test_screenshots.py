@@ -120,7 +120,8 @@ def test_dashboard_with_a_small_fleet(app_window, qloop, tmp_path, shot):
         await until(lambda: "(3): 3 succeeded" in jobs.exec_label.text(), 10, what="execution counts")
         await until(lambda: jobs.jobs_table.rowCount() == 1 and jobs.jobs_table.item(0, 4).text(), 10,
                     what="the job's completion time")
-        assert [jobs.jobs_table.item(0, c).text() for c in range(3)] == ["ota-1_1_0-north", "COMPLETED", "snapshot"]
+        assert [jobs.jobs_table.item(0, c).text() for c in range(3)] == ["ota-1_1_0-north", "COMPLETED", "3 succeeded"]
+        assert jobs.jobs_table.item(0, 0).toolTip() == "ota-1_1_0-north (snapshot)"
         assert {g for g in (jobs.group_list.item(i).text() for i in range(jobs.group_list.count()))} >= set(GROUPS)
         shot(win, "jobs")
 
