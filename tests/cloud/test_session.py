@@ -46,15 +46,15 @@ def test_sandbox_profile_reads_endpoint_and_credentials(tmp_path):
         "ca_file": str(ca), "region": "us-east-1", "pid": os.getpid(), "internal_port": 18830}))
     (tmp_path / "credentials.json").write_text(json.dumps({
         "aws_access_key_id": "AK", "aws_secret_access_key": "SK", "internal_username": "fleetdesk-internal",
-        "internal_password": "pw"}))
+        "internal_password": "s3cret-Pw-4e1f"}))
     with open(tmp_path / "sandbox.lock", "wb") as lock:  # what a running sandbox holds
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         s = backend.mqtt_settings()
-        assert (s.auth, s.port, s.username, s.password, s.tls) == ("password", 18830, "fleetdesk-internal", "pw", False)
+        assert (s.auth, s.port, s.username, s.password, s.tls) == ("password", 18830, "fleetdesk-internal", "s3cret-Pw-4e1f", False)
         s.check()  # loopback without TLS is allowed ...
         s.host = "10.0.0.5"
         with pytest.raises(ConfigError, match="without TLS"):  # ... nowhere else
             s.check()
         ep = backend.device_endpoint()
         assert (ep.host, ep.port, ep.region, ep.ca_pem) == ("127.0.0.1", 8883, "us-east-1", ca.read_bytes())
-        assert "pw" not in json.dumps(backend.attached_state().endpoint)  # the status bar gets no secrets
+        assert "s3cret-Pw-4e1f" not in json.dumps(backend.attached_state().endpoint)  # the status bar gets no secrets
