@@ -67,6 +67,21 @@ class Logs:
             await self._remove()
             self._remove = None
 
+    async def watch(self, thing: str) -> Callable[[], Any]:
+        """Make sure ``thing``'s records arrive (the Device page showing it); returns an async remover.
+
+        With the fleet-wide stream started (no fleet index) every thing's records arrive
+        already; otherwise this subscribes to ``<thing>/logs`` alone.
+        """
+        if self._remove is not None:
+            async def nothing() -> None:
+                return None
+
+            return nothing
+        from fleetdesk.cloud.topics import logs_topic
+
+        return await self.conn.subscribe(logs_topic(thing), self._on_message, qos=0)
+
     def add_listener(self, fn: Callable[[LogRecord], Any]) -> Callable[[], None]:
         """Call ``fn(record)`` on the loop for every new record. Returns a remover."""
         self._listeners.append(fn)

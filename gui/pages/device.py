@@ -48,6 +48,7 @@ class DevicePage(QWidget):
         self.thing: str | None = None
         self.shadow_name: str | None = None
         self._log_unsub = None
+        self._log_listener = None  # session.logs listener of the shown thing
         self._telemetry_unsub = None  # the open thing's dt/<thing>/env while the session uses the fleet index
         self._log_pending: list[str] = []
         self.exports = 0
@@ -425,17 +426,19 @@ class DevicePage(QWidget):
         bridge.submit(session.rpc.call(thing, method, args), done)
 
     def _subscribe_log(self, thing: str) -> None:
+        """Show ``thing``'s device log: what session.logs kept, then each new record."""
         session = self.session
+        if self._log_listener is not None:
+            self._log_listener()
+            self._log_listener = None
         if self._log_unsub is not None:
             unsub, self._log_unsub = self._log_unsub, None
             bridge.submit(_maybe_await(unsub()))
         if session is None:
             return
-        from fleetdesk.cloud.topics import logs_topic
-
-        def on_msg(msg) -> None:
-            line = format_log(msg.payload)
-            bridge.post(self._log_pending.append, f"{time.strftime('%H:%M:%S')}  {line}")
+        self._log_pending.extend(format_record(r) for r in session.logs.recent(thing))
+        self._log_listener = session.logs.add_listener(
+            lambda rec: bridge.post(self._log_pending.append, format_record(rec)) if rec.thing == thing else None)
 
         def done(unsub, error) -> None:
             if error is None:
@@ -446,7 +449,7 @@ class DevicePage(QWidget):
             else:
                 self._log_pending.append(f"(log stream unavailable: {error_text(error, ' → ')})")
 
-        bridge.submit(session.conn.subscribe(logs_topic(thing), on_msg, qos=0), done)
+        bridge.submit(session.logs.watch(thing), done)
 
     def _flush_log(self) -> None:
         if self._log_pending:
@@ -455,6 +458,9 @@ class DevicePage(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self._watch_telemetry(None)
+        if self._log_listener is not None:
+            self._log_listener()
+            self._log_listener = None
         self._log_timer.stop()
         self.plot.close()
         self.console.close()
@@ -468,17 +474,10 @@ class DevicePage(QWidget):
         super().closeEvent(event)
 
 
-def format_log(payload: bytes) -> str:
-    """One log line from a ``<thing>/logs`` payload ({"ts","level","msg","mode"} or text)."""
-    try:
-        rec = json.loads(payload)
-    except (ValueError, TypeError):
-        return bytes(payload).decode("utf-8", "replace")
-    if not isinstance(rec, dict):
-        return json.dumps(rec)
-    level = rec.get("level")
-    msg = rec.get("msg") if "msg" in rec else json.dumps(rec)
-    return f"[{level}] {msg}" if level else str(msg)
+def format_record(rec) -> str:
+    """One line of the device log view from a fleetdesk.cloud.logs.LogRecord."""
+    level = f"[{rec.level}] " if rec.level else ""
+    return f"{time.strftime('%H:%M:%S', time.localtime(rec.ts))}  {level}{rec.msg}"
 
 
 async def _maybe_await(value):
