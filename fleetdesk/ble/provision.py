@@ -96,8 +96,13 @@ def cloud_target(profile: Any, thing_name: str, *, create: bool, ca_file: Path |
 async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_password: str, target: BoardSetup, *,
                     backend: type[BaseBleakClient] | None = None, on_step: StepCallback | None = None,
                     progress: Progress | None = None, client: ProvisioningClient | None = None,
-                    **client_kwargs: Any) -> dict[str, Any]:
+                    wifi_joined: bool = False, **client_kwargs: Any) -> dict[str, Any]:
     """Run the whole field setup; returns the commit reply.
+
+    ``client``: an already connected session (a page that ran Connect as its own step);
+    ``wifi_joined``: that session's board joined ``wifi_ssid`` already (Wi-Fi was a step too),
+    so the setup goes on from the cloud settings. ``on_step(step, detail)`` gets "connect",
+    "wifi", "cloud", "ca", "cert", "key" and "commit" as each begins.
 
     Raises:
         BleError: with advice; ProvisioningError carries the device's error code.
@@ -111,11 +116,12 @@ async def provision(device: BLEDevice | str, pop: str, wifi_ssid: str, wifi_pass
         step("connect", "connecting and checking the proof-of-possession")
         info = await prov.connect() if prov.client is None else prov.info
         step("connect", f"connected to {info.get('name')}")
-        step("wifi", f"joining {wifi_ssid}")
-        wifi = await prov.set_wifi(wifi_ssid, wifi_password)
-        if not wifi.get("connected"):
-            raise ProvisioningError(f"the board could not join {wifi_ssid}: {wifi.get('reason')}",
-                                    "Check the SSID and password (the board tried them just now).", code="wifi")
+        if not wifi_joined:
+            step("wifi", f"joining {wifi_ssid}")
+            wifi = await prov.set_wifi(wifi_ssid, wifi_password)
+            if not wifi.get("connected"):
+                raise ProvisioningError(f"the board could not join {wifi_ssid}: {wifi.get('reason')}",
+                                        "Check the SSID and password (the board tried them just now).", code="wifi")
         step("cloud", f"{target.endpoint}:{target.port} as {target.thing_name}")
         await prov.set_cloud(target.endpoint, target.port, target.thing_name, target.region)
         for name, data in (("ca", target.ca_der), ("cert", target.cert_der), ("key", target.key_der)):

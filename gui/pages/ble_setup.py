@@ -425,19 +425,21 @@ class BleSetupPage(QWidget):
         self._send_files()
 
     def _send_files(self) -> None:
-        target = self.target
+        """Cloud settings, the three files and the commit: provision()'s own sequence on the
+        session Connect opened (the board joined Wi-Fi in its own step)."""
+        from fleetdesk.ble.provision import provision
 
-        async def run() -> dict[str, Any]:
-            await self.prov.set_cloud(target.endpoint, target.port, target.thing_name, target.region)
-            bridge.post(self._set_step, "cloud", "done")
-            bridge.post(self._set_step, "certificates", "busy")
-            for name, data in (("ca", target.ca_der), ("cert", target.cert_der), ("key", target.key_der)):
-                await self.prov.send_file(name, data)
-            bridge.post(self._set_step, "certificates", "done")
-            bridge.post(self._set_step, "commit", "busy")
-            return await self.prov.commit()
+        after = {"ca": "cloud", "commit": "certificates"}  # a step begins: the one before it is done
 
-        bridge.submit(run(), self._committed)
+        def on_step(step: str, _detail: str) -> None:
+            shown = "certificates" if step in ("ca", "cert", "key") else step
+            if step in after:
+                bridge.post(self._set_step, after[step], "done")
+            bridge.post(self._set_step, shown, "busy")
+
+        ssid = self.ssid_combo.currentData() or self.ssid_combo.currentText()
+        bridge.submit(provision(self.prov.device, self.pop_edit.text(), ssid, self.wifi_pass.text(), self.target,
+                                client=self.prov, wifi_joined=True, on_step=on_step), self._committed)
 
     def _progress(self, name: str, done: int, total: int) -> None:
         if name in self.bars:
