@@ -161,6 +161,8 @@ def loads(buf):
     """json.loads of bytes, str or a memoryview (MQTT payloads are views into the packet)."""
     if not IS_MPY and isinstance(buf, memoryview):
         buf = bytes(buf)
+    if len(buf) >= 1024:
+        collect()  # the parser wants a block as large as the biggest string: make room first
     return json.loads(buf)
 
 

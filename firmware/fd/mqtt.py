@@ -184,7 +184,10 @@ class MQTTClient:
                 left -= len(await r.readexactly(DRAIN if left > DRAIN else left))
             self._last_rx = compat.ticks_ms()
             return hdr[0], _Oversize(head, n)
-        body = await r.readexactly(n) if n else b""
+        if n > HEAD and hasattr(r, "readinto"):
+            body = await _read_into(r, n)
+        else:
+            body = await r.readexactly(n) if n else b""
         self._last_rx = compat.ticks_ms()
         return hdr[0], body
 
@@ -362,6 +365,20 @@ class MQTTClient:
         self._tasks = []
         self._close_streams()
         self.closed.set()
+
+
+async def _read_into(r, n):
+    """n bytes into one buffer: MicroPython's readexactly() concatenates chunk by chunk (a
+    16 KB message would take several 16 KB copies of the heap on the way)."""
+    buf = bytearray(n)
+    mv = memoryview(buf)
+    pos = 0
+    while pos < n:
+        k = await r.readinto(mv[pos:])
+        if not k:
+            raise EOFError("link closed inside a packet")
+        pos += k
+    return buf
 
 
 class _Oversize:

@@ -155,6 +155,9 @@ class Shadow:
                 state = doc["state"]
                 if not isinstance(state, dict):
                     raise ValueError("state is not an object")
+            except MemoryError:
+                await self.fail("a delta of %d bytes does not fit the board's memory" % len(payload))
+                return
             except Exception as exc:
                 await self.fail("malformed delta: %s" % (exc,))
                 return
