@@ -224,7 +224,7 @@ class RulesEngine:
             results = store.put_items([(t, item) for t, item, _ in writes])
         except Exception as exc:  # noqa: BLE001 - the store itself failed: every write reports it
             results = [exc] * len(writes)
-        for (_, _, (name, rule, action, msg)), error in zip(writes, results):
+        for (_, _, (name, rule, action, msg)), error in zip(writes, results, strict=True):
             if error is not None:
                 self._report(name, rule, msg, [self._failure(action, error)])
 
