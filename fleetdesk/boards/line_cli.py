@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE", help="also write one line per station to FILE")
     p.add_argument("--since", type=float, default=8.0, metavar="HOURS", help="the shift (default: 8 h)")
     p.set_defaults(func=_status)
+    p = line_sub.add_parser("sync", help="copy this station's offline outbox and pool share into the line's ledger")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_sync)
     ca = line_sub.add_parser("ca", help="the line's CA: create, register with AWS IoT (JITP), rotate, status")
     ca.add_argument("action", choices=("create", "register", "rotate", "status"))
     ca.add_argument("--name", default="Fleetdesk line CA", help="create: the CA certificate's common name")
@@ -32,6 +35,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("--json", action="store_true")
     ca.set_defaults(func=_ca)
     line.set_defaults(func=lambda args: (line.print_help(), 2)[1])
+
+
+def _sync(args) -> int:
+    from fleetdesk.boards.certpool import CertPool
+    from fleetdesk.store.ledger import configured_ledger
+    from fleetdesk.store.production import ProductionDB
+
+    if not configured_ledger():
+        print("fleetdesk: no line ledger is set (--ledger postgresql://..., FLEETDESK_LEDGER or the Line page)",
+              file=sys.stderr)
+        return 2
+    db = ProductionDB()
+    try:
+        if db.offline:
+            print(f"fleetdesk: the line's ledger cannot be reached; the outbox is kept ({db._outbox_path})",
+                  file=sys.stderr)
+            return 1
+        out = db.sync_outbox()
+    finally:
+        db.close()
+    pool = CertPool()
+    try:
+        pool.push()
+        out["pool_unpushed"] = len(pool._unpushed())
+    finally:
+        pool.close()
+    print(json.dumps(out) if args.json else ", ".join(f"{k}: {v}" for k, v in out.items()))
+    return 0 if not out["pool_unpushed"] else 1
 
 
 def _ca(args) -> int:

@@ -70,3 +70,27 @@ def test_a_station_started_while_the_ledger_is_away_flashes_into_the_outbox(own_
     own_server.resume()
     assert [a["run_id"] for a in db.attempts()] == [run] and not db.offline
     assert Ledger(url).one("SELECT result FROM attempts WHERE run_id=?", (run,))["result"] == "FAIL"
+
+
+def test_line_sync_cli(own_server, tmp_path, monkeypatch):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(outbox, "RECONNECT_S", 3600.0)  # this process does not sync by itself
+    url = own_server.create_db("line")
+    own_server.pause()
+    db = ProductionDB(url, key_file=tmp_path / "k")
+    run = _board(db, 9)
+    db.close()
+    env = {**os.environ, "FLEETDESK_LEDGER": url}
+    down = subprocess.run([sys.executable, "-m", "fleetdesk", "line", "sync"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert down.returncode == 1 and "outbox is kept" in down.stderr
+    own_server.resume()
+    up = subprocess.run([sys.executable, "-m", "fleetdesk", "line", "sync", "--json"], env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["attempts"] == 1
+    assert Ledger(url).one("SELECT run_id FROM attempts")["run_id"] == run
