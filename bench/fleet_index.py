@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile

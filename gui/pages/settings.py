@@ -169,6 +169,10 @@ class SettingsPage(QWidget):
             self.bluetooth_combo.addItem(label, value)
         btf.addRow("Bluetooth", self.bluetooth_combo)
         outer.addWidget(bt)
+        from gui.widgets.account_setup import AccountSetupBox
+
+        self.account_setup = AccountSetupBox(ctx)  # issue 18: the one-time setup for large fleets
+        outer.addWidget(self.account_setup)
 
         buttons = QHBoxLayout()
         self.save_button = QPushButton("Save and use")
