@@ -134,25 +134,25 @@ class CertPool:
             return 0
         cond, params = self._share()
         try:
-            with line.tx() as tx:
+            with line.tx() as tx:  # reserved in the line first: a row is never in two stations' shares
                 rows = tx.all("SELECT * FROM pool WHERE state='free'" + cond + " ORDER BY created LIMIT ?"
                               + line.skip_locked, (*params, n))
                 meta = tx.all("SELECT k, v FROM meta")
                 if rows:
-                    with self.ledger.tx() as local:
-                        for r in rows:
-                            local.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc,"
-                                      " created) VALUES (?,?,?,?,?) ON CONFLICT(certificate_id) DO NOTHING",
-                                      (r["certificate_id"], r["certificate_arn"], r["certificate_pem"],
-                                       bytes(r["key_enc"]), r["created"]))
-                        for m in meta:
-                            local.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
-                                      (m["k"], m["v"]))
                     tx.many("UPDATE pool SET state='reserved' WHERE certificate_id=?",
                             [(r["certificate_id"],) for r in rows])
         except LedgerUnavailable:
             self.line = None
             return 0
+        with self.ledger.tx() as local:  # (a crash right here leaves them 'reserved' in the line, unused)
+            for r in rows:
+                local.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc,"
+                          " created) VALUES (?,?,?,?,?) ON CONFLICT(certificate_id) DO NOTHING",
+                          (r["certificate_id"], r["certificate_arn"], r["certificate_pem"],
+                           bytes(r["key_enc"]), r["created"]))
+            for m in meta:
+                local.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                          (m["k"], m["v"]))
         return len(rows)
 
     def _unpushed(self) -> list[str]:
