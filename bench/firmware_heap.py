@@ -210,7 +210,7 @@ class Bench:
                 await self._normal(trial, thing, mode, variant)
             why = trial.broken()
             return (why is None), (why or "ok")
-        except Exception as exc:  # ProvisioningError, MqttError, timeouts: this heap did not do it
+        except Exception as exc:  # noqa: BLE001 (ProvisioningError, MqttError, timeouts: this heap did not do it)
             return False, str(exc)[:160] or exc.__class__.__name__
         finally:
             await asyncio.to_thread(h.stop)

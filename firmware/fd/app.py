@@ -247,7 +247,9 @@ class Device:
                 try:
                     if self._ctx is None:
                         cert, key = self.config.thing_creds()
-                        self._ctx = compat.tls_context(self.config.ca_der(), cert, key)
+                        from fd import tls
+
+                        self._ctx = tls.tls_context(self.config.ca_der(), cert, key)
                     c = mqtt.MQTTClient(self.thing, self.config.endpoint, self.config.port, self._ctx,
                                         keepalive=self.ov.get("keepalive", KEEPALIVE_S),
                                         on_message=self._on_message, on_oversize=self._on_oversize)

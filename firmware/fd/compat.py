@@ -119,44 +119,6 @@ def mem_free():
     return free
 
 
-def largest_free():
-    """Largest block the GC heap can still hand out (bytes, 16-byte steps; -1 off MicroPython)."""
-    if not IS_MPY:
-        return -1
-    lo, hi = 0, mem_free()
-    while hi - lo > 16:  # bisect with real allocations: MicroPython has no API for it
-        mid = (lo + hi) // 2
-        try:
-            b = bytearray(mid)
-            del b
-            lo = mid
-        except MemoryError:
-            hi = mid
-    return lo
-
-
-def heap_info():
-    """{"ram_free", "ram_min_free", "ram_largest_free", "ram_total"} (+ the IDF heap on an ESP32)."""
-    free = mem_free()
-    info = {"ram_free": free, "ram_min_free": _low[0], "ram_largest_free": largest_free()}
-    try:
-        import gc
-
-        info["ram_total"] = free + gc.mem_alloc()
-    except (ImportError, AttributeError):
-        info["ram_total"] = -1
-    try:
-        import esp32
-
-        caps = esp32.idf_heap_info(esp32.HEAP_DATA)  # [(total, free, largest, min_free), ...]
-        info["idf_free"] = sum(h[1] for h in caps)
-        info["idf_largest_free"] = max(h[2] for h in caps)
-        info["idf_min_free"] = sum(h[3] for h in caps)
-    except (ImportError, AttributeError, ValueError, TypeError):
-        pass
-    return info
-
-
 def loads(buf):
     """json.loads of bytes, str or a memoryview (MQTT payloads are views into the packet)."""
     if not IS_MPY and isinstance(buf, memoryview):
@@ -200,55 +162,6 @@ def der_to_pem(der, label):
     b64 = binascii.b2a_base64(der).decode().replace("\n", "")
     body = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
     return "-----BEGIN %s-----\n%s\n-----END %s-----\n" % (label, body, label)
-
-
-def tls_context(ca_der, cert_der=None, key_der=None):
-    """A client TLS context that verifies the server with `ca_der` (DER bytes).
-
-    With cert_der/key_der (DER bytes) it also presents a client certificate (mTLS).
-    """
-    import ssl
-
-    if IS_MPY:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=ca_der)
-        if cert_der is not None:
-            ctx.load_cert_chain(cert_der, key_der)
-        return ctx
-    ctx = ssl.create_default_context(cadata=ca_der)
-    if cert_der is not None:
-        _cpython_load_chain(ctx, cert_der, key_der)
-    return ctx
-
-
-def _cpython_load_chain(ctx, cert_der, key_der):
-    # CPython's ssl module only loads a client cert+key from files: write a private temp file
-    # (0600, deleted at once). The key DER may be PKCS#8, SEC1 (EC) or PKCS#1 (RSA).
-    import ssl
-    import tempfile
-
-    last = None
-    for label in ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"):
-        fd, name = tempfile.mkstemp(prefix="fd-", suffix=".pem")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(der_to_pem(cert_der, "CERTIFICATE"))
-                f.write(der_to_pem(key_der, label))
-            ctx.load_cert_chain(name)
-            return
-        except ssl.SSLError as exc:
-            last = exc
-        finally:
-            os.unlink(name)
-    raise ValueError("the device key does not match its certificate or is unreadable (%s)" % last)
-
-
-async def open_tls(host, port, ctx, timeout_ms=15000):
-    """Open a TLS stream; returns (reader, writer) on both interpreters."""
-    collect()  # the handshake's buffers want large blocks
-    coro = asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
-    return await asyncio.wait_for(coro, timeout_ms / 1000)
 
 
 # ---------------------------------------------------------------- files

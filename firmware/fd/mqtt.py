@@ -95,7 +95,7 @@ class MQTTClient:
     Args:
         client_id: MQTT client id (the thing name on AWS IoT).
         host, port: broker address.
-        ssl: a TLS context from fd.compat.tls_context, or None for plain TCP.
+        ssl: a TLS context from fd.tls.tls_context, or None for plain TCP.
         keepalive: seconds; a PINGREQ goes out when the link was idle half of that.
         clean: clean session flag (False keeps QoS 1 subscriptions across reconnects).
         on_message: callback(topic: str, payload: bytes), called from the reader task.
@@ -134,7 +134,9 @@ class MQTTClient:
     async def connect(self, timeout_ms=15000):
         """Open the link and send CONNECT. Returns session_present. Raises OSError/MQTTError."""
         if self.ssl is not None:
-            r, w = await compat.open_tls(self.host, self.port, self.ssl, timeout_ms)
+            from fd import tls
+
+            r, w = await tls.open_tls(self.host, self.port, self.ssl, timeout_ms)
         else:
             r, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_ms / 1000)
         self._reader, self._writer = r, w

@@ -32,8 +32,10 @@ def parse_url(url):
 async def download(dev, url, dest, timeout_ms=60000):
     """Stream `url` into file `dest`. Returns (sha256 hex, size). Raises OSError/ValueError."""
     host, port, path = parse_url(url)
-    ctx = compat.tls_context(dev.config.ca_der())
-    r, w = await compat.open_tls(host, port, ctx, timeout_ms)
+    from fd import tls
+
+    ctx = tls.tls_context(dev.config.ca_der())
+    r, w = await tls.open_tls(host, port, ctx, timeout_ms)
     try:
         hosthdr = host if port == 443 else "%s:%d" % (host, port)
         w.write(("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fleetdesk-fw\r\nConnection: close\r\n\r\n"

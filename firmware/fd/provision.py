@@ -13,7 +13,9 @@ async def provision(dev, timeout_ms=20000):
     claim = cfg.claim
     template = claim["template"]
     cert, key = cfg.claim_creds()
-    ctx = compat.tls_context(cfg.ca_der(), cert, key)
+    from fd import tls
+
+    ctx = tls.tls_context(cfg.ca_der(), cert, key)
     client_id = cfg.thing_name or ("claim-" + dev.board.mac_hex)
     box = {}
     ev = asyncio.Event()

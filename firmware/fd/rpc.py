@@ -1,7 +1,6 @@
 # RPC over MQTT (Mongoose-OS style): requests on <thing>/rpc, replies on <thing>/rpc/resp.
 #   request  {"id": 7, "method": "Sys.GetInfo", "args": {...}}
 #   reply    {"id": 7, "result": {...}}  or  {"id": 7, "error": {"code": -32601, "message": "..."}}
-import json
 import os
 
 from fd import compat
@@ -78,7 +77,7 @@ class Rpc:
                 "mac": dev.board.mac_hex.upper(), "arch": dev.board.chip, "thing_name": dev.thing,
                 "uptime": compat.ticks_diff(compat.ticks_ms(), dev.started) // 1000,
                 "mode": dev.mode, "boots": dev.settings["boots"]}
-        info.update(compat.heap_info())  # ram_free (after a collect), ram_min_free, ram_largest_free
+        info.update(heap_info())  # ram_free (after a collect), ram_min_free, ram_largest_free
         try:
             st = os.statvfs(dev.path("/"))
             info["fs_size"] = st[0] * st[2]
@@ -127,3 +126,41 @@ class Rpc:
             out.append({"name": name, "dir": is_dir, "size": 0 if is_dir else size})
         out.sort(key=lambda e: e["name"])
         return out
+
+
+def largest_free():
+    """Largest block the GC heap can still hand out (bytes, 16-byte steps; -1 off MicroPython)."""
+    if not compat.IS_MPY:
+        return -1
+    lo, hi = 0, compat.mem_free()
+    while hi - lo > 16:  # bisect with real allocations: MicroPython has no API for it
+        mid = (lo + hi) // 2
+        try:
+            b = bytearray(mid)
+            del b
+            lo = mid
+        except MemoryError:
+            hi = mid
+    return lo
+
+
+def heap_info():
+    """{"ram_free", "ram_min_free", "ram_largest_free", "ram_total"} (+ the IDF heap on an ESP32)."""
+    free = compat.mem_free()
+    info = {"ram_free": free, "ram_min_free": compat._low[0], "ram_largest_free": largest_free()}
+    try:
+        import gc
+
+        info["ram_total"] = free + gc.mem_alloc()
+    except (ImportError, AttributeError):
+        info["ram_total"] = -1
+    try:
+        import esp32
+
+        caps = esp32.idf_heap_info(esp32.HEAP_DATA)  # [(total, free, largest, min_free), ...]
+        info["idf_free"] = sum(h[1] for h in caps)
+        info["idf_largest_free"] = max(h[2] for h in caps)
+        info["idf_min_free"] = sum(h[3] for h in caps)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        pass
+    return info

@@ -9,7 +9,6 @@
 #
 # shadow/get/accepted is subscribed only around the device's own get: on AWS every get by
 # anyone (the app reads 13-14 KB documents) would otherwise be sent to the board as well.
-import json
 
 from fd import compat
 from fd.compat import asyncio
