@@ -64,6 +64,10 @@ _RULES = [
      "failed-to-connect"),
     (r"falling back to 115200", "Fast baud rate failed", "flashed at 115200 instead; check cable quality or lower the station baud",
      "baud-fallback"),
+    # a missing file (a policy, a template, the bundle) is not a missing port: only /dev/... paths are ports
+    (r"No such file or directory: '(?!/dev/)[^']+'", "A file fleetdesk needs is missing",
+     "check the path in Details; if it is one of fleetdesk's own files, reinstall fleetdesk "
+     "(pip install --force-reinstall fleetdesk)", "file-missing"),
     (r"Permission denied|Errno 13", "No permission to open the serial port", _permission_fix, "permission"),
     (r"could not open port .*(No such file|FileNotFound)|Errno 2|Could not exclusively lock|Errno 111|Connection refused",
      "The port is gone", "re-plug the board (it may have been unplugged or re-enumerated)", "port-gone"),
