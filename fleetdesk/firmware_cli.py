@@ -74,9 +74,14 @@ def _build(args) -> int:
 
         raise FleetdeskError(f"the firmware sources in {FIRMWARE_DIR} have no main.py",
                              "reinstall fleetdesk (pip install --force-reinstall fleetdesk)")
-    bundle = build_bundle(args.output, chip=args.chip, base=args.base,
-                          partition_csv=args.partitions or DEFAULT_CSV, min_revision=min_rev,
-                          frozen=args.frozen)
+    from fleetdesk.progress import bars
+
+    with bars(args.json) as progress:  # a bar in a terminal only (the build takes seconds: mpy-cross per file)
+        progress.update(f"bundle {args.chip}", stage="building", percent=0)
+        bundle = build_bundle(args.output, chip=args.chip, base=args.base,
+                              partition_csv=args.partitions or DEFAULT_CSV, min_revision=min_rev,
+                              frozen=args.frozen)
+        progress.update(f"bundle {args.chip}", stage="built", done=True)
     info = _describe(bundle)
     info["files"] = sorted(p for p in firmware_files() if not (args.frozen and p.startswith("/fd/")))
     if args.json:
