@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bleak import BleakClient
+from bleak import BleakClient, BleakScanner
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
@@ -69,6 +69,28 @@ def backoff_time(exc: BaseException, attempt: int) -> float:
     return delays[min(attempt - 1, len(delays) - 1)]
 
 
+async def find_by_address(address: str, timeout: float, **scanner_kwargs: Any) -> BLEDevice | None:
+    """Scan until ``address`` advertises (None after ``timeout`` s).
+
+    Used instead of handing bleak a bare address: bleak's BlueZ ``connect(address)`` looks the device
+    up with ``find_device_by_filter``, which starts discovery *before* it registers its callback, so
+    an advertisement that BlueZ reports at once (a device object re-created as discovery starts, as
+    after the board went out of range) is missed and the attempt waits its whole timeout. A scanner
+    built with its detection callback has it registered before discovery starts.
+    """
+    found: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
+
+    def detected(dev: BLEDevice, _adv: Any) -> None:
+        if dev.address.upper() == address.upper() and not found.done():
+            found.set_result(dev)
+
+    async with BleakScanner(detected, **scanner_kwargs):
+        try:
+            return await asyncio.wait_for(asyncio.shield(found), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+
 async def establish_connection(
     device: BLEDevice | str,
     *,
@@ -96,7 +118,20 @@ async def establish_connection(
     name = getattr(device, "name", None) or getattr(device, "address", device)
     last: BaseException | None = None
     for attempt in range(1, max_attempts + 1):
-        client = BleakClient(device, disconnected_callback=disconnected_callback, backend=backend,
+        target: BLEDevice | str | None = device
+        if isinstance(device, str) and backend is None:  # system radio: find it without bleak's lookup race
+            bluez = {"bluez": client_kwargs["bluez"]} if "bluez" in client_kwargs else {}
+            try:
+                target = await find_by_address(device, attempt_timeout, **bluez)
+                missing: BaseException = BleakError(f"Device with address {device} was not found")
+            except (BleakError, OSError, EOFError) as exc:  # no adapter, bus gone
+                target, missing = None, exc
+            if target is None:
+                last = missing
+                if attempt < max_attempts:
+                    await sleep(backoff_time(last, attempt))
+                continue
+        client = BleakClient(target, disconnected_callback=disconnected_callback, backend=backend,
                              timeout=attempt_timeout, **client_kwargs)
         try:
             await asyncio.wait_for(client.connect(), attempt_timeout)
