@@ -392,6 +392,22 @@ class StationController:
         except OSError as exc:
             raise BoardError(f"cannot write {path}: {exc.strerror or exc}", "choose another file") from exc
 
+    def start_refill(self, count: int, on_done: Callable[[bool, str], None]) -> threading.Thread:
+        """:meth:`refill_pool` on a worker thread; ``on_done(ok, message)`` from that thread."""
+
+        def work() -> None:
+            try:
+                added = self.refill_pool(count)
+                on_done(True, f"Certificate pool refilled: {added} added, {self.pool_level()} free")
+            except FleetdeskError as exc:
+                on_done(False, f"Could not refill the pool: {exc}")
+            except Exception as exc:  # noqa: BLE001 - said to the operator, never a silent thread death
+                on_done(False, f"Could not refill the pool: {type(exc).__name__}: {exc}")
+
+        t = threading.Thread(target=work, daemon=True, name="pool refill")
+        t.start()
+        return t
+
     def refill_pool(self, count: int = 16) -> int:
         """While online: mint certificates until ``count`` are free in the offline pool (blocking;
         call it off the UI thread). Returns how many were added."""

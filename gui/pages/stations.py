@@ -8,8 +8,6 @@ the dirty tiles, so 16 boards flashing at once cost a few repaints per second.
 
 from __future__ import annotations
 
-import threading
-
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -27,6 +25,7 @@ from PySide6.QtWidgets import (
 from fleetdesk.boards.controller import StationController
 from fleetdesk.boards.station import StationSettings
 from fleetdesk.errors import FleetdeskError
+from gui import bridge
 from gui.widgets.port_tile import PortTile
 from gui.widgets.station_form import BAD, OK, StationForm
 MAX_COLUMNS = 4
@@ -49,9 +48,10 @@ class StationsPage(QWidget):
         self.ctx = ctx
         self.qsettings = settings if settings is not None else (ctx.settings if ctx is not None else None)
         self._dirty: set[str] = set()
-        self._dirty_lock = threading.Lock()
-        self.controller = controller or StationController(StationSettings(), self._mark_dirty)
-        self.controller.on_change = self._mark_dirty
+        bridge.instance()  # made on the Qt thread, before a worker posts to it
+        mark = bridge.on_qt(self._mark_dirty)  # controller callbacks come from worker threads
+        self.controller = controller or StationController(StationSettings(), mark)
+        self.controller.on_change = mark
         self.tiles: dict[str, PortTile] = {}
         self.locked = False
         self._build()
@@ -233,24 +233,16 @@ class StationsPage(QWidget):
             except FleetdeskError as exc:
                 self._say(str(exc))
 
-    def _refill_pool(self, count: int = 16) -> threading.Thread:
-        """Refill the offline pool in the background; the outcome shows in the status line."""
+    def _refill_pool(self, count: int = 16):
+        """Refill the offline pool in the background; the outcome shows in the status line
+        (the controller's worker thread reports through the bridge)."""
         self.refill_btn.setEnabled(False)
         self._say("Refilling the certificate pool…", ok=True)
+        return self.controller.start_refill(count, bridge.on_qt(self._refilled))
 
-        def work() -> None:
-            try:
-                added = self.controller.refill_pool(count)
-                self._pool_msg = f"Certificate pool refilled: {added} added, {self.controller.pool_level()} free"
-            except FleetdeskError as exc:
-                self._pool_msg = f"Could not refill the pool: {exc}"
-            except Exception as exc:  # noqa: BLE001 - shown, never a silent thread death
-                self._pool_msg = f"Could not refill the pool: {type(exc).__name__}: {exc}"
-            self._mark_dirty("*")
-
-        t = threading.Thread(target=work, daemon=True, name="pool refill")
-        t.start()
-        return t
+    def _refilled(self, ok: bool, message: str) -> None:
+        self.refill_btn.setEnabled(True)
+        self._say(message, ok=ok)
 
     def _export(self, slot: str) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export board record", f"{slot.replace(':', '_')}.zip",
@@ -278,14 +270,12 @@ class StationsPage(QWidget):
         self.status.setStyleSheet(OK if ok else BAD)
 
     # --- repaint -------------------------------------------------------------------------
-    def _mark_dirty(self, slot: str) -> None:  # any thread
-        with self._dirty_lock:
-            self._dirty.add(slot)
+    def _mark_dirty(self, slot: str) -> None:  # the Qt thread (through the bridge)
+        self._dirty.add(slot)
 
     def refresh(self) -> None:
         """Repaint dirty tiles and totals (the 10 Hz timer calls this)."""
-        with self._dirty_lock:
-            dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, set()
         for slot, state in list(self.controller.tiles.items()):
             tile = self.tiles.get(slot)
             if tile is None:
@@ -301,14 +291,10 @@ class StationsPage(QWidget):
                 self.empty.setVisible(False)
                 dirty.add(slot)
                 self._load_counters(slot, state)
-            if slot in dirty:
+            if slot in dirty or tile.changed(state):  # a repaint only when what the tile shows changed
                 tile.update_from(state)
                 self._save_counters(slot, state)
         self._layout_tiles()
-        msg, self._pool_msg = getattr(self, "_pool_msg", None), None
-        if msg is not None:
-            self._say(msg, ok=not msg.startswith("Could not"))
-            self.refill_btn.setEnabled(True)
         t = self.controller.totals()
         pool = f"   certificate pool {t['pool']}" if "pool" in t else ""
         pool += f"   ⚠ waiting for your decision {t['decide']}" if t.get("decide") else ""

@@ -88,8 +88,8 @@ def test_sixteen_slots_flash_at_once(qtbot, rig, bundle_dir, tmp_path):
     rig.call(boards[0].unplug())
     slot = next(s for s, t in ctl.tiles.items() if t.port == boards[0].url)
     qtbot.waitUntil(lambda: not ctl.tiles[slot].present, timeout=3000)
-    page.refresh()
-    assert "unplugged" in page.tiles[slot].port.text() and not page.tiles[slot].start_btn.isEnabled()
+    qtbot.waitUntil(lambda: "unplugged" in page.tiles[slot].port.text(), timeout=3000)  # the next repaint
+    assert not page.tiles[slot].start_btn.isEnabled()
     rig.call(boards[0].replug())
     qtbot.waitUntil(lambda: ctl.tiles[slot].present, timeout=3000)
     page.close()
