@@ -166,12 +166,18 @@ async def _provision_async(args: argparse.Namespace) -> int:
     emit("cloud", f"preparing thing {thing} and its certificate in profile {profile.name}")
     target = await asyncio.to_thread(cloud_target, profile, thing, create=args.thing is None, ca_file=args.ca)
 
-    def progress(name: str, done: int, total: int) -> None:
-        if args.json:
-            print(json.dumps({"progress": {"file": name, "sent": done, "total": total}}), flush=True)
+    from fleetdesk.progress import bars
 
-    result = await provision(match.device, args.pop, args.wifi_ssid, password, target, backend=client_backend,
-                             on_step=emit, progress=progress)
+    with bars(args.json) as shown:  # a bar per file sent, in a terminal only
+        def progress(name: str, done: int, total: int) -> None:
+            if args.json:
+                print(json.dumps({"progress": {"file": name, "sent": done, "total": total}}), flush=True)
+            else:
+                shown.update(name, stage="sending" if done < total else "sent",
+                             percent=100.0 * done / total if total else 100.0)
+
+        result = await provision(match.device, args.pop, args.wifi_ssid, password, target, backend=client_backend,
+                                 on_step=emit, progress=progress)
     online = None
     if args.wait_online > 0:
         from fleetdesk.ble.provision import wait_online
