@@ -102,3 +102,53 @@ class ConsoleReader:
         self._stop.set()
         self._thread.join(timeout=2)
         return list(self.lines)
+
+
+def open_console(port: str, baud: int = 115200, timeout: float = 0.2):
+    """Open a board's serial console the way a terminal should: DTR and RTS held low before
+    the port opens, so opening it neither resets the board nor holds it in the bootloader
+    (an ESP32 dev board wires them to EN and GPIO0).
+
+    Raises:
+        BoardError: the port cannot be opened (missing, busy, no permission), with advice.
+    """
+    import serial
+
+    from fleetdesk.errors import BoardError
+
+    try:
+        ser = serial.serial_for_url(port, do_not_open=True, baudrate=baud, timeout=timeout)
+        ser.dtr = False
+        ser.rts = False
+        ser.open()
+        return ser
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise BoardError(f"cannot open {port}: {getattr(exc, 'strerror', None) or exc}",
+                         "is the board plugged in, and the port free of other programs?") from exc
+
+
+async def stream_console(port: str, on_data, should_stop, baud: int = 115200) -> None:
+    """Read a board's console until ``should_stop()`` is true, handing each chunk (text) to
+    ``on_data``: the blocking reads run in worker threads, so the caller's loop stays free.
+
+    Raises:
+        BoardError: the port could not be opened, or went away (the board was unplugged).
+    """
+    import asyncio
+
+    import serial
+
+    from fleetdesk.errors import BoardError
+
+    ser = await asyncio.to_thread(open_console, port, baud)
+    try:
+        while not should_stop():
+            try:
+                data = await asyncio.to_thread(ser.read, 4096)
+            except (serial.SerialException, OSError) as exc:
+                raise BoardError(f"the console of {port} went away ({exc})",
+                                 "plug the board back in, then Open again") from exc
+            if data:
+                on_data(data.decode("utf-8", "replace"))
+    finally:
+        await asyncio.to_thread(ser.close)

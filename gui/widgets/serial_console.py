@@ -1,12 +1,12 @@
 """Serial console: the text a board prints on its UART (USB port or a virtual board's socket://).
 
-Reading blocks, so it runs in a worker thread (asyncio.to_thread through gui.bridge);
-chunks arrive on the Qt thread with bridge.post and are appended on a 100 ms timer.
+fleetdesk.boards.console.stream_console reads it (DTR/RTS held low: opening does not reset the
+board; blocking reads in worker threads); chunks arrive on the Qt thread with bridge.post and
+are appended on a 100 ms timer. No pyserial here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from PySide6.QtCore import QTimer
@@ -113,19 +113,14 @@ class SerialConsole(QWidget):
         bridge.submit(self._read_loop(url), self._ended)
 
     async def _read_loop(self, url: str) -> None:
-        import serial
+        from fleetdesk.boards.console import stream_console
 
-        ser = await asyncio.to_thread(serial.serial_for_url, url, baudrate=BAUD, timeout=0.2)
-        self._serial = ser
+        self._serial = url
         bridge.post(self.status.setText, f"open: {url}")
         try:
-            while not self._stop:
-                data = await asyncio.to_thread(ser.read, 4096)
-                if data:
-                    bridge.post(self._add, data.decode("utf-8", "replace"))
+            await stream_console(url, lambda text: bridge.post(self._add, text), lambda: self._stop, BAUD)
         finally:
             self._serial = None
-            await asyncio.to_thread(ser.close)
 
     def _add(self, text: str) -> None:
         self._chunks.append(text)
@@ -134,8 +129,9 @@ class SerialConsole(QWidget):
         self._flush()
         self._flush_timer.stop()
         if error is not None:
-            text = getattr(error, "strerror", None) or str(error)
-            self.status.setText(f"closed: {text} (is the board plugged in, and the port free of other programs?)")
+            text = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+            advice = getattr(error, "advice", None) or "is the board plugged in, and the port free of other programs?"
+            self.status.setText(f"closed: {text} ({advice})")
         else:
             self.status.setText("closed")
         self._set_button(False)
