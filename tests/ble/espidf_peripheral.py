@@ -1,6 +1,8 @@
 """Test peripheral: the DEVICE side of ESP-IDF unified provisioning (protocomm over BLE),
-written from ESP-IDF's published protocomm/wifi_provisioning definitions, registered as a
-BlueZ GATT application (dbus-fast) on a BlueZoo adapter.
+using Espressif's own generated protobuf modules and esp_prov's SRP-6a group and hash
+(tests/ble/espressif_files.py, vendored from esp-idf), never the product's, registered as a
+BlueZ GATT application (dbus-fast) on a BlueZoo adapter. Hand-written: ESP-IDF's device side is
+C firmware; this emulates what its protocomm_ble answers.
 
 Endpoints (characteristic = service UUID with 0xFFxx in bytes 2-3, named by a 0x2901
 descriptor): prov-ctrl FF4F, prov-scan FF50, prov-session FF51, prov-config FF52,
@@ -20,8 +22,11 @@ from dbus_fast import BusType, Message, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
-from fleetdesk.ble.espidf import ESP_SERVICE_UUID, srp_params
-from fleetdesk.ble.espidf_proto import pb
+from espressif_files import pb, srp_params
+
+# wifi_provisioning's default service (components/wifi_provisioning/src/scheme_ble.c, bytes reversed);
+# esp_prov connects to whatever service UUID the board advertises.
+ESP_SERVICE_UUID = "1775244d-6b43-439b-877c-060f2d9bed07"
 
 ENDPOINTS = {"prov-ctrl": 0xFF4F, "prov-scan": 0xFF50, "prov-session": 0xFF51, "prov-config": 0xFF52,
              "proto-ver": 0xFF53, "custom-data": 0xFF54}
