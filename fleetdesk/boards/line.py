@@ -43,17 +43,21 @@ def line_status(db, pool=None, *, since_hours: float = SHIFT_HOURS, now: float |
     """
     now = now or time.time()
     since = now - since_hours * 3600
-    rows = db.ledger.all("SELECT station, time, result, error FROM attempts WHERE time >= ? ORDER BY id",
-                         (_iso(since),))
+    rows = db.ledger.all("SELECT a.station, a.time, a.result, a.error, r.host FROM attempts a"
+                         " LEFT JOIN runs r ON r.run_id = a.run_id WHERE a.time >= ? ORDER BY a.id", (_iso(since),))
     beats = db.stations()
-    open_runs = Counter(r["station"] or "" for r in db.unfinished_runs())
-    names = {r["station"] or "" for r in rows} | {b["station"] or "" for b in beats} | set(open_runs)
+
+    def name_of(r) -> str:  # a station without a name (--station) goes by its host's name
+        return r.get("station") or r.get("host") or ""
+
+    open_runs = Counter(name_of(r) for r in db.unfinished_runs())
+    names = {name_of(r) for r in rows} | {name_of(b) for b in beats} | set(open_runs)
     stations = []
     for name in sorted(names):
-        mine = [r for r in rows if (r["station"] or "") == name]
+        mine = [r for r in rows if name_of(r) == name]
         passed = [r for r in mine if r["result"] == "PASS"]
         causes = Counter(advise(r["error"] or "").code or "unknown" for r in mine if r["result"] != "PASS")
-        hb = [b for b in beats if (b["station"] or "") == name]
+        hb = [b for b in beats if name_of(b) == name]
         alive = [b for b in hb if b["alive"]]
         if alive:
             state = "running" if open_runs.get(name) else "idle"

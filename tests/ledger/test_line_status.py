@@ -50,3 +50,12 @@ def test_cli_reads_the_line_ledger(pg_server, tmp_path):
     doc = json.loads(res.stdout)
     assert [(s["station"], s["pass"]) for s in doc["stations"]] == [("st-9", 1)]
     assert "pool" in doc and doc["pool"]["free"] == 0
+
+
+def test_a_station_without_a_name_goes_by_its_host(ledger_target, tmp_path):
+    import socket
+
+    db = ProductionDB(ledger_target, key_file=tmp_path / "k")
+    _attempt(db, "", "PASS", when="2026-12-07T11:00:00Z")
+    status = line_status(db, since_hours=2, now=1796644800.0)
+    assert [(s["station"], s["pass"], s["state"]) for s in status["stations"]] == [(socket.gethostname(), 1, "idle")]
