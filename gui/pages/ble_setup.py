@@ -15,15 +15,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -34,19 +28,10 @@ from PySide6.QtWidgets import (
 
 from fleetdesk.ble.naming import factory_pop, thing_name
 from gui import bridge
+from gui.widgets.ble_steps import STEP_TITLES, STEPS, BleStepsPanel, rssi_bars
 from gui.context import AppContext
 
-STEPS = ("connect", "wifi", "cloud", "certificates", "commit", "online")
-STEP_TITLES = {"connect": "Connect + PoP", "wifi": "Wi-Fi", "cloud": "Cloud", "certificates": "Certificates",
-               "commit": "Commit", "online": "Online"}
-MARK = {"todo": "○", "busy": "◐", "done": "●", "error": "✖"}
 SCAN_SECONDS = 4.0
-
-
-def rssi_bars(rssi: int) -> str:
-    """Four-bar signal strength text for a dBm value."""
-    n = 4 if rssi >= -55 else 3 if rssi >= -67 else 2 if rssi >= -80 else 1
-    return "▮" * n + "▯" * (4 - n) + f"  {rssi} dBm"
 
 
 class BleSetupPage(QWidget):
@@ -95,75 +80,14 @@ class BleSetupPage(QWidget):
         lv.addWidget(self.table)
         split.addWidget(left)
 
-        right = QWidget()
-        rv = QVBoxLayout(right)
-        self.steps_label = QLabel()
-        self.steps_label.setTextFormat(Qt.RichText)
-        rv.addWidget(self.steps_label)
-
-        box = QGroupBox("1. Connect")
-        f = QFormLayout(box)
-        self.device_label = QLabel("no board selected")
-        self.pop_edit = QLineEdit()
-        self.pop_edit.setEchoMode(QLineEdit.Password)
-        self.pop_edit.setPlaceholderText("proof-of-possession from the production record / label")
-        self.connect_button = QPushButton("Connect")
+        right = self._panel = BleStepsPanel()
+        for name in ('bars', 'connect_button', 'create_check', 'device_label', 'endpoint_label', 'factory_pop_button', 'message', 'pop_edit', 'provision_button', 'retry_button', 'ssid_combo', 'steps_label', 'thing_edit', 'wifi_button', 'wifi_pass'):
+            setattr(self, name, getattr(right, name))  # the page's inputs keep their names
         self.connect_button.clicked.connect(self.connect_board)
-        f.addRow("Board", self.device_label)
-        f.addRow("PoP", self.pop_edit)
-        self.factory_pop_button = QPushButton("Flashed without identity? Use its MAC")
-        self.factory_pop_button.setVisible(False)
         self.factory_pop_button.clicked.connect(self.use_factory_pop)
-        f.addRow("", self.factory_pop_button)
-        f.addRow(self.connect_button)
-        rv.addWidget(box)
-
-        box = QGroupBox("2. Wi-Fi")
-        f = QFormLayout(box)
-        self.ssid_combo = QComboBox()
-        self.ssid_combo.setEditable(True)
-        self.wifi_pass = QLineEdit()
-        self.wifi_pass.setEchoMode(QLineEdit.Password)
-        self.wifi_button = QPushButton("Send Wi-Fi")
         self.wifi_button.clicked.connect(self.send_wifi)
-        f.addRow("Network", self.ssid_combo)
-        f.addRow("Password", self.wifi_pass)
-        f.addRow(self.wifi_button)
-        rv.addWidget(box)
-
-        box = QGroupBox("3. Cloud and certificates")
-        f = QFormLayout(box)
-        self.thing_edit = QLineEdit()
-        self.thing_edit.setPlaceholderText("thing name")
-        self.create_check = QCheckBox("create the thing and its certificate in the active profile")
-        self.create_check.setChecked(True)
-        self.endpoint_label = QLabel("")
-        self.endpoint_label.setStyleSheet("color: #52606d;")
-        f.addRow("Thing", self.thing_edit)
-        f.addRow("", self.create_check)
-        f.addRow("Endpoint", self.endpoint_label)
-        self.bars: dict[str, QProgressBar] = {}
-        for name, title in (("ca", "CA"), ("cert", "Certificate"), ("key", "Private key")):
-            bar = QProgressBar()
-            bar.setFormat("%p%")
-            bar.setValue(0)
-            self.bars[name] = bar
-            f.addRow(title, bar)
-        self.provision_button = QPushButton("Send and commit")
         self.provision_button.clicked.connect(self.send_cloud_and_commit)
-        f.addRow(self.provision_button)
-        rv.addWidget(box)
-
-        row = QHBoxLayout()
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
-        self.retry_button = QPushButton("Retry")
-        self.retry_button.setEnabled(False)
         self.retry_button.clicked.connect(self.retry)
-        row.addWidget(self.message, 1)
-        row.addWidget(self.retry_button)
-        rv.addLayout(row)
-        rv.addStretch(1)
         split.addWidget(right)
         split.setSizes([460, 520])
         layout = QVBoxLayout(self)
@@ -184,12 +108,7 @@ class BleSetupPage(QWidget):
         self.table.setEnabled(not busy)  # no switching boards in the middle of a step
 
     def _render_steps(self) -> None:
-        parts = []
-        for s in STEPS:
-            st = self.step_state[s]
-            color = {"done": "#2e7d32", "error": "#c62828", "busy": "#1565c0"}.get(st, "#777")
-            parts.append(f'<span style="color:{color}">{MARK[st]} {STEP_TITLES[s]}</span>')
-        self.steps_label.setText(" &nbsp;→&nbsp; ".join(parts))
+        self._panel.render(self.step_state)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #c62828;" if error else "")
