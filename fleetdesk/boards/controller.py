@@ -349,22 +349,16 @@ class StationController:
             tile.last_result = res
             tile.state = res.result
             tile.chip, tile.mac = res.chip or tile.chip, res.mac or tile.mac
+            tile.message = res.summary()
             if res.result == "PASS":
                 tile.passed += 1
                 tile.percent = 100
-                tile.message = (f"{res.thing} online" if res.thing else "flashed and verified") + \
-                    (" (re-flash)" if res.reflash else "") + (" · fell back to 115200 baud" if res.baud_fallback else "") + \
-                    (" · offline: registry sync pending" if res.pending_sync else "") + \
-                    (f" · {res.followed}" if res.followed else "")
             elif res.error.startswith("cancelled by the operator"):  # a STOP is not a failed board
                 tile.state = "STOPPED"
-                tile.message = "stopped by the operator" + (f" during {res.stage}" if res.stage else "")
             elif res.restore_offered:  # not a failed board: a question for the operator
                 tile.state = "HOLD"
-                tile.message = res.advice
             else:
                 tile.failed += 1
-                tile.message = res.advice or res.error
             tile.stage, tile.waiting_s = "done", None
             tile.details = tile.details + ["--- console ---"] + list(res.console_tail)
             self._threads.pop(tile.slot, None)

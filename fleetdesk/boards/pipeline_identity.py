@@ -14,6 +14,7 @@ database has never seen. Whatever a write replaces is backed up first.
 
 from __future__ import annotations
 
+from fleetdesk.boards.identity_mode import IdentityMode
 from fleetdesk.errors import FleetdeskError
 
 
@@ -35,7 +36,7 @@ class IdentitySteps:
             self.db.lock_board(mac, self._run_id, self.settings.station)
         self.plan.check_chip(info.get("chip"))
         self.plan.check_fits(info.get("flash_bytes"))
-        if not self.settings.identity:
+        if self.mode is IdentityMode.FIRMWARE_ONLY:
             return self._firmware_only(mac)
         if self._cancel.is_set():
             raise FleetdeskError("cancelled by the operator")
@@ -45,8 +46,7 @@ class IdentitySteps:
         serial = self.db.serial_for(mac) if mac and "{serial" in self.settings.name_template else 0
         named = thing_name_for(self.settings.name_template, mac or "", info.get("chip") or "", serial=serial)
         self._ahead = None
-        if (known is None and self.cloud is not None and self.pool is None and not self.settings.claim
-                and not self.settings.restore_identity):
+        if known is None and self.cloud is not None and self.mode is IdentityMode.MINT:
             self._ahead = self._mint_ahead(named, mac)  # a new board, most likely: mint while it is read
         try:
             return self._decide(info, known, named, mac)
@@ -70,7 +70,7 @@ class IdentitySteps:
         self._check_product(known, board)
         on_board = board is not None and board.found
         thing = known.thing if known and known.thing else board.thing if on_board else named
-        if self.settings.claim:  # no cloud call at flash time: the board claims its identity at first boot
+        if self.mode is IdentityMode.CLAIM:  # no cloud call at flash time: the board claims its identity at first boot
             from fleetdesk.boards.claim import prepare_claim
 
             self._backup_replaced(mac, board)
@@ -83,7 +83,7 @@ class IdentitySteps:
                 return self._keep_board_identity(board)  # offline: the DB vouches for it
             self._backup_replaced(mac, board)
             return self._prepare_from_pool(thing, mac)
-        if self.settings.restore_identity:
+        if self.mode is IdentityMode.RESTORE:
             self._backup_replaced(mac, board, keep=known.certificate_id if known else None)
             return self._restore_files(known, thing)
         if board is None:  # no vfs partition to read: the key store decides, as before the probe

@@ -17,6 +17,8 @@ from typing import Callable
 
 from fleetdesk.boards.advice import advise
 from fleetdesk.boards.console import ConsoleReader
+from fleetdesk.boards.errors import StageFailed
+from fleetdesk.boards.identity_mode import IdentityMode, identity_mode
 from fleetdesk.boards.pipeline_identity import IdentitySteps
 from fleetdesk.boards.ports import location_of, port_reappeared_at
 from fleetdesk.errors import BoardError, FleetdeskError
@@ -88,6 +90,23 @@ class BoardResult:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def notes(self) -> list[str]:
+        """What else the operator should know about this result (the CLI and the tile show them)."""
+        return [text for text, on in (
+            ("re-flash", self.reflash), ("identity restored", self.restored),
+            (f"identity backed up: #{self.backup_id}", self.backup_id),
+            ("fell back to 115200 baud", self.baud_fallback),
+            ("offline: registry sync pending", self.pending_sync), (self.followed, self.followed),
+            (self.presence, self.presence.startswith("boot seen on the console"))) if on]
+
+    def summary(self) -> str:
+        """The result in one line, as the station tile shows it: what happened and what to do."""
+        if self.result == "PASS":
+            return " · ".join([f"{self.thing} online" if self.thing else "flashed and verified", *self.notes()])
+        if self.error.startswith("cancelled by the operator"):  # a STOP is not a failed board
+            return "stopped by the operator" + (f" during {self.stage}" if self.stage else "")
+        return self.advice or self.error  # a restore offer's advice is its question
+
 
 class BoardPipeline(IdentitySteps):
     """Flash one board, end to end, in the calling thread.
@@ -105,6 +124,7 @@ class BoardPipeline(IdentitySteps):
                  pool=None, device_target=None) -> None:
         self.port, self.plan, self.settings, self.db, self.cloud = port, plan, settings, db, cloud
         self.pool, self._pooled, self.offline = pool, None, False
+        self.mode = identity_mode(settings, check=False)  # where this board's identity comes from
         self._device_target = device_target or cloud
         self.slot = slot
         self._emit = on_event or (lambda port, ev: None)
@@ -194,7 +214,7 @@ class BoardPipeline(IdentitySteps):
                     ("detect" if not r.mac else ("write" if wr.written else "detect"))
                 if wr.kind == "prepare" and self._minted is not None:
                     step = "write"
-                raise _Failed(step, wr.error or wr.kind, wr.kind)
+                raise StageFailed(step, wr.error or wr.kind, wr.kind)
             self._stop_if_cancelled("verify")  # the job ended before it saw the STOP
             self._journal("verify", "done")
             flashed_at = time.time()
@@ -208,7 +228,7 @@ class BoardPipeline(IdentitySteps):
             if waiting:
                 self._event(stage="online")
                 self._journal("online", "begin")
-                if self.settings.claim:  # the board provisions itself by claim first (boards/claim.py)
+                if self.mode is IdentityMode.CLAIM:  # the board provisions itself by claim first (boards/claim.py)
                     from fleetdesk.boards.claim import wait_claim_online
 
                     wait_claim_online(self, flashed_at, console)
@@ -223,7 +243,7 @@ class BoardPipeline(IdentitySteps):
                 self._check_boot(console)
             r.result = "PASS"
             r.pending_sync = self.offline
-        except _Failed as f:
+        except StageFailed as f:
             r.error = f.reason
             self._journal(self._stopped_at if self._cancel.is_set() else f.step, "failed", f.reason)
         except FleetdeskError as exc:
@@ -273,7 +293,7 @@ class BoardPipeline(IdentitySteps):
             return
         line = console.reset_by or not_started(list(console.boot_head)) or not_started(list(console.lines))
         if line:
-            raise _Failed("boot", f"the board does not boot the new firmware (console: {line})", "boot")
+            raise StageFailed("boot", f"the board does not boot the new firmware (console: {line})", "boot")
 
     def _wait_booted(self, console) -> None:
         """PASS needs the firmware's own evidence: its boot line in the latest boot, within
@@ -290,16 +310,16 @@ class BoardPipeline(IdentitySteps):
                 return
             if time.monotonic() >= deadline:
                 last = next((t.strip() for t in reversed(list(console.lines)) if t.strip()), "") if console else ""
-                raise _Failed("boot", "the board does not boot the new firmware (its firmware never printed its "
+                raise StageFailed("boot", "the board does not boot the new firmware (its firmware never printed its "
                                       f"boot line within {timeout:.0f} s of the flash; last console line: {last or 'none'})", "boot")
             if self._cancel.wait(0.1):
                 self._stop_if_cancelled("online")
-                raise _Failed("boot", "cancelled by the operator", "cancelled")
+                raise StageFailed("boot", "cancelled by the operator", "cancelled")
 
     def _stop_if_cancelled(self, step: str) -> None:
         """After a STOP in ``step`` or earlier, end here (as cancelled in the step it was pressed in)."""
         if self._cancel.is_set() and STAGES.index(self._stopped_at) <= STAGES.index(step):
-            raise _Failed(self._stopped_at, "cancelled by the operator", "cancelled")
+            raise StageFailed(self._stopped_at, "cancelled by the operator", "cancelled")
 
     def _flash_job(self, job_cls):
         self._job = job_cls(self.port, self.plan, baud=self.settings.baud, on_event=self._on_worker_event,
@@ -317,7 +337,7 @@ class BoardPipeline(IdentitySteps):
         def check() -> None:  # every poll: a crash on boot or an unplugged board fails now
             self._check_boot(console)
             if console is not None and console.lost:
-                raise _Failed("online", f"the board was unplugged while waiting for {thing} to come online "
+                raise StageFailed("online", f"the board was unplugged while waiting for {thing} to come online "
                                         "(its port went away)", "unplugged")
             self._event(waiting_s=max(0, int(deadline - time.monotonic())))  # the tile's countdown
 
@@ -327,13 +347,13 @@ class BoardPipeline(IdentitySteps):
         except PresenceUnavailable as exc:
             return self._wait_console_online(console, deadline, exc.message)
         except WaitCancelled:
-            raise _Failed("online", "cancelled by the operator", "cancelled") from None
+            raise StageFailed("online", "cancelled by the operator", "cancelled") from None
         except NotOnline as exc:
             c = exc.last
             seen = "never seen" if not c.get("timestamp") else (
                 f"last seen {'connected' if c.get('connected') else 'disconnected'} at "
                 f"{_clock(c['timestamp'] / 1000)}")
-            raise _Failed("online", f"{thing} did not come online in presence within "
+            raise StageFailed("online", f"{thing} did not come online in presence within "
                                     f"{self.settings.online_timeout:.0f} s after boot ({seen}; flashed at "
                                     f"{_clock(flashed_at)})", "not-online") from None
         self.result.presence = "cloud presence (GetThingConnectivityData)"
@@ -348,11 +368,11 @@ class BoardPipeline(IdentitySteps):
         want = f"online as {thing}"
         while time.monotonic() < deadline:
             if self._cancel.is_set():
-                raise _Failed("online", "cancelled by the operator", "cancelled")
+                raise StageFailed("online", "cancelled by the operator", "cancelled")
             if console is not None and any(want in line for line in list(console.lines)):
                 return
             self._cancel.wait(0.25)
-        raise _Failed("online", f"{thing} did not report '{want}' on the console within "
+        raise StageFailed("online", f"{thing} did not report '{want}' on the console within "
                                 f"{self.settings.online_timeout:.0f} s after boot (cloud presence unavailable: "
                                 f"{why})", "not-online")
 
@@ -384,24 +404,14 @@ class BoardPipeline(IdentitySteps):
             self._journal("rollback", "failed", str(exc))
 
 
-class _Failed(Exception):
-    def __init__(self, step: str, reason: str, kind: str = "") -> None:
-        super().__init__(reason)
-        self.step, self.reason, self.kind = step, reason, kind
+_Failed = StageFailed  # the name boards/claim.py imports
 
 
 def _check_settings(s: StationSettings, plan) -> None:
     """Refuse settings that contradict each other, before any board starts."""
     from fleetdesk.errors import BoardError
 
-    clash = [(a, b) for (a, on_a), (b, on_b) in (
-        (("--restore-identity", s.restore_identity), ("--factory-reset", s.factory_reset)),
-        (("--claim", s.claim), ("--offline-pool", s.offline_pool)),
-        (("--restore-identity", s.restore_identity), ("--offline-pool", s.offline_pool)),
-        (("--restore-identity", s.restore_identity), ("--claim", s.claim))) if on_a and on_b]
-    if clash:
-        a, b = clash[0]
-        raise BoardError(f"{a} and {b} contradict each other", "choose one of them")
+    identity_mode(s)  # refuses settings that contradict each other, by the names the operator sees
     if (s.identity or s.claim) and plan.partition("vfs") is None:
         raise BoardError("this bundle has no vfs partition, so a device identity cannot be written",
                          "use a bundle with a littlefs vfs partition (fleetdesk firmware build), or flash without "
