@@ -44,8 +44,11 @@ def parse_document(text: str) -> dict:
     Raises:
         ValueError: "line L, column C: ..." or "must be a JSON object".
     """
+    def not_json(name: str) -> Any:  # Python reads NaN/Infinity; JSON (and a board's parser) does not
+        raise ValueError(f"{name} is not JSON: a board could not read the job (use a number or a string)")
+
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=not_json)
     except json.JSONDecodeError as exc:
         raise ValueError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     if not isinstance(doc, dict):

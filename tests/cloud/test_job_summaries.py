@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetdesk.cloud.jobs import JobRequest, failure_reason, failures_text, process_summary
+from fleetdesk.cloud.jobs import JobRequest, failure_reason, failures_text, parse_document, process_summary
 from fleetdesk.errors import FleetdeskError
 
 
@@ -38,3 +38,9 @@ def test_requests_that_cannot_work_are_refused_with_the_fix(request_, needle):
 
 def test_an_automatic_job_id_names_the_operation():
     assert JobRequest({"operation": "reboot"}, things=["t"]).resolved_id().startswith("reboot-")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_document_a_board_cannot_parse_is_refused(constant):
+    with pytest.raises(ValueError, match=f"{constant} is not JSON: a board could not read the job"):
+        parse_document('{"operation": "config", "settings": {"refresh": %s}}' % constant)
