@@ -10,6 +10,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 DATA = {"fleetdesk._data.resources": "resources", "fleetdesk._data.firmware": "firmware"}
+# The GUI's folder is gui/; its import package is the project's own name, not a generic `gui`.
+GUI = {"fleetdesk_gui": "gui"}
 
 
 def data_packages() -> list[str]:
@@ -24,8 +26,10 @@ def data_packages() -> list[str]:
 
 
 setup(
-    packages=find_packages(include=["fleetdesk", "fleetdesk.*", "gui", "gui.*"]) + data_packages(),
-    package_dir=DATA,
-    package_data={"gui": ["**/*.qss"], **{name: ["**/*"] for name in DATA}},
+    packages=find_packages(include=["fleetdesk", "fleetdesk.*"])
+    + ["fleetdesk_gui" + name[len("gui"):] for name in find_packages(include=["gui", "gui.*"])]
+    + data_packages(),
+    package_dir={**DATA, **GUI},
+    package_data={name: ["**/*"] for name in DATA},
     exclude_package_data={name: ["**/__pycache__/*", "**/*.pyc"] for name in DATA},
 )

@@ -1,6 +1,6 @@
 """Chart bench: 100 devices x 24 h of DHT11 history, pan/zoom frames per second.
 
-Side by side in ONE run: gui.widgets.live_plot.LivePlot as shipped (peak downsampling +
+Side by side in ONE run: fleetdesk_gui.widgets.live_plot.LivePlot as shipped (peak downsampling +
 clip-to-view, NaN gaps) versus the same widget with both turned off (plain pyqtgraph
 defaults), on the Device page case (one device's 24 h at 1 Hz, switching between the 100
 devices' histories). Each frame moves the view (a pan or zoom step across the 24 h) and
@@ -61,7 +61,7 @@ def run_mode(app, history, downsample: bool, frames: int, budget_s: float, end: 
     overlay=False: the Device page case: one chart showing one device's 24 h.
     overlay=True: every device's curve in one chart at once.
     """
-    from gui.widgets.live_plot import LivePlot
+    from fleetdesk_gui.widgets.live_plot import LivePlot
 
     plot = LivePlot(capacity=len(history[0][0]) + 10, gap_s=60, downsample=downsample)
     plot.resize(1280, 720)

@@ -126,8 +126,8 @@ async def scenario(args, app, tmp: Path) -> dict:
     from fleetdesk.cloud.session import CloudSession
     from fleetdesk.config import Profile, Profiles
     from fleetdesk.store.telemetry import TelemetryStore
-    from gui.app import build_window
-    from gui.pages.device import DevicePage
+    from fleetdesk_gui.app import build_window
+    from fleetdesk_gui.pages.device import DevicePage
     from PySide6.QtCore import QSettings
 
     broker = ingest.Mosquitto(tmp)
@@ -199,7 +199,7 @@ def main() -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from gui import bridge
+    from fleetdesk_gui import bridge
 
     app = QApplication.instance() or QApplication([])
     app.setQuitOnLastWindowClosed(False)

@@ -58,6 +58,6 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    from gui.app import run_app  # deferred: keeps Qt out of the domain layer
+    from fleetdesk_gui.app import run_app  # deferred: keeps Qt out of the domain layer
 
     return run_app(args)

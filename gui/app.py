@@ -44,7 +44,7 @@ class CloudController:
     context's active profile and feeds the runtime's reports into the context.
 
     The runtime's callbacks run on the asyncio loop, which qasync runs on the Qt thread, so
-    :func:`gui.bridge.on_qt` delivers them at once (and would queue them from any other thread).
+    :func:`fleetdesk_gui.bridge.on_qt` delivers them at once (and would queue them from any other thread).
 
     Args:
         ctx: the AppContext whose ``cloud`` state this drives.
@@ -56,7 +56,7 @@ class CloudController:
     def __init__(self, ctx, state_dir_override: str | None = None, connect: bool = True,
                  port_base: int | None = None) -> None:
         from fleetdesk.cloud.runtime import CloudRuntime
-        from gui import bridge
+        from fleetdesk_gui import bridge
 
         self.ctx = ctx
         self.runtime = CloudRuntime(state_dir_override, connect, port_base,
@@ -95,9 +95,9 @@ class CloudController:
 
 def build_window(profiles: Profiles, settings, pages=None):
     """Create the AppContext and MainWindow (no sandbox, no loop). Used by tests too."""
-    from gui import bridge
-    from gui.context import AppContext
-    from gui.main_window import MainWindow
+    from fleetdesk_gui import bridge
+    from fleetdesk_gui.context import AppContext
+    from fleetdesk_gui.main_window import MainWindow
 
     bridge.instance()  # the bridge lives on the Qt thread: create it here, not in a callback
     ctx = AppContext(profiles, settings)
@@ -119,7 +119,7 @@ def run_app(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui import bridge
+    from fleetdesk_gui import bridge
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("fleetdesk")

@@ -172,7 +172,7 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 
 def set_loop(loop: asyncio.AbstractEventLoop | None) -> None:
-    """Tell the bridge which asyncio loop is the app's (gui.app does this)."""
+    """Tell the bridge which asyncio loop is the app's (fleetdesk_gui.app does this)."""
     global _loop
     _loop = loop
 

@@ -33,7 +33,7 @@ class AppContext(QObject):
         self.profiles = profiles
         self.settings = settings
         self.cloud = LauncherState()
-        from gui.live import LiveFleet
+        from fleetdesk_gui.live import LiveFleet
 
         self.live = LiveFleet(self)
 

@@ -3,7 +3,7 @@
 One QTimer (2 Hz) calls ``FleetState.take_changes()`` once and emits ``changed(names)`` to
 every page (the fleet table, the device page): never a repaint per message. Telemetry
 batches, shadow events and connection states from the cloud layer arrive through
-gui.bridge.post and are re-emitted as Qt signals.
+fleetdesk_gui.bridge.post and are re-emitted as Qt signals.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import shiboken6
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from gui import bridge
+from fleetdesk_gui import bridge
 
 TICK_MS = 500
 

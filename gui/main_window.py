@@ -1,7 +1,7 @@
 """The main window: a sidebar of pages, a stack, and a status bar. Nothing else.
 
-Adding a page is ONE line in :data:`PAGES`: ``PageEntry("Title", "gui.pages.module")``.
-The module exposes ``create_page(ctx: gui.context.AppContext) -> QWidget``. A module that
+Adding a page is ONE line in :data:`PAGES`: ``PageEntry("Title", "fleetdesk_gui.pages.module")``.
+The module exposes ``create_page(ctx: fleetdesk_gui.context.AppContext) -> QWidget``. A module that
 does not exist yet is skipped (no placeholder pages), and pages are created the first time
 they are shown, so a heavy page (charts) costs nothing at startup.
 """
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from fleetdesk.cloud.backend import LauncherState, get_cloud_backend
-from gui.context import AppContext
+from fleetdesk_gui.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,13 @@ class PageEntry:
 
 # The page registry, in sidebar order. Every module must exist (a test imports each).
 PAGES: list[PageEntry] = [
-    PageEntry("Stations", "gui.pages.stations"),
-    PageEntry("Line", "gui.pages.line"),
-    PageEntry("BLE Setup", "gui.pages.ble_setup"),
-    PageEntry("Fleet", "gui.pages.fleet"),
-    PageEntry("Device", "gui.pages.device"),
-    PageEntry("Jobs", "gui.pages.jobs"),
-    PageEntry("Settings", "gui.pages.settings"),
+    PageEntry("Stations", "fleetdesk_gui.pages.stations"),
+    PageEntry("Line", "fleetdesk_gui.pages.line"),
+    PageEntry("BLE Setup", "fleetdesk_gui.pages.ble_setup"),
+    PageEntry("Fleet", "fleetdesk_gui.pages.fleet"),
+    PageEntry("Device", "fleetdesk_gui.pages.device"),
+    PageEntry("Jobs", "fleetdesk_gui.pages.jobs"),
+    PageEntry("Settings", "fleetdesk_gui.pages.settings"),
 ]
 
 

@@ -46,7 +46,7 @@ def test_no_qt_import_statements_in_domain_sources():
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")) and any(f in stripped.split("#")[0] for f in FORBIDDEN):
                 offenders.append(f"{path.relative_to(root.parent)}:{lineno}: {stripped}")
-    # `fleetdesk gui` defers to gui.app inside the handler; that line names `gui`, not Qt.
+    # `fleetdesk gui` defers to fleetdesk_gui.app inside the handler; that line names `gui`, not Qt.
     assert offenders == []
 
 
@@ -87,7 +87,7 @@ def test_a_broken_contract_fails_naming_the_import(tmp_path):
     the report names the import that breaks it."""
     config = tmp_path / "contracts.toml"
     config.write_text(
-        '[tool.importlinter]\nroot_packages = ["fleetdesk", "gui"]\ninclude_external_packages = true\n\n'
+        '[tool.importlinter]\nroot_packages = ["fleetdesk", "fleetdesk_gui"]\ninclude_external_packages = true\n\n'
         '[[tool.importlinter.contracts]]\nname = "no sandbox in cloud"\ntype = "forbidden"\n'
         'source_modules = ["fleetdesk.cloud"]\nforbidden_modules = ["fleetdesk.sandbox"]\n'
         'allow_indirect_imports = true\n')

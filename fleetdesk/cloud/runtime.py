@@ -4,7 +4,7 @@
 or attaches to one already running for the same state dir; nothing for AWS), then opens the
 app's :class:`~fleetdesk.cloud.session.CloudSession`. It reports through three callbacks,
 all called on the asyncio loop that runs it (in the app: qasync on the Qt thread; the GUI's
-adapter is ``gui.app.CloudController``):
+adapter is ``fleetdesk_gui.app.CloudController``):
 
 * ``on_state(LauncherState)``: starting / running / failed / stopped, for the status bar;
 * ``on_connection(StateEvent)``: the app's MQTT connection (connecting, failed: reason);

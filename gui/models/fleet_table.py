@@ -1,7 +1,7 @@
 """The fleet table: an item model over FleetState, updated in batches.
 
 The model never reacts to single messages: :meth:`FleetTableModel.apply_changes` is called
-with the set of things changed since the last tick (gui.live.LiveFleet, 2 Hz) and emits one
+with the set of things changed since the last tick (fleetdesk_gui.live.LiveFleet, 2 Hz) and emits one
 ``dataChanged`` over the changed rows' span, plus one insert for new things. Values are kept
 in C++ items and sorting/filtering is a QSortFilterProxyModel on a sort role with one type
 per column and a regular expression: painting, sorting and filtering run without Python.

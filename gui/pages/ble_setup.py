@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 )
 
 from fleetdesk.ble.naming import factory_pop, thing_name
-from gui import bridge
-from gui.widgets.ble_steps import STEP_TITLES, STEPS, BleStepsPanel, rssi_bars
-from gui.context import AppContext
+from fleetdesk_gui import bridge
+from fleetdesk_gui.widgets.ble_steps import STEP_TITLES, STEPS, BleStepsPanel, rssi_bars
+from fleetdesk_gui.context import AppContext
 
 SCAN_SECONDS = 4.0
 
@@ -209,7 +209,7 @@ class BleSetupPage(QWidget):
 
     def open_batch(self) -> QWidget:
         """The batch window (many boards from a sheet)."""
-        from gui.widgets.ble_batch import BleBatchDialog
+        from fleetdesk_gui.widgets.ble_batch import BleBatchDialog
 
         if getattr(self, "batch", None) is None:
             self.batch = BleBatchDialog(self.ctx, self)

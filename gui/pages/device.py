@@ -2,7 +2,7 @@
 
 Live DHT11 charts (history from the telemetry store, then live batches), export of the
 visible range, the shadow (desired/reported/delta + editor, 409-safe), RPC, the log
-stream, and the serial console when the board is on a local (or virtual) port. Blocking work (SQLite, files) runs in worker threads via gui.bridge.
+stream, and the serial console when the board is on a local (or virtual) port. Blocking work (SQLite, files) runs in worker threads via fleetdesk_gui.bridge.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import bridge
-from gui.context import AppContext
-from gui.widgets.error_text import error_text
-from gui.widgets.live_plot import LivePlot
-from gui.widgets.serial_console import SerialConsole
-from gui.widgets.shadow_editor import ShadowEditor
+from fleetdesk_gui import bridge
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.widgets.error_text import error_text
+from fleetdesk_gui.widgets.live_plot import LivePlot
+from fleetdesk_gui.widgets.serial_console import SerialConsole
+from fleetdesk_gui.widgets.shadow_editor import ShadowEditor
 
 HISTORY_S = 86_400
 RPC_METHODS = ("Sys.GetInfo", "Config.Get", "Config.Set", "FS.List", "Sys.Reboot")

@@ -5,7 +5,7 @@ When the account has a fleet index (``fleetdesk cloud setup``), the table holds 
 group selector (:mod:`fleetdesk.cloud.fleet_index`); the header tiles come from aggregations;
 page and tiles refresh on a timer and after presence changes, so the page costs the same for
 100 things and for 100,000. Without an index the page shows the session's own list and says
-how to set the index up. Rows update in batches from gui.live.LiveFleet (2 Hz), never per
+how to set the index up. Rows update in batches from fleetdesk_gui.live.LiveFleet (2 Hz), never per
 message. Double-click a row to open the Device page for it.
 """
 
@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import actions, bridge
-from gui.context import AppContext
-from gui.widgets.error_text import error_text
-from gui.models.fleet_table import FleetFilterProxy, FleetTableModel
-from gui.widgets.diagnostics import DiagnosticsDialog
+from fleetdesk_gui import actions, bridge
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.widgets.error_text import error_text
+from fleetdesk_gui.models.fleet_table import FleetFilterProxy, FleetTableModel
+from fleetdesk_gui.widgets.diagnostics import DiagnosticsDialog
 
 ALL_GROUPS = "All groups"
 APPLY_BUDGET_S = 0.008  # table updates run in slices this long, so painting and input go on
@@ -542,7 +542,7 @@ class FleetPage(QWidget):
         self.with_targets(self._ask_set_desired)
 
     def _ask_set_desired(self, names: list[str]) -> None:
-        from gui.widgets.desired_dialog import DesiredDialog
+        from fleetdesk_gui.widgets.desired_dialog import DesiredDialog
 
         dialog = DesiredDialog(len(names), self)  # only values the firmware takes can be confirmed
         if dialog.exec():

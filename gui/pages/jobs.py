@@ -28,11 +28,11 @@ from fleetdesk.cloud.jobs import (
     status_counts,
 )
 from fleetdesk.errors import FleetdeskError
-from gui import actions, bridge
-from gui.context import AppContext
-from gui.widgets.error_text import error_text
-from gui.widgets.job_form import RAW, JobForm
-from gui.widgets.job_tables import RED, fill_executions, fill_jobs, fit_columns
+from fleetdesk_gui import actions, bridge
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.widgets.error_text import error_text
+from fleetdesk_gui.widgets.job_form import RAW, JobForm
+from fleetdesk_gui.widgets.job_tables import RED, fill_executions, fill_jobs, fit_columns
 
 REFRESH_MS = 2000
 NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "

@@ -26,9 +26,9 @@ from PySide6.QtWidgets import (
 from fleetdesk.boards.line import read_line_status, write_csv
 from fleetdesk.errors import FleetdeskError
 from fleetdesk.store.ledger import configured_ledger, redacted, save_ledger_setting
-from gui import bridge
-from gui.context import AppContext
-from gui.widgets.error_text import error_text
+from fleetdesk_gui import bridge
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.widgets.error_text import error_text
 
 REFRESH_MS = 5000
 COLUMNS = ("Station", "State", "PASS", "FAIL", "Boards/h", "Open runs", "FAIL causes")

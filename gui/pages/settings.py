@@ -27,7 +27,7 @@ from fleetdesk.cloud.backend import get_cloud_backend
 from fleetdesk.config import CREDENTIAL_SOURCES, Profile, Profiles
 from fleetdesk.errors import ConfigError
 from fleetdesk.paths import sandbox_state_dir
-from gui.context import AppContext
+from fleetdesk_gui.context import AppContext
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -169,7 +169,7 @@ class SettingsPage(QWidget):
             self.bluetooth_combo.addItem(label, value)
         btf.addRow("Bluetooth", self.bluetooth_combo)
         outer.addWidget(bt)
-        from gui.widgets.account_setup import AccountSetupBox
+        from fleetdesk_gui.widgets.account_setup import AccountSetupBox
 
         self.account_setup = AccountSetupBox(ctx)  # issue 18: the one-time setup for large fleets
         outer.addWidget(self.account_setup)

@@ -2,7 +2,7 @@
 settings (bundle, baud, identity, name template, operator) locked while boards flash.
 
 All state lives in ``fleetdesk.boards.controller.StationController``; its callbacks arrive
-on worker threads and only mark slots dirty (through gui.bridge); a 10 Hz timer repaints
+on worker threads and only mark slots dirty (through fleetdesk_gui.bridge); a 10 Hz timer repaints
 the dirty tiles, so 16 boards flashing at once cost a few repaints per second.
 """
 
@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 from fleetdesk.boards.controller import StationController
 from fleetdesk.boards.station import StationSettings
 from fleetdesk.errors import FleetdeskError
-from gui import bridge
-from gui.widgets.port_tile import PortTile
-from gui.widgets.station_form import BAD, OK, StationForm
+from fleetdesk_gui import bridge
+from fleetdesk_gui.widgets.port_tile import PortTile
+from fleetdesk_gui.widgets.station_form import BAD, OK, StationForm
 MAX_COLUMNS = 4
 TILE_WIDTH = 238  # a tile's minimum width plus the grid spacing
 
@@ -346,5 +346,5 @@ class StationsPage(QWidget):
 
 
 def create_page(ctx) -> QWidget:
-    """Page factory for gui.main_window.PAGES."""
+    """Page factory for fleetdesk_gui.main_window.PAGES."""
     return StationsPage(ctx)

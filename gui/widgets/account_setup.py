@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QGroupBox, QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget
 
-from gui import bridge
-from gui.context import AppContext
-from gui.widgets.error_text import error_text
+from fleetdesk_gui import bridge
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.widgets.error_text import error_text
 
 
 class AccountSetupBox(QGroupBox):

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from fleetdesk.errors import FleetdeskError
-from gui import bridge
+from fleetdesk_gui import bridge
 
 COLUMNS = ("Line", "Board", "Thing", "State", "Reason")
 COLOURS = {"done": "#1b7f3b", "failed": "#b3261e"}

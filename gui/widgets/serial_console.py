@@ -12,7 +12,7 @@ import re
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from gui import bridge
+from fleetdesk_gui import bridge
 
 BAUD = 115200
 NO_PORTS = "No serial port: plug in a board (or start virtual boards), then Rescan, or type a port."

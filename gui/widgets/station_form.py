@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from fleetdesk.boards.station import StationSettings
 from fleetdesk.errors import FleetdeskError
-from gui import bridge
+from fleetdesk_gui import bridge
 
 BAUDS = ("115200", "230400", "460800", "921600")
 FIRMWARE_FILTER = "Firmware bundles (manifest.json flasher_args.json *.bin);;All files (*)"

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(180)]
 def qloop(qapp):
     import qasync
 
-    from gui import bridge
+    from fleetdesk_gui import bridge
 
     qapp.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(qapp)
@@ -43,8 +43,8 @@ def test_ble_setup_page_end_to_end(fresh_board, sandbox, qloop, tmp_path, monkey
     from PySide6.QtCore import QSettings
 
     from fleetdesk.config import Profiles
-    from gui.context import AppContext
-    from gui.pages.ble_setup import BleSetupPage
+    from fleetdesk_gui.context import AppContext
+    from fleetdesk_gui.pages.ble_setup import BleSetupPage
 
     monkeypatch.setenv("FLEETDESK_BLE_BACKEND", "virtual")
     shots = os.environ.get("FLEETDESK_SCREENSHOTS") or str(tmp_path)

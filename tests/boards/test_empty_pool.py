@@ -40,7 +40,7 @@ def _runs(db_path) -> int:
 
 @pytest.mark.gui
 def test_start_all_with_an_empty_pool_is_one_clear_stop(qtbot, rig, bundle_dir, tmp_path, empty_pool):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     rig.add(3, register=True)
     db = ProductionDB(tmp_path / "prod.sqlite3")

@@ -30,7 +30,7 @@ def _boot_loop_for_a_long_time(board, monkeypatch) -> None:
 
 
 def test_firmware_only_flash_of_a_long_plugged_blank_board(qtbot, rig, bundle_dir, tmp_path, monkeypatch):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     (board,) = rig.add(1, register=True, throttle=True)  # as `fleetdesk boards virtual` runs them
     _boot_loop_for_a_long_time(board, monkeypatch)

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(180)]
 
 
 def test_refill_pool_from_the_page(qtbot, sandbox, tmp_path):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     ctl = StationController(StationSettings(sandbox_state_dir=sandbox.state_dir, offline_pool=True),
                             lister=lambda: [])

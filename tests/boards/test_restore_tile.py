@@ -25,7 +25,7 @@ def _save(widget, name: str, tmp_path: Path) -> Path:
 
 def test_tile_offers_restore_then_restores_the_same_identity(qtbot, rig, bundle_dir, tmp_path, sandbox):
     from fleetdesk.boards.identity import CloudTarget
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     (board,) = rig.add(1, register=True, mac="24:6f:28:" + ":".join(f"{b:02x}" for b in os.urandom(3)))
     cloud = CloudTarget.from_sandbox(sandbox.state_dir)

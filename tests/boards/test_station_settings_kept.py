@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 def qloop(qapp):
     import qasync
 
-    from gui import bridge
+    from fleetdesk_gui import bridge
 
     qapp.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(qapp)
@@ -35,7 +35,7 @@ def qloop(qapp):
 
 
 def _page(qtbot, tmp_path, settings, **kw):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     ctl = StationController(StationSettings(identity=False, wait_online=False, boot_wait=0.5, **kw),
                             db=ProductionDB(tmp_path / "prod.sqlite3"))
@@ -73,7 +73,7 @@ def test_settings_and_counters_survive_a_restart(qtbot, rig, bundle_dir, tmp_pat
 
 
 def test_firmware_from_the_window(qtbot, qloop, tmp_path, bundle_dir):
-    from gui.widgets.station_form import FIRMWARE_FILTER
+    from fleetdesk_gui.widgets.station_form import FIRMWARE_FILTER
 
     ctl, page = _page(qtbot, tmp_path, None)
     assert page.bundle_info.text().startswith("No firmware chosen") and "Built-in firmware" in page.bundle_info.text()

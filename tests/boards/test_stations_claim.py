@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(240)]
 
 def test_claim_mode_from_the_stations_page(qtbot, rig, bundle_dir, tmp_path, sandbox):
     from fleetdesk.boards.identity import CloudTarget
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     mac = "24:6f:28:" + ":".join(f"{b:02x}" for b in os.urandom(3))
     rig.add(1, register=True, mac=mac)

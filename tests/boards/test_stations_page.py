@@ -26,7 +26,7 @@ def _save(widget, name: str, tmp_path: Path) -> Path:
 
 
 def test_bad_bundle_is_shown_and_nothing_starts(qtbot, rig, tmp_path):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     rig.add(1, register=True)
     (tmp_path / "manifest.json").write_text("{not json")
@@ -43,7 +43,7 @@ def test_bad_bundle_is_shown_and_nothing_starts(qtbot, rig, tmp_path):
 def test_sixteen_slots_flash_at_once(qtbot, rig, bundle_dir, tmp_path):
     """A 16-slot station (labelled jig positions): START ALL flashes every board at once to
     PASS, settings stay locked while running, an unplugged board shows on its tile."""
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     boards = rig.add(16, register=True)
     db = ProductionDB(tmp_path / "prod.sqlite3")
@@ -102,7 +102,7 @@ def test_gui_identity_flash_each_board_online(qtbot, rig, bundle_dir, tmp_path, 
     import os as _os
 
     from fleetdesk.boards.identity import CloudTarget
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     macs = ["24:6f:28:" + ":".join(f"{b:02x}" for b in _os.urandom(3)) for _ in range(3)]
     for mac in macs:

@@ -84,7 +84,7 @@ def _action(code: str) -> str:
 
 
 def test_each_failure_shows_its_advice_on_the_tile(qtbot, rig, bundle_dir, tmp_path, silent_port):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     gone = _closed_port_url()
     cases = {  # port -> (advice code, text the Details pane must hold)

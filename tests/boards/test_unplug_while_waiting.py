@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def _page(qtbot, rig, bundle_dir, tmp_path, sandbox, online_timeout):
-    from gui.pages.stations import StationsPage
+    from fleetdesk_gui.pages.stations import StationsPage
 
     (board,) = rig.add(1, register=True)
     # the board gets an MQTT port nobody listens on: it boots and keeps trying, never online

@@ -81,7 +81,7 @@ def qloop(qapp):
     """A qasync loop on the Qt thread: ``qloop.run_until_complete(coro)`` runs Qt + asyncio."""
     import qasync
 
-    from gui import bridge
+    from fleetdesk_gui import bridge
 
     qapp.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(qapp)
@@ -112,7 +112,7 @@ def shot(tmp_path):
 def app_window(qapp, qsettings, qloop):
     """A MainWindow with its AppContext (no sandbox started; tests attach sessions)."""
     from fleetdesk.config import Profiles
-    from gui.app import build_window
+    from fleetdesk_gui.app import build_window
 
     ctx, win = build_window(Profiles(), qsettings)
     win.resize(1280, 800)

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from fleetdesk.sandbox.launcher import SandboxLauncher, find_running, pid_alive
-from gui.app import CloudController
+from fleetdesk_gui.app import CloudController
 
 from gui_testutil import until
 
@@ -35,7 +35,7 @@ def test_app_starts_attaches_and_stops_the_sandbox(app_window, qloop, tmp_path, 
         shot(win, "window-sandbox-running")
         # a second app on the same state dir attaches and leaves the sandbox running on exit
         from fleetdesk.config import Profiles
-        from gui.app import build_window
+        from fleetdesk_gui.app import build_window
 
         ctx2, win2 = build_window(Profiles(), ctx.settings)
         try:

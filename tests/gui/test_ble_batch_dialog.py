@@ -13,8 +13,8 @@ import pytest
 from gui_testutil import until
 
 from fleetdesk.config import Profile, Profiles
-from gui.context import AppContext
-from gui.pages.ble_setup import BleSetupPage
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.pages.ble_setup import BleSetupPage
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(240)]
 

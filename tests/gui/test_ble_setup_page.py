@@ -8,8 +8,8 @@ from bleak.backends.device import BLEDevice
 
 from fleetdesk.ble.scanner import FoundDevice
 from fleetdesk.config import Profiles
-from gui.context import AppContext
-from gui.pages.ble_setup import STEPS, BleSetupPage
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.pages.ble_setup import STEPS, BleSetupPage
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 

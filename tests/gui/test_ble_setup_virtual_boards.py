@@ -13,8 +13,8 @@ from gui_testutil import until
 
 from fleetdesk.config import Profile, Profiles
 from fleetdesk.virtual.runtime import launch_firmware
-from gui.context import AppContext
-from gui.pages.ble_setup import BleSetupPage
+from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.pages.ble_setup import BleSetupPage
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(90)]
 
@@ -84,7 +84,7 @@ def test_scan_lists_a_virtual_board_with_the_default_sandbox_profile(config_mode
 
 
 def test_bluetooth_is_a_setting_of_the_profile(qtbot, qsettings):
-    from gui.app import build_window
+    from fleetdesk_gui.app import build_window
 
     ctx, win = build_window(Profiles(), qsettings)
     qtbot.addWidget(win)

@@ -1,4 +1,4 @@
-"""gui.bridge: callbacks from other threads land on the Qt thread, in order, in <= 50 ms slices."""
+"""fleetdesk_gui.bridge: callbacks from other threads land on the Qt thread, in order, in <= 50 ms slices."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from gui import bridge
-from gui.bridge import Bridge, throttle
+from fleetdesk_gui import bridge
+from fleetdesk_gui.bridge import Bridge, throttle
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 

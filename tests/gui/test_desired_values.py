@@ -11,7 +11,7 @@ import time
 import pytest
 from gui_testutil import until
 
-from gui.widgets.shadow_editor import ShadowEditor
+from fleetdesk_gui.widgets.shadow_editor import ShadowEditor
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 

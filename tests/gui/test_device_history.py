@@ -98,7 +98,7 @@ def test_with_an_index_the_app_follows_only_the_open_device(app_window, index_on
         await until(lambda: "dt/watch-2/env" in subs and "dt/watch-1/env" not in subs, 30,
                     what="following moved to the newly opened device")
         # a bulk change on many things: each is followed while its request runs, never all at once
-        ok, failed = await __import__("gui.actions", fromlist=["set_desired"]).set_desired(
+        ok, failed = await __import__("fleetdesk_gui.actions", fromlist=["set_desired"]).set_desired(
             cloud_session, [f"watch-{i}" for i in (1, 2)] + [f"bulk-{i}" for i in range(30)], "on", True)
         assert len(ok) == 32 and not failed and len(subs) <= 50
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fleetdesk.store.telemetry import Sample
-from gui.widgets.shadow_editor import JsonProblem, ShadowEditor, delta_of, parse_desired
+from fleetdesk_gui.widgets.shadow_editor import JsonProblem, ShadowEditor, delta_of, parse_desired
 
 from gui_testutil import until
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleetdesk.errors import CloudError
-from gui.widgets.error_text import error_text
+from fleetdesk_gui.widgets.error_text import error_text
 
 
 def test_message_and_advice_on_their_own_lines():

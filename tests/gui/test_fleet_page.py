@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from fleetdesk.cloud.fleet_state import FleetState
-from gui.models.fleet_table import SORT_ROLE, FleetFilterProxy, FleetTableModel
+from fleetdesk_gui.models.fleet_table import SORT_ROLE, FleetFilterProxy, FleetTableModel
 
 from gui_testutil import until
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gui
 def test_line_page_shows_every_station_and_exports(qtbot, qloop, pg_server, monkeypatch, tmp_path):
     import time
 
-    from gui.pages.line import LinePage
+    from fleetdesk_gui.pages.line import LinePage
 
     url = pg_server.create_db("line")
     db = ProductionDB(url, key_file=tmp_path / "k")

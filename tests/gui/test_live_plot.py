@@ -1,4 +1,4 @@
-"""gui.widgets.live_plot: ring buffers, gaps as gaps, timer only when visible, ranges, crosshair."""
+"""fleetdesk_gui.widgets.live_plot: ring buffers, gaps as gaps, timer only when visible, ranges, crosshair."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from gui.widgets.live_plot import LivePlot, RingBuffer, with_gaps
+from fleetdesk_gui.widgets.live_plot import LivePlot, RingBuffer, with_gaps
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 

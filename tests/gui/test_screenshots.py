@@ -36,7 +36,7 @@ def test_dashboard_with_a_small_fleet(app_window, qloop, tmp_path, shot):
     from fleetdesk.fleet.otapkg import firmware_package
     from fleetdesk.virtual.fleet_sim import FleetRunner, provision_fleet
     from fleetdesk.store.telemetry import Sample
-    from gui.app import CloudController
+    from fleetdesk_gui.app import CloudController
 
     ctx, win = app_window
     ctx.set_profiles(Profiles(active="sandbox", items={"sandbox": Profile(state_dir=str(tmp_path / "sandbox"))}))

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from gui.widgets.serial_console import SerialConsole
+from fleetdesk_gui.widgets.serial_console import SerialConsole
 
 from gui_testutil import until
 
@@ -49,7 +49,7 @@ def test_console_shows_what_the_board_prints(qloop, qtbot):
         try:
             await until(lambda: "fleetdesk-fw 1.0.0 on esp32" in console.text(), 20, what="console text")
         except AssertionError:
-            from gui import bridge
+            from fleetdesk_gui import bridge
             b = bridge.instance()
             raise AssertionError(f"status={console.status.text()!r} serial={console._serial} sent={sent.is_set()} "
                                  f"text={console.text()!r} pending={b.pending()} sched={b._scheduled} "
@@ -72,7 +72,7 @@ def test_console_shows_what_the_board_prints(qloop, qtbot):
 def test_open_without_a_port_or_on_a_dead_one_says_what_to_do(qloop, qtbot):
     import asyncio
 
-    from gui.widgets.serial_console import NO_PORTS
+    from fleetdesk_gui.widgets.serial_console import NO_PORTS
 
     console = SerialConsole()
     qtbot.addWidget(console)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fleetdesk.config import Profiles
-from gui.app import build_window
+from fleetdesk_gui.app import build_window
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 

@@ -10,8 +10,8 @@ import pytest
 
 from fleetdesk.config import Profile, Profiles
 from fleetdesk.sandbox.launcher import LauncherState
-from gui.app import SHOWN_MARKER, build_window
-from gui.main_window import PAGES, PageEntry
+from fleetdesk_gui.app import SHOWN_MARKER, build_window
+from fleetdesk_gui.main_window import PAGES, PageEntry
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 
@@ -123,7 +123,7 @@ def test_connection_state_is_shown_with_its_reason(window):
 
 def test_diagnostics_lists_malformed_payloads(qtbot):
     from fleetdesk.cloud.fleet_state import FleetState
-    from gui.widgets.diagnostics import DiagnosticsDialog
+    from fleetdesk_gui.widgets.diagnostics import DiagnosticsDialog
 
     fleet = FleetState()
     fleet.apply_telemetry("dt/t1/env", b'{"temperature": 21, "humidity": 40, "seq": 1}')
@@ -160,7 +160,7 @@ def test_status_bar_describes_an_attached_session_not_stopped(app_window, cloud_
 def test_my_pages_fit_a_1024_pixel_wide_screen(window):
     """With the 170-px sidebar, a page may ask for at most 854 px, also when long messages show.
     (Stations is checked by its owner.)"""
-    from gui.widgets.serial_console import NO_PORTS
+    from fleetdesk_gui.widgets.serial_console import NO_PORTS
 
     ctx, win = window
     device = win.page("Device")

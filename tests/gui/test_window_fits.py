@@ -9,8 +9,8 @@ from PySide6.QtCore import QSize
 
 from fleetdesk.config import Profiles
 from fleetdesk.gui_command import missing_display_libraries
-from gui.app import build_window
-from gui.main_window import default_size
+from fleetdesk_gui.app import build_window
+from fleetdesk_gui.main_window import default_size
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 
@@ -56,7 +56,7 @@ def test_ble_columns_read_whole_at_1024(small_window, qtbot):
 
 
 def test_jobs_columns_fit_at_1024(small_window, qtbot):
-    from gui.widgets.job_tables import fill_jobs
+    from fleetdesk_gui.widgets.job_tables import fill_jobs
 
     ctx, win = small_window
     page = win.show_page("Jobs")
@@ -77,7 +77,7 @@ def test_jobs_columns_fit_at_1024(small_window, qtbot):
 def test_set_desired_dialog_is_whole_and_proposes_valid_values(qtbot):
     from PySide6.QtWidgets import QDialogButtonBox
 
-    from gui.widgets.desired_dialog import DesiredDialog
+    from fleetdesk_gui.widgets.desired_dialog import DesiredDialog
 
     dialog = DesiredDialog(3)
     qtbot.addWidget(dialog)
