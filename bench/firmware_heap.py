@@ -388,7 +388,7 @@ def report(results, info, args) -> None:
     print("goal (>= 25 % free on a stock ESP32):", "PASS" if not goal else "FAIL for " + ", ".join(goal))
     for k, v in info.items():
         if isinstance(k, tuple):
-            print(f"Sys.GetInfo at the smallest-found run, {k[0]}/{k[1]}: {v}")
+            print(f"Sys.GetInfo at the last working run, {k[0]}/{k[1]}: {v}")
         else:
             print(f"{k}: {v} bytes")
 
