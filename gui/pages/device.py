@@ -7,18 +7,15 @@ stream, and the serial console when the board is on a local (or virtual) port. B
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QPlainTextEdit,
     QPushButton,
     QSplitter,
     QTabWidget,
@@ -28,14 +25,14 @@ from PySide6.QtWidgets import (
 
 from fleetdesk_gui import bridge
 from fleetdesk_gui.context import AppContext
+from fleetdesk_gui.widgets.device_log import DeviceLog
 from fleetdesk_gui.widgets.error_text import error_text
 from fleetdesk_gui.widgets.live_plot import LivePlot
+from fleetdesk_gui.widgets.rpc_panel import RpcPanel
 from fleetdesk_gui.widgets.serial_console import SerialConsole
 from fleetdesk_gui.widgets.shadow_editor import ShadowEditor
 
 HISTORY_S = 86_400
-RPC_METHODS = ("Sys.GetInfo", "Config.Get", "Config.Set", "FS.List", "Sys.Reboot")
-LOG_LINES = 2000
 
 
 class DevicePage(QWidget):
@@ -47,10 +44,7 @@ class DevicePage(QWidget):
         self.setObjectName("DevicePage")
         self.thing: str | None = None
         self.shadow_name: str | None = None
-        self._log_unsub = None
-        self._log_listener = None  # session.logs listener of the shown thing
         self._telemetry_unsub = None  # the open thing's dt/<thing>/env while the session uses the fleet index
-        self._log_pending: list[str] = []
         self.exports = 0
 
         layout = QVBoxLayout(self)
@@ -87,11 +81,11 @@ class DevicePage(QWidget):
         self.tabs = QTabWidget()
         self.shadow = ShadowEditor()
         self.tabs.addTab(self.shadow, "Shadow")
-        self.tabs.addTab(self._rpc_panel(), "RPC")
-        self.log_view = QPlainTextEdit()
-        self.log_view.setObjectName("deviceLog")
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(LOG_LINES)
+        self.rpc = RpcPanel()
+        self.rpc_method, self.rpc_args, self.rpc_reply = self.rpc.rpc_method, self.rpc.rpc_args, self.rpc.rpc_reply
+        self.rpc.rpc_button.clicked.connect(self.call_rpc)
+        self.tabs.addTab(self.rpc, "RPC")
+        self.log_view = DeviceLog()
         self.tabs.addTab(self.log_view, "Log")
         self.console = SerialConsole()
         self.tabs.addTab(self.console, "Console")
@@ -100,11 +94,6 @@ class DevicePage(QWidget):
         split.addWidget(self.tabs)
         split.setSizes([700, 520])
         layout.addWidget(split, 1)
-
-        self._log_timer = QTimer(self)
-        self._log_timer.setInterval(200)
-        self._log_timer.timeout.connect(self._flush_log)
-        self._log_timer.start()
 
         self.thing_combo.activated.connect(lambda _i: self.open_target(self.thing_combo.currentText()))
         self.thing_combo.lineEdit().returnPressed.connect(lambda: self.open_target(self.thing_combo.currentText()))
@@ -118,29 +107,6 @@ class DevicePage(QWidget):
         ctx.live.changed.connect(self._on_changed)
         ctx.live.session_changed.connect(self._session_changed)
         self._session_changed(ctx.live.session)
-
-    def _rpc_panel(self) -> QWidget:
-        w = QWidget()
-        v = QVBoxLayout(w)
-        row = QHBoxLayout()
-        self.rpc_method = QComboBox()
-        self.rpc_method.setObjectName("rpcMethod")
-        self.rpc_method.setEditable(True)
-        self.rpc_method.addItems(RPC_METHODS)
-        self.rpc_args = QLineEdit()
-        self.rpc_args.setObjectName("rpcArgs")
-        self.rpc_args.setPlaceholderText('args as JSON, e.g. {"path": "/"}')
-        self.rpc_button = QPushButton("Call")
-        row.addWidget(self.rpc_method)
-        row.addWidget(self.rpc_args, 1)
-        row.addWidget(self.rpc_button)
-        v.addLayout(row)
-        self.rpc_reply = QPlainTextEdit()
-        self.rpc_reply.setObjectName("rpcReply")
-        self.rpc_reply.setReadOnly(True)
-        v.addWidget(self.rpc_reply, 1)
-        self.rpc_button.clicked.connect(self.call_rpc)
-        return w
 
     # -- session / thing ----------------------------------------------------------------
     @property
@@ -399,69 +365,14 @@ class DevicePage(QWidget):
     # -- RPC and log --------------------------------------------------------------------
     def call_rpc(self) -> None:
         """Call the selected method with the typed args and show the reply."""
-        session, thing = self.session, self.thing
-        if not thing:
-            self.rpc_reply.setPlainText("Pick a thing first (the box at the top of the page).")
-            return
-        if session is None:
-            self.rpc_reply.setPlainText("Not connected: see the status bar; choose or fix a profile in Settings.")
-            return
-        method = self.rpc_method.currentText().strip()
-        text = self.rpc_args.text().strip()
-        try:
-            args = json.loads(text) if text else None
-        except json.JSONDecodeError as exc:
-            self.rpc_reply.setPlainText(f"args are not JSON: column {exc.colno}: {exc.msg}")
-            return
-        t0 = time.perf_counter()
-        self.rpc_reply.setPlainText(f"→ {method} {text}\n…")
-
-        def done(result, error) -> None:
-            ms = (time.perf_counter() - t0) * 1000
-            if error is not None:
-                self.rpc_reply.setPlainText(f"→ {method} {text}\n✗ {error_text(error)} ({ms:.0f} ms)")
-            else:
-                self.rpc_reply.setPlainText(f"→ {method} {text}\n← ({ms:.0f} ms)\n{json.dumps(result, indent=2)}")
-
-        bridge.submit(session.rpc.call(thing, method, args), done)
+        self.rpc.call(self.session, self.thing)
 
     def _subscribe_log(self, thing: str) -> None:
-        """Show ``thing``'s device log: what session.logs kept, then each new record."""
-        session = self.session
-        if self._log_listener is not None:
-            self._log_listener()
-            self._log_listener = None
-        if self._log_unsub is not None:
-            unsub, self._log_unsub = self._log_unsub, None
-            bridge.submit(_maybe_await(unsub()))
-        if session is None:
-            return
-        self._log_pending.extend(format_record(r) for r in session.logs.recent(thing))
-        self._log_listener = session.logs.add_listener(
-            lambda rec: bridge.post(self._log_pending.append, format_record(rec)) if rec.thing == thing else None)
-
-        def done(unsub, error) -> None:
-            if error is None:
-                if thing == self.thing:
-                    self._log_unsub = unsub
-                else:
-                    bridge.submit(_maybe_await(unsub()))
-            else:
-                self._log_pending.append(f"(log stream unavailable: {error_text(error, ' → ')})")
-
-        bridge.submit(session.logs.watch(thing), done)
-
-    def _flush_log(self) -> None:
-        if self._log_pending:
-            lines, self._log_pending = self._log_pending, []
-            self.log_view.appendPlainText("\n".join(lines))
+        self.log_view.follow(self.session, thing)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self._watch_telemetry(None)
-        if self._log_listener is not None:
-            self._log_listener()
-            self._log_listener = None
-        self._log_timer.stop()
+        self.log_view.close()
         self.plot.close()
         self.console.close()
         for sig, slot in ((self.ctx.live.samples, self._on_samples), (self.ctx.live.shadow_event, self._on_shadow_event),
@@ -472,12 +383,6 @@ class DevicePage(QWidget):
             except (RuntimeError, TypeError):
                 pass
         super().closeEvent(event)
-
-
-def format_record(rec) -> str:
-    """One line of the device log view from a fleetdesk.cloud.logs.LogRecord."""
-    level = f"[{rec.level}] " if rec.level else ""
-    return f"{time.strftime('%H:%M:%S', time.localtime(rec.ts))}  {level}{rec.msg}"
 
 
 async def _maybe_await(value):

@@ -39,7 +39,7 @@ def test_on_and_refresh_rules_match_the_firmware_validators():
 def test_a_reboot_counter_the_firmware_refuses_is_refused_with_what_is_valid(value):
     with pytest.raises(FleetdeskError) as err:
         check_desired({"reboot": value})
-    assert err.value.message.startswith(f"reboot must be a whole number above the reported counter")
+    assert err.value.message.startswith("reboot must be a whole number above the reported counter")
     assert json.dumps(value) in err.value.message and "nothing was sent" in err.value.advice
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import pytest
@@ -39,7 +38,7 @@ def two_boards(tmp_path, monkeypatch, sandbox):
             (fs / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             (fs / name.lstrip("/")).write_bytes(data)
         (fs / "config.json").write_text(json.dumps({"pop": f"pop-{mac}"}))
-        buf, lock = bytearray(), threading.Lock()
+        buf = bytearray()
         consoles.append(buf)
         handles.append(launch_firmware(fs, mac=mac, chip="esp32", console=buf.extend,
                                        env={"FD_WIFI_NETWORKS": json.dumps({"fieldnet": "secret123"})}))
