@@ -7,8 +7,8 @@
   thread); ``on_done(result, error)`` is called on the Qt thread with exactly one of them set.
 * ``run_blocking(fn, *args, on_done=...)`` — run a blocking call (boto3, esptool) in a
   worker thread, same callback shape.
-* ``@throttle(ms)`` — coalesce calls to a UI refresh: the first runs at once, later ones in
-  the window run once at its end with the last arguments.
+
+Pages refresh on their own timers (never per message), so nothing here throttles calls.
 
 Pattern from picard's ``picard/util/thread.py`` (run_task / to_main / 50 ms batches).
 """
@@ -184,60 +184,3 @@ def _app_loop() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.get_event_loop_policy().get_event_loop()
-
-
-class _ThrottleState:
-    __slots__ = ("last_run", "pending", "timer")
-
-    def __init__(self) -> None:
-        self.last_run = 0.0
-        self.pending: tuple | None = None
-        self.timer: QTimer | None = None
-
-
-def throttle(ms: int):
-    """Decorator: run at most once per ``ms`` milliseconds, last call wins.
-
-    The first call runs at once; calls inside the window are collapsed into one call at
-    the end of the window with the latest arguments. Works on functions and methods (each
-    instance gets its own window). Call only on the Qt thread (use ``post`` elsewhere).
-    """
-    interval = ms / 1000.0
-
-    def deco(fn: Callable) -> Callable:
-        attr = f"_throttle_{fn.__name__}_{id(fn)}"
-        free_state = _ThrottleState()
-
-        def state_for(args: tuple) -> _ThrottleState:
-            owner = args[0] if args else None
-            if owner is None or not hasattr(owner, "__dict__"):
-                return free_state
-            st = owner.__dict__.get(attr)
-            if st is None:
-                st = owner.__dict__[attr] = _ThrottleState()
-            return st
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> None:
-            st = state_for(args)
-            now = time.monotonic()
-            wait = st.last_run + interval - now
-            if wait <= 0 and st.pending is None:
-                st.last_run = now
-                fn(*args, **kwargs)
-                return
-            first = st.pending is None
-            st.pending = (args, kwargs)
-            if first:
-
-                def fire() -> None:
-                    call, st.pending = st.pending, None
-                    st.last_run = time.monotonic()
-                    if call is not None:
-                        fn(*call[0], **call[1])
-
-                QTimer.singleShot(max(0, int(wait * 1000)), fire)
-
-        return wrapper
-
-    return deco

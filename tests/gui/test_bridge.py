@@ -9,7 +9,7 @@ import time
 import pytest
 
 from fleetdesk_gui import bridge
-from fleetdesk_gui.bridge import Bridge, throttle
+from fleetdesk_gui.bridge import Bridge
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 
@@ -84,25 +84,6 @@ def test_submit_delivers_result_and_error_on_the_qt_thread(qloop):
     qloop.run_until_complete(asyncio.wait_for(scenario(), 10))
     main = threading.get_ident()
     assert sorted(results, key=str) == sorted([(42, None, main), (None, "ValueError", main), (6, None, main)], key=str)
-
-
-def test_throttle_coalesces_and_keeps_the_last_call(qtbot):
-    class Page:
-        def __init__(self):
-            self.calls = []
-
-        @throttle(100)
-        def refresh(self, value):
-            self.calls.append(value)
-
-    a, b = Page(), Page()
-    for i in range(50):
-        a.refresh(i)
-    b.refresh("b")
-    assert a.calls == [0] and b.calls == ["b"], "first call must run at once, per instance"
-    qtbot.waitUntil(lambda: a.calls == [0, 49], timeout=2000)
-    qtbot.wait(250)
-    assert a.calls == [0, 49]
 
 
 def test_a_lost_wake_up_does_not_stall_the_bridge(qtbot):
