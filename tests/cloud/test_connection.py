@@ -30,10 +30,12 @@ async def wait_for(pred, timeout=10.0):
 async def test_missing_ca_is_reported_at_once(tmp_path):
     s = ConnectionSettings(host="127.0.0.1", port=8883, client_id="x", ca_file=str(tmp_path / "nope.pem"),
                            username="u", password="p")
-    t0 = time.monotonic()
+    conn = Connection(s)
+    states = []
+    conn.add_state_listener(lambda ev: states.append(ev.state))
     with pytest.raises(ConfigError, match="CA file .* does not exist"):
-        await Connection(s).start()
-    assert time.monotonic() - t0 < 1
+        await conn.start()
+    assert State.CONNECTING not in states, f"refused only after trying to connect: {states}"
 
 
 async def test_mtls_pubsub_and_state_events(broker):
@@ -124,7 +126,7 @@ async def test_overlapping_subscriptions_deliver_once(broker):
         await pub.publish("t1/logs", b"1")
         await pub.publish("t2/logs", b"2")
         await wait_for(lambda: len(broad) == 2)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a window for a duplicate delivery to the narrow filter (none may come)
         assert narrow == [b"1"] and sorted(broad) == [b"1", b"2"]
         await rm_broad()  # the narrow filter must be re-subscribed at the broker
         await pub.publish("t1/logs", b"3")
