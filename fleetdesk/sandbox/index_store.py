@@ -182,6 +182,8 @@ class IndexStore:
 
     def _values(self, query: str, field: str, select: str, tail: str = "", extra: list | None = None):
         where, args = query_sql(query)
+        if where == "1":  # "*": every thing (the unfiltered Fleet page's tiles): no membership test
+            return self.db.execute(f"SELECT {select} FROM fields WHERE field=? {tail}", [field, *(extra or [])])
         sql = (f"SELECT {select} FROM fields WHERE field=? AND thing IN (SELECT name FROM things WHERE {where}) "
                f"{tail}")
         return self.db.execute(sql, [field, *args, *(extra or [])])

@@ -92,6 +92,10 @@ def test_aggregations(iot, fleet):
     st = iot.get_statistics(queryString="thingName:fx-*", aggregationField="shadow.reported.temp")["statistics"]
     assert (st["count"], st["minimum"], st["maximum"], st["average"]) == (8, 20, 27, 23.5)
     assert iot.get_statistics(queryString="thingName:fx-*")["statistics"] == {"count": 8}
+    everything = iot.get_statistics(queryString="*", aggregationField="shadow.reported.temp")["statistics"]
+    assert (everything["count"], everything["maximum"]) == (8, 27)  # "*" takes the no-filter path
+    assert iot.get_buckets_aggregation(queryString="*", aggregationField="attributes.fw")["buckets"] == [
+        {"keyValue": "1.0", "count": 5}, {"keyValue": "2.0", "count": 3}]
     buckets = iot.get_buckets_aggregation(queryString="thingName:fx-*", aggregationField="attributes.fw",
                                           bucketsAggregationType={"termsAggregation": {"maxBuckets": 10}})
     assert buckets["totalCount"] == 8
