@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ble_testlib import POP
+from ble_testlib import POP, wait_discovering
 
 from fleetdesk.ble.certs import cert_der, key_der
 from fleetdesk.ble.client import ProvisioningClient, ProvisioningError
@@ -31,7 +31,7 @@ async def _relay_and_find(dev, mtu: int):
             seen.set()
 
     task = asyncio.create_task(scan(15, on_found=found, stop_when=lambda f: f.address == dev.address, **HCI0))
-    await asyncio.sleep(0.3)
+    await wait_discovering("hci0")
     relay = await BluezPeripheralRelay(entry, "hci1", mtu=mtu).start()
     try:
         await asyncio.wait_for(seen.wait(), 15)

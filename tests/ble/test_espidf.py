@@ -9,6 +9,8 @@ import asyncio
 import pytest
 from bleak import BleakScanner
 
+from ble_testlib import wait_discovering
+
 from fleetdesk.ble.espidf import ESP_SERVICE_UUID, EspProvClient, EspProvError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -32,7 +34,7 @@ async def esp_device(bluezoo):
 
         # scan first, then advertise: BlueZoo reports a device only when its object is created
         async with BleakScanner(detected, service_uuids=[ESP_SERVICE_UUID], **HCI0):
-            await asyncio.sleep(0.3)
+            await wait_discovering("hci0")
             dev = await EspIdfPeripheral(security=security, pop=pop, networks=NETS).start()
             started.append(dev)
             await asyncio.wait_for(seen.wait(), 15)
