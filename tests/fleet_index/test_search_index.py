@@ -94,7 +94,8 @@ def test_aggregations(iot, fleet):
     assert iot.get_statistics(queryString="thingName:fx-*")["statistics"] == {"count": 8}
     everything = iot.get_statistics(queryString="*", aggregationField="shadow.reported.temp")["statistics"]
     assert (everything["count"], everything["maximum"]) == (8, 27)  # "*" takes the no-filter path
-    assert iot.get_buckets_aggregation(queryString="*", aggregationField="attributes.fw")["buckets"] == [
+    assert iot.get_buckets_aggregation(queryString="*", aggregationField="attributes.fw", bucketsAggregationType={
+        "termsAggregation": {"maxBuckets": 10}})["buckets"] == [
         {"keyValue": "1.0", "count": 5}, {"keyValue": "2.0", "count": 3}]
     buckets = iot.get_buckets_aggregation(queryString="thingName:fx-*", aggregationField="attributes.fw",
                                           bucketsAggregationType={"termsAggregation": {"maxBuckets": 10}})
