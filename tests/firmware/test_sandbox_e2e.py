@@ -149,3 +149,25 @@ def test_provisioning_by_claim_then_connects_as_the_thing(sandbox, tmp_path):
         assert (fs / "certs" / "key.der").stat().st_mode & 0o777 == 0o600
     finally:
         h.stop()
+
+
+def test_cli_rpc_answered_by_the_running_firmware(sandbox, board, monkeypatch, capsys):
+    """`fleetdesk rpc` success path: the firmware online in the sandbox answers Sys.GetInfo, FS.List
+    and an unknown method (the device's JSON-RPC error, exit code 1)."""
+    from fleetdesk.cli import main
+
+    b = board
+    poll(lambda: "temperature" in reported(b))  # online: subscribed to its rpc topic
+    monkeypatch.setenv("FLEETDESK_SANDBOX_DIR", str(sandbox.state_dir))
+    capsys.readouterr()
+    assert main(["rpc", b["thing"], "Sys.GetInfo", "--timeout", "15", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["thing"] == b["thing"] and out["method"] == "Sys.GetInfo"
+    info = out["result"]
+    assert info["thing_name"] == b["thing"] and info["mac"] == "240AC4123456" and info["arch"] == "esp32"
+    assert info["fw_version"] == "1.0.0" and info["mode"] == "normal" and info["ram_free"] > 0
+    assert main(["rpc", b["thing"], "FS.List", '{"path": "/"}', "--timeout", "15", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["result"]}
+    assert entries["certs"]["dir"] is True and entries["config.json"]["size"] == len((b["fs"] / "config.json").read_bytes())
+    assert main(["rpc", b["thing"], "Sys.Nope", "--timeout", "15", "--json"]) == 1
+    assert f"{b['thing']}: Sys.Nope failed: method not found: Sys.Nope" in capsys.readouterr().err
