@@ -191,8 +191,11 @@ class CertPool:
             self._push_later(todo)
 
     # --- online -------------------------------------------------------------------------
-    def refill(self, cloud, target: int) -> int:
-        """Mint certificates until ``target`` are free; returns how many were added."""
+    def refill(self, cloud, target: int, on_progress=None) -> int:
+        """Mint certificates until ``target`` are free; returns how many were added.
+
+        ``on_progress(level, target)`` is called after each certificate (the CLI's progress bar).
+        """
         from fleetdesk.cloud.identity import DEFAULT_POLICY_NAME, ensure_policy
 
         added = 0
@@ -216,6 +219,8 @@ class CertPool:
                     (cert["certificateId"], cert["certificateArn"], cert["certificatePem"],
                      self.box.seal(cert["keyPair"]["PrivateKey"].encode(), create=create), time.time()))
                 added += 1
+                if on_progress is not None:
+                    on_progress(self.level(), target)
         except FleetdeskError:  # CloudError, or the station data key (SecretKeyError)
             raise
         except Exception as exc:

@@ -157,7 +157,11 @@ def _pool(args) -> int:
             profile = _flash_profile(args)
             target = CloudTarget.from_profile(profile or Profile(), args.state_dir)
             if args.action == "refill":
-                out["added"] = pool.refill(target, args.count)
+                from fleetdesk.progress import bars
+
+                with bars(args.json) as shown:  # in a terminal only
+                    out["added"] = pool.refill(target, args.count, on_progress=lambda level, want: shown.update(
+                        "certificate pool", stage=f"{level}/{want}", percent=100.0 * level / max(want, 1)))
             else:
                 report = pool.sync(target)
                 out["synced"] = list(report)
