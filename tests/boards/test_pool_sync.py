@@ -180,3 +180,45 @@ def test_factory_mode_boards_wait_for_a_certificate_instead_of_failing(rig, bund
         assert sum(t.failed for t in by_port().values()) == 0
     finally:
         ctl.close()
+
+
+def test_cli_pool_sync_registers_offline_boards_and_names_a_refusal(cloud, sandbox, capsys, monkeypatch):
+    """`fleetdesk boards pool sync`: boards flashed offline get their things; a refused one is
+    reported on stderr with the cloud's reason and stays pending (exit 1 until nothing is refused)."""
+    from fleetdesk.cli import main
+
+    pool = CertPool()
+    assert pool.refill(cloud, 2) == 2
+    macs = [_mac() for _ in range(2)]
+    for m in macs:
+        pool.flashed(pool.take(m, _thing(m), {"mac": m.replace(":", "")}).certificate_id)
+    argv = ["boards", "pool", "sync", "--state-dir", str(sandbox.state_dir), "--json"]
+    # the refusal happens in the CLI's own boto3 client: refuse at the HTTP layer of every iot client
+    import botocore.session
+
+    made = botocore.session.Session.create_client
+    refusals = []
+
+    def create_client(self, service_name, *a, **kw):
+        client = made(self, service_name, *a, **kw)
+        if service_name == "iot":
+            refusals.append(_Refusal(type("C", (), {"iot": client})(), _thing(macs[0])).__enter__())
+        return client
+
+    with monkeypatch.context() as patch:  # only this patch: the isolation fixture's env stays
+        patch.setattr(botocore.session.Session, "create_client", create_client)
+        capsys.readouterr()
+        assert main(argv) == 1
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["synced"] == [_thing(macs[1])] and out["pending_sync"] == 1
+    assert [r["thing"] for r in out["refused"]] == [_thing(macs[0])] and "not authorized" in out["refused"][0]["reason"]
+    assert f"the cloud refused to register {_thing(macs[0])}" in captured.err
+    assert _registered(cloud, _thing(macs[1])) and not _registered(cloud, _thing(macs[0]))
+    for r in refusals:  # clients may be cached: lift the refusal on each
+        r.__exit__()
+    assert sum(r.refused for r in refusals) == 1
+    assert main(argv) == 0  # the refusal lifted: the next sync registers the rest
+    out = json.loads(capsys.readouterr().out)
+    assert out["synced"] == [_thing(macs[0])] and out["pending_sync"] == 0 and "refused" not in out
+    assert _registered(cloud, _thing(macs[0]))
