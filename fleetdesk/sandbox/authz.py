@@ -58,6 +58,13 @@ def derived_login(internal_password: str, purpose: str) -> tuple[str, str]:
     return f"fleetdesk-{purpose}", digest
 
 
+def certificate_login(internal_password: str, cert_id: str, cn: str) -> tuple[str, str]:
+    """(username, password) the mTLS front logs a certificate in with on the internal listener:
+    the certificate's dynamic-security client (username = CN) and a password derived from the
+    internal one (nobody outside the sandbox process can compute it)."""
+    return cn, derived_login(internal_password, f"cert-{cert_id}")[1]
+
+
 def _allow_all(topics) -> list[dict]:
     return [{"acltype": acltype, "topic": topic, "allow": True, "priority": 0}
             for topic in topics
@@ -198,7 +205,9 @@ class Authorizer:
         self.applied, self.roles = {}, {}
         for cn, (clientid, acls, disabled, cert_id) in self._desired().items():
             rolename = _role_name(cert_id, acls)
-            client = {"username": cn, "roles": [{"rolename": rolename}], "disabled": disabled}
+            pw, salt, iters = password_hash(certificate_login(im.password, cert_id, cn)[1])
+            client = {"username": cn, "roles": [{"rolename": rolename}], "disabled": disabled,
+                      "password": pw, "salt": salt, "iterations": iters}
             if clientid:
                 client["clientid"] = clientid
             clients.append(client)
@@ -313,7 +322,8 @@ class Authorizer:
                     self.roles[rolename] = acls
                 old = self.applied.get(cn)
                 if old is None:
-                    cmd = {"command": "createClient", "username": cn, "roles": [{"rolename": rolename}]}
+                    cmd = {"command": "createClient", "username": cn, "roles": [{"rolename": rolename}],
+                           "password": certificate_login(self.ctx.internal_mqtt.password, cert_id, cn)[1]}
                     if clientid:
                         cmd["clientid"] = clientid
                     pre.append(cmd)
@@ -371,11 +381,18 @@ class Authorizer:
     # -- connections --------------------------------------------------------------------
     def _allowed(self, identity: str, client_id: str) -> tuple[bool, str | None, str | None]:
         """(may connect, thing name, certificate id) for a certificate identity."""
-        reg = self.ctx.registry
-        cert_id = reg.certificate_by_cn(identity)
+        cert_id = self.ctx.registry.certificate_by_cn(identity)
         if cert_id is None:
             return False, None, None
-        view = reg.certificate_view(cert_id)
+        return self.allowed_certificate(cert_id, client_id)
+
+    def allowed_certificate(self, cert_id: str, client_id: str) -> tuple[bool, str | None, str | None]:
+        """(may connect, thing name, certificate id): the certificate is ACTIVE and its policies
+        allow iot:Connect for ``client_id`` (policy variables resolved for its thing)."""
+        try:
+            view = self.ctx.registry.certificate_view(cert_id)
+        except AwsError:
+            return False, None, None
         if view.status != "ACTIVE":
             return False, None, cert_id
         if not view.things:  # claim certs: iot:Connect from policies without thing variables
@@ -389,8 +406,15 @@ class Authorizer:
             if rec.identity in (self.ctx.internal_mqtt.username, "fleetdesk-admin", "fleetdesk-app"):
                 self.sessions[rec.client_id] = None
                 return
-            if rec.identity.startswith(DEVICE_CN_PREFIX):
-                ok, thing, cert_id = self._allowed(rec.identity, rec.client_id)
+            front = self.ctx.extras.get("mtls_front")
+            link = front.links.get(rec.address) if front is not None else None
+            if link is not None:  # bridged by the mTLS front: the device's own address and certificate
+                rec = RawConnection(rec.kind, rec.client_id, rec.identity, link[0], rec.reason, rec.ts_ms)
+            if link is not None or rec.identity.startswith(DEVICE_CN_PREFIX):
+                if link is not None:
+                    ok, thing, cert_id = self.allowed_certificate(link[1], rec.client_id)
+                else:
+                    ok, thing, cert_id = self._allowed(rec.identity, rec.client_id)
                 if not ok:
                     self.sessions[rec.client_id] = None
                     print(f"sandbox: refused {rec.client_id!r} (certificate {cert_id or rec.identity}): "

@@ -172,6 +172,12 @@ class BrokerConfig:
     crl_file: Path
     dynsec_file: Path
     bind: str = "127.0.0.1"
+    device_listener: bool = True  # False: the mTLS front (mtls_front.py) owns the device port
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The ports mosquitto itself opens."""
+        return (self.internal_port, self.mqtt_port) if self.device_listener else (self.internal_port,)
 
     def render(self, plugin: str) -> str:
         user = broker_user()
@@ -201,7 +207,7 @@ class BrokerConfig:
         ]
         if user:
             lines.insert(2, f"user {user}")
-        lines += [
+        device = [
             "",
             f"listener {self.mqtt_port} {self.bind}",
             f"cafile {_conf_path(self.ca_file)}",
@@ -213,11 +219,15 @@ class BrokerConfig:
             "tls_version tlsv1.2",
             "max_qos 1",  # AWS IoT's CONNACK: maximum QoS 1, topic alias maximum 8
             "max_topic_alias 8",
+        ]
+        lines += (device if self.device_listener else []) + [
             "",
             # No mosquitto websockets listener: libwebsockets binds every interface whatever
             # the listener line says; MQTT over WSS is the SigV4-checking front (wss.py),
             # bridged to the internal listener below.
             f"listener {self.internal_port} 127.0.0.1",
+            # devices reach it through the mTLS front: it negotiates what the device port did
+            *([] if self.device_listener else ["max_qos 1", "max_topic_alias 8"]),
             "",
         ]
         return "\n".join(lines)
@@ -290,7 +300,7 @@ class Broker:
         (self.config.directory / "mosquitto.pid").write_text(f"{self.proc.pid}\n")
         self._reader = asyncio.create_task(self._read(self.proc))
         deadline = time.monotonic() + timeout
-        ports = (self.config.internal_port, self.config.mqtt_port)
+        ports = self.config.ports
         while True:
             if self.proc.returncode is not None:
                 try:  # its last words (the reader ends at EOF)

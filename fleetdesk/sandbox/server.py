@@ -273,8 +273,11 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         authorizer = Authorizer(ctx)
         ctx.authorizer = authorizer
         broker_dir = state_dir / "broker"
+        from fleetdesk.sandbox import mtls_front
+
         config = BrokerConfig(broker_dir, mqtt_port, ws_port, internal_port, ca.ca_file, ca.server_cert_file,
-                              ca.server_key_file, ca.crl_file, broker_dir / "dynamic-security.json", bind=bind)
+                              ca.server_key_file, ca.crl_file, broker_dir / "dynamic-security.json", bind=bind,
+                              device_listener=not mtls_front.enabled())
 
         async def before_start() -> None:
             await authorizer.before_broker_start(config.dynsec_file)
@@ -285,6 +288,8 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         await broker.start()
         await authorizer.connect()
         ctx.registry_changed.listen(authorizer.on_registry_changed)
+        if not config.device_listener:
+            started.append(await mtls_front.start(ctx, bind, mqtt_port))
 
         routes = [r for m in _load_modules(ROUTE_MODULES) for r in getattr(m, "ROUTES", [])]
         plane = ControlPlane(ctx, routes, ctx.server_ssl, "127.0.0.1", https_port)

@@ -16,7 +16,6 @@ the client id and everything else pass through unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
 from typing import Any
@@ -131,56 +130,23 @@ class WssFront:
         return self.port
 
     async def _bridge(self, ws) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         from fleetdesk.sandbox.authz import derived_login
+        from fleetdesk.sandbox.broker_bridge import bridge
+
+        async def recv() -> bytes | None:
+            try:
+                frame = await ws.recv()
+            except ConnectionClosed:
+                return None
+            return frame if isinstance(frame, bytes) else frame.encode()
 
         im = self.ctx.internal_mqtt
-        app_login = derived_login(im.password, "app")
-        try:
-            reader, writer = await asyncio.open_connection(im.host, im.port)
-        except OSError as exc:
-            log.warning("wss: broker unreachable: %s", exc)
+        if not await bridge(im, derived_login(im.password, "app"), recv, ws.send):
             await ws.close(1011, "broker unreachable")
             return
-
-        async def upstream() -> None:
-            pending = b""
-            connected = False
-            async for frame in ws:
-                data = frame if isinstance(frame, bytes) else frame.encode()
-                if not connected:
-                    pending += data
-                    out = rewrite_connect(pending, *app_login)
-                    if out is None:
-                        continue
-                    packet, used = out
-                    writer.write(packet + pending[used:])
-                    pending, connected = b"", True
-                else:
-                    writer.write(data)
-                await writer.drain()
-
-        async def downstream() -> None:
-            while True:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    return
-                await ws.send(chunk)
-
-        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except MqttProtocolError as exc:
-            log.info("wss: %s", exc)
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                try:
-                    await t
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing either way
-                    pass
-            writer.close()
-            await ws.close()
+        await ws.close()
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,87 @@
+"""Bridging an accepted client to the broker's loopback internal listener under a sandbox login.
+
+Shared by the sandbox's two fronts (WSS with SigV4, :mod:`fleetdesk.sandbox.wss`; mTLS,
+:mod:`fleetdesk.sandbox.mtls_front`): the client's CONNECT is rewritten to carry the login the
+sandbox chose for it (:func:`fleetdesk.sandbox.wss.rewrite_connect`), then bytes flow both ways
+unchanged until either side closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Awaitable[bytes | None]],
+                 send: Callable[[bytes], Awaitable[None]], *, first: bytes = b"",
+                 on_open: Callable[[asyncio.StreamWriter], None] | None = None) -> bool:
+    """Run one bridged connection until either side ends.
+
+    Args:
+        internal: the broker's internal listener (``host``, ``port``).
+        login: (username, password) put into the client's CONNECT.
+        recv: the next bytes from the client (None or b"" at its end).
+        send: bytes to the client.
+        first: client bytes already read (the start of the CONNECT).
+        on_open: called with the broker-side writer before the CONNECT is sent (to note its
+            local address, which the broker's log names).
+
+    Returns:
+        False when the broker could not be reached, else True.
+    """
+    from fleetdesk.sandbox.mqtt_wire import MqttProtocolError
+    from fleetdesk.sandbox.wss import rewrite_connect
+
+    try:
+        reader, writer = await asyncio.open_connection(internal.host, internal.port)
+    except OSError as exc:
+        log.warning("bridge: broker unreachable: %s", exc)
+        return False
+    if on_open is not None:
+        on_open(writer)
+
+    async def upstream() -> None:
+        pending, connected = first, False
+        while True:
+            if not connected and pending:
+                out = rewrite_connect(pending, *login)
+                if out is not None:
+                    packet, used = out
+                    writer.write(packet + pending[used:])
+                    await writer.drain()
+                    pending, connected = b"", True
+                    continue
+            data = await recv()
+            if not data:
+                return
+            if connected:
+                writer.write(data)
+                await writer.drain()
+            else:
+                pending += data
+
+    async def downstream() -> None:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            await send(chunk)
+
+    tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except MqttProtocolError as exc:
+                log.info("bridge: %s", exc)
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing either way
+                pass
+        writer.close()
+    return True
