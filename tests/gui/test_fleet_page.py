@@ -103,3 +103,56 @@ def test_fleet_page_follows_devices_and_bulk_sets_desired(app_window, cloud_sess
     dlg = page.show_diagnostics()
     assert "telemetry" in dlg.counters.text()
     dlg.close()
+
+
+@pytest.mark.slow
+def test_fleet_page_reboot_start_job_and_double_click(app_window, cloud_session, sim_fleet, qloop, qtbot):
+    """Reboot (selected rows) raises each thing's desired reboot counter in the cloud; Start job opens
+    the Jobs form with exactly the selected things checked; double-clicking a row opens its Device page."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    ctx, win = app_window
+    page = win.show_page("Fleet")
+    ctx.live.attach(cloud_session)
+    specs, _runner = sim_fleet(3, "guiact", rate=2)
+    names = sorted(s.thing for s in specs)
+
+    def row_of(name):
+        return next(r for r in range(page.proxy.rowCount()) if page.proxy.data(page.proxy.index(r, 0)) == name)
+
+    def select(wanted):
+        page.table.clearSelection()
+        for n in wanted:
+            page.table.selectionModel().select(page.proxy.index(row_of(n), 0),
+                                               QItemSelectionModel.Select | QItemSelectionModel.Rows)
+
+    async def scenario():
+        await until(lambda: _names_in_table(page, "guiact") == {n: "online" for n in names}, 60,
+                    what="3 devices online in the table")
+        page.filter_edit.setText("guiact")
+        fleet = cloud_session.fleet
+        select(names[:2])
+        assert sorted(page.selected()) == names[:2] and page.reboot_button.isEnabled()
+        before = {n: fleet.things[n].desired.get("reboot", 0) for n in names}
+        qtbot.mouseClick(page.reboot_button, Qt.LeftButton)
+        await until(lambda: "reboot: 2/2 things" in page.message.text(), 30, what="the reboot result message")
+        await until(lambda: all(fleet.things[n].desired.get("reboot") == before[n] + 1 for n in names[:2]), 30,
+                    what="desired.reboot raised on the 2 selected things")
+        assert fleet.things[names[2]].desired.get("reboot", 0) == before[names[2]], "an unselected thing was rebooted"
+
+        select([names[0], names[2]])
+        qtbot.mouseClick(page.job_button, Qt.LeftButton)
+        assert win.current_title() == "Jobs"
+        jobs = win.page("Jobs")
+        assert sorted(jobs.checked(jobs.thing_list)) == [names[0], names[2]]
+
+        fleet_page = win.show_page("Fleet")
+        index = fleet_page.proxy.index(row_of(names[1]), 0)
+        rect = fleet_page.table.visualRect(index)
+        # a real double-click is press, release, then the double-click event (Qt's view needs the press)
+        qtbot.mouseClick(fleet_page.table.viewport(), Qt.LeftButton, pos=rect.center())
+        qtbot.mouseDClick(fleet_page.table.viewport(), Qt.LeftButton, pos=rect.center())
+        assert win.current_title() == "Device"
+        assert win.page("Device").thing == names[1]
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 170))
