@@ -175,3 +175,48 @@ def test_buttons_without_a_thing_say_what_to_do(app_window):
     page.open_target("some-thing")
     page.call_rpc()
     assert page.rpc_reply.toPlainText().startswith("Not connected") and "Settings" in page.rpc_reply.toPlainText()
+
+
+@pytest.mark.slow
+def test_device_page_lists_shows_and_edits_a_named_shadow(app_window, cloud_session, sim_fleet, sandbox, qloop):
+    """A thing's named shadow appears in the shadow picker; picking it shows its document, and a
+    desired change sent from the raw editor lands in that named shadow, not in the classic one."""
+    import boto3
+
+    ctx, win = app_window
+    ctx.live.attach(cloud_session)
+    specs, _runner = sim_fleet(1, "guinamed", rate=2)
+    thing = specs[0].thing
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    data.update_thing_shadow(thingName=thing, shadowName="lamp",
+                             payload=json.dumps({"state": {"reported": {"on": False, "refresh": 7000}}}))
+    page = win.show_page("Device")
+
+    def named(name):
+        return json.loads(data.get_thing_shadow(thingName=thing, shadowName=name)["payload"].read())
+
+    async def scenario():
+        await until(lambda: thing in cloud_session.fleet.things, 60, what="thing known")
+        ctx.navigate.emit("Device", thing)
+        combo = page.shadow.name_combo
+        await until(lambda: combo.findData("lamp") >= 0, 30, what="the named shadow in the picker")
+        classic_version = json.loads(data.get_thing_shadow(thingName=thing)["payload"].read())["version"]
+        combo.setCurrentIndex(combo.findData("lamp"))
+        await until(lambda: (page.shadow.doc.get("state") or {}).get("reported") == {"on": False, "refresh": 7000}, 30,
+                    what="the named shadow's document shown")
+        assert page.shadow_name == "lamp"
+        page.shadow.tabs.setCurrentIndex(1)
+        # the editor takes only keys the firmware accepts, on named shadows too
+        page.shadow.raw_edit.setPlainText('{"color": "blue"}')
+        assert not page.shadow.send()
+        page.shadow.raw_edit.setPlainText('{"refresh": 2000}')
+        assert page.shadow.send(), page.shadow.message.text()
+        await until(lambda: named("lamp")["state"].get("desired") == {"refresh": 2000}, 30,
+                    what="desired.refresh in the named shadow")
+        await until(lambda: page.shadow.message.text().startswith("Accepted: version 2"), 30,
+                    what="the accepted message")
+        classic = json.loads(data.get_thing_shadow(thingName=thing)["payload"].read())
+        assert (classic["state"].get("desired") or {}).get("refresh") != 2000, "the edit went to the classic shadow"
+        assert classic["version"] >= classic_version
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 170))
