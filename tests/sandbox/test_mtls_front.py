@@ -170,3 +170,45 @@ def test_revocation_drops_a_live_connection_through_the_front(front, iot, client
     assert fresh.connect() is False
 
 
+
+
+def _raw_connect(front, ident, client_id: str, level: int = 4):
+    """A raw TLS socket (TLS verified) sending one CONNECT; returns (socket, first 5 bytes back)."""
+    import socket
+    import ssl
+    import struct
+    import tempfile
+
+    ctx = ssl.create_default_context(cafile=front.ca_file)
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = Path(d) / "c.pem", Path(d) / "k.pem"
+        cert.write_text(ident.certificate_pem)
+        key.write_text(ident.private_key_pem)
+        key.chmod(0o600)
+        ctx.load_cert_chain(str(cert), str(key))
+    sock = ctx.wrap_socket(socket.create_connection((front.mqtt_host, front.mqtt_port), timeout=10),
+                           server_hostname="localhost")
+
+    def field(text: str) -> bytes:
+        return struct.pack(">H", len(text)) + text.encode()
+
+    body = field("MQTT") + bytes([level, 0x02]) + struct.pack(">H", 30) + (b"\x00" if level == 5 else b"") \
+        + field(client_id)
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    return sock, sock.recv(5)
+
+
+@pytest.mark.parametrize("level, refused", [(4, b"\x20\x02\x00\x05"), (5, b"\x20\x03\x00\x87\x00")])
+def test_raw_connack_not_authorized_and_presence_names_the_device_address(front, iot, level, refused):
+    ident = create_device_identity(iot, f"w-{uuid.uuid4().hex[:8]}")
+    bad, answer = _raw_connect(front, ident, "not-my-thing", level)
+    bad.close()
+    assert answer == refused
+    good, answer = _raw_connect(front, ident, ident.thing_name, level)
+    try:
+        assert answer[0] == 0x20 and answer[3] == 0, answer  # CONNACK, accepted
+        port = good.getsockname()[1]
+        seen = poll(lambda: (c := iot.get_thing_connectivity_data(thingName=ident.thing_name))["connected"] and c)
+        assert (seen["sourceIp"], seen["sourcePort"]) == ("127.0.0.1", port), seen
+    finally:
+        good.close()
