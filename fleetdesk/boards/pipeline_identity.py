@@ -15,6 +15,7 @@ database has never seen. Whatever a write replaces is backed up first.
 from __future__ import annotations
 
 from fleetdesk.boards.identity_mode import IdentityMode
+from fleetdesk.boards.identity_sources import BoardFacts, source_for
 from fleetdesk.errors import FleetdeskError
 
 
@@ -37,7 +38,7 @@ class IdentitySteps:
         self.plan.check_chip(info.get("chip"))
         self.plan.check_fits(info.get("flash_bytes"))
         if self.mode is IdentityMode.FIRMWARE_ONLY:
-            return self._firmware_only(mac)
+            return source_for(self.mode).prepare(self, BoardFacts(info, mac, None, None, ""))
         if self._cancel.is_set():
             raise FleetdeskError("cancelled by the operator")
         self._event(stage="identity")
@@ -66,38 +67,15 @@ class IdentitySteps:
         return self.plan
 
     def _decide(self, info, known, named: str, mac):
+        """Read what the board carries, then let the mode's source decide (boards/identity_sources.py)."""
         board = self._board = self._board_identity()
         self._check_product(known, board)
         on_board = board is not None and board.found
         thing = known.thing if known and known.thing else board.thing if on_board else named
-        if self.mode is IdentityMode.CLAIM:  # no cloud call at flash time: the board claims its identity at first boot
-            from fleetdesk.boards.claim import prepare_claim
-
-            self._backup_replaced(mac, board)
-            return prepare_claim(self, info, thing)
-        on_file = bool(known and known.certificate_id)
-        self.result.identity_on_file = on_file
-        if self.pool is not None:
-            if on_board and on_file and board.certificate_id == known.certificate_id \
-                    and not self.settings.factory_reset:
-                return self._keep_board_identity(board)  # offline: the DB vouches for it
-            self._backup_replaced(mac, board)
-            return self._prepare_from_pool(thing, mac)
-        if self.mode is IdentityMode.RESTORE:
-            self._backup_replaced(mac, board, keep=known.certificate_id if known else None)
-            return self._restore_files(known, thing)
-        if board is None:  # no vfs partition to read: the key store decides, as before the probe
-            return self._keep_or_mint(known, thing, mac, None)
-        if on_board and not self.settings.factory_reset:
-            status = self._certificate_status(board.certificate_id)
-            if status == "ACTIVE":
-                return self._keep_board_identity(board)  # identity survives a re-flash
-            self._hold_if_deactivated_elsewhere(board, status)
-            self._journal("identity", "note", {"board": board.summary(),
-                                               "why": f"the board's certificate is {status or 'unknown'} in this cloud"})
-        if on_file and not on_board and not self.settings.factory_reset:
-            self._offer_restore(known, thing, board)
-        return self._keep_or_mint(known, thing, mac, board)
+        facts = BoardFacts(info, mac, known, board, thing)
+        if self.mode is not IdentityMode.CLAIM:  # a claimed board's identity is the cloud's, not on file here
+            self.result.identity_on_file = facts.on_file
+        return source_for(self.mode).prepare(self, facts)
 
     def _board_identity(self):
         """The identity the worker read from the board's vfs (None: the plan has no vfs)."""
