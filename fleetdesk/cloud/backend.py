@@ -438,7 +438,9 @@ class AwsBackend(CloudBackend):
 
     Two documented overrides in ``profile.extra`` point the AWS code path at something else
     than AWS (e.g. the sandbox, through ``fleetdesk sandbox env``): ``device_ca_file`` (PEM the
-    device trusts instead of Amazon Root CA 1) and ``mqtt_port`` (instead of 8883).
+    device trusts instead of Amazon Root CA 1) and ``mqtt_port`` (instead of 8883); for the app's
+    own WebSockets connection ``app_ca_file`` (instead of the system trust store) and
+    ``app_ws_port`` (instead of 443).
     ``extra["ota_bucket"]`` is the S3 bucket OTA images go to.
     """
 
@@ -527,7 +529,9 @@ class AwsBackend(CloudBackend):
             provider = auth.AwsCredentialsProvider.new_static(p.access_key_id, p.secret_key() or "")
         else:
             provider = auth.AwsCredentialsProvider.new_default_chain()
-        return ConnectionSettings(host=p.endpoint, port=443, websockets=True, region=p.region,
+        extra = p.extra or {}
+        return ConnectionSettings(host=p.endpoint, port=int(extra.get("app_ws_port") or 443), websockets=True,
+                                  region=p.region, ca_file=extra.get("app_ca_file") or None,
                                   credentials_provider=provider, **common)
 
     def upload_firmware(self, data: bytes, key: str, *, bucket: str | None = None, s3_client: Any = None) -> str:
