@@ -18,7 +18,7 @@ def _detect_chip():
                 return name.lower()
         return "esp32"
     try:
-        import _air  # off-board hal
+        import _air  # pyright: ignore[reportMissingImports] - the off-board hal only (ImportError on a board)
 
         return _air.chip()
     except ImportError:
@@ -51,9 +51,9 @@ class Board:
 
             self.dht = dht.DHT11(machine.Pin(ov.get("dht_pin", DHT_PIN)))
             if ov.get("dht_seed") is not None and hasattr(self.dht, "reseed"):
-                self.dht.reseed(ov["dht_seed"])
+                self.dht.reseed(ov["dht_seed"])  # pyright: ignore[reportAttributeAccessIssue] - the off-board hal's DHT only, hasattr-guarded
             if ov.get("dht_error_rate") is not None and hasattr(self.dht, "ERROR_RATE"):
-                self.dht.ERROR_RATE = ov["dht_error_rate"]
+                self.dht.ERROR_RATE = ov["dht_error_rate"]  # pyright: ignore[reportAttributeAccessIssue] - the off-board hal's DHT only, hasattr-guarded
         except Exception as exc:
             self.dht_problem = "DHT11 unavailable: %r" % (exc,)
 

@@ -24,7 +24,7 @@ def ticks_ms():
     """Monotonic milliseconds (wrapping on MicroPython; use ticks_diff)."""
     if IS_MPY:
         return time.ticks_ms()
-    return int(time.monotonic() * 1000)
+    return int(time.monotonic() * 1000)  # pyright: ignore[reportAttributeAccessIssue] - CPython path: IS_MPY is false
 
 
 def ticks_diff(a, b):

@@ -149,7 +149,7 @@ class MQTTClient:
         except BaseException:
             self._close_streams()
             raise
-        if first != CONNACK or len(body) < 2:
+        if first != CONNACK or len(body) < 2:  # pyright: ignore[reportArgumentType] - a CONNACK body is never oversize
             self._close_streams()
             raise MQTTError("broker answered CONNECT with packet 0x%02x" % first)
         if body[1] != 0:

@@ -128,7 +128,7 @@ def install_app_image(src):
     Real boards only; off-board the esp32 shim has no OTA partition (OSError)."""
     import esp32
 
-    part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+    part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()  # pyright: ignore[reportArgumentType] - the stubs type id as str; the firmware also takes BOOT/RUNNING
     bs = 4096
     buf = bytearray(bs)
     block = 0

@@ -21,7 +21,7 @@ def tls_context(ca_der, cert_der=None, key_der=None):
         if cert_der is not None:
             ctx.load_cert_chain(cert_der, key_der)
         return ctx
-    ctx = ssl.create_default_context(cadata=ca_der)
+    ctx = ssl.create_default_context(cadata=ca_der)  # pyright: ignore[reportAttributeAccessIssue] - CPython path, after the MicroPython return
     if cert_der is not None:
         _cpython_load_chain(ctx, cert_der, key_der)
     return ctx
