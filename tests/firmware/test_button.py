@@ -45,7 +45,7 @@ async def test_a_bounce_shorter_than_the_debounce_does_not_count(cloud, device_f
     for _ in range(3):  # contact chatter: down and up again at once
         dev.handle.gpio.set_pin(0, 0)
         dev.handle.gpio.set_pin(0, 1)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # a window in which no press may be reported
     assert "button: press" not in dev.console
     await press(dev)
     event = await cloud.expect("devices/btn2/events", since=mark)
@@ -89,5 +89,5 @@ async def test_esp8266_long_press_stays_online(cloud, device_factory):
     await dev.wait_console("online as btn5")
     await press(dev, 3.3)
     await dev.wait_console("esp8266 has no Bluetooth, so no Config mode; staying online")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # a window for a reboot that must not happen
     assert dev.handle.boots == 1 and "config_mode" not in dev.settings()
