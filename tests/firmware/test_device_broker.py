@@ -72,7 +72,7 @@ async def test_delta_applied_bad_values_reported_no_reboot_loop(cloud, device_fa
     await cloud.expect(f"{JOBS}/start-next", since=m)
     await cloud.send(f"{SH}/update/delta", {"version": 6, "state": {"reboot": 1}})
     await cloud.expect(f"{SH}/update", reported(lambda r: r.get("reboot") == 1), since=m)
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.5)  # a window for a second reboot that must not happen
     assert dev.handle.boots == 2 and "boot #3" not in dev.console
     assert dev.settings()["refresh"] == 2000 and dev.settings()["reboot"] == 1
 
