@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last resort: one line; the traceback only with --debug
+    except Exception as exc:  # the last resort: one line; the traceback only with --debug
         if debug:
             raise
         detail = str(exc) or type(exc).__name__

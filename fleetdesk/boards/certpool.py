@@ -380,7 +380,7 @@ class CertPool:
         for cid in ids:
             try:
                 cloud.deactivate(cid)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not gone(exc):
                     if not _refused(exc):
                         raise CloudError(f"could not deactivate pooled certificate {cid[:12]} ({exc})",
@@ -429,7 +429,7 @@ class CertPool:
                 continue
             try:
                 self._register(cloud, thing, arn, json.loads(attrs or "{}"))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not _refused(exc):
                     raise CloudError(f"could not sync {thing} to the registry ({exc})",
                                      "check the network; the next sync resumes where this one stopped") from exc
@@ -457,7 +457,7 @@ class CertPool:
     def _register(cloud, thing: str, arn: str, attributes: dict) -> None:
         try:
             cloud.iot.describe_thing(thingName=thing)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not gone(exc):
                 raise
             cloud.iot.create_thing(thingName=thing, attributePayload={"attributes": attributes})

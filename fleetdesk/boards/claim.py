@@ -185,7 +185,7 @@ class ClaimStore:
                 creds = mint_claim(cloud, self.template, profile=self.profile)
             except ClaimUnavailable:
                 raise
-            except Exception as exc:  # noqa: BLE001 - network or refusal
+            except Exception as exc:  # network or refusal
                 if stored is not None and _unreachable(exc):
                     return stored  # offline: the claim made earlier is still the best we have
                 what = "did not answer" if _unreachable(exc) else "refused"

@@ -103,7 +103,7 @@ class IdentitySteps:
 
         try:
             desc = self.cloud.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if type(exc).__name__ == "ResourceNotFoundException" or "ResourceNotFound" in str(exc):
                 return None  # another fleet's certificate
             raise CloudError(f"could not check the board's certificate {certificate_id[:12]} ({exc})",
@@ -426,7 +426,7 @@ def _thing_exists(cloud, thing: str) -> bool:
     try:
         cloud.iot.describe_thing(thingName=thing)
         return True
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if type(exc).__name__ == "ResourceNotFoundException" or "ResourceNotFound" in str(exc):
             return False
         raise CloudError(f"could not look up thing {thing} ({exc})",

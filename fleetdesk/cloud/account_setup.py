@@ -103,7 +103,7 @@ def plan(iot: Any, dynamodb: Any, iam: Any = None) -> Plan:
         p.steps.append(Step(f"DynamoDB table {TABLE} (thing + ts)", "ok"))
         p.steps.append(Step(f"TTL on {TABLE}.{TTL_ATTRIBUTE}",
                             "ok" if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else "update"))
-    except Exception as exc:  # noqa: BLE001 - botocore ClientError
+    except Exception as exc:  # botocore ClientError
         if _code(exc) != "ResourceNotFoundException":
             raise
         p.steps.append(Step(f"DynamoDB table {TABLE} (thing + ts, on-demand)", "create"))
@@ -112,7 +112,7 @@ def plan(iot: Any, dynamodb: Any, iam: Any = None) -> Plan:
         try:
             iam.get_role(RoleName=ROLE)
             p.steps.append(Step(f"IAM role {ROLE} (the rule's dynamodb:PutItem on {TABLE})", "ok"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if _code(exc) != "NoSuchEntity":
                 raise
             p.steps.append(Step(f"IAM role {ROLE} (the rule's dynamodb:PutItem on {TABLE})", "create"))
@@ -120,14 +120,14 @@ def plan(iot: Any, dynamodb: Any, iam: Any = None) -> Plan:
         rule = iot.get_topic_rule(ruleName=RULE)["rule"]
         same = rule.get("sql") == RULE_SQL and not rule.get("ruleDisabled")
         p.steps.append(Step(f"rule {RULE}: dt/+/env -> {TABLE}", "ok" if same else "update"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _code(exc) not in ("UnauthorizedException", "ResourceNotFoundException"):
             raise
         p.steps.append(Step(f"rule {RULE}: dt/+/env -> {TABLE}", "create"))
     try:
         iot.get_policy(policyName=DEFAULT_POLICY_NAME)
         p.steps.append(Step(f"device policy {DEFAULT_POLICY_NAME}", "ok"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
             raise
         p.steps.append(Step(f"device policy {DEFAULT_POLICY_NAME}", "create"))
@@ -139,7 +139,7 @@ def _role_arn(iam: Any, account_table_arn: str) -> str:
         {"Effect": "Allow", "Principal": {"Service": "iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     try:
         arn = iam.get_role(RoleName=ROLE)["Role"]["Arn"]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _code(exc) != "NoSuchEntity":
             raise
         arn = iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust),
@@ -160,7 +160,7 @@ def apply(iot: Any, dynamodb: Any, iam: Any = None) -> Plan:
         iot.update_indexing_configuration(thingIndexingConfiguration=_merged_indexing(current))
     try:
         table = dynamodb.describe_table(TableName=TABLE)["Table"]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
             raise
         table = dynamodb.create_table(

@@ -159,7 +159,7 @@ class FleetIndex:
             self.calls += 1
             try:
                 return fn(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - botocore ClientError, classified below
+            except Exception as exc:  # botocore ClientError, classified below
                 code = _code(exc)
                 if code == "InvalidQueryException":
                     raise InvalidQuery(f"the index refused the query: {_message(exc)}",

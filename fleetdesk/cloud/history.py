@@ -63,7 +63,7 @@ def fetch(dynamodb: Any, thing: str, since: float, until: float | None = None, t
             if not page.get("LastEvaluatedKey"):
                 return out
             kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    except Exception as exc:  # noqa: BLE001 - botocore errors, told apart by code
+    except Exception as exc:  # botocore errors, told apart by code
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
             raise HistoryUnavailable(f"the telemetry table {table} does not exist in this account",

@@ -151,7 +151,7 @@ async def start(ctx):
             await asyncio.sleep(SWEEP_EVERY_S)
             try:
                 store.sweep_expired()
-            except Exception:  # noqa: BLE001 - keep sweeping
+            except Exception:  # keep sweeping
                 logging.getLogger(__name__).exception("dynamodb: TTL sweep failed")
 
     return _Running(store, asyncio.ensure_future(sweep()))

@@ -44,7 +44,7 @@ def _document(ctx, p: dict) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         raise AwsError("InvalidRequestException", f"documentSource {source} does not exist in the sandbox file store") from None
-    except Exception as exc:  # noqa: BLE001 - a bad name (SandboxError) or undecodable bytes
+    except Exception as exc:  # a bad name (SandboxError) or undecodable bytes
         raise AwsError("InvalidRequestException", f"documentSource {source} is unusable: {exc}") from exc
 
 
@@ -149,7 +149,7 @@ def serve_file(ctx, request):
         return 200, files.file_path(ctx.state_dir, key).read_bytes()
     except FileNotFoundError:
         raise AwsError("NoSuchKey", f"The specified key does not exist: {key}", 404) from None
-    except Exception as exc:  # noqa: BLE001 - a bad key name
+    except Exception as exc:  # a bad key name
         raise AwsError("InvalidRequestException", str(exc)) from exc
 
 
@@ -169,7 +169,7 @@ def _dechunk(body: bytes) -> bytes:
 def _object_key(request) -> str:
     try:
         return files.store_key(request.path_params["bucket"], request.path_params["key"])
-    except Exception as exc:  # noqa: BLE001 - SandboxError: bad name
+    except Exception as exc:  # SandboxError: bad name
         raise AwsError("InvalidRequestException", str(exc)) from exc
 
 

@@ -101,7 +101,7 @@ class EventHub:
                 result = cb(event)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:  # noqa: BLE001 - one bad listener must not stop the others
+            except Exception:  # one bad listener must not stop the others
                 log.exception("event listener %r failed on %s", cb, event)
 
 

@@ -352,7 +352,7 @@ class ControlPlane:
             return self._error(exc, service)
         except RecursionError:
             return self._error(AwsError("InvalidRequestException", "The request is nested too deeply"), service)
-        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
+        except Exception as exc:  # a bug must answer 500, not hang the client
             log.exception("control plane: %s %s failed", req.method, req.path)
             return self._error(AwsError("InternalFailureException", f"internal error: {exc!r}", 500), service)
 

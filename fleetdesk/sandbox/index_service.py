@@ -316,7 +316,7 @@ class FleetIndex:
                     self.reindex_many(names[i:i + 500])
                     await asyncio.sleep(0)  # let the broker links read between batches
                 await self.follow_dynamic_groups(names)
-        except Exception:  # noqa: BLE001 - the index must keep following
+        except Exception:  # the index must keep following
             log.exception("fleet index: reindex failed")
         finally:
             self._flushing = False

@@ -230,7 +230,7 @@ class JobsService:
             try:
                 self.engine.tick()
                 self.notify_changes()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("jobs tick failed")
 
     def on_registry_change(self, change) -> None:

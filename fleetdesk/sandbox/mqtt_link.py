@@ -215,14 +215,14 @@ class MqttLink:
             if asyncio.iscoroutine(result):
                 task = asyncio.get_running_loop().create_task(result)
                 task.add_done_callback(self._task_done)
-        except Exception:  # noqa: BLE001 - a bad message must never stop the service
+        except Exception:  # a bad message must never stop the service
             log.exception("%s: handler failed on %s", self.name, topic)
 
     def _read_done(self) -> None:
         if self.on_read_done is not None:
             try:
                 self.on_read_done()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("%s: read-done hook failed", self.name)
 
     def _task_done(self, task: asyncio.Task) -> None:

@@ -134,7 +134,7 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
                 raise ProvisioningError(400, "InvalidParameters", "a Policy resource needs PolicyName or PolicyDocument")
             try:
                 reg.get_policy(props["PolicyName"])
-            except Exception as exc:  # noqa: BLE001 - AwsError not found
+            except Exception as exc:  # AwsError not found
                 raise ProvisioningError(400, "InvalidParameters", f"policy {props['PolicyName']} does not exist") from exc
     try:
         for res, kind, props in resolved:
@@ -180,7 +180,7 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
             await ctx.changed("principal", "attached", cert_arn, thing=thing_name)
     except ProvisioningError:
         raise
-    except Exception as exc:  # noqa: BLE001 - registry AwsError etc.
+    except Exception as exc:  # registry AwsError etc.
         raise ProvisioningError(400, getattr(exc, "code", "InvalidRequest"), getattr(exc, "message", str(exc))) from exc
     return {"thingName": thing_name, "deviceConfiguration": doc.get("DeviceConfiguration") or {}}
 
@@ -218,7 +218,7 @@ class ProvisioningService:
             self._publish(f"{topic}/accepted", reply)
         except ProvisioningError as exc:
             self._publish(f"{topic}/rejected", exc.payload())
-        except Exception as exc:  # noqa: BLE001 - answer, never crash
+        except Exception as exc:  # answer, never crash
             log.exception("provisioning %s failed", topic)
             self._publish(f"{topic}/rejected", {"statusCode": 500, "errorCode": "InternalError",
                                                  "errorMessage": f"internal error: {exc!r}"})

@@ -176,7 +176,7 @@ class RulesEngine:
     def _run(self, name: str, rule: dict, msg: Context) -> None:
         try:
             out = run(self._compiled[name], msg)
-        except Exception:  # noqa: BLE001 - a bad message must not stop the engine
+        except Exception:  # a bad message must not stop the engine
             log.exception("rule %s: evaluation failed", name)
             return
         if out is None:
@@ -235,7 +235,7 @@ class RulesEngine:
                       "base64OriginalPayload": base64.b64encode(msg.payload).decode(), "failures": failures}
             try:
                 self._act(rule["errorAction"], report, msg, raw=True)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("rule %s: errorAction failed too", name)
         elif failures:
             log.warning("rule %s: %s", name, failures)

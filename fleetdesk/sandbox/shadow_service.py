@@ -141,7 +141,7 @@ class ShadowService:
             thing, name, op, payload = queue.popleft()
             try:
                 self.handle(thing, name, op, payload)
-            except Exception:  # noqa: BLE001 - never let one request kill the service
+            except Exception:  # never let one request kill the service
                 log.exception("shadow %s/%s %s failed", thing, name, op)
                 self.publish(f"{shadow_topic(thing, name)}/{op}/rejected",
                              error_reply(500, "Internal service failure", token_from_raw(payload)))

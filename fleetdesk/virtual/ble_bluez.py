@@ -69,7 +69,7 @@ def _interfaces():  # dbus-fast is Linux-only: import lazily
             return self.svc_path
 
         @dbus_property(access=PropertyAccess.READ)
-        def Flags(self) -> "as":  # noqa: F821, N802
+        def Flags(self) -> "as":  # noqa: N802
             return self.flags
 
         @dbus_property(access=PropertyAccess.READ)
@@ -115,7 +115,7 @@ def _interfaces():  # dbus-fast is Linux-only: import lazily
             self.relay = relay
 
         @method()
-        def GetManagedObjects(self) -> "a{oa{sa{sv}}}":  # noqa: F821, N802
+        def GetManagedObjects(self) -> "a{oa{sa{sv}}}":  # noqa: N802
             out: dict[str, Any] = {}
             for path, obj in self.relay.objects.items():
                 out[path] = {obj.name: obj.props()}
@@ -135,7 +135,7 @@ def _interfaces():  # dbus-fast is Linux-only: import lazily
             return "peripheral"
 
         @dbus_property(access=PropertyAccess.READ)
-        def ServiceUUIDs(self) -> "as":  # noqa: F821, N802
+        def ServiceUUIDs(self) -> "as":  # noqa: N802
             return list(self.entry.get("service_uuids", []))
 
         @dbus_property(access=PropertyAccess.READ)

@@ -40,7 +40,7 @@ class FlashMemory:
         with open(self.path, "ab"):
             pass
         os.chmod(self.path, 0o600)
-        self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open for the map's lifetime
+        self._file = open(self.path, "r+b")  # kept open for the map's lifetime
         current = os.fstat(self._file.fileno()).st_size
         if fresh or current != size:
             self._file.truncate(0)
