@@ -136,7 +136,8 @@ def test_device_page_live_chart_shadow_409_rpc_log(app_window, cloud_session, si
         await until(lambda: "fleetdesk-fw" in page.rpc_reply.toPlainText(), 30, what="RPC reply")
         # log stream: a reboot makes the device log "online as ..."
         page.tabs.setCurrentIndex(2)
-        await asyncio.sleep(0.5)
+        await until(lambda: page.log_view.thing == thing and page.log_view._unsub is not None, 15,
+                    what="the Device page following the thing's log stream")
         reboots = fleet.things[thing].reported.get("reboot", 0)
         await cloud_session.shadows.update(thing, desired={"reboot": reboots + 1})
         await until(lambda: "online as" in page.log_view.toPlainText(), 90, what="device log line")
