@@ -17,6 +17,7 @@ Two things about BlueZoo the harness makes up for (both are how bluetoothd behav
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ BOARD_NAME = "PROV_A1B2C3"
 BOARD_ON_HCI0 = "/org/bluez/hci0/dev_24_0A_C4_A1_B2_C5"  # hci1's address as hci0 sees it (tests/ble/conftest.py)
 
 
+@functools.cache
 def _hci0_first_seed() -> str:
     """A PYTHONHASHSEED under which iterating {'/org/bluez/hci0', '/org/bluez/hci1'} yields hci0 first."""
     probe = "print(next(iter({'/org/bluez/hci0', '/org/bluez/hci1'})))"
