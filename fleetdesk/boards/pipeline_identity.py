@@ -14,9 +14,15 @@ database has never seen. Whatever a write replaces is backed up first.
 
 from __future__ import annotations
 
+import threading
+from typing import TYPE_CHECKING, Any
+
 from fleetdesk.boards.identity_mode import IdentityMode
 from fleetdesk.boards.identity_sources import BoardFacts, source_for
 from fleetdesk.errors import FleetdeskError
+
+if TYPE_CHECKING:
+    from fleetdesk.boards.station import BoardResult, StationSettings
 
 
 class IdentityMissing(FleetdeskError):
@@ -26,6 +32,24 @@ class IdentityMissing(FleetdeskError):
 class IdentitySteps:
     """Identity preparation for `BoardPipeline` (uses its settings, db, cloud, pool, result,
     ``_journal``, ``_event``, ``_cancel`` and ``_job``)."""
+
+    # What the host (BoardPipeline.__init__) sets, declared for the type checker.
+    settings: StationSettings
+    result: BoardResult
+    mode: IdentityMode
+    plan: Any  # FlashPlan
+    db: Any  # ProductionDB
+    cloud: Any  # CloudTarget, or None without identity
+    pool: Any  # the offline certificate pool, or None
+    port: str
+    _device_target: Any
+    _cancel: threading.Event
+    _run_id: str | None
+
+    if TYPE_CHECKING:
+        def _journal(self, step: str, status: str, detail: Any = "", **fields: Any) -> None: ...
+
+        def _event(self, **ev: Any) -> None: ...
 
     def _prepare(self, info: dict):
         from fleetdesk.boards.identity import thing_name_for
@@ -201,7 +225,7 @@ class IdentitySteps:
             if deleted_thing:
                 self.cloud.iot.delete_thing(thingName=thing)
             run = self.db.run(self._run_id) if self._run_id else None
-            fields = {}
+            fields: dict[str, Any] = {}
             if run and run.get("certificate_id") == cid:  # recovery must not look for it any more
                 fields["certificate_id"] = None
                 if deleted_thing:
