@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("fleetdesk", "gui")
+SOURCES = ("fleetdesk", "gui")  # folders
+OWN = ("fleetdesk", "fleetdesk_gui")  # their import packages
 # Imported names that are not distributions of their own.
 NOT_DISTRIBUTIONS = {
     "fd",  # the firmware's own package, run from fleetdesk/_data/firmware by the fleet simulator
@@ -58,7 +59,7 @@ def _imports() -> dict[str, set[str]]:
                     continue
                 for name in names:
                     top = name.split(".")[0]
-                    if top in sys.stdlib_module_names or top in SOURCES or top in NOT_DISTRIBUTIONS:
+                    if top in sys.stdlib_module_names or top in OWN or top in NOT_DISTRIBUTIONS:
                         continue
                     found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
     return found
