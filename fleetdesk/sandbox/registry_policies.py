@@ -5,7 +5,9 @@ AWS keeps up to 5 versions per policy; one is the default (the one that is enfor
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.sandbox import strict_json
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, not_found
@@ -15,6 +17,14 @@ MAX_POLICY_CHARS = 2048  # AWS IoT quota: policy document size, white space excl
 
 class PolicyStore:
     """Policy tables of the registry (expects ``self.db``, ``self.arn``, ``self._one``)."""
+
+    # What the host (fleetdesk.sandbox.registry.Registry) gives it, declared for the type checker.
+    db: sqlite3.Connection
+
+    if TYPE_CHECKING:
+        def arn(self, kind: str, name: str) -> str: ...
+
+        def _one(self, sql: str, *args: Any) -> Any: ...
 
     @staticmethod
     def _check_document(document: str) -> None:

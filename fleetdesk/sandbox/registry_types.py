@@ -8,8 +8,10 @@ once once deprecated).
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.sandbox.awserror import already_exists, invalid, not_found
 
@@ -22,6 +24,14 @@ CREATE TABLE IF NOT EXISTS thing_types (
 
 class ThingTypeStore:
     """Thing-type table of the registry (expects ``self.db``, ``self.arn``, ``self._one``)."""
+
+    # What the host (fleetdesk.sandbox.registry.Registry) gives it, declared for the type checker.
+    db: sqlite3.Connection
+
+    if TYPE_CHECKING:
+        def arn(self, kind: str, name: str) -> str: ...
+
+        def _one(self, sql: str, *args: Any) -> Any: ...
 
     def _type_row(self, name: str):
         row = self._one("SELECT name, type_id, properties, deprecated, created FROM thing_types WHERE name=?", name)
