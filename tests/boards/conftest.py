@@ -38,6 +38,19 @@ class BoardRig:
             out.append(board)
         return out
 
+    def wait_released(self, board, timeout: float = 30.0) -> None:
+        """Wait until no client holds ``board``'s port (e.g. an orphaned flash worker let go)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.call(self._client_count(board)):
+            assert time.monotonic() < deadline, f"something still holds {board.url} after {timeout:.0f} s"
+            time.sleep(0.05)
+
+    @staticmethod
+    async def _client_count(board) -> int:
+        return len(board._clients)
+
     def drop(self, board) -> None:
         self.loop.call_soon_threadsafe(board.drop_connections)
 

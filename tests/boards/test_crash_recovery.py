@@ -49,7 +49,7 @@ def test_killed_app_leaves_no_active_orphan_cert(rig, bundle_dir, sandbox):
 
     assert status(run["certificate_id"]) == "ACTIVE"  # the killed app could not clean up
     assert db.attempts() == []  # no half-written production row
-    time.sleep(3)  # the orphaned worker notices its host is gone and releases the port
+    rig.wait_released(board)  # the orphaned worker notices its host is gone and releases the port
 
     res = subprocess.run(_flash_cmd(board.url, bundle_dir, sandbox), capture_output=True, text=True, timeout=240)
     assert "recovered an interrupted run" in res.stderr and "orphan certificate deactivated" in res.stderr

@@ -236,7 +236,7 @@ def test_killed_pool_run_then_restart_flashes_an_active_certificate(rig, bundle_
         proc.wait(10)
         proc.stdout.close()
         proc.stderr.close()
-    time.sleep(3)  # the orphaned worker notices its host is gone and releases the port
+    rig.wait_released(board)  # the orphaned worker notices its host is gone and releases the port
 
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=200)
     line = json.loads(res.stdout.splitlines()[-1])
