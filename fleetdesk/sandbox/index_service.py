@@ -18,10 +18,13 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.index_store import IndexStore, flatten
+
+if TYPE_CHECKING:
+    from fleetdesk.sandbox.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class FleetIndex:
         self.store = store
         self._dirty: set[str] = set()
         self._flushing = False
-        self.link = None  # the shadow-events link, only while indexing is on
+        self.link: MqttLink | None = None  # the shadow-events link, only while indexing is on
         self.config = json.loads(store.get_meta("config") or "null") or json.loads(json.dumps(DEFAULT_CONFIG))
 
     # -- configuration -----------------------------------------------------------------

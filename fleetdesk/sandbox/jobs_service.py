@@ -18,12 +18,15 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox import files
 from fleetdesk.sandbox.jobs_engine import JobsEngine, JobsError
 from fleetdesk.sandbox.presign import presign
+
+if TYPE_CHECKING:
+    from fleetdesk.sandbox.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class JobsStore:
         if kind == "job":
             self.db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (key, json.dumps(data)))
         elif kind == "exec":
+            assert data is not None, "an execution is saved with its document"
             self.db.execute("INSERT OR REPLACE INTO execs VALUES (?, ?, ?)", (key, data["jobId"], json.dumps(data)))
         elif kind == "delete":
             self.db.execute("DELETE FROM jobs WHERE id=?", (key,))
@@ -92,7 +96,7 @@ class JobsService:
         self.engine.load(*self.store.load())
         self._last_next: dict[str, str | None] = {}
         self._last_pending: dict[str, frozenset] = {}
-        self.link = None
+        self.link: MqttLink | None = None
         self._secret = files.signing_secret(ctx.state_dir)
 
     # ---- targets and documents ------------------------------------------------------------

@@ -37,13 +37,16 @@ import ssl
 import struct
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox.ca_registry import CaRegistry, der_id, signed_by
 from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, decode_varint
+
+if TYPE_CHECKING:
+    from fleetdesk.sandbox.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +128,7 @@ class MtlsFront:
         # called at every ClientHello (server_name None without SNI), before the client's
         # certificate is verified: CAs registered since the last connection are trusted
         self.ssl.sni_callback = lambda _sslobj, _name, _ctx: self._refresh_cas()
-        self._link = None
+        self._link: MqttLink | None = None
         self._conns: set[asyncio.Task] = set()
 
     def _refresh_cas(self) -> None:

@@ -19,11 +19,14 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.mqtt_wire import topic_matches
 from fleetdesk.sandbox.rules_sql import Context, SqlError, parse, run, substitute
+
+if TYPE_CHECKING:
+    from fleetdesk.sandbox.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ class RulesEngine:
     def __init__(self, ctx: Any, path: Path) -> None:
         self.ctx = ctx
         self.path = path
-        self.link = None
+        self.link: MqttLink | None = None
         self.rules: dict[str, dict] = {}
         self._compiled: dict[str, Any] = {}
         self.counts = {"matched": 0, "actions_failed": 0}

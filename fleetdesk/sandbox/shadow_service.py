@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.sandbox.shadow_doc import (
     ShadowError,
@@ -27,6 +27,9 @@ from fleetdesk.sandbox.shadow_doc import (
     token_from_raw,
 )
 from fleetdesk.sandbox.shadow_store import ShadowStore
+
+if TYPE_CHECKING:
+    from fleetdesk.sandbox.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class ShadowService:
         self._queue: collections.deque = collections.deque()
         self._scheduled = False
         self._lock = threading.RLock()
-        self.link = None
+        self.link: MqttLink | None = None
 
     # ---- publishing ---------------------------------------------------------------------
     def publish(self, topic: str, payload: dict) -> None:
