@@ -14,7 +14,7 @@ from fd.compat import asyncio
 
 MAGIC = b"FDPKG1\n"
 MAX_IMAGE = 4 * 1024 * 1024
-CHUNK = 2048
+CHUNK = 1024  # copy buffer: a fragmented 112 KB heap has few larger free blocks during an OTA
 
 
 def parse_url(url):
@@ -29,12 +29,17 @@ def parse_url(url):
     return host, port, "/" + path
 
 
-async def download(dev, url, dest, timeout_ms=60000):
+async def download(dev, url, dest, timeout_ms=60000, buf=None):
     """Stream `url` into file `dest`. Returns (sha256 hex, size). Raises OSError/ValueError."""
     host, port, path = parse_url(url)
     from fd import tls
 
-    ctx = tls.tls_context(dev.config.ca_der())
+    if buf is None:
+        buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    # the MQTT link's context verifies with the same device CA: reuse it (a second one is a
+    # 3 KB block the heap may not have during an OTA); its client cert is only sent if asked
+    ctx = getattr(dev, "_ctx", None) or tls.tls_context(dev.config.ca_der())
     r, w = await tls.open_tls(host, port, ctx, timeout_ms)
     try:
         hosthdr = host if port == 443 else "%s:%d" % (host, port)
@@ -63,7 +68,10 @@ async def download(dev, url, dest, timeout_ms=60000):
         with open(dest, "wb") as f:
             while length is None or size < length:
                 try:
-                    chunk = await asyncio.wait_for(r.read(CHUNK), timeout_ms / 1000)
+                    if hasattr(r, "readinto"):  # MicroPython: into the one buffer
+                        chunk = mv[:await asyncio.wait_for(r.readinto(buf), timeout_ms / 1000) or 0]
+                    else:
+                        chunk = await asyncio.wait_for(r.read(CHUNK), timeout_ms / 1000)
                 except OSError:
                     chunk = b""
                 if not chunk:
@@ -83,12 +91,13 @@ async def download(dev, url, dest, timeout_ms=60000):
             pass
 
 
-def unpack(src, dest_dir):
+def unpack(src, dest_dir, buf=None):
     """Unpack an FDPKG file into dest_dir. Returns the number of files. Raises ValueError."""
     compat.remove_tree(dest_dir)
     compat.makedirs(dest_dir)
     n = 0
-    buf = bytearray(CHUNK)  # one buffer for every file: a file is never held whole in the heap
+    if buf is None:  # one buffer for every file: a file is never held whole in the heap
+        buf = bytearray(CHUNK)
     with open(src, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
             raise ValueError("not a Fleetdesk file-set package")
@@ -189,12 +198,13 @@ async def update(dev, url, sha256, version):
 
 
 async def _update(dev, url, sha256, version, tmp):
+    buf = bytearray(CHUNK)  # one copy buffer for download and unpack, taken right after the collect
     if not isinstance(sha256, str) or len(sha256) != 64:
         return False, "sha256 must be 64 hex characters"
     compat.makedirs(dev.path("/ota"))
     dev.log("info", "OTA %s: downloading %s" % (version, url))
     try:
-        digest, size = await download(dev, url, tmp)
+        digest, size = await download(dev, url, tmp, buf=buf)
     except (OSError, ValueError, asyncio.TimeoutError) as exc:
         return False, "download failed: %s" % (exc or exc.__class__.__name__)
     if digest != sha256.lower():
@@ -209,7 +219,7 @@ async def _update(dev, url, sha256, version, tmp):
     elif kind == "fileset":
         slot = inactive_slot(dev)
         try:
-            n = unpack(tmp, dev.path("/ota/" + slot))
+            n = unpack(tmp, dev.path("/ota/" + slot), buf)
         except (OSError, ValueError, MemoryError) as exc:
             try:  # never leave a half-written slot behind
                 compat.remove_tree(dev.path("/ota/" + slot))
