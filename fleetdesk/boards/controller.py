@@ -122,7 +122,8 @@ class StationController:
         with self._lock:
             if self._station is None:
                 if not self.settings.bundle:
-                    raise BoardError("no firmware bundle chosen", "pick a bundle in the station settings")
+                    raise BoardError("no firmware bundle chosen", "press Built-in firmware, or Browse… for a bundle "
+                                     "(Station settings → Firmware)")
                 self._station = Station(self.settings, cloud=self._cloud, db=self._db)
                 self._station.recover()
                 from fleetdesk.boards.flasher import POOL
