@@ -72,6 +72,8 @@ class StationsPage(QWidget):
                      "repurpose", "refill_btn", "claim", "claim_template", "auto", "bundle_info"):
             setattr(self, name, getattr(f, name))
         self.refill_btn.clicked.connect(self._refill_pool)
+        # a new path answers the last "no firmware bundle chosen" / bad-bundle line: the form now says
+        self.bundle.textChanged.connect(lambda _t: self.status.setText("") if not self.locked else None)
         self.auto.toggled.connect(lambda on: setattr(self.controller, "auto_start", on))
         self.controller.auto_start = self.auto.isChecked()
         self._inputs = f.inputs

@@ -77,6 +77,8 @@ def test_firmware_from_the_window(qtbot, qloop, tmp_path, bundle_dir):
 
     ctl, page = _page(qtbot, tmp_path, None)
     assert page.bundle_info.text().startswith("No firmware chosen") and "Built-in firmware" in page.bundle_info.text()
+    assert not page.lock() and page.status.text().startswith("no firmware bundle chosen")
+    assert "Built-in firmware" in page.status.text()
     for accepted in ("manifest.json", "flasher_args.json", "*.bin"):
         assert accepted in FIRMWARE_FILTER
     page.form.builtin.click()
@@ -88,6 +90,7 @@ def test_firmware_from_the_window(qtbot, qloop, tmp_path, bundle_dir):
             await asyncio.sleep(0.05)
 
     qloop.run_until_complete(built())
+    assert page.status.text() == "", "the old 'no firmware bundle chosen' stayed after a bundle was chosen"
     assert page.bundle_info.text().startswith("esp32 · firmware "), page.bundle_info.text()
     assert "4 part(s): bootloader, partition-table, app, vfs" in page.bundle_info.text()
     assert "needs 4MB flash" in page.bundle_info.text()
