@@ -67,7 +67,7 @@ def setup_logging(verbose: bool, debug: bool) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "fleetdesk_cli", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.fleetdesk_cli = True
+        handler.fleetdesk_cli = True  # type: ignore[attr-defined]  # marks our own handler
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     if debug:

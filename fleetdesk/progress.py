@@ -10,6 +10,10 @@ import contextlib
 import sys
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def wanted(json_output: bool = False) -> bool:
@@ -23,7 +27,7 @@ class Bars:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._progress = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
         if enabled:
             from rich.console import Console

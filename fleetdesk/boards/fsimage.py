@@ -12,7 +12,7 @@ from littlefs import LittleFS, UserContext
 from fleetdesk.errors import BoardError
 
 BLOCK_SIZE = 4096
-LFS_PARAMS = dict(block_size=BLOCK_SIZE, read_size=32, prog_size=32, lookahead_size=32,
+LFS_PARAMS: dict = dict(block_size=BLOCK_SIZE, read_size=32, prog_size=32, lookahead_size=32,
                   cache_size=128, name_max=255, block_cycles=100)
 
 

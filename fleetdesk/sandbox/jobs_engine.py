@@ -142,7 +142,7 @@ class JobsEngine:
 
     def process_details(self, job_id: str) -> dict:
         """Job-level execution counts (``jobProcessDetails``)."""
-        counts = {v: 0 for v in COUNT_KEYS.values()}
+        counts: dict[str, Any] = {v: 0 for v in COUNT_KEYS.values()}
         for ex in self._execs_of_job(job_id):
             counts[COUNT_KEYS[ex["status"]]] += 1
         job = self.jobs[job_id]

@@ -240,7 +240,8 @@ class Registry(PolicyStore, ThingTypeStore):
 
     def group_ancestors(self, name: str) -> list[str]:
         """Parent chain from the root down to the direct parent of ``name``."""
-        chain, cur = [], self._group_row(name)[2]
+        chain: list[str] = []
+        cur = self._group_row(name)[2]
         while cur:
             chain.insert(0, cur)
             cur = self._group_row(cur)[2]

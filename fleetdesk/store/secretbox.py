@@ -151,7 +151,9 @@ class SecretBox:
                     os.replace(tmp, self.key_path)
             finally:
                 tmp.unlink(missing_ok=True)
-        return self._load(self.key_path, required=True)
+        key = self._load(self.key_path, required=True)
+        assert key is not None  # required=True raises instead of answering None
+        return key
 
     # --- sealing --------------------------------------------------------------------------
     def seal(self, data: bytes, *, create: bool = True) -> bytes:

@@ -14,7 +14,7 @@ def encode(payload: bytes) -> bytes:
     return b"\xc0" + payload.replace(b"\xdb", b"\xdb\xdd").replace(b"\xc0", b"\xdb\xdc") + b"\xc0"
 
 
-def unescape(raw: bytes) -> bytes:
+def unescape(raw: bytes | bytearray) -> bytes:
     """Undo SLIP escaping (DB DC -> C0, DB DD -> DB); escape pairs never overlap."""
     if b"\xdb" not in raw:
         return bytes(raw)
