@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -31,15 +32,14 @@ _STAGE_TEXT = {
 
 
 class _Details(QPlainTextEdit):
-    """The esptool and console lines of the last run: readable, selectable, scrolls inside a
-    fixed height (opening it does not make the tile as tall as its log)."""
+    """The esptool and console lines of the last run: readable, selectable, scrolls."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setReadOnly(True)
         self.setLineWrapMode(QPlainTextEdit.NoWrap)
         self.setStyleSheet("font-family:monospace;font-size:11px;")
-        self.setFixedHeight(150)
+        self.setMinimumHeight(150)
 
     def setText(self, text: str) -> None:  # noqa: N802 - the QLabel name it replaces
         if text != self.toPlainText():
@@ -145,16 +145,19 @@ class PortTile(QFrame):
         self.allow_btn.clicked.connect(lambda: self.allow_usb_requested.emit(self.slot))
         self.allow_btn.setVisible(False)
         lay.addWidget(self.allow_btn)
+        # Details open in a window of their own: the tile (and the grid of 16) never reflows
+        self.details_window = QDialog(self)
+        self.details_window.setWindowTitle(f"Details — {slot}")
+        self.details_window.resize(640, 360)
+        dv = QVBoxLayout(self.details_window)
         self.details = _Details()
-        self.details.setVisible(False)
-        self.details_btn.toggled.connect(self.details.setVisible)
-        lay.addWidget(self.details)
+        dv.addWidget(self.details, 1)
         self.export_btn = QPushButton("Export zip…")
         self.export_btn.setToolTip("Console log, esptool trace, journal and bundle SHA-256 (never keys)")
         self.export_btn.clicked.connect(lambda: self.export_requested.emit(self.slot))
-        self.export_btn.setVisible(False)
-        self.details_btn.toggled.connect(self.export_btn.setVisible)
-        lay.addWidget(self.export_btn)
+        dv.addWidget(self.export_btn)
+        self.details_btn.toggled.connect(self.details_window.setVisible)
+        self.details_window.finished.connect(lambda _r: self.details_btn.setChecked(False))
         self._last = None
 
     @staticmethod

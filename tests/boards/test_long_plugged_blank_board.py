@@ -51,8 +51,11 @@ def test_firmware_only_flash_of_a_long_plugged_blank_board(qtbot, rig, bundle_di
     assert "invalid header" not in console, f"Details show the boot loop from before the flash:\n{console}"
     assert "MicroPython" in console or "Config mode" in console or "BLE" in console, console
     (tile,) = page.tiles.values()
+    height = tile.height()
     tile.details_btn.setChecked(True)
-    assert "invalid header" not in tile.details.text()
+    qtbot.wait(50)
+    assert tile.details_window.isVisible() and tile.height() == height, "opening Details reflowed the tiles"
+    assert "MicroPython" in tile.details.text() and "invalid header" not in tile.details.text()
     out = tmp_path / "export.zip"
     from fleetdesk.boards.export import export_attempt
 
