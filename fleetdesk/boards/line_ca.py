@@ -36,7 +36,7 @@ class LineCaError(FleetdeskError):
 def jitp_template(policy: str = DEFAULT_POLICY, groups: list[str] | None = None) -> str:
     """The JITP template AWS runs for a new board: thing = the certificate's CN, the policy,
     the groups, certificate ACTIVE."""
-    thing = {"ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"},
+    thing: dict[str, object] = {"ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"},
              "AttributePayload": {"provisioned": "jitp"}}
     if groups:
         thing["ThingGroups"] = list(groups)

@@ -24,7 +24,7 @@ RETENTION_DAYS = 30
 SANDBOX_ROLE_ARN = "arn:aws:iam::000000000000:role/" + ROLE
 RULE_SQL = (f"SELECT temperature, humidity, seq, ts AS device_ts, topic(2) AS thing, timestamp() AS ts, "
             f"timestamp() / 1000 + {RETENTION_DAYS * 86400} AS {TTL_ATTRIBUTE} FROM 'dt/+/env'")
-INDEXING = {
+INDEXING: dict[str, Any] = {
     "thingIndexingMode": "REGISTRY_AND_SHADOW",
     "thingConnectivityIndexingMode": "STATUS",
     "customFields": [

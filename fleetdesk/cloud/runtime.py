@@ -24,10 +24,13 @@ import asyncio
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fleetdesk.cloud.backend import LauncherState, get_cloud_backend
 from fleetdesk.config import Profile
+
+if TYPE_CHECKING:
+    from fleetdesk.cloud.session import CloudSession
 
 
 def _ignore(*_args: Any) -> None:
@@ -52,8 +55,8 @@ class CloudRuntime:
         self.connect = connect
         self.port_base = port_base
         self.on_state, self.on_connection, self.on_session = on_state, on_connection, on_session
-        self.service = None  # what the backend started (a SandboxLauncher for the sandbox)
-        self.session = None
+        self.service: Any = None  # what the backend started (a SandboxLauncher for the sandbox)
+        self.session: CloudSession | None = None
         self._lock = asyncio.Lock()
 
     def resolve(self, profile: Profile) -> Profile:

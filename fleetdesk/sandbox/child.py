@@ -45,7 +45,9 @@ def start_sandbox(state_dir: str | Path, *, port_base: int = 0, timeout: float =
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
     try:
         json.loads(lines.get(timeout=timeout))
         info = SandboxInfo.load(state_dir)

@@ -49,9 +49,10 @@ class LinkClient:
             OSError, asyncio.TimeoutError: no connection or no reply within ``timeout``.
             ValueError: the reply is not JSON.
         """
-        self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        self.writer.write((json.dumps({"op": "connect", "mtu": mtu}) + "\n").encode())
-        line = await asyncio.wait_for(self.reader.readline(), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        self.reader, self.writer = reader, writer
+        writer.write((json.dumps({"op": "connect", "mtu": mtu}) + "\n").encode())
+        line = await asyncio.wait_for(reader.readline(), timeout)
         return json.loads(line) if line else {}
 
     def start_receiving(self, on_end: Callable[[], Awaitable[None]]) -> None:
