@@ -147,13 +147,14 @@ def largest_free():
 def heap_info():
     """{"ram_free", "ram_min_free", "ram_largest_free", "ram_total"} (+ the IDF heap on an ESP32)."""
     free = compat.mem_free()
-    info = {"ram_free": free, "ram_min_free": compat._low[0], "ram_largest_free": largest_free()}
+    info = {"ram_free": free, "ram_min_free": compat._low[0], "ram_total": -1}
     try:
         import gc
 
-        info["ram_total"] = free + gc.mem_alloc()
+        info["ram_total"] = free + gc.mem_alloc()  # before the probe below leaves garbage
     except (ImportError, AttributeError):
-        info["ram_total"] = -1
+        pass
+    info["ram_largest_free"] = largest_free()
     try:
         import esp32
 
