@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import ipaddress
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,7 +185,7 @@ class SandboxCA:
         self._write_server_cert(sorted(wanted - {"localhost", "127.0.0.1", "::1"}))
         return True
 
-    def _write_server_cert(self, extra_names: list[str] = ()) -> None:
+    def _write_server_cert(self, extra_names: Sequence[str] = ()) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = [
             x509.DNSName("localhost"),
@@ -197,8 +198,8 @@ class SandboxCA:
             except ValueError:
                 names.append(x509.DNSName(name))
         san = x509.SubjectAlternativeName(names)
-        cert = self._builder(key.public_key(), "localhost", server=True).add_extension(san, critical=False)
-        cert = cert.sign(self._key, hashes.SHA256())
+        builder = self._builder(key.public_key(), "localhost", server=True).add_extension(san, critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
         write_private(self.server_key_file, _pem_key(key))
         self.server_cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
