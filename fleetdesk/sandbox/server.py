@@ -37,7 +37,7 @@ import ssl
 import string
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.paths import write_private
@@ -179,7 +179,7 @@ class _StateLock:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "sandbox.lock"
-        self.fh = None
+        self.fh: TextIO | None = None
 
     def acquire(self) -> None:
         self.fh = open(self.path, "a+")

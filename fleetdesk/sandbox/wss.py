@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, decode_varint, mqtt_string, packet
 from fleetdesk.sandbox.presign import PresignError, verify
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import Server
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class WssFront:
     def __init__(self, ctx: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self.ctx = ctx
         self.host, self.port = host, port
-        self._server = None
+        self._server: Server | None = None
         self.refused = 0
 
     def _secret_for(self, access_key: str) -> str | None:
@@ -109,6 +112,7 @@ class WssFront:
 
     async def start(self) -> int:
         from websockets.asyncio.server import serve
+        from websockets.typing import Subprotocol
 
         def process_request(connection, request):
             reason = self.check(request.path, request.headers)
@@ -121,7 +125,7 @@ class WssFront:
         try:
             self._server = await serve(
                 self._bridge, self.host, self.port, ssl=self.ctx.server_ssl, process_request=process_request,
-                subprotocols=["mqtt"], compression=None, max_size=None, ping_interval=None,
+                subprotocols=[Subprotocol("mqtt")], compression=None, max_size=None, ping_interval=None,
                 server_header=None)
         except OSError as exc:
             raise SandboxError(f"the MQTT-over-WebSockets port {self.port} is already in use ({exc.strerror})",
