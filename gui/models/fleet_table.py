@@ -17,9 +17,9 @@ import time
 from PySide6.QtCore import QModelIndex, QRegularExpression, QSortFilterProxyModel, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 
-SORT_ROLE = Qt.UserRole + 1
-NAME_ROLE = Qt.UserRole + 2
-FILTER_ROLE = Qt.UserRole + 3
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+NAME_ROLE = Qt.ItemDataRole.UserRole + 2
+FILTER_ROLE = Qt.ItemDataRole.UserRole + 3
 COLUMNS = (
     ("name", "Thing"),
     ("online", "Online"),
@@ -37,7 +37,7 @@ NUMERIC = {"last_seen", "shadow_version", "temperature", "humidity"}
 ONLINE_BRUSH = QBrush(QColor("#1b7f3b"))
 OFFLINE_BRUSH = QBrush(QColor("#b3261e"))
 UNKNOWN_BRUSH = QBrush(QColor("#7b8794"))
-_RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def format_time(ts: float | None) -> str:
@@ -95,14 +95,14 @@ class FleetTableModel(QStandardItemModel):
             self._rows[n] = row
             self._names.append(n)
             name_item = self.item(row, 0) or QStandardItem()
-            name_item.setData(n, Qt.DisplayRole)
+            name_item.setData(n, Qt.ItemDataRole.DisplayRole)
             name_item.setData(n, SORT_ROLE)
             name_item.setData(n, NAME_ROLE)
             self.setItem(row, 0, name_item)
             for col in range(1, len(COLUMNS)):
                 item = QStandardItem()
                 if COLUMNS[col][0] in NUMERIC:
-                    item.setData(_RIGHT, Qt.TextAlignmentRole)
+                    item.setData(_RIGHT, Qt.ItemDataRole.TextAlignmentRole)
                 self.setItem(row, col, item)
             self._write(row)
 
@@ -279,7 +279,7 @@ class FleetFilterProxy(QSortFilterProxyModel):
             parts.append(f"(?=[^\\x1f]*{QRegularExpression.escape(self.text)})")
         if self.group:
             parts.append(f"(?=.*\\|{QRegularExpression.escape(self.group)}\\|)")
-        self.setFilterRegularExpression(QRegularExpression("^" + "".join(parts), QRegularExpression.DotMatchesEverythingOption))
+        self.setFilterRegularExpression(QRegularExpression("^" + "".join(parts), QRegularExpression.PatternOption.DotMatchesEverythingOption))
 
     def names(self, proxy_rows) -> list[str]:
         """Thing names for proxy row numbers."""

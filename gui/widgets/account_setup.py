@@ -43,7 +43,7 @@ class AccountSetupBox(QGroupBox):
         self.button.clicked.connect(self.start)
 
     def _ask(self, text: str) -> bool:
-        return QMessageBox.question(self, "Set up this account", text) == QMessageBox.Yes
+        return QMessageBox.question(self, "Set up this account", text) == QMessageBox.StandardButton.Yes
 
     def _say(self, text: str, ok: bool = True) -> None:
         self.result.setText(text)

@@ -38,7 +38,7 @@ class DesiredDialog(QDialog):
         form.addRow("Key", self.key)
         form.addRow("Value (JSON)", self.value)
         form.addRow("", self.hint)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         form.addRow(self.buttons)
@@ -56,7 +56,7 @@ class DesiredDialog(QDialog):
         spec = KEYS.get(key)
         self.hint.setText(why or (f"{key}: {spec.valid}" if spec else ""))
         self.hint.setStyleSheet("color:#b3261e;" if why else "color:#52606d;")
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(why is None)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(why is None)
         return why is None
 
     def accept(self) -> None:

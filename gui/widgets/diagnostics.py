@@ -24,7 +24,7 @@ class DiagnosticsDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["Time", "Kind", "Thing", "Error", "Payload"])
         self.table.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(self.table, 1)
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.fleet = fleet

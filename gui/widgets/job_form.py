@@ -119,20 +119,20 @@ class JobForm(QGroupBox):
             self._add_check(self.group_list, g, g in checked)
         if not groups:  # say why the list is empty; not checkable, so never a target
             item = QListWidgetItem(placeholder)
-            item.setFlags(Qt.NoItemFlags)
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.group_list.addItem(item)
 
     @staticmethod
     def _add_check(lst: QListWidget, text: str, checked: bool) -> None:
         item = QListWidgetItem(text)
-        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-        item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
         lst.addItem(item)
 
     @staticmethod
     def checked(lst: QListWidget) -> list[str]:
         return [lst.item(i).text() for i in range(lst.count())
-                if lst.item(i).flags() & Qt.ItemIsUserCheckable and lst.item(i).checkState() == Qt.Checked]
+                if lst.item(i).flags() & Qt.ItemFlag.ItemIsUserCheckable and lst.item(i).checkState() == Qt.CheckState.Checked]
 
     def set_things(self) -> None:
         """List the fleet's things as check boxes (a placeholder line says why none)."""
@@ -140,7 +140,7 @@ class JobForm(QGroupBox):
 
     def _things_changed(self, _names) -> None:
         fleet = self.fleet
-        names = sorted(fleet.things) if fleet else []
+        names: list[str] = sorted(fleet.things) if fleet else []
         placeholder = "" if names else ("(no things in this profile yet)" if fleet is not None else "(not connected)")
         shown = [self.thing_list.item(i).text() for i in range(self.thing_list.count())]
         if shown == (names or [placeholder]):
@@ -151,7 +151,7 @@ class JobForm(QGroupBox):
             self._add_check(self.thing_list, n, n in checked)
         if placeholder:  # say why the list is empty; not checkable, so never a target
             item = QListWidgetItem(placeholder)
-            item.setFlags(Qt.NoItemFlags)
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.thing_list.addItem(item)
         self._filter_things(self.thing_filter.text())
 
@@ -168,8 +168,8 @@ class JobForm(QGroupBox):
         groups = set(payload.get("groups") or []) if isinstance(payload, dict) else set()
         for lst, want in ((self.thing_list, things), (self.group_list, groups)):
             for i in range(lst.count()):
-                if lst.item(i).flags() & Qt.ItemIsUserCheckable:  # not the "(no thing groups…)" line
-                    lst.item(i).setCheckState(Qt.Checked if lst.item(i).text() in want else Qt.Unchecked)
+                if lst.item(i).flags() & Qt.ItemFlag.ItemIsUserCheckable:  # not the "(no thing groups…)" line
+                    lst.item(i).setCheckState(Qt.CheckState.Checked if lst.item(i).text() in want else Qt.CheckState.Unchecked)
 
     # -- document -----------------------------------------------------------------------
     def _template_picked(self, name: str) -> None:

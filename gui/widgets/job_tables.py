@@ -17,8 +17,8 @@ def fit_columns(table: QTableWidget) -> None:
     """Columns sized to their contents; the last one takes the rest of the width."""
     header = table.horizontalHeader()
     for c in range(table.columnCount() - 1):
-        header.setSectionResizeMode(c, QHeaderView.ResizeToContents)
-    header.setSectionResizeMode(table.columnCount() - 1, QHeaderView.Stretch)
+        header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(table.columnCount() - 1, QHeaderView.ResizeMode.Stretch)
     table.setWordWrap(False)
 
 

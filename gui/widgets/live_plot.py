@@ -163,8 +163,8 @@ class LivePlot(QWidget):
         self.readout.setObjectName("crosshairReadout")
         # Takes the free width of the bar, never asks for more: hover text changes neither
         # relayout the bar nor set a minimum width for the window.
-        self.readout.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.readout.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         bar.addWidget(QLabel("Range"))
         bar.addWidget(self.range_combo)
         bar.addWidget(self.since_edit)

@@ -37,7 +37,7 @@ class _Details(QPlainTextEdit):
     def __init__(self) -> None:
         super().__init__()
         self.setReadOnly(True)
-        self.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.setStyleSheet("font-family:monospace;font-size:11px;")
         self.setMinimumHeight(150)
 
@@ -71,9 +71,9 @@ class PortTile(QFrame):
         super().__init__(parent)
         self.slot = slot
         self.setObjectName("PortTile")
-        self.setFrameShape(QFrame.StyledPanel)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setMinimumWidth(230)
-        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(3)
@@ -99,7 +99,7 @@ class PortTile(QFrame):
         self.chip = QLabel("—")
         lay.addWidget(self.chip)
         self.result = QLabel()
-        self.result.setAlignment(Qt.AlignCenter)
+        self.result.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.result.setMinimumHeight(36)
         font = self.result.font()
         font.setPointSize(font.pointSize() + 6)
@@ -158,7 +158,7 @@ class PortTile(QFrame):
         dv.addWidget(self.export_btn)
         self.details_btn.toggled.connect(self.details_window.setVisible)
         self.details_window.finished.connect(lambda _r: self.details_btn.setChecked(False))
-        self._last = None
+        self._last: tuple | None = None
 
     @staticmethod
     def _key(t) -> tuple:
