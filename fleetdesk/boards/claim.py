@@ -356,37 +356,37 @@ def claim_device_files(creds: ClaimCredentials, *, pop: str, product: str | None
     }
 
 
-def prepare_claim(pipeline, info: dict, thing: str):
+def prepare_claim(ctx, info: dict, thing: str):
     """Identity step in claim mode: the plan with the claim certificate in the vfs image.
 
     No per-board cloud call: the station's claim credentials come from `ClaimStore` (checked
-    against the cloud at most every few minutes when it answers). ``pipeline.result.thing``
+    against the cloud at most every few minutes when it answers). ``ctx.result.thing``
     is set to the name the template will give the board (None when it cannot be predicted);
     ``thing`` (the station's own name for the board) is not used by the template.
 
     Returns:
         FlashPlan: the bundle with /config.json and /certs/* for claim mode.
     """
-    creds = ClaimStore.for_station(pipeline.settings, pipeline.cloud).ensure(pipeline.cloud)
+    creds = ClaimStore.for_station(ctx.settings, ctx.cloud).ensure(ctx.cloud)
     mac = info.get("mac") or ""
     predicted = predict_thing_name(creds.template_body, mac)
-    pipeline.result.thing, pipeline.result.certificate_id = predicted, None
-    pipeline._claim = creds
+    ctx.result.thing, ctx.result.certificate_id = predicted, None
+    ctx.claim = creds
     pop = secrets.token_hex(16)
-    pipeline._claim_pop = pop
+    ctx.claim_pop = pop
     if predicted:
         write_private(data_dir() / "devices" / predicted / "pop.txt", pop.encode())
-    pipeline._journal("identity", "done", {"claim": True, "template": creds.template, "thing": predicted,
+    ctx.journal("identity", "done", {"claim": True, "template": creds.template, "thing": predicted,
                                            "claim_certificate_id": creds.certificate_id},
                       **({"thing": predicted} if predicted else {}))
-    files = claim_device_files(creds, pop=pop, product=pipeline.settings.product, wifi=pipeline.settings.wifi)
-    plan = pipeline.plan.with_vfs_files(files)
+    files = claim_device_files(creds, pop=pop, product=ctx.settings.product, wifi=ctx.settings.wifi)
+    plan = ctx.plan.with_vfs_files(files)
     # the board's own identity (read by the probe) was backed up by the pipeline before this
-    pipeline._journal("write", "begin", {"bundle_sha256": pipeline.plan.sha256, "bytes": plan.total_bytes})
+    ctx.journal("write", "begin", {"bundle_sha256": ctx.plan.sha256, "bytes": plan.total_bytes})
     return plan
 
 
-def wait_claim_online(pipeline, flashed_at: float, console) -> None:
+def wait_claim_online(ctx, flashed_at: float, console) -> None:
     """Wait until the board, provisioned by claim, is online as its thing.
 
     The thing name is the predicted one, or the one the board prints (``provisioned by claim
@@ -399,25 +399,25 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
     claim (``provisioning by claim failed: ...``) goes into the error.
 
     Raises:
-        station._Failed: timeout or cancel.
+        StageFailed: timeout or cancel.
     """
-    from fleetdesk.boards.station import _Failed
+    from fleetdesk.boards.errors import StageFailed as _Failed
     from fleetdesk.cloud.backend import PresenceUnavailable
 
-    r, settings = pipeline.result, pipeline.settings
+    r, settings = ctx.result, ctx.settings
     deadline = time.monotonic() + settings.online_timeout
-    use_cloud = pipeline.cloud is not None and getattr(pipeline.cloud, "iot", None) is not None
+    use_cloud = ctx.cloud is not None and getattr(ctx.cloud, "iot", None) is not None
     why_console = "" if use_cloud else "no control plane"
     claim_error = ""
     while time.monotonic() < deadline:
-        if pipeline._cancel.is_set():
-            _rollback_claimed(pipeline, flashed_at, use_cloud)
+        if ctx.cancel.is_set():
+            _rollback_claimed(ctx, flashed_at, use_cloud)
             raise _Failed("online", "cancelled by the operator", "cancelled")
         lines = list(console.lines) if console is not None else []
         for line in lines:
             m = _PROVISIONED_RE.search(line)
             if m and m.group(1) != r.thing:
-                pipeline._journal("identity", "claimed", {"thing": m.group(1), "predicted": r.thing})
+                ctx.journal("identity", "claimed", {"thing": m.group(1), "predicted": r.thing})
                 r.thing = m.group(1)
             m = _CLAIM_FAILED_RE.search(line)
             if m:
@@ -425,7 +425,7 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
         if r.thing:
             if use_cloud:
                 try:
-                    if pipeline.cloud.is_online(r.thing, since=flashed_at)[0]:
+                    if ctx.cloud.is_online(r.thing, since=flashed_at)[0]:
                         r.presence = "cloud presence (GetThingConnectivityData)"
                         break
                 except PresenceUnavailable as exc:
@@ -435,50 +435,50 @@ def wait_claim_online(pipeline, flashed_at: float, console) -> None:
                         use_cloud, why_console = False, f"control plane unreachable: {_short(exc)}"
             if not use_cloud and any(f"online as {r.thing}" in line for line in lines):
                 r.presence = f"boot seen on the console (cloud presence unavailable: {why_console})"
-                pipeline._journal("online", "fallback", r.presence)
+                ctx.journal("online", "fallback", r.presence)
                 break
-        pipeline._cancel.wait(0.5)
+        ctx.cancel.wait(0.5)
     else:
         what = r.thing or "the board"
         detail = f"; the board reports: provisioning by claim failed: {claim_error}" if claim_error else ""
-        if _rollback_claimed(pipeline, flashed_at, use_cloud):
+        if _rollback_claimed(ctx, flashed_at, use_cloud):
             detail += "; the certificate it claimed was set INACTIVE"
         raise _Failed("online", f"{what} did not come online after provisioning by claim within "
-                                f"{settings.online_timeout:.0f} s (template {pipeline._claim.template}){detail}",
+                                f"{settings.online_timeout:.0f} s (template {ctx.claim.template}){detail}",
                       "not-online")
-    if r.thing and getattr(pipeline, "_claim_pop", None):
-        write_private(data_dir() / "devices" / r.thing / "pop.txt", pipeline._claim_pop.encode())
+    if r.thing and ctx.claim_pop:
+        write_private(data_dir() / "devices" / r.thing / "pop.txt", ctx.claim_pop.encode())
     retired = []
     if use_cloud:
-        certs = claimed_certificates(pipeline.cloud, r.thing, pipeline._claim.certificate_id)
+        certs = claimed_certificates(ctx.cloud, r.thing, ctx.claim.certificate_id)
         r.certificate_id = certs[0][1] if certs else None
         for made, cert_id in certs[1:]:  # the board's earlier identities: their keys were just overwritten
             if made < flashed_at - 2:
                 try:
-                    pipeline.cloud.deactivate(cert_id)
+                    ctx.cloud.deactivate(cert_id)
                     retired.append(cert_id)
                 except Exception as exc:  # noqa: BLE001 - journaled; the board uses its new one
-                    pipeline._journal("retire", "failed", {"certificate_id": cert_id, "error": _short(exc)})
-    pipeline._journal("identity", "provisioned", {"thing": r.thing, "certificate_id": r.certificate_id,
+                    ctx.journal("retire", "failed", {"certificate_id": cert_id, "error": _short(exc)})
+    ctx.journal("identity", "provisioned", {"thing": r.thing, "certificate_id": r.certificate_id,
                                                    "presence": r.presence, "retired": retired})
 
 
-def _rollback_claimed(pipeline, flashed_at: float, use_cloud: bool) -> list[str]:
+def _rollback_claimed(ctx, flashed_at: float, use_cloud: bool) -> list[str]:
     """A board that claimed a certificate but never came online: set the certificates this
     flash made INACTIVE (never left ACTIVE for a failed board; a re-flash claims a new one)."""
-    thing = pipeline.result.thing
+    thing = ctx.result.thing
     if not (use_cloud and thing):
         return []
     done = []
-    for made, cert_id in claimed_certificates(pipeline.cloud, thing, pipeline._claim.certificate_id):
+    for made, cert_id in claimed_certificates(ctx.cloud, thing, ctx.claim.certificate_id):
         if made >= flashed_at - 2:
             try:
-                pipeline.cloud.deactivate(cert_id)
+                ctx.cloud.deactivate(cert_id)
                 done.append(cert_id)
             except Exception as exc:  # noqa: BLE001 - journaled
-                pipeline._journal("rollback", "failed", {"certificate_id": cert_id, "error": _short(exc)})
+                ctx.journal("rollback", "failed", {"certificate_id": cert_id, "error": _short(exc)})
     if done:
-        pipeline._journal("rollback", "done", {"thing": thing, "claimed_certificates": done, "status": "INACTIVE"})
+        ctx.journal("rollback", "done", {"thing": thing, "claimed_certificates": done, "status": "INACTIVE"})
     return done
 
 

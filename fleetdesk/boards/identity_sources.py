@@ -70,7 +70,7 @@ class Claim(IdentitySource):
         from fleetdesk.boards.claim import prepare_claim
 
         pipe._backup_replaced(facts.mac, facts.board)
-        return prepare_claim(pipe, facts.info, facts.thing)
+        return prepare_claim(pipe.ctx, facts.info, facts.thing)
 
 
 class Pool(IdentitySource):

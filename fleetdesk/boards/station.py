@@ -19,6 +19,7 @@ from fleetdesk.boards.advice import advise
 from fleetdesk.boards.console import ConsoleReader
 from fleetdesk.boards.errors import StageFailed
 from fleetdesk.boards.identity_mode import IdentityMode, identity_mode
+from fleetdesk.boards.pipeline_context import PipelineContext
 from fleetdesk.boards.pipeline_identity import IdentitySteps
 from fleetdesk.boards.ports import location_of, port_reappeared_at
 from fleetdesk.errors import BoardError, FleetdeskError
@@ -139,6 +140,7 @@ class BoardPipeline(IdentitySteps):
         self._run_id: str | None = None
         self._trace: list[str] = []
         self._last_written = False
+        self.ctx = PipelineContext(settings, plan, db, cloud, self.result, self._journal, self._event, self._cancel)
 
     def cancel(self) -> None:
         """STOP: the board stops in the step it is in; no later step is begun."""
@@ -231,7 +233,7 @@ class BoardPipeline(IdentitySteps):
                 if self.mode is IdentityMode.CLAIM:  # the board provisions itself by claim first (boards/claim.py)
                     from fleetdesk.boards.claim import wait_claim_online
 
-                    wait_claim_online(self, flashed_at, console)
+                    wait_claim_online(self.ctx, flashed_at, console)
                 else:
                     self._wait_online(flashed_at, console)
                 self._wait_booted(console)  # online, and it is this firmware that booted
