@@ -96,21 +96,21 @@ class FleetPage(QWidget):
         self.table.setObjectName("fleetTable")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(0, Qt.AscendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         for col, width in enumerate((150, 70, 90, 90, 85, 80, 90, 140)):
             self.table.setColumnWidth(col, width)
         self.empty_label = QLabel("")
         self.empty_label.setObjectName("fleetEmpty")
         self.empty_label.setWordWrap(True)
-        self.empty_label.setAlignment(Qt.AlignCenter)
-        self.empty_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.empty_label.setStyleSheet("color: #52606d; padding: 24px;")
         layout.addWidget(self.empty_label)
         layout.addWidget(self.table, 1)
@@ -472,14 +472,7 @@ class FleetPage(QWidget):
         have = [self.group_combo.itemData(i) for i in range(1, self.group_combo.count())]
         if groups == have:
             return
-        current = self.group_combo.currentData()
-        self.group_combo.blockSignals(True)
-        self.group_combo.clear()
-        self.group_combo.addItem(ALL_GROUPS, "")
-        for g in groups:
-            self.group_combo.addItem(g, g)
-        self.group_combo.setCurrentIndex(max(0, self.group_combo.findData(current)))
-        self.group_combo.blockSignals(False)
+        self._set_groups(groups)
 
     # -- selection and actions ----------------------------------------------------------
     def selected(self) -> list[str]:
