@@ -1,15 +1,16 @@
 """An empty offline certificate pool is a clear stop, not a failure per board (issue 10 §6):
-START ALL on the Stations page and `fleetdesk flash --offline-pool` stop before any board
-starts, with one message, and write no FAIL row (no run, no journal) for any board."""
+`fleetdesk flash --offline-pool` stops before any board
+starts, with one message, and writes no FAIL row (no run, no journal) for any board.
+The Stations page's side is tests/gui/test_empty_pool_page.py."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 
 import pytest
+from empty_pool import empty_pool, pipeline_runs  # noqa: F401  (fixture)
 
 from fleetdesk.boards.certpool import CertPool
 from fleetdesk.boards.controller import StationController
@@ -18,50 +19,6 @@ from fleetdesk.boards.station import StationSettings
 from fleetdesk.store.production import ProductionDB, default_db_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def empty_pool(sandbox):
-    """A pool filled once while online (it knows the endpoint), then used up."""
-    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
-    pool = CertPool()
-    assert pool.refill(cloud, 1) == 1
-    pool.take("24:6f:28:00:00:01", "fd-used-up")
-    assert pool.level() == 0
-    return cloud
-
-
-def _runs(db_path) -> int:
-    """Pipeline runs ever started (a board that started has one, even before its FAIL row)."""
-    with sqlite3.connect(db_path) as con:
-        return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] + \
-            con.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
-
-
-@pytest.mark.gui
-def test_start_all_with_an_empty_pool_is_one_clear_stop(qtbot, rig, bundle_dir, tmp_path, empty_pool):
-    from fleetdesk_gui.pages.stations import StationsPage
-
-    rig.add(3, register=True)
-    db = ProductionDB(tmp_path / "prod.sqlite3")
-    ctl = StationController(StationSettings(bundle=str(bundle_dir), identity=True, offline_pool=True),
-                            cloud=empty_pool, db=db)
-    page = StationsPage(controller=ctl)
-    qtbot.addWidget(page)
-    qtbot.waitUntil(lambda: len(page.tiles) == 3, timeout=5000)
-
-    assert page.start_all() == 0  # not one board started
-    page.refresh()
-    assert page.status.text().count("offline certificate pool is empty") == 1, page.status.text()
-    assert "refill" in page.status.text()  # and what to do about it
-    assert not ctl.busy and "certificate pool 0" in page.totals.text() and "FAIL 0" in page.totals.text()
-    for slot, state in ctl.tiles.items():
-        assert state.state == "idle" and state.failed == 0 and state.last_result is None
-        assert not page.tiles[slot].result.text().startswith("FAIL")
-    page.tiles[next(iter(page.tiles))].start_btn.click()  # a single START stops the same way
-    assert not ctl.busy and "pool is empty" in page.status.text()
-    assert db.attempts() == [] and _runs(db.path) == 0
-    page.close()
 
 
 def test_cli_flash_with_an_empty_pool_exits_with_one_message(rig, bundle_dir, sandbox, empty_pool):
@@ -73,7 +30,7 @@ def test_cli_flash_with_an_empty_pool_exits_with_one_message(rig, bundle_dir, sa
         assert proc.returncode != 0 and proc.stdout == "", (proc.returncode, proc.stdout)  # no line per board
         assert proc.stderr.count("offline certificate pool is empty") == 1, proc.stderr
         assert "refill" in proc.stderr
-    assert ProductionDB().attempts() == [] and _runs(default_db_path()) == 0
+    assert ProductionDB().attempts() == [] and pipeline_runs(default_db_path()) == 0
 
     # the pool without identity would flash boards with none: refused up front, clearly
     proc = subprocess.run([a for a in cmd if a != "--identity"], capture_output=True, text=True, timeout=120,

@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from ble_board import ble_registry, fresh_board  # noqa: F401  (fixtures of the BLE Setup page tests)
+from board_rig import bundle_dir, rig  # noqa: F401  (fixtures of the Stations page tests)
 from gui_testutil import until  # noqa: F401  (re-exported for older imports)
 from window_grab import real_window_grab
 

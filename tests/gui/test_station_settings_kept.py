@@ -18,22 +18,6 @@ from fleetdesk.store.production import ProductionDB
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 
 
-@pytest.fixture
-def qloop(qapp):
-    import qasync
-
-    from fleetdesk_gui import bridge
-
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    bridge.set_loop(loop)
-    yield loop
-    bridge.set_loop(None)
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
 def _page(qtbot, tmp_path, settings, **kw):
     from fleetdesk_gui.pages.stations import StationsPage
 

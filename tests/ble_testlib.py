@@ -1,11 +1,11 @@
-"""Paths and constants shared by the BLE tests (imported as a plain module)."""
+"""Paths and constants shared by the BLE tests in tests/ble and tests/gui (imported as a plain module)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 DEVICE_MAIN = ROOT / "tests" / "ble" / "device_main.py"
 VECTORS = ROOT / "tests" / "vectors" / "ble_v1.json"

@@ -16,22 +16,6 @@ from ble_testlib import POP
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def qloop(qapp):
-    import qasync
-
-    from fleetdesk_gui import bridge
-
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    bridge.set_loop(loop)
-    yield loop
-    bridge.set_loop(None)
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
 async def _until(pred, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
