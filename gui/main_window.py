@@ -114,7 +114,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         for entry in self._entries:
             item = QListWidgetItem(entry.title)
-            item.setData(Qt.UserRole, entry.module)
+            item.setData(Qt.ItemDataRole.UserRole, entry.module)
             self.sidebar.addItem(item)
             holder = QWidget()  # replaced by the real page on first show
             holder.setObjectName(f"pending:{entry.module}")
@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # a broken page must not take the window down
             log.exception("page %s failed to load", entry.module)
             widget = QLabel(f"The {entry.title} page could not load:\n{exc}")
-            widget.setAlignment(Qt.AlignCenter)
+            widget.setAlignment(Qt.AlignmentFlag.AlignCenter)
             widget.setWordWrap(True)
         widget.setObjectName(widget.objectName() or f"page:{entry.title}")
         old = self.stack.widget(row)

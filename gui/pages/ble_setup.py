@@ -51,7 +51,7 @@ class BleSetupPage(QWidget):
     # ---- layout -------------------------------------------------------------------------
     def _build(self) -> None:
         heading = QLabel("<h2>BLE Setup</h2>")
-        split = QSplitter(Qt.Horizontal, self)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
         left = QWidget()
         lv = QVBoxLayout(left)
         row = QHBoxLayout()
@@ -68,14 +68,14 @@ class BleSetupPage(QWidget):
         lv.addLayout(row)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Name", "Address", "Signal", "State"])
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         for col in range(3):  # name, address, signal read whole at 1024 px; the state takes the rest
-            header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.Stretch)
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._selected)
         lv.addWidget(self.table)
         split.addWidget(left)

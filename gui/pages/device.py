@@ -54,7 +54,7 @@ class DevicePage(QWidget):
         self.thing_combo.setObjectName("thingCombo")
         self.thing_combo.setEditable(True)
         self.thing_combo.setMinimumWidth(220)
-        self.thing_combo.setInsertPolicy(QComboBox.NoInsert)
+        self.thing_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         top.addWidget(self.thing_combo)
         self.info = QLabel("Pick a thing.")
         self.info.setObjectName("deviceInfo")
@@ -62,7 +62,7 @@ class DevicePage(QWidget):
         top.addWidget(self.info, 1)
         layout.addLayout(top)
 
-        split = QSplitter(Qt.Horizontal)
+        split = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)

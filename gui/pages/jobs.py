@@ -56,7 +56,7 @@ class JobsPage(QWidget):
         self.refreshes = 0
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<h2>Jobs</h2>"))
-        split = QSplitter(Qt.Horizontal)
+        split = QSplitter(Qt.Orientation.Horizontal)
         self.form = JobForm()
         self.form.fleet = ctx.live.fleet
         for name in ("templates", "template_combo", "ota_version", "ota_button", "ota_build_button", "doc_edit",
@@ -91,11 +91,11 @@ class JobsPage(QWidget):
         self.jobs_table = QTableWidget(0, len(JOB_COLUMNS))
         self.jobs_table.setObjectName("jobsTable")
         self.jobs_table.setHorizontalHeaderLabels(list(JOB_COLUMNS))
-        self.jobs_table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.jobs_table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.jobs_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.jobs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.jobs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.jobs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         fit_columns(self.jobs_table)
-        self.jobs_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Interactive)  # capped: job_tables
+        self.jobs_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)  # capped: job_tables
         self.jobs_table.verticalHeader().setVisible(False)
         v.addWidget(self.jobs_table, 2)
         row = QHBoxLayout()
@@ -110,14 +110,14 @@ class JobsPage(QWidget):
         self.failures_label.setObjectName("jobFailures")
         self.failures_label.setWordWrap(True)
         self.failures_label.setStyleSheet(f"color: {RED};")
-        self.failures_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.failures_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.failures_label.setVisible(False)
         v.addWidget(self.failures_label)
         self.exec_table = QTableWidget(0, 3)
         self.exec_table.setObjectName("executionsTable")
         self.exec_table.setHorizontalHeaderLabels(["Thing", "Status", "Details"])
-        self.exec_table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.exec_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.exec_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.exec_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         fit_columns(self.exec_table)
         self.exec_table.verticalHeader().setVisible(False)
         v.addWidget(self.exec_table, 3)
@@ -272,8 +272,8 @@ class JobsPage(QWidget):
             return
         answer = QMessageBox.question(
             self, "Cancel job", f"Cancel {job}? Its queued and in-progress executions are canceled on every "
-            "target; devices already updating are told to stop.", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
-        if answer == QMessageBox.Yes:
+            "target; devices already updating are told to stop.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer == QMessageBox.StandardButton.Yes:
             self.cancel_job()
 
     def cancel_job(self) -> None:

@@ -128,7 +128,7 @@ class SettingsPage(QWidget):
         self.sandbox_status = QLabel("")
         self.sandbox_status.setObjectName("sandboxStatus")
         self.sandbox_status.setWordWrap(True)
-        self.sandbox_status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.sandbox_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         sbf.addRow("Now", self.sandbox_status)
         self.kind_stack.addWidget(sb)
         # aws fields
@@ -154,7 +154,7 @@ class SettingsPage(QWidget):
         af.addRow("Access key id", self.key_id_edit)
         self.secret_edit = QLineEdit()
         self.secret_edit.setObjectName("secretEdit")
-        self.secret_edit.setEchoMode(QLineEdit.Password)
+        self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.secret_edit.setPlaceholderText("stored in the OS keyring; leave empty to keep")
         af.addRow("Secret access key", self.secret_edit)
         self._aws_form = af
@@ -184,7 +184,7 @@ class SettingsPage(QWidget):
         self.message = QLabel("")
         self.message.setObjectName("settingsMessage")
         self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.message)
         outer.addStretch(1)
 

@@ -108,7 +108,7 @@ class StationsPage(QWidget):
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setSpacing(8)
-        self.grid.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.empty = QLabel("No boards found. Plug in an ESP board (or start virtual boards: "
                             "`fleetdesk boards virtual --count 4`).")
         self.grid.addWidget(self.empty, 0, 0)
@@ -229,7 +229,7 @@ class StationsPage(QWidget):
             f"{state.port} is a USB device with id {state.usb_id}, which is not a known ESP USB bridge.\n\n"
             "Allow it only if it is an ESP board: the station will send it bootloader sync bytes "
             "(harmful to a phone, a GPS or a 3D printer). The choice is saved for this station.")
-        if answer == QMessageBox.Yes:
+        if answer == QMessageBox.StandardButton.Yes:
             try:
                 self._say(f"USB id {self.controller.allow_usb(slot)} is now probed on this station", ok=True)
             except FleetdeskError as exc:

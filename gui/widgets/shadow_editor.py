@@ -353,7 +353,7 @@ class ShadowEditor(QWidget):
             if exc.position >= 0:
                 cursor = self.raw_edit.textCursor()
                 cursor.setPosition(min(exc.position, len(self.raw_edit.toPlainText())))
-                cursor.movePosition(QTextCursor.Right, QTextCursor.KeepAnchor)
+                cursor.movePosition(QTextCursor.MoveOperation.Right, QTextCursor.MoveMode.KeepAnchor)
                 self.raw_edit.setTextCursor(cursor)
                 self.raw_edit.setFocus()
             raise
