@@ -88,12 +88,19 @@ def _field(index, p, allowed: tuple[str, ...], api: str) -> str:
     return field
 
 
-def get_statistics(ctx, request):
+def _aggregation(ctx, request, allowed: tuple[str, ...], api: str):
+    """What every aggregation call checks first: the running index, the index name, the query and the field.
+
+    Returns (params, index, query, field)."""
     p = request.params
     index = _index(ctx)
     index.require_index(p.get("indexName"))
     query = _query(p["queryString"])
-    field = _field(index, p, ("Number", "String", "Boolean"), "GetStatistics")
+    return p, index, query, _field(index, p, allowed, api)
+
+
+def get_statistics(ctx, request):
+    _p, index, query, field = _aggregation(ctx, request, ("Number", "String", "Boolean"), "GetStatistics")
     if index.field_types()[field] != "Number":
         return {"statistics": {"count": index.store.count(query) if field == "thingName"
                                else index.store.value_count(query, field)}}
@@ -109,20 +116,12 @@ def get_statistics(ctx, request):
 
 
 def get_cardinality(ctx, request):
-    p = request.params
-    index = _index(ctx)
-    index.require_index(p.get("indexName"))
-    query = _query(p["queryString"])
-    field = _field(index, p, ("String", "Boolean"), "GetCardinality")
+    _p, index, query, field = _aggregation(ctx, request, ("String", "Boolean"), "GetCardinality")
     return {"cardinality": index.store.cardinality(query, field)}
 
 
 def get_buckets_aggregation(ctx, request):
-    p = request.params
-    index = _index(ctx)
-    index.require_index(p.get("indexName"))
-    query = _query(p["queryString"])
-    field = _field(index, p, ("String", "Boolean"), "GetBucketsAggregation")
+    p, index, query, field = _aggregation(ctx, request, ("String", "Boolean"), "GetBucketsAggregation")
     terms = (p.get("bucketsAggregationType") or {}).get("termsAggregation") or {}
     size = int(terms.get("maxBuckets") or DEFAULT_BUCKETS)
     if not 1 <= size <= MAX_BUCKETS:
