@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
             widget.setWordWrap(True)
         widget.setObjectName(widget.objectName() or f"page:{entry.title}")
         old = self.stack.widget(row)
+        assert old is not None  # the row holds the page's placeholder
         self.stack.insertWidget(row, widget)
         self.stack.removeWidget(old)
         old.deleteLater()

@@ -96,7 +96,9 @@ class DevicePage(QWidget):
         layout.addWidget(split, 1)
 
         self.thing_combo.activated.connect(lambda _i: self.open_target(self.thing_combo.currentText()))
-        self.thing_combo.lineEdit().returnPressed.connect(lambda: self.open_target(self.thing_combo.currentText()))
+        line = self.thing_combo.lineEdit()
+        assert line is not None  # the combo is editable
+        line.returnPressed.connect(lambda: self.open_target(self.thing_combo.currentText()))
         self.csv_button.clicked.connect(lambda: self._ask_export("csv"))
         self.json_button.clicked.connect(lambda: self._ask_export("json"))
         self.shadow.send_requested.connect(self._send_desired)

@@ -314,7 +314,7 @@ class ShadowEditor(QWidget):
 
     def form_values(self) -> dict:
         """The form's four keys as a dict."""
-        out = {"on": self.on_check.isChecked(), "refresh": self.refresh_spin.value(),
+        out: dict[str, Any] = {"on": self.on_check.isChecked(), "refresh": self.refresh_spin.value(),
                "reboot": self.reboot_spin.value()}
         fw = self.firmware_edit.text().strip()
         if fw:
