@@ -44,6 +44,8 @@ def gui_link() -> Path:
     base = ROOT / "build" / "typecheck"
     base.mkdir(parents=True, exist_ok=True)
     link = base / "fleetdesk_gui"
+    if link.is_symlink() and link.resolve() != (ROOT / "gui").resolve():
+        link.unlink()  # left by a checkout that has moved
     if not link.is_symlink():
         link.symlink_to(ROOT / "gui", target_is_directory=True)
     return base
