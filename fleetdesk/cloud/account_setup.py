@@ -109,29 +109,28 @@ def plan(iot: Any, dynamodb: Any, iam: Any = None) -> Plan:
         p.steps.append(Step(f"DynamoDB table {TABLE} (thing + ts, on-demand)", "create"))
         p.steps.append(Step(f"TTL on {TABLE}.{TTL_ATTRIBUTE} ({RETENTION_DAYS} days)", "create"))
     if iam is not None:
-        try:
-            iam.get_role(RoleName=ROLE)
-            p.steps.append(Step(f"IAM role {ROLE} (the rule's dynamodb:PutItem on {TABLE})", "ok"))
-        except Exception as exc:
-            if _code(exc) != "NoSuchEntity":
-                raise
-            p.steps.append(Step(f"IAM role {ROLE} (the rule's dynamodb:PutItem on {TABLE})", "create"))
-    try:
-        rule = iot.get_topic_rule(ruleName=RULE)["rule"]
-        same = rule.get("sql") == RULE_SQL and not rule.get("ruleDisabled")
-        p.steps.append(Step(f"rule {RULE}: dt/+/env -> {TABLE}", "ok" if same else "update"))
-    except Exception as exc:
-        if _code(exc) not in ("UnauthorizedException", "ResourceNotFoundException"):
-            raise
-        p.steps.append(Step(f"rule {RULE}: dt/+/env -> {TABLE}", "create"))
-    try:
-        iot.get_policy(policyName=DEFAULT_POLICY_NAME)
-        p.steps.append(Step(f"device policy {DEFAULT_POLICY_NAME}", "ok"))
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise
-        p.steps.append(Step(f"device policy {DEFAULT_POLICY_NAME}", "create"))
+        _resource_step(p, f"IAM role {ROLE} (the rule's dynamodb:PutItem on {TABLE})",
+                       lambda: iam.get_role(RoleName=ROLE), ("NoSuchEntity",))
+    _resource_step(p, f"rule {RULE}: dt/+/env -> {TABLE}", lambda: iot.get_topic_rule(ruleName=RULE)["rule"],
+                   ("UnauthorizedException", "ResourceNotFoundException"),
+                   lambda rule: "ok" if rule.get("sql") == RULE_SQL and not rule.get("ruleDisabled") else "update")
+    _resource_step(p, f"device policy {DEFAULT_POLICY_NAME}",
+                   lambda: iot.get_policy(policyName=DEFAULT_POLICY_NAME), ("ResourceNotFoundException",))
     return p
+
+
+def _resource_step(p: Plan, what: str, read: Any, missing: tuple[str, ...], state: Any = None) -> None:
+    """One step for a resource setup makes: ``read()`` fetches it and ``state(found)`` says "ok" (the
+    default) or "update"; an error whose code is in ``missing`` means it is not there ("create");
+    any other error is raised."""
+    try:
+        found = read()
+        action = state(found) if state is not None else "ok"
+    except Exception as exc:  # botocore ClientError
+        if _code(exc) not in missing:
+            raise
+        action = "create"
+    p.steps.append(Step(what, action))
 
 
 def _role_arn(iam: Any, account_table_arn: str) -> str:
