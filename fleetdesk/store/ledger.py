@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fleetdesk.errors import FleetdeskError
@@ -116,11 +117,13 @@ class Tx:
 
     def all(self, sql: str, params=()) -> list[dict]:
         self._cur.execute(self._ledger.sql(sql), tuple(params))
-        return [self._ledger.row(r) for r in self._cur.fetchall()]
+        return [dict(r) for r in self._cur.fetchall()]
 
     def insert(self, sql: str, params=()) -> int:
         """An INSERT into a table with an ``id`` column; returns the new row's id."""
-        return self.one(sql + " RETURNING id", params)["id"]
+        row = self.one(sql + " RETURNING id", params)
+        assert row is not None  # RETURNING answers the inserted row
+        return row["id"]
 
     def many(self, sql: str, seq) -> None:
         self._cur.executemany(self._ledger.sql(sql), [tuple(p) for p in seq])
@@ -144,7 +147,7 @@ class Ledger:
             check_url(self.target)
             self.kind = "postgresql"
             self.label = redacted(self.target)
-            self._conn = None
+            self._conn: Any = None  # a psycopg connection here, a sqlite3 one for a file
             self._connect()
         else:
             self.kind = "sqlite"
