@@ -50,6 +50,12 @@ class FlashMemory:
         self.chip = SpiNorChip(size)
 
     @property
+    def _map(self) -> mmap.mmap:
+        if self._mm is None:
+            raise ValueError(f"the flash file {self.path} is closed")
+        return self._mm
+
+    @property
     def jedec_id(self) -> int:
         """RDID answer: manufacturer 0xEF (Winbond), device 0x40, capacity byte."""
         return self.chip.jedec_id
@@ -64,12 +70,12 @@ class FlashMemory:
     def read(self, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at ``offset``."""
         self._check(offset, length)
-        return self._mm[offset : offset + length]
+        return self._map[offset : offset + length]
 
     def write(self, offset: int, data: bytes) -> None:
         """Store ``data`` at ``offset`` as is (emulator side: a filesystem image written back)."""
         self._check(offset, len(data))
-        self._mm[offset : offset + len(data)] = data
+        self._map[offset : offset + len(data)] = data
 
     def program(self, offset: int, data: bytes) -> None:
         """Page-program ``data`` at ``offset`` as NOR flash does: bits only go from 1 to 0.
@@ -79,10 +85,10 @@ class FlashMemory:
         """
         n = len(data)
         self._check(offset, n)
-        old = self._mm[offset : offset + n]
+        old = self._map[offset : offset + n]
         if old != b"\xff" * n:
             data = (int.from_bytes(old, "little") & int.from_bytes(data, "little")).to_bytes(n, "little")
-        self._mm[offset : offset + n] = data
+        self._map[offset : offset + n] = data
 
     def erase(self, offset: int, length: int) -> None:
         """Set ``length`` bytes from ``offset`` to 0xFF."""
@@ -90,7 +96,7 @@ class FlashMemory:
         end = offset + length
         while offset < end:
             n = min(len(_ERASE_CHUNK), end - offset)
-            self._mm[offset : offset + n] = _ERASE_CHUNK[:n]
+            self._map[offset : offset + n] = _ERASE_CHUNK[:n]
             offset += n
 
     def erase_sectors(self, offset: int, length: int) -> None:
