@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flash_speed import EMULATORS, build_bundles, cpu_seconds, virtual_boards  # noqa: E402
+from flash_speed import EMULATORS, bench_env, build_bundles, cpu_seconds, virtual_boards  # noqa: E402
 
 GOAL = 1.3
 
@@ -77,8 +77,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
-        os.environ.update(env)
+        env = bench_env(work)
         bundle_path = build_bundles(work, env)[args.bundle]
         plan = load_plan(bundle_path)
         print(f"goal: wall time of {args.boards} boards at once / 1 board <= {GOAL}, "

@@ -46,6 +46,13 @@ def cpu_seconds(pids) -> float:
     return total
 
 
+def bench_env(work: Path) -> dict:
+    """The environment of a bench run: data and config under ``work`` (this process too), the rest inherited."""
+    env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
+    os.environ.update(env)
+    return env
+
+
 @contextlib.contextmanager
 def virtual_boards(count: int, workdir: Path, throttle: bool = True, env: dict | None = None):
     """Run `fleetdesk boards virtual --count N` (one process); yields the list of port URLs."""
@@ -124,8 +131,7 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
-        os.environ.update(env)
+        env = bench_env(work)
         bundles = build_bundles(work, env)
         print(f"goal: station flash / esptool CLI write-flash <= {GOAL} (same throttled virtual board, "
               f"{args.baud} baud, medians of {args.runs})")

@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from flash_speed import virtual_boards  # noqa: E402
+from flash_speed import bench_env, virtual_boards  # noqa: E402
 from pg_server import PgServer  # noqa: E402
 from station_overhead import start_sandbox  # noqa: E402
 
@@ -113,9 +113,8 @@ def main() -> int:
     counts = [int(x) for x in args.stations.split(",")]
     with tempfile.TemporaryDirectory(prefix="fd-bench-line-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
+        env = bench_env(work)
         env.pop("FLEETDESK_LEDGER", None)
-        os.environ.update(env)
         pg = PgServer()
         stack.callback(pg.stop)
         sandbox_dir = work / "sandbox"

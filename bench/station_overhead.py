@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +31,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flash_speed import build_bundles, virtual_boards  # noqa: E402
+from flash_speed import bench_env, build_bundles, virtual_boards  # noqa: E402
+
+from fleetdesk.sandbox.child import stop_sandbox
 
 GOAL = 0.10
 
@@ -55,8 +55,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "FLEETDESK_DATA_DIR": str(work / "data"), "FLEETDESK_CONFIG_DIR": str(work / "cfg")}
-        os.environ.update(env)
+        env = bench_env(work)
         from fleetdesk.boards.flasher import POOL, FlashJob
         from fleetdesk.boards.identity import CloudTarget
         from fleetdesk.boards.images import load_plan
@@ -99,11 +98,7 @@ def main() -> int:
             POOL.close()
             station.close()
         finally:
-            sandbox.send_signal(signal.SIGTERM)
-            try:
-                sandbox.wait(15)
-            except subprocess.TimeoutExpired:
-                sandbox.kill()
+            stop_sandbox(sandbox, 15)
         b, f, i = statistics.median(bare), statistics.median(full), statistics.median(inner)
         over = max(0.0, f - b)
         ratio = over / b
