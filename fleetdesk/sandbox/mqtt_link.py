@@ -33,7 +33,7 @@ KEEPALIVE_S = 30
 class _Protocol(asyncio.Protocol):
     def __init__(self, link: "MqttLink") -> None:
         self.link = link
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, before any data or write
         self.buf = bytearray()
         self.connack: asyncio.Future = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
