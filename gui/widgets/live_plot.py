@@ -204,6 +204,10 @@ class LivePlot(QWidget):
             plot.addItem(vline, ignoreBounds=True)
             self.vlines.append(vline)
             self.plots[ch] = plot
+        # pyqtgraph makes each plot's context menus without a parent: delete them with the plot
+        # (else every closed chart leaves parentless QMenus behind, tests/gui/conftest.py's leak check)
+        menus = [m for p in self.plots.values() for m in (p.ctrlMenu, p.getViewBox().menu) if m is not None]
+        self.destroyed.connect(lambda *_: [m.deleteLater() for m in menus])
         top = self.plots[CHANNELS[0]]
         top.sigXRangeChanged.connect(self._x_changed)
         top.getViewBox().sigRangeChangedManually.connect(self._manual_range)

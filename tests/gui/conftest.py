@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,89 @@ def _collect_qt_garbage(request):
     gc.collect()
     if app is not None:
         app.processEvents()
+
+
+LEAK_MARK = "qt_leaks"  # @pytest.mark.qt_leaks(reason="what stays behind and why") opts a test out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{LEAK_MARK}(reason): the test leaves Qt widgets or timers behind; "
+                                       "skips the leak check (reason required)")
+
+
+def _cpp_address(obj) -> int:
+    import shiboken6
+
+    return shiboken6.getCppPointer(obj)[0]
+
+
+def _where_started() -> str:
+    """The innermost frame of the project (gui/, fleetdesk/, tests/) that started a timer."""
+    import traceback
+
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if "site-packages" not in frame.filename and not frame.filename.endswith("conftest.py"):
+            return f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+    return "?"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_widgets_or_timers(request, qapp, monkeypatch):
+    """Fail a test that leaves top-level widgets or running QTimers behind (as napari's conftest does).
+
+    A left-over window keeps receiving events (and bridge callbacks) in later tests; a running
+    timer fires into a later test's widgets. Runs after every other fixture's teardown and after
+    pytest-qt closed the qtbot widgets: what still exists once deferred deletes ran is a leak.
+    Opt out with ``@pytest.mark.qt_leaks(reason="...")`` naming why.
+    """
+    import gc
+    import weakref
+
+    from PySide6.QtCore import QEvent, QTimer
+
+    mark = request.node.get_closest_marker(LEAK_MARK)
+    if mark is not None:
+        assert mark.kwargs.get("reason") or mark.args, f"@pytest.mark.{LEAK_MARK} needs reason='why it leaks'"
+        yield
+        return
+    before = {_cpp_address(w) for w in qapp.topLevelWidgets()}
+    started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    base_start = QTimer.start
+
+    def start(self, *args):
+        started[self] = _where_started()
+        return base_start(self, *args)
+
+    monkeypatch.setattr(QTimer, "start", start)
+    yield
+    monkeypatch.undo()  # the check below must not record timers itself
+    for _ in range(2):
+        qapp.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()
+        qapp.processEvents()
+    # windows with a parent (menus, dialogs) go with it: the parentless ones are what nothing will delete
+    widgets = [w for w in qapp.topLevelWidgets() if w.parent() is None and _cpp_address(w) not in before]
+    timers = []
+    for timer, where in list(started.items()):
+        try:
+            if timer.isActive():
+                timers.append((timer, where))
+        except RuntimeError:  # its C++ object is gone: deleted with its owner
+            pass
+    problems = [f"widget {type(w).__name__} {w.objectName() or w.windowTitle()!r} (visible={w.isVisible()})"
+                for w in widgets]
+    problems += [f"running QTimer (interval {t.interval()} ms, parent "
+                 f"{type(t.parent()).__name__ if t.parent() is not None else None}) started at {where}"
+                 for t, where in timers]
+    for timer, _ in timers:
+        timer.stop()  # so it cannot fire into the next test
+    for w in widgets:
+        w.close()
+        w.deleteLater()
+    qapp.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    if problems:
+        pytest.fail("the test left Qt objects behind (close/delete them in the test or its fixture, or mark it "
+                    f"@pytest.mark.{LEAK_MARK}(reason=...)):\n  " + "\n  ".join(problems), pytrace=False)
 
 
 @pytest.fixture
