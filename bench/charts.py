@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
+from verdict import print_load_and_result  # noqa: E402
 
 GOAL_FPS = 30.0
 
@@ -125,9 +126,7 @@ def main() -> int:
     print(f"  plain:   {slow:.1f} fps ({n_slow} frames; same widget, no downsampling, no clipping)")
     print(f"  ratio:   shipped / plain = {fast / slow:.1f}x")
     print(f"  info:    all {args.devices} devices overlaid in one chart: {ov_fast:.1f} fps ({n_ov} frames)")
-    print(f"  load:    1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs during the run")
-    print(f"  result:  {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    return print_load_and_result(ok, 9, " during the run")
 
 
 if __name__ == "__main__":

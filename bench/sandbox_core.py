@@ -32,6 +32,7 @@ import boto3  # noqa: E402
 
 from fleetdesk.cloud.identity import create_device_identity  # noqa: E402
 from fleetdesk.sandbox.child import start_sandbox, stop_sandbox  # noqa: E402
+from verdict import print_load_and_result  # noqa: E402
 
 
 def provision(info, prefix: str, n: int) -> tuple[list, float, float]:
@@ -159,9 +160,7 @@ def main() -> int:
           f"(p50 {p50(drops) * 1000:.0f} ms)")
     print(f"  wrongid: connection with a wrong client id refused/dropped (from its start): max {max(wrong) * 1000:.0f} ms")
     print(f"  start:   cold (new state dir) {cold_start:.2f} s, warm ({args.things} things) {warm_start:.2f} s")
-    print(f"  load:    1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  result:  {'PASS' if all(ok.values()) else 'FAIL ' + ', '.join(k for k, v in ok.items() if not v)}")
-    return 0 if all(ok.values()) else 1
+    return print_load_and_result(all(ok.values()), 9, failed=[k for k, v in ok.items() if not v])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from verdict import print_load_and_result
+
 GOAL_S = 1.5
 MARKER = "FLEETDESK_WINDOW_SHOWN"
 
@@ -77,9 +79,7 @@ def main() -> int:
     print(f"  window: median {win:.3f} s over {args.runs} runs (min {min(windows):.3f}, max {max(windows):.3f})")
     print(f"  floor:  `import PySide6.QtWidgets` median {floor:.3f} s")
     print(f"  ratio:  window / floor = {win / floor:.2f}x")
-    print(f"  load:   1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  result: {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    return print_load_and_result(ok, 8)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from verdict import print_load_and_result  # noqa: E402
+
 GOAL_P95_MS = 50.0
 PROBE_MS = 16
 
@@ -229,9 +231,7 @@ def main() -> int:
     print(f"  shown:    {r['shown']:,} samples delivered to the UI in batches, {r['rows']} table rows, "
           f"{r['table_batches']} table updates, {r['points']} chart points for sim-0007")
     print(f"  loss:     {lost} not stored, {r['missing']} missing by sequence number")
-    print(f"  load:     1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  result:   {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    return print_load_and_result(ok, 10)
 
 
 if __name__ == "__main__":
