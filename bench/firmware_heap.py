@@ -121,7 +121,7 @@ class Files:
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 data = files.get(self.path)
                 if data is None:
                     self.send_error(404)
