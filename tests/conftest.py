@@ -82,6 +82,39 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+_GUI_TESTS = Path(__file__).parent / "gui"
+_QT_MODULES = {"PySide6", "shiboken6", "pytestqt", "fleetdesk_gui", "qasync", "pyqtgraph"}
+_QT_FIXTURES = {"qtbot", "qapp", "qtmodeltester", "qtlog"}
+_qt_imports_of: dict[Path, list[str]] = {}
+
+
+def _qt_imports(path: Path) -> list[str]:
+    """The Qt (or GUI package) modules a test file imports anywhere in it (read once per file)."""
+    if path not in _qt_imports_of:
+        import ast
+
+        names = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+        _qt_imports_of[path] = sorted({n for n in names if n.split(".")[0] in _QT_MODULES})
+    return _qt_imports_of[path]
+
+
+@pytest.fixture(autouse=True)
+def _qt_tests_live_in_tests_gui(request):
+    """A Qt test outside tests/gui would run in the non-Qt process of `./run test`: fail it, saying where it goes."""
+    path = Path(request.node.path)
+    if _GUI_TESTS in path.parents or not path.name.startswith("test_"):
+        return
+    qt = _qt_imports(path) + sorted(_QT_FIXTURES & set(request.fixturenames))
+    if qt:
+        pytest.fail(f"{path.name} uses Qt ({', '.join(qt)}) but is not in tests/gui: `git mv` it there "
+                    "(Qt tests run in their own process, with tests/gui/conftest.py's fixtures)", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _private_app_dirs(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("appdirs")
