@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
-from fleetdesk.errors import SandboxError
+from fleetdesk.sandbox.sqlite_file import open_store
 
 MAX_ITEM_BYTES = 400 * 1024
 MAX_PAGE_BYTES = 1024 * 1024
@@ -75,14 +75,8 @@ class DynamoStore:
 
     def __init__(self, path: Path, region: str, account_id: str, clock=time.time) -> None:
         self.region, self.account_id, self.clock = region, account_id, clock
-        try:
-            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise SandboxError(f"the sandbox's DynamoDB file {path} is unusable ({exc})",
-                               "restore it from a backup, or move it away to start with no tables") from exc
+        self.db = open_store(path, SCHEMA, "NORMAL", "the sandbox's DynamoDB file",
+                             "restore it from a backup, or move it away to start with no tables")
 
     def close(self) -> None:
         self.db.close()
@@ -280,7 +274,8 @@ class DynamoStore:
         if op != "=":
             raise validation("Query key condition not supported: the partition key takes = only")
         pk = f"{ht}:{_scalar(vals[0], ht, hk)}"
-        where, args = ["tbl=?", "pk=?"], [name, pk]
+        where = ["tbl=?", "pk=?"]
+        args: list[Any] = [name, pk]
         col = "sk_s"
         if rng:
             rk, rt = rng
@@ -313,7 +308,8 @@ class DynamoStore:
             raise validation("Limit must be at least 1")
         sql = (f"SELECT item, size FROM ddb_items WHERE {' AND '.join(where)} "
                f"ORDER BY {col} {'ASC' if forward else 'DESC'}")
-        items, used, last, more = [], 0, None, False
+        items: list[dict] = []
+        used, last, more = 0, None, False
         for text, size in self.db.execute(sql, args):
             if (limit is not None and len(items) >= int(limit)) or used >= MAX_PAGE_BYTES:
                 more = True

@@ -69,7 +69,8 @@ class Context:
 
 
 def _tokenize(sql: str) -> list[tuple[str, Any]]:
-    out, pos = [], 0
+    out: list[tuple[str, Any]] = []
+    pos = 0
     while pos < len(sql):
         if sql[pos:].strip() == "":
             break
