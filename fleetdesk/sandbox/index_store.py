@@ -13,10 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import math
-import sqlite3
 from pathlib import Path
 
-from fleetdesk.errors import SandboxError
+from fleetdesk.sandbox.sqlite_file import open_store
 from fleetdesk.sandbox.index_query import _NUMBER, query_sql
 
 SCHEMA = """
@@ -77,14 +76,9 @@ class IndexStore:
     """
 
     def __init__(self, path: Path) -> None:
-        try:
-            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=OFF")  # an index: rebuilt from the registry if ever unclean
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise SandboxError(f"the fleet index {path} is unusable ({exc})",
-                               "delete it: the sandbox rebuilds it from the registry and shadows") from exc
+        # synchronous=OFF: an index, rebuilt from the registry if ever unclean
+        self.db = open_store(path, SCHEMA, "OFF", "the fleet index",
+                             "delete it: the sandbox rebuilds it from the registry and shadows")
 
     def close(self) -> None:
         self.db.close()
