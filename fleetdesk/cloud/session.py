@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fleetdesk.cloud.backend import get_cloud_backend
 from fleetdesk.cloud.connection import Connection
@@ -61,7 +61,7 @@ class CloudSession:
     """
 
     def __init__(self, profile: Profile, *, settings: ConnectionSettings | None = None,
-                 control: ControlPlane | None = None, store: TelemetryStore | None | bool = None,
+                 control: ControlPlane | None = None, store: TelemetryStore | None | Literal[False] = None,
                  fleet: FleetState | None = None) -> None:
         self.profile = profile
         self.backend = get_cloud_backend(profile)
