@@ -228,19 +228,21 @@ class SandboxLauncher:
             )
         except OSError as exc:
             raise SandboxError(f"cannot run {self.command[0]}: {exc}") from exc
-        self._tasks.append(asyncio.ensure_future(self._drain_stderr(self._proc.stderr)))
+        proc = self._proc
+        assert proc.stdout is not None and proc.stderr is not None  # both PIPE
+        self._tasks.append(asyncio.ensure_future(self._drain_stderr(proc.stderr)))
         try:
-            endpoint = await asyncio.wait_for(self._read_ready(self._proc.stdout), self.ready_timeout)
+            endpoint = await asyncio.wait_for(self._read_ready(proc, proc.stdout), self.ready_timeout)
         except asyncio.TimeoutError as exc:
             raise SandboxError(f"sandbox not ready after {self.ready_timeout:.0f} s{self._tail_hint()}") from exc
-        self._tasks.append(asyncio.ensure_future(self._drain(self._proc.stdout)))
+        self._tasks.append(asyncio.ensure_future(self._drain(proc.stdout)))
         return endpoint
 
-    async def _read_ready(self, stream: asyncio.StreamReader) -> dict:
+    async def _read_ready(self, proc: asyncio.subprocess.Process, stream: asyncio.StreamReader) -> dict:
         while True:
             line = await stream.readline()
             if not line:
-                code = await self._proc.wait()
+                code = await proc.wait()
                 await asyncio.sleep(0.05)  # let the stderr drain catch the last words
                 raise SandboxError(f"sandbox exited with code {code}{self._tail_hint()}")
             text = line.decode(errors="replace").strip()
