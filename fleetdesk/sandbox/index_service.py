@@ -327,16 +327,11 @@ class FleetIndex:
     async def sync_link(self, want: bool | None = None) -> None:
         """Follow shadow events exactly while indexing is on (off: no cost per shadow update).
         ``want`` True starts following before indexing is turned on (no update falls in between)."""
-        from fleetdesk.sandbox.mqtt_link import MqttLink
+        from fleetdesk.sandbox.mqtt_link import MqttLink, follow_while
 
-        want = self.enabled if want is None else want
-        if want and self.link is None:
-            link = MqttLink(self.ctx.internal_mqtt, "fleet-index", SHADOW_FILTERS, self.on_shadow_message)
-            await link.start()
-            self.link = link
-        elif not want and self.link is not None:
-            link, self.link = self.link, None
-            await link.stop()
+        await follow_while(self, self.enabled if want is None else want,
+                           lambda: MqttLink(self.ctx.internal_mqtt, "fleet-index", SHADOW_FILTERS,
+                                            self.on_shadow_message))
 
     def on_shadow_message(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")

@@ -278,3 +278,15 @@ class MqttLink:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self._proto = None
+
+
+async def follow_while(owner: Any, want: bool, make: Callable[[], MqttLink]) -> None:
+    """Keep ``owner.link`` running exactly while ``want``: start one from ``make()`` when none runs,
+    stop it when it is no longer wanted (for services that cost nothing while they are off)."""
+    if want and owner.link is None:
+        link = make()
+        await link.start()
+        owner.link = link
+    elif not want and owner.link is not None:
+        link, owner.link = owner.link, None
+        await link.stop()

@@ -259,16 +259,10 @@ class RulesEngine:
 
     async def sync_link(self) -> None:
         """Be subscribed to the broker exactly while an enabled rule exists (no rules: no cost per message)."""
-        from fleetdesk.sandbox.mqtt_link import MqttLink
+        from fleetdesk.sandbox.mqtt_link import MqttLink, follow_while
 
-        wanted = any(not r["ruleDisabled"] for r in self.rules.values())
-        if wanted and self.link is None:
-            link = MqttLink(self.ctx.internal_mqtt, "rules", FILTERS, self.on_message)
-            await link.start()
-            self.link = link
-        elif not wanted and self.link is not None:
-            link, self.link = self.link, None
-            await link.stop()
+        await follow_while(self, any(not r["ruleDisabled"] for r in self.rules.values()),
+                           lambda: MqttLink(self.ctx.internal_mqtt, "rules", FILTERS, self.on_message))
 
 
 class _Running:
