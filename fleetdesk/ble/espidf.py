@@ -237,12 +237,17 @@ class EspProvClient:
             self._nonce[8:] = struct.pack(">I", (struct.unpack(">I", self._nonce[8:])[0] + 1) & 0xFFFFFFFF)
         return nonce
 
+    def _session_gcm(self) -> AESGCM:
+        if self._gcm is None:
+            raise EspProvError("no secure session yet", "establish the session before sending requests")
+        return self._gcm
+
     def encrypt(self, data: bytes) -> bytes:
         """Encrypt one request for the current session."""
         if self.security == 1:
             return self._ctr.update(data)
         if self.security == 2:
-            return self._gcm.encrypt(self._next_nonce(), data, None)
+            return self._session_gcm().encrypt(self._next_nonce(), data, None)
         return data
 
     def decrypt(self, data: bytes) -> bytes:
@@ -250,8 +255,9 @@ class EspProvClient:
         if self.security == 1:
             return self._ctr.update(data)
         if self.security == 2:
+            gcm = self._session_gcm()
             try:
-                return self._gcm.decrypt(self._next_nonce(), data, None)
+                return gcm.decrypt(self._next_nonce(), data, None)
             except Exception as exc:  # cryptography's InvalidTag
                 raise EspProvError("response failed AES-GCM authentication", status=6) from exc
         return data
