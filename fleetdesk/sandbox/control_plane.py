@@ -19,12 +19,15 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote
 
 from fleetdesk.sandbox import strict_json
 from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.sigv4 import SigV4Checker
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +100,9 @@ def _convert(value: str, shape, name: str):
     return value
 
 
-_JSON_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool, "structure": dict, "map": dict,
-               "list": list, "float": (int, float), "double": (int, float), "timestamp": (int, float, str)}
+_JSON_TYPES: dict[str, Any] = {
+    "string": str, "integer": int, "long": int, "boolean": bool, "structure": dict, "map": dict,
+    "list": list, "float": (int, float), "double": (int, float), "timestamp": (int, float, str)}
 
 
 _patterns: dict[str, Any] = {}
@@ -199,7 +203,7 @@ def offset_page(items: list, token, size: int) -> tuple[list, str | None]:
 def list_page(items: list, params: dict, key: str) -> dict:
     """A List* reply with ``maxResults`` (default 100) of ``items`` under ``key``, plus ``nextToken``."""
     page, nxt = offset_page(items, params.get("nextToken"), int(params.get("maxResults") or 100))
-    out = {key: page}
+    out: dict[str, Any] = {key: page}
     if nxt:
         out["nextToken"] = nxt
     return out
@@ -282,7 +286,7 @@ class ControlPlane:
         self.routes = [(svc, method.upper(), re.compile(rx), h) for svc, method, rx, h in routes]
         self.ssl_context = ssl_context
         self.host, self.port = host, port
-        self._runner = None
+        self._runner: web.AppRunner | None = None
         self.auth = SigV4Checker(self._secret_for, ctx.region, self._query_secret_for)
 
     def _secret_for(self, access_key: str) -> str | None:
