@@ -136,8 +136,8 @@ async def _things(args: argparse.Namespace) -> int:
                 _emit(args, {k: t.get(k) for k in ("thingName", "thingArn", "attributes", "version")})
         else:
             for t in things:
-                attrs = " ".join(f"{k}={v}" for k, v in sorted((t.get("attributes") or {}).items()))
-                print(f"{t['thingName']}\t{attrs}")
+                shown = " ".join(f"{k}={v}" for k, v in sorted((t.get("attributes") or {}).items()))
+                print(f"{t['thingName']}\t{shown}")
             print(f"{len(things)} things", file=sys.stderr)
     else:
         attrs = {}
