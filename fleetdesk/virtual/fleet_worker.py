@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 
 def _rss_kb() -> int:
@@ -50,7 +51,7 @@ class Sim:
         self.worker = int(job.get("worker", 0))
         rate = job.get("rate")
         self.period_ms = int(1000 / rate) if rate else None
-        self.devices: dict[str, object] = {}
+        self.devices: dict[str, Any] = {}  # the firmware's fd.app objects, loaded from firmware/ at run time
         self.boots = 0
         self.sent_before: dict[str, int] = {}
 
