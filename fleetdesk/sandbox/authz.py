@@ -24,12 +24,16 @@ import sys
 import struct
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleetdesk.sandbox.awserror import AwsError
 from fleetdesk.sandbox.broker import RawConnection
 from fleetdesk.sandbox.context import ClientEvent, SandboxContext
 from fleetdesk.sandbox.policy import may_connect, topic_acls
 from fleetdesk.sandbox.reserved import deny_acls
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +104,8 @@ class Authorizer:
         self.roles: dict[str, list[dict]] = {}
         self.crl_serials: set[int] = set()
         self.sessions: dict[str, ClientEvent | None] = {}  # client id -> accepted event (None: internal/kicked)
-        self._client = None
-        self._client_cm = None
+        self._client: aiomqtt.Client | None = None
+        self._client_cm: aiomqtt.Client | None = None
         self._responses: asyncio.Queue | None = None
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -246,11 +250,11 @@ class Authorizer:
     async def connect(self) -> None:
         """(Re)connect the control client to the broker."""
         await self.close()
-        self._client_cm = self._mqtt_client()
-        self._client = await self._client_cm.__aenter__()
+        self._client_cm = cm = self._mqtt_client()
+        self._client = client = await cm.__aenter__()
         self._responses = asyncio.Queue()
-        await self._client.subscribe(CONTROL_TOPIC + "/response", qos=1)
-        self._reader = asyncio.create_task(self._read_responses(self._client))
+        await client.subscribe(CONTROL_TOPIC + "/response", qos=1)
+        self._reader = asyncio.create_task(self._read_responses(client))
 
     async def _read_responses(self, client) -> None:
         try:
@@ -293,7 +297,7 @@ class Authorizer:
             broker.proc.terminate()  # the watchdog restarts it with a fresh dynamic-security file
 
     async def _send(self, commands: list[dict]) -> None:
-        assert self._responses is not None
+        assert self._responses is not None and self._client is not None  # connect() came first
         while not self._responses.empty():
             self._responses.get_nowait()
         await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
@@ -427,9 +431,9 @@ class Authorizer:
             self.sessions[rec.client_id] = event
             await self.ctx.events.emit(event)
         else:
-            event = self.sessions.pop(rec.client_id, None)
-            if event is not None:
-                await self._emit(event, "disconnected", rec.reason)
+            gone = self.sessions.pop(rec.client_id, None)
+            if gone is not None:
+                await self._emit(gone, "disconnected", rec.reason)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
