@@ -408,6 +408,10 @@ class FlashJob:
         self._prepare_thread: threading.Thread | None = None
         self._worker: EsptoolWorker | None = None
         self._cancelled = threading.Event()
+        # set when run() has returned: a worker that ends early may be followed by a baud-fallback
+        # retry, so only the end of the whole job means "no identity will come"
+        self._run_over = threading.Event()
+        self._last_error = ""
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -415,6 +419,14 @@ class FlashJob:
             self._worker.cancel()
 
     def run(self) -> WorkerResult:
+        try:
+            result = self._run()
+            self._last_error = "" if result.ok else (result.error or "")
+            return result
+        finally:
+            self._run_over.set()
+
+    def _run(self) -> WorkerResult:
         _sweep_stale_tmp()
         with tempfile.TemporaryDirectory(prefix=f"fd-flash-{os.getpid()}-") as tmp:
             self._tmp = Path(tmp)
@@ -478,11 +490,13 @@ class FlashJob:
         waited = 0.0
         while not self._identity_seen.wait(0.1):
             waited += 0.1
-            worker = self._worker
             if (cancel is not None and cancel.is_set()) or self._cancelled.is_set():
                 raise BoardError("cancelled by the operator")
-            if waited >= timeout or (worker is not None and worker._done.is_set()):
-                raise BoardError("the board's identity could not be read (the connection ended first)",
+            if self._run_over.is_set() or waited >= timeout:
+                # every attempt (a baud fallback included) is over and none read the board
+                why = self._last_error or ("no answer in %.0f s" % timeout if waited >= timeout
+                                           else "the connection ended first")
+                raise BoardError(f"the board's identity could not be read ({why})",
                                  "check the cable and retry; nothing was written")
         ev = self._identity or {}
         if ev.get("error"):
