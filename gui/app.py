@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from fleetdesk.config import Profiles
 from fleetdesk.errors import ConfigError
@@ -121,7 +122,8 @@ def run_app(args: argparse.Namespace) -> int:
 
     from fleetdesk_gui import bridge
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # instance() is typed QCoreApplication; in this process it is only ever the QApplication made here
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setOrganizationName("fleetdesk")
     app.setApplicationName("fleetdesk")
     app.setApplicationDisplayName("Fleetdesk")

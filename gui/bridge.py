@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import functools
 import logging
 import threading
@@ -155,6 +156,7 @@ def submit(coro: Awaitable, on_done: Callback | None = None, loop: asyncio.Abstr
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
+    fut: asyncio.Future | concurrent.futures.Future
     if running is loop or (running is None and threading.current_thread() is threading.main_thread()):
         fut = asyncio.ensure_future(coro, loop=loop)
     else:

@@ -33,7 +33,7 @@ class SerialConsole(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("SerialConsole")
-        self._serial = None
+        self._serial: str | None = None  # the console URL while one is open
         self._stop = False
         self._chunks: list[str] = []
         layout = QVBoxLayout(self)
