@@ -58,8 +58,9 @@ RESERVED_LOGINS = ("fleetdesk-internal", "fleetdesk-admin", "fleetdesk-app")
 
 
 def enabled() -> bool:
-    """Whether the sandbox puts this front on the device port (``FLEETDESK_SANDBOX_FRONT=1``)."""
-    return os.environ.get(ENV_SWITCH, "") == "1"
+    """Whether the sandbox puts this front on the device port: yes unless ``FLEETDESK_SANDBOX_FRONT=0``
+    (then mosquitto's own mTLS listener serves devices, without the checks above)."""
+    return os.environ.get(ENV_SWITCH, "1") != "0"
 
 
 def connect_info(data: bytes) -> tuple[int, str, int] | None:

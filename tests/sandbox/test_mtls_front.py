@@ -212,3 +212,16 @@ def test_raw_connack_not_authorized_and_presence_names_the_device_address(front,
         assert (seen["sourceIp"], seen["sourcePort"]) == ("127.0.0.1", port), seen
     finally:
         good.close()
+
+
+def test_mosquitto_serves_devices_itself_only_without_the_front(tmp_path):
+    from fleetdesk.sandbox.broker import BrokerConfig
+
+    def conf(device_listener: bool) -> str:
+        return BrokerConfig(tmp_path, 1, 2, 3, tmp_path / "ca", tmp_path / "c", tmp_path / "k", tmp_path / "crl",
+                            tmp_path / "d.json", device_listener=device_listener).render("/x/dynsec.so")
+
+    front, own = conf(False), conf(True)
+    assert "listener 1 " not in front and "use_identity_as_username" not in front
+    assert "listener 3 127.0.0.1\nmax_qos 1\nmax_topic_alias 8" in front  # what devices are offered, via the front
+    assert "listener 1 127.0.0.1" in own and "require_certificate true" in own
