@@ -20,7 +20,7 @@ import json
 import socket
 import uuid as _uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
@@ -32,8 +32,11 @@ from bleak.exc import BleakError
 from fleetdesk import paths
 from fleetdesk.virtual.ble_wire import LinkClient
 
-_PROPS = ((0x0002, "read"), (0x0004, "write-without-response"), (0x0008, "write"),
-          (0x0010, "notify"), (0x0020, "indicate"))
+if TYPE_CHECKING:
+    from bleak.assigned_numbers import CharacteristicPropertyName
+
+_PROPS: tuple[tuple[int, CharacteristicPropertyName], ...] = (
+    (0x0002, "read"), (0x0004, "write-without-response"), (0x0008, "write"), (0x0010, "notify"), (0x0020, "indicate"))
 SCAN_PERIOD = 0.2
 
 
