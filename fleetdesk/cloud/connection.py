@@ -164,7 +164,7 @@ class Connection:
         self._failures = 0
         self._stopped: asyncio.Event | None = None
         self._connected: asyncio.Event | None = None
-        self.stats = collections.Counter()
+        self.stats: collections.Counter[str] = collections.Counter()
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -402,6 +402,7 @@ class Connection:
         while inbox:
             if time.perf_counter() > deadline:  # yield to the loop (with qasync: the UI), then go on
                 self._drain_scheduled = True
+                assert self._loop is not None  # the inbox is drained on the loop that filled it
                 self._loop.call_soon(self._drain)
                 return
             msg = inbox.popleft()
@@ -450,6 +451,7 @@ class Connection:
                                for o in self._subs.values())
             self._subs[topic_filter] = sub
             self._routes = {}
+        assert sub is not None  # found, or made just above
         sub.handlers.append(handler)
         if new and sub.sent:
             narrower = [o for o in self._subs.values()
