@@ -128,9 +128,20 @@ def test_ota_job_from_the_page(app_window, cloud_session, sim_fleet, qloop, tmp_
         fleet.apply_registry([{"thingName": "gui-no-device-a"}, {"thingName": "gui-no-device-b"}])
         page.open_target({"things": ["gui-no-device-a", "gui-no-device-b"]})
         page.job_id_edit.setText("gui-cancel")
+        page.rate_spin.setValue(5)
+        page.abort_spin.setValue(30)
+        page.abort_min_spin.setValue(2)
+        page.timeout_spin.setValue(15)
         assert page.create_job()
         await until(lambda: page.selected_job == "gui-cancel" and len(page.execution_status()) == 2, 30,
                     what="queued executions")
+        # the rollout, abort and timeout typed in the form are what the cloud holds
+        job = await cloud_session.control.describe_job("gui-cancel")
+        assert job["jobExecutionsRolloutConfig"]["maximumPerMinute"] == 5
+        crit = job["abortConfig"]["criteriaList"][0]
+        assert (crit["failureType"], crit["action"], crit["thresholdPercentage"], crit["minNumberOfExecutedThings"]) \
+            == ("FAILED", "CANCEL", 30, 2)
+        assert job["timeoutConfig"]["inProgressTimeoutInMinutes"] == 15
         row = sorted(page.execution_status()).index("gui-no-device-a")
         assert not page.cancel_exec_button.isEnabled()
         page.exec_table.selectRow(row)
