@@ -44,6 +44,30 @@ def decode_varint(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
     raise MqttProtocolError("malformed remaining length")
 
 
+def connect_frame(data: bytes | bytearray, max_length: int | None = None) -> tuple[bytes, int] | None:
+    """The body of the MQTT CONNECT at the start of ``data`` and the bytes it takes.
+
+    Returns:
+        (body, bytes consumed from ``data``), or None while the packet is incomplete.
+
+    Raises:
+        MqttProtocolError: the data does not start with a CONNECT, or it is over ``max_length``.
+    """
+    if not data:
+        return None
+    if data[0] != 0x10:
+        raise MqttProtocolError("the first MQTT packet must be CONNECT")
+    rl = decode_varint(data, 1)
+    if rl is None:
+        return None
+    length, start = rl
+    if max_length is not None and length > max_length:
+        raise MqttProtocolError("CONNECT too large")
+    if len(data) < start + length:
+        return None
+    return bytes(data[start:start + length]), start + length
+
+
 def mqtt_string(s: str | bytes) -> bytes:
     """A UTF-8 string (``str`` is encoded) or binary field with its two-byte length prefix."""
     b = s.encode() if isinstance(s, str) else s

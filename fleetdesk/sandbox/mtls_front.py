@@ -43,7 +43,7 @@ from cryptography import x509
 
 from fleetdesk.errors import SandboxError
 from fleetdesk.sandbox.ca_registry import CaRegistry, der_id, signed_by
-from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, decode_varint
+from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, connect_frame, decode_varint
 
 if TYPE_CHECKING:
     from fleetdesk.sandbox.mqtt_link import MqttLink
@@ -71,19 +71,10 @@ def connect_info(data: bytes) -> tuple[int, str, int] | None:
     Raises:
         MqttProtocolError: not a CONNECT, or a malformed one.
     """
-    if not data:
+    frame = connect_frame(data, MAX_CONNECT)
+    if frame is None:
         return None
-    if data[0] != 0x10:
-        raise MqttProtocolError("the first MQTT packet must be CONNECT")
-    rl = decode_varint(data, 1)
-    if rl is None:
-        return None
-    length, start = rl
-    if length > MAX_CONNECT:
-        raise MqttProtocolError("CONNECT too large")
-    if len(data) < start + length:
-        return None
-    body = data[start:start + length]
+    body, consumed = frame
     try:
         pos = 2 + struct.unpack_from(">H", body, 0)[0]
         level = body[pos]
@@ -95,7 +86,7 @@ def connect_info(data: bytes) -> tuple[int, str, int] | None:
         client_id = body[pos + 2:pos + 2 + n].decode("utf-8")
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise MqttProtocolError(f"malformed CONNECT: {exc}") from exc
-    return level, client_id, start + length
+    return level, client_id, consumed
 
 
 def connack_refused(level: int) -> bytes:

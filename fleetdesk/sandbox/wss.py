@@ -21,7 +21,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from fleetdesk.errors import SandboxError
-from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, decode_varint, mqtt_string, packet
+from fleetdesk.sandbox.mqtt_wire import MqttProtocolError, connect_frame, decode_varint, mqtt_string, packet
 from fleetdesk.sandbox.presign import PresignError, verify
 
 if TYPE_CHECKING:
@@ -42,18 +42,10 @@ def rewrite_connect(data: bytes, username: str, password: str) -> tuple[bytes, i
     Raises:
         MqttProtocolError: the data does not start with a CONNECT.
     """
-    if not data:
+    frame = connect_frame(data)
+    if frame is None:
         return None
-    if data[0] != 0x10:
-        raise MqttProtocolError("the first MQTT packet must be CONNECT")
-    rl = decode_varint(data, 1)
-    if rl is None:
-        return None
-    length, start = rl
-    end = start + length
-    if len(data) < end:
-        return None
-    body = data[start:end]
+    body, end = frame
     try:
         pos = 2 + struct.unpack_from(">H", body, 0)[0]
         level, flags = body[pos], body[pos + 1]
