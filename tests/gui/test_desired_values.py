@@ -110,13 +110,14 @@ def test_device_page_sends_over_the_devices_own_reports_and_fleet_proposes_valid
         await until(lambda: page.shadow.version > stale, 10, what="the version moving")
         assert page.shadow.send()
         await until(lambda: "The device reported the change (refresh)" in page.shadow.message.text(), 60,
-                    what=f"the change applied, not a 409 (message: {page.shadow.message.text()!r})")
+                    what=lambda: f"the change applied, not a 409 (message: {page.shadow.message.text()!r}, "
+                                 f"reported: {fleet.things[thing].reported!r})")
         assert fleet.things[thing].reported.get("refresh") == 2000
         # the firmware refuses an OTA version without a URL: the page says so, in red
         page.shadow.raw_edit.setPlainText('{"firmware_version": "9.9.9"}')
         assert page.shadow.send()
         await until(lambda: "The device refused the change (firmware_version)" in page.shadow.message.text(), 60,
-                    what=f"the refusal shown (message: {page.shadow.message.text()!r})")
+                    what=lambda: f"the refusal shown (message: {page.shadow.message.text()!r})")
         assert "firmware_url" in page.shadow.message.text()
         await cloud_session.shadows.update(thing, desired={"firmware_version": None})
 
