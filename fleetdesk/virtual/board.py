@@ -412,7 +412,9 @@ class VirtualBoard:
             self._app = await asyncio.to_thread(self._launch)
         except Exception as exc:  # noqa: BLE001 - shown on the console, as a board that fails to start
             self.state = "idle"
-            self.console(f"Traceback (most recent call last):\r\nE: cannot start the firmware: {exc}\r\n".encode())
+            # one line, advice included: a station reading the console sees it whole or not at all
+            text = " -> ".join(filter(None, (getattr(exc, "message", str(exc)), getattr(exc, "advice", None))))
+            self.console(f"Traceback (most recent call last):\r\nE: cannot start the firmware: {text}\r\n".encode())
 
     def _launch(self):
         from fleetdesk.virtual.runtime import launch_firmware
