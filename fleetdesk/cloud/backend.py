@@ -12,7 +12,8 @@ which one they got). A :class:`CloudBackend` owns everything that differs betwee
 * firmware upload for OTA (:meth:`upload_firmware`: the sandbox file store, or S3);
 * "is this board online" (:meth:`CloudTarget.is_online` / :meth:`CloudTarget.wait_online`);
 * the local service the app starts for it (:meth:`service`: the sandbox child, or nothing);
-* one line for the status bar (:meth:`describe`).
+* one line for the status bar (:meth:`describe`);
+* what the Settings form checks and stores for it (:meth:`check_fields`, :attr:`keyring_secret`).
 
 This module is also the only one in ``fleetdesk.cloud``/``boards``/``ble`` that imports
 ``fleetdesk.sandbox`` (an import-linter contract in pyproject.toml keeps it so).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import hashlib
+import re
 import socket
 import threading
 import time
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from fleetdesk.config import Profile
-from fleetdesk.errors import CloudError
+from fleetdesk.errors import CloudError, ConfigError
 from fleetdesk.paths import RESOURCES_DIR, sandbox_state_dir
 from fleetdesk.sandbox.launcher import LauncherState, SandboxLauncher
 
@@ -52,6 +54,8 @@ PRESENCE_UNAVAILABLE = ("AccessDeniedException", "UnauthorizedException", "Inval
                         "IndexNotReadyException", "ForbiddenException")
 # The sandbox accepts any provisioning role; on AWS the template must exist with a real role.
 SANDBOX_PROVISIONING_ROLE = "arn:aws:iam::000000000000:role/fleetdesk-provisioning"
+AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 
 
 def _botocore_config():
@@ -272,6 +276,20 @@ class CloudBackend:
     def name(self) -> str:
         return self.profile.name
 
+    # -- the profile form -----------------------------------------------------------------
+    def check_fields(self) -> None:
+        """Field checks beyond :meth:`Profile.validate` for what this cloud needs (host and
+        region formats on AWS); the sandbox has none.
+
+        Raises:
+            ConfigError: naming the field and what a valid value looks like.
+        """
+
+    @property
+    def keyring_secret(self) -> bool:
+        """The profile's secret access key lives in the OS keyring (the form stores it there)."""
+        return False
+
     # -- control plane -------------------------------------------------------------------
     def client(self, service: str) -> Any:
         """A boto3 client (``iot``, ``iot-data``, ``s3``) with the profile's credentials."""
@@ -487,6 +505,21 @@ class AwsBackend(CloudBackend):
                              "configure credentials (aws configure / SSO login, env vars) or pick another source")
         self._session = session
         return session
+
+    def check_fields(self) -> None:
+        p = self.profile
+        endpoint = p.endpoint.strip()
+        if endpoint and not HOST_RE.match(endpoint):
+            raise ConfigError(
+                f"endpoint {endpoint!r} is not a host name",
+                "give the host only, e.g. abc123-ats.iot.eu-west-1.amazonaws.com (no https://, no port)",
+            )
+        if not AWS_REGION_RE.match(p.region):
+            raise ConfigError(f"region {p.region!r} is not an AWS region", "e.g. us-east-1 or eu-west-1")
+
+    @property
+    def keyring_secret(self) -> bool:
+        return self.profile.credentials == "keyring"
 
     def iam_client(self) -> Any:
         return self.client("iam")

@@ -30,8 +30,6 @@ from fleetdesk.paths import sandbox_state_dir
 from fleetdesk_gui.context import AppContext
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 NEW = "<new profile>"
 BLUETOOTH_CHOICES = (
     ("", "Default (virtual boards for a sandbox, the radio for AWS)"),
@@ -46,7 +44,8 @@ CRED_LABELS = {
 
 
 def check_fields(p: Profile) -> None:
-    """Field checks beyond Profile.validate: names, region and host formats.
+    """Field checks beyond Profile.validate: the name here, the cloud's own fields (host and
+    region formats on AWS) in its backend.
 
     Raises:
         ConfigError: naming the field and what a valid value looks like.
@@ -56,15 +55,7 @@ def check_fields(p: Profile) -> None:
             f"profile name {p.name!r} is not valid",
             "use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit",
         )
-    if p.kind == "aws":
-        endpoint = p.endpoint.strip()
-        if endpoint and not HOST_RE.match(endpoint):
-            raise ConfigError(
-                f"endpoint {endpoint!r} is not a host name",
-                "give the host only, e.g. abc123-ats.iot.eu-west-1.amazonaws.com (no https://, no port)",
-            )
-        if not REGION_RE.match(p.region):
-            raise ConfigError(f"region {p.region!r} is not an AWS region", "e.g. us-east-1 or eu-west-1")
+    get_cloud_backend(p).check_fields()  # what this profile's cloud needs (names the bad kind too)
     p.validate()
 
 
@@ -318,7 +309,7 @@ class SettingsPage(QWidget):
         try:
             check_fields(p)
             secret = self.secret_edit.text()
-            if p.kind == "aws" and p.credentials == "keyring":
+            if get_cloud_backend(p).keyring_secret:
                 self._store_secret(p, secret)
         except ConfigError as exc:
             self.show_message(exc.message + (f"\n→ {exc.advice}" if exc.advice else ""))
