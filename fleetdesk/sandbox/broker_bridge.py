@@ -3,21 +3,36 @@
 Shared by the sandbox's two fronts (WSS with SigV4, :mod:`fleetdesk.sandbox.wss`; mTLS,
 :mod:`fleetdesk.sandbox.mtls_front`): the client's CONNECT is rewritten to carry the login the
 sandbox chose for it (:func:`fleetdesk.sandbox.wss.rewrite_connect`), then bytes flow both ways
-unchanged until either side closes.
+until either side closes: unchanged, or through a ``gate`` (the mTLS front's
+:class:`fleetdesk.sandbox.mqtt_quotas.ConnectionQuotas`) that may drop packets and answer them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 log = logging.getLogger(__name__)
 
 
+class Gate(Protocol):
+    """What a bridge may put between the client and the broker (after the CONNECT)."""
+
+    def from_device(self, data: bytes) -> tuple[bytes, bytes]:
+        """(bytes for the broker, replies for the client); may raise an exception with ``reply``
+        (bytes for the client) to end the connection."""
+        ...
+
+    def from_broker(self, data: bytes) -> tuple[bytes, bytes]:
+        """(bytes for the client, replies for the broker)."""
+        ...
+
+
 async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Awaitable[bytes | None]],
                  send: Callable[[bytes], Awaitable[None]], *, first: bytes = b"",
-                 on_open: Callable[[asyncio.StreamWriter], None] | None = None) -> bool:
+                 on_open: Callable[[asyncio.StreamWriter], None] | None = None,
+                 gate: Gate | None = None) -> bool:
     """Run one bridged connection until either side ends.
 
     Args:
@@ -28,6 +43,7 @@ async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Await
         first: client bytes already read (the start of the CONNECT).
         on_open: called with the broker-side writer before the CONNECT is sent (to note its
             local address, which the broker's log names).
+        gate: filters both directions after the CONNECT (None: bytes pass unchanged).
 
     Returns:
         False when the broker could not be reached, else True.
@@ -43,6 +59,23 @@ async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Await
     if on_open is not None:
         on_open(writer)
 
+    async def to_broker(data: bytes) -> None:
+        if gate is not None:
+            try:
+                data, reply = gate.from_device(data)
+            except Exception as exc:
+                if not hasattr(exc, "reply"):
+                    raise
+                log.info("bridge: %s", exc)
+                if exc.reply:
+                    await send(exc.reply)
+                raise EOFError from exc
+            if reply:
+                await send(reply)
+        if data:
+            writer.write(data)
+            await writer.drain()
+
     async def upstream() -> None:
         pending, connected = first, False
         while True:
@@ -50,16 +83,15 @@ async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Await
                 out = rewrite_connect(pending, *login)
                 if out is not None:
                     packet, used = out
-                    writer.write(packet + pending[used:])
-                    await writer.drain()
+                    writer.write(packet)
+                    await to_broker(pending[used:])
                     pending, connected = b"", True
                     continue
             data = await recv()
             if not data:
                 return
             if connected:
-                writer.write(data)
-                await writer.drain()
+                await to_broker(data)
             else:
                 pending += data
 
@@ -68,7 +100,13 @@ async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Await
             chunk = await reader.read(65536)
             if not chunk:
                 return
-            await send(chunk)
+            if gate is not None:
+                chunk, reply = gate.from_broker(chunk)
+                if reply:
+                    writer.write(reply)
+                    await writer.drain()
+            if chunk:
+                await send(chunk)
 
     tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
     try:

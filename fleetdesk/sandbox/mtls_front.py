@@ -19,7 +19,12 @@ wants a CRL from every issuing CA. This front does what the gateway does, in ord
    variables resolved; :meth:`fleetdesk.sandbox.authz.Authorizer.allowed_certificate`):
    refused with CONNACK "not authorized" before mosquitto sees anything, so the session
    holding that id is untouched.
-5. Bridged (:func:`fleetdesk.sandbox.broker_bridge.bridge`) to mosquitto's loopback internal
+5. IoT Core's per-connection MQTT quotas (on by default, :mod:`fleetdesk.sandbox.quotas`): one
+   CONNECT per second per client id (another is refused: MQTT5 CONNACK 0x9F "Connection rate
+   exceeded", MQTT 3.1.1 the connection is closed), then publish rates, subscription counts,
+   keep-alive and session expiry bounds on the bridged bytes
+   (:class:`fleetdesk.sandbox.mqtt_quotas.ConnectionQuotas`).
+6. Bridged (:func:`fleetdesk.sandbox.broker_bridge.bridge`) to mosquitto's loopback internal
    listener, logged in as the certificate's dynamic-security client with a password derived
    from the internal one (:func:`fleetdesk.sandbox.authz.certificate_login`). Revocation still
    drops a live connection: the authorizer disables that dynamic-security client.
@@ -87,6 +92,12 @@ def connect_info(data: bytes) -> tuple[int, str, int] | None:
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise MqttProtocolError(f"malformed CONNECT: {exc}") from exc
     return level, client_id, consumed
+
+
+def connack_rate_exceeded(level: int) -> bytes:
+    """MQTT5 CONNACK 0x9F "Connection rate exceeded"; MQTT 3.1.1 has no such code: nothing is
+    sent (the connection is closed)."""
+    return b"\x20\x03\x00\x9f\x00" if level == 5 else b""
 
 
 def connack_refused(level: int) -> bytes:
@@ -204,7 +215,7 @@ class MtlsFront:
             if not chunk:
                 return
             data += chunk
-        level, client_id, _end = info
+        level, client_id, end = info
         cert_id = der_id(cert)
         reg = self.ctx.registry
         try:
@@ -228,6 +239,22 @@ class MtlsFront:
             return
         from fleetdesk.sandbox.authz import certificate_login
         from fleetdesk.sandbox.broker_bridge import bridge
+        from fleetdesk.sandbox.mqtt_quotas import ConnectionQuotas
+
+        quotas = self.ctx.extras.get("quotas")
+        gate = None
+        if quotas is not None:
+            if not quotas.connect_allowed(client_id):
+                self._refuse(f"{client_id!r} from {address}: more than one CONNECT a second for this client id")
+                if refusal := connack_rate_exceeded(level):
+                    writer.write(refusal)
+                    await writer.drain()
+                return
+            gate = ConnectionQuotas(quotas.mqtt, level, client_id, quotas.count_mqtt)
+            try:
+                data = gate.connect(data, end)
+            except (MqttProtocolError, IndexError, struct.error) as exc:
+                raise MqttProtocolError(f"malformed CONNECT: {exc}") from exc
 
         login = certificate_login(self.ctx.internal_mqtt.password, cert_id, view.common_name)
         keys: list[str] = []
@@ -246,7 +273,7 @@ class MtlsFront:
             await writer.drain()
 
         try:
-            await bridge(self.ctx.internal_mqtt, login, recv, send, first=data, on_open=on_open)
+            await bridge(self.ctx.internal_mqtt, login, recv, send, first=data, on_open=on_open, gate=gate)
         finally:
             for key in keys:
                 self._forget(key)

@@ -7,9 +7,13 @@ botocore's retry modes back off from — and counted per caller (the SigV4 acces
 counts go to ``<state_dir>/throttled.json`` (at most once a second) for
 ``fleetdesk sandbox status --json``.
 
+The per-connection MQTT quotas (:data:`MQTT_DEFAULTS`) are enforced by the mTLS front on the
+bytes it bridges (:mod:`fleetdesk.sandbox.mqtt_quotas`) and counted here per client id
+(``mqtt_throttled`` in the status file).
+
 Benches that need more set ``FLEETDESK_SANDBOX_QUOTAS`` when they start the sandbox, e.g.
-``SearchIndex=200,ListThings=off`` (a number: requests per second; ``off``: not limited).
-Defaults and sources: README, "Sandbox quotas".
+``SearchIndex=200,ListThings=off,PublishInPerSecond=1000`` (a number: requests per second, or
+the limit; ``off``: not limited). Defaults and sources: README, "Sandbox quotas".
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from fleetdesk.sandbox.awserror import AwsError
 
 # requests per second per account (AWS defaults, see README for the quota page each comes from)
 DEFAULTS: dict[str, float] = {"SearchIndex": 20.0, "ListThings": 10.0, "GetThingShadow": 4000.0}
+# IoT Core's per-connection MQTT quotas (AWS IoT Core endpoints and quotas, message broker;
+# README "Sandbox quotas" has the behaviour when each is exceeded)
+MQTT_DEFAULTS: dict[str, float] = {
+    "PublishInPerSecond": 100.0,  # per connection, not adjustable
+    "PublishOutPerSecond": 100.0,
+    "SubscriptionsPerConnection": 50.0,
+    "TopicFiltersPerSubscribe": 8.0,
+    "ConnectPerSecondPerClientId": 1.0,  # not adjustable
+    "KeepAliveMin": 30.0,  # seconds: a smaller keep-alive is raised to it
+    "KeepAliveMax": 1200.0,  # a larger one (or 0) is lowered to it
+    "SessionExpiryMax": 3600.0,  # persistent session expiry, 1 hour by default
+    "PayloadMax": 131072.0,  # 128 KB
+}
 SERVICE_OF = {"SearchIndex": "iot", "ListThings": "iot", "GetThingShadow": "iot-data"}
 ENV = "FLEETDESK_SANDBOX_QUOTAS"
 STATUS_FILE = "throttled.json"
@@ -41,8 +58,8 @@ def parse_overrides(text: str) -> dict[str, float | None]:
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         name, _, value = part.partition("=")
         name, value = name.strip(), value.strip().lower()
-        if name not in DEFAULTS:
-            raise ValueError(f"{ENV}: unknown quota {name!r} (known: {', '.join(DEFAULTS)})")
+        if name not in DEFAULTS and name not in MQTT_DEFAULTS:
+            raise ValueError(f"{ENV}: unknown quota {name!r} (known: {', '.join([*DEFAULTS, *MQTT_DEFAULTS])})")
         if value == "off":
             out[name] = None
             continue
@@ -61,12 +78,17 @@ class Quotas:
 
     def __init__(self, state_dir: Path | None, overrides: dict[str, float | None] | None = None,
                  clock=time.monotonic) -> None:
-        self.rates: dict[str, float | None] = {**DEFAULTS, **(overrides or {})}
+        overrides = overrides or {}
+        self.rates: dict[str, float | None] = {**DEFAULTS, **{k: v for k, v in overrides.items() if k in DEFAULTS}}
+        self.mqtt: dict[str, float | None] = {**MQTT_DEFAULTS,
+                                              **{k: v for k, v in overrides.items() if k in MQTT_DEFAULTS}}
         self.clock = clock
         self.state_dir = state_dir
         now = clock()
         self._buckets = {k: [v, now] for k, v in self.rates.items() if v}
+        self._connects: dict[str, list[float]] = {}  # client id -> token bucket
         self.throttled: dict[str, dict[str, int]] = {}
+        self.mqtt_throttled: dict[str, dict[str, int]] = {}
         self._dirty = False
         self._last_save = 0.0
 
@@ -95,8 +117,34 @@ class Quotas:
         self._save_soon()
         raise AwsError("ThrottlingException", "Rate exceeded", 429 if SERVICE_OF.get(api) == "iot-data" else 400)
 
+    def connect_allowed(self, client_id: str) -> bool:
+        """Spend the client id's CONNECT of this second (``ConnectPerSecondPerClientId``); False
+        (and counted) when it is spent. A refused CONNECT spends nothing."""
+        rate = self.mqtt.get("ConnectPerSecondPerClientId")
+        if not rate:
+            return True
+        now = self.clock()
+        bucket = self._connects.setdefault(client_id, [1.0, now])
+        bucket[0] = min(1.0, bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            if len(self._connects) > 10000:  # forget full buckets (they equal a new one)
+                self._connects = {k: b for k, b in self._connects.items()
+                                  if b[0] + (now - b[1]) * rate < 1.0}
+            return True
+        self.count_mqtt(client_id, "ConnectPerSecondPerClientId")
+        return False
+
+    def count_mqtt(self, client_id: str, quota: str, n: int = 1) -> None:
+        """Note ``n`` MQTT requests of ``client_id`` refused or dropped under ``quota``."""
+        per = self.mqtt_throttled.setdefault(client_id, {})
+        per[quota] = per.get(quota, 0) + n
+        self._save_soon()
+
     def snapshot(self) -> dict:
-        return {"quotas": {k: v for k, v in self.rates.items()}, "throttled": self.throttled}
+        return {"quotas": {**self.rates, **self.mqtt}, "throttled": self.throttled,
+                "mqtt_throttled": self.mqtt_throttled}
 
     def _save_soon(self) -> None:
         self._dirty = True
