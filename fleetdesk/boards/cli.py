@@ -73,6 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "at first boot (no cloud call per board; works offline once the claim cert exists)")
     f.add_argument("--claim-template", default="", metavar="NAME",
                    help="with --claim: the fleet-provisioning template boards claim with (default fleetdesk-claim)")
+    f.add_argument("--line-ca", action="store_true",
+                   help="sign each board's certificate with the line's CA here; AWS IoT creates the thing at its "
+                        "first connect (JITP). No AWS credentials on the station (fleetdesk line ca register, once)")
+    f.add_argument("--line-ca-dir", default=None, metavar="DIR",
+                   help="with --line-ca: the line CA's folder (default: <data dir>/line-ca)")
     f.add_argument("--allow-usb", action="append", default=[], metavar="VID:PID", help="also probe this USB id")
     f.add_argument("--json", action="store_true", help="one JSON document per board")
     f.set_defaults(func=_flash)
@@ -193,7 +198,7 @@ def _flash(args) -> int:
     settings = StationSettings(
         bundle=args.bundle,
         baud=args.baud,
-        identity=args.identity or args.claim,
+        identity=args.identity or args.claim or args.line_ca,
         name_template=args.name_template,
         operator=args.operator,
         station=args.station,
@@ -209,6 +214,8 @@ def _flash(args) -> int:
         offline_pool=args.offline_pool,
         claim=args.claim,
         claim_template=args.claim_template,
+        line_ca=args.line_ca,
+        line_ca_dir=args.line_ca_dir,
     )
     try:
         station = Station(settings)

@@ -21,6 +21,7 @@ class IdentityMode(Enum):
     POOL = "pool"  # a pre-minted certificate from the offline pool
     CLAIM = "claim"  # the claim certificate: the board provisions itself at first boot
     RESTORE = "restore"  # the identity on file written back (a board that lost its flash)
+    LINE_CA = "line-ca"  # a certificate signed by the line's CA here; AWS creates the thing at first connect (JITP)
 
 
 # setting -> how the operator sees it: the Stations page's label and the CLI flag
@@ -29,9 +30,11 @@ SETTING_NAMES = {
     "factory_reset": "'Factory reset' (--factory-reset)",
     "offline_pool": "'Offline: identities from the certificate pool' (--offline-pool)",
     "claim": "'Claim certificate' (--claim)",
+    "line_ca": "'Line CA: sign certificates here, JITP' (--line-ca)",
 }
 _CONTRADICTIONS = (("restore_identity", "factory_reset"), ("claim", "offline_pool"),
-                   ("restore_identity", "offline_pool"), ("restore_identity", "claim"))
+                   ("restore_identity", "offline_pool"), ("restore_identity", "claim"),
+                   ("line_ca", "claim"), ("line_ca", "offline_pool"), ("line_ca", "restore_identity"))
 
 
 def identity_mode(settings, *, check: bool = True) -> IdentityMode:
@@ -40,7 +43,7 @@ def identity_mode(settings, *, check: bool = True) -> IdentityMode:
     Args:
         check: refuse contradicting settings (the station does, before any board); False
             for one board's overrides (an answer to a restore offer), where the station's own
-            mode keeps precedence: claim, then the pool, then restore.
+            mode keeps precedence: claim, the line CA, then the pool, then restore.
 
     Raises:
         BoardError: two settings contradict each other.
@@ -53,6 +56,8 @@ def identity_mode(settings, *, check: bool = True) -> IdentityMode:
         return IdentityMode.FIRMWARE_ONLY  # identity off: no identity is written, whatever else is on
     if settings.claim:
         return IdentityMode.CLAIM
+    if getattr(settings, "line_ca", False):
+        return IdentityMode.LINE_CA
     if settings.offline_pool:
         return IdentityMode.POOL
     if settings.restore_identity:

@@ -87,6 +87,22 @@ class Pool(IdentitySource):
         return pipe._prepare_from_pool(facts.thing, facts.mac)
 
 
+class LineCa(IdentitySource):
+    """A certificate signed here by the line's CA (no cloud call, no AWS credentials); AWS IoT
+    registers it and creates the thing at the board's first connect (JITP). A board the DB
+    vouches for keeps its own."""
+
+    mode = IdentityMode.LINE_CA
+
+    def prepare(self, pipe, facts: BoardFacts):
+        board, known = facts.board, facts.known
+        if facts.on_board and facts.on_file and board.certificate_id == known.certificate_id \
+                and not pipe.settings.factory_reset:
+            return pipe._keep_board_identity(board)
+        pipe._backup_replaced(facts.mac, board)
+        return pipe._prepare_from_line_ca(facts.thing)
+
+
 class Restore(IdentitySource):
     """The identity on file written back (the board lost its flash or had it replaced)."""
 
@@ -122,7 +138,8 @@ class Mint(IdentitySource):
         return pipe._keep_or_mint(known, thing, mac, board)
 
 
-SOURCES: dict[IdentityMode, IdentitySource] = {s.mode: s for s in (FirmwareOnly(), Claim(), Pool(), Restore(), Mint())}
+SOURCES: dict[IdentityMode, IdentitySource] = {s.mode: s for s in (FirmwareOnly(), Claim(), Pool(), LineCa(), Restore(),
+                                                                    Mint())}
 
 
 def source_for(mode: IdentityMode) -> IdentitySource:

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from fleetdesk.errors import FleetdeskError
 from fleetdesk.paths import data_dir, write_private
 
-DEFAULT_POLICY = "fleetdesk-thing"
+DEFAULT_POLICY = "fleetdesk-thing-policy"  # the thing policy the station's own mint attaches (cloud/identity.py)
 
 
 class LineCaError(FleetdeskError):
@@ -51,6 +51,19 @@ def jitp_template(policy: str = DEFAULT_POLICY, groups: list[str] | None = None)
             "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": policy}},
         },
     })
+
+
+def _ensure_group(iot, group: str) -> None:
+    """Create thing group ``group`` unless it exists (made meanwhile by someone else counts)."""
+    try:
+        iot.describe_thing_group(thingGroupName=group)
+        return
+    except iot.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        iot.create_thing_group(thingGroupName=group)
+    except iot.exceptions.ResourceAlreadyExistsException:
+        pass
 
 
 def _name(cn: str) -> x509.Name:
@@ -158,13 +171,23 @@ class LineCA:
         return DeviceCert(thing, _pem(cert), self.cert_file.read_text(), key_pem)
 
     def register(self, iot, *, policy: str = DEFAULT_POLICY, groups: list[str] | None = None,
-                 role_arn: str = "") -> str:
+                 role_arn: str = "", device=None) -> str:
         """Register the CA with AWS IoT (the one-time admin step); returns its CA certificate id.
+        The thing policy JITP attaches is created when missing (the stock one for the default),
+        and so are the thing groups (JITP fails for a board whose template names a missing group).
 
         Args:
             iot: a boto3 ``iot`` client with rights to register CAs.
+            device: where boards connect (a ``DeviceEndpoint``: endpoint, port, region, the
+                server CA they trust), kept in ``ca.json`` so a station flashing in line-CA
+                mode needs no cloud call and no AWS credentials (`device_endpoint`).
         """
+        from fleetdesk.cloud.identity import ensure_policy
+
         ca, key = self._load()
+        ensure_policy(iot, policy)
+        for group in groups or []:
+            _ensure_group(iot, group)
         code = iot.get_registration_code()["registrationCode"]
         verification_key = ec.generate_private_key(ec.SECP256R1())
         verification = self.sign(code, public_key=verification_key.public_key(), years=1)
@@ -176,8 +199,31 @@ class LineCA:
         info = self.info()
         info.update(certificateId=out["certificateId"], certificateArn=out["certificateArn"], policy=policy,
                     groups=list(groups or []))
+        if device is not None:
+            info["device"] = {"endpoint": device.host, "port": device.port, "region": device.region,
+                              "ca_pem": device.ca_pem.decode()}
         self._save_info(info)
         return out["certificateId"]
+
+    def device_target(self):
+        """Where this line's boards connect, as `register` kept it: a ``CloudTarget`` with no
+        control plane (``iot`` None: a line-CA station makes no cloud call).
+
+        Raises:
+            LineCaError: the CA is missing here, or was never registered with a device endpoint.
+        """
+        from fleetdesk.cloud.backend import CloudTarget
+
+        if not self.exists():
+            raise LineCaError(f"no line CA in {self.folder}",
+                              "copy the line's CA folder (ca.pem, ca.key 0600, ca.json) from the admin machine, or "
+                              "create and register one: fleetdesk line ca create, then register")
+        d = self.info().get("device")
+        if not d or not self.info().get("certificateId"):
+            raise LineCaError(f"the line CA in {self.folder} is not registered with the cloud yet",
+                              "register it once on the admin machine (fleetdesk line ca register) and copy its "
+                              "ca.json to this station")
+        return CloudTarget(None, d["endpoint"], int(d["port"]), d.get("region"), d["ca_pem"].encode(), name="line-ca")
 
     def rotate(self, iot, **register_kw) -> tuple[str, str | None]:
         """A new CA replaces this one: made, registered, and the old one's auto-registration
@@ -195,6 +241,8 @@ class LineCA:
         register_kw.setdefault("policy", old.get("policy") or DEFAULT_POLICY)
         register_kw.setdefault("groups", old.get("groups") or None)
         new_id = self.register(iot, **register_kw)
+        if old.get("device") and "device" not in self.info():  # the boards' endpoint carries over
+            self._save_info({**self.info(), "device": old["device"]})
         if old_id:
             iot.update_ca_certificate(certificateId=old_id, newAutoRegistrationStatus="DISABLE")
             info = self.info()

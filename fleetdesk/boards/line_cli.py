@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ca = line_sub.add_parser("ca", help="the line's CA: create, register with AWS IoT (JITP), rotate, status")
     ca.add_argument("action", choices=("create", "register", "rotate", "status"))
     ca.add_argument("--name", default="Fleetdesk line CA", help="create: the CA certificate's common name")
-    ca.add_argument("--policy", default="fleetdesk-thing", help="register: the thing policy JITP attaches")
+    ca.add_argument("--policy", default="fleetdesk-thing-policy",
+                    help="register: the thing policy JITP attaches (made from the stock one when missing)")
     ca.add_argument("--group", action="append", default=[], metavar="GROUP", help="register: a thing group (repeat)")
     ca.add_argument("--role-arn", default="", help="register: the IAM role JITP uses (AWSIoTThingsRegistration)")
     ca.add_argument("--state-dir", default=None, help="the sandbox state dir (default: the profile's)")
@@ -79,7 +80,7 @@ def _ca(args) -> int:
         profile = _flash_profile(args)
         cloud = (CloudTarget.from_profile(profile, args.state_dir) if profile is not None
                  else CloudTarget.from_sandbox(args.state_dir))
-        kw = {"policy": args.policy, "groups": args.group or None, "role_arn": args.role_arn}
+        kw = {"policy": args.policy, "groups": args.group or None, "role_arn": args.role_arn, "device": cloud.device}
         if args.action == "register":
             out["certificateId"] = ca.register(cloud.iot, **kw)
         elif args.action == "rotate":

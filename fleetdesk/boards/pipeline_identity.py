@@ -408,6 +408,24 @@ class IdentitySteps:
         self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
         return plan
 
+    def _prepare_from_line_ca(self, thing: str):
+        """A new key and a certificate for ``thing`` signed by the line's CA (CN = the thing):
+        no cloud call; AWS registers it and creates the thing at the board's first connect."""
+        import hashlib
+
+        from fleetdesk.boards.identity import _pem_to_der, device_files, store_identity_files
+        from fleetdesk.boards.line_ca import LineCA
+
+        signed = LineCA(self.settings.line_ca_dir).sign_device(thing)
+        cid = hashlib.sha256(_pem_to_der(signed.certificate_pem)).hexdigest()  # the id AWS gives it
+        minted = store_identity_files(thing, cid, signed.certificate_pem, signed.private_key_pem)
+        self.result.thing, self.result.certificate_id = thing, cid
+        self._journal("identity", "done", {"thing": thing, "line_ca": True}, thing=thing, certificate_id=cid)
+        files = device_files(minted, self._device_target, product=self.settings.product, wifi=self.settings.wifi)
+        plan = self.plan.with_vfs_files(files)
+        self._journal("write", "begin", {"bundle_sha256": self.plan.sha256, "bytes": plan.total_bytes})
+        return plan
+
     def _sync_pool(self) -> bool:
         """After a pool flash: register this board's thing now if the cloud answers (False:
         unreachable, the registry follows at a later sync), then the backlog of boards flashed

@@ -54,6 +54,8 @@ class StationSettings:
     offline_pool: bool = False  # identities from the pre-minted certificate pool (works offline)
     claim: bool = False  # write the claim certificate: the board provisions itself by claim at first boot
     claim_template: str = ""  # the fleet-provisioning template the board names when claiming
+    line_ca: bool = False  # sign each board's certificate with the line's CA here (JITP; no AWS credentials)
+    line_ca_dir: str | None = None  # the line CA's folder (default: <data dir>/line-ca)
     boot_wait: float = 1.0  # seconds the booted firmware is watched when not waiting for presence
     boot_timeout: float = 30.0  # seconds for the firmware's own boot line after the flash (no line: FAIL)
 
@@ -234,6 +236,8 @@ class BoardPipeline(IdentitySteps):
                     from fleetdesk.boards.claim import wait_claim_online
 
                     wait_claim_online(self.ctx, flashed_at, console)
+                elif self.mode is IdentityMode.LINE_CA and self.cloud is None:
+                    self._wait_jitp_online(console)
                 else:
                     self._wait_online(flashed_at, console)
                 self._wait_booted(console)  # online, and it is this firmware that booted
@@ -378,6 +382,33 @@ class BoardPipeline(IdentitySteps):
                                 f"{self.settings.online_timeout:.0f} s after boot (cloud presence unavailable: "
                                 f"{why})", "not-online")
 
+    def _wait_jitp_online(self, console: "ConsoleReader | None") -> None:
+        """Line-CA mode with no cloud credentials: online is the board's own word, its console
+        line ``online as <thing>``, printed once its MQTT connection as its thing is accepted
+        (after AWS's JITP registered its certificate and created the thing on the first
+        connect, which AWS drops; the firmware reconnects)."""
+        thing = self.result.thing
+        deadline = time.monotonic() + self.settings.online_timeout
+        want = f"online as {thing}"
+        self.result.presence = "the board's own MQTT connection (console: online as its thing, JITP)"
+        while True:
+            self._check_boot(console)
+            lines = list(console.lines) if console is not None else []
+            if any(want in line for line in lines):
+                return
+            if console is not None and console.lost:
+                raise StageFailed("online", f"the board was unplugged while waiting for {thing} to come online "
+                                        "(its port went away)", "unplugged")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                last = next((t.strip() for t in reversed(lines) if t.strip()), "none")
+                raise StageFailed("online", f"{thing} did not come online within {self.settings.online_timeout:.0f} s "
+                                        f"after boot (no '{want}' on its console; last line: {last}); check that the "
+                                        "line CA is registered and ACTIVE with auto-registration on", "not-online")
+            self._event(waiting_s=max(0, int(left)))
+            if self._cancel.wait(0.25):
+                raise StageFailed("online", "cancelled by the operator", "cancelled")
+
     def _job_written(self) -> bool:
         return bool(self._last_written)
 
@@ -444,7 +475,16 @@ class Station:
         self._own_db = db is None
         self.cloud = cloud
         self._cloud_error: FleetdeskError | None = None
-        if settings.identity and cloud is None:
+        self._line_ca_target = None
+        if identity_mode(settings) is IdentityMode.LINE_CA:  # no cloud client at all: nothing to authenticate
+            from fleetdesk.boards.line_ca import LineCA
+
+            try:
+                self._line_ca_target = LineCA(settings.line_ca_dir).device_target()
+                LineCA(settings.line_ca_dir)._load()  # the CA key must be here to sign
+            except FleetdeskError as exc:  # every board then FAILs with this reason and its own advice
+                self._cloud_error = exc
+        elif settings.identity and cloud is None:
             from fleetdesk.boards.identity import CloudTarget
 
             try:
@@ -455,7 +495,7 @@ class Station:
             except FleetdeskError as exc:  # every board then FAILs with this reason, nothing flashed
                 self._cloud_error = exc
         self.pool = None
-        self._device_target = self.cloud
+        self._device_target = self._line_ca_target or self.cloud
         if settings.identity and settings.offline_pool:
             from fleetdesk.boards.certpool import CertPool
             from fleetdesk.boards.identity import CloudTarget
@@ -483,7 +523,8 @@ class Station:
         """Flash one board. ``overrides`` change settings for this board only (e.g. the operator's
         answer to a restore offer: ``{"restore_identity": True}`` or ``{"factory_reset": True}``)."""
         if self._cloud_error is not None:
-            return self._refuse(port, self._cloud_error.message)
+            line_ca = identity_mode(self.settings) is IdentityMode.LINE_CA  # its error says what the admin does
+            return self._refuse(port, self._cloud_error.message, self._cloud_error.advice if line_ca else None)
         if self.pool is not None or (self.settings.identity and self.settings.claim):
             self.check_ready()
         settings = replace(self.settings, **overrides) if overrides else self.settings
@@ -514,9 +555,9 @@ class Station:
                 raise PoolEmpty("the offline certificate pool is empty",
                                 "reconnect to the cloud to refill it (or use claim provisioning)")
 
-    def _refuse(self, port: str, reason: str) -> BoardResult:
+    def _refuse(self, port: str, reason: str, advice: str | None = None) -> BoardResult:
         adv = advise(reason)
-        r = BoardResult(port, error=reason, advice=adv.line(), advice_code=adv.code)
+        r = BoardResult(port, error=reason, advice=advice or adv.line(), advice_code=adv.code)
         r.attempt_id = self.db.finish(None, {"station": self.settings.station, "port": port, "result": "FAIL",
                                              "operator": self.settings.operator, "error": reason,
                                              "bundle_sha256": self.plan.sha256, "duration_s": 0.0})

@@ -18,6 +18,8 @@ from fleetdesk.errors import BoardError
     ({"offline_pool": True}, IdentityMode.POOL),
     ({"claim": True}, IdentityMode.CLAIM),
     ({"restore_identity": True}, IdentityMode.RESTORE),
+    ({"line_ca": True}, IdentityMode.LINE_CA),
+    ({"line_ca": True, "factory_reset": True}, IdentityMode.LINE_CA),
 ])
 def test_settings_give_one_mode(kw, mode):
     assert identity_mode(StationSettings(**kw)) is mode
@@ -29,6 +31,8 @@ def test_contradictions_name_the_page_label_and_the_flag():
     assert "'Claim certificate' (--claim)" in exc.value.message
     assert "'Offline: identities from the certificate pool' (--offline-pool)" in exc.value.message
     assert "contradict each other" in exc.value.message
+    with pytest.raises(BoardError, match=r"'Line CA: sign certificates here, JITP' \(--line-ca\)"):
+        identity_mode(StationSettings(line_ca=True, offline_pool=True))
     # one board's override (an answer to a restore offer) keeps the station's own mode
     pooled = StationSettings(offline_pool=True, restore_identity=True)
     assert identity_mode(pooled, check=False) is IdentityMode.POOL
