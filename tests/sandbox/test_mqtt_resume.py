@@ -48,6 +48,22 @@ class RawDevice:
         self.sock = None
 
     def connect(self, level: int, keepalive: int = 60, session_expiry: int = 600) -> tuple[int, bytes]:
+        """CONNECT; the CONNACK. A CONNECT refused for the client id's rate (IoT Core allows one
+        a second: MQTT5 CONNACK 0x9F, MQTT 3.1.1 closed) is retried, as a device's back-off does."""
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                kind, body = self._connect_once(level, keepalive, session_expiry)
+            except ConnectionError:
+                if level == 5 or time.monotonic() > deadline:
+                    raise
+            else:
+                if not (kind == 0x20 and body[1:2] == b"\x9f") or time.monotonic() > deadline:
+                    return kind, body
+            self.sock.close()
+            time.sleep(0.25)  # the device's retry back-off (the deadline bounds the wait)
+
+    def _connect_once(self, level: int, keepalive: int, session_expiry: int) -> tuple[int, bytes]:
         self.sock = self.ctx.wrap_socket(socket.create_connection((self.info.mqtt_host, self.info.mqtt_port), 10),
                                          server_hostname=self.info.mqtt_host)
         self.sock.settimeout(10)
