@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fleetdesk.errors import BoardError
 from fleetdesk.paths import FIRMWARE_DIR, ble_registry_dir
+from fleetdesk.roles import frozen
 from fleetdesk.virtual.chips import chip_model, heap_budget
 from fleetdesk.virtual.gpio import GpioChannel, button_pin
 
@@ -115,6 +116,11 @@ def firmware_command(fs_dir: Path, interpreter: str, heap: int = 112 << 10,
             "MICROPYPATH": f"{fs_dir}:{HAL_DIR}:.frozen",
         }
     if interpreter in ("cpython", "python"):
+        if frozen():  # the standalone app's executable is the app itself, not a Python to hand main.py
+            raise BoardError("the cpython interpreter is not available in the standalone app (it bundles no "
+                             "Python interpreter to run the firmware with)",
+                             "use --interpreter micropython (the default: the bundled MicroPython unix port), "
+                             "or run fleetdesk from a Python install for cpython")
         return [sys.executable, "-u", "main.py"], {
             # CPython cannot load the .mpy files a bundle ships: the app's sources come after
             # the board's files (fd/ there without __init__.py is only a namespace portion)

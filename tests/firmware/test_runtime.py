@@ -92,3 +92,16 @@ def test_psram_on_a_chip_without_a_psram_build_is_refused(tmp_path):
     (tmp_path / "main.py").write_text("print(1)\n")
     with pytest.raises(BoardError, match="no PSRAM"):
         launch_firmware(tmp_path, mac="020000000005", chip="esp32c3", console=lambda b: None, psram=True)
+
+
+def test_cpython_interpreter_in_the_standalone_app_is_refused_with_the_way_out(tmp_path, monkeypatch):
+    """A frozen app's sys.executable is the app itself: it must not be started as 'python main.py'."""
+    (tmp_path / "main.py").write_text("print(1)\n")
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    with pytest.raises(BoardError, match="standalone app") as info:
+        launch_firmware(tmp_path, mac="020000000006", chip="esp32", console=lambda b: None, interpreter="cpython")
+    assert "--interpreter micropython" in info.value.advice
+    monkeypatch.delattr("sys.frozen")
+    out = bytearray()
+    h = launch_firmware(tmp_path, mac="020000000006", chip="esp32", console=out.extend, interpreter="cpython")
+    assert h.wait(30) == 0 and b"1" in out
