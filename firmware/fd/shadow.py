@@ -10,13 +10,14 @@
 # shadow/get/accepted is subscribed only around the device's own get: on AWS every get by
 # anyone (the app reads 13-14 KB documents) would otherwise be sent to the board as well.
 
-from fd import compat
+from fd import compat, jsonpick
 from fd.compat import asyncio
 from fd.settings import show, validate_on, validate_ota, validate_refresh
 
 SETTABLE = ("on", "refresh")
 READ_ONLY = ("temperature", "humidity", "error", "chip", "mac", "uptime", "btnCount")
 OTA_KEYS = ("firmware_version", "firmware_url", "firmware_sha256")
+DELTA_KEYS = SETTABLE + ("reboot",) + OTA_KEYS  # the values a delta's apply() reads; others by name only
 REBOOT_MAX = 2 ** 31 - 1
 GET_TIMEOUT_MS = 10000
 
@@ -124,42 +125,53 @@ class Shadow:
         if self.dev.connected:
             await self.report({"temperature": t, "humidity": h})
 
-    def _mine(self, doc):
+    def _mine(self, token):
         """A get answer for this device's own request (others' arrive while subscribed)."""
-        return self._get_token is not None and isinstance(doc, dict) and doc.get("clientToken") == self._get_token
+        return self._get_token is not None and token == self._get_token
 
     async def handle(self, topic, payload):
+        # documents are picked, not parsed whole (fd.jsonpick): a 13-14 KB get answer or an
+        # 8 KB delta only costs the packet it arrived in
+        if isinstance(payload, str):
+            payload = payload.encode()
         if topic.endswith("/get/accepted") or topic.endswith("/get/rejected"):
             try:
-                doc = compat.loads(payload)
+                items = jsonpick.members(payload)
+                at = jsonpick.find(items, "clientToken")
+                token = jsonpick.value(payload, at[0], at[1]) if at else None
             except Exception as exc:
                 await self.fail("malformed shadow document: %s" % (exc,))
                 return
-            if not self._mine(doc):
+            if not self._mine(token):
                 return
             self._got.set()
             if topic.endswith("/get/rejected"):
                 self.dev.log("warning", "shadow get rejected: %s" % compat.text(payload))
                 return
-            st = doc.get("state")
-            delta = st.get("delta") if isinstance(st, dict) else None
-            del doc, payload
-            compat.collect()  # the whole document is garbage now
-            if isinstance(delta, dict) and delta:
+            try:
+                delta = _delta_of(payload, items)
+            except Exception as exc:
+                await self.fail("malformed shadow document: %s" % (exc,))
+                return
+            del items, payload
+            if delta:
                 await self.apply(delta)
             return
         if topic.endswith("/update/delta"):
             try:
-                doc = compat.loads(payload)
-                state = doc["state"]
-                if not isinstance(state, dict):
+                at = jsonpick.find(jsonpick.members(payload), "state")
+                if at is None:
+                    raise ValueError("no state")
+                if payload[at[0]] != 123:
                     raise ValueError("state is not an object")
+                state = jsonpick.pick(payload, DELTA_KEYS, at[0], at[1])
             except MemoryError:
                 await self.fail("a delta of %d bytes does not fit the board's memory" % len(payload))
                 return
             except Exception as exc:
                 await self.fail("malformed delta: %s" % (exc,))
                 return
+            del payload
             await self.apply(state)
         elif topic.endswith("/rejected"):
             self.dev.log("warning", "shadow request rejected: %s" % compat.text(payload))
@@ -267,6 +279,17 @@ class Shadow:
             return
         self.dev.settings.update(firmware_url=url, firmware_sha256=sha)
         await self.dev.reboot("OTA to %s" % version)
+
+
+def _delta_of(doc, items):
+    """state.delta of a get document (its keys the device reads, parsed), or None."""
+    at = jsonpick.find(items, "state")
+    if at is None or doc[at[0]] != 123:
+        return None
+    at = jsonpick.find(jsonpick.members(doc, at[0], at[1]), "delta")
+    if at is None or doc[at[0]] != 123:
+        return None
+    return jsonpick.pick(doc, DELTA_KEYS, at[0], at[1])
 
 
 def _ota_key(version, url, sha):
