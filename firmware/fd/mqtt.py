@@ -7,7 +7,8 @@
 # Memory (a 112 KB GC heap on a stock ESP32): a packet body is read once and the payload
 # handed on as a memoryview into it (no copy); a packet larger than MAX_PACKET is never
 # buffered: its first HEAD bytes go to on_oversize(topic, head, size) and the rest is read
-# and dropped in small chunks.
+# and dropped in small chunks. So is one whose buffer cannot be allocated (MemoryError): the
+# message is lost, not the connection.
 import struct
 
 from fd import compat
@@ -179,15 +180,21 @@ class MQTTClient:
             shift += 7
             if not b & 0x80:
                 break
-        if n > self.max_packet:
+        buf = None
+        if HEAD < n <= self.max_packet and hasattr(r, "readinto"):
+            try:
+                buf = bytearray(n)
+            except MemoryError:  # no free block that large now: dropped like an oversize one, the link stays
+                compat.collect()
+        if n > self.max_packet or (n > HEAD and buf is None and hasattr(r, "readinto")):
             head = await r.readexactly(HEAD)
             left = n - HEAD
             while left:
                 left -= len(await r.readexactly(DRAIN if left > DRAIN else left))
             self._last_rx = compat.ticks_ms()
             return hdr[0], _Oversize(head, n)
-        if n > HEAD and hasattr(r, "readinto"):
-            body = await _read_into(r, n)
+        if buf is not None:
+            body = await _read_into(r, buf)
         else:
             body = await r.readexactly(n) if n else b""
         self._last_rx = compat.ticks_ms()
@@ -224,7 +231,8 @@ class MQTTClient:
         tlen = struct.unpack("!H", head[:2])[0]
         pos = 2 + tlen + (2 if (first >> 1) & 3 else 0)
         topic = bytes(head[2:2 + tlen]).decode() if pos <= len(head) else "?"
-        print("mqtt: dropped a %d-byte message on %s (cap %d bytes)" % (big.size, topic, self.max_packet))
+        print("mqtt: dropped a %d-byte message on %s (cap %d bytes, or no free block that large)"
+              % (big.size, topic, self.max_packet))
         if self.on_oversize is not None and pos <= len(head):
             try:
                 self.on_oversize(topic, memoryview(head)[pos:], big.size)
@@ -369,10 +377,10 @@ class MQTTClient:
         self.closed.set()
 
 
-async def _read_into(r, n):
-    """n bytes into one buffer: MicroPython's readexactly() concatenates chunk by chunk (a
+async def _read_into(r, buf):
+    """Fill `buf` from the stream: MicroPython's readexactly() concatenates chunk by chunk (a
     16 KB message would take several 16 KB copies of the heap on the way)."""
-    buf = bytearray(n)
+    n = len(buf)
     mv = memoryview(buf)
     pos = 0
     while pos < n:
