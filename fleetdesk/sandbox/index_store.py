@@ -3,8 +3,12 @@
 ``things`` holds each thing's search document (what SearchIndex returns), ``fields`` its
 flattened searchable values (``thingName``, ``attributes.model``, ``shadow.reported.temp``,
 ``shadow.name.cfg.reported.x``, ``thingGroupNames`` (one row per group),
-``connectivity.connected``...), indexed by (field, lowered value) and (field, number), so a
-query is one SQL statement (:mod:`index_query`) and a page is a keyset scan by thing name.
+``connectivity.connected``...), in covering indexes by (field, lowered value, thing), (field,
+number, thing) and (thing, field): an inverted index, so a term is one index range and a query is
+one SQL statement (:mod:`index_query`); a page is a keyset scan by thing name. Aggregations first
+put the query's matches in a temporary table (once per query and index version: the tiles' three
+calls share it), then read the field's rows of those things only, so a narrow filter costs what
+its matches cost, not what the fleet costs.
 Hand-written: the sandbox's stand-in for AWS's managed index (emulator side).
 """
 
@@ -23,10 +27,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS things (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fields (thing TEXT NOT NULL, field TEXT NOT NULL, lv TEXT NOT NULL, num REAL,
                                    raw TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS fields_by_value ON fields (field, lv);
-CREATE INDEX IF NOT EXISTS fields_by_num ON fields (field, num);
-CREATE INDEX IF NOT EXISTS fields_by_thing ON fields (thing);
-CREATE INDEX IF NOT EXISTS fields_by_lv ON fields (lv);
+CREATE INDEX IF NOT EXISTS fields_value_thing ON fields (field, lv, thing);
+CREATE INDEX IF NOT EXISTS fields_num_thing ON fields (field, num, thing);
+CREATE INDEX IF NOT EXISTS fields_thing_field ON fields (thing, field);
+CREATE INDEX IF NOT EXISTS fields_lv_thing ON fields (lv, thing);
+DROP INDEX IF EXISTS fields_by_value;
+DROP INDEX IF EXISTS fields_by_num;
+DROP INDEX IF EXISTS fields_by_thing;
+DROP INDEX IF EXISTS fields_by_lv;
 CREATE TABLE IF NOT EXISTS dynamic_groups (name TEXT PRIMARY KEY, query TEXT NOT NULL, index_name TEXT NOT NULL,
                                            query_version TEXT NOT NULL);
 """
@@ -79,6 +87,10 @@ class IndexStore:
         # synchronous=OFF: an index, rebuilt from the registry if ever unclean
         self.db = open_store(path, SCHEMA, "OFF", "the fleet index",
                              "delete it: the sandbox rebuilds it from the registry and shadows")
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS matched (name TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._version = 0          # bumped by every write: what the matches below were computed against
+        self._matched: tuple[str, int, int] | None = None  # (query, version, count) held in temp.matched
+        self._total: tuple[int, int] | None = None         # (version, number of things)
 
     def close(self) -> None:
         self.db.close()
@@ -97,6 +109,7 @@ class IndexStore:
         """Replace one thing's document and fields."""
         name = doc["thingName"]
         rows = [_row(name, f, v) for f, v in fields]
+        self._version += 1
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM fields WHERE thing=?", (name,))
@@ -107,6 +120,7 @@ class IndexStore:
     def put_many(self, items: list[tuple[dict, list]]) -> None:
         """Replace many documents in one transaction. Only the field rows that changed are
         rewritten (a reading changes one or two of a thing's dozen rows, each in four indexes)."""
+        self._version += 1
         with self.db:
             self.db.execute("BEGIN")
             for doc, fields in items:
@@ -132,12 +146,14 @@ class IndexStore:
                                 (name, json.dumps(doc, separators=(",", ":"))))
 
     def delete(self, name: str) -> None:
+        self._version += 1
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM fields WHERE thing=?", (name,))
             self.db.execute("DELETE FROM things WHERE name=?", (name,))
 
     def clear(self) -> None:
+        self._version += 1
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM fields")
@@ -171,16 +187,38 @@ class IndexStore:
         return [r[0] for r in self.db.execute(f"SELECT name FROM things WHERE {where} ORDER BY name", args)]
 
     def count(self, query: str) -> int:
+        if query_sql(query)[0] == "1":
+            return self._things()
+        return self._match(query)
+
+    def _things(self) -> int:
+        if self._total is None or self._total[0] != self._version:
+            self._total = (self._version, self.db.execute("SELECT count(*) FROM things").fetchone()[0])
+        return self._total[1]
+
+    def _match(self, query: str) -> int:
+        """Put the query's matching names in ``temp.matched`` (unless they are there for this index
+        version already); returns how many there are."""
+        if self._matched is not None and self._matched[:2] == (query, self._version):
+            return self._matched[2]
         where, args = query_sql(query)
-        return self.db.execute(f"SELECT count(*) FROM things WHERE {where}", args).fetchone()[0]
+        self.db.execute("DELETE FROM temp.matched")
+        n = self.db.execute(f"INSERT INTO temp.matched SELECT name FROM things WHERE {where}", args).rowcount
+        self._matched = (query, self._version, n)
+        return n
 
     def _values(self, query: str, field: str, select: str, tail: str = "", extra: list | None = None):
-        where, args = query_sql(query)
+        where, _args = query_sql(query)
         if where == "1":  # "*": every thing (the unfiltered Fleet page's tiles): no membership test
             return self.db.execute(f"SELECT {select} FROM fields WHERE field=? {tail}", [field, *(extra or [])])
-        sql = (f"SELECT {select} FROM fields WHERE field=? AND thing IN (SELECT name FROM things WHERE {where}) "
-               f"{tail}")
-        return self.db.execute(sql, [field, *args, *(extra or [])])
+        n = self._match(query)
+        if n * 8 < self._things():  # a narrow filter: visit the field's row of each match
+            sql = (f"SELECT {select} FROM temp.matched AS m CROSS JOIN fields INDEXED BY fields_thing_field "
+                   f"ON fields.thing = m.name "
+                   f"WHERE fields.field=? {tail}")
+        else:  # most things match: scan the field's rows, test membership in the matches
+            sql = f"SELECT {select} FROM fields WHERE field=? AND thing IN temp.matched {tail}"
+        return self.db.execute(sql, [field, *(extra or [])])
 
     def numeric_stats(self, query: str, field: str) -> dict:
         """count, sum, min, max, sum of squares of the field's numeric values among matches."""
