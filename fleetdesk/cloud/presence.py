@@ -1,5 +1,11 @@
 """Which devices are online: initial state from GetThingConnectivityData, then live
 ``$aws/events/presence/connected|disconnected/<clientId>`` events, applied to the fleet model.
+
+Scoped (a session on the fleet index): no fleet-wide subscription. At 100,000 devices the
+fleet's presence events alone can pass IoT Core's 100 publishes/s per connection; the index
+has every thing's ``connectivity.connected`` (the Fleet page re-reads it on a timer and in its
+tiles), and :meth:`Presence.follow_only` follows the few things a page shows, at most
+:data:`FOLLOW_MAX` filters, so the app stays within the 50 subscriptions a connection may hold.
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ from fleetdesk.cloud.topics import PRESENCE_FILTER
 from fleetdesk.cloud.fleet_state import FleetState
 
 log = logging.getLogger(__name__)
+
+FOLLOW_MAX = 30  # per-thing presence filters (IoT Core allows 50 subscriptions per connection; the rest are the session's)
+
+
+def presence_filter(thing: str) -> str:
+    """``$aws/events/presence/+/<thing>``: one device's connected and disconnected events (its client id is its name)."""
+    return f"$aws/events/presence/+/{thing}"
 
 
 class Presence:
@@ -30,6 +43,9 @@ class Presence:
         self.control = control
         self._remove: Callable | None = None
         self._listeners: list[Callable[[str, bool], Any]] = []
+        self.scoped = False  # True: no fleet-wide filter; follow_only() picks the things
+        self._followed: dict[str, Callable] = {}
+        self._follow_lock = asyncio.Lock()
 
     def add_listener(self, fn: Callable[[str, bool], Any]) -> Callable[[], None]:
         """Call ``fn(thing, online)`` on the loop for every presence event."""
@@ -38,8 +54,10 @@ class Presence:
 
     async def start(self, things: Iterable[str] = ()) -> None:
         """Subscribe to presence events first (so none is missed), then load the initial state
-        of ``things`` from GetThingConnectivityData (concurrently, in worker threads)."""
-        self._remove = await self.conn.subscribe(PRESENCE_FILTER, self._on_event, qos=1)
+        of ``things`` from GetThingConnectivityData (concurrently, in worker threads).
+        Scoped: nothing is subscribed here (see :meth:`follow_only`)."""
+        if not self.scoped:
+            self._remove = await self.conn.subscribe(PRESENCE_FILTER, self._on_event, qos=1)
         names = list(things)
         if self.control is None or not names:
             return
@@ -58,10 +76,37 @@ class Presence:
 
         await asyncio.gather(*(one(n) for n in names))
 
+    @property
+    def followed(self) -> list[str]:
+        """The things whose presence events a scoped session receives."""
+        return list(self._followed)
+
+    async def follow_only(self, names: Iterable[str]) -> list[str]:
+        """Scoped: receive the presence events of exactly ``names`` (the first :data:`FOLLOW_MAX`
+        of them; the rest keep the index's connectivity), dropping the filters of the others.
+        Unscoped the fleet-wide filter already has them: nothing changes.
+
+        Returns:
+            The names now followed.
+        """
+        if not self.scoped:
+            return []
+        want = list(dict.fromkeys(names))[:FOLLOW_MAX]
+        async with self._follow_lock:
+            for name in [n for n in self._followed if n not in want]:
+                await self._followed.pop(name)()
+            for name in want:
+                if name not in self._followed:
+                    self._followed[name] = await self.conn.subscribe(presence_filter(name), self._on_event, qos=1)
+        return self.followed
+
     async def stop(self) -> None:
         if self._remove is not None:
             await self._remove()
             self._remove = None
+        async with self._follow_lock:
+            while self._followed:
+                await self._followed.popitem()[1]()
 
     def _on_event(self, msg: Message) -> None:
         self.fleet.apply_presence(msg.topic, msg.payload)

@@ -114,9 +114,9 @@ class CloudSession:
         if self.indexed:
             # a persistent session made before the index still carries the fleet-wide filters:
             # drop them (the rule keeps every reading in the telemetry table meanwhile)
-            from fleetdesk.cloud.topics import LOGS_FILTER, shadow_filters
+            from fleetdesk.cloud.topics import LOGS_FILTER, PRESENCE_FILTER, shadow_filters
 
-            for f in [self.telemetry.topic_filter, LOGS_FILTER, *shadow_filters()]:
+            for f in [self.telemetry.topic_filter, LOGS_FILTER, PRESENCE_FILTER, *shadow_filters()]:
                 await self.conn._unsubscribe(f)
         await self.shadows.start()
         await self.rpc.start()
@@ -132,6 +132,7 @@ class CloudSession:
                 if name in self.fleet.things and self.fleet.things[name].sample_ts is None:
                     t = self.fleet.things[name]
                     t.temperature, t.humidity, t.sample_ts, t.seq = s.temperature, s.humidity, s.ts, s.seq
+        self.presence.scoped = self.indexed  # connectivity from the index; presence only for what a page shows
         await self.presence.start(names)
 
     async def watch_telemetry(self, thing: str):
