@@ -23,7 +23,10 @@ def indexed_fleet(sandbox):
     iot = boto3.client("iot", **sandbox.boto3_kwargs())
     data = boto3.client("iot-data", **sandbox.boto3_kwargs())
     iot.update_indexing_configuration(thingIndexingConfiguration=account_setup.INDEXING)
-    iot.create_thing_group(thingGroupName="fip-hall")
+    try:
+        iot.create_thing_group(thingGroupName="fip-hall")
+    except iot.exceptions.ResourceAlreadyExistsException:
+        pass  # a second test of this module on the session sandbox
     for i in range(130):
         name = f"fip-{i:03d}"
         iot.create_thing(thingName=name)
@@ -89,3 +92,41 @@ def test_fleet_page_pages_the_index_with_server_side_filter(app_window, cloud_se
         assert doc["state"]["desired"]["on"] is True  # on page 2, never shown
 
     qloop.run_until_complete(asyncio.wait_for(scenario(), 170))
+
+
+def test_fleet_page_on_an_indexed_session_follows_presence_only_for_the_rows_in_view(app_window, indexed_fleet,
+                                                                                       qloop, sandbox, tmp_path):
+    from fleetdesk.cloud.presence import FOLLOW_MAX
+    from fleetdesk.cloud.session import CloudSession
+    from fleetdesk.cloud.topics import PRESENCE_FILTER
+    from fleetdesk.config import Profile
+
+    ctx, win = app_window
+    session = CloudSession(Profile(name="gui-scoped-presence", kind="sandbox", state_dir=sandbox.state_dir),
+                           store=False)
+    qloop.run_until_complete(asyncio.wait_for(session.start(), 60))
+    page = win.show_page("Fleet")
+    page.resize(900, 500)
+    ctx.live.attach(session)
+
+    async def scenario():
+        assert session.indexed and session.presence.scoped
+        assert PRESENCE_FILTER not in session.conn._subs  # no fleet-wide presence on the app's connection
+        page.filter_edit.setText("fip")
+        await until(lambda: page.index_mode and page.page_label.text() == "Page 1 · things 1–100", 30,
+                    what="the first page of fip things")
+        await until(lambda: session.presence.followed and
+                    session.presence.followed == page.indexed.visible_names()[:FOLLOW_MAX], 10,
+                    what=lambda: f"presence followed for the rows in view (following {session.presence.followed}, "
+                                 f"in view {page.indexed.visible_names()})")
+        assert session.presence.followed[0] == "fip-000" and len(page.indexed.visible_names()) < 100
+        assert len(session.conn._subs) <= 50  # IoT Core's subscriptions per connection
+        page.table.scrollToBottom()
+        await until(lambda: session.presence.followed and session.presence.followed[-1] == "fip-099", 10,
+                    what=lambda: f"presence following the scrolled rows (following {session.presence.followed})")
+
+    try:
+        qloop.run_until_complete(asyncio.wait_for(scenario(), 120))
+    finally:
+        ctx.live.detach()
+        qloop.run_until_complete(asyncio.wait_for(session.stop(), 60))
