@@ -51,6 +51,10 @@ ADVICE = {
 }
 
 
+# AWS IoT Core: at most 8 topic filters in one SUBSCRIBE (not adjustable; message broker quotas)
+FILTERS_PER_SUBSCRIBE = 8
+
+
 class State(str, enum.Enum):
     """Connection states, in the order a healthy connection goes through them."""
 
@@ -490,23 +494,30 @@ class Connection:
         return remove
 
     async def _send_subscribe(self, subs: list[_Sub], timeout: float = 15.0) -> None:
+        """SUBSCRIBE ``subs``, at most :data:`FILTERS_PER_SUBSCRIBE` filters a packet (AWS IoT Core
+        refuses a SUBSCRIBE of more); every chunk is sent even when one is refused."""
         from awscrt import mqtt5
 
         client = self._client
         if client is None:
             return
-        packet = mqtt5.SubscribePacket(subscriptions=[
-            mqtt5.Subscription(topic_filter=s.topic_filter, qos=mqtt5.QoS(s.qos)) for s in subs])
-        suback = await _await_crt(client.subscribe(packet), timeout)
-        bad = [
-            (s.topic_filter, getattr(code, "name", str(code)))
-            for s, code in zip(subs, suback.reason_codes or [], strict=False)
-            if int(code) >= 0x80
-        ]
+        bad: list[tuple[str, str]] = []
+        for i in range(0, len(subs), FILTERS_PER_SUBSCRIBE):
+            chunk = subs[i:i + FILTERS_PER_SUBSCRIBE]
+            packet = mqtt5.SubscribePacket(subscriptions=[
+                mqtt5.Subscription(topic_filter=s.topic_filter, qos=mqtt5.QoS(s.qos)) for s in chunk])
+            suback = await _await_crt(client.subscribe(packet), timeout)
+            bad += [
+                (s.topic_filter, getattr(code, "name", str(code)))
+                for s, code in zip(chunk, suback.reason_codes or [], strict=False)
+                if int(code) >= 0x80
+            ]
         if bad:
+            quota = any(c in ("QUOTA_EXCEEDED", str(0x97)) for _t, c in bad)
             raise CloudError(
                 "subscription refused: " + ", ".join(f"{t} ({c})" for t, c in bad),
-                "the credentials' policy does not allow these topics",
+                "AWS IoT Core allows 50 subscriptions per connection: close pages that follow devices"
+                if quota else "the credentials' policy does not allow these topics",
             )
 
     async def _resubscribe(self) -> None:

@@ -135,8 +135,9 @@ class ConnectionQuotas:
     def __init__(self, limits: dict[str, float | None], level: int, client_id: str,
                  count: Callable[[str, str, int], None], clock: Callable[[], float] = time.monotonic) -> None:
         self.limits, self.level, self.client_id, self._count = limits, level, client_id, count
-        self._in = _Bucket(limits["PublishInPerSecond"], clock) if limits.get("PublishInPerSecond") else None
-        self._out = _Bucket(limits["PublishOutPerSecond"], clock) if limits.get("PublishOutPerSecond") else None
+        rate_in, rate_out = limits.get("PublishInPerSecond"), limits.get("PublishOutPerSecond")
+        self._in = _Bucket(rate_in, clock) if rate_in else None
+        self._out = _Bucket(rate_out, clock) if rate_out else None
         self._up, self._down = _Packets(), _Packets()
         self.subscriptions: set[str] = set()
         self._pending: dict[int, list[str]] = {}  # SUBSCRIBE packet id -> filters not yet SUBACKed
@@ -284,6 +285,6 @@ class ConnectionQuotas:
         pid = struct.unpack_from(">H", body, 0)[0]
         filters = self._pending.pop(pid, [])
         pos = properties(body, 2)[1] if self.level == 5 else 2
-        for f, code in zip(filters, body[pos:]):
+        for f, code in zip(filters, body[pos:], strict=False):
             if code < 0x80:
                 self.subscriptions.add(f)

@@ -133,7 +133,7 @@ def test_a_subscriber_gets_at_most_its_rate_and_the_rest_is_counted(front, iot, 
         assert p.connect(ident.thing_name, level=4)[0] == 0
         pubs.append(p)
     bursts = [b"".join(p.publish_packet(f"{topic}/x", b"{}", qos=0) for _ in range(75)) for p in pubs]
-    for p, burst in zip(pubs, bursts):
+    for p, burst in zip(pubs, bursts, strict=True):
         p.sock.sendall(burst)
     got: list = []
 
@@ -241,3 +241,41 @@ def test_quota_overrides_name_mqtt_quotas_and_refuse_unknown_ones():
     assert q.mqtt["PublishInPerSecond"] == 1000 and q.mqtt["SubscriptionsPerConnection"] is None
     with pytest.raises(ValueError, match="unknown quota 'PublishesPerSecond'"):
         parse_overrides("PublishesPerSecond=5")
+
+
+async def test_the_apps_connection_resubscribes_within_8_filters_per_subscribe(front, iot, tmp_path):
+    """fleetdesk's Connection holding 10 subscriptions gets them all back after a reconnect that
+    lost the session (IoT Core refuses a SUBSCRIBE of more than 8 filters)."""
+    import asyncio
+
+    from helpers_sandbox import connected_device
+
+    conn, ident = await connected_device(front, iot, tmp_path, f"c-{uuid.uuid4().hex[:10]}")
+    got: asyncio.Queue = asyncio.Queue()
+    try:
+        for i in range(10):
+            await conn.subscribe(f"dt/{ident.thing_name}/s{i}", lambda msg: got.put_nowait(msg.topic))
+        # another connection takes the client id over (then goes away): ours reconnects, clean session
+        taker = RawMqtt(front, ident.certificate_pem, ident.private_key_pem)
+        deadline = asyncio.get_running_loop().time() + 15
+        while (await asyncio.to_thread(taker.connect, ident.thing_name, 5))[0] == 0x9F:
+            assert asyncio.get_running_loop().time() < deadline, "the takeover CONNECT stayed throttled"
+            taker.close()
+            await asyncio.sleep(0.25)
+            taker = RawMqtt(front, ident.certificate_pem, ident.private_key_pem)
+        taker.sock.settimeout(20)
+        with pytest.raises(ConnectionError):  # our Connection took the id back
+            await asyncio.to_thread(lambda: [taker.read() for _ in range(100)])
+        taker.close()
+        topic = f"dt/{ident.thing_name}/s9"
+        for _ in range(30):
+            await conn.publish(topic, {"n": 1}, qos=1)
+            try:
+                assert await asyncio.wait_for(got.get(), 1.0) == topic
+                break
+            except asyncio.TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"no message on {topic} after the reconnect: its subscription was not restored")
+    finally:
+        await conn.stop()
