@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleetdesk.boards.events import BoardEvent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--repurpose", action="store_true", help="confirm overwriting another product's identity")
     f.add_argument("--offline-pool", action="store_true",
                    help="identities from the pre-minted certificate pool (flashes with the network down)")
+    f.add_argument("--pool-share", type=int, default=0, metavar="N",
+                   help="with --offline-pool on a line ledger: keep N of the line's certificates in this station's "
+                        "share, so it flashes on through an outage of the line's database (a dead station's share "
+                        "goes back to the line after FLEETDESK_POOL_LEASE_S, default 300 s)")
     f.add_argument("--claim", action="store_true",
                    help="write the station's claim certificate instead: each board provisions itself by claim "
                         "at first boot (no cloud call per board; works offline once the claim cert exists)")
@@ -212,6 +220,7 @@ def _flash(args) -> int:
         restore_identity=args.restore_identity,
         repurpose=args.repurpose,
         offline_pool=args.offline_pool,
+        pool_share=args.pool_share,
         claim=args.claim,
         claim_template=args.claim_template,
         line_ca=args.line_ca,
@@ -266,9 +275,9 @@ def _flash(args) -> int:
     from fleetdesk.progress import bars
 
     with bars(args.json) as progress, stop_on_signals(station.cancel_all) as stopped:
-        def on_event(port, ev) -> None:
-            if "stage" in ev or "percent" in ev:
-                progress.update(port, stage=ev.get("stage"), percent=ev.get("percent"))
+        def on_event(port: str, ev: BoardEvent) -> None:
+            if ev.stage is not None or ev.percent is not None:
+                progress.update(port, stage=ev.stage, percent=ev.percent)
 
         def on_result(res) -> None:
             progress.update(res.port, stage=res.result, done=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from fleetdesk.boards.events import BoardEvent
 from fleetdesk.boards.ports import PortInfo, PortWatcher, list_ports, may_probe, parse_usb_id
 from fleetdesk.boards.station import BoardResult, Station, StationSettings
 from fleetdesk.errors import BoardError, FleetdeskError
@@ -49,6 +50,21 @@ class TileState:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    def apply(self, ev: BoardEvent) -> None:
+        """Take in one of the board's pipeline events (stage, progress, chip, countdown, log)."""
+        if ev.stage is not None and ev.stage != "done":
+            self.stage = ev.stage
+            self.waiting_s = None
+        if ev.waiting_s is not None:
+            self.waiting_s = int(ev.waiting_s)
+        if ev.percent is not None:
+            self.percent = int(ev.percent)
+        if ev.info is not None:
+            self.chip, self.mac = ev.chip, ev.mac
+        if ev.log is not None:
+            self.details.append(ev.log)
+            del self.details[:-200]
 
 
 def _slot_labels_path() -> Path:
@@ -327,19 +343,8 @@ class StationController:
                 pipe.cancel()
 
     def _run(self, station: Station, tile: TileState, overrides: dict | None = None) -> None:
-        def on_event(port: str, ev: dict) -> None:
-            if "stage" in ev and ev["stage"] != "done":
-                tile.stage = ev["stage"]
-                tile.waiting_s = None
-            if "waiting_s" in ev:
-                tile.waiting_s = int(ev["waiting_s"])
-            if ev.get("percent") is not None:
-                tile.percent = int(ev["percent"])
-            if "info" in ev:
-                tile.chip, tile.mac = ev["info"].get("chip"), ev["info"].get("mac")
-            if "log" in ev:
-                tile.details.append(ev["log"])
-                del tile.details[:-200]
+        def on_event(port: str, ev: BoardEvent) -> None:
+            tile.apply(ev)
             self.on_change(tile.slot)
 
         try:

@@ -1,4 +1,5 @@
-"""Host side of the esptool worker: spawn one process per port, read its JSON-lines events.
+"""Host side of the esptool worker: spawn one process per port, read its events (typed:
+``fleetdesk.boards.events``, one JSON line each on the worker's stdout).
 
     >>> result = probe("socket://127.0.0.1:5555")
     >>> result = flash("socket://127.0.0.1:5555", plan, baud=460800, on_event=print)
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from fleetdesk.boards.events import Fallback, Identity, Log, Ready, Result, WorkerEvent, from_line
 from fleetdesk.boards.images import FlashPlan
 from fleetdesk.roles import module_command
 
 FALLBACK_BAUD = 115200
-EventCallback = Callable[[dict], None]
+EventCallback = Callable[[WorkerEvent], None]
 
 
 @dataclass
@@ -154,7 +156,7 @@ class EsptoolWorker:
     def __init__(self, job: dict, on_event: EventCallback | None = None) -> None:
         self.job = job
         self._on_event = on_event
-        self._result: dict | None = None
+        self._result: Result | None = None
         self.trace: list[str] = []
         self._done = threading.Event()
         self.proc = POOL.take()
@@ -169,20 +171,19 @@ class EsptoolWorker:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
+            ev = from_line(line)
+            if ev is None:
                 continue
-            if ev.get("event") == "log":
-                self.trace.append(ev.get("text", ""))
-            if self._on_event is not None and ev.get("event") != "result":
+            if isinstance(ev, Log):
+                self.trace.append(ev.text)
+            if isinstance(ev, Result):
+                self._result = ev
+                self._done.set()
+            elif self._on_event is not None:
                 try:
                     self._on_event(ev)
                 except Exception:  # noqa: BLE001 - a broken listener must not kill the reader
                     pass
-            if ev.get("event") == "result":
-                self._result = ev
-                self._done.set()
         self._done.set()  # EOF: the worker exited (with or without a result)
 
     def _read_err(self) -> None:
@@ -242,9 +243,8 @@ class EsptoolWorker:
                 self.kill()
                 self.proc.wait()
             self._reader.join(timeout=2)
-            r = self._result or {}
-            return WorkerResult(False, "timeout", f"no answer within {timeout:.0f} s", bool(r.get("written", True)),
-                                trace=self.trace)
+            return WorkerResult(False, "timeout", f"no answer within {timeout:.0f} s",
+                                self._result.written if self._result is not None else True, trace=self.trace)
         if self._result is None:  # EOF without a result: the worker died
             try:
                 self.proc.wait(timeout=5)
@@ -257,15 +257,8 @@ class EsptoolWorker:
             tail = [t for t in self.trace if t][-3:]
             return WorkerResult(False, "crashed", "the esptool worker died: " + (" | ".join(tail) or f"exit {self.proc.returncode}"),
                                 True, trace=self.trace)
-        return WorkerResult(
-            ok=bool(r.get("ok")),
-            kind=r.get("kind", ""),
-            error=r.get("error", ""),
-            written=bool(r.get("written")),
-            info=r.get("info") or {},
-            last_lines=r.get("last_lines") or [],
-            trace=self.trace,
-        )
+        return WorkerResult(ok=bool(r.ok), kind=r.kind or "", error=r.error or "", written=bool(r.written),
+                            info=r.info or {}, last_lines=r.last_lines or [], trace=self.trace)
 
 
 def probe(port: str, *, timeout: float = 30, on_event: EventCallback | None = None) -> WorkerResult:
@@ -379,7 +372,8 @@ class FlashJob:
         port: serial URL.
         plan: what to write (or the base plan ``prepare`` will extend).
         baud: the station's baud rate (falls back to 115200 once on failure).
-        on_event: receives every worker event plus {"event": "log"} notes from here.
+        on_event: receives every worker event (but ``result`` and ``ready``) plus the host's own
+            ``Log`` and ``Fallback`` on a baud fallback (``fleetdesk.boards.events``).
         security: options for the pre-write checks (see fleetdesk.boards.worker).
         reset: hard-reset after the write (boot the new firmware).
         prepare: called with the board's facts (chip, mac, flash size...) once connected and
@@ -396,7 +390,7 @@ class FlashJob:
                  probe_identity: bool = False) -> None:
         self.port, self.plan, self.baud = port, plan, baud
         self.probe_identity = probe_identity
-        self._identity: dict | None = None
+        self._identity: Identity | None = None
         self._identity_seen = threading.Event()
         self.on_event = on_event or (lambda ev: None)
         self.security = security or {}
@@ -448,9 +442,8 @@ class FlashJob:
             result = self._once(job)
             if (not result.ok and result.kind in ("serial", "esptool") and self.baud != FALLBACK_BAUD
                     and not self._cancelled.is_set()):
-                self.on_event({"event": "log", "text": f"Failed at {self.baud} baud ({result.error}); "
-                               f"falling back to {FALLBACK_BAUD} baud"})
-                self.on_event({"event": "fallback", "baud": FALLBACK_BAUD, "reason": result.error})
+                self.on_event(Log(f"Failed at {self.baud} baud ({result.error}); falling back to {FALLBACK_BAUD} baud"))
+                self.on_event(Fallback(FALLBACK_BAUD, result.error))
                 first = result
                 result = self._once({**job, "baud": FALLBACK_BAUD})
                 result.written = result.written or first.written  # the first attempt may have written
@@ -498,33 +491,33 @@ class FlashJob:
                                            else "the connection ended first")
                 raise BoardError(f"the board's identity could not be read ({why})",
                                  "check the cable and retry; nothing was written")
-        ev = self._identity or {}
-        if ev.get("error"):
-            raise BoardError(f"the board's identity could not be read: {ev.get('reason')}",
+        ev = self._identity or Identity(found=False)
+        if ev.error:
+            raise BoardError(f"the board's identity could not be read: {ev.reason}",
                              "check the cable and retry; nothing was written")
         files = {}
-        if ev.get("path"):
-            with open(ev["path"], "rb") as f:
+        if ev.path:
+            with open(ev.path, "rb") as f:
                 files = unpack_files(f.read()) or {}
-            os.unlink(ev["path"])
-        fields = {k: ev.get(k) for k in ("reason", "thing", "product", "certificate_id", "bytes_read", "reads")}
-        return BoardIdentity(bool(ev.get("found")), files=files, **{k: v for k, v in fields.items() if v is not None})
+            os.unlink(ev.path)
+        fields = {k: getattr(ev, k) for k in ("reason", "thing", "product", "certificate_id", "bytes_read", "reads")}
+        return BoardIdentity(bool(ev.found), files=files, **{k: v for k, v in fields.items() if v is not None})
 
-    def _on_worker_event(self, ev: dict) -> None:
-        if ev.get("event") == "identity":
+    def _on_worker_event(self, ev: WorkerEvent) -> None:
+        if isinstance(ev, Identity):
             self._identity = ev
             self._identity_seen.set()
-        if ev.get("event") == "ready" and self.prepare is not None:
+        if isinstance(ev, Ready) and self.prepare is not None:
             self._prepare_thread = threading.Thread(target=self._do_prepare, args=(ev,), daemon=True)
             self._prepare_thread.start()
             return
         self.on_event(ev)
 
-    def _do_prepare(self, info: dict) -> None:
+    def _do_prepare(self, ready: Ready) -> None:
         worker = self._worker
         try:
             if self.prepared is None:  # a baud fallback retry reuses the first identity
-                self.prepared = self.prepare({k: v for k, v in info.items() if k != "event"})
+                self.prepared = self.prepare(dict(ready.facts))
             parts = self._write_parts(self.prepared, "d")
         except BaseException as exc:  # noqa: BLE001 - reported as the job's failure
             self.prepare_error = exc

@@ -18,6 +18,7 @@ from typing import Callable
 from fleetdesk.boards.advice import advise
 from fleetdesk.boards.console import ConsoleReader
 from fleetdesk.boards.errors import StageFailed
+from fleetdesk.boards.events import BoardEvent, WorkerEvent, board_event
 from fleetdesk.boards.identity_mode import IdentityMode, identity_mode
 from fleetdesk.boards.pipeline_context import PipelineContext
 from fleetdesk.boards.pipeline_identity import IdentitySteps
@@ -26,8 +27,6 @@ from fleetdesk.errors import BoardError, FleetdeskError
 
 REENUMERATION_WINDOW = 5.0  # s to wait for a board's port to come back at the same USB location
 STAGES = ("detect", "identity", "write", "verify", "boot", "online")
-_WORKER_STAGE = {"connecting": "detect", "erasing": "write", "writing": "write", "verifying": "verify",
-                 "booting": "boot"}
 
 
 @dataclass
@@ -52,6 +51,7 @@ class StationSettings:
     restore_identity: bool = False  # write the identity on file back (board erased or replaced flash)
     repurpose: bool = False  # operator confirmed: overwrite another product's identity
     offline_pool: bool = False  # identities from the pre-minted certificate pool (works offline)
+    pool_share: int = 0  # a line station keeps this many of the line's pool certificates ahead (for an outage)
     claim: bool = False  # write the claim certificate: the board provisions itself by claim at first boot
     claim_template: str = ""  # the fleet-provisioning template the board names when claiming
     line_ca: bool = False  # sign each board's certificate with the line's CA here (JITP; no AWS credentials)
@@ -120,7 +120,8 @@ class BoardPipeline(IdentitySteps):
         settings: station settings.
         db: ProductionDB.
         cloud: CloudTarget (None without identity).
-        on_event: ``fn(port, dict)``; dict has any of stage, percent, bytes, total, log, state.
+        on_event: ``fn(port, BoardEvent)`` (``fleetdesk.boards.events``): stage, progress, log,
+            chip facts, the online countdown, the result.
     """
 
     def __init__(self, port, plan, settings: StationSettings, db, cloud=None, on_event=None, slot: str = "",
@@ -152,9 +153,11 @@ class BoardPipeline(IdentitySteps):
         if self._job is not None:
             self._job.cancel()
 
-    def _event(self, **ev) -> None:
-        if "stage" in ev:
-            self.result.stage = ev["stage"]
+    def _event(self, **fields) -> None:
+        """Report a :class:`BoardEvent` (its fields by name) to the tile/CLI."""
+        ev = BoardEvent(**fields)
+        if ev.stage is not None:
+            self.result.stage = ev.stage
         self._emit(self.port, ev)
 
     def _journal(self, step, status, detail="", **fields) -> None:
@@ -164,24 +167,19 @@ class BoardPipeline(IdentitySteps):
         if self._run_id:
             self.db.step(self._run_id, step, status, detail, **fields)
 
-    def _on_worker_event(self, ev: dict) -> None:
-        kind = ev.get("event")
-        if kind == "stage":
-            stage = _WORKER_STAGE.get(ev.get("stage"), ev.get("stage"))
-            if stage == "verify" and not self._verifying:  # esptool verifies part by part: journal once
-                self._verifying = True
-                self._journal("write", "done")
-                self._journal("verify", "begin")
-            self._event(stage=stage)
-        elif kind == "progress":
-            self._event(percent=ev.get("percent", 0), bytes=ev.get("bytes"), total=ev.get("total"))
-        elif kind == "log":
-            self._event(log=ev.get("text", ""))
-        elif kind == "info":
-            self.result.chip, self.result.mac = ev.get("chip"), ev.get("mac")
-            self._event(info={k: v for k, v in ev.items() if k != "event"})
-        elif kind == "fallback":
-            self._event(log=f"fell back to {ev.get('baud')} baud", fallback=True)
+    def _on_worker_event(self, wev: WorkerEvent) -> None:
+        ev = board_event(wev)
+        if ev is None:
+            return
+        if ev.stage == "verify" and not self._verifying:  # esptool verifies part by part: journal once
+            self._verifying = True
+            self._journal("write", "done")
+            self._journal("verify", "begin")
+        if ev.info is not None:
+            self.result.chip, self.result.mac = ev.chip, ev.mac
+        if ev.stage is not None:
+            self.result.stage = ev.stage
+        self._emit(self.port, ev)
 
     def run(self) -> BoardResult:
         from fleetdesk.boards.flasher import FlashJob
@@ -501,6 +499,7 @@ class Station:
             from fleetdesk.boards.identity import CloudTarget
 
             self.pool = CertPool()
+            self.pool.share = settings.pool_share
             meta = self.pool.meta()
             if meta.get("endpoint"):
                 self._device_target = CloudTarget(None, meta["endpoint"], int(meta["port"]), meta["region"],
@@ -551,6 +550,7 @@ class Station:
 
             if self._device_target is None:
                 raise PoolEmpty("the certificate pool was never filled", "refill it once while online")
+            self.pool.keep_share()
             if self.pool.level() == 0:
                 raise PoolEmpty("the offline certificate pool is empty",
                                 "reconnect to the cloud to refill it (or use claim provisioning)")
@@ -667,6 +667,8 @@ class Station:
         return "pooled certificate retired from the pool (set INACTIVE at the next sync or refill)"
 
     def close(self) -> None:
+        if self.pool is not None:  # a line station's unused pool share goes back to the line
+            self.pool.close()
         if self._own_db:
             self.db.close()
 

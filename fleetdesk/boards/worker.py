@@ -2,7 +2,8 @@
 
 Run as ``python -m fleetdesk.boards.worker``. The first stdin line is a JSON job; a later
 line ``cancel`` stops the job at the next progress tick (the port is closed cleanly, so the
-next attempt can use it). Events go to stdout as JSON lines:
+next attempt can use it). Events go to stdout as JSON lines, each a typed event of
+``fleetdesk.boards.events`` (written with ``events.to_line``):
 
     {"event": "stage", "stage": "connecting|erasing|writing|verifying|booting"}
     {"event": "progress", "bytes": N, "total": T, "percent": P}
@@ -27,6 +28,8 @@ import sys
 import threading
 import time
 
+from fleetdesk.boards.events import Identity, Info, Log, Progress, Ready, Result, Stage, WorkerEvent, to_line
+
 
 class Cancelled(Exception):
     """The host asked the worker to stop."""
@@ -41,9 +44,9 @@ class _Events:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def emit(self, event: str, **fields) -> None:
+    def emit(self, event: WorkerEvent) -> None:
         with self._lock:
-            self._stream.write(json.dumps({"event": event, **fields}) + "\n")
+            self._stream.write(to_line(event) + "\n")
             self._stream.flush()
 
 
@@ -68,7 +71,7 @@ def _make_logger(events: _Events, cancel: threading.Event, plan_parts: list[tupl
         def set_stage(self, stage: str) -> None:
             if stage != self.stage_name:
                 self.stage_name = stage
-                events.emit("stage", stage=stage)
+                events.emit(Stage(stage))
 
         def print(self, *args, **kwargs) -> None:
             text = " ".join(str(a) for a in args)
@@ -88,7 +91,7 @@ def _make_logger(events: _Events, cancel: threading.Event, plan_parts: list[tupl
                 self.set_stage("verifying")
             elif text.startswith("Hard resetting"):
                 self.set_stage("booting")
-            events.emit("log", text=text)
+            events.emit(Log(text))
 
         def note(self, message: str) -> None:
             self.print("Note: " + message)
@@ -124,7 +127,7 @@ def _make_logger(events: _Events, cancel: threading.Event, plan_parts: list[tupl
             now = time.monotonic()
             if pct != self.last_pct and (now - self.last_emit >= 0.05 or pct == 100):
                 self.last_pct, self.last_emit = pct, now
-                events.emit("progress", bytes=done, total=total, percent=pct)
+                events.emit(Progress(done, total, pct))
 
     return StationLogger()
 
@@ -224,17 +227,16 @@ def _probe_identity(esp, probe: dict, events: _Events) -> None:
         if fresh:  # the superblock pair's MD5, computed on the chip: a blank board or the bundle's own
             head = esp.flash_md5sum(int(probe["offset"]), HEAD_BYTES)  # image costs one command, not a mount
             if head in fresh:
-                events.emit("identity", found=False, reason=fresh[head], bytes_read=0, reads=0, path=None,
-                            ms=round((time.monotonic() - t0) * 1000))
+                events.emit(Identity(found=False, reason=fresh[head], ms=round((time.monotonic() - t0) * 1000)))
                 return
         found = probe_identity(esp.read_flash, int(probe["offset"]), int(probe["size"]))
     except Exception as exc:  # noqa: BLE001 - a failed probe is "unknown", reported as such
-        events.emit("identity", found=False, reason=f"probe failed: {type(exc).__name__}: {exc}", error=True)
+        events.emit(Identity(found=False, reason=f"probe failed: {type(exc).__name__}: {exc}", error=True))
         return
     if found.files:
         write_private(Path(probe["path"]), pack_files(found.files))
-    events.emit("identity", **found.summary(), path=probe["path"] if found.files else None,
-                ms=round((time.monotonic() - t0) * 1000))
+    events.emit(Identity(**found.summary(), path=probe["path"] if found.files else None,
+                         ms=round((time.monotonic() - t0) * 1000)))
 
 
 class _ZlibWithCache:
@@ -315,7 +317,7 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
     parts = [(int(p["offset"]), os.path.getsize(p["path"])) for p in job_parts]
     logger = _make_logger(events, cancel, parts)
     log.set_logger(logger)
-    events.emit("stage", stage="connecting")
+    events.emit(Stage("connecting"))
     esp = None
     result: dict = {"ok": False, "written": False}
     try:
@@ -326,7 +328,7 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
             # the ROM answers a flash id only once the flash is attached (as esptool's flash-id does)
             cmds.attach_flash(esp)
             _flash_info(esp, cmds, info)
-            events.emit("info", **info)
+            events.emit(Info(info))
             result = {"ok": True, "written": False, "info": info}
             return result
         from fleetdesk.boards.images import normalize_chip
@@ -337,20 +339,19 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
         _security_checks(info, job.get("security") or {})
         if job.get("await_parts"):
             # the host mints the identity from the MAC while the stub uploads (overlapped)
-            events.emit("ready", **info)
+            events.emit(Ready(info))
         esp = cmds.run_stub(esp)
         baud = int(job.get("baud") or 115200)
         if baud != 115200:
             esp.change_baud(baud)
         cmds.attach_flash(esp)
         _flash_info(esp, cmds, info)
-        events.emit("info", **info)
+        events.emit(Info(info))
         if job.get("probe"):
             probe = job["probe"]
             if info.get("flash_bytes") and int(probe["offset"]) + int(probe["size"]) > info["flash_bytes"]:
                 # the write is refused below (image larger than the flash); nothing to read there
-                events.emit("identity", found=False, reason="the vfs partition lies beyond this board's flash",
-                            bytes_read=0, reads=0, path=None, ms=0)
+                events.emit(Identity(found=False, reason="the vfs partition lies beyond this board's flash", ms=0))
             else:
                 _probe_identity(esp, probe, events)
         if job.get("await_parts"):
@@ -363,7 +364,7 @@ def run_job(job: dict, events: _Events, cancel: threading.Event, inbox=None) -> 
             raise Refused(f"the image needs {need // 1024} KB but the board has only {info['flash_bytes'] // 1024} KB of flash")
         if parts:
             cmds.write_flash(esp, [(int(p["offset"]), p["path"]) for p in job_parts], flash_size="keep", compress=True)
-            events.emit("progress", bytes=sum(s for _, s in parts), total=sum(s for _, s in parts) or 1, percent=100)
+            events.emit(Progress(sum(s for _, s in parts), sum(s for _, s in parts) or 1, 100))
         if job.get("reset", True):
             logger.set_stage("booting")
             cmds.reset_chip(esp, "hard-reset")
@@ -406,7 +407,7 @@ def main() -> int:
     try:
         job = json.loads(line)
     except ValueError:
-        events.emit("result", ok=False, kind="internal", error="bad job line", written=False)
+        events.emit(Result(ok=False, kind="internal", error="bad job line"))
         return 2
     cancel = threading.Event()
     inbox: queue.Queue = queue.Queue()
@@ -425,7 +426,7 @@ def main() -> int:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     result = run_job(job, events, cancel, inbox)
-    events.emit("result", **result)
+    events.emit(Result(**result))
     return 0 if result.get("ok") else 1
 
 

@@ -66,11 +66,11 @@ def test_cancel_at_each_step_is_clean(when, rig, bundle_dir, tmp_path, cloud):
     fired = threading.Event()
 
     def on_event(port, ev):
-        if "stage" in ev:
-            seen.append(ev["stage"])
+        if ev.stage is not None:
+            seen.append(ev.stage)
         # detect: once the esptool worker itself is connecting (its own stage event, no "state")
-        if (not fired.is_set() and ev.get("stage") == stage and when == stage
-                and (stage != "detect" or "state" not in ev)):
+        if (not fired.is_set() and ev.stage == stage and when == stage
+                and (stage != "detect" or ev.state is None)):
             fired.set()
             station.cancel_all()
         if when == "boot+nowait" and seen.count("boot") == 2 and not fired.is_set():

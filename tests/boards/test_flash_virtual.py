@@ -48,9 +48,9 @@ def test_parallel_flash_passes_and_records_rows(rig, bundle_dir, tmp_path):
     assert [r.result for r in results] == ["PASS"] * 3, [r.error for r in results]
     for b, r in zip(boards, results):
         assert r.mac == b.spec.mac and r.chip == "ESP32"
-        stages = [e["stage"] for e in events[b.url] if "stage" in e]
+        stages = [e.stage for e in events[b.url] if e.stage is not None]
         assert stages.index("write") < stages.index("verify") < stages.index("boot")
-        pct = [e["percent"] for e in events[b.url] if e.get("percent") is not None]
+        pct = [e.percent for e in events[b.url] if e.percent is not None]
         assert pct[-1] == 100
         # what esptool wrote is on the board: the app image at 0x10000
         assert b.flash.read(0x10000, 64) == (bundle_dir / "app.bin").read_bytes()[:64]
@@ -114,7 +114,7 @@ def _flash_in_thread(station, url, on_writing):
     out = {}
 
     def on_event(port, ev):
-        if ev.get("stage") == "write" and not out.get("fired"):
+        if ev.stage == "write" and not out.get("fired"):
             out["fired"] = True
             on_writing()
 

@@ -103,7 +103,7 @@ def test_interrupted_factory_reset_is_restored_from_its_backup(rig, bundle_dir, 
     stop = threading.Event()
 
     def on_event(port, ev):  # STOP as soon as the write starts
-        if ev.get("stage") == "write" and not stop.is_set():
+        if ev.stage == "write" and not stop.is_set():
             stop.set()
             station.cancel_all()
 

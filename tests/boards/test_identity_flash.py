@@ -97,7 +97,7 @@ def test_killed_board_fails_without_active_orphan_then_reflashes(rig, bundle_dir
     out = {}
 
     def on_event(port, ev):
-        if ev.get("stage") == "write" and "fired" not in out:
+        if ev.stage == "write" and "fired" not in out:
             out["fired"] = True
             rig.loop.call_soon_threadsafe(lambda: rig.loop.create_task(board.unplug()))
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 from netutil import refused_port
 
+from fleetdesk.boards.events import Identity
 from fleetdesk.boards.flasher import FlashJob, WorkerResult
 from fleetdesk.boards.images import load_plan
 from fleetdesk.errors import BoardError
@@ -41,7 +42,7 @@ def test_identity_read_by_the_fallback_attempt_is_used(bundle_dir):
         return WorkerResult(False, "serial", "Connection reset at 460800 baud")
 
     def second(job):  # the 115200 retry reads the (blank) board
-        job._on_worker_event({"event": "identity", "found": False, "reason": "blank"})
+        job._on_worker_event(Identity(found=False, reason="blank"))
         return WorkerResult(True, "ok", "")
 
     job = _job(bundle_dir, iter([first, second]))
