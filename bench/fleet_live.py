@@ -12,12 +12,19 @@ Side by side:
   and events, every device's logs, presence): messages per second it receives, against IoT Core's 100 publishes/s per connection (not adjustable),
   so the share AWS would throttle;
 * new design: the filters of a session on the fleet index with the Device page open (that
-  thing's telemetry, shadow and logs; presence; RPC replies): messages/s it receives; the Fleet page's data comes from SearchIndex:
+  thing's telemetry, shadow and logs; RPC replies) and the Fleet page following the presence of
+  the rows in view (``presence.FOLLOW_MAX`` things, no fleet-wide presence): messages/s it
+  receives, its busiest second, and the messages over IoT Core's 100/s that AWS would throttle
+  (counted per second); the Fleet page's data comes from SearchIndex:
   time from a reading to the index returning it (sampled devices), and the last hour of the open
   device from DynamoDB (rows, time).
 
+Presence churn (``--churn`` connect/disconnect events per second across the fleet; default 200,
+e.g. 100,000 devices each reconnecting every 17 minutes) is published on AWS's presence topics,
+so the cost of a fleet-wide presence subscription is in the old design's figure.
+
 Usage:
-    .venv/bin/python bench/fleet_live.py [--devices 2000] [--seconds 30] [--rate 1]
+    .venv/bin/python bench/fleet_live.py [--devices 2000] [--seconds 30] [--rate 1] [--churn 200]
 """
 
 from __future__ import annotations
@@ -59,13 +66,27 @@ def _client(state_dir: Path, name: str):
 
 
 class Counter:
+    """Messages one subscriber receives, in all and per second (what a per-connection cap sees)."""
+
     def __init__(self) -> None:
         self.n = 0
+        self.presence = 0
+        self.per_second: dict[int, int] = {}
         self.lock = threading.Lock()
 
     def __call__(self, client, userdata, msg) -> None:
         with self.lock:
             self.n += 1
+            second = int(time.time())
+            self.per_second[second] = self.per_second.get(second, 0) + 1
+            if msg.topic.startswith("$aws/events/presence/"):
+                self.presence += 1
+
+    def over_cap(self, cap: int) -> tuple[int, int]:
+        """(busiest second's count, messages beyond ``cap`` in their second: what AWS would throttle)."""
+        with self.lock:
+            counts = list(self.per_second.values())
+        return (max(counts, default=0), sum(max(0, c - cap) for c in counts))
 
 
 def main() -> int:
@@ -74,6 +95,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--rate", type=float, default=1.0, help="readings per device per second")
     ap.add_argument("--samples", type=int, default=20, help="devices whose index latency is measured")
+    ap.add_argument("--churn", type=float, default=200.0,
+                    help="presence events (connects + disconnects) per second across the fleet")
     args = ap.parse_args()
 
     import boto3
@@ -102,15 +125,19 @@ def main() -> int:
         # what the app's connection subscribes: without an index (CloudSession before issue 18) ...
         old_filters = ["dt/+/env", LOGS_FILTER, PRESENCE_FILTER, RPC_RESPONSE_FILTER, *shadow_filters()]
         # ... and on the index with the Device page open on one thing
-        new_filters = [f"dt/{open_thing}/env", PRESENCE_FILTER, RPC_RESPONSE_FILTER,
+        from fleetdesk.cloud.presence import FOLLOW_MAX, presence_filter
+
+        new_filters = [f"dt/{open_thing}/env", RPC_RESPONSE_FILTER,
                        f"{shadow_prefix(open_thing)}/+/+", f"{shadow_prefix(open_thing)}/name/+/+/+",
-                       f"{open_thing}/logs"]
+                       f"{open_thing}/logs", *(presence_filter(n) for n in names[:FOLLOW_MAX])]
+        assert len(new_filters) <= 50, "IoT Core allows 50 subscriptions per connection"
         sub_old = _client(state, "old-app")
         sub_old.on_message = old
         sub_old.subscribe([(f, 0) for f in old_filters])
         sub_new = _client(state, "new-app")
         sub_new.on_message = new
-        sub_new.subscribe([(f, 0) for f in new_filters])
+        for i in range(0, len(new_filters), 8):  # IoT Core: 8 filters per SUBSCRIBE
+            sub_new.subscribe([(f, 0) for f in new_filters[i:i + 8]])
         pub = _client(state, "devices")
         time.sleep(1.0)  # subscriptions settle (a bench, not a test)
 
@@ -120,6 +147,7 @@ def main() -> int:
         t0 = time.time()
         seq = 0
         sent = 0
+        churned = 0
         old_window = None
         while time.time() - t0 < args.seconds:
             tick = time.time()
@@ -137,6 +165,13 @@ def main() -> int:
                 if n in sampled:
                     sent_at[n] = (tick, temp)
                 sent += 1
+            for _ in range(int(args.churn * interval)):  # devices dropping and coming back, anywhere in the fleet
+                n, kind = random.choice(names), random.choice(("connected", "disconnected"))
+                pub.publish(f"$aws/events/presence/{kind}/{n}",
+                            json.dumps({"clientId": n, "timestamp": int(tick * 1000), "eventType": kind,
+                                        **({"disconnectReason": "CONNECTION_LOST"} if kind == "disconnected" else {})}),
+                            qos=0)
+                churned += 1
             seq += 1
             time.sleep(max(0.0, interval - (time.time() - tick)))
         elapsed = time.time() - t0
@@ -167,12 +202,17 @@ def main() -> int:
         stop_sandbox(proc)
 
     print(f"{args.devices} devices x {args.rate}/s for {elapsed:.0f} s: {sent} readings sent "
-          f"(+ as many shadow updates)")
+          f"(+ as many shadow updates), {churned} presence events")
     print(f"{'':52}{'old design':>14}{'new design':>14}")
     print(f"{'app connection receives (msg/s)':52}{old_rate:>14.1f}{new_rate:>14.1f}")
     print(f"{'IoT Core cap per connection (msg/s)':52}{AWS_CONNECTION_CAP:>14}{AWS_CONNECTION_CAP:>14}")
     share = lambda r: max(0.0, (r - AWS_CONNECTION_CAP) / r) if r else 0.0  # noqa: E731
     print(f"{'share AWS would throttle':52}{share(old_rate):>14.1%}{share(new_rate):>14.1%}")
+    (old_peak, old_over), (new_peak, new_over) = old.over_cap(AWS_CONNECTION_CAP), new.over_cap(AWS_CONNECTION_CAP)
+    print(f"{'busiest second (msg)':52}{old_peak:>14}{new_peak:>14}")
+    print(f"{'messages over 100/s in their second (throttled)':52}{old_over:>14}{new_over:>14}")
+    print(f"{'of which presence events received':52}{old.presence:>14}{new.presence:>14}")
+    print(f"{'subscriptions on the connection (AWS max 50)':52}{len(old_filters):>14}{len(new_filters):>14}")
     if lat:
         print(f"reading -> SearchIndex shows it: p50 {statistics.median(lat):.2f} s, max {max(lat):.2f} s "
               f"({len(lat)}/{len(sampled)} sampled devices; goal within 15 s)")
