@@ -18,8 +18,11 @@ synced nor handed out again, set INACTIVE at the next sync or refill (-> ``retir
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,20 @@ from fleetdesk.store.secretbox import KEY_FILE, PREFIX, SecretBox
 
 SHARE_FILE = "certpool-share.sqlite3"  # a line station's share of the line's pool
 RECONNECT_S = 15.0
+HEARTBEAT_S = 5.0  # a line station's pool share says it is alive (pool_shares.heartbeat_at, the line's clock)
+
+
+def lease_s() -> float:
+    """Seconds a share's rows stay its own without a heartbeat: then the other stations take
+    its reserved, unused certificates back, and the station itself (offline) stops handing
+    them out (``FLEETDESK_POOL_LEASE_S``; default 5 min: a station may flash from its share
+    through a short outage of the line's database)."""
+    return float(os.environ.get("FLEETDESK_POOL_LEASE_S", "") or 300.0)
+
+
+def beat_every() -> float:
+    """How often a share renews its lease (at least three times per lease)."""
+    return min(HEARTBEAT_S, lease_s() / 3)
 
 
 class PoolEmpty(CloudError):
@@ -77,6 +94,17 @@ class CertPool:
             if tx.one("SELECT 1 AS x FROM meta WHERE k='states'") is None:
                 tx.run("UPDATE pool SET state='pending' WHERE state='assigned'")
                 tx.run("INSERT INTO meta(k, v) VALUES ('states', '2') ON CONFLICT(k) DO NOTHING")
+            if self._line_target and tx.one("SELECT 1 AS x FROM meta WHERE k='share_id'") is None:
+                tx.run("INSERT INTO meta(k, v) VALUES ('share_id', ?)", (json.dumps(uuid.uuid4().hex),))
+        self.share_id = json.loads(self.ledger.one("SELECT v FROM meta WHERE k='share_id'")["v"]) \
+            if self._line_target else ""
+        self.reclaimed = 0  # rows of dead stations' shares this one gave back to the line
+        self.share = 0  # certificates kept in this station's share ahead of need (to flash through an outage)
+        self._share_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._beater: threading.Thread | None = None
+        if self._line_target:
+            self._start_beating()
 
     def _share(self) -> tuple[str, tuple]:
         """The SQL condition (and its parameters) for the free rows this station may hand out:
@@ -106,9 +134,100 @@ class CertPool:
         return cls(folder) if (folder / "certpool.sqlite3").exists() else None
 
     def close(self) -> None:
+        """Stop the share's heartbeat and give its unused certificates back to the line (when
+        it can be reached; otherwise they stay this station's, reclaimed after the lease)."""
+        self._stopping.set()
+        if self._line_target:
+            try:
+                self._give_back()
+            except LedgerUnavailable:
+                pass
         self.ledger.close()
         if self.line is not None:
             self.line.close()
+
+    # --- this station's share: its heartbeat, its lease, a dead station's rows -----------
+    def _start_beating(self) -> None:
+        self._beat()
+
+        def run() -> None:
+            while not self._stopping.wait(beat_every()):
+                self._beat()
+
+        self._beater = threading.Thread(target=run, name="pool-share-heartbeat", daemon=True)
+        self._beater.start()
+
+    def _beat(self) -> bool:
+        """Renew this share's lease in the line (and note when, locally); False when the line
+        cannot be reached."""
+        line = self.line if self.line is not None else self._line()
+        if line is None:
+            return False
+        try:
+            line.run("INSERT INTO pool_shares(share_id, host, heartbeat_at) VALUES (?, ?, " + line.now_sql + ")"
+                     " ON CONFLICT(share_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at, host=excluded.host",
+                     (self.share_id, socket.gethostname()))
+        except LedgerUnavailable:
+            self.line = None
+            return False
+        self.ledger.run("INSERT INTO meta(k, v) VALUES ('beat_at', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                        (json.dumps(time.time()),))
+        return True
+
+    def _lease_left(self) -> float:
+        """Seconds this share may still be used without the line (from its last heartbeat, by
+        this station's clock, less a heartbeat's margin)."""
+        row = self.ledger.one("SELECT v FROM meta WHERE k='beat_at'")
+        last = json.loads(row["v"]) if row else 0.0
+        return lease_s() - beat_every() - (time.time() - last)
+
+    def _still_mine(self, certificate_id: str) -> bool:
+        """Whether a row of this station's share may be handed out now: marked 'assigned' in
+        the line if it is still this share's there (False: a lapsed lease let another station
+        take it back); offline, while the lease lasts.
+
+        Raises:
+            PoolEmpty: offline, and the lease lapsed (the line may have given the rows to others).
+        """
+        line = self._line()
+        if line is not None:
+            try:
+                return line.run("UPDATE pool SET state='assigned' WHERE certificate_id=? AND state='reserved'"
+                                " AND (reserved_by=? OR reserved_by IS NULL)", (certificate_id, self.share_id)) == 1
+            except LedgerUnavailable:
+                self.line = None
+        if self._lease_left() > 0:
+            return True
+        raise PoolEmpty(f"this station's share of the line's pool lapsed: the line's database has been away for more "
+                        f"than {lease_s():.0f} s, so the other stations may have taken its certificates back",
+                        "reconnect the station to the line's database (its share is checked again there)")
+
+    @staticmethod
+    def _lapsed_sql(line: Ledger) -> str:
+        """The shares (but this one) whose lease lapsed; parameters: this share's id, the lease."""
+        return "SELECT share_id FROM pool_shares WHERE share_id<>? AND " + line.now_sql + " - heartbeat_at >= ?"
+
+    def reclaim(self, tx, line: Ledger) -> int:
+        """Give back to the line the reserved, unused rows of every share whose lease lapsed (its
+        station died or lost the database for longer than `lease_s`); in ``tx`` of ``line``."""
+        n = tx.run("UPDATE pool SET state='free', reserved_by=NULL WHERE state='reserved' AND reserved_by IN ("
+                   + self._lapsed_sql(line) + ")", (self.share_id, lease_s()))
+        self.reclaimed += n
+        return n
+
+    def _give_back(self) -> int:
+        """This share's free rows back to the line (a clean stop); returns how many."""
+        line = self._line()
+        if line is None:
+            return 0
+        ids = [r["certificate_id"] for r in self.ledger.all("SELECT certificate_id FROM pool WHERE state='free'")]
+        if not ids:
+            return 0
+        with line.tx() as tx:
+            tx.many("UPDATE pool SET state='free', reserved_by=NULL WHERE certificate_id=? AND state='reserved'"
+                    " AND reserved_by=?", [(cid, self.share_id) for cid in ids])
+        self.ledger.run("DELETE FROM pool WHERE state='free'")
+        return len(ids)
 
     # --- the line's pool and this station's share of it ----------------------------------
     def _line(self) -> Ledger | None:
@@ -135,16 +254,19 @@ class CertPool:
         cond, params = self._share()
         try:
             with line.tx() as tx:  # reserved in the line first: a row is never in two stations' shares
+                self.reclaim(tx, line)  # a dead station's unused share first goes back to the line
                 rows = tx.all("SELECT * FROM pool WHERE state='free'" + cond + " ORDER BY created LIMIT ?"
                               + line.skip_locked, (*params, n))
                 meta = tx.all("SELECT k, v FROM meta")
                 if rows:
-                    tx.many("UPDATE pool SET state='reserved' WHERE certificate_id=?",
-                            [(r["certificate_id"],) for r in rows])
+                    tx.many("UPDATE pool SET state='reserved', reserved_by=? WHERE certificate_id=?",
+                            [(self.share_id, r["certificate_id"]) for r in rows])
         except LedgerUnavailable:
             self.line = None
             return 0
-        with self.ledger.tx() as local:  # (a crash right here leaves them 'reserved' in the line, unused)
+        if rows:
+            self._beat()  # the lease runs from now
+        with self.ledger.tx() as local:  # (a crash right here leaves them 'reserved' in the line, reclaimed later)
             for r in rows:
                 local.run("INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc,"
                           " created) VALUES (?,?,?,?,?) ON CONFLICT(certificate_id) DO NOTHING",
@@ -154,6 +276,15 @@ class CertPool:
                 local.run("INSERT INTO meta(k, v) VALUES (?,?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
                           (m["k"], m["v"]))
         return len(rows)
+
+    def keep_share(self) -> int:
+        """Top this station's share up to `share` free certificates from the line (when it can
+        be reached); returns how many were reserved."""
+        if not self._line_target or self.share <= 0:
+            return 0
+        with self._share_lock:
+            have = self.ledger.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'")
+            return self.reserve(self.share - have) if have < self.share else 0
 
     def _unpushed(self) -> list[str]:
         row = self.ledger.one("SELECT v FROM meta WHERE k='unpushed'")
@@ -249,7 +380,9 @@ class CertPool:
         line = self._line()
         if line is not None:
             try:
-                mine += line.scalar("SELECT COUNT(*) AS n FROM pool WHERE state='free'" + cond, params)
+                mine += line.scalar("SELECT COUNT(*) AS n FROM pool WHERE (state='free' OR (state='reserved' AND"
+                                    " reserved_by IN (" + self._lapsed_sql(line) + ")))" + cond,
+                                    (self.share_id, lease_s(), *params))  # a dead station's share is taken back
             except LedgerUnavailable:
                 self.line = None
         return mine
@@ -277,12 +410,17 @@ class CertPool:
         """
         while True:  # boards of this station taking at once: one more from the line each time, until it is empty
             try:
-                return self._take(mac, thing, attributes)
-            except PoolEmpty:
-                if not self.reserve(1):  # (every row reserved stays in this station's share)
+                got = self._take(mac, thing, attributes)
+            except PoolEmpty as exc:
+                if "lapsed" in exc.message or not self.reserve(1):  # (every row reserved stays in this share)
                     raise
+                continue
+            if got is not None:
+                self.keep_share()
+                return got
+            # None: the line took that row back (this share's lease had lapsed): the next one
 
-    def _take(self, mac: str, thing: str, attributes: dict | None) -> PooledCert:
+    def _take(self, mac: str, thing: str, attributes: dict | None) -> PooledCert | None:
         cols = "SELECT certificate_id, certificate_arn, certificate_pem, key_enc FROM pool"
         with self.ledger.tx() as tx:
             row = tx.one(cols + " WHERE mac=? AND state IN ('assigned', 'pending')" + self.ledger.for_update,
@@ -300,6 +438,16 @@ class CertPool:
                        (mac, thing, json.dumps(attributes or {}), cid))
             else:  # in flight again: a failure now retires it, and no backlog sync registers it meanwhile
                 tx.run("UPDATE pool SET state='assigned' WHERE certificate_id=?", (cid,))
+        if fresh and self._line_target:  # asked outside the local transaction (the line's lock is never awaited
+            try:  # while this share's is held: push takes them the other way round)
+                mine = self._still_mine(cid)
+            except PoolEmpty:
+                self.ledger.run("UPDATE pool SET state='free', mac=NULL, thing=NULL, attributes=NULL"
+                                " WHERE certificate_id=?", (cid,))
+                raise
+            if not mine:
+                self.ledger.run("DELETE FROM pool WHERE certificate_id=?", (cid,))  # the line's again, maybe another's
+                return None
         self.push(cid)
         return PooledCert(cid, row["certificate_arn"], row["certificate_pem"], key)
 

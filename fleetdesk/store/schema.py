@@ -9,6 +9,7 @@ Tables (one set in every ledger; a single station keeps the production record in
     slot_labels                                       the operator's slot labels, per station (v2)
     board_locks                                       which run is giving a MAC its identity (v2)
     serials                                           line-wide serial numbers, one per MAC (v2)
+    pool_shares, pool.reserved_by                     whose share a reserved pool row is, and its lease (v3)
 
 A ledger whose version is newer than `LATEST` is refused (a newer Fleetdesk wrote it).
 """
@@ -78,6 +79,14 @@ CREATE INDEX IF NOT EXISTS pool_state ON pool(state)
 """
 
 
+_V3 = """
+CREATE TABLE IF NOT EXISTS pool_shares (
+    share_id TEXT PRIMARY KEY, station TEXT, host TEXT, heartbeat_at {REAL} NOT NULL
+);
+ALTER TABLE pool ADD COLUMN reserved_by TEXT
+"""
+
+
 def _ddl(kind: str, text: str) -> list[str]:
     return [s.strip().format(**_TYPES[kind]) for s in text.split(";") if s.strip()]
 
@@ -100,8 +109,14 @@ def _v2(tx, kind: str) -> None:
         tx.run(stmt)
 
 
+def _v3(tx, kind: str) -> None:
+    for stmt in _ddl(kind, _V3):
+        tx.run(stmt)
+
+
 MIGRATIONS = [(1, "the production record and the certificate pool", _v1),
-              (2, "station heartbeats, slot labels, board locks, serials", _v2)]
+              (2, "station heartbeats, slot labels, board locks, serials", _v2),
+              (3, "pool shares: a dead station's reserved certificates go back to the line", _v3)]
 LATEST = MIGRATIONS[-1][0]
 _PG_LOCK = 0x46_44_4C_47  # "FDLG": one migrating process at a time
 

@@ -133,3 +133,66 @@ def test_a_killed_station_is_recovered_by_another(rig, bundle_dir, sandbox, pg_s
     assert "orphan certificate deactivated" in db.run(run["run_id"])["recovered"]
     assert db.ledger.all("SELECT mac FROM board_locks") == []  # the dead run's board is free again
     db.close()
+
+
+def test_a_killed_stations_pool_share_goes_back_to_the_line(rig, bundle_dir, sandbox, pg_server, tmp_path):
+    """A station keeping a share of the line's pool (--pool-share) is killed mid-run: once its
+    lease lapses the other stations take its reserved, unused certificates back; no certificate
+    is handed out twice (not even by the dead station's share file, opened again) and none is lost."""
+    from fleetdesk.boards.certpool import CertPool
+
+    ledger = pg_server.create_db("line")
+    key = tmp_path / "line.key"
+    SecretBox(key).ensure_key()
+    lease = "3"
+    dead_env, live_env = (_station_env(tmp_path, n, ledger, key) | {"FLEETDESK_POOL_LEASE_S": lease} for n in (0, 1))
+    refill = subprocess.run([sys.executable, "-m", "fleetdesk", "boards", "pool", "refill", "8", "--state-dir",
+                             sandbox.state_dir, "--json"], env=dead_env, capture_output=True, text=True, timeout=120)
+    assert refill.returncode == 0, refill.stderr
+    (slow,) = rig.add(1, throttle=True, mac=_mac())
+    proc = subprocess.Popen(_flash([slow.url], bundle_dir, sandbox, "st-dead", "--offline-pool", "--pool-share", "5"),
+                            env=dead_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    db = ProductionDB(ledger)
+
+    def pool_states() -> Counter:
+        return Counter(r["state"] for r in db.ledger.all("SELECT state FROM pool"))
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (pool_states()["reserved"] == 5 and any(
+                r["last_step"] in ("write:begin", "write:done", "verify:begin") for r in db.unfinished_runs())):
+            assert proc.poll() is None, f"the station ended before the kill: {proc.stderr.read()[-2000:]}"
+            time.sleep(0.05)
+        assert pool_states() == {"reserved": 5, "assigned": 1, "free": 2}, pool_states()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stderr.close()
+    dead_share = {r["certificate_id"] for r in db.ledger.all("SELECT certificate_id FROM pool WHERE state='reserved'")}
+    deadline = time.monotonic() + 30  # the lease lapses on the line's clock
+    while db.ledger.scalar(f"SELECT MIN({db.ledger.now_sql} - heartbeat_at) AS age FROM pool_shares") < float(lease):
+        assert time.monotonic() < deadline, "the dead station's share never lapsed"
+        time.sleep(0.1)
+
+    boards = [rig.add(1, mac=_mac())[0] for _ in range(4)]  # more than the line's 2 free certificates
+    res = subprocess.run(_flash([b.url for b in boards], bundle_dir, sandbox, "st-live", "--offline-pool"),
+                         env=live_env, capture_output=True, text=True, timeout=300)
+    results = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 4 and all(r["result"] == "PASS" for r in results), (
+        [(r["port"], r["error"]) for r in results], res.stderr[-2000:])
+    used = {r["certificate_id"] for r in results}
+    assert len(used) == 4 and used & dead_share, "the dead station's share was not taken back"
+
+    # the dead station's share file, opened again (its PC restarted): none of its old rows is handed out twice
+    again = CertPool(tmp_path / "station-0", ledger=ledger)
+    try:
+        seconds = [again.take(_mac(), f"fd-again-{n}").certificate_id for n in range(3)]
+    finally:
+        again.close()
+    assert len(set(seconds)) == 3 and not set(seconds) & used
+    rows = db.ledger.all("SELECT certificate_id, state, mac FROM pool")
+    assert len(rows) == 8  # nothing lost: the killed board's, 4 synced, 3 just taken
+    states = Counter(r["state"] for r in rows)
+    assert states["synced"] == 4 and states["assigned"] == 3 and states["reserved"] == 0, states
+    assert sum(1 for r in rows if r["mac"]) == 8
+    db.close()
