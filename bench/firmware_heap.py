@@ -35,9 +35,7 @@ import shutil
 import ssl
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 
 from fleetdesk.virtual.chips import HEAP_BUDGETS  # noqa: E402
+from fleetdesk.virtual.firmware_peers import MessageLog, OtaFileServer  # noqa: E402
 from fleetdesk.virtual.runtime import WORD_INFLATION, launch_firmware, unix_heapsize  # noqa: E402
 
 MODES = ("config", "normal", "delta", "ota")
@@ -76,76 +75,6 @@ class Trial:
         return None
 
 
-class Cloud:
-    def __init__(self, client):
-        self.client = client
-        self.msgs: list[tuple[str, bytes]] = []
-
-    async def pump(self):
-        async for m in self.client.messages:
-            self.msgs.append((str(m.topic), bytes(m.payload)))
-
-    async def expect(self, trial: Trial, topic: str, pred=lambda d: True, since: int = 0, timeout: float = 25.0):
-        deadline = time.monotonic() + timeout
-        i = since
-        while time.monotonic() < deadline:
-            while i < len(self.msgs):
-                t, p = self.msgs[i]
-                i += 1
-                if t == topic:
-                    try:
-                        d = json.loads(p)
-                    except ValueError:
-                        continue
-                    if pred(d):
-                        return d
-            why = trial.broken()
-            if why:
-                raise RuntimeError(why)
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"no {topic} within {timeout:g} s")
-
-    async def send(self, topic, obj):
-        await self.client.publish(topic, obj if isinstance(obj, (bytes, str)) else json.dumps(obj), qos=1)
-
-
-class Files:
-    """HTTPS file server for OTA packages (cert from the broker's CA)."""
-
-    def __init__(self, broker, tmp: Path):
-        self.files: dict[str, bytes] = {}
-        files = self.files
-        srv = broker.ca.issue("localhost", server=True)
-        (tmp / "https.pem").write_bytes(srv.cert_pem + srv.key_pem)
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def do_GET(self):
-                data = files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(tmp / "https.pem")
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.port = self.httpd.server_address[1]
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 FIRMWARE = None  # --firmware: another firmware tree (e.g. an older commit's) instead of firmware/
 
 
@@ -173,7 +102,7 @@ def write_fs(root: Path, files: dict[str, bytes], config: dict, certs: dict[str,
 
 
 class Bench:
-    def __init__(self, tmp: Path, broker, cloud: Cloud, files: Files, chip: str):
+    def __init__(self, tmp: Path, broker, cloud: MessageLog, files: OtaFileServer, chip: str):
         self.tmp = tmp
         self.broker = broker
         self.cloud = cloud
@@ -274,17 +203,22 @@ class Bench:
         sh = f"$aws/things/{thing}/shadow"
         jobs = f"$aws/things/{thing}/jobs"
         m = len(cloud.msgs)
-        await cloud.expect(trial, f"{sh}/update", lambda d: "firmware_version" in d["state"]["reported"], m)
-        await cloud.expect(trial, f"{jobs}/start-next", since=m)
-        await cloud.expect(trial, f"dt/{thing}/env", since=m)
+
+        def expect(topic: str, pred=lambda d: True, timeout: float = 25.0):
+            """The next matching message since the boot (a firmware seen dying ends the wait)."""
+            return cloud.expect(topic, pred, since=m, timeout=timeout, broken=trial.broken)
+
+        await expect(f"{sh}/update", lambda d: "firmware_version" in d["state"]["reported"])
+        await expect(f"{jobs}/start-next")
+        await expect(f"dt/{thing}/env")
         await cloud.send(f"{jobs}/start-next/accepted", {"execution": {
             "jobId": "cfg1", "jobDocument": {"operation": "config", "settings": {"refresh": 2000}}}})
-        await cloud.expect(trial, f"{jobs}/cfg1/update", lambda d: d["status"] == "SUCCEEDED", m)
+        await expect(f"{jobs}/cfg1/update", lambda d: d["status"] == "SUCCEEDED")
         if mode == "delta":
             filler = "x" * (DELTA_BYTES - 200)
             await cloud.send(f"{sh}/update/delta", {"version": 9, "timestamp": 1, "state": {
                 "refresh": 3000, "on": True, "notes": filler}})
-            await cloud.expect(trial, f"{sh}/update", lambda d: d["state"].get("reported", {}).get("refresh") == 3000, m)
+            await expect(f"{sh}/update", lambda d: d["state"].get("reported", {}).get("refresh") == 3000)
         if mode == "ota":
             from fleetdesk.fleet.otapkg import firmware_package, sha256_hex
 
@@ -298,13 +232,12 @@ class Bench:
             url = f"https://localhost:{self.files.port}/pkg-{variant}.bin"
             await cloud.send(f"{jobs}/start-next/accepted", {"execution": {"jobId": "ota1", "jobDocument": {
                 "operation": "ota", "url": url, "sha256": sha256_hex(pkg), "version": "9.9.9"}}})
-            d = await cloud.expect(trial, f"{jobs}/ota1/update", lambda d: d["status"] in ("SUCCEEDED", "FAILED"),
-                                   m, timeout=60)
+            d = await expect(f"{jobs}/ota1/update", lambda d: d["status"] in ("SUCCEEDED", "FAILED"), timeout=60)
             if d["status"] != "SUCCEEDED":
                 raise RuntimeError("OTA job FAILED: %s" % d.get("statusDetails"))
             self.info[f"ota_package_{variant}"] = len(pkg)
         await cloud.send(f"{thing}/rpc", {"id": 1, "method": "Sys.GetInfo"})
-        d = await cloud.expect(trial, f"{thing}/rpc/resp", lambda d: d.get("id") == 1, m)
+        d = await expect(f"{thing}/rpc/resp", lambda d: d.get("id") == 1)
         self.info[(mode, variant)] = {k: v for k, v in d.get("result", {}).items() if k.startswith(("ram", "heap"))}
 
     async def smallest(self, mode: str, variant: str, lo: int, hi: int, log) -> tuple[int | None, str]:
@@ -333,7 +266,7 @@ async def main_async(args) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="fd-heap-"))
     broker = start_broker(tmp / "broker")
-    files = Files(broker, tmp)
+    files = OtaFileServer(broker, tmp)
     creds = broker.ca.issue("bench-cloud")
     (tmp / "c.pem").write_bytes(creds.cert_pem)
     (tmp / "c.key").write_bytes(creds.key_pem)
@@ -345,7 +278,7 @@ async def main_async(args) -> int:
         async with aiomqtt.Client("localhost", broker.port, identifier="bench-cloud", tls_context=ctx) as client:
             await client.subscribe("#", qos=1)
             await client.subscribe("$aws/#", qos=1)
-            cloud = Cloud(client)
+            cloud = MessageLog(client)
             pump = asyncio.create_task(cloud.pump())
             bench = Bench(tmp, broker, cloud, files, args.chip)
             for mode in args.modes:

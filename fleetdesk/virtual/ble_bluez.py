@@ -17,21 +17,24 @@ from typing import Any
 
 from fleetdesk.errors import BleError
 from fleetdesk.virtual.ble_wire import LinkClient
+from fleetdesk.virtual.bluez_gatt import interfaces, register, unregister
 
 APP_PATH = "/org/fleetdesk/vble"
 ADV_PATH = "/org/fleetdesk/vble/adv0"
 _FLAGS = ((0x0002, "read"), (0x0004, "write-without-response"), (0x0008, "write"), (0x0010, "notify"))
 
 
-def _interfaces():  # dbus-fast is Linux-only: import lazily
+def _characteristic(base: type) -> type:  # dbus-fast is Linux-only: import lazily
     from dbus_fast import DBusError, PropertyAccess, Variant
-    from dbus_fast.service import ServiceInterface, dbus_property, method
+    from dbus_fast.service import dbus_property, method
 
-    class Characteristic(ServiceInterface):
+    class Characteristic(base):  # type: ignore[misc, valid-type]
+        """A characteristic of the board's GATT table, relayed to the board."""
+
         def __init__(self, relay: "BluezPeripheralRelay", path: str, svc_path: str, uuid: str, flags: list[str],
                      handle: int) -> None:
-            super().__init__("org.bluez.GattCharacteristic1")
-            self.relay, self.path, self.svc_path, self.uuid, self.flags, self.handle = relay, path, svc_path, uuid, flags, handle
+            super().__init__(path, svc_path, uuid, flags)
+            self.relay, self.handle = relay, handle
             self.value = b""
             self.notifying = False
 
@@ -61,18 +64,6 @@ def _interfaces():  # dbus-fast is Linux-only: import lazily
             return None
 
         @dbus_property(access=PropertyAccess.READ)
-        def UUID(self) -> "s":  # noqa: F821, N802
-            return self.uuid
-
-        @dbus_property(access=PropertyAccess.READ)
-        def Service(self) -> "o":  # noqa: F821, N802
-            return self.svc_path
-
-        @dbus_property(access=PropertyAccess.READ)
-        def Flags(self) -> "as":  # noqa: N802
-            return self.flags
-
-        @dbus_property(access=PropertyAccess.READ)
         def Value(self) -> "ay":  # noqa: F821, N802
             return self.value
 
@@ -89,67 +80,10 @@ def _interfaces():  # dbus-fast is Linux-only: import lazily
             self.emit_properties_changed({"Value": data})
 
         def props(self) -> dict[str, Any]:
-            return {"UUID": Variant("s", self.uuid), "Service": Variant("o", self.svc_path),
-                    "Flags": Variant("as", self.flags), "Value": Variant("ay", self.value),
+            return {**super().props(), "Value": Variant("ay", self.value),
                     "Notifying": Variant("b", self.notifying), "MTU": Variant("q", self.relay.mtu)}
 
-    class Service(ServiceInterface):
-        def __init__(self, uuid: str) -> None:
-            super().__init__("org.bluez.GattService1")
-            self.uuid = uuid
-
-        @dbus_property(access=PropertyAccess.READ)
-        def UUID(self) -> "s":  # noqa: F821, N802
-            return self.uuid
-
-        @dbus_property(access=PropertyAccess.READ)
-        def Primary(self) -> "b":  # noqa: F821, N802
-            return True
-
-        def props(self) -> dict[str, Any]:
-            return {"UUID": Variant("s", self.uuid), "Primary": Variant("b", True)}
-
-    class ObjectManager(ServiceInterface):
-        def __init__(self, relay: "BluezPeripheralRelay") -> None:
-            super().__init__("org.freedesktop.DBus.ObjectManager")
-            self.relay = relay
-
-        @method()
-        def GetManagedObjects(self) -> "a{oa{sa{sv}}}":  # noqa: N802
-            out: dict[str, Any] = {}
-            for path, obj in self.relay.objects.items():
-                out[path] = {obj.name: obj.props()}
-            return out
-
-    class Advertisement(ServiceInterface):
-        def __init__(self, entry: dict[str, Any]) -> None:
-            super().__init__("org.bluez.LEAdvertisement1")
-            self.entry = entry
-
-        @method()
-        def Release(self):  # noqa: N802
-            return None
-
-        @dbus_property(access=PropertyAccess.READ)
-        def Type(self) -> "s":  # noqa: F821, N802
-            return "peripheral"
-
-        @dbus_property(access=PropertyAccess.READ)
-        def ServiceUUIDs(self) -> "as":  # noqa: N802
-            return list(self.entry.get("service_uuids", []))
-
-        @dbus_property(access=PropertyAccess.READ)
-        def LocalName(self) -> "s":  # noqa: F821, N802
-            return self.entry.get("name") or ""
-
-        @dbus_property(access=PropertyAccess.READ)
-        def Discoverable(self) -> "b":  # noqa: F821, N802
-            return True
-
-        # No ManufacturerData: BlueZoo 1.x fails to export a device carrying it, so the
-        # "provisioned" state byte is not visible through BlueZoo (scan shows it as unknown).
-
-    return Characteristic, Service, ObjectManager, Advertisement
+    return Characteristic
 
 
 class BluezPeripheralRelay:
@@ -178,10 +112,11 @@ class BluezPeripheralRelay:
         from dbus_fast import BusType, Message
         from dbus_fast.aio import MessageBus
 
-        char_cls, svc_cls, om_cls, adv_cls = _interfaces()
+        base_cls, svc_cls, om_cls, adv_cls = interfaces()
+        char_cls = _characteristic(base_cls)
         services = await self._peek_services()
         self.bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-        self.bus.export(APP_PATH, om_cls(self))
+        self.bus.export(APP_PATH, om_cls(self.objects))
         for i, svc in enumerate(services):
             spath = f"{APP_PATH}/service{i}"
             s = svc_cls(svc["uuid"])
@@ -194,10 +129,8 @@ class BluezPeripheralRelay:
                 self.objects[cpath] = c
                 self.by_handle[ch["handle"]] = c
                 self.bus.export(cpath, c)
-        self.bus.export(ADV_PATH, adv_cls(self.entry))
-        await self._call(self.adapter_path, "org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [APP_PATH, {}])
-        await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", "oa{sv}",
-                         [ADV_PATH, {}])
+        self.bus.export(ADV_PATH, adv_cls(self.entry.get("name") or "", self.entry.get("service_uuids", [])))
+        await register(self.bus, self.adapter_path, APP_PATH, ADV_PATH)
         # a central disconnecting from our adapter = the BLE link to the board drops
         self.bus.add_message_handler(self._on_signal)
         await self.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
@@ -205,16 +138,6 @@ class BluezPeripheralRelay:
                                     body=[f"type='signal',interface='org.freedesktop.DBus.Properties',"
                                           f"path_namespace='{self.adapter_path}'"]))
         return self
-
-    async def _call(self, path: str, iface: str, member: str, sig: str, body: list[Any]) -> Any:
-        from dbus_fast import Message, MessageType
-
-        reply = await self.bus.call(Message(destination="org.bluez", path=path, interface=iface, member=member,
-                                            signature=sig, body=body))
-        if reply.message_type == MessageType.ERROR:
-            raise BleError(f"BlueZ {member} failed: {reply.error_name} {reply.body}",
-                           "Check that bluetoothd (or BlueZoo) runs and the adapter exists and is powered.")
-        return reply.body
 
     def _on_signal(self, msg: Any) -> bool:
         if msg.member == "PropertiesChanged" and msg.body and msg.body[0] == "org.bluez.Device1":
@@ -278,19 +201,13 @@ class BluezPeripheralRelay:
             for ch in self.by_handle.values():
                 ch.notifying = False  # subscriptions end with the connection
             if self.bus is not None:
-                with contextlib.suppress(BleError):
-                    await self._call(self.adapter_path, "org.bluez.GattManager1", "UnregisterApplication", "o",
-                                     [APP_PATH])
-                await self._call(self.adapter_path, "org.bluez.GattManager1", "RegisterApplication", "oa{sv}",
-                                 [APP_PATH, {}])
+                await unregister(self.bus, self.adapter_path, app_path=APP_PATH)
+                await register(self.bus, self.adapter_path, app_path=APP_PATH)
                 # advertise afresh, as a board does after a disconnect: a central that forgot the
                 # device (BlueZ drops devices that went out of range) sees it again
+                await unregister(self.bus, self.adapter_path, adv_path=ADV_PATH)
                 with contextlib.suppress(BleError):
-                    await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1",
-                                     "UnregisterAdvertisement", "o", [ADV_PATH])
-                with contextlib.suppress(BleError):
-                    await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1",
-                                     "RegisterAdvertisement", "oa{sv}", [ADV_PATH, {}])
+                    await register(self.bus, self.adapter_path, adv_path=ADV_PATH)
         finally:
             self._dropping = None
 
@@ -313,7 +230,6 @@ class BluezPeripheralRelay:
             self._link.rx.cancel()
         if self.bus is not None:
             with contextlib.suppress(Exception):
-                await self._call(self.adapter_path, "org.bluez.LEAdvertisingManager1", "UnregisterAdvertisement", "o", [ADV_PATH])
-                await self._call(self.adapter_path, "org.bluez.GattManager1", "UnregisterApplication", "o", [APP_PATH])
+                await unregister(self.bus, self.adapter_path, APP_PATH, ADV_PATH)
             self.bus.disconnect()
             self.bus = None

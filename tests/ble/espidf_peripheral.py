@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from dbus_fast import BusType, Message, PropertyAccess, Variant
+from dbus_fast import BusType, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_property, method
-
 from espressif_files import pb, srp_params
+
+from fleetdesk.virtual.bluez_gatt import interfaces, register
 
 # wifi_provisioning's default service (components/wifi_provisioning/src/scheme_ble.c, bytes reversed);
 # esp_prov connects to whatever service UUID the board advertises.
@@ -183,38 +184,28 @@ class Protocomm:
         return out
 
 
-class _Chr(ServiceInterface):
-    def __init__(self, dev, name, path, svc_path):
-        super().__init__("org.bluez.GattCharacteristic1")
-        self.dev, self.ep, self.path, self.svc_path, self.value = dev, name, path, svc_path, b""
-        self.uuid = char_uuid(ENDPOINTS[name])
+def _chr_class():
+    base = interfaces()[0]
 
-    @method()
-    def ReadValue(self, options: "a{sv}") -> "ay":  # noqa: F821, N802
-        return self.value
+    class _Chr(base):
+        """One protocomm endpoint: a write runs the request, a read returns the answer."""
 
-    @method()
-    def WriteValue(self, value: "ay", options: "a{sv}"):  # noqa: F821, N802
-        try:
-            self.value = self.dev.proto.handle(self.ep, bytes(value))
-        except Exception:  # noqa: BLE001 - like protocomm: the request fails, the device lives on
-            self.value = b""
+        def __init__(self, dev, name, path, svc_path):
+            super().__init__(path, svc_path, char_uuid(ENDPOINTS[name]), ["read", "write"])
+            self.dev, self.ep, self.value = dev, name, b""
 
-    @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> "s":  # noqa: F821, N802
-        return self.uuid
+        @method()
+        def ReadValue(self, options: "a{sv}") -> "ay":  # noqa: F821, N802
+            return self.value
 
-    @dbus_property(access=PropertyAccess.READ)
-    def Service(self) -> "o":  # noqa: F821, N802
-        return self.svc_path
+        @method()
+        def WriteValue(self, value: "ay", options: "a{sv}"):  # noqa: F821, N802
+            try:
+                self.value = self.dev.proto.handle(self.ep, bytes(value))
+            except Exception:  # noqa: BLE001 - like protocomm: the request fails, the device lives on
+                self.value = b""
 
-    @dbus_property(access=PropertyAccess.READ)
-    def Flags(self) -> "as":  # noqa: F821, N802
-        return ["read", "write"]
-
-    def props(self):
-        return {"UUID": Variant("s", self.uuid), "Service": Variant("o", self.svc_path),
-                "Flags": Variant("as", ["read", "write"])}
+    return _Chr
 
 
 class _Desc(ServiceInterface):
@@ -235,64 +226,12 @@ class _Desc(ServiceInterface):
         return self.char_path
 
     @dbus_property(access=PropertyAccess.READ)
-    def Flags(self) -> "as":  # noqa: F821, N802
+    def Flags(self) -> "as":  # noqa: N802
         return ["read"]
 
     def props(self):
         return {"UUID": Variant("s", "00002901-0000-1000-8000-00805f9b34fb"),
                 "Characteristic": Variant("o", self.char_path), "Flags": Variant("as", ["read"])}
-
-
-class _Svc(ServiceInterface):
-    def __init__(self):
-        super().__init__("org.bluez.GattService1")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> "s":  # noqa: F821, N802
-        return ESP_SERVICE_UUID
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Primary(self) -> "b":  # noqa: F821, N802
-        return True
-
-    def props(self):
-        return {"UUID": Variant("s", ESP_SERVICE_UUID), "Primary": Variant("b", True)}
-
-
-class _OM(ServiceInterface):
-    def __init__(self, objects):
-        super().__init__("org.freedesktop.DBus.ObjectManager")
-        self.objects = objects
-
-    @method()
-    def GetManagedObjects(self) -> "a{oa{sa{sv}}}":  # noqa: F821, N802
-        return {p: {o.name: o.props()} for p, o in self.objects.items()}
-
-
-class _Adv(ServiceInterface):
-    def __init__(self, name):
-        super().__init__("org.bluez.LEAdvertisement1")
-        self.local = name
-
-    @method()
-    def Release(self):  # noqa: N802
-        return None
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Type(self) -> "s":  # noqa: F821, N802
-        return "peripheral"
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ServiceUUIDs(self) -> "as":  # noqa: F821, N802
-        return [ESP_SERVICE_UUID]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def LocalName(self) -> "s":  # noqa: F821, N802
-        return self.local
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Discoverable(self) -> "b":  # noqa: F821, N802
-        return True
 
 
 class EspIdfPeripheral:
@@ -305,26 +244,21 @@ class EspIdfPeripheral:
         self.name = name
         self.bus = None
 
-    async def _call(self, iface, member, sig, body):
-        reply = await self.bus.call(Message(destination="org.bluez", path=self.adapter, interface=iface,
-                                            member=member, signature=sig, body=body))
-        assert reply.message_type.name != "ERROR", reply.body
-
     async def start(self) -> "EspIdfPeripheral":
+        chr_cls, (_, svc_cls, om_cls, adv_cls) = _chr_class(), interfaces()
         self.bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         objects = {}
         svc_path = f"{APP}/service0"
-        objects[svc_path] = _Svc()
+        objects[svc_path] = svc_cls(ESP_SERVICE_UUID)
         for i, name in enumerate(ENDPOINTS):
             cpath = f"{svc_path}/char{i}"
-            objects[cpath] = _Chr(self, name, cpath, svc_path)
+            objects[cpath] = chr_cls(self, name, cpath, svc_path)
             objects[f"{cpath}/desc0"] = _Desc(name, cpath)
-        self.bus.export(APP, _OM(objects))
+        self.bus.export(APP, om_cls(objects))
         for path, obj in objects.items():
             self.bus.export(path, obj)
-        self.bus.export(f"{APP}/adv0", _Adv(self.name))
-        await self._call("org.bluez.GattManager1", "RegisterApplication", "oa{sv}", [APP, {}])
-        await self._call("org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", "oa{sv}", [f"{APP}/adv0", {}])
+        self.bus.export(f"{APP}/adv0", adv_cls(self.name, [ESP_SERVICE_UUID]))
+        await register(self.bus, self.adapter, APP, f"{APP}/adv0")
         return self
 
     async def stop(self) -> None:
