@@ -290,15 +290,9 @@ class FleetIndex:
             for s in service.store.all_existing():
                 shadows.setdefault(s.thing, {})[s.name] = s
         cmap = self._connectivity_map()
-        batch, total = [], 0
-        for row in reg.db.execute("SELECT name, thing_id, type, attributes, version FROM things").fetchall():
-            batch.append(self.document(row, groups.get(row[0], []), shadows.get(row[0], {}), cmap.get(row[0])))
-            if len(batch) >= 2000:
-                self.store.put_many(batch)
-                total += len(batch)
-                batch = []
-        self.store.put_many(batch)
-        return total + len(batch)
+        rows = reg.db.execute("SELECT name, thing_id, type, attributes, version FROM things").fetchall()
+        return self.store.replace_all(self.document(row, groups.get(row[0], []), shadows.get(row[0], {}),
+                                                    cmap.get(row[0])) for row in rows)
 
     # -- following changes -------------------------------------------------------------
     def mark(self, name: str) -> None:

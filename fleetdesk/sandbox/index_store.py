@@ -18,6 +18,7 @@ import base64
 import json
 import math
 from pathlib import Path
+from typing import Iterable
 
 from fleetdesk.sandbox.sqlite_file import open_store
 from fleetdesk.sandbox.index_query import _NUMBER, query_sql
@@ -38,6 +39,9 @@ DROP INDEX IF EXISTS fields_by_lv;
 CREATE TABLE IF NOT EXISTS dynamic_groups (name TEXT PRIMARY KEY, query TEXT NOT NULL, index_name TEXT NOT NULL,
                                            query_version TEXT NOT NULL);
 """
+
+
+_FIELD_INDEXES = [stmt.strip() for stmt in SCHEMA.split(";") if stmt.strip().startswith("CREATE INDEX")]
 
 
 def flatten(prefix: str, value, out: list[tuple[str, object]]) -> None:
@@ -144,6 +148,35 @@ class IndexStore:
                     self.db.executemany("INSERT INTO fields VALUES (?,?,?,?,?)", new_rows)
                 self.db.execute("INSERT INTO things VALUES (?,?) ON CONFLICT(name) DO UPDATE SET doc=excluded.doc",
                                 (name, json.dumps(doc, separators=(",", ":"))))
+
+    def replace_all(self, items: Iterable[tuple[dict, list]]) -> int:
+        """Make the index exactly ``items`` (a rebuild), in one transaction: the field rows go in
+        first and their four indexes are built after, several times faster than keeping them up to
+        date row by row. Returns the number of documents."""
+        self._version += 1
+        n = 0
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM fields")
+            self.db.execute("DELETE FROM things")
+            for stmt in _FIELD_INDEXES:
+                self.db.execute("DROP INDEX IF EXISTS " + stmt.split(" ON ")[0].split()[-1])
+            rows: list[tuple] = []
+            docs: list[tuple[str, str]] = []
+            for doc, fields in items:
+                name = doc["thingName"]
+                rows += [_row(name, f, v) for f, v in fields]
+                docs.append((name, json.dumps(doc, separators=(",", ":"))))
+                n += 1
+                if len(rows) >= 50_000:
+                    self.db.executemany("INSERT INTO fields VALUES (?,?,?,?,?)", rows)
+                    self.db.executemany("INSERT INTO things VALUES (?,?)", docs)
+                    rows, docs = [], []
+            self.db.executemany("INSERT INTO fields VALUES (?,?,?,?,?)", rows)
+            self.db.executemany("INSERT INTO things VALUES (?,?)", docs)
+            for stmt in _FIELD_INDEXES:
+                self.db.execute(stmt)
+        return n
 
     def delete(self, name: str) -> None:
         self._version += 1
