@@ -44,3 +44,16 @@ def test_an_update_between_two_aggregations_of_one_filter_is_counted(tmp_path):
     assert store.numeric_stats(q, "shadow.reported.temperature")["maximum"] == 99
     store.delete("esp-0023")
     assert store.count(q) == 18
+
+
+def test_a_rebuild_replaces_every_document_and_later_updates_still_apply(tmp_path):
+    store = _fleet(tmp_path)
+    assert store.count("attributes.site:site-3") == 20
+    n = store.replace_all(({"thingName": f"new-{i}"}, [("thingName", f"new-{i}"), ("attributes.site", "hall")])
+                          for i in range(5))
+    assert n == 5 and store.count("*") == 5 and store.count("attributes.site:site-3") == 0
+    assert store.buckets("thingName:new*", "attributes.site", 5) == [{"keyValue": "hall", "count": 5}]
+    _put(store, 7, "1.0.0", 20, "hall")
+    assert store.count("attributes.site:hall") == 6
+    names = {r[1] for r in store.db.execute("SELECT * FROM sqlite_master WHERE type='index' AND tbl_name='fields'")}
+    assert names == {"fields_value_thing", "fields_num_thing", "fields_thing_field", "fields_lv_thing"}
