@@ -250,6 +250,8 @@ class Device:
                         from fd import tls
 
                         self._ctx = tls.tls_context(self.config.ca_der(), cert, key)
+                        del tls, cert, key
+                        compat.unload("fd.tls")  # built once per boot: its code can go
                     c = mqtt.MQTTClient(self.thing, self.config.endpoint, self.config.port, self._ctx,
                                         keepalive=self.ov.get("keepalive", KEEPALIVE_S),
                                         on_message=self._on_message, on_oversize=self._on_oversize)
@@ -303,22 +305,22 @@ class Device:
 
 
 class _LazyRpc:
-    """The RPC topic, with fd.rpc loaded at the first request (lazy imports: heap)."""
+    """The RPC topic, with fd.rpc loaded for each request and dropped after it (heap)."""
 
     def __init__(self, dev):
         self.dev = dev
         self.topic = dev.thing + "/rpc"
-        self._rpc = None
 
     def topics(self):
         return [self.topic]
 
     async def handle(self, topic, payload):
-        if self._rpc is None:
-            from fd.rpc import Rpc
+        from fd.rpc import Rpc
 
-            self._rpc = Rpc(self.dev)
-        await self._rpc.handle(topic, payload)
+        try:
+            await Rpc(self.dev).handle(topic, payload)
+        finally:
+            compat.unload("fd.rpc")  # requests are rare: its code leaves the heap in between
 
 
 def _mark_app_valid():

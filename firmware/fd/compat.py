@@ -119,6 +119,18 @@ def mem_free():
     return free
 
 
+def unload(name):
+    """Drop module `name` (e.g. "fd.rpc") after use: its code leaves the GC heap at the next
+    collect and the next import loads it again (MicroPython only; CPython keeps it)."""
+    if not IS_MPY:
+        return
+    mod = sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    parent = sys.modules.get(pkg) if pkg else None
+    if mod is not None and parent is not None and getattr(parent, attr, None) is mod:
+        delattr(parent, attr)  # `from fd import x` bound it on the package too
+
+
 def loads(buf):
     """json.loads of bytes, str or a memoryview (MQTT payloads are views into the packet)."""
     if not IS_MPY and isinstance(buf, memoryview):

@@ -44,6 +44,13 @@ class MQTTError(OSError):
     pass
 
 
+async def open_tls(host, port, ctx, timeout_ms=15000):
+    """Open a TLS stream (ctx from fd.tls.tls_context); returns (reader, writer)."""
+    compat.collect()  # the handshake's buffers want large blocks
+    coro = asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    return await asyncio.wait_for(coro, timeout_ms / 1000)
+
+
 def _str(s):
     b = s.encode() if isinstance(s, str) else s
     return struct.pack("!H", len(b)) + b
@@ -135,9 +142,7 @@ class MQTTClient:
     async def connect(self, timeout_ms=15000):
         """Open the link and send CONNECT. Returns session_present. Raises OSError/MQTTError."""
         if self.ssl is not None:
-            from fd import tls
-
-            r, w = await tls.open_tls(self.host, self.port, self.ssl, timeout_ms)
+            r, w = await open_tls(self.host, self.port, self.ssl, timeout_ms)
         else:
             r, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_ms / 1000)
         self._reader, self._writer = r, w

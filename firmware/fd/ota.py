@@ -32,15 +32,19 @@ def parse_url(url):
 async def download(dev, url, dest, timeout_ms=60000, buf=None):
     """Stream `url` into file `dest`. Returns (sha256 hex, size). Raises OSError/ValueError."""
     host, port, path = parse_url(url)
-    from fd import tls
+    from fd.mqtt import open_tls
 
     if buf is None:
         buf = bytearray(CHUNK)
     mv = memoryview(buf)
     # the MQTT link's context verifies with the same device CA: reuse it (a second one is a
     # 3 KB block the heap may not have during an OTA); its client cert is only sent if asked
-    ctx = getattr(dev, "_ctx", None) or tls.tls_context(dev.config.ca_der())
-    r, w = await tls.open_tls(host, port, ctx, timeout_ms)
+    ctx = getattr(dev, "_ctx", None)
+    if ctx is None:
+        from fd import tls
+
+        ctx = tls.tls_context(dev.config.ca_der())
+    r, w = await open_tls(host, port, ctx, timeout_ms)
     try:
         hosthdr = host if port == 443 else "%s:%d" % (host, port)
         w.write(("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fleetdesk-fw\r\nConnection: close\r\n\r\n"

@@ -10,7 +10,7 @@
 # shadow/get/accepted is subscribed only around the device's own get: on AWS every get by
 # anyone (the app reads 13-14 KB documents) would otherwise be sent to the board as well.
 
-from fd import compat, jsonpick
+from fd import compat
 from fd.compat import asyncio
 from fd.settings import show, validate_on, validate_ota, validate_refresh
 
@@ -131,9 +131,17 @@ class Shadow:
 
     async def handle(self, topic, payload):
         # documents are picked, not parsed whole (fd.jsonpick): a 13-14 KB get answer or an
-        # 8 KB delta only costs the packet it arrived in
+        # 8 KB delta only costs the packet it arrived in; the picker is loaded for it only
         if isinstance(payload, str):
             payload = payload.encode()
+        try:
+            await self._handle(topic, payload)
+        finally:
+            compat.unload("fd.jsonpick")
+
+    async def _handle(self, topic, payload):
+        from fd import jsonpick
+
         if topic.endswith("/get/accepted") or topic.endswith("/get/rejected"):
             try:
                 items = jsonpick.members(payload)
@@ -149,11 +157,11 @@ class Shadow:
                 self.dev.log("warning", "shadow get rejected: %s" % compat.text(payload))
                 return
             try:
-                delta = _delta_of(payload, items)
+                delta = _delta_of(jsonpick, payload, items)
             except Exception as exc:
                 await self.fail("malformed shadow document: %s" % (exc,))
                 return
-            del items, payload
+            del items, payload, jsonpick
             if delta:
                 await self.apply(delta)
             return
@@ -171,7 +179,7 @@ class Shadow:
             except Exception as exc:
                 await self.fail("malformed delta: %s" % (exc,))
                 return
-            del payload
+            del payload, jsonpick
             await self.apply(state)
         elif topic.endswith("/rejected"):
             self.dev.log("warning", "shadow request rejected: %s" % compat.text(payload))
@@ -281,7 +289,7 @@ class Shadow:
         await self.dev.reboot("OTA to %s" % version)
 
 
-def _delta_of(doc, items):
+def _delta_of(jsonpick, doc, items):
     """state.delta of a get document (its keys the device reads, parsed), or None."""
     at = jsonpick.find(items, "state")
     if at is None or doc[at[0]] != 123:

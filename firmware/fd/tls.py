@@ -1,10 +1,11 @@
 # TLS for Normal mode (MQTT, OTA, claim provisioning): a client context that verifies the
 # server with the device CA, optionally presenting the thing certificate (mTLS). A module of
-# its own so Config mode (BLE only, never TLS in the same boot) does not load it.
+# its own so Config mode (BLE only, never TLS in the same boot) does not load it, and Normal
+# mode drops it once its context is built (fd.compat.unload); streams open with
+# fd.mqtt.open_tls.
 import os
 
-from fd import compat
-from fd.compat import IS_MPY, asyncio, der_to_pem
+from fd.compat import IS_MPY, der_to_pem
 
 
 def tls_context(ca_der, cert_der=None, key_der=None):
@@ -47,10 +48,3 @@ def _cpython_load_chain(ctx, cert_der, key_der):
         finally:
             os.unlink(name)
     raise ValueError("the device key does not match its certificate or is unreadable (%s)" % last)
-
-
-async def open_tls(host, port, ctx, timeout_ms=15000):
-    """Open a TLS stream; returns (reader, writer) on both interpreters."""
-    compat.collect()  # the handshake's buffers want large blocks
-    coro = asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
-    return await asyncio.wait_for(coro, timeout_ms / 1000)
