@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -107,7 +108,8 @@ def main() -> int:
 
     from fleet_index import bulk_fill  # bench/fleet_index.py: things + shadows straight into the files
 
-    state = Path(tempfile.mkdtemp(prefix="fleet-live-")) / "state"
+    base = Path(tempfile.mkdtemp(prefix="fleet-live-"))
+    state = base / "state"
     proc, info = start_sandbox(state)
     stop_sandbox(proc)
     bulk_fill(state, args.devices)
@@ -200,6 +202,7 @@ def main() -> int:
                 client.loop_stop()
                 client.disconnect()
         stop_sandbox(proc)
+        shutil.rmtree(base, ignore_errors=True)
 
     print(f"{args.devices} devices x {args.rate}/s for {elapsed:.0f} s: {sent} readings sent "
           f"(+ as many shadow updates), {churned} presence events")
