@@ -7,23 +7,30 @@ async iterators, and fed to the fleet model.
 
 Version conflicts: pass ``version=`` (the version the edit was made against). On 409 the
 shadow is reloaded and :class:`ShadowConflict` carries the current document and which keys
-differ; nothing is retried or overwritten behind the caller's back.
+differ; :meth:`Shadows.update` retries nothing and overwrites nothing behind the caller's back.
+:meth:`Shadows.update_desired` (the editors' send) resends only while nobody changed the
+desired keys being sent: a device reporting its readings moves the version all the time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
 from fleetdesk.cloud.connection import Connection, Message
+from fleetdesk.cloud.desired import conflicting
 from fleetdesk.cloud.errors import RequestTimeout, ShadowConflict, ShadowRejected
 from fleetdesk.cloud.topics import parse_shadow_topic, shadow_filters, shadow_prefix
 from fleetdesk.cloud.fleet_state import FleetState
 
 _MISSING = object()
+# Resends of a desired change over versions moved only by others' reports (the device's readings):
+# each resend races the next report, so one is not enough on a loaded machine or a busy device.
+RESENDS_OVER_REPORTS = 8
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class Shadows:
         self._followed: dict[str, list[Callable]] = {}  # scoped: thing -> its subscriptions (oldest first)
         self._following: dict[str, asyncio.Future] = {}
         self._busy: dict[str, int] = {}
-        self._pinned: set[str] = set()
+        self._pinned: collections.Counter[str] = collections.Counter()  # thing -> pins (follow(pin=True) calls)
 
     async def start(self) -> None:
         """Subscribe to every shadow reply/event topic (``$aws`` topics named explicitly).
@@ -93,9 +100,23 @@ class Shadows:
             self._removers.append(await self.conn.subscribe(f, self._on_message, qos=1))
 
     async def follow(self, thing: str, *, pin: bool = False) -> None:
-        """(scoped) Receive ``thing``'s shadow replies and events; ``pin`` keeps them until :meth:`unfollow`."""
+        """(scoped) Receive ``thing``'s shadow replies and events; ``pin`` keeps them until :meth:`unfollow`.
+
+        Pins are counted: two watchers of one thing (a page that reopens the device it shows
+        starts the new watch before the old one has stopped) each call :meth:`unfollow` once,
+        and the thing stays followed until the last one has.
+        """
         if pin:
-            self._pinned.add(thing)
+            self._pinned[thing] += 1
+        try:
+            await self._subscribe_thing(thing)
+        except BaseException:
+            if pin:
+                self._unpin(thing)
+            raise
+        await self._evict()
+
+    async def _subscribe_thing(self, thing: str) -> None:
         if thing in self._followed:
             self._followed[thing] = self._followed.pop(thing)  # most recently used last
             return
@@ -118,11 +139,16 @@ class Shadows:
             raise
         finally:
             self._following.pop(thing, None)
-        await self._evict()
+
+    def _unpin(self, thing: str) -> None:
+        self._pinned[thing] -= 1
+        if self._pinned[thing] <= 0:
+            del self._pinned[thing]
 
     async def unfollow(self, thing: str) -> None:
-        """(scoped) Stop pinning ``thing`` (its subscriptions go when others need the room)."""
-        self._pinned.discard(thing)
+        """(scoped) Drop one pin of ``thing`` (its subscriptions go, once unpinned, when others need the room)."""
+        if thing in self._pinned:
+            self._unpin(thing)
         await self._evict()
 
     async def _evict(self) -> None:
@@ -245,6 +271,41 @@ class Shadows:
                 f"(now {current.get('version')}); your update was not applied",
                 "review the reloaded shadow and apply your change again",
                 error=exc.error, current=current, changed=changed) from exc
+
+    async def update_desired(self, thing: str, desired: dict, *, name: str | None = None,
+                             version: int | None = None, base: dict | None = None,
+                             max_resends: int = RESENDS_OVER_REPORTS) -> tuple[dict, int]:
+        """An editor's send: update ``desired`` against ``version``/``base``; on a 409 that no
+        one's change to the keys being sent caused (the device only reported its readings, or
+        others changed other keys), send again over the reloaded document.
+
+        Each resend is made against the document the last 409 reloaded, and the device may
+        report again before it arrives: so it resends up to ``max_resends`` times, never over a
+        desired key someone else changed since ``base``.
+
+        Returns:
+            ``(the /update/accepted document, how many resends it took)``.
+
+        Raises:
+            ShadowConflict: a key being sent was changed by someone else since ``base``
+                (``changed`` lists every key changed since ``base``), or the version still
+                moved after ``max_resends`` resends.
+        """
+        resends = 0
+        at_version, at_base = version, base
+        while True:
+            try:
+                doc = await self.update(thing, desired=desired, name=name, version=at_version, base=at_base)
+                return doc, resends
+            except ShadowConflict as exc:
+                current = exc.current if isinstance(exc.current, dict) else {}
+                if base is not None and at_base is not base:  # what changed since the user's edit
+                    exc.changed = leaf_diff(base.get("state", {}), current.get("state", {}))
+                if (resends >= max_resends or not isinstance(current.get("version"), int)
+                        or conflicting(exc.changed, desired)):
+                    raise
+                resends += 1
+                at_version, at_base = current["version"], current
 
     async def update_many(self, things: list[str], *, desired: Any, concurrency: int = 16) -> dict[str, Any]:
         """Bulk action: the same desired change on many things (e.g. ``{"reboot": n}``).

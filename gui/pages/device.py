@@ -175,7 +175,11 @@ class DevicePage(QWidget):
             if error is not None:
                 self.export_label.setText(f"Live readings unavailable: {error_text(error)}")
             elif thing == self.thing and session is self.session:
-                self._telemetry_unsub = unsub
+                # two watches of the same thing can be under way (the page reopened it): keep
+                # the newest and stop the older one, or its pin and subscription leak
+                older, self._telemetry_unsub = self._telemetry_unsub, unsub
+                if older is not None:
+                    bridge.submit(_maybe_await(older()))
             else:
                 bridge.submit(_maybe_await(unsub()))
 
@@ -337,32 +341,28 @@ class DevicePage(QWidget):
                                      ok=False)
             return
 
-        def done(doc, error, resent: bool = False) -> None:
+        def done(result, error) -> None:
             from fleetdesk.cloud.desired import conflicting
             from fleetdesk.cloud.errors import ShadowConflict
 
             if isinstance(error, ShadowConflict):
-                current = error.current if isinstance(error.current, dict) else {}
-                if not resent and isinstance(current.get("version"), int) and not conflicting(error.changed, desired):
-                    # only the device (or others' other keys) moved the version: the edit still holds
-                    bridge.submit(session.shadows.update(thing, desired=desired, name=name,
-                                                         version=current["version"], base=current),
-                                  lambda d, e: done(d, e, resent=True))
-                    return
                 self.shadow.show_conflict(error.current, conflicting(error.changed, desired) or error.changed,
                                           error.message)
             elif error is not None:
                 self.shadow.show_message(f"Refused: {error_text(error)}", ok=False)
             elif thing == self.thing and name == self.shadow_name:
+                doc, resends = result
                 t = session.fleet.things.get(thing) if getattr(session, "fleet", None) else None
                 wait = ("Waiting for the device to report…" if t is None or t.online else
                         "The device is offline: it applies the change when it connects.")
-                over = " (sent over the device's own reports)" if resent else ""
+                over = " (sent over the device's own reports)" if resends else ""
                 self.shadow.show_message(f"Accepted: version {doc.get('version')}{over}. {wait}", ok=None)
                 self.shadow.sent(desired)
                 self.load_shadow()
 
-        bridge.submit(session.shadows.update(thing, desired=desired, name=name, version=version, base=base), done)
+        # a 409 moved only by the device's readings (or others' other keys) is sent again over
+        # the new version; a desired key someone else changed comes back to the user
+        bridge.submit(session.shadows.update_desired(thing, desired, name=name, version=version, base=base), done)
 
     # -- RPC and log --------------------------------------------------------------------
     def call_rpc(self) -> None:

@@ -11,6 +11,7 @@ import time
 import pytest
 from gui_testutil import until
 
+from fleetdesk.cloud.errors import ShadowConflict
 from fleetdesk_gui.widgets.shadow_editor import ShadowEditor
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
@@ -108,11 +109,26 @@ def test_device_page_sends_over_the_devices_own_reports_and_fleet_proposes_valid
         # the device reports meanwhile (its readings): the version moves, no desired key changed
         await cloud_session.shadows.update(thing, reported={"temperature": 21})
         await until(lambda: page.shadow.version > stale, 10, what="the version moving")
+        # and it reports again after each of the next two 409s, before the page's resend arrives
+        # (a busy device or a loaded machine): the page must keep sending over its reports
+        real_update, resent_over = cloud_session.shadows.update, []
+
+        async def update_then_the_device_reports(which, **kw):
+            try:
+                return await real_update(which, **kw)
+            except ShadowConflict:
+                if len(resent_over) < 2:
+                    resent_over.append(await real_update(which, reported={"temperature": 22 + len(resent_over)}))
+                raise
+
+        cloud_session.shadows.update = update_then_the_device_reports
         assert page.shadow.send()
         await until(lambda: "The device reported the change (refresh)" in page.shadow.message.text(), 60,
                     what=lambda: f"the change applied, not a 409 (message: {page.shadow.message.text()!r}, "
                                  f"reported: {fleet.things[thing].reported!r})")
         assert fleet.things[thing].reported.get("refresh") == 2000
+        assert len(resent_over) == 2
+        cloud_session.shadows.update = real_update
         # the firmware refuses an OTA version without a URL: the page says so, in red
         page.shadow.raw_edit.setPlainText('{"firmware_version": "9.9.9"}')
         assert page.shadow.send()
