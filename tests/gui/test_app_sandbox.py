@@ -97,10 +97,16 @@ def test_gui_command_starts_the_sandbox_and_stops_it_on_sigterm(tmp_path):
     import sys
     import time
 
+    import threading
+
     state = tmp_path / "sb"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FLEETDESK_SANDBOX_PORT_BASE": "0"}
-    gui = subprocess.Popen([sys.executable, "-m", "fleetdesk", "gui", "--state-dir", str(state)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # -v: the app logs its MQTT connection's states on stderr ("mqtt connected"), which the test waits for
+    gui = subprocess.Popen([sys.executable, "-m", "fleetdesk", "-v", "gui", "--state-dir", str(state)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(gui.stderr.readline, "")), daemon=True)
+    reader.start()
     sandbox_pid = None
     try:
         deadline = time.monotonic() + 90
@@ -108,12 +114,15 @@ def test_gui_command_starts_the_sandbox_and_stops_it_on_sigterm(tmp_path):
             try:
                 sandbox_pid = json.loads((state / "endpoint.json").read_text())["pid"]
             except (OSError, ValueError, KeyError):
-                assert gui.poll() is None, gui.stderr.read().decode()
+                assert gui.poll() is None, "".join(err)
                 time.sleep(0.2)
         assert sandbox_pid and pid_alive(sandbox_pid), "the app did not start its sandbox"
-        time.sleep(1.0)  # let the app connect
+        deadline = time.monotonic() + 60
+        while not any("mqtt connected" in line for line in err):  # SIGTERM a connected app, not one still starting
+            assert gui.poll() is None and time.monotonic() < deadline, "the app never connected:\n" + "".join(err[-30:])
+            time.sleep(0.1)
         gui.send_signal(signal.SIGTERM)
-        assert gui.wait(60) == 0
+        assert gui.wait(60) == 0, "".join(err[-30:])
         deadline = time.monotonic() + 15
         while pid_alive(sandbox_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
