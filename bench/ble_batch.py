@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from verdict import print_goal  # noqa: E402
+
 GOAL_RATIO = 3.0
 NETS = {"fieldnet": "secret123"}
 
@@ -34,16 +36,12 @@ def _ble(mac: str) -> str:
 
 def start_boards(tmp: Path, macs: list[str]):
     from fleetdesk.boards.bundle import firmware_files
-    from fleetdesk.virtual.runtime import launch_firmware
+    from fleetdesk.virtual.runtime import launch_firmware, write_board_fs
 
     files = firmware_files()
     handles, consoles = [], []
     for mac in macs:
-        fs = tmp / f"vfs-{mac}"
-        for name, data in files.items():
-            (fs / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            (fs / name.lstrip("/")).write_bytes(data)
-        (fs / "config.json").write_text(json.dumps({"pop": f"pop-{mac}"}))
+        fs = write_board_fs(tmp / f"vfs-{mac}", files, {"pop": f"pop-{mac}"})
         buf = bytearray()
         consoles.append(buf)
         handles.append(launch_firmware(fs, mac=mac, chip="esp32", console=buf.extend,
@@ -102,8 +100,7 @@ def main() -> int:
     print(f"{'boards':>6} {'parallel':>8} {'done':>5} {'wall s':>7} {'s/board':>8}")
     print(f"{1:>6} {1:>8} {ok1:>5} {one:>7.2f} {one:>8.2f}")
     print(f"{args.boards:>6} {args.parallel:>8} {okn:>5} {many:>7.2f} {many / args.boards:>8.2f}")
-    print(f"goal {args.boards} boards <= {GOAL_RATIO:.0f}x one board: {many:.2f} s vs {one:.2f} s, ratio {ratio:.2f} "
-          f"-> {'PASS' if passed else 'FAIL'}")
+    print_goal(f"{args.boards} boards <= {GOAL_RATIO:.0f}x one board", f"{many:.2f} s vs {one:.2f} s", passed, ratio)
     return 0 if passed else 1
 
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from fleetdesk.ble.client import ProvisioningClient  # noqa: E402
 from fleetdesk.virtual.ble_link import VirtualBleakClient, advertisements  # noqa: E402
+from verdict import print_goal  # noqa: E402
 
 POP = "bench-pop-0001"
 MAC = "240ac4b0b1b2"
@@ -187,15 +188,11 @@ def main() -> int:
     for transport in ("in-process", "BlueZoo"):
         if (transport, 185) in results:
             bps = results[transport, 185]
-            passed = bps >= GOAL_BPS_185
-            ok &= passed
-            print(f"goal {transport} MTU 185 >= {GOAL_BPS_185:.0f} B/s: {bps:.0f} B/s, ratio {bps / GOAL_BPS_185:.1f} "
-                  f"-> {'PASS' if passed else 'FAIL'}")
-    passed = resume_s <= GOAL_RESUME_S
-    ok &= passed
-    print(f"goal resume after a drop at 50% <= {GOAL_RESUME_S:.1f} s: {resume_s:.2f} s (resumed at byte {resumed_at} "
-          f"of 4096, whole 4 KB file {resume_total:.2f} s), ratio {resume_s / GOAL_RESUME_S:.2f} "
-          f"-> {'PASS' if passed else 'FAIL'}")
+            ok &= print_goal(f"{transport} MTU 185 >= {GOAL_BPS_185:.0f} B/s", f"{bps:.0f} B/s",
+                             bps >= GOAL_BPS_185, bps / GOAL_BPS_185)
+    ok &= print_goal(f"resume after a drop at 50% <= {GOAL_RESUME_S:.1f} s",
+                     f"{resume_s:.2f} s (resumed at byte {resumed_at} of 4096, whole 4 KB file {resume_total:.2f} s)",
+                     resume_s <= GOAL_RESUME_S, resume_s / GOAL_RESUME_S)
     return 0 if ok else 1
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flash_speed import EMULATORS, bench_env, build_bundles, cpu_seconds, virtual_boards  # noqa: E402
+from verdict import print_goal  # noqa: E402
 
 GOAL = 1.3
 
@@ -129,9 +130,8 @@ def main() -> int:
             emu_cpu = cpu_seconds(EMULATORS) - emu0
             POOL.close()
         ratio = many / one
-        ok = ratio <= GOAL
-        print(f"1 board: {one:.2f} s   {args.boards} boards: {many:.2f} s   ratio {ratio:.3f}   "
-              f"{'PASS' if ok else 'FAIL'}")
+        ok = print_goal(f"{args.boards} boards at once <= {GOAL}x one board",
+                        f"1 board: {one:.2f} s, {args.boards} boards: {many:.2f} s", ratio <= GOAL, ratio)
         print(f"throughput: {args.boards * 3600 / many:.0f} boards/hour with {args.boards} slots")
         print(f"CPU during the {args.boards}-board run: station (app + esptool workers) {station_cpu:.1f} s, "
               f"board emulators + booted firmware {emu_cpu:.1f} s, on {os.cpu_count()} CPUs over {many:.1f} s wall")

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -66,12 +65,9 @@ def virtual_boards(count: int, workdir: Path, throttle: bool = True, env: dict |
         EMULATORS.append(proc.pid)
         yield [b["port"] for b in boards]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        from fleetdesk.process import stop_child
+
+        stop_child(proc, 20)
 
 
 def build_bundles(workdir: Path, env: dict) -> dict[str, Path]:

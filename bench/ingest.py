@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -31,37 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from env_publisher import start_publishers  # noqa: E402
 from fleetdesk.sandbox.broker import broker_user, find_mosquitto  # noqa: E402
 GOAL_RATE = 10_000.0
 
-PUBLISHER = r"""
-import json, sys, time, threading
-from awscrt import mqtt5
-port, first, devices, msgs, window = (int(a) for a in sys.argv[1:6])
-connected = threading.Event()
-opts = mqtt5.ClientOptions(host_name="127.0.0.1", port=port,
-    connect_options=mqtt5.ConnectPacket(client_id="bench-publisher-%d" % first, username="bench", password=b"bench",
-                                        keep_alive_interval_sec=60),
-    on_lifecycle_event_connection_success_fn=lambda d: connected.set(),
-    min_reconnect_delay_ms=100, max_reconnect_delay_ms=500,
-    offline_queue_behavior=mqtt5.ClientOperationQueueBehaviorType.FAIL_NON_QOS1_PUBLISH_ON_DISCONNECT,
-    disable_metrics=True)
-c = mqtt5.Client(opts); c.start()
-if not connected.wait(10): sys.exit("publisher: no connection")
-print("ready", flush=True)
-sys.stdin.readline()
-sem = threading.Semaphore(window)
-t0 = time.time()
-for s in range(msgs):
-    for d in range(first, first + devices):
-        sem.acquire()
-        p = json.dumps({"temperature": 20.0 + (d % 10), "humidity": 40.0 + (s % 20), "ts": time.time(), "seq": s})
-        f = c.publish(mqtt5.PublishPacket(topic="dt/sim-%04d/env" % d, payload=p.encode(), qos=mqtt5.QoS.AT_LEAST_ONCE))
-        f.add_done_callback(lambda _f: sem.release())
-for _ in range(window): sem.acquire()
-print("done %.3f %.3f" % (t0, time.time()), flush=True)
-c.stop()
-"""
 
 
 def free_port() -> int:
@@ -109,23 +82,6 @@ def settings(port: int, client_id: str, clean: bool):
     return ConnectionSettings(host="127.0.0.1", port=port, client_id=client_id, username="app", password="app",
                               tls=False, clean_start=clean, receive_maximum=RECEIVE_MAXIMUM[0], min_reconnect_ms=100,
                               max_reconnect_ms=1000, keep_alive_sec=30)
-
-
-def start_publishers(port: int, devices: int, msgs: int, procs: int) -> list[subprocess.Popen]:
-    """Spawn publisher processes, each owning a slice of the devices; returns when all are connected."""
-    out = []
-    per = -(-devices // procs)
-    for i in range(procs):
-        first, count = i * per, min(per, devices - i * per)
-        if count <= 0:
-            break
-        p = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(first), str(count), str(msgs), "2000"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        out.append(p)
-    for p in out:
-        if p.stdout.readline().strip() != "ready":
-            raise SystemExit("a publisher could not connect")
-    return out
 
 
 def go_and_wait(pubs: list[subprocess.Popen]) -> float:

@@ -106,13 +106,14 @@ def main() -> int:
             print(out.stderr[-3000:], file=sys.stderr)
             return 1
         r = json.loads(out.stdout.strip().splitlines()[-1])
+    from verdict import print_goal  # bench/ (this script's folder); the child imports bench.memory without it
+
     ok = r["loaded_mb"] < GOAL_MB
     print(f"floor (python + numpy + fleetdesk, nothing loaded): {r['floor_mb']:.0f} MB RSS")
     print(f"loaded: {r['things']} things in the fleet model + {r['points']:,} history points "
           f"(arrays {r['raw_mb']:.0f} MB) in {r['load_s']:.1f} s")
-    print(f"goal: RSS < {GOAL_MB:.0f} MB | figure: {r['loaded_mb']:.0f} MB RSS "
-          f"({r['loaded_mb'] - r['floor_mb']:.0f} MB above the floor) | ratio to goal: "
-          f"{r['loaded_mb'] / GOAL_MB:.2f} | {'PASS' if ok else 'FAIL'}")
+    print_goal(f"RSS < {GOAL_MB:.0f} MB", f"{r['loaded_mb']:.0f} MB RSS ({r['loaded_mb'] - r['floor_mb']:.0f} MB "
+               "above the floor)", ok, r["loaded_mb"] / GOAL_MB)
     return 0 if ok else 1
 
 

@@ -29,62 +29,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from env_publisher import start_publishers  # noqa: E402
 from verdict import print_load_and_result  # noqa: E402
 
 GOAL_P95_MS = 50.0
 PROBE_MS = 16
 
-# Like bench/ingest.py's publisher, plus pacing (total msg/s per process, 0 = as fast as the
-# broker takes them) and nice(10): the devices are not on the app's machine in real life,
-# so the load generator must not take the app's CPU on a small test box.
-PUBLISHER = r"""
-import json, os, sys, time, threading
-from awscrt import mqtt5
-os.nice(10)
-port, first, devices, msgs, window, rate = (int(a) for a in sys.argv[1:7])
-connected = threading.Event()
-opts = mqtt5.ClientOptions(host_name="127.0.0.1", port=port,
-    connect_options=mqtt5.ConnectPacket(client_id="ui-publisher-%d" % first, username="bench", password=b"bench",
-                                        keep_alive_interval_sec=60),
-    on_lifecycle_event_connection_success_fn=lambda d: connected.set(), disable_metrics=True)
-c = mqtt5.Client(opts); c.start()
-if not connected.wait(10): sys.exit("publisher: no connection")
-print("ready", flush=True)
-sys.stdin.readline()
-sem = threading.Semaphore(window)
-t0 = time.time(); n = 0
-for s in range(msgs):
-    for d in range(first, first + devices):
-        sem.acquire()
-        p = json.dumps({"temperature": 20.0 + (d % 10), "humidity": 40.0 + (s % 20), "ts": time.time(), "seq": s})
-        f = c.publish(mqtt5.PublishPacket(topic="dt/sim-%04d/env" % d, payload=p.encode(), qos=mqtt5.QoS.AT_LEAST_ONCE))
-        f.add_done_callback(lambda _f: sem.release())
-        n += 1
-        if rate and n % 50 == 0:
-            ahead = t0 + n / rate - time.time()
-            if ahead > 0: time.sleep(ahead)
-for _ in range(window): sem.acquire()
-print("done %.3f %.3f" % (t0, time.time()), flush=True)
-c.stop()
-"""
-
-
-def start_publishers(port: int, devices: int, msgs: int, procs: int, rate: int) -> list:
-    import subprocess
-
-    out = []
-    per = -(-devices // procs)
-    for i in range(procs):
-        first, count = i * per, min(per, devices - i * per)
-        if count <= 0:
-            break
-        out.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(first), str(count), str(msgs),
-                                     "2000", str(rate // procs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    text=True))
-    for p in out:
-        if p.stdout.readline().strip() != "ready":
-            raise SystemExit("a publisher could not connect")
-    return out
 
 
 class Probe:
@@ -161,7 +111,9 @@ async def scenario(args, app, tmp: Path) -> dict:
         base = 0
         for name, rate in (("paced", args.rate), ("burst", 0)):
             total = args.devices * args.msgs
-            pubs = await asyncio.to_thread(start_publishers, broker.port, args.devices, args.msgs, args.publishers, rate)
+            # paced and at nice 10: the load generator must not take the app's CPU on a small test box
+            pubs = await asyncio.to_thread(lambda rate=rate: start_publishers(broker.port, args.devices, args.msgs, args.publishers,
+                                                                    rate=rate, nice=10, prefix="ui-publisher"))
             probe.start()
             t0 = time.perf_counter()
             pub = asyncio.ensure_future(asyncio.to_thread(ingest.go_and_wait, pubs))

@@ -12,3 +12,10 @@ def print_load_and_result(ok: bool, width: int, during: str = "", failed: tuple[
     verdict = "PASS" if ok else ("FAIL " + ", ".join(failed) if failed else "FAIL")
     print(f"  {'result:':{width}}{verdict}")
     return 0 if ok else 1
+
+
+def print_goal(goal: str, figure: str, ok: bool, ratio: float | None = None) -> bool:
+    """Print one goal's line, ``goal <goal>: <figure>, ratio <r> -> PASS|FAIL``; returns ``ok``."""
+    shown = f", ratio {ratio:.2f}" if ratio is not None else ""
+    print(f"goal {goal}: {figure}{shown} -> {'PASS' if ok else 'FAIL'}")
+    return ok

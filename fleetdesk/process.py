@@ -1,10 +1,15 @@
-"""Is a process still there? One answer for every pid file and registry entry in fleetdesk."""
+"""Is a process still there? One answer for every pid file and registry entry in fleetdesk;
+and one way to end a child process we started."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 _STILL_ACTIVE = 259  # GetExitCodeProcess's code for a process that has not exited
 
@@ -43,3 +48,18 @@ def pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """End a child we started: SIGTERM (its clean shutdown), then SIGKILL after ``timeout`` s; reaped."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

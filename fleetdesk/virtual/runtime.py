@@ -347,6 +347,20 @@ def launch_firmware(fs_dir: Path | str, *, mac: str | bytes, chip: str, console:
                           env=env, psram=psram, heap=heap)
 
 
+def write_board_fs(fs_dir: Path | str, files: Mapping[str, bytes], config: Mapping[str, object]) -> Path:
+    """A board's filesystem as a fresh flash leaves it: the firmware's ``files`` (path -> bytes,
+    e.g. ``fleetdesk.boards.bundle.firmware_files()``) and a ``/config.json``; returns the folder."""
+    import json
+
+    root = Path(fs_dir)
+    for name, data in files.items():
+        path = root / name.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (root / "config.json").write_text(json.dumps(dict(config)))
+    return root
+
+
 def wait_for_output(buffer: Callable[[], bytes], needle: bytes, timeout: float) -> bool:
     """Poll `buffer()` until it contains `needle` (test/diagnostic helper)."""
     deadline = time.monotonic() + timeout

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 from netutil import refused_port
+
+from fleetdesk.process import stop_child
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -31,12 +32,7 @@ def virtual_boards(tmp_path):
         boards = json.loads(line)
         yield boards
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_child(proc)
 
 
 def test_cli_list_info_and_parallel_identity_flash(virtual_boards, bundle_dir, sandbox, tmp_path):

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from fleetdesk.process import stop_child
 from fleetdesk.store.production import ProductionDB
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -28,12 +29,7 @@ def throttled_board(tmp_path):
     try:
         yield json.loads(proc.stdout.readline())[0]["port"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_child(proc)
 
 
 def _wait_for(what: str, cond, timeout: float = 60):

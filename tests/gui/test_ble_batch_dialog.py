@@ -27,17 +27,13 @@ def _ble(mac: str) -> str:
 @pytest.fixture
 def two_boards(tmp_path, monkeypatch, sandbox):
     from fleetdesk.boards.bundle import firmware_files
-    from fleetdesk.virtual.runtime import launch_firmware
+    from fleetdesk.virtual.runtime import launch_firmware, write_board_fs
 
     monkeypatch.setenv("FLEETDESK_BLE_REGISTRY", str(tmp_path / "registry"))
     Profiles(active="sb", items={"sb": Profile(name="sb", kind="sandbox", state_dir=sandbox.state_dir)}).save()
     handles, consoles, macs = [], [], ["240ac4d00101", "240ac4d00201"]
     for mac in macs:
-        fs = tmp_path / f"vfs-{mac}"
-        for name, data in firmware_files().items():
-            (fs / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            (fs / name.lstrip("/")).write_bytes(data)
-        (fs / "config.json").write_text(json.dumps({"pop": f"pop-{mac}"}))
+        fs = write_board_fs(tmp_path / f"vfs-{mac}", firmware_files(), {"pop": f"pop-{mac}"})
         buf = bytearray()
         consoles.append(buf)
         handles.append(launch_firmware(fs, mac=mac, chip="esp32", console=buf.extend,
