@@ -45,6 +45,8 @@ class Presence:
         self._listeners: list[Callable[[str, bool], Any]] = []
         self.scoped = False  # True: no fleet-wide filter; follow_only() picks the things
         self._followed: dict[str, Callable] = {}
+        self._page: list[str] = []          # follow_only's names
+        self._pins: dict[str, int] = {}     # watch()'s things and how many watch each
         self._follow_lock = asyncio.Lock()
 
     def add_listener(self, fn: Callable[[str, bool], Any]) -> Callable[[], None]:
@@ -78,21 +80,44 @@ class Presence:
 
     @property
     def followed(self) -> list[str]:
-        """The things whose presence events a scoped session receives."""
-        return list(self._followed)
+        """The things whose presence events a scoped session receives (pinned first, then the page's in its order)."""
+        order = list(dict.fromkeys([*self._pins, *self._page]))
+        return [n for n in order if n in self._followed] + [n for n in self._followed if n not in order]
 
     async def follow_only(self, names: Iterable[str]) -> list[str]:
-        """Scoped: receive the presence events of exactly ``names`` (the first :data:`FOLLOW_MAX`
-        of them; the rest keep the index's connectivity), dropping the filters of the others.
-        Unscoped the fleet-wide filter already has them: nothing changes.
+        """Scoped: receive the presence events of exactly ``names`` (the Fleet page's rows in view)
+        besides the things :meth:`watch` pins, :data:`FOLLOW_MAX` at most (the rest keep the index's
+        connectivity), dropping the filters of the others. Unscoped the fleet-wide filter already
+        has them: nothing changes.
 
         Returns:
             The names now followed.
         """
         if not self.scoped:
             return []
-        want = list(dict.fromkeys(names))[:FOLLOW_MAX]
+        self._page = list(dict.fromkeys(names))
+        return await self._sync()
+
+    async def watch(self, thing: str) -> Callable[[], Any]:
+        """Scoped: follow ``thing``'s presence while it is shown (the Device page), whatever the
+        Fleet page follows. Returns an async function that stops (pins are counted)."""
+        self._pins[thing] = self._pins.get(thing, 0) + 1
+        await self._sync()
+
+        async def stop() -> None:
+            left = self._pins.get(thing, 0) - 1
+            if left > 0:
+                self._pins[thing] = left
+            else:
+                self._pins.pop(thing, None)
+            await self._sync()
+        return stop
+
+    async def _sync(self) -> list[str]:
+        if not self.scoped:
+            return []
         async with self._follow_lock:
+            want = list(dict.fromkeys([*self._pins, *self._page]))[:FOLLOW_MAX]
             for name in [n for n in self._followed if n not in want]:
                 await self._followed.pop(name)()
             for name in want:
@@ -104,6 +129,7 @@ class Presence:
         if self._remove is not None:
             await self._remove()
             self._remove = None
+        self._page, self._pins = [], {}
         async with self._follow_lock:
             while self._followed:
                 await self._followed.popitem()[1]()

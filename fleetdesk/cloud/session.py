@@ -137,7 +137,7 @@ class CloudSession:
 
     async def watch_telemetry(self, thing: str):
         """Follow one device's readings (``dt/<thing>/env``, stored and fanned out like the rest)
-        and, on the index, its shadow events.
+        and, on the index, its shadow and presence events.
 
         Returns:
             An async function that stops following it.
@@ -148,11 +148,14 @@ class CloudSession:
                                            manual_ack=self.store is not None)
         if self.shadows.scoped:
             await self.shadows.follow(thing, pin=True)
+        unwatch = await self.presence.watch(thing) if self.presence.scoped else None  # its online state, live
 
         async def stop() -> None:
             await remove()
             if self.shadows.scoped:
                 await self.shadows.unfollow(thing)
+            if unwatch is not None:
+                await unwatch()
         return stop
 
     async def load_shadows(self, concurrency: int = 16) -> None:

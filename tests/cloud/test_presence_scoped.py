@@ -52,6 +52,14 @@ async def test_scoped_presence_follows_only_the_things_asked_for(sandbox, scoped
     await session.presence.follow_only([f"ps-row-{i:03d}" for i in range(100)])
     assert session.presence.followed == [f"ps-row-{i:03d}" for i in range(FOLLOW_MAX)]
     assert len(session.conn._subs) <= AWS_SUBSCRIPTIONS_PER_CONNECTION
+    # the Device page's thing stays followed whatever the Fleet page shows, until its last watcher stops
+    stop_first = await session.watch_telemetry(shown)
+    stop_second = await session.watch_telemetry(shown)
+    assert session.presence.followed[0] == shown and len(session.presence.followed) == FOLLOW_MAX
     await session.presence.follow_only([])
+    assert session.presence.followed == [shown]
+    await stop_first()
+    assert session.presence.followed == [shown]
+    await stop_second()
     assert session.presence.followed == []
     assert not any(f.startswith("$aws/events/presence/") for f in session.conn._subs)
