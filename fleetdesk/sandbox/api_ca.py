@@ -5,7 +5,7 @@ DeleteCACertificate (fleetdesk.sandbox.ca_registry keeps them)."""
 from __future__ import annotations
 
 from fleetdesk.sandbox.ca_registry import CaRegistry
-from fleetdesk.sandbox.control_plane import list_page, model_route
+from fleetdesk.sandbox.control_plane import list_page, model_routes
 
 
 def _cas(ctx) -> CaRegistry:
@@ -61,4 +61,4 @@ _OPERATIONS = {
     "ListCACertificates": list_ca_certificates, "DeleteCACertificate": delete_ca_certificate,
 }
 
-ROUTES = [model_route("iot", name, handler) for name, handler in _OPERATIONS.items()]
+ROUTES = model_routes("iot", _OPERATIONS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route, offset_page, running_service
+from fleetdesk.sandbox.control_plane import model_routes, offset_page, running_service
 from fleetdesk.sandbox.reserved import publish_refusal
 from fleetdesk.sandbox.shadow_doc import ShadowError
 from fleetdesk.sandbox.shadow_service import SHADOW_NAME_RE
@@ -108,11 +108,10 @@ def get_thing_connectivity_data(ctx, request):
     return running_service(ctx, "presence", "presence").connectivity(thing)
 
 
-ROUTES = [
-    model_route("iot", "GetThingConnectivityData", get_thing_connectivity_data),
-    model_route("iot-data", "GetThingShadow", get_thing_shadow),
-    model_route("iot-data", "UpdateThingShadow", update_thing_shadow),
-    model_route("iot-data", "DeleteThingShadow", delete_thing_shadow),
-    model_route("iot-data", "ListNamedShadowsForThing", list_named_shadows),
-    model_route("iot-data", "Publish", publish),
-]
+ROUTES = model_routes("iot", {"GetThingConnectivityData": get_thing_connectivity_data}) + model_routes("iot-data", {
+    "GetThingShadow": get_thing_shadow,
+    "UpdateThingShadow": update_thing_shadow,
+    "DeleteThingShadow": delete_thing_shadow,
+    "ListNamedShadowsForThing": list_named_shadows,
+    "Publish": publish,
+})

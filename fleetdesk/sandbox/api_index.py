@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route, running_service
+from fleetdesk.sandbox.control_plane import model_routes, running_service
 from fleetdesk.sandbox.index_query import QueryError, parse
 from fleetdesk.sandbox.index_service import THING_INDEX
 
@@ -204,4 +204,4 @@ _OPERATIONS = {
     "DeleteDynamicThingGroup": delete_dynamic_thing_group,
 }
 
-ROUTES = [model_route("iot", name, handler) for name, handler in _OPERATIONS.items()]
+ROUTES = model_routes("iot", _OPERATIONS)

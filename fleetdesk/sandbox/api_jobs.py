@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fleetdesk.sandbox import files
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import list_page, model_route, running_service
+from fleetdesk.sandbox.control_plane import list_page, model_routes, running_service
 from fleetdesk.sandbox.jobs_engine import JobsError
 from fleetdesk.sandbox.presign import PresignError, verify
 
@@ -207,17 +207,18 @@ def s3_delete_object(ctx, request):
 
 _S3_OBJECT = r"^/(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$"
 
-ROUTES = [
-    model_route("iot", "CreateJob", create_job),
-    model_route("iot", "DescribeJob", describe_job),
-    model_route("iot", "GetJobDocument", get_job_document),
-    model_route("iot", "ListJobs", list_jobs),
-    model_route("iot", "CancelJob", cancel_job),
-    model_route("iot", "DeleteJob", delete_job),
-    model_route("iot", "ListJobExecutionsForJob", list_executions_for_job),
-    model_route("iot", "ListJobExecutionsForThing", list_executions_for_thing),
-    model_route("iot", "DescribeJobExecution", describe_execution),
-    model_route("iot", "CancelJobExecution", cancel_execution),
+ROUTES = model_routes("iot", {
+    "CreateJob": create_job,
+    "DescribeJob": describe_job,
+    "GetJobDocument": get_job_document,
+    "ListJobs": list_jobs,
+    "CancelJob": cancel_job,
+    "DeleteJob": delete_job,
+    "ListJobExecutionsForJob": list_executions_for_job,
+    "ListJobExecutionsForThing": list_executions_for_thing,
+    "DescribeJobExecution": describe_execution,
+    "CancelJobExecution": cancel_execution,
+}) + [
     ("s3", "GET", r"^/files/(?P<key>.+)$", serve_file),  # presigned, S3-scoped
     ("s3", "PUT", _S3_OBJECT, s3_put_object),
     ("s3", "GET", _S3_OBJECT, s3_get_object),

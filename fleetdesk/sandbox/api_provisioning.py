@@ -10,7 +10,7 @@ import re
 import time
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import list_page, model_route
+from fleetdesk.sandbox.control_plane import list_page, model_routes
 from fleetdesk.sandbox.provisioning import TemplateStore, validate_template_body
 
 NAME_RE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
@@ -86,10 +86,10 @@ def delete_template(ctx, request):
     return {}
 
 
-ROUTES = [
-    model_route("iot", "CreateProvisioningTemplate", create_template),
-    model_route("iot", "DescribeProvisioningTemplate", describe_template),
-    model_route("iot", "ListProvisioningTemplates", list_templates),
-    model_route("iot", "UpdateProvisioningTemplate", update_template),
-    model_route("iot", "DeleteProvisioningTemplate", delete_template),
-]
+ROUTES = model_routes("iot", {
+    "CreateProvisioningTemplate": create_template,
+    "DescribeProvisioningTemplate": describe_template,
+    "ListProvisioningTemplates": list_templates,
+    "UpdateProvisioningTemplate": update_template,
+    "DeleteProvisioningTemplate": delete_template,
+})

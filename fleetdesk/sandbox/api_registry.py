@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fleetdesk.sandbox.awserror import AwsError, invalid
 from fleetdesk.sandbox.ca import BadCsrError
-from fleetdesk.sandbox.control_plane import model_route
+from fleetdesk.sandbox.control_plane import model_routes
 from fleetdesk.sandbox.registry import _page
 
 
@@ -286,18 +286,22 @@ async def delete_policy(ctx, request):
     return {}
 
 
-async def attach_policy(ctx, request):
-    p = _p(request)
-    ctx.registry.attach_policy(p["policyName"], p["target"])
-    await ctx.changed("policy", "attached", p["policyName"], target=p["target"])
-    return {}
+def _linking(call: str, args: tuple[str, str], kind: str, event: str, subject: str, **fields: str):
+    """An attach/detach handler: ``registry.<call>(*args)``, then the change event for ``subject``
+    (``fields``: event field -> request member)."""
+
+    async def handler(ctx, request):
+        p = _p(request)
+        getattr(ctx.registry, call)(*(p[a] for a in args))
+        await ctx.changed(kind, event, p[subject], **{k: p[v] for k, v in fields.items()})
+        return {}
+
+    handler.__name__ = call
+    return handler
 
 
-async def detach_policy(ctx, request):
-    p = _p(request)
-    ctx.registry.detach_policy(p["policyName"], p["target"])
-    await ctx.changed("policy", "detached", p["policyName"], target=p["target"])
-    return {}
+attach_policy = _linking("attach_policy", ("policyName", "target"), "policy", "attached", "policyName", target="target")
+detach_policy = _linking("detach_policy", ("policyName", "target"), "policy", "detached", "policyName", target="target")
 
 
 def list_attached_policies(ctx, request):
@@ -313,18 +317,10 @@ def list_policy_targets(ctx, request):
 
 
 # -- principals ------------------------------------------------------------------------
-async def attach_thing_principal(ctx, request):
-    p = _p(request)
-    ctx.registry.attach_thing_principal(p["thingName"], p["principal"])
-    await ctx.changed("principal", "attached", p["principal"], thing=p["thingName"])
-    return {}
-
-
-async def detach_thing_principal(ctx, request):
-    p = _p(request)
-    ctx.registry.detach_thing_principal(p["thingName"], p["principal"])
-    await ctx.changed("principal", "detached", p["principal"], thing=p["thingName"])
-    return {}
+attach_thing_principal = _linking("attach_thing_principal", ("thingName", "principal"), "principal", "attached",
+                                  "principal", thing="thingName")
+detach_thing_principal = _linking("detach_thing_principal", ("thingName", "principal"), "principal", "detached",
+                                  "principal", thing="thingName")
 
 
 def list_thing_principals(ctx, request):
@@ -370,4 +366,4 @@ _OPERATIONS = {
     "DescribeEndpoint": describe_endpoint,
 }
 
-ROUTES = [model_route("iot", name, handler) for name, handler in _OPERATIONS.items()]
+ROUTES = model_routes("iot", _OPERATIONS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleetdesk.sandbox.awserror import AwsError
-from fleetdesk.sandbox.control_plane import model_route, offset_page, running_service
+from fleetdesk.sandbox.control_plane import model_routes, offset_page, running_service
 
 
 def _engine(ctx):
@@ -74,4 +74,4 @@ _OPERATIONS = {
     "DisableTopicRule": disable_topic_rule, "ListTopicRules": list_topic_rules,
 }
 
-ROUTES = [model_route("iot", name, handler) for name, handler in _OPERATIONS.items()]
+ROUTES = model_routes("iot", _OPERATIONS)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AwsError", "Request", "model_route", "ControlPlane"]
+__all__ = ["AwsError", "Request", "model_route", "model_routes", "ControlPlane"]
 
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/,]+/([^/,]+)/aws4_request")
 _SIGNING_TO_SERVICE = {"iot": "iot", "iotdata": "iot-data", "iot-data": "iot-data"}
@@ -269,6 +269,11 @@ def model_route(service: str, operation: str, handler: Callable) -> tuple[str, s
 
     wrapped.__name__ = f"{operation}_route"
     return service, op.http["method"], regex, wrapped
+
+
+def model_routes(service: str, operations: dict[str, Callable]) -> list[tuple[str, str, str, Callable]]:
+    """A route module's ROUTES for ``service``: operation name -> handler, each by :func:`model_route`."""
+    return [model_route(service, name, handler) for name, handler in operations.items()]
 
 
 class ControlPlane:
