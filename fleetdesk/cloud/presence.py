@@ -20,7 +20,10 @@ from fleetdesk.cloud.fleet_state import FleetState
 
 log = logging.getLogger(__name__)
 
-FOLLOW_MAX = 30  # per-thing presence filters (IoT Core allows 50 subscriptions per connection; the rest are the session's)
+# Per-thing presence filters. IoT Core allows 50 subscriptions per connection; a scoped session's
+# others: Shadows follows up to 16 things (2 filters each: 32), RPC replies, the open device's
+# telemetry and logs (3); 3 are left spare.
+FOLLOW_MAX = 12
 
 
 def presence_filter(thing: str) -> str:

@@ -52,6 +52,9 @@ async def test_scoped_presence_follows_only_the_things_asked_for(sandbox, scoped
     await session.presence.follow_only([f"ps-row-{i:03d}" for i in range(100)])
     assert session.presence.followed == [f"ps-row-{i:03d}" for i in range(FOLLOW_MAX)]
     assert len(session.conn._subs) <= AWS_SUBSCRIPTIONS_PER_CONNECTION
+    for i in range(20):  # a bulk Set desired: the shadow service follows as many things as it keeps
+        await session.shadows.follow(f"ps-bulk-{i:02d}")
+    assert len(session.conn._subs) <= AWS_SUBSCRIPTIONS_PER_CONNECTION, sorted(session.conn._subs)
     # the Device page's thing stays followed whatever the Fleet page shows, until its last watcher stops
     stop_first = await session.watch_telemetry(shown)
     stop_second = await session.watch_telemetry(shown)

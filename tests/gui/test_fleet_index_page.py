@@ -122,8 +122,10 @@ def test_fleet_page_on_an_indexed_session_follows_presence_only_for_the_rows_in_
         assert session.presence.followed[0] == "fip-000" and len(page.indexed.visible_names()) < 100
         assert len(session.conn._subs) <= 50  # IoT Core's subscriptions per connection
         page.table.scrollToBottom()
-        await until(lambda: session.presence.followed and session.presence.followed[-1] == "fip-099", 10,
+        await until(lambda: "fip-099" in page.indexed.visible_names() and
+                    session.presence.followed == page.indexed.visible_names()[:FOLLOW_MAX], 10,
                     what=lambda: f"presence following the scrolled rows (following {session.presence.followed})")
+        assert "fip-000" not in session.presence.followed
 
     try:
         qloop.run_until_complete(asyncio.wait_for(scenario(), 120))
