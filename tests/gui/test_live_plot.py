@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from fleetdesk_gui.widgets.live_plot import LivePlot, RingBuffer, with_gaps
+from fleetdesk_gui.widgets.live_plot import REFRESH_MS, LivePlot, RingBuffer, with_gaps
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(60)]
 
@@ -64,7 +64,7 @@ def test_live_points_are_drawn_on_the_timer_only_while_visible(plot, qtbot, shot
     assert not plot.timer.isActive()
     frames = plot.frames
     plot.append("t1", now + 1, 25.0, 50.0)
-    qtbot.wait(200)
+    qtbot.wait(4 * REFRESH_MS)  # a window of 4 refresh periods in which a hidden plot must not redraw (nothing to wait for)
     assert plot.frames == frames, "a hidden plot redrew"
 
 

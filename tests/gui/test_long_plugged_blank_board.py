@@ -53,7 +53,11 @@ def test_firmware_only_flash_of_a_long_plugged_blank_board(qtbot, rig, bundle_di
     (tile,) = page.tiles.values()
     height = tile.height()
     tile.details_btn.setChecked(True)
-    qtbot.wait(50)
+    qtbot.waitUntil(tile.details_window.isVisible, timeout=3000)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.sendPostedEvents()  # a reflow would be a posted LayoutRequest: run every one of them now
+    QApplication.processEvents()
     assert tile.details_window.isVisible() and tile.height() == height, "opening Details reflowed the tiles"
     assert "MicroPython" in tile.details.text() and "invalid header" not in tile.details.text()
     out = tmp_path / "export.zip"

@@ -46,13 +46,16 @@ def test_ble_columns_read_whole_at_1024(small_window, qtbot):
     page = win.show_page("BLE Setup")
     page._found(FoundDevice(address="24:0A:C4:F4:2E:3D", name="FD-F42E3B", rssi=-61, provisioned=False,
                             device=BLEDevice("24:0A:C4:F4:2E:3D", "FD-F42E3B", None)))
-    qtbot.wait(50)
     header = page.table.horizontalHeader()
     fm = page.table.fontMetrics()
-    for col in range(3):
-        text = page.table.item(0, col).text()
-        assert header.sectionSize(col) >= fm.horizontalAdvance(text), f"column {col} crushed: {text!r}"
-    assert _columns_fit(page.table)
+
+    def read_whole():  # the header resizes its sections on a zero timer after the row lands
+        for col in range(3):
+            text = page.table.item(0, col).text()
+            assert header.sectionSize(col) >= fm.horizontalAdvance(text), f"column {col} crushed: {text!r}"
+        assert _columns_fit(page.table), "the last BLE column is off-screen at 1024 px"
+
+    qtbot.waitUntil(read_whole, timeout=3000)  # raises the last AssertionError if it never holds
 
 
 def test_jobs_columns_fit_at_1024(small_window, qtbot):
@@ -65,13 +68,16 @@ def test_jobs_columns_fit_at_1024(small_window, qtbot):
     now = datetime.datetime.now().astimezone()
     fill_jobs(page.jobs_table, [{"jobId": "ota-1_3_0-north-wing-second-floor", "status": "COMPLETED", "executions": "3 failed · 1 succeeded",
                                  "bad": True, "targetSelection": "SNAPSHOT", "createdAt": now, "completedAt": now}], None)
-    qtbot.wait(50)
     assert page.jobs_table.item(0, 4).toolTip().startswith(now.strftime("%Y-%m-%d"))
-    assert _columns_fit(page.jobs_table), "the Completed column is off-screen at 1024 px"
     header, fm = page.jobs_table.horizontalHeader(), page.jobs_table.fontMetrics()
-    for col in range(1, 5):  # the job id may be elided (whole in its tooltip); the rest reads whole
-        text = page.jobs_table.item(0, col).text()
-        assert header.sectionSize(col) >= fm.horizontalAdvance(text), f"column {col} crushed: {text!r}"
+
+    def read_whole():  # the header resizes its sections on a zero timer after the rows land
+        assert _columns_fit(page.jobs_table), "the Completed column is off-screen at 1024 px"
+        for col in range(1, 5):  # the job id may be elided (whole in its tooltip); the rest reads whole
+            text = page.jobs_table.item(0, col).text()
+            assert header.sectionSize(col) >= fm.horizontalAdvance(text), f"column {col} crushed: {text!r}"
+
+    qtbot.waitUntil(read_whole, timeout=3000)  # raises the last AssertionError if it never holds
 
 
 def test_set_desired_dialog_is_whole_and_proposes_valid_values(qtbot):
