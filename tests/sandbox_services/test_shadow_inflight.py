@@ -9,6 +9,15 @@ from fleetdesk.sandbox.shadow_service import ShadowService
 from fleetdesk.sandbox.shadow_store import ShadowStore
 
 
+async def _drained(svc: ShadowService, turns: int = 1000) -> None:
+    """Give the event loop turns until the service has handled every queued message (no wall clock involved)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+        if not svc._scheduled and not svc.inflight:
+            return
+    raise AssertionError(f"the shadow service did not drain in {turns} loop turns (in flight: {svc.inflight})")
+
+
 async def test_more_than_ten_in_flight_per_thing_is_429(tmp_path):
     sent: list[tuple[str, dict]] = []
     svc = ShadowService(ShadowStore(tmp_path / "s.db"), lambda t, p: sent.append((t, p)))
@@ -16,10 +25,7 @@ async def test_more_than_ten_in_flight_per_thing_is_429(tmp_path):
         svc.on_message("$aws/things/a/shadow/update",
                        json.dumps({"state": {"reported": {"i": i}}, "clientToken": f"t{i}"}).encode())
     svc.on_message("$aws/things/b/shadow/update", b'{"state":{"reported":{"x":1}},"clientToken":"other"}')
-    for _ in range(100):
-        await asyncio.sleep(0)
-        if not svc._scheduled:
-            break
+    await _drained(svc)
     rejected = [p for t, p in sent if t == "$aws/things/a/shadow/update/rejected"]
     accepted = [p for t, p in sent if t == "$aws/things/a/shadow/update/accepted"]
     assert [r["code"] for r in rejected] == [429] * 5
@@ -47,8 +53,7 @@ async def test_garbage_topics_and_payloads_never_crash(tmp_path):
                            ("$aws/things/t/shadow/name/bad name!/get", b"{}"),
                            ("$aws/things/t/shadow/update", b"null"), ("$aws/things/t/shadow/delete", b"[]")]:
         svc.on_message(topic, payload)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await _drained(svc)
     codes = sorted(p["code"] for t, p in sent if t.endswith("/rejected"))
     assert codes == [400, 400, 400, 400]
 
