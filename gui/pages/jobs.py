@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -33,6 +33,7 @@ from fleetdesk_gui.context import AppContext
 from fleetdesk_gui.widgets.error_text import error_text
 from fleetdesk_gui.widgets.job_form import RAW, JobForm
 from fleetdesk_gui.widgets.job_tables import RED, fill_executions, fill_jobs, fit_columns
+from fleetdesk_gui.widgets.visible_refresh import RefreshWhileVisible
 
 REFRESH_MS = 2000
 NOT_CONNECTED = ("Not connected: the app connects to the active profile (see the status bar); "
@@ -75,9 +76,7 @@ class JobsPage(QWidget):
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
 
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
+        self.timer = RefreshWhileVisible(self, self.refresh, REFRESH_MS, when=lambda: self.session is not None).timer
         ctx.live.session_changed.connect(self._session_changed)
         ctx.live.changed.connect(self._things_changed)
         self._session_changed(ctx.live.session)
@@ -354,17 +353,7 @@ class JobsPage(QWidget):
         return {self.exec_table.item(r, 0).text(): (self.exec_table.item(r, 1).text(), self.exec_table.item(r, 2).text())
                 for r in range(self.exec_table.rowCount())}
 
-    # -- visibility ---------------------------------------------------------------------
-    def showEvent(self, event) -> None:  # noqa: N802
-        if self.session is not None:
-            self.timer.start()
-            self.refresh()
-        super().showEvent(event)
-
-    def hideEvent(self, event) -> None:  # noqa: N802
-        self.timer.stop()
-        super().hideEvent(event)
-
+    # -- visibility (the refresh timer: RefreshWhileVisible) ---------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
         self.timer.stop()
         for sig, slot in ((self.ctx.live.session_changed, self._session_changed),

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QDateTime, Qt, QTimer, Signal
+from PySide6.QtCore import QDateTime, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDateTimeEdit,
@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from fleetdesk_gui.widgets.visible_refresh import RefreshWhileVisible
 
 CHANNELS = ("temperature", "humidity")
 UNITS = {"temperature": "°C", "humidity": "%"}
@@ -214,9 +216,7 @@ class LivePlot(QWidget):
         self.plots[CHANNELS[1]].getViewBox().sigRangeChangedManually.connect(self._manual_range)
         self._mouse_proxy = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
 
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
+        self.timer = RefreshWhileVisible(self, self.refresh, REFRESH_MS).timer
         self.range_combo.currentTextChanged.connect(self._range_picked)
         self.live_button.toggled.connect(self.set_follow)
         self.since_edit.dateTimeChanged.connect(self._custom_changed)
@@ -375,16 +375,3 @@ class LivePlot(QWidget):
         self.readout.setText(text)
         return text
 
-    # -- visibility ---------------------------------------------------------------------
-    def showEvent(self, event) -> None:  # noqa: N802
-        self.timer.start()
-        self.refresh()
-        super().showEvent(event)
-
-    def hideEvent(self, event) -> None:  # noqa: N802
-        self.timer.stop()
-        super().hideEvent(event)
-
-    def closeEvent(self, event) -> None:  # noqa: N802
-        self.timer.stop()
-        super().closeEvent(event)
