@@ -19,8 +19,16 @@ def real_window_grab(widget):
     win.activateWindow()
     clock = QElapsedTimer()
     clock.start()
-    while clock.elapsed() < 700:  # the window manager maps, maximizes and paints the frame
+    handle = win.windowHandle()
+    avail = win.screen().availableGeometry()
+    # the window manager has mapped and maximized it: exposed, and as wide as the screen's free area
+    while not (handle.isExposed() and win.isMaximized() and win.frameGeometry().width() >= avail.width()):
+        if clock.elapsed() > 10_000:
+            raise AssertionError(f"the window manager did not map and maximize {win.windowTitle()!r} within 10 s "
+                                 f"(exposed={handle.isExposed()}, frame={win.frameGeometry()}, screen={avail})")
         QApplication.processEvents()
+    win.repaint()  # paint now, not at the next event loop turn
+    QApplication.processEvents()
     screen = win.screen()
     frame = win.frameGeometry()
     return screen.grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
