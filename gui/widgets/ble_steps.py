@@ -31,6 +31,17 @@ def rssi_bars(rssi: int) -> str:
     return "▮" * n + "▯" * (4 - n) + f"  {rssi} dBm"
 
 
+def _step_box(title: str, rows: list[tuple[str, QWidget]], button: QPushButton) -> QGroupBox:
+    """One step's box: labelled rows (an empty label: the widget alone in the field column),
+    then the step's button across the form."""
+    box = QGroupBox(title)
+    f = QFormLayout(box)
+    for label, widget in rows:
+        f.addRow(label, widget)
+    f.addRow(button)
+    return box
+
+
 class BleStepsPanel(QWidget):
     """The inputs and buttons; the page connects the buttons to its steps."""
 
@@ -42,54 +53,42 @@ class BleStepsPanel(QWidget):
         self.steps_label.setTextFormat(Qt.TextFormat.RichText)
         rv.addWidget(self.steps_label)
 
-        box = QGroupBox("1. Connect")
-        f = QFormLayout(box)
         self.device_label = QLabel("no board selected")
         self.pop_edit = QLineEdit()
         self.pop_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.pop_edit.setPlaceholderText("proof-of-possession from the production record / label")
         self.connect_button = QPushButton("Connect")
-        f.addRow("Board", self.device_label)
-        f.addRow("PoP", self.pop_edit)
         self.factory_pop_button = QPushButton("Flashed without identity? Use its MAC")
         self.factory_pop_button.setVisible(False)
-        f.addRow("", self.factory_pop_button)
-        f.addRow(self.connect_button)
-        rv.addWidget(box)
+        rv.addWidget(_step_box("1. Connect", [("Board", self.device_label), ("PoP", self.pop_edit),
+                                              ("", self.factory_pop_button)], self.connect_button))
 
-        box = QGroupBox("2. Wi-Fi")
-        f = QFormLayout(box)
         self.ssid_combo = QComboBox()
         self.ssid_combo.setEditable(True)
         self.wifi_pass = QLineEdit()
         self.wifi_pass.setEchoMode(QLineEdit.EchoMode.Password)
         self.wifi_button = QPushButton("Send Wi-Fi")
-        f.addRow("Network", self.ssid_combo)
-        f.addRow("Password", self.wifi_pass)
-        f.addRow(self.wifi_button)
-        rv.addWidget(box)
+        rv.addWidget(_step_box("2. Wi-Fi", [("Network", self.ssid_combo), ("Password", self.wifi_pass)],
+                               self.wifi_button))
 
-        box = QGroupBox("3. Cloud and certificates")
-        f = QFormLayout(box)
         self.thing_edit = QLineEdit()
         self.thing_edit.setPlaceholderText("thing name")
         self.create_check = QCheckBox("create the thing and its certificate in the active profile")
         self.create_check.setChecked(True)
         self.endpoint_label = QLabel("")
         self.endpoint_label.setStyleSheet("color: #52606d;")
-        f.addRow("Thing", self.thing_edit)
-        f.addRow("", self.create_check)
-        f.addRow("Endpoint", self.endpoint_label)
         self.bars: dict[str, QProgressBar] = {}
+        bar_rows: list[tuple[str, QWidget]] = []
         for name, title in (("ca", "CA"), ("cert", "Certificate"), ("key", "Private key")):
             bar = QProgressBar()
             bar.setFormat("%p%")
             bar.setValue(0)
             self.bars[name] = bar
-            f.addRow(title, bar)
+            bar_rows.append((title, bar))
         self.provision_button = QPushButton("Send and commit")
-        f.addRow(self.provision_button)
-        rv.addWidget(box)
+        rv.addWidget(_step_box("3. Cloud and certificates", [("Thing", self.thing_edit), ("", self.create_check),
+                                                             ("Endpoint", self.endpoint_label), *bar_rows],
+                               self.provision_button))
 
         row = QHBoxLayout()
         self.message = QLabel("")
