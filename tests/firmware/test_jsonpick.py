@@ -15,7 +15,7 @@ from fleetdesk.virtual.runtime import micropython_binary
 if str(FIRMWARE_DIR) not in sys.path:
     sys.path.append(str(FIRMWARE_DIR))
 
-from fd import jsonpick  # noqa: E402
+from fd import jsonpick
 
 DOC = {"version": 9, "timestamp": 1, "state": {"refresh": 3000, "on": True, "notes": "x{\"]}" * 2000,
                                                 "nested": {"a": [1, {"b": "}"}], "c": None}, "firmware_url": "https://h/p"},
