@@ -22,13 +22,12 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flash_speed import EMULATORS, bench_env, build_bundles, cpu_seconds, virtual_boards  # noqa: E402
+from flash_speed import BUNDLES, EMULATORS, bench_workdir, bundle_plan, cpu_seconds, virtual_boards  # noqa: E402
 from verdict import print_goal  # noqa: E402
 
 GOAL = 1.3
@@ -69,18 +68,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boards", type=int, default=16)
     ap.add_argument("--baud", type=int, default=460800)
-    ap.add_argument("--bundle", choices=("default", "large-app"), default="large-app")
+    ap.add_argument("--bundle", choices=BUNDLES, default="large-app")
     ap.add_argument("--procs", type=int, default=4, help="emulator processes the boards are spread over")
     ap.add_argument("--pipeline", action="store_true", help="the station pipeline with identity and all checks")
     args = ap.parse_args()
     from fleetdesk.boards.flasher import POOL
-    from fleetdesk.boards.images import load_plan
 
-    with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
-        work = Path(tmp)
-        env = bench_env(work)
-        bundle_path = build_bundles(work, env)[args.bundle]
-        plan = load_plan(bundle_path)
+    with bench_workdir() as (work, env):
+        bundle_path, plan = bundle_plan(work, env, args.bundle)
         print(f"goal: wall time of {args.boards} boards at once / 1 board <= {GOAL}, "
               f"{'station pipeline with identity and all checks' if args.pipeline else 'bare flash'} "
               f"({args.bundle} bundle {plan.total_bytes / 1e6:.2f} MB, throttled virtual boards in {args.procs} "

@@ -70,6 +70,25 @@ def virtual_boards(count: int, workdir: Path, throttle: bool = True, env: dict |
         stop_child(proc, 20)
 
 
+@contextlib.contextmanager
+def bench_workdir():
+    """A bench run's temporary folder and its environment (:func:`bench_env`); removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
+        work = Path(tmp)
+        yield work, bench_env(work)
+
+
+def bundle_plan(workdir: Path, env: dict, name: str):
+    """The bundle ``name`` (one of :data:`BUNDLES`) built in ``workdir`` and its loaded FlashPlan."""
+    from fleetdesk.boards.images import load_plan
+
+    path = build_bundles(workdir, env)[name]
+    return path, load_plan(path)
+
+
+BUNDLES = ("default", "large-app")
+
+
 def build_bundles(workdir: Path, env: dict) -> dict[str, Path]:
     """The default bundle and one with a 1.4 MB app image."""
     default = workdir / "bundle-default"

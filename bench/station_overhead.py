@@ -26,12 +26,11 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flash_speed import bench_env, build_bundles, virtual_boards  # noqa: E402
+from flash_speed import BUNDLES, bench_workdir, bundle_plan, virtual_boards  # noqa: E402
 
 from fleetdesk.sandbox.child import stop_sandbox
 
@@ -50,20 +49,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baud", type=int, default=460800)
-    ap.add_argument("--bundle", choices=("default", "large-app"), default="default")
+    ap.add_argument("--bundle", choices=BUNDLES, default="default")
     ap.add_argument("--journal", action="store_true", help="print the last run's journal with relative times")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="fd-bench-") as tmp:
-        work = Path(tmp)
-        env = bench_env(work)
+    with bench_workdir() as (work, env):
         from fleetdesk.boards.flasher import POOL, FlashJob
         from fleetdesk.boards.identity import CloudTarget
-        from fleetdesk.boards.images import load_plan
         from fleetdesk.boards.station import Station, StationSettings
         from fleetdesk.store.production import ProductionDB
 
-        bundle = build_bundles(work, env)[args.bundle]
-        plan = load_plan(bundle)
+        bundle, plan = bundle_plan(work, env, args.bundle)
         sandbox = start_sandbox(work / "sandbox", env)
         try:
             cloud = CloudTarget.from_sandbox(work / "sandbox")
