@@ -280,9 +280,9 @@ def mint_claim(cloud, template: str, *, profile: str = "") -> ClaimCredentials:
                                    "or pick an existing template; nothing was flashed")
         ensure_policy(THING_POLICY, _policy_text("thing-policy.json"))
         body = json.dumps(json.loads((RESOURCES_DIR / "provisioning" / f"{DEFAULT_TEMPLATE}.json").read_text()))
-        try:
+        try:  # with the shipped pre-provisioning hook: a claim never takes over an existing board's thing
             iot.create_provisioning_template(templateName=template, templateBody=body, enabled=True,
-                                             provisioningRoleArn=role)
+                                             provisioningRoleArn=role, preProvisioningHook=hook_target(iot))
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
                 raise
@@ -302,6 +302,52 @@ def mint_claim(cloud, template: str, *, profile: str = "") -> ClaimCredentials:
                             certificate_pem=cert["certificatePem"], private_key_pem=cert["keyPair"]["PrivateKey"],
                             policy=policy, endpoint=cloud.endpoint, port=int(cloud.port), region=cloud.region,
                             ca_pem=cloud.ca_pem.decode(), template_body=body, profile=profile, created=time.time())
+
+
+HOOK_FUNCTION = "fleetdesk-pre-provisioning-hook"  # the Lambda of README's AWS setup (the sandbox runs it itself)
+ISSUED_SERIALS_TABLE = "fleetdesk-issued-serials"  # the serials the hook lets claim (resources/provisioning/)
+PENDING_SERIALS = "issued-serials-pending.json"
+
+
+def hook_target(iot) -> dict:
+    """The ``preProvisioningHook`` of the shipped claim template: the shipped hook's Lambda
+    (resources/provisioning/pre_provisioning_hook.py) in this account and region."""
+    from fleetdesk.cloud.templates import THING_POLICY
+
+    account = iot.get_policy(policyName=THING_POLICY)["policyArn"].split(":")[4]
+    return {"targetArn": f"arn:aws:lambda:{iot.meta.region_name}:{account}:function:{HOOK_FUNCTION}",
+            "payloadVersion": "2020-04-01"}
+
+
+def issue_serial(cloud, store: "ClaimStore", serial: str) -> list[str]:
+    """Put ``serial`` (and any the station could not put before) into the hook's issued-serials
+    table, so the board may claim it and no other serial can; one the cloud cannot take now
+    is kept in the claim folder and put at the next board. Without the table (not set up in
+    this account) the hook does not check serials and nothing is kept. Returns the serials
+    still waiting."""
+    path = store.folder / PENDING_SERIALS
+    try:
+        waiting = json.loads(path.read_text())
+    except (OSError, ValueError):
+        waiting = []
+    todo = sorted(set(waiting) | ({serial} if serial else set()))
+    backend = getattr(cloud, "backend", None)
+    left = list(todo)
+    if backend is not None and todo:
+        try:
+            ddb = backend.client("dynamodb")
+            for s in todo:
+                ddb.put_item(TableName=ISSUED_SERIALS_TABLE, Item={"serial": {"S": s}})
+                left.remove(s)
+        except Exception as exc:  # noqa: BLE001 - unreachable: kept for the next board
+            if type(exc).__name__ == "ResourceNotFoundException" or "ResourceNotFound" in str(exc):
+                left = []  # no table: the hook checks no serials
+    store.folder.mkdir(parents=True, exist_ok=True)
+    if left:
+        path.write_text(json.dumps(left))
+    elif path.exists():
+        path.unlink()
+    return left
 
 
 def _policy_text(file: str) -> str:
@@ -367,8 +413,13 @@ def prepare_claim(ctx, info: dict, thing: str):
     Returns:
         FlashPlan: the bundle with /config.json and /certs/* for claim mode.
     """
-    creds = ClaimStore.for_station(ctx.settings, ctx.cloud).ensure(ctx.cloud)
+    store = ClaimStore.for_station(ctx.settings, ctx.cloud)
+    creds = store.ensure(ctx.cloud)
     mac = info.get("mac") or ""
+    waiting = issue_serial(ctx.cloud, store, firmware_parameters(mac)["SerialNumber"] if mac else "")
+    if waiting:
+        ctx.journal("identity", "note", {"issued_serials_waiting": len(waiting),
+                                         "why": "the cloud did not take them yet; put at the next board"})
     predicted = predict_thing_name(creds.template_body, mac)
     ctx.result.thing, ctx.result.certificate_id = predicted, None
     ctx.claim = creds
@@ -409,6 +460,8 @@ def wait_claim_online(ctx, flashed_at: float, console) -> None:
     use_cloud = ctx.cloud is not None and getattr(ctx.cloud, "iot", None) is not None
     why_console = "" if use_cloud else "no control plane"
     claim_error = ""
+    if use_cloud and r.thing:
+        _retire_before_claim(ctx, r.thing, flashed_at)
     while time.monotonic() < deadline:
         if ctx.cancel.is_set():
             _rollback_claimed(ctx, flashed_at, use_cloud)
@@ -461,6 +514,32 @@ def wait_claim_online(ctx, flashed_at: float, console) -> None:
                     ctx.journal("retire", "failed", {"certificate_id": cert_id, "error": _short(exc)})
     ctx.journal("identity", "provisioned", {"thing": r.thing, "certificate_id": r.certificate_id,
                                                    "presence": r.presence, "retired": retired})
+
+
+def _retire_before_claim(ctx, thing: str, flashed_at: float) -> None:
+    """A re-flash in claim mode: the board's earlier certificates of ``thing`` are set INACTIVE
+    now that the claim bundle is written over them, so the pre-provisioning hook lets this
+    board claim its thing again (it refuses a thing that still has an ACTIVE certificate:
+    that is what keeps another holder of the claim certificate from taking it over). The
+    firmware retries a refused claim, so one that comes first is only a retry late. A
+    certificate created since ``flashed_at`` is the one the board just claimed: kept."""
+    claim_id = ctx.claim.certificate_id if getattr(ctx, "claim", None) is not None else ""
+    try:
+        principals = ctx.cloud.iot.list_thing_principals(thingName=thing).get("principals", [])
+    except Exception:  # noqa: BLE001 - a new board (no thing yet), or no answer: nothing to retire
+        return
+    for arn in principals:
+        cid = arn.rsplit("/", 1)[-1]
+        if ":cert/" not in arn or cid == claim_id:
+            continue
+        try:
+            desc = ctx.cloud.iot.describe_certificate(certificateId=cid)["certificateDescription"]
+            created = desc.get("creationDate")
+            if desc["status"] == "ACTIVE" and (created is None or created.timestamp() < flashed_at - 1.0):
+                ctx.cloud.deactivate(cid)
+                ctx.journal("retire", "done", {"certificate_id": cid, "status": "INACTIVE", "why": "re-claim"})
+        except Exception as exc:  # noqa: BLE001 - the hook then refuses the claim, and the error says why
+            ctx.journal("retire", "failed", str(exc))
 
 
 def _rollback_claimed(ctx, flashed_at: float, use_cloud: bool) -> list[str]:

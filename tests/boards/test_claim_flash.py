@@ -181,3 +181,66 @@ def test_claimed_board_that_never_comes_online_leaves_no_active_certificate(rig,
     assert "set INACTIVE" in r.error, r.error
     certs = _registry(cloud, r.thing)
     assert certs and all(status == "INACTIVE" for _, status, _ in certs), certs  # the claimed cert: rolled back
+
+
+def _claim_register(sandbox, claim, template: str, serial: str):
+    """What a rogue holder of the station's claim certificate tries: CreateKeysAndCertificate +
+    RegisterThing for ``serial`` (real awsiotsdk over mTLS); the reply or the refusal."""
+    from awscrt import mqtt_request_response
+    from awsiot import V2ServiceException, iotidentity
+    from helpers_sandbox import Mqtt5, mtls_builder
+
+    dev = Mqtt5(mtls_builder(sandbox, claim.certificate_pem, claim.private_key_pem, f"claim-{uuid.uuid4().hex[:8]}"))
+    try:
+        assert dev.connect(), dev.failure
+        ident = iotidentity.IotIdentityClientV2(dev.client, mqtt_request_response.ClientOptions(
+            max_request_response_subscriptions=6, max_streaming_subscriptions=4, operation_timeout_in_seconds=10))
+        created = ident.create_keys_and_certificate(iotidentity.CreateKeysAndCertificateRequest()).result(12)
+        try:
+            return ident.register_thing(iotidentity.RegisterThingRequest(
+                template_name=template, certificate_ownership_token=created.certificate_ownership_token,
+                parameters={"SerialNumber": serial, "MacAddress": serial})).result(12)
+        except V2ServiceException as exc:
+            return exc
+    finally:
+        dev.stop()
+
+
+def test_the_stations_claim_template_has_the_hook_and_only_issued_serials_claim(rig, bundle_dir, tmp_path, sandbox):
+    """The template the station creates names the pre-provisioning hook, and the station puts
+    each serial it flashes into the hook's issued-serials table: its claim certificate can
+    neither re-register an existing esp-<serial> thing nor claim a serial it never issued."""
+    from fleetdesk.boards.claim import ISSUED_SERIALS_TABLE
+
+    cloud = CloudTarget.from_sandbox(sandbox.state_dir)
+    ddb = boto3.client("dynamodb", **sandbox.boto3_kwargs())
+    ddb.create_table(TableName=ISSUED_SERIALS_TABLE, KeySchema=[{"AttributeName": "serial", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "serial", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    try:
+        template = "fd-claim-" + uuid.uuid4().hex[:8]
+        db = ProductionDB(tmp_path / "prod.sqlite3")
+        (board,) = rig.add(1, mac=_new_mac())
+        settings = StationSettings(bundle=str(bundle_dir), claim=True, claim_template=template, online_timeout=90)
+        res = Station(settings, cloud=cloud, db=db).run_one(board.url)
+        assert res.result == "PASS", (res.error, res.console_tail[-8:])
+        serial = board.spec.mac.replace(":", "")
+        assert res.thing == f"esp-{serial}"
+        hook = cloud.iot.describe_provisioning_template(templateName=template)["preProvisioningHook"]
+        assert hook["targetArn"].endswith(":function:fleetdesk-pre-provisioning-hook")
+        assert "Item" in ddb.get_item(TableName=ISSUED_SERIALS_TABLE, Key={"serial": {"S": serial}})
+
+        claim = ClaimStore("sandbox", template).load()
+        taken = _claim_register(sandbox, claim, template, serial)  # the hijack of the flashed board's thing
+        assert taken.modeled_error.error_code == "AccessDenied", taken
+        assert "already has an ACTIVE certificate" in taken.modeled_error.error_message
+        assert [c[0] for c in _registry(cloud, res.thing) if c[1] == "ACTIVE"] == [res.certificate_id]
+        rogue = uuid.uuid4().hex[:12]
+        refused = _claim_register(sandbox, claim, template, rogue)
+        assert refused.modeled_error.error_code == "AccessDenied" and "not issued" in \
+            refused.modeled_error.error_message, refused
+        with pytest.raises(cloud.iot.exceptions.ResourceNotFoundException):
+            cloud.iot.describe_thing(thingName=f"esp-{rogue}")
+        db.close()
+    finally:
+        ddb.delete_table(TableName=ISSUED_SERIALS_TABLE)  # the session's sandbox checks no serials again
