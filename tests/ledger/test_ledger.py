@@ -183,3 +183,21 @@ def test_one_board_is_given_its_identity_by_one_run_at_a_time(ledger_target, tmp
     _beat(a, "pc-dead", 12, 3600)
     b.lock_board(MAC, second, "st-2")  # a dead station's lock is taken over
     assert a.serial_for(MAC) == a.serial_for(MAC) != b.serial_for("24:0a:c4:00:00:02")
+
+
+def test_a_pool_on_an_open_ledger_handle_uses_it(ledger_target, tmp_path):
+    """CertPool given a Ledger (not a path or URL): a station's own SQLite handle is the pool
+    itself; a line's PostgreSQL handle is the line's pool, with this station's share beside it."""
+    handle = Ledger(ledger_target)
+    pool = CertPool(tmp_path, ledger=handle)
+    try:
+        if handle.shared:
+            assert pool.line is handle and pool.ledger is not handle and pool.ledger.kind == "sqlite"
+        else:
+            assert pool.ledger is handle and pool.line is None
+        (pool.line or pool.ledger).run(
+            "INSERT INTO pool(certificate_id, certificate_arn, certificate_pem, key_enc, created) VALUES (?,?,?,?,?)",
+            ("c" * 64, "arn:cert/c", "CERT", pool.box.seal(b"KEY-C"), 1.0))
+        assert pool.level() == 1 and pool.take(MAC, "fd-1").private_key_pem == "KEY-C"
+    finally:
+        pool.close()
