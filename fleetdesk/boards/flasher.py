@@ -131,7 +131,8 @@ class WorkerPool:
         for p in spares:
             for stream in (p.stdin, p.stdout, p.stderr):
                 try:
-                    stream.close()
+                    if stream is not None:
+                        stream.close()
                 except (OSError, AttributeError):
                     pass
             try:
@@ -517,6 +518,7 @@ class FlashJob:
         worker = self._worker
         try:
             if self.prepared is None:  # a baud fallback retry reuses the first identity
+                assert self.prepare is not None  # only started with a prepare callback
                 self.prepared = self.prepare(dict(ready.facts))
             parts = self._write_parts(self.prepared, "d")
         except BaseException as exc:  # noqa: BLE001 - reported as the job's failure

@@ -45,6 +45,7 @@ class IdentitySteps:
     _device_target: Any
     _cancel: threading.Event
     _run_id: str | None
+    _minted: Any  # the MintedIdentity made for this board, None until minted
 
     if TYPE_CHECKING:
         def _journal(self, step: str, status: str, detail: Any = "", **fields: Any) -> None: ...

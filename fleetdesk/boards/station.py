@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fleetdesk.boards.advice import advise
 from fleetdesk.boards.console import ConsoleReader
@@ -24,6 +24,9 @@ from fleetdesk.boards.pipeline_context import PipelineContext
 from fleetdesk.boards.pipeline_identity import IdentitySteps
 from fleetdesk.boards.ports import location_of, port_reappeared_at
 from fleetdesk.errors import BoardError, FleetdeskError
+
+if TYPE_CHECKING:
+    from fleetdesk.config import Profile
 
 REENUMERATION_WINDOW = 5.0  # s to wait for a board's port to come back at the same USB location
 STAGES = ("detect", "identity", "write", "verify", "boot", "online")
@@ -41,7 +44,7 @@ class StationSettings:
     station: str = ""
     product: str | None = None
     sandbox_state_dir: str | None = None
-    profile: object = None  # a fleetdesk.config.Profile (sandbox or aws); None = the sandbox at sandbox_state_dir
+    profile: Profile | None = None  # a fleetdesk.config.Profile (sandbox or aws); None = the sandbox at sandbox_state_dir
     online_timeout: float = 60.0
     wait_online: bool = True
     allowed_usb: list = field(default_factory=list)

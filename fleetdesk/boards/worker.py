@@ -191,7 +191,7 @@ def _security_checks(info: dict, sec: dict) -> None:
         )
 
 
-def _await_parts(inbox: "queue.Queue", cancel: threading.Event, timeout: float) -> list[dict]:
+def _await_parts(inbox: "queue.Queue", cancel: threading.Event, timeout: float) -> dict:
     import queue
 
     deadline = time.monotonic() + timeout

@@ -202,7 +202,7 @@ class SettingsPage(QWidget):
 
     def _profile_picked(self, *_args) -> None:
         name = self.profile_combo.currentData()
-        p = self.ctx.profiles.items.get(name) if name else Profile(name="", kind="aws")
+        p = (self.ctx.profiles.items.get(name) if name else None) or Profile(name="", kind="aws")
         self.load_profile(p)
         self.name_edit.setReadOnly(bool(name))
 
