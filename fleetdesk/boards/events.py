@@ -24,44 +24,59 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import Callable, TypeVar, Union, dataclass_transform
 
 # esptool's stages (the worker's words) as the station's steps
 WORKER_STAGE = {"connecting": "detect", "erasing": "write", "writing": "write", "verifying": "verify",
                 "booting": "boot"}
 
 
-@dataclass(frozen=True)
+_BY_NAME: dict[str, type] = {}  # wire name -> event class
+_NAME_OF: dict[type, str] = {}
+
+
+_T = TypeVar("_T", bound=type)
+
+
+@dataclass_transform(frozen_default=True)
+def _event(name: str) -> Callable[[_T], _T]:
+    """Declare a worker event: a frozen dataclass known on the wire as ``name``."""
+
+    def make(cls: _T) -> _T:
+        dataclass(frozen=True)(cls)  # in place (no slots): the same class
+        _BY_NAME[name], _NAME_OF[cls] = cls, name
+        return cls
+
+    return make
+
+
+@_event("stage")
 class Stage:
     """esptool moved on: connecting, erasing, writing, verifying or booting."""
 
-    name: ClassVar[str] = "stage"
     stage: str
 
 
-@dataclass(frozen=True)
+@_event("progress")
 class Progress:
     """Bytes written of the whole plan (all parts together)."""
 
-    name: ClassVar[str] = "progress"
     bytes: int
     total: int
     percent: int
 
 
-@dataclass(frozen=True)
+@_event("log")
 class Log:
     """One line esptool (or the host, on a baud fallback) printed."""
 
-    name: ClassVar[str] = "log"
     text: str
 
 
-@dataclass(frozen=True)
+@_event("info")
 class Info:
     """The chip's facts (chip, mac, revision, features, crystal, flash id and size...)."""
 
-    name: ClassVar[str] = "info"
     facts: dict = field(default_factory=dict)
 
     @property
@@ -73,20 +88,18 @@ class Info:
         return self.facts.get("mac")
 
 
-@dataclass(frozen=True)
+@_event("ready")
 class Ready(Info):
     """Connected and checked; the worker waits for the parts (the host mints from the MAC)."""
 
-    name: ClassVar[str] = "ready"
 
 
-@dataclass(frozen=True)
+@_event("identity")
 class Identity:
     """What the board's vfs carries (names and digests only: the files go to a 0600 ``path``).
 
     ``error`` is True when the probe itself failed (``reason`` says why)."""
 
-    name: ClassVar[str] = "identity"
     found: bool
     reason: str = ""
     thing: str | None = None
@@ -99,20 +112,18 @@ class Identity:
     error: bool = False
 
 
-@dataclass(frozen=True)
+@_event("fallback")
 class Fallback:
     """The host retries at a lower baud rate after a failure (host-side, never on the wire)."""
 
-    name: ClassVar[str] = "fallback"
     baud: int
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@_event("result")
 class Result:
     """The job's end (always the worker's last line)."""
 
-    name: ClassVar[str] = "result"
     ok: bool
     written: bool = False
     kind: str = ""
@@ -123,14 +134,13 @@ class Result:
 
 
 WorkerEvent = Union[Stage, Progress, Log, Info, Ready, Identity, Fallback, Result]
-_BY_NAME: dict[str, type] = {c.name: c for c in (Stage, Progress, Log, Info, Ready, Identity, Fallback, Result)}
 _FLAT = (Info, Ready)  # their facts are the line's own fields
 
 
 def to_json(ev: WorkerEvent) -> dict:
     """The wire dict: ``{"event": name, **fields}`` (an Info's facts flat, as the worker always sent)."""
     fields = dict(ev.facts) if isinstance(ev, _FLAT) else dataclasses.asdict(ev)
-    return {"event": ev.name, **fields}
+    return {"event": _NAME_OF[type(ev)], **fields}
 
 
 def to_line(ev: WorkerEvent) -> str:
