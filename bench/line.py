@@ -43,9 +43,26 @@ from pg_server import PgServer  # noqa: E402
 from station_overhead import start_sandbox  # noqa: E402
 
 
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine (/proc/stat): how busy its cores were."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's waited-for children (the stations, their workers, emulators)."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+LAST_CPU: dict = {}
+
+
 def run_line(n: int, boards: int, work: Path, ledger: str, bundle: Path, sandbox_dir: Path, base_env: dict,
              throttle: bool) -> list[tuple[float, int]]:
-    """n stations at once; returns (wall seconds, PASS count) per station."""
+    """n stations at once; returns (wall seconds, PASS count) per station. ``LAST_CPU`` then
+    holds how busy the machine's cores were during the run and the line's CPU seconds per board."""
     with ExitStack() as stack:
         ports, envs = [], []
         for s in range(n):
@@ -56,6 +73,7 @@ def run_line(n: int, boards: int, work: Path, ledger: str, bundle: Path, sandbox
             ports.append(stack.enter_context(virtual_boards(boards, d, throttle=throttle, env=env)))
             envs.append(env)
         time.sleep(1.0)  # the emulators listen (their JSON line came first)
+        busy0, total0 = cpu_times()
         procs, t0 = [], time.perf_counter()
         for s in range(n):
             cmd = [sys.executable, "-m", "fleetdesk", "flash", *ports[s], "--bundle", str(bundle), "--identity",
@@ -72,7 +90,11 @@ def run_line(n: int, boards: int, work: Path, ledger: str, bundle: Path, sandbox
                 fails = [r["error"] for r in rows if r["result"] != "PASS"]
                 print(f"  warning: {boards - passed} boards failed: {fails[:2]} {stderr[-300:]}", file=sys.stderr)
             out.append((wall, passed))
-        return out
+        busy1, total1 = cpu_times()
+        LAST_CPU["busy"] = (busy1 - busy0) / max(1.0, total1 - total0)
+    LAST_CPU["cpu_s_per_board"] = (children_cpu_s() - LAST_CPU.get("before", 0.0)) / max(1, n * boards)
+    LAST_CPU["before"] = children_cpu_s()
+    return out
 
 
 def ledger_overhead(target: str, samples: int, steps: int, key: Path) -> list[float]:
@@ -141,7 +163,9 @@ def main() -> int:
             steps = round(real.scalar("SELECT COUNT(*) * 1.0 / COUNT(DISTINCT run_id) AS n FROM journal") or steps)
             real.close()
             print(f"  {n} station(s): per station {rates[n]:7.1f} boards/h "
-                  f"(walls {', '.join(f'{w:.1f}s' for w, _ in per)}), line {sum(station_rates):7.1f} boards/h")
+                  f"(walls {', '.join(f'{w:.1f}s' for w, _ in per)}), line {sum(station_rates):7.1f} boards/h; "
+                  f"machine cores busy {LAST_CPU['busy']:.0%} of {os.cpu_count()}, "
+                  f"{LAST_CPU['cpu_s_per_board']:.1f} CPU s per board (stations, workers, emulators)")
         if 1 in rates:
             for n in counts:
                 if n != 1:
