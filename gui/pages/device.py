@@ -357,7 +357,7 @@ class DevicePage(QWidget):
                         "The device is offline: it applies the change when it connects.")
                 over = " (sent over the device's own reports)" if resends else ""
                 self.shadow.show_message(f"Accepted: version {doc.get('version')}{over}. {wait}", ok=None)
-                self.shadow.sent(desired)
+                self.shadow.sent(desired, accepted_at=doc.get("timestamp"))
                 self.load_shadow()
 
         # a 409 moved only by the device's readings (or others' other keys) is sent again over

@@ -374,15 +374,21 @@ class ShadowEditor(QWidget):
         self.send_requested.emit(desired, version, base)
         return True
 
-    def sent(self, desired: dict | None = None) -> None:
+    def sent(self, desired: dict | None = None, accepted_at: float | None = None) -> None:
         """The last send was accepted: the next document may replace the editor's content.
 
         Args:
             desired: what was sent; the editor says so once the device reports it.
+            accepted_at: the ``timestamp`` of the ``/update/accepted`` reply (the shadow
+                service's clock, like the device error's metadata). A device refusal
+                stamped from then on is about this send, even when it arrived before the
+                page handled the reply (a quick device, a busy app), and whatever this
+                computer's clock says. Without it: now.
         """
         self.dirty = False
         self.awaiting = desired or None
-        self.awaiting_since = time.time()
+        has_stamp = isinstance(accepted_at, (int, float)) and not isinstance(accepted_at, bool)
+        self.awaiting_since = float(accepted_at) if has_stamp else time.time()  # type: ignore[arg-type]
 
     def show_conflict(self, current: dict, changed: list[str], message: str) -> None:
         """A 409: show the reloaded document and which keys changed; the user's edits stay."""

@@ -77,6 +77,22 @@ def test_a_refusal_by_the_device_replaces_waiting(editor):
     assert ed.awaiting is None
 
 
+def test_a_refusal_that_came_before_the_page_handled_the_accept_is_still_shown(editor):
+    """A quick device refuses within the second of the accept; a busy app handles the accept
+    reply seconds later. The refusal is compared with the accept's own timestamp (the shadow
+    service's clock), not with when the page got round to it (or this computer's clock)."""
+    ed, sent = editor
+    ed.firmware_edit.setText("9.9.9")
+    assert ed.send()
+    accepted_at = int(time.time()) - 5  # the service accepted the update 5 s before the page saw it
+    ed.sent({"firmware_version": "9.9.9"}, accepted_at=accepted_at)
+    error = "firmware_version 9.9.9 needs a valid firmware_url in desired"
+    ed.set_document({"state": {"reported": {"on": False, "refresh": 10000, "error": error}},
+                     "metadata": {"reported": {"error": {"timestamp": accepted_at}}}, "version": 7})
+    assert ed.message.text().startswith("The device refused the change (firmware_version)"), ed.message.text()
+    assert ed.awaiting is None
+
+
 def test_an_old_error_is_not_taken_for_a_refusal(editor):
     ed, sent = editor
     ed.on_check.setChecked(True)
