@@ -81,6 +81,24 @@ def _where_started() -> str:
     return "?"
 
 
+def _drain_bridge(qapp, timeout_s: float = 30.0) -> None:
+    """Run what the test's threads already queued on the app-wide bridge.
+
+    The bridge drains in 50 ms slices and re-arms its timer while callables wait; on a busy
+    machine two processEvents() may not empty it, and stopping that timer as a "leak" would
+    leave the queue (the finished test's callbacks) to run inside the next test.
+    """
+    import time
+
+    from fleetdesk_gui import bridge
+
+    b = bridge._instance
+    deadline = time.monotonic() + timeout_s
+    while b is not None and b.pending():
+        assert time.monotonic() < deadline, f"the bridge still holds {b.pending()} callbacks after {timeout_s:.0f} s"
+        qapp.processEvents()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_widgets_or_timers(request, qapp, monkeypatch):
     """Fail a test that leaves top-level widgets or running QTimers behind (as napari's conftest does).
@@ -111,6 +129,7 @@ def _no_leaked_widgets_or_timers(request, qapp, monkeypatch):
     monkeypatch.setattr(QTimer, "start", start)
     yield
     monkeypatch.undo()  # the check below must not record timers itself
+    _drain_bridge(qapp)
     for _ in range(2):
         qapp.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         gc.collect()
