@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from fleetdesk.cloud.errors import ConnectFailed
+from fleetdesk.cloud.fanout import Fanout
 from fleetdesk.cloud.settings import ConnectionSettings
 from fleetdesk.cloud.topics import covers, matches
 from fleetdesk.errors import CloudError
@@ -42,6 +43,10 @@ PERMANENT_CONNACK = {
     "NOT_AUTHORIZED", "BAD_USERNAME_OR_PASSWORD", "CLIENT_IDENTIFIER_NOT_VALID", "BANNED",
     "BAD_AUTHENTICATION_METHOD", "UNSUPPORTED_PROTOCOL_VERSION",
 }
+# CONNACK reasons that only say "not now": IoT Core allows one CONNECT per second per client id
+# (an app restarted at once meets its own last connection); the reconnect backoff gets in, so
+# these do not count towards ``initial_attempts``.
+TRANSIENT_CONNACK = {"CONNECTION_RATE_EXCEEDED", "SERVER_BUSY", "QUOTA_EXCEEDED"}
 ADVICE = {
     "AWS_IO_SOCKET_CONNECTION_REFUSED": "is the broker running? (`fleetdesk sandbox up` for the sandbox)",
     "AWS_IO_DNS_INVALID_NAME": "check the endpoint host name",
@@ -158,8 +163,7 @@ class Connection:
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = StateEvent(State.IDLE)
-        self._listeners: list[Callable[[StateEvent], Any]] = []
-        self._state_queues: list[asyncio.Queue] = []
+        self._states: Fanout[StateEvent] = Fanout("state")
         self._subs: dict[str, _Sub] = {}
         self._routes: dict[str, list[_Sub]] = {}  # topic -> matching subs; reset when _subs changes
         self._inbox: collections.deque = collections.deque()
@@ -258,32 +262,19 @@ class Connection:
     # ----------------------------------------------------------------- state events
     def add_state_listener(self, fn: Callable[[StateEvent], Any]) -> Callable[[], None]:
         """Call ``fn(event)`` on the loop for every state change; returns a remover."""
-        self._listeners.append(fn)
-        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+        return self._states.add_listener(fn)
 
     async def states(self) -> AsyncIterator[StateEvent]:
-        """Async iterator of state events, starting with the current one."""
-        q: asyncio.Queue = asyncio.Queue()
-        q.put_nowait(self._state)
-        self._state_queues.append(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._state_queues.remove(q)
+        """Async iterator of state events, starting with the one current when iteration starts."""
+        async for ev in self._states.stream(first=self._state):
+            yield ev
 
     def _set_state(self, ev: StateEvent) -> None:
         if ev.state == self._state.state and ev.reason == self._state.reason and ev.attempt == self._state.attempt:
             return
         self._state = ev
         log.info("mqtt %s %s", ev.state.value, ev.reason)
-        for q in list(self._state_queues):
-            q.put_nowait(ev)
-        for fn in list(self._listeners):
-            try:
-                fn(ev)
-            except Exception:
-                log.exception("state listener failed")
+        self._states.emit(ev)
 
     def _post(self, fn: Callable, *args: Any) -> None:
         loop = self._loop
@@ -337,8 +328,11 @@ class Connection:
             asyncio.ensure_future(self._resubscribe())
 
     def _connect_failed(self, reason: str) -> None:
-        self._failures += 1
         self.stats["connect_failures"] += 1
+        if reason in TRANSIENT_CONNACK:
+            self._set_state(StateEvent(State.RECONNECTING, reason, self._failures))
+            return
+        self._failures += 1
         permanent = reason in PERMANENT_CONNACK
         if not self._ever_connected and (permanent or self._failures >= self.settings.initial_attempts):
             self._set_state(StateEvent(State.FAILED, reason, self._failures))

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from fleetdesk.cloud.connection import Connection, Message
+from fleetdesk.cloud.fanout import Fanout
 from fleetdesk.cloud.topics import LOGS_FILTER
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +54,7 @@ class Logs:
         self.conn = conn
         self.keep = keep
         self.records: dict[str, collections.deque] = {}
-        self._listeners: list[Callable[[LogRecord], Any]] = []
+        self._records: Fanout[LogRecord] = Fanout("log")
         self._remove: Callable | None = None
 
     async def start(self) -> None:
@@ -84,8 +82,7 @@ class Logs:
 
     def add_listener(self, fn: Callable[[LogRecord], Any]) -> Callable[[], None]:
         """Call ``fn(record)`` on the loop for every new record. Returns a remover."""
-        self._listeners.append(fn)
-        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+        return self._records.add_listener(fn)
 
     def recent(self, thing: str) -> list[LogRecord]:
         """The kept records of one thing, oldest first."""
@@ -97,8 +94,4 @@ class Logs:
             return
         rec = parse_log(thing, msg.payload, msg.received)
         self.records.setdefault(thing, collections.deque(maxlen=self.keep)).append(rec)
-        for fn in list(self._listeners):
-            try:
-                fn(rec)
-            except Exception:
-                log.exception("log listener failed")
+        self._records.emit(rec)

@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Callable
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.desired import conflicting
 from fleetdesk.cloud.errors import RequestTimeout, ShadowConflict, ShadowRejected
+from fleetdesk.cloud.fanout import Fanout
 from fleetdesk.cloud.topics import parse_shadow_topic, shadow_filters, shadow_prefix
 from fleetdesk.cloud.fleet_state import FleetState
 
@@ -77,8 +78,7 @@ class Shadows:
         self.scoped = scoped
         self.max_followed = max_followed
         self._pending: dict[str, asyncio.Future] = {}
-        self._listeners: list[Callable[[ShadowEvent], Any]] = []
-        self._queues: list[tuple[asyncio.Queue, str | None, set[str]]] = []
+        self._events: Fanout[ShadowEvent] = Fanout("shadow")
         self._removers: list[Callable] = []
         self._followed: dict[str, list[Callable]] = {}  # scoped: thing -> its subscriptions (oldest first)
         self._following: dict[str, asyncio.Future] = {}
@@ -340,20 +340,15 @@ class Shadows:
     # ---------------------------------------------------------------- events
     def add_listener(self, fn: Callable[[ShadowEvent], Any]) -> Callable[[], None]:
         """Call ``fn(event)`` on the loop for every delta/documents/accepted/deleted event."""
-        self._listeners.append(fn)
-        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+        return self._events.add_listener(fn)
 
     async def events(self, thing: str | None = None, kinds: tuple[str, ...] = ("delta", "documents"),
                      ) -> AsyncIterator[ShadowEvent]:
         """Async iterator of events of one thing (or all), of the given kinds."""
-        q: asyncio.Queue = asyncio.Queue()
-        entry = (q, thing, set(kinds))
-        self._queues.append(entry)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._queues.remove(entry)
+        wanted = set(kinds)
+        async for ev in self._events.stream(accept=lambda ev: (thing is None or ev.thing == thing)
+                                            and ev.kind in wanted):
+            yield ev
 
     def _on_message(self, msg: Message) -> None:
         parsed = parse_shadow_topic(msg.topic)
@@ -385,17 +380,7 @@ class Shadows:
                 self.fleet.apply_shadow(thing, doc)
             elif kind == "deleted":
                 self.fleet.apply_shadow_deleted(thing)
-        ev = ShadowEvent(thing, name, kind, doc)
-        for fn in list(self._listeners):
-            try:
-                fn(ev)
-            except Exception:  # a listener must not break the stream
-                import logging
-
-                logging.getLogger(__name__).exception("shadow listener failed")
-        for q, want_thing, kinds in self._queues:
-            if (want_thing is None or want_thing == thing) and kind in kinds:
-                q.put_nowait(ev)
+        self._events.emit(ShadowEvent(thing, name, kind, doc))
 
 
 MAX_STATE_BYTES = 8 * 1024

@@ -19,6 +19,7 @@ import logging
 from typing import Any, AsyncIterator, Callable
 
 from fleetdesk.cloud.connection import Connection, Message
+from fleetdesk.cloud.fanout import Fanout
 from fleetdesk.cloud.topics import TELEMETRY_FILTER, thing_from_telemetry_topic
 from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.store.telemetry import Sample, TelemetryError, TelemetryStore, parse_sample
@@ -47,8 +48,7 @@ class Telemetry:
         self.stats: collections.Counter = collections.Counter()
         self._pending: list[tuple[Sample, Message]] = []
         self._flushing = False
-        self._listeners: list[Callable[[list[Sample]], Any]] = []
-        self._queues: list[asyncio.Queue] = []
+        self._batches: Fanout[list[Sample]] = Fanout("telemetry", on_drop=self._dropped)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="telemetry-store")
         self._unsubscribe: Callable | None = None
         self._idle = asyncio.Event()
@@ -81,19 +81,16 @@ class Telemetry:
     # ---------------------------------------------------------------- listeners
     def add_listener(self, fn: Callable[[list[Sample]], Any]) -> Callable[[], None]:
         """Call ``fn(samples)`` on the loop after each stored batch. Returns a remover."""
-        self._listeners.append(fn)
-        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+        return self._batches.add_listener(fn)
 
     async def batches(self, maxsize: int = 100) -> AsyncIterator[list[Sample]]:
         """Async iterator of stored batches. A slow consumer loses the oldest batches
         (counted in ``stats["ui_batches_dropped"]``), never stalls ingest."""
-        q: asyncio.Queue = asyncio.Queue(maxsize)
-        self._queues.append(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._queues.remove(q)
+        async for batch in self._batches.stream(maxsize=maxsize):
+            yield batch
+
+    def _dropped(self) -> None:
+        self.stats["ui_batches_dropped"] += 1
 
     # ---------------------------------------------------------------- ingest
     def _on_message(self, msg: Message) -> None:
@@ -152,13 +149,4 @@ class Telemetry:
     def _deliver(self, samples: list[Sample]) -> None:
         if self.fleet is not None:
             self.fleet.apply_samples(samples)
-        for fn in list(self._listeners):
-            try:
-                fn(samples)
-            except Exception:
-                log.exception("telemetry listener failed")
-        for q in self._queues:
-            if q.full():
-                q.get_nowait()
-                self.stats["ui_batches_dropped"] += 1
-            q.put_nowait(samples)
+        self._batches.emit(samples)
