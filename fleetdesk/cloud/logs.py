@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.fanout import Fanout
+from fleetdesk.cloud.subscription import Subscription
 from fleetdesk.cloud.topics import LOGS_FILTER
 
 
@@ -55,15 +56,13 @@ class Logs:
         self.keep = keep
         self.records: dict[str, collections.deque] = {}
         self._records: Fanout[LogRecord] = Fanout("log")
-        self._remove: Callable | None = None
+        self._all = Subscription(conn, LOGS_FILTER, self._on_message, qos=0)
 
     async def start(self) -> None:
-        self._remove = await self.conn.subscribe(LOGS_FILTER, self._on_message, qos=0)
+        await self._all.start()
 
     async def stop(self) -> None:
-        if self._remove is not None:
-            await self._remove()
-            self._remove = None
+        await self._all.stop()
 
     async def watch(self, thing: str) -> Callable[[], Any]:
         """Make sure ``thing``'s records arrive (the Device page showing it); returns an async remover.
@@ -71,7 +70,7 @@ class Logs:
         With the fleet-wide stream started (no fleet index) every thing's records arrive
         already; otherwise this subscribes to ``<thing>/logs`` alone.
         """
-        if self._remove is not None:
+        if self._all.active:
             async def nothing() -> None:
                 return None
 

@@ -16,10 +16,11 @@ import asyncio
 import itertools
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.errors import RequestTimeout, RpcError
+from fleetdesk.cloud.subscription import Subscription
 from fleetdesk.cloud.topics import RPC_RESPONSE_FILTER, rpc_topic
 
 KNOWN_METHODS = ("Sys.GetInfo", "Config.Get", "Config.Set", "FS.List", "Sys.Reboot")
@@ -38,16 +39,14 @@ class Rpc:
         self.timeout = timeout
         self._ids = itertools.count(int.from_bytes(os.urandom(3), "big") * 1000 + 1)
         self._pending: dict[int, tuple[str, asyncio.Future]] = {}
-        self._remove: Callable | None = None
+        self._replies = Subscription(conn, RPC_RESPONSE_FILTER, self._on_reply, qos=1)
 
     async def start(self) -> None:
         """Subscribe to every device's reply topic."""
-        self._remove = await self.conn.subscribe(RPC_RESPONSE_FILTER, self._on_reply, qos=1)
+        await self._replies.start()
 
     async def stop(self) -> None:
-        if self._remove is not None:
-            await self._remove()
-            self._remove = None
+        await self._replies.stop()
         for _, fut in self._pending.values():
             fut.cancel()
         self._pending.clear()

@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Callable
 
 from fleetdesk.cloud.connection import Connection, Message
 from fleetdesk.cloud.fanout import Fanout
+from fleetdesk.cloud.subscription import Subscription
 from fleetdesk.cloud.topics import TELEMETRY_FILTER, thing_from_telemetry_topic
 from fleetdesk.cloud.fleet_state import FleetState
 from fleetdesk.store.telemetry import Sample, TelemetryError, TelemetryStore, parse_sample
@@ -50,14 +51,13 @@ class Telemetry:
         self._flushing = False
         self._batches: Fanout[list[Sample]] = Fanout("telemetry", on_drop=self._dropped)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="telemetry-store")
-        self._unsubscribe: Callable | None = None
+        self._all = Subscription(conn, topic_filter, self._on_message, qos=1, manual_ack=store is not None)
         self._idle = asyncio.Event()
         self._idle.set()
 
     async def start(self) -> None:
         """Subscribe (QoS1; manual ack when storing)."""
-        self._unsubscribe = await self.conn.subscribe(
-            self.topic_filter, self._on_message, qos=1, manual_ack=self.store is not None)
+        await self._all.start()
 
     async def stop(self, *, unsubscribe: bool = True) -> None:
         """Write what is pending, stop the writer thread.
@@ -66,9 +66,7 @@ class Telemetry:
             unsubscribe: also drop the MQTT subscription. The session keeps it (``False``) so a
                 persistent session goes on queueing telemetry while the app is closed.
         """
-        if self._unsubscribe is not None and unsubscribe:
-            await self._unsubscribe()
-        self._unsubscribe = None
+        await self._all.stop(unsubscribe=unsubscribe)
         await self.flushed()
         self._writer.shutdown(wait=True)
 
