@@ -195,12 +195,23 @@ class EsptoolWorker:
 
     def send(self, msg: dict) -> None:
         """Send a JSON line to the worker (the parts after ``ready``, or an abort)."""
+        self._write(json.dumps(msg) + "\n")
+
+    def _write(self, line: str) -> None:
         try:
             assert self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.write(line)
             self.proc.stdin.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # the worker has gone: its end is read from its output
             pass
+
+    def _end(self, grace: float) -> None:
+        """Give the worker ``grace`` seconds to exit by itself, then kill it."""
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait()
 
     def _reap(self) -> None:
         try:
@@ -208,23 +219,14 @@ class EsptoolWorker:
             self.proc.stdin.close()
         except (OSError, ValueError):
             pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            self.proc.wait()
+        self._end(30)
         self._reader.join(timeout=5)
         self._err_reader.join(timeout=5)
         POOL.refill()
 
     def cancel(self) -> None:
         """Ask the worker to stop at the next progress tick (it closes the port cleanly)."""
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("cancel\n")
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
-            pass
+        self._write("cancel\n")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -238,19 +240,12 @@ class EsptoolWorker:
         """
         if not self._done.wait(timeout):
             self.cancel()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                self.proc.wait()
+            self._end(5)
             self._reader.join(timeout=2)
             return WorkerResult(False, "timeout", f"no answer within {timeout:.0f} s",
                                 self._result.written if self._result is not None else True, trace=self.trace)
         if self._result is None:  # EOF without a result: the worker died
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            self._end(5)
             self._err_reader.join(timeout=2)
         threading.Thread(target=self._reap, daemon=True).start()
         r = self._result
