@@ -29,22 +29,26 @@ class Advice:
         return f"{self.problem} — {self.action}"
 
 
-def _permission_fix(platform: str) -> str:
-    if platform.startswith("linux"):
-        return ("add yourself to the serial group: `sudo usermod -aG dialout $USER` (Arch: uucp), "
-                "then log out and in; or install a udev rule giving the port MODE=0660 GROUP=dialout")
-    if platform == "darwin":
-        return "close other apps using the port; macOS needs no group change"
-    return "close other apps using the port (Arduino IDE, a serial monitor) and retry"
+class _PerPlatform(dict):
+    """An action that depends on the OS: the text of the first platform prefix (``sys.platform``)
+    the platform starts with; ``""`` (last) for any other."""
+
+    def __call__(self, platform: str) -> str:
+        return next(text for prefix, text in self.items() if platform.startswith(prefix))
 
 
-def _driver_fix(platform: str) -> str:
-    if platform.startswith("win"):
-        return ("install the USB-UART driver: Silicon Labs CP210x VCP driver for CP2102/CP2104 boards, "
-                "WCH CH341SER for CH340/CH9102 boards")
-    if platform == "darwin":
-        return "install the WCH CH34x driver (CH340/CH9102 boards); CP210x works with the built-in driver on macOS 11+"
-    return "check `dmesg` for the cp210x/ch341 kernel modules and that the cable carries data"
+_PERMISSION_FIX = _PerPlatform({
+    "linux": ("add yourself to the serial group: `sudo usermod -aG dialout $USER` (Arch: uucp), "
+              "then log out and in; or install a udev rule giving the port MODE=0660 GROUP=dialout"),
+    "darwin": "close other apps using the port; macOS needs no group change",
+    "": "close other apps using the port (Arduino IDE, a serial monitor) and retry",
+})
+_DRIVER_FIX = _PerPlatform({
+    "win": ("install the USB-UART driver: Silicon Labs CP210x VCP driver for CP2102/CP2104 boards, "
+            "WCH CH341SER for CH340/CH9102 boards"),
+    "darwin": "install the WCH CH34x driver (CH340/CH9102 boards); CP210x works with the built-in driver on macOS 11+",
+    "": "check `dmesg` for the cp210x/ch341 kernel modules and that the cable carries data",
+})
 
 
 # (pattern, problem, action-or-callable, code); first match wins.
@@ -68,12 +72,12 @@ _RULES = [
     (r"No such file or directory: '(?!/dev/)[^']+'", "A file fleetdesk needs is missing",
      "check the path in Details; if it is one of fleetdesk's own files, reinstall fleetdesk "
      "(pip install --force-reinstall fleetdesk)", "file-missing"),
-    (r"Permission denied|Errno 13", "No permission to open the serial port", _permission_fix, "permission"),
+    (r"Permission denied|Errno 13", "No permission to open the serial port", _PERMISSION_FIX, "permission"),
     (r"could not open port .*(No such file|FileNotFound)|Errno 2|Could not exclusively lock|Errno 111|Connection refused",
      "The port is gone", "re-plug the board (it may have been unplugged or re-enumerated)", "port-gone"),
     (r"port is busy|Resource busy|Errno 16|in use by PID", "The port is in use by another program",
      "close the serial monitor or other tool holding it", "port-busy"),
-    (r"driver|Errno 5|Input/output error", "The USB-serial driver reported an error", _driver_fix, "driver"),
+    (r"driver|Errno 5|Input/output error", "The USB-serial driver reported an error", _DRIVER_FIX, "driver"),
     (r"MD5 of file does not match|Write failed", "The written data did not verify",
      "flash again; if it repeats, the flash chip or power supply is faulty", "verify-failed"),
     (r"secure boot", "Secure boot is enabled on this board", "use a bundle signed for it; nothing was written",
