@@ -14,20 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-# Known USB-serial bridges used on ESP boards, and Espressif's own VID (native USB).
+# Known USB-serial bridges used on ESP boards (vendor id: vendor, {product id: chip}), and
+# Espressif's own VID (native USB, any product id).
+_BRIDGES: dict[int, tuple[str, dict[int, str]]] = {
+    0x10C4: ("Silicon Labs", {0xEA60: "CP210x", 0xEA70: "CP2105", 0xEA71: "CP2108"}),
+    0x1A86: ("WCH", {0x7523: "CH340", 0x5523: "CH341", 0x55D3: "CH343", 0x55D4: "CH9102"}),
+    0x0403: ("FTDI", {0x6001: "FT232R", 0x6010: "FT2232", 0x6011: "FT4232", 0x6014: "FT232H", 0x6015: "FT231X"}),
+}
 KNOWN_USB_IDS: dict[tuple[int, int | None], str] = {
-    (0x10C4, 0xEA60): "Silicon Labs CP210x",
-    (0x10C4, 0xEA70): "Silicon Labs CP2105",
-    (0x10C4, 0xEA71): "Silicon Labs CP2108",
-    (0x1A86, 0x7523): "WCH CH340",
-    (0x1A86, 0x5523): "WCH CH341",
-    (0x1A86, 0x55D3): "WCH CH343",
-    (0x1A86, 0x55D4): "WCH CH9102",
-    (0x0403, 0x6001): "FTDI FT232R",
-    (0x0403, 0x6010): "FTDI FT2232",
-    (0x0403, 0x6011): "FTDI FT4232",
-    (0x0403, 0x6014): "FTDI FT232H",
-    (0x0403, 0x6015): "FTDI FT231X",
+    **{(vid, pid): f"{vendor} {chip}" for vid, (vendor, chips) in _BRIDGES.items() for pid, chip in chips.items()},
     (0x303A, None): "Espressif native USB",
 }
 
