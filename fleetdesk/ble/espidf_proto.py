@@ -11,6 +11,7 @@ The descriptors go into a private pool, so they never clash with other protobuf 
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +20,25 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 _F = descriptor_pb2.FieldDescriptorProto
 _T = {"bytes": _F.TYPE_BYTES, "string": _F.TYPE_STRING, "bool": _F.TYPE_BOOL, "int32": _F.TYPE_INT32,
       "uint32": _F.TYPE_UINT32}
+
+
+def _two_round_payload(msg_type: str, prefix: str) -> list[tuple]:
+    """SecNPayload of the two-round handshakes (sec1.proto, sec2.proto): the message type, then
+    one of <prefix>SessionCmd0/Resp0/Cmd1/Resp1 (fields 20-23, oneof ``payload``)."""
+    steps = [(f"{side}{n}", f"{prefix}Session{msg}{n}") for n in (0, 1) for side, msg in (("sc", "Cmd"), ("sr", "Resp"))]
+    return [("msg", 1, msg_type)] + [(name, 20 + i, message, "payload") for i, (name, message) in enumerate(steps)]
+
+
+def _commands(first: int, *commands: str) -> list[tuple]:
+    """The ``payload`` oneof of the wifi_*.proto payloads: ``cmd_<x>`` then ``resp_<x>`` (messages
+    Cmd<X>, Resp<X>) for each command X in order, numbered from ``first``."""
+    out: list[tuple] = []
+    for command in commands:
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", command).lower()
+        for kind in ("cmd", "resp"):
+            out.append((f"{kind}_{snake}", first + len(out), kind.title() + command, "payload"))
+    return out
+
 
 # file -> (dependencies, enums {name: [(value name, number)]}, messages {name: [field specs]})
 # field spec: (name, number, type) where type is a scalar name, an enum or a message name;
@@ -40,9 +60,7 @@ _SPEC: dict[str, tuple[list[str], dict[str, list[tuple[str, int]]], dict[str, li
                     "SessionCmd0": [("client_pubkey", 1, "bytes")],
                     "SessionResp0": [("status", 1, "Status"), ("device_pubkey", 2, "bytes"),
                                      ("device_random", 3, "bytes")],
-                    "Sec1Payload": [("msg", 1, "Sec1MsgType"), ("sc0", 20, "SessionCmd0", "payload"),
-                                    ("sr0", 21, "SessionResp0", "payload"), ("sc1", 22, "SessionCmd1", "payload"),
-                                    ("sr1", 23, "SessionResp1", "payload")]}),
+                    "Sec1Payload": _two_round_payload("Sec1MsgType", "")}),
     "sec2.proto": (["constants.proto"],
                    {"Sec2MsgType": [("S2Session_Command0", 0), ("S2Session_Response0", 1),
                                     ("S2Session_Command1", 2), ("S2Session_Response1", 3)]},
@@ -52,9 +70,7 @@ _SPEC: dict[str, tuple[list[str], dict[str, list[tuple[str, int]]], dict[str, li
                     "S2SessionCmd1": [("client_proof", 1, "bytes")],
                     "S2SessionResp1": [("status", 1, "Status"), ("device_proof", 2, "bytes"),
                                        ("device_nonce", 3, "bytes")],
-                    "Sec2Payload": [("msg", 1, "Sec2MsgType"), ("sc0", 20, "S2SessionCmd0", "payload"),
-                                    ("sr0", 21, "S2SessionResp0", "payload"), ("sc1", 22, "S2SessionCmd1", "payload"),
-                                    ("sr1", 23, "S2SessionResp1", "payload")]}),
+                    "Sec2Payload": _two_round_payload("Sec2MsgType", "S2")}),
     "session.proto": (["sec0.proto", "sec1.proto", "sec2.proto"],
                       {"SecSchemeVersion": [("SecScheme0", 0), ("SecScheme1", 1), ("SecScheme2", 2)]},
                       {"SessionData": [("sec_ver", 2, "SecSchemeVersion"), ("sec0", 10, "Sec0Payload", "proto"),
@@ -82,12 +98,7 @@ _SPEC: dict[str, tuple[list[str], dict[str, list[tuple[str, int]]], dict[str, li
                            "CmdApplyConfig": [],
                            "RespApplyConfig": [("status", 1, "Status")],
                            "WiFiConfigPayload": [("msg", 1, "WiFiConfigMsgType"),
-                                                 ("cmd_get_status", 10, "CmdGetStatus", "payload"),
-                                                 ("resp_get_status", 11, "RespGetStatus", "payload"),
-                                                 ("cmd_set_config", 12, "CmdSetConfig", "payload"),
-                                                 ("resp_set_config", 13, "RespSetConfig", "payload"),
-                                                 ("cmd_apply_config", 14, "CmdApplyConfig", "payload"),
-                                                 ("resp_apply_config", 15, "RespApplyConfig", "payload")]}),
+                                                 *_commands(10, "GetStatus", "SetConfig", "ApplyConfig")]}),
     "wifi_scan.proto": (["constants.proto", "wifi_constants.proto"],
                         {"WiFiScanMsgType": [("TypeCmdScanStart", 0), ("TypeRespScanStart", 1),
                                              ("TypeCmdScanStatus", 2), ("TypeRespScanStatus", 3),
@@ -101,22 +112,14 @@ _SPEC: dict[str, tuple[list[str], dict[str, list[tuple[str, int]]], dict[str, li
                                             ("bssid", 4, "bytes"), ("auth", 5, "WifiAuthMode")],
                          "RespScanResult": [("entries", 1, "*WiFiScanResult")],
                          "WiFiScanPayload": [("msg", 1, "WiFiScanMsgType"), ("status", 2, "Status"),
-                                             ("cmd_scan_start", 10, "CmdScanStart", "payload"),
-                                             ("resp_scan_start", 11, "RespScanStart", "payload"),
-                                             ("cmd_scan_status", 12, "CmdScanStatus", "payload"),
-                                             ("resp_scan_status", 13, "RespScanStatus", "payload"),
-                                             ("cmd_scan_result", 14, "CmdScanResult", "payload"),
-                                             ("resp_scan_result", 15, "RespScanResult", "payload")]}),
+                                             *_commands(10, "ScanStart", "ScanStatus", "ScanResult")]}),
     "wifi_ctrl.proto": (["constants.proto"],
                         {"WiFiCtrlMsgType": [("TypeCtrlReserved", 0), ("TypeCmdCtrlReset", 1),
                                              ("TypeRespCtrlReset", 2), ("TypeCmdCtrlReprov", 3),
                                              ("TypeRespCtrlReprov", 4)]},
                         {"CmdCtrlReset": [], "RespCtrlReset": [], "CmdCtrlReprov": [], "RespCtrlReprov": [],
                          "WiFiCtrlPayload": [("msg", 1, "WiFiCtrlMsgType"), ("status", 2, "Status"),
-                                             ("cmd_ctrl_reset", 11, "CmdCtrlReset", "payload"),
-                                             ("resp_ctrl_reset", 12, "RespCtrlReset", "payload"),
-                                             ("cmd_ctrl_reprov", 13, "CmdCtrlReprov", "payload"),
-                                             ("resp_ctrl_reprov", 14, "RespCtrlReprov", "payload")]}),
+                                             *_commands(11, "CtrlReset", "CtrlReprov")]}),
 }
 
 
