@@ -7,6 +7,7 @@ key goes to the OS keyring only (Profile.set_secret_key), never to a file.
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -59,6 +60,16 @@ def check_fields(p: Profile) -> None:
     p.validate()
 
 
+W = TypeVar("W", bound=QWidget)
+
+
+def _row(form: QFormLayout, label: str, widget: W, name: str) -> W:
+    """``widget`` named ``name`` (what the tests find it by) as the form's row ``label``."""
+    widget.setObjectName(name)
+    form.addRow(label, widget)
+    return widget
+
+
 class _FormStack(QStackedWidget):
     """A stack as tall as the form it shows (a QStackedWidget takes its tallest page's height,
     which left a blank band under the short sandbox form)."""
@@ -87,17 +98,11 @@ class SettingsPage(QWidget):
 
         box = QGroupBox("Cloud profile")
         form = QFormLayout(box)
-        self.profile_combo = QComboBox()
-        self.profile_combo.setObjectName("profileCombo")
-        form.addRow("Profile", self.profile_combo)
-        self.name_edit = QLineEdit()
-        self.name_edit.setObjectName("nameEdit")
-        form.addRow("Name", self.name_edit)
-        self.kind_combo = QComboBox()
-        self.kind_combo.setObjectName("kindCombo")
+        self.profile_combo = _row(form, "Profile", QComboBox(), "profileCombo")
+        self.name_edit = _row(form, "Name", QLineEdit(), "nameEdit")
+        self.kind_combo = _row(form, "Kind", QComboBox(), "kindCombo")
         self.kind_combo.addItem("Local sandbox (AWS IoT emulator)", "sandbox")
         self.kind_combo.addItem("AWS IoT account", "aws")
-        form.addRow("Kind", self.kind_combo)
         outer.addWidget(box)
 
         self.kind_stack = _FormStack()
@@ -125,40 +130,26 @@ class SettingsPage(QWidget):
         # aws fields
         aws = QGroupBox("AWS IoT")
         af = QFormLayout(aws)
-        self.endpoint_edit = QLineEdit()
-        self.endpoint_edit.setObjectName("endpointEdit")
+        self.endpoint_edit = _row(af, "Endpoint (iot:Data-ATS)", QLineEdit(), "endpointEdit")
         self.endpoint_edit.setPlaceholderText("xxxxxxxx-ats.iot.us-east-1.amazonaws.com")
-        af.addRow("Endpoint (iot:Data-ATS)", self.endpoint_edit)
-        self.region_edit = QLineEdit()
-        self.region_edit.setObjectName("regionEdit")
-        af.addRow("Region", self.region_edit)
-        self.cred_combo = QComboBox()
-        self.cred_combo.setObjectName("credCombo")
+        self.region_edit = _row(af, "Region", QLineEdit(), "regionEdit")
+        self.cred_combo = _row(af, "Credentials", QComboBox(), "credCombo")
         for src in CREDENTIAL_SOURCES:
             self.cred_combo.addItem(CRED_LABELS.get(src, src), src)
-        af.addRow("Credentials", self.cred_combo)
-        self.aws_profile_edit = QLineEdit()
-        self.aws_profile_edit.setObjectName("awsProfileEdit")
-        af.addRow("AWS CLI profile", self.aws_profile_edit)
-        self.key_id_edit = QLineEdit()
-        self.key_id_edit.setObjectName("keyIdEdit")
-        af.addRow("Access key id", self.key_id_edit)
-        self.secret_edit = QLineEdit()
-        self.secret_edit.setObjectName("secretEdit")
+        self.aws_profile_edit = _row(af, "AWS CLI profile", QLineEdit(), "awsProfileEdit")
+        self.key_id_edit = _row(af, "Access key id", QLineEdit(), "keyIdEdit")
+        self.secret_edit = _row(af, "Secret access key", QLineEdit(), "secretEdit")
         self.secret_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.secret_edit.setPlaceholderText("stored in the OS keyring; leave empty to keep")
-        af.addRow("Secret access key", self.secret_edit)
         self._aws_form = af
         self.kind_stack.addWidget(aws)
         outer.addWidget(self.kind_stack)
 
         bt = QGroupBox("Bluetooth (BLE Setup)")
         btf = QFormLayout(bt)
-        self.bluetooth_combo = QComboBox()
-        self.bluetooth_combo.setObjectName("bluetoothCombo")
+        self.bluetooth_combo = _row(btf, "Bluetooth", QComboBox(), "bluetoothCombo")
         for value, label in BLUETOOTH_CHOICES:
             self.bluetooth_combo.addItem(label, value)
-        btf.addRow("Bluetooth", self.bluetooth_combo)
         outer.addWidget(bt)
         from fleetdesk_gui.widgets.account_setup import AccountSetupBox
 
