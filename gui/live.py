@@ -61,6 +61,12 @@ class LiveFleet(QObject):
         self.connection.emit(session.conn.state)
         self.tick()
 
+    def follow_session(self, fn) -> None:
+        """Call ``fn(session)`` now (None without one) and each time a session attaches or detaches:
+        what a page needs to show the current session from the start."""
+        self.session_changed.connect(fn)
+        fn(self.session)
+
     def _emit(self, session, signal: str, value) -> None:
         # Queued callbacks may outlive this object or its session: drop them then.
         if session is self.session and shiboken6.isValid(self):

@@ -130,9 +130,8 @@ class MainWindow(QMainWindow):
         ctx.cloud_state_changed.connect(self._refresh_status)
         ctx.profile_changed.connect(self._refresh_status)
         ctx.live.connection.connect(self._connection_changed)
-        ctx.live.session_changed.connect(self._session_changed)
         ctx.navigate.connect(self._navigate)
-        self._session_changed(ctx.live.session)
+        ctx.live.follow_session(self._session_changed)
 
         self._restore_state()
 

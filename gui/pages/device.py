@@ -107,8 +107,7 @@ class DevicePage(QWidget):
         ctx.live.samples.connect(self._on_samples)
         ctx.live.shadow_event.connect(self._on_shadow_event)
         ctx.live.changed.connect(self._on_changed)
-        ctx.live.session_changed.connect(self._session_changed)
-        self._session_changed(ctx.live.session)
+        ctx.live.follow_session(self._session_changed)
 
     # -- session / thing ----------------------------------------------------------------
     @property

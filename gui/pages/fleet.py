@@ -154,8 +154,7 @@ class FleetPage(QWidget):
         self.refresh_button.clicked.connect(self.reload_registry)
         self.diag_button.clicked.connect(self.show_diagnostics)
         ctx.live.changed.connect(self._changed)
-        ctx.live.session_changed.connect(self._session_changed)
-        self._session_changed(ctx.live.session)
+        ctx.live.follow_session(self._session_changed)
 
     # -- data ---------------------------------------------------------------------------
     def _fetch_missing_shadows(self, names) -> None:

@@ -77,9 +77,8 @@ class JobsPage(QWidget):
         layout.addWidget(self.message)
 
         self.timer = RefreshWhileVisible(self, self.refresh, REFRESH_MS, when=lambda: self.session is not None).timer
-        ctx.live.session_changed.connect(self._session_changed)
         ctx.live.changed.connect(self._things_changed)
-        self._session_changed(ctx.live.session)
+        ctx.live.follow_session(self._session_changed)
 
     # -- layout -------------------------------------------------------------------------
     def _list_panel(self) -> QWidget:
