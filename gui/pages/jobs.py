@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -174,14 +175,22 @@ class JobsPage(QWidget):
             self.ota_version.setFocus()
             return
         self.show_message(f"building the OTA package of firmware {version}…")
+        bridge.run_blocking(build_ota_package, version,
+                            on_done=self._ota_then(lambda path: self.use_firmware(str(path), version)))
 
-        def built(path, error) -> None:
+    def _ota_then(self, step: Callable[[Any], None]) -> Callable[[Any, BaseException | None], None]:
+        """``on_done`` for an OTA step run off the Qt thread: an error ends the OTA with its message,
+        a result goes on to ``step``."""
+        def done(result, error) -> None:
             if error is not None:
-                self.show_message(f"OTA: {error_text(error)}", ok=False)
-                return
-            self.use_firmware(str(path), version)
+                self._ota_failed(error)
+            else:
+                step(result)
 
-        bridge.run_blocking(build_ota_package, version, on_done=built)
+        return done
+
+    def _ota_failed(self, error: BaseException) -> None:
+        self.show_message(f"OTA: {error_text(error)}", ok=False)
 
     def use_firmware(self, path: str, version: str) -> None:
         """Upload ``path`` and put an OTA document (URL placeholder + SHA-256) in the editor."""
@@ -194,21 +203,18 @@ class JobsPage(QWidget):
         try:
             check_ota_file(path)  # a flash image would upload, then fail on every device
         except FleetdeskError as exc:
-            self.show_message(f"OTA: {error_text(exc)}", ok=False)
+            self._ota_failed(exc)
             return
         self.show_message(f"uploading {Path(path).name}…")
 
-        def done(doc, error) -> None:
-            if error is not None:
-                self.show_message(f"OTA: {error_text(error)}", ok=False)
-                return
+        def uploaded(doc) -> None:
             self.template_combo.blockSignals(True)
             self.template_combo.setCurrentText("ota" if "ota" in self.templates else RAW)
             self.template_combo.blockSignals(False)
             self.doc_edit.setPlainText(json.dumps(doc, indent=2))
             self.show_message(f"uploaded {Path(path).name}: SHA-256 {doc['sha256'][:16]}…, version {doc['version']}")
 
-        bridge.run_blocking(actions.upload_firmware, session.profile, path, version, on_done=done)
+        bridge.run_blocking(actions.upload_firmware, session.profile, path, version, on_done=self._ota_then(uploaded))
 
     def show_message(self, text: str, ok: bool = True) -> None:
         self.message.setText(text)
