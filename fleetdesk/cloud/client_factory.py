@@ -33,14 +33,17 @@ def build_client(s: ConnectionSettings, conn: Any) -> Any:
         max_reconnect_delay_ms=s.max_reconnect_ms,
         connack_timeout_ms=10_000,
         ack_timeout_sec=30,
-        on_publish_received=conn._on_publish,
-        on_lifecycle_attempting_connect=conn._on_attempt,
-        on_lifecycle_connection_success=conn._on_success,
-        on_lifecycle_connection_failure=conn._on_failure,
-        on_lifecycle_disconnection=conn._on_disconnect,
-        on_lifecycle_stopped=conn._on_stopped,
         enable_metrics_collection=False,
     )
+    callbacks = {  # awsiotsdk's builder keywords
+        "on_publish_received": conn._on_publish,
+        "on_lifecycle_attempting_connect": conn._on_attempt,
+        "on_lifecycle_connection_success": conn._on_success,
+        "on_lifecycle_connection_failure": conn._on_failure,
+        "on_lifecycle_disconnection": conn._on_disconnect,
+        "on_lifecycle_stopped": conn._on_stopped,
+    }
+    common.update(callbacks)
     if s.ca_file:
         common["ca_filepath"] = s.ca_file
     if s.websockets:
@@ -66,12 +69,14 @@ def build_client(s: ConnectionSettings, conn: Any) -> Any:
         session_behavior=common["session_behavior"], retry_jitter_mode=common["retry_jitter_mode"],
         min_reconnect_delay_ms=s.min_reconnect_ms, max_reconnect_delay_ms=s.max_reconnect_ms,
         connack_timeout_ms=10_000, ack_timeout_sec=30,
-        on_publish_callback_fn=conn._on_publish,
-        on_lifecycle_event_attempting_connect_fn=conn._on_attempt,
-        on_lifecycle_event_connection_success_fn=conn._on_success,
-        on_lifecycle_event_connection_failure_fn=conn._on_failure,
-        on_lifecycle_event_disconnection_fn=conn._on_disconnect,
-        on_lifecycle_event_stopped_fn=conn._on_stopped,
+        **{_option_name(keyword): fn for keyword, fn in callbacks.items()},
         disable_metrics=True,  # metrics would be appended to the username
     )
     return mqtt5.Client(opts)
+
+
+def _option_name(keyword: str) -> str:
+    """The awscrt ``ClientOptions`` field for an awsiotsdk builder callback keyword (the builder's own mapping)."""
+    if keyword == "on_publish_received":
+        return "on_publish_callback_fn"
+    return keyword.replace("on_lifecycle_", "on_lifecycle_event_") + "_fn"
