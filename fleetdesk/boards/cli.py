@@ -194,6 +194,12 @@ def _pool(args) -> int:
     return 1 if out.get("refused") else 0
 
 
+# `flash` options that are the StationSettings field of the same name, as given
+_FLASH_SETTINGS = ("bundle", "baud", "name_template", "operator", "station", "online_timeout", "factory_reset",
+                   "restore_identity", "repurpose", "offline_pool", "pool_share", "claim", "claim_template", "line_ca",
+                   "line_ca_dir")
+
+
 def _flash(args) -> int:
     from fleetdesk.boards.station import Station, StationSettings
     from fleetdesk.errors import FleetdeskError
@@ -204,27 +210,13 @@ def _flash(args) -> int:
         print(f"fleetdesk: {exc}", file=sys.stderr)
         return 2
     settings = StationSettings(
-        bundle=args.bundle,
-        baud=args.baud,
+        **{name: getattr(args, name) for name in _FLASH_SETTINGS},
         identity=args.identity or args.claim or args.line_ca,
-        name_template=args.name_template,
-        operator=args.operator,
-        station=args.station,
         product=args.product or None,
         sandbox_state_dir=args.state_dir,
         profile=profile,
-        online_timeout=args.online_timeout,
         wait_online=not args.no_wait_online,
         allowed_usb=args.allow_usb,
-        factory_reset=args.factory_reset,
-        restore_identity=args.restore_identity,
-        repurpose=args.repurpose,
-        offline_pool=args.offline_pool,
-        pool_share=args.pool_share,
-        claim=args.claim,
-        claim_template=args.claim_template,
-        line_ca=args.line_ca,
-        line_ca_dir=args.line_ca_dir,
     )
     try:
         station = Station(settings)
