@@ -204,7 +204,7 @@ async def _espidf_async(args: argparse.Namespace) -> int:
 
     from fleetdesk.ble.espidf import ESP_SERVICE_UUID, EspProvClient
 
-    kw = {"bluez": {"adapter": args.adapter}} if args.adapter else {}
+    kw: dict[str, Any] = {"bluez": {"adapter": args.adapter}} if args.adapter else {}
     want = args.address.lower()
     device = await BleakScanner.find_device_by_filter(
         lambda d, a: want in (d.address.lower(), (a.local_name or d.name or "").lower()),

@@ -131,6 +131,7 @@ async def establish_connection(
                 if attempt < max_attempts:
                     await sleep(backoff_time(last, attempt))
                 continue
+        assert target is not None  # a lookup that found nothing continued above
         client = BleakClient(target, disconnected_callback=disconnected_callback, backend=backend,
                              timeout=attempt_timeout, **client_kwargs)
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ _DRIVER_FIX = _PerPlatform({
 
 
 # (pattern, problem, action-or-callable, code); first match wins.
-_RULES = [
+_RULES: list[tuple[str, str, str | Callable[[str], str], str]] = [
     (r"cancelled by the operator", "Stopped by the operator", "press START to flash again", "cancelled"),
     (r"cannot start the firmware", "The virtual board cannot run the flashed firmware",
      "install the MicroPython unix port: pip install 'fleetdesk[virtual]', then flash again", "no-runtime"),

@@ -270,8 +270,10 @@ class ProductionDB:
             if row:
                 return row["serial"]
             try:
-                return self.ledger.one("INSERT INTO serials(mac, taken_at) VALUES (?,?) RETURNING serial",
-                                       (mac, time.time()))["serial"]
+                taken = self.ledger.one("INSERT INTO serials(mac, taken_at) VALUES (?,?) RETURNING serial",
+                                        (mac, time.time()))
+                assert taken is not None  # RETURNING gives the row inserted
+                return taken["serial"]
             except self.ledger.integrity_errors:
                 continue
         raise FleetdeskError(f"no serial number could be taken for {mac}", "try again")

@@ -22,11 +22,15 @@ import contextlib
 import socket
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleetdesk.virtual import boot, slip
 from fleetdesk.virtual.flashmem import FlashMemory
 from fleetdesk.virtual.rom import Action, Bootloader
 from fleetdesk.virtual.spec import BoardSpec
+
+if TYPE_CHECKING:
+    from fleetdesk.virtual.runtime import FirmwareHandle
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,7 @@ class VirtualBoard:
         self._boot_log = bytearray()  # output since the latest boot began (replayed to a new terminal)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._boot_task: asyncio.Task | None = None
-        self._app = None  # firmware handle from launch_firmware
+        self._app: FirmwareHandle | None = None  # from launch_firmware
         self._boot_result: boot.BootResult | None = None
         self._lock = asyncio.Lock()
         self.control: str | None = None  # "tcp://host:port" of the owning process's control server
@@ -416,7 +420,7 @@ class VirtualBoard:
             text = " -> ".join(filter(None, (getattr(exc, "message", str(exc)), getattr(exc, "advice", None))))
             self.console(f"Traceback (most recent call last):\r\nE: cannot start the firmware: {text}\r\n".encode())
 
-    def _launch(self):
+    def _launch(self) -> FirmwareHandle:
         from fleetdesk.virtual.runtime import launch_firmware
 
         env = dict(self.env or {})

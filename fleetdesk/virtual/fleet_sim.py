@@ -230,14 +230,16 @@ class FleetRunner:
                 continue
             job = {"worker": wi, "rate": self.rate, "ramp": self.ramp, "sensor_errors": self.sensor_errors,
                    "devices": [asdict(s) for s in chunk]}
-            err = subprocess.DEVNULL
+            err = None
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 err = open(self.log_dir / f"worker-{wi}.log", "wb")
             p = subprocess.Popen(module_command("fleetdesk.virtual.fleet_worker"), stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=err, start_new_session=True)
-            if err is not subprocess.DEVNULL:
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if err is None else err,
+                                 start_new_session=True)
+            if err is not None:
                 err.close()
+            assert p.stdin is not None and p.stdout is not None  # both PIPE
             p.stdin.write(json.dumps(job).encode())
             p.stdin.close()
             self._procs.append(p)
@@ -246,6 +248,7 @@ class FleetRunner:
             self._threads.append(t)
 
     def _read(self, p: subprocess.Popen) -> None:
+        assert p.stdout is not None  # PIPE
         for line in p.stdout:
             try:
                 self.stats.update(json.loads(line))

@@ -108,7 +108,7 @@ class BleSetupPage(QWidget):
         self.table.setEnabled(not busy)  # no switching boards in the middle of a step
 
     def _render_steps(self) -> None:
-        self._panel.render(self.step_state)
+        self._panel.show_steps(self.step_state)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #c62828;" if error else "")

@@ -245,12 +245,12 @@ class DevicePage(QWidget):
             self.history_note = note
             if note:
                 self.export_label.setText(f"History: {note}")
-            live_ts, live_vals = self.plot.data(thing) if thing in self.plot.keys() else ([], None)
+            live = list(zip(*self.plot.data(thing), strict=True)) if thing in self.plot.keys() else []
             self.plot.load(thing, ts, temp, hum)
             newest = ts[-1] if len(ts) else -1.0
-            for i, t in enumerate(live_ts):  # samples that arrived live while the query ran
+            for t, (t_value, h_value) in live:  # samples that arrived live while the query ran
                 if t > newest:
-                    self.plot.append(thing, float(t), float(live_vals[i, 0]), float(live_vals[i, 1]))
+                    self.plot.append(thing, float(t), float(t_value), float(h_value))
 
         bridge.run_blocking(read, on_done=done)
 

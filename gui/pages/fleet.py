@@ -308,7 +308,7 @@ class FleetPage(QWidget):
         if self.indexed.active:
             return  # the index mode lists every group once (ListThingGroups)
         fleet = self.model.fleet
-        groups = sorted({g for t in fleet.things.values() for g in t.groups}) if fleet else []
+        groups: list[str] = sorted({g for t in fleet.things.values() for g in t.groups}) if fleet else []
         have = [self.group_combo.itemData(i) for i in range(1, self.group_combo.count())]
         if groups == have:
             return

@@ -100,7 +100,7 @@ class BleStepsPanel(QWidget):
         rv.addLayout(row)
         rv.addStretch(1)
 
-    def render(self, step_state: dict[str, str]) -> None:
+    def show_steps(self, step_state: dict[str, str]) -> None:
         """The steps line: ○ to do, ◐ busy, ● done, ✖ failed, in colour."""
         parts = []
         for s in STEPS:
