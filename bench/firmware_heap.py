@@ -1,7 +1,8 @@
 """Firmware heap bench: the smallest GC heap at which each firmware mode still works.
 
-For each mode and each variant (the firmware shipped as ``.py`` sources or as mpy-cross
-``.mpy``) it boots the real firmware under the MicroPython unix port (a virtual board's
+For each mode and each variant (the firmware shipped as ``.py`` sources, as mpy-cross
+``.mpy``, or ``frozen`` into the MicroPython image with only main.py on the filesystem, as
+``firmware build --base <image> --frozen`` ships it) it boots the real firmware under the MicroPython unix port (a virtual board's
 runtime, fleetdesk.virtual.runtime) with a given heap and bisects (4 KB steps) for the
 smallest heap at which the mode completes with no MemoryError:
 
@@ -14,7 +15,15 @@ smallest heap at which the mode completes with no MemoryError:
           job SUCCEEDED on the new version
 
 Heaps are chip-equivalent (what the GC heap of a 32-bit ESP32 holds): the runtime scales
-them by WORD_INFLATION for the 64-bit unix port (the raw ``-X heapsize`` is printed too).
+them by WORD_INFLATION for a 64-bit unix port and by 1 for a 32-bit one
+(fleetdesk.virtual.runtime.word_inflation; the raw ``-X heapsize`` is printed too).
+``--micropython PATH`` runs another unix port than the installed one; the ``frozen``
+variant needs one with fd/ frozen in: bench/build_unix_port.py builds it from a MicroPython
+source tree, 32-bit (i386, objects sized as on an ESP32) with firmware/manifest_unix.py, the
+same fd/ that firmware/manifest.py freezes into an ESP32_GENERIC image. Frozen bytecode and
+its constant tables live in the image (flash on a chip), so the app's code takes no GC heap.
+After an OTA a frozen board runs the package's ``.mpy`` file set from its slot, so the ota
+row of the frozen variant ends on ``.mpy`` code.
 Then, per chip budget (fleetdesk.virtual.chips.HEAP_BUDGETS), the headroom: the share of the
 budget still free at that mode's peak (goal >= 25 % on a stock ESP32).
 
@@ -22,7 +31,8 @@ The broker is the firmware tests' plain mTLS mosquitto (tests/firmware/tlsbroker
 cloud side (jobs, deltas, RPC) is played by an aiomqtt client, as in tests/firmware.
 
 Usage: .venv/bin/python bench/firmware_heap.py [--modes normal,delta,ota,config]
-       [--variants py,mpy] [--lo 16] [--hi 320] [--firmware DIR] [--json]
+       [--variants py,mpy,frozen] [--lo 16] [--hi 320] [--firmware DIR]
+       [--micropython PATH] [--json]
 """
 
 from __future__ import annotations
@@ -44,10 +54,16 @@ sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 
 from fleetdesk.virtual.chips import HEAP_BUDGETS  # noqa: E402
 from fleetdesk.virtual.firmware_peers import MessageLog, OtaFileServer  # noqa: E402
-from fleetdesk.virtual.runtime import WORD_INFLATION, launch_firmware, unix_heapsize  # noqa: E402
+from fleetdesk.virtual.runtime import (  # noqa: E402
+    MICROPYTHON_ENV,
+    launch_firmware,
+    micropython_binary,
+    unix_heapsize,
+    word_inflation,
+)
 
 MODES = ("config", "normal", "delta", "ota")
-VARIANTS = ("py", "mpy")
+VARIANTS = ("py", "mpy", "frozen")
 POP = "pop-bench-1234"
 NETS = {"fieldnet": "secret123"}
 DELTA_BYTES = 8 * 1024
@@ -81,9 +97,24 @@ FIRMWARE = None  # --firmware: another firmware tree (e.g. an older commit's) in
 def app_files(variant: str) -> dict[str, bytes]:
     from fleetdesk.boards.bundle import firmware_files
 
-    if FIRMWARE is not None:
-        return firmware_files(FIRMWARE, compiled=variant == "mpy")
-    return firmware_files(compiled=variant == "mpy")
+    files = firmware_files(FIRMWARE, compiled=variant != "py") if FIRMWARE is not None else \
+        firmware_files(compiled=variant != "py")
+    if variant == "frozen":  # what `firmware build --frozen` puts on the vfs: main.py only
+        files = {p: d for p, d in files.items() if not p.startswith("/fd/")}
+    return files
+
+
+def check_frozen(binary: str) -> str | None:
+    """Why `binary` cannot measure the frozen variant (None when it can)."""
+    data = Path(binary).read_bytes()
+    if b"fd/app.py" not in data:
+        return (f"{binary} has no frozen fd/ app in it: build one with bench/build_unix_port.py "
+                "(firmware/manifest_unix.py) and pass it as --micropython")
+    root = FIRMWARE or ROOT / "firmware"
+    newer = [p.name for p in (root / "fd").glob("*.py") if p.stat().st_mtime > Path(binary).stat().st_mtime]
+    if newer:
+        return f"{binary} is older than {', '.join(sorted(newer))}: rebuild it (bench/build_unix_port.py)"
+    return None
 
 
 def write_fs(root: Path, files: dict[str, bytes], config: dict, certs: dict[str, bytes], settings=None) -> None:
@@ -224,10 +255,11 @@ class Bench:
 
             from fleetdesk.fleet.otapkg import build_package, firmware_files
 
+            # a frozen board's OTA is a .mpy file set too (its slot goes first on sys.path)
             if FIRMWARE is not None:
-                pkg = build_package(firmware_files("9.9.9", FIRMWARE, compiled=variant == "mpy"))
+                pkg = build_package(firmware_files("9.9.9", FIRMWARE, compiled=variant != "py"))
             else:
-                pkg = firmware_package("9.9.9", compiled=variant == "mpy")
+                pkg = firmware_package("9.9.9", compiled=variant != "py")
             self.files.files["/pkg-%s.bin" % variant] = pkg
             url = f"https://localhost:{self.files.port}/pkg-{variant}.bin"
             await cloud.send(f"{jobs}/start-next/accepted", {"execution": {"jobId": "ota1", "jobDocument": {
@@ -301,7 +333,8 @@ def report(results, info, args) -> None:
                                         if kb else None, "first_failure": why}
                           for (m, v), (kb, why) in results.items()}))
         return
-    print(f"Smallest working GC heap, chip-equivalent KB (unix port x{WORD_INFLATION:g}); "
+    binary = micropython_binary()
+    print(f"Smallest working GC heap, chip-equivalent KB (unix port {binary}, x{word_inflation():g}); "
           f"headroom = budget free at the peak")
     head = f"{'mode':<7}{'var':<5}{'smallest':>9}{'unix -X':>9}" + "".join(
         f"{c + ' ' + str(HEAP_BUDGETS[c].heap >> 10) + 'K':>15}" for c in chips)
@@ -334,6 +367,8 @@ def main() -> int:
     p.add_argument("--lo", type=int, default=16, help="a heap (KB) known to fail")
     p.add_argument("--hi", type=int, default=320, help="a heap (KB) expected to work")
     p.add_argument("--firmware", type=Path, help="firmware tree to measure (default: firmware/)")
+    p.add_argument("--micropython", help="the unix port to run (default: the installed one); "
+                   "a 32-bit build is measured unscaled; the frozen variant needs fd/ frozen in it")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
@@ -344,6 +379,12 @@ def main() -> int:
     bad = [m for m in args.modes if m not in MODES] + [v for v in args.variants if v not in VARIANTS]
     if bad:
         p.error(f"unknown mode/variant {bad}; modes {MODES}, variants {VARIANTS}")
+    if args.micropython:
+        os.environ[MICROPYTHON_ENV] = os.path.abspath(args.micropython)
+    if "frozen" in args.variants:
+        why = check_frozen(micropython_binary())
+        if why:
+            p.error(why)
     return asyncio.run(main_async(args))
 
 

@@ -196,6 +196,11 @@ class Device:
         else:
             self.log("warning", "dropped a %d-byte message on %s: larger than the board takes" % (size, topic))
 
+    def _skims(self, topic):
+        """Shadow documents may lose their long strings when memory is short (fd.jsonskim):
+        the firmware never parses a value that long (fd.jsonpick); job documents may not."""
+        return self.shadow is not None and topic.startswith(self.shadow.prefix)
+
     def _on_message(self, topic, payload):
         if len(self._inbox) >= INBOX_MAX:
             self._inbox.pop(0)
@@ -254,7 +259,8 @@ class Device:
                         compat.unload("fd.tls")  # built once per boot: its code can go
                     c = mqtt.MQTTClient(self.thing, self.config.endpoint, self.config.port, self._ctx,
                                         keepalive=self.ov.get("keepalive", KEEPALIVE_S),
-                                        on_message=self._on_message, on_oversize=self._on_oversize)
+                                        on_message=self._on_message, on_oversize=self._on_oversize,
+                                        skim=self._skims)
                     await c.connect()
                     self.client = c
                 except Exception as exc:

