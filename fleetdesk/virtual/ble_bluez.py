@@ -158,8 +158,8 @@ class BluezPeripheralRelay:
             await peek.close()
         if reply.get("op") != "connected":
             raise BleError(f"virtual board {self.entry.get('name')} refused the relay: {reply.get('error')}")
-        # the board saw a short connection; wait until it advertises again
-        await asyncio.sleep(0.3)
+        # the board saw a short connection and may still be handling its end: no wait here, the
+        # first ensure_link() retries until the board accepts the link (a condition, bounded)
         return reply["services"]
 
     # ---- link to the board ------------------------------------------------------------
@@ -177,7 +177,7 @@ class BluezPeripheralRelay:
                     self._link.start_receiving(self._lost)
                     return
                 await self._link.close()
-                await asyncio.sleep(0.1)  # the board is still processing the previous disconnect
+                await asyncio.sleep(0.1)  # retry pacing (bounded to 20 tries): the board is still ending the last link
             raise BleError("virtual board did not accept the link")
 
     def _on_notify(self, handle: int, data: bytes) -> None:

@@ -87,6 +87,7 @@ def test_ble_setup_page_end_to_end(fresh_board, sandbox, qloop, tmp_path, monkey
     try:
         qloop.run_until_complete(asyncio.wait_for(scenario(), 170))
     finally:
-        page.close()
-        qloop.run_until_complete(asyncio.sleep(0.2))
+        link = page.prov.client if page.prov is not None else None  # bleak's client, before close() drops it
+        page.close()  # submits the disconnect
+        qloop.run_until_complete(_until(lambda: link is None or not link.is_connected, 15, "the BLE link closed"))
     assert f"online as {thing}" in console.text()
