@@ -7,6 +7,7 @@ touches the developer's real profiles, production DB or sandbox state.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ _SCRUBBED_PREFIXES = ("AWS_", "FLEETDESK_", "BOTO_")
 _KEPT = {"FLEETDESK_MOSQUITTO", "FLEETDESK_MOSQUITTO_DYNSEC", "FLEETDESK_SCREENSHOTS"}
 _REAL_HOME = os.environ.get("HOME", "")
 _home_before: dict[str, int] | None = None
+_base: Path | None = None  # this process's private HOME/XDG/TMPDIR root
 
 
 def _home_snapshot(home: str) -> dict[str, int]:
@@ -42,10 +44,10 @@ def _home_snapshot(home: str) -> dict[str, int]:
 
 def pytest_configure(config):
     """Give the whole test process (and every child it starts) a private HOME, XDG dirs and TMPDIR."""
-    global _home_before
+    global _home_before, _base
     if os.environ.get("FLEETDESK_TEST_ISOLATED") == "1":  # a nested pytest (xdist worker, subprocess)
         return
-    base = Path(tempfile.mkdtemp(prefix="fdt-"))
+    base = _base = Path(tempfile.mkdtemp(prefix="fdt-"))
     for key in [k for k in os.environ if k.startswith(_SCRUBBED_PREFIXES) and k not in _KEPT]:
         del os.environ[key]
     dirs = {
@@ -71,6 +73,7 @@ def pytest_configure(config):
 
 def pytest_sessionfinish(session, exitstatus):
     """In CI, fail the run if anything wrote into the real $HOME (a test escaped its private one)."""
+    session.config._fd_exitstatus = exitstatus
     if _home_before is None:
         return
     after = _home_snapshot(_REAL_HOME)
@@ -79,7 +82,19 @@ def pytest_sessionfinish(session, exitstatus):
                      if after.get(p) != _home_before.get(p) and not p.startswith(cache))
     if changed:
         print(f"\nthe test run wrote into the real HOME ({_REAL_HOME}): " + ", ".join(changed[:10]), file=sys.stderr)
-        session.exitstatus = 1
+        session.exitstatus = session.config._fd_exitstatus = 1
+
+
+def pytest_unconfigure(config):
+    """Remove the process's private dirs after a passing run (a run writes up to ~2 GB there:
+    sandboxes, boards, PostgreSQL, wheels); a failing run keeps them and says where."""
+    if _base is None or not _base.is_dir():
+        return
+    failed = getattr(config, "_fd_exitstatus", 0) not in (0, 5)
+    if failed or os.environ.get("FLEETDESK_KEEP_TEST_DIRS") == "1":
+        print(f"\nthe test run's files are kept in {_base}", file=sys.stderr)
+        return
+    shutil.rmtree(_base, ignore_errors=True)
 
 
 _GUI_TESTS = Path(__file__).parent / "gui"
