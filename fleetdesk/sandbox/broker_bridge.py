@@ -14,6 +14,7 @@ import logging
 from typing import Any, Awaitable, Callable, Protocol
 
 log = logging.getLogger(__name__)
+PACE_S = 0.02  # how often held messages are looked at while some wait
 
 
 class Gate(Protocol):
@@ -108,7 +109,25 @@ async def bridge(internal: Any, login: tuple[str, str], recv: Callable[[], Await
             if chunk:
                 await send(chunk)
 
+    held = asyncio.Event()
+
+    async def pacer() -> None:
+        """Deliver what the gate holds back (a resumed session's stored messages) as it allows."""
+        while True:
+            await held.wait()
+            held.clear()
+            while True:
+                out = gate.release()  # type: ignore[union-attr]
+                if out:
+                    await send(out)
+                if not gate.holding:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(PACE_S)
+
     tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+    if gate is not None and hasattr(gate, "release"):
+        gate.wake = held.set  # type: ignore[attr-defined]
+        tasks.append(asyncio.create_task(pacer()))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

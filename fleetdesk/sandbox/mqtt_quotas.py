@@ -15,6 +15,12 @@ overridable with ``FLEETDESK_SANDBOX_QUOTAS``; sources in README, "Sandbox quota
   "Quota exceeded").
 * **Subscription identifiers** are not supported by IoT Core: the MQTT5 CONNACK says so
   (Subscription Identifier Available 0) and a SUBSCRIBE carrying one gets SUBACK 0xA1.
+* **Stored messages of a resumed persistent session** (10 per second): after a CONNACK with
+  Session Present, QoS 1 publishes from the broker are held and delivered at that rate (within
+  the outbound rate too) until the backlog has drained, as IoT Core delivers "stored messages
+  ... at a maximum rate of 10 messages per second, along with any current message traffic"
+  (developer guide, "MQTT persistent sessions"): nothing is dropped, it takes a while. The
+  held ones are not acknowledged to the broker, so its in-flight window paces the rest.
 * **Keep-alive** below 30 s is raised to 30, above 1200 s (or 0) lowered to 1200; **session
   expiry** above 1 hour is lowered to it. The broker sees the adjusted CONNECT; an MQTT5
   client is told in the CONNACK (Server Keep Alive, Session Expiry Interval).
@@ -25,6 +31,7 @@ Every refusal is counted per client id (:meth:`fleetdesk.sandbox.quotas.Quotas.c
 
 from __future__ import annotations
 
+import collections
 import struct
 import time
 from typing import Callable
@@ -123,6 +130,11 @@ class ConnectionQuotas:
         level: the CONNECT's protocol level (4: 3.1.1, 5: MQTT5).
         client_id: whom refusals are counted for.
         count: ``count(client_id, quota, n)`` notes refusals.
+        sessions: client id -> the subscriptions its broker session holds (``Quotas.sessions``,
+            shared by every connection): a connection whose CONNACK says "session present"
+            starts from them, so a resumed persistent session's subscriptions still count
+            towards the 50 (as on IoT Core, where they are part of the session); a new session
+            starts from none. None: each connection counts from 0.
     """
 
     class Closed(Exception):
@@ -133,7 +145,8 @@ class ConnectionQuotas:
             self.reply = reply
 
     def __init__(self, limits: dict[str, float | None], level: int, client_id: str,
-                 count: Callable[[str, str, int], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 count: Callable[[str, str, int], None], clock: Callable[[], float] = time.monotonic,
+                 sessions: dict[str, set[str]] | None = None) -> None:
         self.limits, self.level, self.client_id, self._count = limits, level, client_id, count
         rate_in, rate_out = limits.get("PublishInPerSecond"), limits.get("PublishOutPerSecond")
         self._in = _Bucket(rate_in, clock) if rate_in else None
@@ -143,6 +156,12 @@ class ConnectionQuotas:
         self._pending: dict[int, list[str]] = {}  # SUBSCRIBE packet id -> filters not yet SUBACKed
         self._connack_props: dict[int, bytes] = {}
         self._connack_seen = False
+        self._sessions = sessions
+        stored = limits.get("StoredMessagesPerSecond")
+        self._stored = _Bucket(stored, clock) if stored else None
+        self._replay = False  # delivering a resumed session's stored messages
+        self._held: collections.deque[bytes] = collections.deque()
+        self.wake: Callable[[], None] | None = None  # the bridge's: "held messages to release"
 
     def count(self, quota: str, n: int = 1) -> None:
         self._count(self.client_id, quota, n)
@@ -174,6 +193,21 @@ class ConnectionQuotas:
                     self._connack_props[0x11] = struct.pack(">I", int(cap))
             self._connack_props[0x29] = b"\x00"  # IoT Core has no subscription identifiers
         return bytes(buf)
+
+    def _resume(self, body: bytes) -> None:
+        """Take over the subscriptions of the broker's session for this client id when the
+        CONNACK says it was resumed (Session Present); a new one starts empty."""
+        if len(body) < 2 or body[1] != 0:
+            return
+        if body[0] & 0x01 and self._stored is not None:
+            self._replay = True
+        if self._sessions is None:
+            return
+        held = self._sessions.get(self.client_id) if body[0] & 0x01 else None
+        if held is None:
+            held = set()
+        held |= self.subscriptions  # SUBACKed before the CONNACK was read (pipelined)
+        self.subscriptions = self._sessions[self.client_id] = held
 
     def _connack(self, body: bytes) -> bytes:
         if self.level != 5 or len(body) < 3:
@@ -269,7 +303,13 @@ class ConnectionQuotas:
             kind = first >> 4
             if kind == CONNACK and not self._connack_seen:
                 self._connack_seen = True
+                self._resume(body)
                 to_device.append(self._connack(body))
+                continue
+            if kind == PUBLISH and self._replay and first & 0x06:
+                self._held.append(raw)
+                if len(self._held) == 1 and self.wake is not None:
+                    self.wake()
                 continue
             if kind == PUBLISH and self._out is not None and not self._out.take():
                 self.count("PublishOutPerSecond")
@@ -280,6 +320,23 @@ class ConnectionQuotas:
                 self._suback(body)
             to_device.append(raw)
         return b"".join(to_device), b"".join(to_broker)
+
+    @property
+    def holding(self) -> bool:
+        """Stored messages of a resumed session wait for :meth:`release`."""
+        return bool(self._held)
+
+    def release(self) -> bytes:
+        """The held stored messages whose turn has come (10 a second, within the outbound rate);
+        the replay ends once none is left."""
+        out = []
+        while self._held and (self._stored is None or self._stored.take()):
+            if self._out is not None and not self._out.take():
+                break
+            out.append(self._held.popleft())
+        if not self._held:
+            self._replay = False
+        return b"".join(out)
 
     def _suback(self, body: bytes) -> None:
         pid = struct.unpack_from(">H", body, 0)[0]

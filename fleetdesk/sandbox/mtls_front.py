@@ -250,7 +250,7 @@ class MtlsFront:
                     writer.write(refusal)
                     await writer.drain()
                 return
-            gate = ConnectionQuotas(quotas.mqtt, level, client_id, quotas.count_mqtt)
+            gate = ConnectionQuotas(quotas.mqtt, level, client_id, quotas.count_mqtt, sessions=quotas.sessions)
             try:
                 data = gate.connect(data, end)
             except (MqttProtocolError, IndexError, struct.error) as exc:

@@ -41,6 +41,7 @@ MQTT_DEFAULTS: dict[str, float] = {
     "KeepAliveMax": 1200.0,  # a larger one (or 0) is lowered to it
     "SessionExpiryMax": 3600.0,  # persistent session expiry, 1 hour by default
     "PayloadMax": 131072.0,  # 128 KB
+    "StoredMessagesPerSecond": 10.0,  # a resumed persistent session's stored messages are paced to it
 }
 SERVICE_OF = {"SearchIndex": "iot", "ListThings": "iot", "GetThingShadow": "iot-data"}
 ENV = "FLEETDESK_SANDBOX_QUOTAS"
@@ -89,6 +90,8 @@ class Quotas:
         self._connects: dict[str, list[float]] = {}  # client id -> token bucket
         self.throttled: dict[str, dict[str, int]] = {}
         self.mqtt_throttled: dict[str, dict[str, int]] = {}
+        # client id -> the subscriptions its broker session holds (ConnectionQuotas keeps it)
+        self.sessions: dict[str, set[str]] = {}
         self._dirty = False
         self._last_save = 0.0
 

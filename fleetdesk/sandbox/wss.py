@@ -12,10 +12,17 @@ sandbox's privileged login (SigV4 holders are the app/operator, like an IAM prin
 iot:* rights) minus what no client may do on AWS: the bridged login's role denies
 ``$CONTROL/#`` and the service-only ``$aws`` topics (:mod:`fleetdesk.sandbox.reserved`);
 the client id and everything else pass through unchanged.
+
+IoT Core's per-connection quotas apply here as on the mTLS port (AWS applies them to every
+client, SigV4 or certificate): one CONNECT per second per client id, then the publish rates,
+subscription counts, keep-alive and session-expiry bounds of
+:class:`fleetdesk.sandbox.mqtt_quotas.ConnectionQuotas` on the bridged bytes, counted per
+client id for ``sandbox status --json``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from typing import TYPE_CHECKING, Any
@@ -138,11 +145,55 @@ class WssFront:
                 return None
             return frame if isinstance(frame, bytes) else frame.encode()
 
+        async def send(chunk: bytes) -> None:
+            await ws.send(chunk)
+
+        try:
+            opened = await self._open(recv, send)
+        except (MqttProtocolError, asyncio.TimeoutError, ConnectionClosed) as exc:
+            log.info("wss: %r", exc)
+            opened = None
+        if opened is None:
+            await ws.close()
+            return
+        data, gate = opened
         im = self.ctx.internal_mqtt
-        if not await bridge(im, derived_login(im.password, "app"), recv, ws.send):
-            await ws.close(1011, "broker unreachable")
+        try:
+            if not await bridge(im, derived_login(im.password, "app"), recv, send, first=data, gate=gate):
+                await ws.close(1011, "broker unreachable")
+                return
+        except ConnectionClosed:
             return
         await ws.close()
+
+    async def _open(self, recv, send) -> tuple[bytes, Any] | None:
+        """Read the client's CONNECT and apply IoT Core's per-connection quotas to it, as the mTLS
+        front does (:mod:`fleetdesk.sandbox.mqtt_quotas`): (the adjusted first bytes, the gate for
+        the rest), or None when the connection ends here (a CONNECT over the client id's rate)."""
+        from fleetdesk.sandbox.mqtt_quotas import ConnectionQuotas
+        from fleetdesk.sandbox.mtls_front import CONNECT_TIMEOUT_S, connack_rate_exceeded, connect_info
+
+        data = b""
+        while (info := connect_info(data)) is None:
+            chunk = await asyncio.wait_for(recv(), CONNECT_TIMEOUT_S)
+            if not chunk:
+                return None
+            data += chunk
+        level, client_id, end = info
+        quotas = self.ctx.extras.get("quotas")
+        if quotas is None:
+            return data, None
+        if not quotas.connect_allowed(client_id):
+            self.refused += 1
+            log.info("wss: refused %r: more than one CONNECT a second for this client id", client_id)
+            if refusal := connack_rate_exceeded(level):
+                await send(refusal)
+            return None
+        gate = ConnectionQuotas(quotas.mqtt, level, client_id, quotas.count_mqtt, sessions=quotas.sessions)
+        try:
+            return gate.connect(data, end), gate
+        except (IndexError, struct.error) as exc:
+            raise MqttProtocolError(f"malformed CONNECT: {exc}") from exc
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -14,8 +14,53 @@ from fleetdesk.sandbox.mqtt_quotas import properties
 from fleetdesk.sandbox.mqtt_wire import decode_varint, mqtt_string, packet
 
 
+class _WsSocket:
+    """The part of a socket RawMqtt uses, over MQTT-over-WebSockets (binary frames)."""
+
+    def __init__(self, ws) -> None:
+        self.ws, self.timeout = ws.__enter__(), None  # websockets 17.1: a connection is a context
+
+    def sendall(self, data: bytes) -> None:
+        self.ws.send(data)
+
+    def recv(self, _n: int) -> bytes:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            frame = self.ws.recv(timeout=self.timeout)
+        except ConnectionClosed:
+            return b""
+        return frame if isinstance(frame, bytes) else frame.encode()
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.ws.__exit__(None, None, None)
+
+
 class RawMqtt:
-    """One TLS connection; ``connect`` sends a CONNECT, ``read`` returns whole packets."""
+    """One TLS connection; ``connect`` sends a CONNECT, ``read`` returns whole packets.
+
+    ``RawMqtt(info, cert, key)`` is a device on the mTLS port; :meth:`over_wss` the sandbox's
+    MQTT-over-WebSockets port with a SigV4-presigned URL (how the app connects)."""
+
+    @classmethod
+    def over_wss(cls, info, secret: str | None = None, timeout: float = 10.0) -> "RawMqtt":
+        """A connection to the WSS port signed with the sandbox's credentials (or ``secret``)."""
+        from websockets.sync.client import connect
+
+        from fleetdesk.sandbox.presign import presign
+
+        url = presign(f"https://localhost:{info.ws_port}/mqtt", info.aws_access_key_id,
+                      secret or info.aws_secret_access_key, service="iotdevicegateway", region=info.region)
+        ws = connect("wss" + url[len("https"):], ssl=ssl.create_default_context(cafile=info.ca_file),
+                     subprotocols=["mqtt"], open_timeout=timeout, compression=None, max_size=None)
+        self = cls.__new__(cls)
+        self.sock = _WsSocket(ws)
+        self.sock.settimeout(timeout)
+        self.level, self._buf, self._pid = 4, b"", 0
+        return self
 
     def __init__(self, info, cert_pem: str, key_pem: str, timeout: float = 10.0) -> None:
         ctx = ssl.create_default_context(cafile=info.ca_file)
@@ -37,19 +82,22 @@ class RawMqtt:
         except OSError:
             pass
 
-    def connect(self, client_id: str, level: int = 5, keep_alive: int = 60, props: bytes = b"") -> tuple[int, dict]:
-        """Send CONNECT (clean start); returns (reason code, {property id: raw value}) of the CONNACK.
+    def connect(self, client_id: str, level: int = 5, keep_alive: int = 60, props: bytes = b"",
+                clean: bool = True) -> tuple[int, dict]:
+        """Send CONNECT (clean start unless ``clean`` is False); returns (reason code, {property id:
+        raw value}) of the CONNACK (``self.session_present``: its Session Present flag).
 
         Raises:
             ConnectionError: the server closed the connection without a CONNACK.
         """
         self.level = level
-        body = mqtt_string("MQTT") + bytes([level, 0x02]) + struct.pack(">H", keep_alive)
+        body = mqtt_string("MQTT") + bytes([level, 0x02 if clean else 0x00]) + struct.pack(">H", keep_alive)
         if level == 5:
             body += bytes([len(props)]) + props
         self.sock.sendall(packet(0x10, body + mqtt_string(client_id)))
         first, body = self.read()
         assert first >> 4 == 2, f"expected CONNACK, got packet type {first >> 4}"
+        self.session_present = bool(body[0] & 0x01)
         found = {}
         if level == 5 and len(body) > 2:
             plist, _ = properties(body, 2)

@@ -279,3 +279,139 @@ async def test_the_apps_connection_resubscribes_within_8_filters_per_subscribe(f
             raise AssertionError(f"no message on {topic} after the reconnect: its subscription was not restored")
     finally:
         await conn.stop()
+
+
+def _reconnect(make, level: int, **connect) -> tuple["RawMqtt", int]:
+    """``make()``'s connection CONNECTed as soon as the client id's one-a-second allows it
+    (a refusal, CONNACK 0x9F or a closed MQTT 3.1.1 connection, is retried within 15 s)."""
+    import time
+
+    deadline = time.monotonic() + 15
+    while True:
+        conn = make()
+        try:
+            code = conn.connect(level=level, **connect)[0]
+        except ConnectionError:
+            code = 0x9F
+        if code != 0x9F:
+            return conn, code
+        conn.close()
+        assert time.monotonic() < deadline, "the CONNECT stayed throttled"
+        time.sleep(0.25)
+
+
+@pytest.mark.parametrize("level, refused", [(5, 0x97), (4, 0x80)])
+def test_a_resumed_session_still_holds_its_50_subscriptions(front, raw, level, refused):
+    """The subscriptions of a persistent session are the session's: after a reconnect that
+    resumes it the connection holds 50 already, and the 51st is refused; a new session starts
+    from none."""
+    dev, ident = raw()
+    expiry = b"\x11" + struct.pack(">I", 600) if level == 5 else b""
+    assert dev.connect(ident.thing_name, level=level, clean=False, props=expiry)[0] == 0
+    filters = [f"dt/{ident.thing_name}/r{i}" for i in range(51)]
+    granted = []
+    for i in range(0, 50, 8):
+        granted += dev.subscribe(filters[i:min(i + 8, 50)])
+    assert granted == [1] * 50
+    dev.close()
+
+    def again():
+        conn = RawMqtt(front, ident.certificate_pem, ident.private_key_pem)
+        made.append(conn)
+        return conn
+
+    made: list[RawMqtt] = []
+    try:
+        resumed, code = _reconnect(lambda: again(), level, client_id=ident.thing_name, clean=False, props=expiry)
+        assert code == 0 and resumed.session_present, "the broker did not resume the session"
+        assert resumed.subscribe([filters[50]]) == [refused], "a resumed session's 51st subscription"
+        assert resumed.subscribe(filters[:2]) == [1, 1], "its own filters are held, not new"
+        resumed.close()
+        fresh, code = _reconnect(lambda: again(), level, client_id=ident.thing_name)
+        assert code == 0 and not fresh.session_present
+        assert fresh.subscribe([filters[50]]) == [1], "a new session holds no subscriptions"
+    finally:
+        for conn in made:
+            conn.close()
+    counted(front, ident.thing_name, "SubscriptionsPerConnection", 1)
+
+
+def test_wss_clients_are_under_the_same_quotas(front):
+    """MQTT over WebSockets with SigV4 (how the app and scripts connect) is an ordinary client on
+    AWS: 8 filters per SUBSCRIBE, 100 publishes/s in, one CONNECT a second per client id."""
+    client_id = f"wss-{uuid.uuid4().hex[:10]}"
+    made: list[RawMqtt] = []
+    try:
+        dev = RawMqtt.over_wss(front)
+        made.append(dev)
+        code, props = dev.connect(client_id, level=5, keep_alive=5)
+        assert code == 0 and struct.unpack(">H", props[0x13])[0] == 30, props  # keep-alive raised to 30
+        assert dev.subscribe([f"q/{client_id}/f{i}" for i in range(9)]) == [0x97] * 9
+        second = RawMqtt.over_wss(front)
+        made.append(second)
+        assert second.connect(client_id, level=5)[0] == 0x9F  # Connection rate exceeded
+        dev.sock.sendall(b"".join(dev.publish_packet(f"q/{client_id}/x", b"{}") for _ in range(150)))
+        acked: set[int] = set()
+
+        def settled():
+            dropped = throttled(front, client_id, "PublishInPerSecond")
+            while len(acked) + dropped < 150:
+                dev.sock.settimeout(2.0)
+                try:
+                    first, body = dev.read()
+                except TimeoutError:
+                    return False
+                if first >> 4 == 4:
+                    acked.add(struct.unpack_from(">H", body, 0)[0])
+            return True
+
+        poll(settled, timeout=30)
+        dropped = throttled(front, client_id, "PublishInPerSecond")
+        assert len(acked) >= 100 and dropped >= 1, (len(acked), dropped)
+        dev.ping()
+    finally:
+        for conn in made:
+            conn.close()
+    counted(front, client_id, "TopicFiltersPerSubscribe", 1)
+    counted(front, client_id, "ConnectPerSecondPerClientId", 1)
+
+
+def test_a_resumed_sessions_stored_messages_all_arrive_paced_not_dropped(front, iot, raw):
+    """IoT Core delivers a resumed persistent session's stored messages at 10 a second, none
+    lost: 120 stored QoS 1 messages (more than a second's 100 outbound) all arrive, and nothing
+    is counted as throttled for the subscriber."""
+    try:
+        iot.create_policy(policyName="quota-test-open", policyDocument=json.dumps(OPEN_POLICY))
+    except iot.exceptions.ResourceAlreadyExistsException:
+        pass
+    sub, ident = raw("quota-test-open")
+    topic = f"q/{uuid.uuid4().hex[:8]}"
+    assert sub.connect(ident.thing_name, level=4, clean=False)[0] == 0
+    assert sub.subscribe([f"{topic}/#"]) == [1]
+    sub.close()  # offline: the broker stores what comes for the session
+    for _ in range(2):
+        p, pident = raw("quota-test-open")
+        assert p.connect(pident.thing_name, level=4)[0] == 0
+        p.sock.sendall(b"".join(p.publish_packet(f"{topic}/x", str(i).encode()) for i in range(60)))
+        poll(lambda: throttled(front, pident.thing_name, "PublishInPerSecond") == 0 and p.ping() is None, timeout=10)
+    made: list[RawMqtt] = []
+
+    def again():
+        conn = RawMqtt(front, ident.certificate_pem, ident.private_key_pem, timeout=30)
+        made.append(conn)
+        return conn
+
+    try:
+        back, code = _reconnect(again, 4, client_id=ident.thing_name, clean=False)
+        assert code == 0 and back.session_present
+        got = 0
+        while got < 120:
+            first, body = back.read()
+            if first >> 4 == 3:
+                got += 1
+                pid = body[2 + struct.unpack_from(">H", body, 0)[0]:][:2]
+                back.sock.sendall(b"\x40\x02" + pid)  # PUBACK
+        assert throttled(front, ident.thing_name, "PublishOutPerSecond") == 0
+    finally:
+        for conn in made:
+            conn.close()
