@@ -84,6 +84,7 @@ class Shadows:
         self._following: dict[str, asyncio.Future] = {}
         self._busy: dict[str, int] = {}
         self._pinned: collections.Counter[str] = collections.Counter()  # thing -> pins (follow(pin=True) calls)
+        self._room = asyncio.Condition()  # notified when a followed thing stops being busy or pinned
 
     async def start(self) -> None:
         """Subscribe to every shadow reply/event topic (``$aws`` topics named explicitly).
@@ -124,8 +125,11 @@ class Shadows:
         if waiting is not None:
             await asyncio.shield(waiting)
             return
+        if not await self._make_room():
+            await self._subscribe_thing(thing)  # followed by another request meanwhile
+            return
         fut = asyncio.get_running_loop().create_future()
-        self._following[thing] = fut
+        self._following[thing] = fut  # the place is taken at once (no await since the check)
         try:
             base = shadow_prefix(thing)
             removers = []
@@ -140,6 +144,40 @@ class Shadows:
         finally:
             self._following.pop(thing, None)
 
+    async def _make_room(self) -> bool:
+        """Before a new thing is followed: unsubscribe the least recently used idle one until
+        fewer than ``max_followed`` are followed or being followed, so the subscriptions never
+        exceed 2 x ``max_followed`` (IoT Core refuses the 51st of a connection, even for a
+        moment during a bulk action); when every place is busy or pinned, wait for one.
+
+        Returns:
+            True when there is room (checked with no await before the caller takes it), False
+            when the loop had to wait (the caller looks again: the thing may be followed now).
+
+        Raises:
+            RequestTimeout: no place freed within the request timeout (all pinned).
+        """
+        waited = False
+        while len(self._followed) + len(self._following) >= self.max_followed:
+            victim = next((t for t in self._followed if t not in self._pinned and not self._busy.get(t)), None)
+            if victim is not None:
+                for remove in self._followed.pop(victim):
+                    await remove()
+            else:
+                async with self._room:
+                    try:
+                        await asyncio.wait_for(self._room.wait(), self.timeout)
+                    except asyncio.TimeoutError as exc:
+                        raise RequestTimeout(
+                            f"all {self.max_followed} things the app's connection can follow at once are "
+                            "busy or shown", "close a Device page or wait for the running action") from exc
+            waited = True
+        return not waited
+
+    async def _freed(self) -> None:
+        async with self._room:
+            self._room.notify_all()
+
     def _unpin(self, thing: str) -> None:
         self._pinned[thing] -= 1
         if self._pinned[thing] <= 0:
@@ -150,6 +188,7 @@ class Shadows:
         if thing in self._pinned:
             self._unpin(thing)
         await self._evict()
+        await self._freed()
 
     async def _evict(self) -> None:
         while len(self._followed) > self.max_followed:
@@ -185,6 +224,7 @@ class Shadows:
             if not self._busy[thing]:
                 del self._busy[thing]
             await self._evict()
+            await self._freed()
 
     async def _request_now(self, thing: str, name: str | None, op: str, body: dict) -> dict:
         token = uuid.uuid4().hex
