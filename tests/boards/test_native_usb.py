@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import serial
 
 from fleetdesk.boards.controller import StationController
 from fleetdesk.boards.identity import CloudTarget
@@ -33,7 +34,7 @@ def test_native_usb_board_reenumerates_on_bootloader_sync(rig):
     (info,) = [p for p in list_ports(False) if p.device == board.url]
     assert info.usb_id == "303A:1001"
     old_url, location = board.url, info.location
-    with pytest.raises(Exception):  # the port vanishes under the tool's first SYNC
+    with pytest.raises(serial.SerialException, match="disconnected"):  # the port vanishes under the first SYNC
         esptool.detect_chip(old_url, connect_attempts=1)
     assert _wait(lambda: board.url != old_url and board.state == "bootloader")
     (moved,) = [p for p in list_ports(False) if p.location == location]

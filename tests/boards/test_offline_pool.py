@@ -59,7 +59,7 @@ def test_offline_flash_from_pool_then_sync_matches_online(rig, bundle_dir, tmp_p
     r = offline.run_one(offline_board.url)
     assert r.result == "PASS" and r.pending_sync, r.error  # flashed with no cloud at all
     assert pool.pending() == 1 and pool.level() == 1
-    with pytest.raises(Exception):
+    with pytest.raises(cloud.iot.exceptions.ResourceNotFoundException):
         cloud.iot.describe_thing(thingName=r.thing)  # not in the registry yet
 
     assert pool.sync(cloud) == [r.thing]

@@ -15,7 +15,7 @@ import sys
 import pytest
 from netutil import refused_port
 
-from fleetdesk.boards.certpool import CertPool
+from fleetdesk.boards.certpool import CertPool, PoolEmpty
 from fleetdesk.boards.identity import CloudTarget
 from fleetdesk.boards.station import Station, StationSettings
 from fleetdesk.store.production import ProductionDB, run_owner
@@ -160,7 +160,7 @@ def test_recover_offline_retires_a_written_pooled_certificate_for_the_next_sync(
         offline.close()
     assert "set INACTIVE at the next sync" in rec["action"]
     assert pool.state(cert.certificate_id) == "failed" and _status(cloud, cert.certificate_id) == "ACTIVE"
-    with pytest.raises(Exception):
+    with pytest.raises(PoolEmpty):
         pool.take("24:6f:28:00:00:03", "fd-246f28000003")  # not handed out again (and the pool is empty)
     assert pool.sync(cloud) == [] and _status(cloud, cert.certificate_id) == "INACTIVE"
     assert pool.state(cert.certificate_id) == "retired"

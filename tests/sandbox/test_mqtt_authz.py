@@ -64,6 +64,7 @@ def test_inactive_certificate_cannot_connect_and_live_one_is_dropped(sandbox, io
     assert live.disconnected_at - t0 < 2.0
     fresh = devices(sandbox, ident)
     assert fresh.connect() is False
+    assert fresh.failure_code == 135, (fresh.failure, fresh.failure_code)  # CONNACK Not authorized, as IoT Core
     # re-activating lets it back in
     iot.update_certificate(certificateId=ident.certificate_id, newStatus="ACTIVE")
     again = devices(sandbox, ident)
