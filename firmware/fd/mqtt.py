@@ -225,9 +225,10 @@ class MQTTClient:
         pos = 2 + tlen + (2 if (first >> 1) & 3 else 0)
         size = left
         sk = None
-        if pos <= len(head):
+        skim = self.skim
+        if skim is not None and pos <= len(head):
             try:
-                if self.skim(bytes(head[2:2 + tlen]).decode()):
+                if skim(bytes(head[2:2 + tlen]).decode()):
                     from fd import jsonskim
 
                     sk = jsonskim.Skim()
