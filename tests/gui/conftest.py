@@ -94,9 +94,19 @@ def _drain_bridge(qapp, timeout_s: float = 30.0) -> None:
 
     b = bridge._instance
     deadline = time.monotonic() + timeout_s
-    while b is not None and b.pending():
-        assert time.monotonic() < deadline, f"the bridge still holds {b.pending()} callbacks after {timeout_s:.0f} s"
+    # idle = nothing queued and no drain armed: a worker thread that ended with the test may
+    # still have a wake-up in flight (queued signal -> timer), which must run here, not later
+    while b is not None and (b.pending() or b._timer.isActive()):
+        assert time.monotonic() < deadline, (
+            f"the bridge still holds {b.pending()} callbacks after {timeout_s:.0f} s (a thread the test "
+            f"started keeps posting: {[getattr(fn, '__qualname__', fn) for fn, _ in list(b._queue)[:3]]})")
         qapp.processEvents()
+
+
+def _bridge_timer():
+    from fleetdesk_gui import bridge
+
+    return bridge._instance._timer if bridge._instance is not None else None
 
 
 @pytest.fixture(autouse=True)
@@ -134,10 +144,14 @@ def _no_leaked_widgets_or_timers(request, qapp, monkeypatch):
         qapp.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         gc.collect()
         qapp.processEvents()
+    _drain_bridge(qapp)  # what those events woke up (a late post from an ending thread) runs now
     # windows with a parent (menus, dialogs) go with it: the parentless ones are what nothing will delete
     widgets = [w for w in qapp.topLevelWidgets() if w.parent() is None and _cpp_address(w) not in before]
     timers = []
+    app_bridge = _bridge_timer()  # the app-wide bridge's own drain timer is not the test's
     for timer, where in list(started.items()):
+        if timer is app_bridge:
+            continue
         try:
             if timer.isActive():
                 timers.append((timer, where))
