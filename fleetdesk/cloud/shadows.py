@@ -27,6 +27,7 @@ from fleetdesk.cloud.errors import RequestTimeout, ShadowConflict, ShadowRejecte
 from fleetdesk.cloud.fanout import Fanout
 from fleetdesk.cloud.topics import parse_shadow_topic, shadow_filters, shadow_prefix
 from fleetdesk.cloud.fleet_state import FleetState
+from fleetdesk.shadow_limits import MAX_DEPTH, MAX_STATE_BYTES, state_depth
 
 _MISSING = object()
 # Resends of a desired change over versions moved only by others' reports (the device's readings):
@@ -423,18 +424,6 @@ class Shadows:
         self._events.emit(ShadowEvent(thing, name, kind, doc))
 
 
-MAX_STATE_BYTES = 8 * 1024
-MAX_DEPTH = 6
-
-
-def _depth(v: Any) -> int:
-    if isinstance(v, dict):
-        return 1 + max((_depth(x) for x in v.values()), default=0)
-    if isinstance(v, list):
-        return max((_depth(x) for x in v), default=0)
-    return 0
-
-
 def parse_state_json(text: str, section: str = "desired") -> dict | None:
     """Validate editor text for ``state.<section>`` before anything is sent.
 
@@ -456,7 +445,7 @@ def parse_state_json(text: str, section: str = "desired") -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise ShadowRejected(f"{section} must be a JSON object (or null to clear it)", code=400)
     if value is not None:
-        if _depth(value) > MAX_DEPTH:
+        if state_depth(value) > MAX_DEPTH:
             raise ShadowRejected(f"{section} is nested deeper than {MAX_DEPTH} levels", code=400)
         size = len(_json.dumps(value, separators=(",", ":")).encode())
         if size > MAX_STATE_BYTES:

@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetdesk.sandbox import strict_json
+from fleetdesk.shadow_limits import MAX_CLIENT_TOKEN_BYTES, MAX_DEPTH, MAX_STATE_BYTES, state_depth
 
-MAX_STATE_BYTES = 8 * 1024
-MAX_DEPTH = 6
-MAX_CLIENT_TOKEN_BYTES = 64
 VERSION_MEMORY_S = 48 * 3600  # a shadow re-created within 48 h of deletion continues its version
 SECTIONS = ("desired", "reported")
 
@@ -132,14 +130,6 @@ def error_reply(code: int, message: str, client_token: str | None, ts: int | Non
     return out
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return max((_depth(v) for v in value), default=0)
-    return 0
-
-
 def _len(payload: Any) -> int:
     return len(payload) if isinstance(payload, (bytes, str)) else _size(payload)
 
@@ -201,7 +191,7 @@ def _validate_update(doc: dict) -> dict:
             raise ShadowError(400, f"State contains an invalid node: '{key}'")
         if section is not None and not isinstance(section, dict):
             raise ShadowError(400, f"Invalid JSON: state.{key} must be an object or null")
-        if section is not None and _depth(section) > MAX_DEPTH:
+        if section is not None and state_depth(section) > MAX_DEPTH:
             raise ShadowError(400, "JSON contains too many levels of nesting; maximum is 6")
     return state
 
