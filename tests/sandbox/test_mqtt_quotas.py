@@ -79,6 +79,28 @@ def counted(front, client_id: str, quota: str, n: int) -> None:
     poll(lambda: throttled(front, client_id, quota) == n, timeout=10)
 
 
+def _publish_150_at_once(front, dev: RawMqtt, client_id: str, topic: str) -> tuple[set[int], int]:
+    """Send 150 QoS 1 publishes in one write; wait until each is either acknowledged or counted
+    as throttled (no PUBACK ever comes for those). Returns (the acknowledged packet ids, the count)."""
+    dev.sock.sendall(b"".join(dev.publish_packet(topic, b"{}") for _ in range(150)))
+    acked: set[int] = set()
+
+    def settled():
+        dropped = throttled(front, client_id, "PublishInPerSecond")
+        while len(acked) + dropped < 150:
+            dev.sock.settimeout(2.0)
+            try:
+                first, body = dev.read()
+            except TimeoutError:
+                return False
+            if first >> 4 == 4:
+                acked.add(struct.unpack_from(">H", body, 0)[0])
+        return True
+
+    poll(settled, timeout=30)
+    return acked, throttled(front, client_id, "PublishInPerSecond")
+
+
 def test_status_shows_the_mqtt_quotas_in_force(front):
     quotas = status(front)["quotas"]
     assert {k: quotas[k] for k in ("PublishInPerSecond", "PublishOutPerSecond", "SubscriptionsPerConnection",
@@ -92,24 +114,7 @@ def test_status_shows_the_mqtt_quotas_in_force(front):
 def test_150_qos1_publishes_at_once_lose_the_excess_without_puback_and_it_is_counted(front, raw):
     dev, ident = raw()
     assert dev.connect(ident.thing_name, level=4)[0] == 0
-    dev.sock.sendall(b"".join(dev.publish_packet(f"dt/{ident.thing_name}/env", b"{}") for _ in range(150)))
-    acked: set[int] = set()
-
-    def settled():
-        # every publish is either acknowledged or counted as throttled (no PUBACK ever comes for those)
-        dropped = throttled(front, ident.thing_name, "PublishInPerSecond")
-        while len(acked) + dropped < 150:
-            dev.sock.settimeout(2.0)
-            try:
-                first, body = dev.read()
-            except TimeoutError:
-                return False
-            if first >> 4 == 4:
-                acked.add(struct.unpack_from(">H", body, 0)[0])
-        return True
-
-    poll(settled, timeout=30)
-    dropped = throttled(front, ident.thing_name, "PublishInPerSecond")
+    acked, dropped = _publish_150_at_once(front, dev, ident.thing_name, f"dt/{ident.thing_name}/env")
     assert len(acked) + dropped == 150
     assert status(front)["mqtt_throttled"][ident.thing_name]["PublishInPerSecond"] == dropped
     assert len(acked) >= 100, "one second's worth (100) must get through"
@@ -350,23 +355,7 @@ def test_wss_clients_are_under_the_same_quotas(front):
         second = RawMqtt.over_wss(front)
         made.append(second)
         assert second.connect(client_id, level=5)[0] == 0x9F  # Connection rate exceeded
-        dev.sock.sendall(b"".join(dev.publish_packet(f"q/{client_id}/x", b"{}") for _ in range(150)))
-        acked: set[int] = set()
-
-        def settled():
-            dropped = throttled(front, client_id, "PublishInPerSecond")
-            while len(acked) + dropped < 150:
-                dev.sock.settimeout(2.0)
-                try:
-                    first, body = dev.read()
-                except TimeoutError:
-                    return False
-                if first >> 4 == 4:
-                    acked.add(struct.unpack_from(">H", body, 0)[0])
-            return True
-
-        poll(settled, timeout=30)
-        dropped = throttled(front, client_id, "PublishInPerSecond")
+        acked, dropped = _publish_150_at_once(front, dev, client_id, f"q/{client_id}/x")
         assert len(acked) >= 100 and dropped >= 1, (len(acked), dropped)
         dev.ping()
     finally:
