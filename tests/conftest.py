@@ -130,9 +130,24 @@ def _qt_tests_live_in_tests_gui(request):
                     "(Qt tests run in their own process, with tests/gui/conftest.py's fixtures)", pytrace=False)
 
 
+_PER_TEST_HOME = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+
+
 @pytest.fixture(autouse=True)
 def _private_app_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own HOME and XDG dirs (what one test writes there no later test sees),
+    its own Fleetdesk data/config/sandbox dirs, and no AWS_*/BOTO_* setting left by another test.
+
+    (TMPDIR and XDG_RUNTIME_DIR stay the process's private ones: unix socket paths under them must
+    stay short.)"""
     base = tmp_path_factory.mktemp("appdirs")
+    home = base / "home"
+    for key, path in zip(_PER_TEST_HOME, (home, home / ".config", home / ".local" / "share",
+                                          home / ".cache", home / ".local" / "state")):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        monkeypatch.setenv(key, str(path))
+    for key in [k for k in os.environ if k.startswith(("AWS_", "BOTO_"))]:
+        monkeypatch.delenv(key)
     monkeypatch.setenv("FLEETDESK_DATA_DIR", str(base / "data"))
     monkeypatch.setenv("FLEETDESK_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("FLEETDESK_SANDBOX_DIR", str(base / "sandbox"))
