@@ -250,6 +250,9 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
             pass
     started: list = []
     registry = broker = authorizer = plane = None
+    from fleetdesk.sandbox import loop_watch
+
+    watch = loop_watch.from_env()
     try:
         from fleetdesk.sandbox.state_check import check_state
 
@@ -333,6 +336,8 @@ async def run_sandbox(state_dir: Path, port_base: int = DEFAULT_PORT_BASE, regio
         except (OSError, ValueError):
             pass
         lock.release()
+        if watch is not None:
+            watch.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.remove_signal_handler(sig)
