@@ -49,14 +49,14 @@ async def set_desired(session, names, key: str, value: Any):
     from fleetdesk.cloud.desired import check_desired
 
     check_desired({key: value})  # a value the firmware refuses would start a refuse/re-report loop
-    return await _each(names, lambda n: session.shadows.update(n, desired={key: value}))
+    return _split(await session.shadows.update_many(list(names), desired={key: value}))
 
 
 async def reboot(session, names):
     """Ask each thing to reboot: raise its desired ``reboot`` counter above what it reported."""
     fleet = session.fleet
 
-    async def one(name: str) -> None:
+    def desired(name: str) -> dict:
         t = fleet.things.get(name)
         current = 0
         if t is not None:
@@ -64,9 +64,18 @@ async def reboot(session, names):
                 v = section.get("reboot")
                 if isinstance(v, int) and not isinstance(v, bool):
                     current = max(current, v)
-        await session.shadows.update(name, desired={"reboot": current + 1})
+        return {"reboot": current + 1}
 
-    return await _each(names, one)
+    return _split(await session.shadows.update_many(list(names), desired=desired))
+
+
+def _split(results: dict) -> tuple[list[str], dict[str, str]]:
+    """``update_many``'s answers as (ok names, {name: error text}). Bulk shadow updates go
+    through ``Shadows.update_many``: HTTPS and paced within IoT Core's per-connection quotas."""
+    ok = sorted(n for n, r in results.items() if not isinstance(r, Exception))
+    failed = {n: getattr(r, "message", None) or str(r) or type(r).__name__
+              for n, r in results.items() if isinstance(r, Exception)}
+    return ok, failed
 
 
 def summary(what: str, ok: list[str], failed: dict[str, str]) -> str:

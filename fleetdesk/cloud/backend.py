@@ -401,12 +401,12 @@ class SandboxBackend(CloudBackend):
     def _mqtt_settings(self, **common: Any):
         from fleetdesk.cloud.settings import ConnectionSettings
 
-        info = self.info()
-        if info.internal_port and info.internal_username:  # the privileged login on loopback
-            return ConnectionSettings(host="127.0.0.1", port=int(info.internal_port), username=info.internal_username,
-                                      password=info.internal_password, ca_file=None, tls=False, **common)
-        from awscrt import auth  # no internal listener published: WebSockets + SigV4, as on AWS
+        from awscrt import auth
 
+        # WebSockets + SigV4 with the sandbox's credentials, as AwsBackend with IAM credentials:
+        # the app goes through the front that applies IoT Core's per-connection quotas. The
+        # internal login (``info.internal_*``) is the sandbox's own machinery, never the app's.
+        info = self.info()
         return ConnectionSettings(host=info.mqtt_host, port=int(info.ws_port), ca_file=info.ca_file,
                                   websockets=True, region=info.region,
                                   credentials_provider=auth.AwsCredentialsProvider.new_static(

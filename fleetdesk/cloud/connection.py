@@ -58,6 +58,7 @@ ADVICE = {
 
 # AWS IoT Core: at most 8 topic filters in one SUBSCRIBE (not adjustable; message broker quotas)
 FILTERS_PER_SUBSCRIBE = 8
+PUBLISHES_PER_SECOND = 90.0  # the app's publishes, under IoT Core's 100 per second per connection
 
 
 class State(str, enum.Enum):
@@ -173,6 +174,7 @@ class Connection:
         self._stopped: asyncio.Event | None = None
         self._connected: asyncio.Event | None = None
         self.stats: collections.Counter[str] = collections.Counter()
+        self._publish_pace: Any = None  # aiolimiter bucket, made on the loop of the first publish
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -547,6 +549,13 @@ class Connection:
         if client is None:
             raise CloudError("not connected", "start the connection first")
         packet = mqtt5.PublishPacket(topic=topic, payload=_payload_bytes(payload), qos=mqtt5.QoS(qos), retain=retain)
+        if self._publish_pace is None:
+            from aiolimiter import AsyncLimiter
+
+            # IoT Core drops a connection's publishes beyond 100 a second (not adjustable): stay
+            # under it whatever the callers do (a tenth of a second's worth at a time, no burst)
+            self._publish_pace = AsyncLimiter(PUBLISHES_PER_SECOND / 10, 0.1)
+        await self._publish_pace.acquire()
         try:
             result = await _await_crt(client.publish(packet), timeout)
         except asyncio.TimeoutError as exc:

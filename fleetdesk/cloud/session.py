@@ -71,7 +71,7 @@ class CloudSession:
         retention = (profile.extra or {}).get("retention_days", DEFAULT_RETENTION_DAYS)
         self.store = TelemetryStore(retention_days=retention) if store is None else (store or None)
         self.telemetry = Telemetry(self.conn, self.store, self.fleet)
-        self.shadows = Shadows(self.conn, self.fleet)
+        self.shadows = Shadows(self.conn, self.fleet, data=getattr(self.control, "data", None))
         self.presence = Presence(self.conn, self.fleet, self.control)
         self.rpc = Rpc(self.conn)
         self.logs = Logs(self.conn)

@@ -69,11 +69,14 @@ class Shadows:
         conn: privileged :class:`Connection` (the app's).
         fleet: optional fleet model fed with documents and get replies.
         timeout: seconds to wait for a reply.
+        data: a boto3 ``iot-data`` client: bulk updates (:meth:`update_many`) go over HTTPS
+            (:mod:`fleetdesk.cloud.shadow_bulk`), not the app's MQTT connection.
     """
 
     def __init__(self, conn: Connection, fleet: FleetState | None = None, *, timeout: float = 10.0,
-                 scoped: bool = False, max_followed: int = 16) -> None:
+                 scoped: bool = False, max_followed: int = 16, data: Any = None) -> None:
         self.conn = conn
+        self.data = data
         self.fleet = fleet
         self.timeout = timeout
         self.scoped = scoped
@@ -348,22 +351,31 @@ class Shadows:
                 resends += 1
                 at_version, at_base = current["version"], current
 
-    async def update_many(self, things: list[str], *, desired: Any, concurrency: int = 16) -> dict[str, Any]:
-        """Bulk action: the same desired change on many things (e.g. ``{"reboot": n}``).
+    async def update_many(self, things: list[str], *, desired: Any, concurrency: int = 8) -> dict[str, Any]:
+        """Bulk action: the same desired change on many things (e.g. ``{"reboot": n}``), or a
+        per-thing one (``desired`` a function of the thing name), within IoT Core's quotas:
+        over HTTPS with ``data`` (:mod:`fleetdesk.cloud.shadow_bulk`), else over MQTT paced
+        as that module paces a session that follows every shadow.
 
         Returns:
             ``{thing: accepted document | the CloudError raised}`` — one failure does not stop
             the others.
         """
+        from fleetdesk.cloud import shadow_bulk
         from fleetdesk.errors import CloudError
 
+        if self.data is not None:
+            return await shadow_bulk.update_desired_many(self.data, things, desired, concurrency=concurrency,
+                                                         follows_every_shadow=not self.scoped)
+        limiter = shadow_bulk.pace(True)
         sem = asyncio.Semaphore(concurrency)
         results: dict[str, Any] = {}
 
         async def one(thing: str) -> None:
             async with sem:
+                await limiter.acquire()
                 try:
-                    results[thing] = await self.update(thing, desired=desired)
+                    results[thing] = await self.update(thing, desired=desired(thing) if callable(desired) else desired)
                 except CloudError as exc:
                     results[thing] = exc
 

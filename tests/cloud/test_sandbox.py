@@ -239,19 +239,19 @@ async def test_ota_job_document_reaches_device_with_working_url(profile, sandbox
         await create_ota_job(profile, cp, "bad", image, "1.2 beta", things=[name])
 
 
-async def test_app_logins_internal_and_websockets_sigv4(profile, sandbox):
-    """The app uses the sandbox's internal login when published; the AWS path (WSS + SigV4)
-    works too, and a wrong secret is refused."""
+async def test_app_logs_in_with_websockets_sigv4_as_on_aws(profile, sandbox):
+    """The app's own login is the AWS path (WSS + SigV4 with the sandbox's keys, through the
+    quota-enforcing front), never the sandbox's internal login; a wrong secret is refused."""
     from awscrt import auth
 
     from fleetdesk.cloud.errors import ConnectFailed
 
-    assert app_settings(profile).auth == "password"
+    app = app_settings(profile)
+    assert (app.auth, app.port, app.username) == ("websockets", sandbox.ws_port, None)
     for secret, ok in ((sandbox.aws_secret_access_key, True), ("wrong-secret", False)):
-        s = ConnectionSettings(host=sandbox.mqtt_host, port=sandbox.ws_port, client_id=f"app-{uuid.uuid4().hex[:6]}",
-                               ca_file=sandbox.ca_file, websockets=True, region=sandbox.region, clean_start=True,
-                               credentials_provider=auth.AwsCredentialsProvider.new_static(
-                                   sandbox.aws_access_key_id, secret), initial_attempts=2, min_reconnect_ms=100)
+        s = app_settings(profile, client_id=f"app-{uuid.uuid4().hex[:6]}", clean_start=True, initial_attempts=2,
+                         min_reconnect_ms=100, credentials_provider=auth.AwsCredentialsProvider.new_static(
+                             sandbox.aws_access_key_id, secret))
         conn = Connection(s)
         await conn.start()
         try:

@@ -50,11 +50,11 @@ def test_sandbox_profile_reads_endpoint_and_credentials(tmp_path):
     with open(tmp_path / "sandbox.lock", "wb") as lock:  # what a running sandbox holds
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         s = backend.mqtt_settings()
-        assert (s.auth, s.port, s.username, s.password, s.tls) == ("password", 18830, "fleetdesk-internal", "s3cret-Pw-4e1f", False)
-        s.check()  # loopback without TLS is allowed ...
-        s.host = "10.0.0.5"
-        with pytest.raises(ConfigError, match="without TLS"):  # ... nowhere else
-            s.check()
+        # the app logs in as AwsBackend does (WebSockets + SigV4 with the sandbox's keys, through the
+        # front that applies IoT Core's per-connection quotas), never with the internal login
+        assert (s.auth, s.port, s.websockets, s.region, s.ca_file) == ("websockets", 8443, True, "us-east-1", str(ca))
+        assert s.username != "fleetdesk-internal" and s.password != "s3cret-Pw-4e1f"
+        s.check()
         ep = backend.device_endpoint()
         assert (ep.host, ep.port, ep.region, ep.ca_pem) == ("127.0.0.1", 8883, "us-east-1", ca.read_bytes())
         assert "s3cret-Pw-4e1f" not in json.dumps(backend.attached_state().endpoint)  # the status bar gets no secrets
