@@ -24,6 +24,7 @@ from typing import Callable
 
 from fleetdesk.boards.events import Fallback, Identity, Log, Ready, Result, WorkerEvent, from_line
 from fleetdesk.boards.images import FlashPlan
+from fleetdesk.errors import BoardError
 from fleetdesk.roles import module_command
 
 FALLBACK_BAUD = 115200
@@ -357,6 +358,11 @@ def _write_private_tmp(path: Path, data: bytes) -> None:
 PREPARE_GRACE = 180.0  # s to wait for a running ``prepare`` (a cloud mint) once the worker has ended
 
 
+class AttemptEnded(BoardError):
+    """This attempt's worker ended before it read the board's identity: the job's own error (a
+    serial or esptool failure) stands, and a baud-fallback retry reads the board again."""
+
+
 class PrepareError(Exception):
     """Raised by a ``prepare`` callback to stop before writing (the reason is reported)."""
 
@@ -401,6 +407,10 @@ class FlashJob:
         # set when run() has returned: a worker that ends early may be followed by a baud-fallback
         # retry, so only the end of the whole job means "no identity will come"
         self._run_over = threading.Event()
+        # set when one attempt's worker has ended without reading the board: that attempt's
+        # ``prepare`` stops waiting for the identity (a retry's Ready starts a new one); else the
+        # attempt waits for its prepare and the prepare for an identity that never comes
+        self._attempt_over = threading.Event()
         self._last_error = ""
 
     def cancel(self) -> None:
@@ -468,11 +478,11 @@ class FlashJob:
         for the worker's probe; None when no probe ran (no vfs partition in the plan).
 
         Raises:
-            BoardError: the probe failed, the worker ended first, or no answer in ``timeout``.
+            AttemptEnded: this attempt's worker ended first (a baud fallback may read the board).
+            BoardError: the probe failed, every attempt is over, or no answer in ``timeout``.
         """
         from fleetdesk.boards.vfs import unpack_files
         from fleetdesk.boards.vfsprobe import BoardIdentity
-        from fleetdesk.errors import BoardError
 
         if not self.probe_identity or self.plan.partition("vfs") is None:
             return None
@@ -481,6 +491,9 @@ class FlashJob:
             waited += 0.1
             if (cancel is not None and cancel.is_set()) or self._cancelled.is_set():
                 raise BoardError("cancelled by the operator")
+            if self._attempt_over.is_set() and not self._identity_seen.is_set():
+                raise AttemptEnded(f"the board's identity could not be read ({self._last_error or 'the connection ended first'})",
+                                   "check the cable and retry; nothing was written")
             if self._run_over.is_set() or waited >= timeout:
                 # every attempt (a baud fallback included) is over and none read the board
                 why = self._last_error or ("no answer in %.0f s" % timeout if waited >= timeout
@@ -528,17 +541,23 @@ class FlashJob:
         if self._cancelled.is_set():
             return WorkerResult(False, "cancelled", "cancelled by the operator")
         self.prepare_error, self._prepare_thread = None, None
+        self._attempt_over.clear()
         self._worker = EsptoolWorker(job, self._on_worker_event)
         if self._cancelled.is_set():
             self._worker.cancel()
         result = self._worker.wait(self.timeout)
+        if not self._identity_seen.is_set():  # this worker reads nothing more: its prepare stops waiting
+            self._last_error = result.error or ""
+            self._attempt_over.set()
         prep = self._prepare_thread
         if prep is not None:  # the worker may end first (STOP, a dead port): prepare's cloud calls
             prep.join(PREPARE_GRACE)  # finish before anyone rolls back what it made
             if prep.is_alive() and not result.ok:
                 result.error = (result.error + "; " if result.error else "") + \
                     f"the identity step still had not finished {PREPARE_GRACE:.0f} s later"
-        if self.prepare_error is not None and not result.ok:
+        if self.prepare_error is not None and not result.ok and not isinstance(self.prepare_error, AttemptEnded):
+            # (a prepare that only lost this attempt's worker leaves the worker's own error, so a
+            # serial failure still gets the baud fallback)
             result.kind = "prepare"
             result.error = str(self.prepare_error)
             result.written = False

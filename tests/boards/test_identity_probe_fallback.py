@@ -1,75 +1,106 @@
-"""The identity probe survives a baud fallback: the first worker ending is not the end of the job."""
+"""The identity probe and the baud fallback: one attempt's worker ending is not the end of the job,
+and a prepare waiting for that attempt's identity stops waiting when its worker ends (else the
+attempt waited for its prepare and the prepare for the identity: 120 s, then FAIL, no fallback)."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 
 import pytest
 from netutil import refused_port
 
-from fleetdesk.boards.events import Identity
-from fleetdesk.boards.flasher import FlashJob, WorkerResult
+from fleetdesk.boards.flasher import AttemptEnded, FlashJob, WorkerResult
 from fleetdesk.boards.images import load_plan
+from fleetdesk.boards.station import Station, StationSettings
 from fleetdesk.errors import BoardError
+from fleetdesk.store.production import ProductionDB
+
+pytestmark = pytest.mark.timeout(240)
+
+CHANGE_BAUDRATE = 0x0F  # esptool's command after the stub is up, before the identity probe
 
 
-class _EndedWorker:
-    """A worker whose process has exited (what FlashJob sees after a failed attempt)."""
+def _fails_at_baud_change(rig, board, how: str) -> list[str]:
+    """``board``'s line gives out when esptool switches it to 460800 (after Ready, before the
+    identity is read): ``drop`` breaks the connection once (a marginal cable), ``unplug`` takes
+    the port away for good. Returns the list the fault is recorded in."""
+    fired: list[str] = []
+    real = board._on_packet
 
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self._done.set()
+    async def on_packet(client, packet):
+        if len(packet) > 1 and packet[0] == 0 and packet[1] == CHANGE_BAUDRATE and not fired:
+            fired.append(how)
+            if how == "drop":
+                board.drop_connections()
+            else:
+                asyncio.ensure_future(board.unplug())
+            return
+        await real(client, packet)
 
-    def cancel(self) -> None:
-        pass
-
-
-def _job(bundle_dir, attempts):
-    class Job(FlashJob):  # two worker outcomes, without a board
-        def _once(self, job):
-            self._worker = _EndedWorker()
-            return next(attempts)(self)
-
-    return Job(f"socket://127.0.0.1:{refused_port()}", load_plan(str(bundle_dir)), baud=460800, probe_identity=True)
+    board._on_packet = on_packet
+    return fired
 
 
-def test_identity_read_by_the_fallback_attempt_is_used(bundle_dir):
-    first_ended, go_on = threading.Event(), threading.Event()
+def _identity_job(board, bundle_dir, seen: list):
+    """A FlashJob whose prepare (on the worker's Ready) waits for the identity the worker reads."""
+    plan = load_plan(str(bundle_dir))
 
-    def first(job):  # fails at 460800 before the probe: the worker is gone
-        first_ended.set()
-        assert go_on.wait(10), "the identity reader never got to see the ended worker"
-        return WorkerResult(False, "serial", "Connection reset at 460800 baud")
+    def prepare(facts):
+        try:
+            seen.append(job.board_identity())
+        except BaseException as exc:  # recorded for the test to assert on, then raised
+            seen.append(exc)
+            raise
+        return plan
 
-    def second(job):  # the 115200 retry reads the (blank) board
-        job._on_worker_event(Identity(found=False, reason="blank"))
-        return WorkerResult(True, "ok", "")
+    job = FlashJob(board.url, plan, baud=460800, prepare=prepare, probe_identity=True)
+    return job
 
-    job = _job(bundle_dir, iter([first, second]))
-    runner = threading.Thread(target=job.run)
-    runner.start()
-    assert first_ended.wait(10)
-    got: list = []
-    reader = threading.Thread(target=lambda: got.append(_call(job.board_identity, timeout=30)))
-    reader.start()
-    reader.join(0.5)  # the reader polls every 0.1 s: it has seen the ended first worker by now
-    go_on.set()
-    reader.join(30)
-    runner.join(30)
-    assert got and not isinstance(got[0], BaseException), got
-    assert got[0].found is False and got[0].reason == "blank"
+
+def test_a_line_that_fails_before_the_identity_read_falls_back_and_reads_it_at_115200(rig, bundle_dir):
+    (board,) = rig.add(1, throttle=False)
+    fired = _fails_at_baud_change(rig, board, "drop")
+    seen: list = []
+    result = _identity_job(board, bundle_dir, seen).run()
+    assert fired == ["drop"], "the fault never fired: the test did not exercise the failed first attempt"
+    assert result.ok and result.baud_fallback, (result.kind, result.error)
+    assert len(seen) == 2 and isinstance(seen[0], AttemptEnded), seen  # attempt 1's prepare let go at once
+    assert seen[1].found is False and seen[1].reason == "erased"  # read by the 115200 retry
+    assert board.flash.read(0x10000, 64) == (bundle_dir / "app.bin").read_bytes()[:64]
+
+
+def test_a_port_that_vanishes_before_the_identity_read_fails_with_the_serial_error(rig, bundle_dir):
+    (board,) = rig.add(1, throttle=False)
+    fired = _fails_at_baud_change(rig, board, "unplug")
+    seen: list = []
+    result = _identity_job(board, bundle_dir, seen).run()
+    assert fired == ["unplug"]
+    assert not result.ok and result.baud_fallback and result.kind in ("serial", "esptool"), (result.kind, result.error)
+    assert "identity" not in result.error, result.error  # the cable's fault, not an identity step's
+    assert len(seen) == 1 and isinstance(seen[0], AttemptEnded), seen  # the retry never got to Ready
+
+
+@pytest.mark.slow
+def test_station_passes_a_board_whose_first_attempt_ends_before_the_identity_read(rig, bundle_dir, tmp_path):
+    (board,) = rig.add(1, throttle=False)
+    fired = _fails_at_baud_change(rig, board, "drop")
+    settings = StationSettings(bundle=str(bundle_dir), identity=False, wait_online=False, station="line-1", baud=460800)
+    r = Station(settings, db=ProductionDB(tmp_path / "prod.sqlite3")).run_one(board.url)
+    assert fired == ["drop"]
+    assert r.result == "PASS" and r.baud_fallback, r.error
+    assert "fell back to 115200 baud" in r.notes()
+    assert r.board_identity["found"] is False
 
 
 def test_no_identity_from_any_attempt_names_the_last_error(bundle_dir):
-    job = _job(bundle_dir, iter([lambda j: WorkerResult(False, "serial", "Connection reset at 460800 baud"),
-                                 lambda j: WorkerResult(False, "esptool", "Failed to connect to ESP32")]))
+    attempts = iter([WorkerResult(False, "serial", "Connection reset at 460800 baud"),
+                     WorkerResult(False, "esptool", "Failed to connect to ESP32")])
+
+    class Job(FlashJob):  # two failed attempts, without a board
+        def _once(self, job):
+            return next(attempts)
+
+    job = Job(f"socket://127.0.0.1:{refused_port()}", load_plan(str(bundle_dir)), baud=460800, probe_identity=True)
     job.run()
     with pytest.raises(BoardError, match=r"identity could not be read \(Failed to connect to ESP32\)"):
         job.board_identity(timeout=5)
-
-
-def _call(fn, **kw):
-    try:
-        return fn(**kw)
-    except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
-        return exc
