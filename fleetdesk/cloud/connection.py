@@ -175,6 +175,9 @@ class Connection:
         self._connected: asyncio.Event | None = None
         self.stats: collections.Counter[str] = collections.Counter()
         self._publish_pace: Any = None  # aiolimiter bucket, made on the loop of the first publish
+        # (un)subscribes left for the next connection: while offline nothing waits on the broker
+        self._sub_later: set[str] = set()
+        self._unsub_later: set[str] = set()
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -326,8 +329,13 @@ class Connection:
         if self._connected is not None:
             self._connected.set()
         self._set_state(StateEvent(State.CONNECTED))
-        if not session_present and self._subs:
-            asyncio.ensure_future(self._resubscribe())
+        if not session_present:  # a new session holds nothing: subscribe what we have, nothing to drop
+            self._sub_later.clear()
+            self._unsub_later.clear()
+            if self._subs:
+                asyncio.ensure_future(self._resubscribe())
+        elif self._sub_later or self._unsub_later:
+            asyncio.ensure_future(self._catch_up())
 
     def _connect_failed(self, reason: str) -> None:
         self.stats["connect_failures"] += 1
@@ -480,7 +488,9 @@ class Connection:
                     for p in self._subs.values())]
                 for o in orphans:
                     o.sent = True
-                if orphans:
+                if orphans and not self._online():
+                    self._sub_later.update(o.topic_filter for o in orphans)
+                elif orphans:
                     try:
                         await self._send_subscribe(orphans)
                     except Exception as exc:  # noqa: BLE001 - logged; the next reconnect resubscribes
@@ -524,16 +534,39 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - logged; the next reconnect resubscribes
             log.warning("resubscribe failed: %s", exc)
 
+    def _online(self) -> bool:
+        return self._client is not None and self._state.state == State.CONNECTED
+
+    async def _catch_up(self) -> None:
+        """After resuming a persistent session: the (un)subscribes asked for while offline."""
+        subs = [self._subs[f] for f in self._sub_later if f in self._subs and self._subs[f].sent]
+        gone = [f for f in self._unsub_later if not (f in self._subs and self._subs[f].sent)]
+        self._sub_later.clear()
+        self._unsub_later.clear()
+        if subs:
+            try:
+                await self._send_subscribe(subs)
+            except Exception as exc:  # noqa: BLE001 - logged; the next reconnect resubscribes
+                log.warning("subscribing %s failed: %s", [s.topic_filter for s in subs], exc)
+        for f in gone:
+            await self._unsubscribe(f)
+
     async def _unsubscribe(self, topic_filter: str) -> None:
+        """UNSUBSCRIBE now when connected; while offline it is left for the next connection
+        (a resumed session still holds the filter), so nothing waits on a broker that is gone."""
         from awscrt import mqtt5
 
         client = self._client
         if client is None:
             return
+        if not self._online():
+            self._unsub_later.add(topic_filter)
+            return
         try:
             fut = client.unsubscribe(mqtt5.UnsubscribePacket(topic_filters=[topic_filter]))
             await _await_crt(fut, 10)
-        except Exception as exc:  # noqa: BLE001 - the session ends with the connection anyway
+        except Exception as exc:  # noqa: BLE001 - retried on the next connection
+            self._unsub_later.add(topic_filter)
             log.debug("unsubscribe %s: %s", topic_filter, exc)
 
     async def publish(self, topic: str, payload: bytes | str | dict | list | None, *, qos: int = 1,

@@ -136,3 +136,38 @@ async def test_overlapping_subscriptions_deliver_once(broker):
     finally:
         await app.stop()
         await pub.stop()
+
+
+async def test_unsubscribing_and_stopping_with_the_broker_gone_wait_for_nothing(broker):
+    """With the broker gone, removing subscriptions and stopping return at once (each UNSUBSCRIBE
+    used to wait 10 s for a broker that never answers, a session's stop 30 s); the UNSUBSCRIBEs
+    reach the resumed session when the broker is back, so it sends nothing for those filters."""
+    app = Connection(app_settings(broker, client_id="app-offline-unsub"))
+    pub = Connection(app_settings(broker, client_id="pub-offline-unsub", clean_start=True))
+    kept = []
+    try:
+        await app.start()
+        await app.wait_connected(10)
+        removers = [await app.subscribe(f"gone/{i}", lambda m: None) for i in range(3)]
+        await app.subscribe("kept/x", kept.append)
+        await asyncio.to_thread(broker.stop)
+        await wait_for(lambda: app.state.state == State.RECONNECTING, 10)
+        # bounded well below one UNSUBSCRIBE's own 10 s timeout: none of them waits on the broker
+        await asyncio.wait_for(asyncio.gather(*(remove() for remove in removers)), 5)
+        await asyncio.to_thread(broker.start)
+        await wait_for(lambda: app.state.state == State.CONNECTED, 20)
+        await app.subscribe("sync/x", lambda m: None)  # queued after the catch-up: its SUBACK orders them
+        await pub.start()
+        await pub.wait_connected(10)
+        received = app.stats["received"]
+        await pub.publish("gone/0", {"n": 1})
+        await pub.publish("kept/x", {"n": 2})
+        await wait_for(lambda: kept, 10)
+        assert app.stats["received"] - received == 1, "the broker still sent a filter removed while it was gone"
+        await asyncio.to_thread(broker.stop)
+        await wait_for(lambda: app.state.state == State.RECONNECTING, 10)
+        await asyncio.wait_for(app.stop(), 5)
+        assert app.state.state == State.STOPPED
+    finally:
+        await app.stop()
+        await pub.stop()
