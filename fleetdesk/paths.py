@@ -62,6 +62,16 @@ def sandbox_state_dir() -> Path:
     return Path(override) if override else data_dir() / "sandbox"
 
 
+def home_relative(path: str | Path) -> str:
+    """``path`` as a user reads it: under the home directory as ``~/...`` (shorter, and the same
+    on every account), anything else unchanged."""
+    text = str(path)
+    home = str(Path.home())
+    if home not in ("", os.sep) and (text == home or text.startswith(home + os.sep)):
+        return "~" + text[len(home):]
+    return text
+
+
 def config_dir() -> Path:
     """Per-user config dir (profiles). FLEETDESK_CONFIG_DIR overrides."""
     override = os.environ.get("FLEETDESK_CONFIG_DIR")

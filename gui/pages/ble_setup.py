@@ -351,6 +351,8 @@ class BleSetupPage(QWidget):
         after = {"ca": "cloud", "commit": "certificates"}  # a step begins: the one before it is done
 
         def on_step(step: str, _detail: str) -> None:
+            if step in ("connect", "wifi"):  # this page ran those as its own steps: done already
+                return
             shown = "certificates" if step in ("ca", "cert", "key") else step
             if step in after:
                 bridge.post(self._set_step, after[step], "done")

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from fleetdesk.cloud.backend import get_cloud_backend
 from fleetdesk.config import CREDENTIAL_SOURCES, Profile, Profiles
 from fleetdesk.errors import ConfigError
-from fleetdesk.paths import sandbox_state_dir
+from fleetdesk.paths import home_relative, sandbox_state_dir
 from fleetdesk_gui.context import AppContext
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -112,7 +112,7 @@ class SettingsPage(QWidget):
         row = QHBoxLayout()
         self.state_dir_edit = QLineEdit()
         self.state_dir_edit.setObjectName("stateDirEdit")
-        self.state_dir_edit.setPlaceholderText(str(sandbox_state_dir()))
+        self.state_dir_edit.setPlaceholderText(home_relative(sandbox_state_dir()))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse_state_dir)
         row.addWidget(self.state_dir_edit, 1)
@@ -242,7 +242,7 @@ class SettingsPage(QWidget):
             return
         state = self.ctx.cloud
         where = state.endpoint.get("state_dir") or active.state_dir or str(sandbox_state_dir())
-        self.sandbox_status.setText(f"{state.describe()} — profile {active.name}, state in {where}")
+        self.sandbox_status.setText(f"{state.describe()} — profile {active.name}, state in {home_relative(where)}")
 
     def _cred_changed(self, *_args) -> None:
         src = self.cred_combo.currentData()
