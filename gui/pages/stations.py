@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from fleetdesk.boards.controller import StationController
 from fleetdesk.boards.station import StationSettings
 from fleetdesk.errors import FleetdeskError
+from fleetdesk.paths import home_relative
 from fleetdesk_gui import bridge
 from fleetdesk_gui.widgets.port_tile import PortTile
 from fleetdesk_gui.widgets.station_form import BAD, OK, StationForm
@@ -169,7 +170,7 @@ class StationsPage(QWidget):
         else:
             ident = "no identity"
         extras = [x for x, on in (("factory reset", s.factory_reset), ("re-purpose allowed", s.repurpose)) if on]
-        parts = [f"Firmware {s.bundle}", f"{s.baud} baud", ident, *extras]
+        parts = [f"Firmware {home_relative(s.bundle)}", f"{s.baud} baud", ident, *extras]
         if s.product:
             parts.append(f"product {s.product}")
         if s.operator:
