@@ -62,27 +62,27 @@ async def delete_thing(ctx, request):
 # -- thing types -----------------------------------------------------------------------
 def create_thing_type(ctx, request):
     p = _p(request)
-    return ctx.registry.create_thing_type(p["thingTypeName"], p.get("thingTypeProperties"))
+    return ctx.registry.thing_types.create_thing_type(p["thingTypeName"], p.get("thingTypeProperties"))
 
 
 def describe_thing_type(ctx, request):
-    return ctx.registry.describe_thing_type(_p(request)["thingTypeName"])
+    return ctx.registry.thing_types.describe_thing_type(_p(request)["thingTypeName"])
 
 
 def list_thing_types(ctx, request):
     p = _p(request)
-    page, nxt = _page(ctx.registry.list_thing_types(p.get("thingTypeName")), p.get("nextToken"), p.get("maxResults"), 50)
+    page, nxt = _page(ctx.registry.thing_types.list_thing_types(p.get("thingTypeName")), p.get("nextToken"), p.get("maxResults"), 50)
     return _listing("thingTypes", page, nxt)
 
 
 def deprecate_thing_type(ctx, request):
     p = _p(request)
-    ctx.registry.deprecate_thing_type(p["thingTypeName"], bool(p.get("undoDeprecate")))
+    ctx.registry.thing_types.deprecate_thing_type(p["thingTypeName"], bool(p.get("undoDeprecate")))
     return {}
 
 
 def delete_thing_type(ctx, request):
-    ctx.registry.delete_thing_type(_p(request)["thingTypeName"])
+    ctx.registry.thing_types.delete_thing_type(_p(request)["thingTypeName"])
     return {}
 
 
@@ -205,7 +205,16 @@ def _cert_id(p) -> str:
 
 
 def describe_certificate(ctx, request):
-    return {"certificateDescription": ctx.registry.describe_certificate(_cert_id(_p(request)))}
+    from cryptography import x509
+
+    from fleetdesk.sandbox.ca_registry import CaRegistry
+
+    desc = ctx.registry.describe_certificate(_cert_id(_p(request)))
+    ca = CaRegistry(ctx.state_dir, ctx.region, ctx.account_id).issuer_of(
+        x509.load_pem_x509_certificate(desc["certificatePem"].encode()))
+    if ca is not None:  # as AWS: the registered CA that signed it (a JITP or RegisterCertificate one)
+        desc["caCertificateId"] = ca["certificateId"]
+    return {"certificateDescription": desc}
 
 
 def list_certificates(ctx, request):
@@ -234,54 +243,54 @@ async def delete_certificate(ctx, request):
 # -- policies --------------------------------------------------------------------------
 async def create_policy(ctx, request):
     p = _p(request)
-    d = ctx.registry.create_policy(p["policyName"], p["policyDocument"])
+    d = ctx.registry.policies.create_policy(p["policyName"], p["policyDocument"])
     await ctx.changed("policy", "created", p["policyName"])
     return d
 
 
 async def create_policy_version(ctx, request):
     p = _p(request)
-    d = ctx.registry.create_policy_version(p["policyName"], p["policyDocument"], bool(p.get("setAsDefault")))
+    d = ctx.registry.policies.create_policy_version(p["policyName"], p["policyDocument"], bool(p.get("setAsDefault")))
     await ctx.changed("policy", "updated", p["policyName"])
     return d
 
 
 def list_policy_versions(ctx, request):
-    return {"policyVersions": ctx.registry.list_policy_versions(_p(request)["policyName"])}
+    return {"policyVersions": ctx.registry.policies.list_policy_versions(_p(request)["policyName"])}
 
 
 def get_policy_version(ctx, request):
     p = _p(request)
-    return ctx.registry.get_policy_version(p["policyName"], p["policyVersionId"])
+    return ctx.registry.policies.get_policy_version(p["policyName"], p["policyVersionId"])
 
 
 async def set_default_policy_version(ctx, request):
     p = _p(request)
-    ctx.registry.set_default_policy_version(p["policyName"], p["policyVersionId"])
+    ctx.registry.policies.set_default_policy_version(p["policyName"], p["policyVersionId"])
     await ctx.changed("policy", "updated", p["policyName"])
     return {}
 
 
 def delete_policy_version(ctx, request):
     p = _p(request)
-    ctx.registry.delete_policy_version(p["policyName"], p["policyVersionId"])
+    ctx.registry.policies.delete_policy_version(p["policyName"], p["policyVersionId"])
     return {}
 
 
 def get_policy(ctx, request):
-    return ctx.registry.get_policy(_p(request)["policyName"])
+    return ctx.registry.policies.get_policy(_p(request)["policyName"])
 
 
 def list_policies(ctx, request):
     p = _p(request)
-    pols, nxt = ctx.registry.list_policies(marker=p.get("marker"), page_size=p.get("pageSize"),
-                                           ascending=p.get("ascendingOrder", True))
+    pols, nxt = _page(ctx.registry.policies.list_policies(p.get("ascendingOrder", True)), p.get("marker"),
+                      p.get("pageSize"), 25)
     return _listing("policies", pols, nxt, "nextMarker")
 
 
 async def delete_policy(ctx, request):
     p = _p(request)
-    ctx.registry.delete_policy(p["policyName"])
+    ctx.registry.policies.delete_policy(p["policyName"])
     await ctx.changed("policy", "deleted", p["policyName"])
     return {}
 

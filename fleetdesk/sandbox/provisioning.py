@@ -133,7 +133,7 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
             if not props.get("PolicyName"):
                 raise ProvisioningError(400, "InvalidParameters", "a Policy resource needs PolicyName or PolicyDocument")
             try:
-                reg.get_policy(props["PolicyName"])
+                reg.policies.get_policy(props["PolicyName"])
             except Exception as exc:  # AwsError not found
                 raise ProvisioningError(400, "InvalidParameters", f"policy {props['PolicyName']} does not exist") from exc
     try:
@@ -166,13 +166,13 @@ async def apply_template(ctx: Any, template: dict, params: dict, cert_id: str) -
                 text = props["PolicyDocument"]
                 text = text if isinstance(text, str) else json.dumps(text)
                 try:
-                    reg.get_policy(name)
+                    reg.policies.get_policy(name)
                 except Exception:  # noqa: BLE001 - create it
-                    reg.create_policy(name, text)
+                    reg.policies.create_policy(name, text)
                     await ctx.changed("policy", "created", name)
             if not name:
                 raise ProvisioningError(400, "InvalidParameters", "a Policy resource needs PolicyName or PolicyDocument")
-            reg.get_policy(name)
+            reg.policies.get_policy(name)
             reg.attach_policy(name, cert_arn)
             await ctx.changed("policy", "attached", name, target=cert_arn)
         if thing_name:

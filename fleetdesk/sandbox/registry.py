@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, invalid, not_found
-from fleetdesk.sandbox.registry_policies import PolicyStore
+from fleetdesk.sandbox.registry_policies import POLICIES_SCHEMA, PolicyStore
 from fleetdesk.sandbox.registry_types import TYPES_SCHEMA, ThingTypeStore
 
 SCHEMA_VERSION = 1
@@ -35,12 +35,6 @@ CREATE TABLE IF NOT EXISTS certificates (
     id TEXT PRIMARY KEY, pem TEXT NOT NULL, cn TEXT NOT NULL UNIQUE, serial TEXT NOT NULL,
     status TEXT NOT NULL, created REAL NOT NULL, modified REAL NOT NULL,
     not_before REAL, not_after REAL);
-CREATE TABLE IF NOT EXISTS policies (
-    name TEXT PRIMARY KEY, default_version INTEGER NOT NULL, next_version INTEGER NOT NULL,
-    created REAL NOT NULL, modified REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS policy_versions (
-    name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS policy_targets (
     policy TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (policy, target));
 CREATE TABLE IF NOT EXISTS deleted_serials (serial TEXT PRIMARY KEY);
@@ -91,8 +85,9 @@ def check_name(what: str, name) -> None:
                        f"{what} {str(name)[:80]!r} is invalid: use 1-128 of the characters a-z A-Z 0-9 : _ -")
 
 
-class Registry(PolicyStore, ThingTypeStore):
-    """The registry database.
+class Registry:
+    """The registry database: things, groups, certificates and attachments; its ``policies``
+    (:class:`PolicyStore`) and ``thing_types`` (:class:`ThingTypeStore`) share the database.
 
     Args:
         path: the SQLite file (created if missing).
@@ -108,7 +103,7 @@ class Registry(PolicyStore, ThingTypeStore):
             self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(_SCHEMA + TYPES_SCHEMA)
+            self.db.executescript(_SCHEMA + POLICIES_SCHEMA + TYPES_SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             from fleetdesk.errors import SandboxError
@@ -126,6 +121,8 @@ class Registry(PolicyStore, ThingTypeStore):
                 f"the sandbox registry {path} has schema {row[0]}, this Fleetdesk knows {SCHEMA_VERSION}",
                 "use the Fleetdesk version that made it, or a new --state-dir",
             )
+        self.policies = PolicyStore(self.db, self.arn)
+        self.thing_types = ThingTypeStore(self.db, self.arn)
 
     def close(self) -> None:
         self.db.close()
@@ -161,7 +158,7 @@ class Registry(PolicyStore, ThingTypeStore):
         check_name("thingName", name)  # also for things fleet provisioning makes from a template
         attributes = {str(k): str(v) for k, v in (attributes or {}).items()}
         if thing_type:
-            self.check_thing_type(thing_type)
+            self.thing_types.check_thing_type(thing_type)
         row = self._one("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?", name)
         if row is not None:
             if row[2] == thing_type and json.loads(row[3]) == attributes:
@@ -212,7 +209,7 @@ class Registry(PolicyStore, ThingTypeStore):
         if remove_thing_type:
             ttype = None
         elif thing_type:
-            self.check_thing_type(thing_type)
+            self.thing_types.check_thing_type(thing_type)
             ttype = thing_type
         self.db.execute("UPDATE things SET type=?, attributes=?, version=? WHERE name=?",
                         (ttype, json.dumps(attrs), version + 1, name))
@@ -450,7 +447,7 @@ class Registry(PolicyStore, ThingTypeStore):
             for (policy,) in self.db.execute("SELECT policy FROM policy_targets WHERE target=? ORDER BY policy", (target,)):
                 if policy not in seen:
                     seen.add(policy)
-                    docs.append(json.loads(self._policy_document(policy)))
+                    docs.append(json.loads(self.policies.default_document(policy)))
         return CertificateView(cid, cn, int(serial), status, things, tuple(docs))
 
     def _check_target(self, target: str) -> None:
@@ -465,12 +462,12 @@ class Registry(PolicyStore, ThingTypeStore):
         raise invalid(f"{target!r} is not a certificate or thing group ARN of this account")
 
     def attach_policy(self, name: str, target: str) -> None:
-        self._policy_document(name)
+        self.policies.default_document(name)
         self._check_target(target)
         self.db.execute("INSERT OR IGNORE INTO policy_targets VALUES (?,?)", (name, target))
 
     def detach_policy(self, name: str, target: str) -> None:
-        self._policy_document(name)
+        self.policies.default_document(name)
         self._check_target(target)
         self.db.execute("DELETE FROM policy_targets WHERE policy=? AND target=?", (name, target))
 
@@ -487,7 +484,7 @@ class Registry(PolicyStore, ThingTypeStore):
         return [{"policyName": n, "policyArn": self.arn("policy", n)} for n in names]
 
     def policy_targets(self, name: str) -> list[str]:
-        self._policy_document(name)
+        self.policies.default_document(name)
         return [r[0] for r in self.db.execute("SELECT target FROM policy_targets WHERE policy=? ORDER BY target", (name,))]
 
     # -- thing principals --------------------------------------------------------------

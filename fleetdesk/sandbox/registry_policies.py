@@ -1,4 +1,4 @@
-"""Policies and their versions (a mixin of :class:`fleetdesk.sandbox.registry.Registry`).
+"""Policies and their versions (the registry's ``policies``: :class:`fleetdesk.sandbox.registry.Registry` has one).
 
 AWS keeps up to 5 versions per policy; one is the default (the one that is enforced).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from fleetdesk.sandbox import strict_json
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, not_found
@@ -15,16 +15,30 @@ from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, not_f
 MAX_POLICY_CHARS = 2048  # AWS IoT quota: policy document size, white space excluded
 
 
+POLICIES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT PRIMARY KEY, default_version INTEGER NOT NULL, next_version INTEGER NOT NULL,
+    created REAL NOT NULL, modified REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS policy_versions (
+    name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (name, version));
+"""
+
+
 class PolicyStore:
-    """Policy tables of the registry (expects ``self.db``, ``self.arn``, ``self._one``)."""
+    """The policies of a registry: ``Registry.policies`` (same database; attachments stay in the registry).
 
-    # What the host (fleetdesk.sandbox.registry.Registry) gives it, declared for the type checker.
-    db: sqlite3.Connection
+    Args:
+        db: the registry's SQLite connection.
+        arn: the registry's ARN maker, ``arn(kind, name)``.
+    """
 
-    if TYPE_CHECKING:
-        def arn(self, kind: str, name: str) -> str: ...
+    def __init__(self, db: sqlite3.Connection, arn: Callable[[str, str], str]) -> None:
+        self.db = db
+        self.arn = arn
 
-        def _one(self, sql: str, *args: Any) -> Any: ...
+    def _one(self, sql: str, *args: Any) -> Any:
+        return self.db.execute(sql, args).fetchone()
 
     @staticmethod
     def _check_document(document: str) -> None:
@@ -48,7 +62,8 @@ class PolicyStore:
                 raise AwsError("MalformedPolicyException",
                                "Each policy statement needs Effect (Allow|Deny), Action and Resource")
 
-    def _policy_document(self, name: str) -> str:
+    def default_document(self, name: str) -> str:
+        """The text of policy ``name``'s default version (ResourceNotFoundException if there is none)."""
         row = self._one("SELECT v.document FROM policies p JOIN policy_versions v "
                         "ON v.name=p.name AND v.version=p.default_version WHERE p.name=?", name)
         if row is None:
@@ -82,31 +97,29 @@ class PolicyStore:
                 "policyVersionId": str(version), "isDefaultVersion": bool(set_as_default)}
 
     def get_policy(self, name: str) -> dict:
-        document = self._policy_document(name)
+        document = self.default_document(name)
         default, created, modified = self._one(
             "SELECT default_version, created, modified FROM policies WHERE name=?", name)
         return {"policyName": name, "policyArn": self.arn("policy", name), "policyDocument": document,
                 "defaultVersionId": str(default), "creationDate": created, "lastModifiedDate": modified,
                 "generationId": str(int(modified * 1000))}
 
-    def list_policies(self, *, marker=None, page_size=None, ascending=True) -> tuple[list[dict], str | None]:
-        from fleetdesk.sandbox.registry import _page
-
+    def list_policies(self, ascending: bool = True) -> list[dict]:
+        """Every policy, by name (the API handler pages them)."""
         order = "ASC" if ascending is not False else "DESC"
         names = [r[0] for r in self.db.execute(f"SELECT name FROM policies ORDER BY name {order}")]
-        return _page([{"policyName": n, "policyArn": self.arn("policy", n)} for n in names], marker, page_size, 25)
+        return [{"policyName": n, "policyArn": self.arn("policy", n)} for n in names]
 
     def delete_policy(self, name: str) -> None:
-        self._policy_document(name)
+        self.default_document(name)
         if self._one("SELECT 1 FROM policy_targets WHERE policy=?", name):
             raise conflict(f"Policy {name} is attached to one or more targets; detach it first")
         with self.db:
             self.db.execute("DELETE FROM policy_versions WHERE name=?", (name,))
             self.db.execute("DELETE FROM policies WHERE name=?", (name,))
 
-
     def list_policy_versions(self, name: str) -> list[dict]:
-        self._policy_document(name)
+        self.default_document(name)
         default = self._one("SELECT default_version FROM policies WHERE name=?", name)[0]
         return [{"versionId": str(v), "isDefaultVersion": v == default, "createDate": c}
                 for v, c in self.db.execute("SELECT version, created FROM policy_versions WHERE name=? "
@@ -123,7 +136,7 @@ class PolicyStore:
         return row
 
     def get_policy_version(self, name: str, version: str) -> dict:
-        self._policy_document(name)
+        self.default_document(name)
         number, document, created = self._version_row(name, version)
         default, modified = self._one("SELECT default_version, modified FROM policies WHERE name=?", name)
         return {"policyArn": self.arn("policy", name), "policyName": name, "policyDocument": document,
@@ -131,12 +144,12 @@ class PolicyStore:
                 "lastModifiedDate": modified, "generationId": str(int(modified * 1000))}
 
     def set_default_policy_version(self, name: str, version: str) -> None:
-        self._policy_document(name)
+        self.default_document(name)
         number = self._version_row(name, version)[0]
         self.db.execute("UPDATE policies SET default_version=?, modified=? WHERE name=?", (number, time.time(), name))
 
     def delete_policy_version(self, name: str, version: str) -> None:
-        self._policy_document(name)
+        self.default_document(name)
         number = self._version_row(name, version)[0]
         if self._one("SELECT default_version FROM policies WHERE name=?", name)[0] == number:
             raise conflict(f"Version {version} is the default version of policy {name}; set another default first")

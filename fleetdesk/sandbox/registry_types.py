@@ -1,4 +1,4 @@
-"""Thing types and thing-group listings (a mixin of :class:`fleetdesk.sandbox.registry.Registry`).
+"""Thing types (the registry's ``thing_types``: :class:`fleetdesk.sandbox.registry.Registry` has one).
 
 As in AWS IoT: a thing may only name an existing, non-deprecated thing type; a type that
 things still use cannot be deleted, and only 5 minutes after deprecation in AWS (here: at
@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from fleetdesk.sandbox.awserror import already_exists, invalid, not_found
 
@@ -23,15 +23,19 @@ CREATE TABLE IF NOT EXISTS thing_types (
 
 
 class ThingTypeStore:
-    """Thing-type table of the registry (expects ``self.db``, ``self.arn``, ``self._one``)."""
+    """The thing types of a registry: ``Registry.thing_types`` (same database as its things).
 
-    # What the host (fleetdesk.sandbox.registry.Registry) gives it, declared for the type checker.
-    db: sqlite3.Connection
+    Args:
+        db: the registry's SQLite connection.
+        arn: the registry's ARN maker, ``arn(kind, name)``.
+    """
 
-    if TYPE_CHECKING:
-        def arn(self, kind: str, name: str) -> str: ...
+    def __init__(self, db: sqlite3.Connection, arn: Callable[[str, str], str]) -> None:
+        self.db = db
+        self.arn = arn
 
-        def _one(self, sql: str, *args: Any) -> Any: ...
+    def _one(self, sql: str, *args: Any) -> Any:
+        return self.db.execute(sql, args).fetchone()
 
     def _type_row(self, name: str):
         row = self._one("SELECT name, type_id, properties, deprecated, created FROM thing_types WHERE name=?", name)

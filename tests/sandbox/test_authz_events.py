@@ -27,8 +27,8 @@ def _device(ctx, thing: str) -> str:
     reg = ctx.registry
     reg.add_certificate(issued.certificate_id, issued.certificate_pem, issued.common_name, issued.serial, "ACTIVE")
     reg.create_thing(thing)
-    if "p" not in [p["policyName"] for p in reg.list_policies()[0]]:
-        reg.create_policy("p", (RESOURCES_DIR / "policies" / "thing-policy.json").read_text())
+    if "p" not in [p["policyName"] for p in reg.policies.list_policies()]:
+        reg.policies.create_policy("p", (RESOURCES_DIR / "policies" / "thing-policy.json").read_text())
     reg.attach_policy("p", reg.arn("cert", issued.certificate_id))
     reg.attach_thing_principal(thing, reg.arn("cert", issued.certificate_id))
     return issued.common_name
