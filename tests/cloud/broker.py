@@ -130,7 +130,7 @@ class Broker:
             old = (self.port, self.mtls_port)
             self.port, self.mtls_port = free_port(), free_port()
             text = self.conf.read_text()
-            for was, now in zip(old, (self.port, self.mtls_port)):
+            for was, now in zip(old, (self.port, self.mtls_port), strict=True):
                 text = text.replace(f"listener {was} ", f"listener {now} ")
             self.conf.write_text(text)
         raise RuntimeError("mosquitto found its ports taken five times in a row")
