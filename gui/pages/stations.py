@@ -70,7 +70,7 @@ class StationsPage(QWidget):
         self.settings_box = self.form = StationForm(self.controller.settings, settings)
         f = self.form  # the inputs keep their names on the page (tests and shortcuts use them)
         for name in ("bundle", "baud", "identity", "template", "operator", "product", "pool", "factory_reset",
-                     "repurpose", "refill_btn", "claim", "claim_template", "auto", "bundle_info"):
+                     "repurpose", "refill_btn", "claim", "claim_template", "line_ca", "auto", "bundle_info"):
             setattr(self, name, getattr(f, name))
         self.refill_btn.clicked.connect(self._refill_pool)
         # a new path answers the last "no firmware bundle chosen" / bad-bundle line: the form now says
@@ -126,8 +126,9 @@ class StationsPage(QWidget):
             state_dir = self.ctx.cloud.endpoint.get("state_dir") or self.ctx.profile.state_dir
         return StationSettings(
             bundle=self.bundle.text().strip(), baud=int(self.baud.currentText()),
-            identity=self.identity.isChecked() or self.claim.isChecked(),
+            identity=self.identity.isChecked() or self.claim.isChecked() or self.line_ca.isChecked(),
             claim=self.claim.isChecked(), claim_template=self.claim_template.text().strip(),
+            line_ca=self.line_ca.isChecked(), line_ca_dir=s.line_ca_dir,
             name_template=self.template.text().strip() or "fd-{mac}", operator=self.operator.text().strip(),
             station=s.station, product=self.product.text().strip() or None,
             sandbox_state_dir=state_dir or s.sandbox_state_dir, online_timeout=s.online_timeout,
@@ -165,6 +166,8 @@ class StationsPage(QWidget):
     def _summary_text(s: StationSettings) -> str:
         if s.claim:
             ident = f"claim certificate ({s.claim_template or 'fleetdesk-claim'})"
+        elif s.line_ca:
+            ident = f"identity {s.name_template} signed by the line CA (JITP)"
         elif s.identity:
             ident = f"identity {s.name_template}" + (" from the offline pool" if s.offline_pool else "")
         else:

@@ -27,7 +27,7 @@ BAUDS = ("115200", "230400", "460800", "921600")
 FIRMWARE_FILTER = "Firmware bundles (manifest.json flasher_args.json *.bin);;All files (*)"
 # what the form remembers (QSettings key -> widget attribute); the bundle path first
 REMEMBERED = ("bundle", "baud", "identity", "template", "operator", "product", "pool", "factory_reset",
-              "repurpose", "claim", "claim_template", "auto")
+              "repurpose", "claim", "claim_template", "line_ca", "auto")
 OK, BAD = "color:#1b5e20;", "color:#b71c1c;"
 
 
@@ -94,10 +94,17 @@ class StationForm(QGroupBox):
         claim_row.addWidget(self.claim)
         claim_row.addWidget(self.claim_template, 1)
         form.addRow("Provisioning", claim_row)
+        self.line_ca = QCheckBox("Line CA: sign certificates here, JITP")
+        self.line_ca.setToolTip("Each board's certificate is signed on this station with the line's CA (its folder "
+                                "copied from the admin machine, which registered it once); the cloud creates the "
+                                "thing at the board's first connect. No AWS credentials on this station.")
+        self.line_ca.setChecked(s.line_ca)
+        form.addRow("", self.line_ca)
         self.auto = QCheckBox("Auto-start on plug-in (factory mode)")
         form.addRow("", self.auto)
         self.inputs = [self.bundle, self.browse, self.builtin, self.baud, self.identity, self.template, self.operator,
-                       self.product, self.pool, self.factory_reset, self.repurpose, self.claim, self.claim_template]
+                       self.product, self.pool, self.factory_reset, self.repurpose, self.claim, self.claim_template,
+                       self.line_ca]
         self._describe_timer = QTimer(self)
         self._describe_timer.setSingleShot(True)
         self._describe_timer.setInterval(300)  # describe once typing pauses, not per key
