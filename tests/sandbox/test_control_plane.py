@@ -88,6 +88,7 @@ def test_certificates_policies_and_principals(iot, thing_name, sandbox):
     assert hashlib.sha256(pem.public_bytes(serialization.Encoding.DER)).hexdigest() == cid
     desc = iot.describe_certificate(certificateId=cid)["certificateDescription"]
     assert desc["status"] == "ACTIVE" and desc["certificatePem"] == cert["certificatePem"]
+    assert "caCertificateId" not in desc  # the sandbox's own (Amazon's) CA signed it: no registered CA to name
 
     doc = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}]})

@@ -127,7 +127,8 @@ def test_jitp_first_connection_dropped_then_thing_and_reconnect(front, iot, clie
         assert topic == f"$aws/events/certificates/registered/{ca_id}"
         assert event["caCertificateId"] == ca_id and event["certificateStatus"] == "PENDING_ACTIVATION"
         cert_id = event["certificateId"]
-        assert iot.describe_certificate(certificateId=cert_id)["certificateDescription"]["status"] == "ACTIVE"
+        desc = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+        assert desc["status"] == "ACTIVE" and desc["caCertificateId"] == ca_id  # as AWS names the signing CA
         assert iot.describe_thing(thingName=thing)["attributes"] == {"provisioned": "jitp"}
         assert iot.list_thing_principals(thingName=thing)["principals"][0].endswith(cert_id)
         again = clients(front, board.chain_pem, board.private_key_pem, thing)
