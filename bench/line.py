@@ -63,6 +63,7 @@ def run_line(n: int, boards: int, work: Path, ledger: str, bundle: Path, sandbox
              throttle: bool) -> list[tuple[float, int]]:
     """n stations at once; returns (wall seconds, PASS count) per station. ``LAST_CPU`` then
     holds how busy the machine's cores were during the run and the line's CPU seconds per board."""
+    LAST_CPU["before"] = children_cpu_s()  # (not the firmware build's or an earlier line's CPU)
     with ExitStack() as stack:
         ports, envs = [], []
         for s in range(n):
@@ -92,8 +93,7 @@ def run_line(n: int, boards: int, work: Path, ledger: str, bundle: Path, sandbox
             out.append((wall, passed))
         busy1, total1 = cpu_times()
         LAST_CPU["busy"] = (busy1 - busy0) / max(1.0, total1 - total0)
-    LAST_CPU["cpu_s_per_board"] = (children_cpu_s() - LAST_CPU.get("before", 0.0)) / max(1, n * boards)
-    LAST_CPU["before"] = children_cpu_s()
+    LAST_CPU["cpu_s_per_board"] = (children_cpu_s() - LAST_CPU["before"]) / max(1, n * boards)
     return out
 
 
@@ -152,7 +152,8 @@ def main() -> int:
             if args.compare:
                 alone = run_line(n, args.boards, work / "sqlite", "", bundle, sandbox_dir, env, not args.no_throttle)
                 alone_rate = statistics.mean(p / w * 3600 for w, p in alone)
-                print(f"  {n} station(s), each on its own SQLite: per station {alone_rate:7.1f} boards/h")
+                print(f"  {n} station(s), each on its own SQLite: per station {alone_rate:7.1f} boards/h, "
+                      f"{1 / LAST_CPU['cpu_s_per_board']:.2f} boards per CPU second")
             ledger = pg.create_db(f"line{n}")
             per = run_line(n, args.boards, work, ledger, bundle, sandbox_dir, env, not args.no_throttle)
             station_rates = [passed / wall * 3600 for wall, passed in per]
@@ -165,7 +166,8 @@ def main() -> int:
             print(f"  {n} station(s): per station {rates[n]:7.1f} boards/h "
                   f"(walls {', '.join(f'{w:.1f}s' for w, _ in per)}), line {sum(station_rates):7.1f} boards/h; "
                   f"machine cores busy {LAST_CPU['busy']:.0%} of {os.cpu_count()}, "
-                  f"{LAST_CPU['cpu_s_per_board']:.1f} CPU s per board (stations, workers, emulators)")
+                  f"{LAST_CPU['cpu_s_per_board']:.2f} CPU s per board = {1 / LAST_CPU['cpu_s_per_board']:.2f} boards "
+                  f"per CPU second (stations, workers, emulators)")
         if 1 in rates:
             for n in counts:
                 if n != 1:
