@@ -94,8 +94,8 @@ def test_dashboard_with_a_small_fleet(app_window, qloop, tmp_path, shot):
         # a day of history is on disk; the user turns the LED on from the form
         thing = names[1]
         now = time.time()
-        # (about what the simulated DHT11 reads now: the chart runs on into the live samples)
-        history = [Sample(thing, float(t), 19 + 0.6 * math.sin(t / 200), 53 + 1.5 * math.cos(t / 300))
+        # (whole degrees and percent, as a DHT11 gives them, around what the simulated one reads now)
+        history = [Sample(thing, float(t), round(20 + 2 * math.sin(t / 60)), round(54 + 3 * math.cos(t / 80)))
                    for t in np.arange(now - 900, now - 5, 3.0)]
         session.store.insert_many(history)
         ctx.navigate.emit("Device", thing)
