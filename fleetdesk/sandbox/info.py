@@ -46,7 +46,9 @@ class SandboxInfo:
         pid: the sandbox process.
         aws_access_key_id, aws_secret_access_key: the sandbox's fixed credentials (SigV4).
         internal_port, internal_username, internal_password: the privileged MQTT login on
-            loopback (the app's own connection; sees ``$aws/...``); 0/"" when not published.
+            loopback for the sandbox's own machinery and benches' device stand-ins (sees
+            ``$aws/...``, bypasses the per-connection quotas); the app never uses it (it logs in
+            with WebSockets + SigV4 as on AWS); 0/"" when not published.
     """
 
     mqtt_host: str
