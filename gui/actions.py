@@ -12,8 +12,6 @@ from typing import Any
 
 from fleetdesk.errors import FleetdeskError
 
-CONCURRENCY = 16
-
 
 def parse_value(text: str) -> Any:
     """A desired value typed by a user: JSON if it parses (``true``, ``5000``, ``"x"``,
@@ -23,23 +21,6 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-async def _each(names, fn) -> tuple[list[str], dict[str, str]]:
-    sem = asyncio.Semaphore(CONCURRENCY)
-    ok: list[str] = []
-    failed: dict[str, str] = {}
-
-    async def one(name: str) -> None:
-        async with sem:
-            try:
-                await fn(name)
-                ok.append(name)
-            except (FleetdeskError, OSError, asyncio.TimeoutError) as exc:
-                failed[name] = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-
-    await asyncio.gather(*(one(n) for n in names))
-    return sorted(ok), failed
 
 
 async def set_desired(session, names, key: str, value: Any):
@@ -92,14 +73,8 @@ async def fetch_shadows(session, names):
     """Load the classic shadow of things the fleet model has none for (404 = no shadow yet)."""
     from fleetdesk.cloud.errors import ShadowRejected
 
-    async def one(name: str) -> None:
-        try:
-            await session.shadows.get(name)
-        except ShadowRejected as exc:
-            if exc.code != 404:
-                raise
-
-    return await _each(names, one)
+    results = await session.shadows.get_many(list(names))
+    return _split({n: {} if isinstance(r, ShadowRejected) and r.code == 404 else r for n, r in results.items()})
 
 
 def upload_firmware(profile, path: str, version: str) -> dict:

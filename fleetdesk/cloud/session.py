@@ -158,21 +158,11 @@ class CloudSession:
                 await unwatch()
         return stop
 
-    async def load_shadows(self, concurrency: int = 16) -> None:
-        """Read every known thing's classic shadow once (firmware and shadow-version columns);
+    async def load_shadows(self, concurrency: int = 8) -> None:
+        """Read every known thing's classic shadow once (firmware and shadow-version columns),
+        over HTTPS and paced (:meth:`Shadows.get_many`: none of it on the app's connection);
         later changes arrive through ``/update/documents``. Missing shadows are skipped."""
-        from fleetdesk.cloud.errors import CloudError as _CloudError
-
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(name: str) -> None:
-            async with sem:
-                try:
-                    await self.shadows.get(name)
-                except _CloudError:
-                    pass
-
-        await asyncio.gather(*(one(n) for n in list(self.fleet.things)))
+        await self.shadows.get_many(list(self.fleet.things), concurrency=concurrency)
 
     async def refresh_groups(self) -> None:
         """Load every thing's groups into the fleet model (one call per group)."""

@@ -1,4 +1,4 @@
-"""Bulk desired-state updates (Set desired / Reboot on many things) within IoT Core's quotas.
+"""Bulk shadow requests (Set desired / Reboot on many things, loading many shadows) within IoT Core's quotas.
 
 A bulk action goes through the Device Shadow REST API (``iot-data`` UpdateThingShadow over
 HTTPS), not through the app's MQTT connection. Over MQTT each thing costs one publish in,
@@ -16,6 +16,9 @@ What still reaches the app's connection is paced (:func:`pace`, an ``aiolimiter`
   readings and presence that arrive meanwhile);
 * a session on the fleet index receives nothing for them: only the HTTPS rate
   (:data:`HTTPS_PER_SECOND`, far below the account's UpdateThingShadow quota) applies.
+
+Loading many shadows (:func:`get_many`: the Fleet page without an index) goes the same way:
+GetThingShadow over HTTPS, at :data:`HTTPS_PER_SECOND`, so the app's connection carries none of it.
 
 Errors come back as :class:`ShadowRejected` with the HTTP status as ``code`` (400, 404, 409,
 413, 429...), as the MQTT ``/rejected`` document's code would be.
@@ -52,8 +55,8 @@ def pace(follows_every_shadow: bool) -> AsyncLimiter:
     return AsyncLimiter(max(1.0, rate / 10), 0.1)  # a tenth of a second's worth at a time: no 1 s burst
 
 
-def update_over_https(data: Any, thing: str, document: dict) -> dict:
-    """UpdateThingShadow (blocking: boto3 ``iot-data``); the accepted document.
+def _https(thing: str, what: str, call: Callable[[], Any]) -> dict:
+    """``call()`` (a boto3 ``iot-data`` shadow call, blocking) -> the answer's JSON document.
 
     Raises:
         ShadowRejected: the service refused it (``code``: the HTTP status, ``error``: AWS's code
@@ -61,24 +64,62 @@ def update_over_https(data: Any, thing: str, document: dict) -> dict:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from fleetdesk.cloud.shadows import _ADVICE
+
     try:
-        out = data.update_thing_shadow(thingName=thing, payload=json.dumps(document).encode())
-        raw = out["payload"].read()
+        raw = call()["payload"].read()
     except ClientError as exc:
         err = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        from fleetdesk.cloud.shadows import _ADVICE
-
-        raise ShadowRejected(f"shadow update of {thing} rejected: {status} {err.get('Code', '')}: "
+        raise ShadowRejected(f"shadow {what} of {thing} rejected: {status} {err.get('Code', '')}: "
                              f"{err.get('Message', '')}".strip(), _ADVICE.get(status), code=status,
                              error={"code": status, "message": err.get("Message", ""),
                                     "type": err.get("Code", "")}) from exc
     except BotoCoreError as exc:
-        raise ShadowRejected(f"shadow update of {thing} failed: {exc}",
+        raise ShadowRejected(f"shadow {what} of {thing} failed: {exc}",
                              "check the profile's endpoint and the network", code=0) from exc
     doc = json.loads(raw or b"{}")
     doc.pop("clientToken", None)
     return doc
+
+
+def update_over_https(data: Any, thing: str, document: dict) -> dict:
+    """UpdateThingShadow (blocking: boto3 ``iot-data``); the accepted document (see :func:`_https`)."""
+    return _https(thing, "update", lambda: data.update_thing_shadow(thingName=thing,
+                                                                    payload=json.dumps(document).encode()))
+
+
+def get_over_https(data: Any, thing: str) -> dict:
+    """GetThingShadow (blocking: boto3 ``iot-data``); the document (404: no shadow yet)."""
+    return _https(thing, "get", lambda: data.get_thing_shadow(thingName=thing))
+
+
+async def _each(things: list[str], limiter: AsyncLimiter, concurrency: int, fn: Callable[[str], Any]) -> dict:
+    from fleetdesk.errors import CloudError
+
+    sem = asyncio.Semaphore(concurrency)
+    results: dict[str, Any] = {}
+
+    async def one(thing: str) -> None:
+        async with sem:
+            await limiter.acquire()
+            try:
+                results[thing] = await fn(thing)
+            except CloudError as exc:
+                results[thing] = exc
+
+    await asyncio.gather(*(one(t) for t in things))
+    return results
+
+
+async def get_many(data: Any, things: list[str], *, concurrency: int = CONCURRENCY) -> dict[str, Any]:
+    """Many things' classic shadows over HTTPS, paced at :data:`HTTPS_PER_SECOND`.
+
+    Returns:
+        ``{thing: document | the CloudError raised}`` (a missing shadow: ShadowRejected 404).
+    """
+    return await _each(things, pace(False), concurrency,
+                       lambda thing: asyncio.to_thread(get_over_https, data, thing))
 
 
 async def update_desired_many(data: Any, things: list[str], desired: dict | Callable[[str], dict], *,
@@ -96,20 +137,8 @@ async def update_desired_many(data: Any, things: list[str], desired: dict | Call
     Returns:
         ``{thing: accepted document | the CloudError raised}`` — one failure does not stop the others.
     """
-    from fleetdesk.errors import CloudError
+    def body(thing: str) -> dict:
+        return {"state": {"desired": desired(thing) if callable(desired) else desired}}
 
-    limiter = pace(follows_every_shadow)
-    sem = asyncio.Semaphore(concurrency)
-    results: dict[str, Any] = {}
-
-    async def one(thing: str) -> None:
-        async with sem:
-            await limiter.acquire()
-            body = {"state": {"desired": desired(thing) if callable(desired) else desired}}
-            try:
-                results[thing] = await asyncio.to_thread(update_over_https, data, thing, body)
-            except CloudError as exc:
-                results[thing] = exc
-
-    await asyncio.gather(*(one(t) for t in things))
-    return results
+    return await _each(things, pace(follows_every_shadow), concurrency,
+                       lambda thing: asyncio.to_thread(update_over_https, data, thing, body(thing)))

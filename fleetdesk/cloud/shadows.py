@@ -382,6 +382,24 @@ class Shadows:
         await asyncio.gather(*(one(t) for t in things))
         return results
 
+    async def get_many(self, things: list[str], *, concurrency: int = 8) -> dict[str, Any]:
+        """Many things' classic shadows (fed to the fleet model): over HTTPS with ``data``
+        (:func:`fleetdesk.cloud.shadow_bulk.get_many`), else over MQTT paced as a bulk update is.
+
+        Returns:
+            ``{thing: document | the CloudError raised}`` (no shadow yet: ShadowRejected 404).
+        """
+        from fleetdesk.cloud import shadow_bulk
+
+        if self.data is None:
+            return await shadow_bulk._each(things, shadow_bulk.pace(True), concurrency, self.get)
+        results = await shadow_bulk.get_many(self.data, things, concurrency=concurrency)
+        if self.fleet is not None:
+            for thing, doc in results.items():
+                if isinstance(doc, dict):
+                    self.fleet.apply_shadow(thing, doc)
+        return results
+
     async def delete(self, thing: str, name: str | None = None, version: int | None = None) -> dict:
         """Delete a shadow (404 if it does not exist)."""
         body = {"version": int(version)} if version is not None else {}

@@ -80,3 +80,32 @@ async def test_a_bulk_desired_change_over_130_things_is_never_throttled(sandbox,
         await session.stop()
     counts = await _flushed_counts(profile, str(sandbox.state_dir))
     assert counts.get(client_id, {}) == {}, f"the front throttled the app's connection: {counts[client_id]}"
+
+
+async def test_loading_130_shadows_goes_over_https_not_the_apps_connection(sandbox):
+    """The Fleet page without an index loads every thing's shadow: over HTTPS (GetThingShadow),
+    so the app's connection publishes nothing for it and the fleet model still gets each one."""
+    import json
+
+    profile = Profile(name=f"bulkget-{uuid.uuid4().hex[:6]}", state_dir=str(sandbox.state_dir))
+    prefix = f"bulkg-{uuid.uuid4().hex[:6]}"
+    names = [f"{prefix}-{i:03d}" for i in range(THINGS)]
+    iot = boto3.client("iot", **sandbox.boto3_kwargs())
+    data = boto3.client("iot-data", **sandbox.boto3_kwargs())
+    for i, name in enumerate(names[:-1]):  # the last one has no shadow yet
+        iot.create_thing(thingName=name)
+        data.update_thing_shadow(thingName=name, payload=json.dumps(
+            {"state": {"reported": {"firmware_version": f"1.2.{i % 3}"}}}))
+    iot.create_thing(thingName=names[-1])
+    session = CloudSession(profile, store=False, settings=app_settings(profile, ephemeral=True))
+    await session.start(load_registry=False, use_index=False)
+    try:
+        for name in names:
+            session.fleet.thing(name)
+        published = session.conn.stats["published"]
+        await session.load_shadows()
+        assert [session.fleet.things[n].firmware for n in names[:-1]] == [f"1.2.{i % 3}" for i in range(THINGS - 1)]
+        assert session.fleet.things[names[-1]].firmware in (None, "")
+        assert session.conn.stats["published"] == published  # not one shadow request on the app's connection
+    finally:
+        await session.stop()
