@@ -83,23 +83,11 @@ class SandboxCA:
         self.directory = directory
         self.cert = cert
         self._key = key
-
-    # -- files -------------------------------------------------------------------------
-    @property
-    def ca_file(self) -> Path:
-        return self.directory / CA_CERT
-
-    @property
-    def server_cert_file(self) -> Path:
-        return self.directory / SERVER_CERT
-
-    @property
-    def server_key_file(self) -> Path:
-        return self.directory / SERVER_KEY
-
-    @property
-    def crl_file(self) -> Path:
-        return self.directory / CRL_FILE
+        # the files, as mosquitto and the TLS fronts load them
+        self.ca_file = directory / CA_CERT
+        self.server_cert_file = directory / SERVER_CERT
+        self.server_key_file = directory / SERVER_KEY
+        self.crl_file = directory / CRL_FILE
 
     @property
     def ca_pem(self) -> str:

@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, invalid, not_found
+from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, invalid
+from fleetdesk.sandbox.registry_db import RegistryDb
 from fleetdesk.sandbox.registry_policies import POLICIES_SCHEMA, PolicyStore
 from fleetdesk.sandbox.registry_types import TYPES_SCHEMA, ThingTypeStore
 
@@ -121,8 +122,9 @@ class Registry:
                 f"the sandbox registry {path} has schema {row[0]}, this Fleetdesk knows {SCHEMA_VERSION}",
                 "use the Fleetdesk version that made it, or a new --state-dir",
             )
-        self.policies = PolicyStore(self.db, self.arn)
-        self.thing_types = ThingTypeStore(self.db, self.arn)
+        self.tables = RegistryDb(self.db, region, account_id)
+        self.policies = PolicyStore(self.tables)
+        self.thing_types = ThingTypeStore(self.tables)
 
     def close(self) -> None:
         self.db.close()
@@ -130,21 +132,16 @@ class Registry:
     # -- ARNs --------------------------------------------------------------------------
     def arn(self, kind: str, name: str) -> str:
         """``arn:aws:iot:<region>:<account>:<kind>/<name>``."""
-        return f"arn:aws:iot:{self.region}:{self.account_id}:{kind}/{name}"
+        return self.tables.arn(kind, name)
 
     def _cert_id_from_arn(self, arn: str) -> str | None:
         prefix = self.arn("cert", "")
         return arn[len(prefix):] if arn.startswith(prefix) else None
 
-    def _one(self, sql: str, *args):
-        return self.db.execute(sql, args).fetchone()
-
     # -- things ------------------------------------------------------------------------
     def _thing_row(self, name: str):
-        row = self._one("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?", name)
-        if row is None:
-            raise not_found(f"Thing {name} cannot be found.")
-        return row
+        return self.tables.row("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?", name,
+                               missing=f"Thing {name} cannot be found.")
 
     def _thing_dict(self, row) -> dict:
         name, thing_id, ttype, attrs, version = row
@@ -159,7 +156,7 @@ class Registry:
         attributes = {str(k): str(v) for k, v in (attributes or {}).items()}
         if thing_type:
             self.thing_types.check_thing_type(thing_type)
-        row = self._one("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?", name)
+        row = self.tables.one("SELECT name, thing_id, type, attributes, version FROM things WHERE name=?", name)
         if row is not None:
             if row[2] == thing_type and json.loads(row[3]) == attributes:
                 return self._thing_dict(row)
@@ -215,13 +212,13 @@ class Registry:
                         (ttype, json.dumps(attrs), version + 1, name))
 
     def delete_thing(self, name: str, expected_version=None) -> None:
-        row = self._one("SELECT version FROM things WHERE name=?", name)
+        row = self.tables.one("SELECT version FROM things WHERE name=?", name)
         if row is None:
             return  # AWS: deleting a missing thing succeeds
         if expected_version is not None and int(expected_version) != row[0]:
             raise AwsError("VersionConflictException",
                            f"The version for thing {name} does not match the expected version.", 409)
-        if self._one("SELECT 1 FROM thing_principals WHERE thing=?", name):
+        if self.tables.one("SELECT 1 FROM thing_principals WHERE thing=?", name):
             raise invalid(f"Cannot delete thing {name}: it has attached principals; detach them first")
         with self.db:
             self.db.execute("DELETE FROM group_members WHERE thing=?", (name,))
@@ -229,11 +226,8 @@ class Registry:
 
     # -- thing groups ------------------------------------------------------------------
     def _group_row(self, name: str):
-        row = self._one("SELECT name, group_id, parent, description, attributes, version, created "
-                        "FROM thing_groups WHERE name=?", name)
-        if row is None:
-            raise not_found(f"Thing group {name} cannot be found.")
-        return row
+        return self.tables.row("SELECT name, group_id, parent, description, attributes, version, created "
+                               "FROM thing_groups WHERE name=?", name, missing=f"Thing group {name} cannot be found.")
 
     def group_ancestors(self, name: str) -> list[str]:
         """Parent chain from the root down to the direct parent of ``name``."""
@@ -247,7 +241,7 @@ class Registry:
     def create_thing_group(self, name: str, parent: str | None = None, properties: dict | None = None) -> dict:
         check_name("thingGroupName", name)
         properties = properties or {}
-        if self._one("SELECT 1 FROM thing_groups WHERE name=?", name):
+        if self.tables.one("SELECT 1 FROM thing_groups WHERE name=?", name):
             raise already_exists(f"Thing group {name} already exists")
         if parent:
             self._group_row(parent)
@@ -297,9 +291,9 @@ class Registry:
         return _page(groups, token, max_results, 50)
 
     def delete_thing_group(self, name: str) -> None:
-        if not self._one("SELECT 1 FROM thing_groups WHERE name=?", name):
+        if not self.tables.one("SELECT 1 FROM thing_groups WHERE name=?", name):
             return
-        if self._one("SELECT 1 FROM thing_groups WHERE parent=?", name):
+        if self.tables.one("SELECT 1 FROM thing_groups WHERE parent=?", name):
             raise invalid(f"Cannot delete thing group {name}: it has child groups")
         with self.db:
             self.db.execute("DELETE FROM group_members WHERE grp=?", (name,))
@@ -316,19 +310,21 @@ class Registry:
             raise invalid(f"name the {kind} (by name or ARN)")
         return name
 
-    def add_thing_to_group(self, group=None, group_arn=None, thing=None, thing_arn=None) -> None:
+    def _membership(self, group, group_arn, thing, thing_arn) -> tuple[str, str]:
+        """(group, thing) named by name or ARN, both existing."""
         group = self._resolve(group, group_arn, "thinggroup")
         thing = self._resolve(thing, thing_arn, "thing")
         self._group_row(group)
         self._thing_row(thing)
-        self.db.execute("INSERT OR IGNORE INTO group_members VALUES (?,?)", (group, thing))
+        return group, thing
+
+    def add_thing_to_group(self, group=None, group_arn=None, thing=None, thing_arn=None) -> None:
+        member = self._membership(group, group_arn, thing, thing_arn)
+        self.db.execute("INSERT OR IGNORE INTO group_members VALUES (?,?)", member)
 
     def remove_thing_from_group(self, group=None, group_arn=None, thing=None, thing_arn=None) -> None:
-        group = self._resolve(group, group_arn, "thinggroup")
-        thing = self._resolve(thing, thing_arn, "thing")
-        self._group_row(group)
-        self._thing_row(thing)
-        self.db.execute("DELETE FROM group_members WHERE grp=? AND thing=?", (group, thing))
+        member = self._membership(group, group_arn, thing, thing_arn)
+        self.db.execute("DELETE FROM group_members WHERE grp=? AND thing=?", member)
 
     def things_in_group(self, group: str, recursive: bool = False) -> list[str]:
         self._group_row(group)
@@ -380,11 +376,8 @@ class Registry:
                         (cert_id, pem, cn, str(serial), status, now, now, not_before, not_after))
 
     def _cert_row(self, cert_id: str):
-        row = self._one("SELECT id, pem, cn, serial, status, created, modified, not_before, not_after "
-                        "FROM certificates WHERE id=?", cert_id)
-        if row is None:
-            raise not_found(f"The certificate {cert_id} does not exist")
-        return row
+        return self.tables.row("SELECT id, pem, cn, serial, status, created, modified, not_before, not_after "
+                               "FROM certificates WHERE id=?", cert_id, missing=f"The certificate {cert_id} does not exist")
 
     def describe_certificate(self, cert_id: str) -> dict:
         cid, pem, _cn, _serial, status, created, modified, nb, na = self._cert_row(cert_id)
@@ -414,9 +407,9 @@ class Registry:
             raise AwsError("CertificateStateException",
                            "Certificate must be deactivated (INACTIVE or REVOKED) before deletion.", 406)
         arn = self.arn("cert", cert_id)
-        if self._one("SELECT 1 FROM thing_principals WHERE principal=?", arn):
+        if self.tables.one("SELECT 1 FROM thing_principals WHERE principal=?", arn):
             raise conflict(f"Certificate {cert_id} is attached to one or more things; detach them first")
-        if self._one("SELECT 1 FROM policy_targets WHERE target=?", arn) and not force:
+        if self.tables.one("SELECT 1 FROM policy_targets WHERE target=?", arn) and not force:
             raise conflict(f"Certificate {cert_id} has attached policies; detach them or use forceDelete")
         with self.db:
             self.db.execute("DELETE FROM policy_targets WHERE target=?", (arn,))
@@ -427,7 +420,7 @@ class Registry:
         return [r[0] for r in self.db.execute("SELECT id FROM certificates ORDER BY created")]
 
     def certificate_by_cn(self, cn: str) -> str | None:
-        row = self._one("SELECT id FROM certificates WHERE cn=?", cn)
+        row = self.tables.one("SELECT id FROM certificates WHERE cn=?", cn)
         return row[0] if row else None
 
     def revoked_serials(self) -> list[int]:

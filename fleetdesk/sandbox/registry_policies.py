@@ -5,12 +5,11 @@ AWS keeps up to 5 versions per policy; one is the default (the one that is enfor
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from typing import Any, Callable
 
 from fleetdesk.sandbox import strict_json
 from fleetdesk.sandbox.awserror import AwsError, already_exists, conflict, not_found
+from fleetdesk.sandbox.registry_db import RegistryDb
 
 MAX_POLICY_CHARS = 2048  # AWS IoT quota: policy document size, white space excluded
 
@@ -26,19 +25,11 @@ CREATE TABLE IF NOT EXISTS policy_versions (
 
 
 class PolicyStore:
-    """The policies of a registry: ``Registry.policies`` (same database; attachments stay in the registry).
+    """The policies of a registry: ``Registry.policies`` (same database; attachments stay in the registry)."""
 
-    Args:
-        db: the registry's SQLite connection.
-        arn: the registry's ARN maker, ``arn(kind, name)``.
-    """
-
-    def __init__(self, db: sqlite3.Connection, arn: Callable[[str, str], str]) -> None:
-        self.db = db
-        self.arn = arn
-
-    def _one(self, sql: str, *args: Any) -> Any:
-        return self.db.execute(sql, args).fetchone()
+    def __init__(self, tables: RegistryDb) -> None:
+        self._t = tables
+        self.db = tables.db
 
     @staticmethod
     def _check_document(document: str) -> None:
@@ -64,43 +55,41 @@ class PolicyStore:
 
     def default_document(self, name: str) -> str:
         """The text of policy ``name``'s default version (ResourceNotFoundException if there is none)."""
-        row = self._one("SELECT v.document FROM policies p JOIN policy_versions v "
-                        "ON v.name=p.name AND v.version=p.default_version WHERE p.name=?", name)
-        if row is None:
-            raise not_found(f"Policy {name} cannot be found.")
-        return row[0]
+        return self._t.row("SELECT v.document FROM policies p JOIN policy_versions v "
+                           "ON v.name=p.name AND v.version=p.default_version WHERE p.name=?", name,
+                           missing=f"Policy {name} cannot be found.")[0]
 
     def create_policy(self, name: str, document: str) -> dict:
         self._check_document(document)
-        if self._one("SELECT 1 FROM policies WHERE name=?", name):
+        if self._t.one("SELECT 1 FROM policies WHERE name=?", name):
             raise already_exists(f"Policy {name} already exists")
         now = time.time()
         with self.db:
             self.db.execute("INSERT INTO policies VALUES (?,?,?,?,?)", (name, 1, 2, now, now))
             self.db.execute("INSERT INTO policy_versions VALUES (?,?,?,?)", (name, 1, document, now))
-        return {"policyName": name, "policyArn": self.arn("policy", name), "policyDocument": document,
+        return {"policyName": name, "policyArn": self._t.arn("policy", name), "policyDocument": document,
                 "policyVersionId": "1"}
 
     def create_policy_version(self, name: str, document: str, set_as_default: bool = False) -> dict:
         self._check_document(document)
-        row = self._one("SELECT next_version FROM policies WHERE name=?", name)
+        row = self._t.one("SELECT next_version FROM policies WHERE name=?", name)
         if row is None:
             raise not_found(f"Policy {name} cannot be found.")
-        if self._one("SELECT COUNT(*) FROM policy_versions WHERE name=?", name)[0] >= 5:
+        if self._t.one("SELECT COUNT(*) FROM policy_versions WHERE name=?", name)[0] >= 5:
             raise AwsError("VersionsLimitExceededException", f"Policy {name} already has 5 versions", 409)
         version, now = row[0], time.time()
         with self.db:
             self.db.execute("INSERT INTO policy_versions VALUES (?,?,?,?)", (name, version, document, now))
             self.db.execute("UPDATE policies SET next_version=?, modified=?" + (", default_version=?" if set_as_default else "")
                             + " WHERE name=?", (version + 1, now, *((version,) if set_as_default else ()), name))
-        return {"policyArn": self.arn("policy", name), "policyDocument": document,
+        return {"policyArn": self._t.arn("policy", name), "policyDocument": document,
                 "policyVersionId": str(version), "isDefaultVersion": bool(set_as_default)}
 
     def get_policy(self, name: str) -> dict:
         document = self.default_document(name)
-        default, created, modified = self._one(
+        default, created, modified = self._t.one(
             "SELECT default_version, created, modified FROM policies WHERE name=?", name)
-        return {"policyName": name, "policyArn": self.arn("policy", name), "policyDocument": document,
+        return {"policyName": name, "policyArn": self._t.arn("policy", name), "policyDocument": document,
                 "defaultVersionId": str(default), "creationDate": created, "lastModifiedDate": modified,
                 "generationId": str(int(modified * 1000))}
 
@@ -108,11 +97,11 @@ class PolicyStore:
         """Every policy, by name (the API handler pages them)."""
         order = "ASC" if ascending is not False else "DESC"
         names = [r[0] for r in self.db.execute(f"SELECT name FROM policies ORDER BY name {order}")]
-        return [{"policyName": n, "policyArn": self.arn("policy", n)} for n in names]
+        return [{"policyName": n, "policyArn": self._t.arn("policy", n)} for n in names]
 
     def delete_policy(self, name: str) -> None:
         self.default_document(name)
-        if self._one("SELECT 1 FROM policy_targets WHERE policy=?", name):
+        if self._t.one("SELECT 1 FROM policy_targets WHERE policy=?", name):
             raise conflict(f"Policy {name} is attached to one or more targets; detach it first")
         with self.db:
             self.db.execute("DELETE FROM policy_versions WHERE name=?", (name,))
@@ -120,7 +109,7 @@ class PolicyStore:
 
     def list_policy_versions(self, name: str) -> list[dict]:
         self.default_document(name)
-        default = self._one("SELECT default_version FROM policies WHERE name=?", name)[0]
+        default = self._t.one("SELECT default_version FROM policies WHERE name=?", name)[0]
         return [{"versionId": str(v), "isDefaultVersion": v == default, "createDate": c}
                 for v, c in self.db.execute("SELECT version, created FROM policy_versions WHERE name=? "
                                             "ORDER BY version DESC", (name,))]
@@ -130,16 +119,14 @@ class PolicyStore:
             number = int(version)
         except ValueError:
             number = -1
-        row = self._one("SELECT version, document, created FROM policy_versions WHERE name=? AND version=?", name, number)
-        if row is None:
-            raise not_found(f"Policy {name} has no version {version}")
-        return row
+        return self._t.row("SELECT version, document, created FROM policy_versions WHERE name=? AND version=?",
+                           name, number, missing=f"Policy {name} has no version {version}")
 
     def get_policy_version(self, name: str, version: str) -> dict:
         self.default_document(name)
         number, document, created = self._version_row(name, version)
-        default, modified = self._one("SELECT default_version, modified FROM policies WHERE name=?", name)
-        return {"policyArn": self.arn("policy", name), "policyName": name, "policyDocument": document,
+        default, modified = self._t.one("SELECT default_version, modified FROM policies WHERE name=?", name)
+        return {"policyArn": self._t.arn("policy", name), "policyName": name, "policyDocument": document,
                 "policyVersionId": str(number), "isDefaultVersion": number == default, "creationDate": created,
                 "lastModifiedDate": modified, "generationId": str(int(modified * 1000))}
 
@@ -151,6 +138,6 @@ class PolicyStore:
     def delete_policy_version(self, name: str, version: str) -> None:
         self.default_document(name)
         number = self._version_row(name, version)[0]
-        if self._one("SELECT default_version FROM policies WHERE name=?", name)[0] == number:
+        if self._t.one("SELECT default_version FROM policies WHERE name=?", name)[0] == number:
             raise conflict(f"Version {version} is the default version of policy {name}; set another default first")
         self.db.execute("DELETE FROM policy_versions WHERE name=? AND version=?", (name, number))

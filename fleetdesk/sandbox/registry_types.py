@@ -8,12 +8,11 @@ once once deprecated).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
-from typing import Any, Callable
 
-from fleetdesk.sandbox.awserror import already_exists, invalid, not_found
+from fleetdesk.sandbox.awserror import already_exists, invalid
+from fleetdesk.sandbox.registry_db import RegistryDb
 
 TYPES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS thing_types (
@@ -23,25 +22,15 @@ CREATE TABLE IF NOT EXISTS thing_types (
 
 
 class ThingTypeStore:
-    """The thing types of a registry: ``Registry.thing_types`` (same database as its things).
+    """The thing types of a registry: ``Registry.thing_types`` (same database as its things)."""
 
-    Args:
-        db: the registry's SQLite connection.
-        arn: the registry's ARN maker, ``arn(kind, name)``.
-    """
-
-    def __init__(self, db: sqlite3.Connection, arn: Callable[[str, str], str]) -> None:
-        self.db = db
-        self.arn = arn
-
-    def _one(self, sql: str, *args: Any) -> Any:
-        return self.db.execute(sql, args).fetchone()
+    def __init__(self, tables: RegistryDb) -> None:
+        self._t = tables
+        self.db = tables.db
 
     def _type_row(self, name: str):
-        row = self._one("SELECT name, type_id, properties, deprecated, created FROM thing_types WHERE name=?", name)
-        if row is None:
-            raise not_found(f"Thing type {name} cannot be found.")
-        return row
+        return self._t.row("SELECT name, type_id, properties, deprecated, created FROM thing_types WHERE name=?",
+                           name, missing=f"Thing type {name} cannot be found.")
 
     def check_thing_type(self, name: str) -> None:
         """A thing may use ``name``: it exists and is not deprecated."""
@@ -49,19 +38,19 @@ class ThingTypeStore:
             raise invalid(f"Thing type {name} is deprecated; new things cannot use it")
 
     def create_thing_type(self, name: str, properties: dict | None = None) -> dict:
-        if self._one("SELECT 1 FROM thing_types WHERE name=?", name):
+        if self._t.one("SELECT 1 FROM thing_types WHERE name=?", name):
             raise already_exists(f"Thing type {name} already exists")
         type_id = str(uuid.uuid4())
         self.db.execute("INSERT INTO thing_types VALUES (?,?,?,?,?)",
                         (name, type_id, json.dumps(properties or {}), None, time.time()))
-        return {"thingTypeName": name, "thingTypeArn": self.arn("thingtype", name), "thingTypeId": type_id}
+        return {"thingTypeName": name, "thingTypeArn": self._t.arn("thingtype", name), "thingTypeId": type_id}
 
     def _type_dict(self, row) -> dict:
         name, type_id, props, deprecated, created = row
         meta = {"deprecated": deprecated is not None, "creationDate": created}
         if deprecated is not None:
             meta["deprecationDate"] = deprecated
-        return {"thingTypeName": name, "thingTypeId": type_id, "thingTypeArn": self.arn("thingtype", name),
+        return {"thingTypeName": name, "thingTypeId": type_id, "thingTypeArn": self._t.arn("thingtype", name),
                 "thingTypeProperties": json.loads(props), "thingTypeMetadata": meta}
 
     def describe_thing_type(self, name: str) -> dict:
@@ -86,6 +75,6 @@ class ThingTypeStore:
         row = self._type_row(name)
         if row[3] is None:
             raise invalid(f"Thing type {name} must be deprecated before it can be deleted")
-        if self._one("SELECT 1 FROM things WHERE type=?", name):
+        if self._t.one("SELECT 1 FROM things WHERE type=?", name):
             raise invalid(f"Thing type {name} is still used by things")
         self.db.execute("DELETE FROM thing_types WHERE name=?", (name,))

@@ -149,19 +149,19 @@ class _Parser:
     def expr(self):
         return self.or_()
 
-    def or_(self):
-        node = self.and_()
-        while self.peek("kw", "OR"):
+    def _left_assoc(self, operand, kind: str, ops: tuple[str, ...], node_of):
+        """``operand (op operand)*`` grouped from the left: ``node_of(op, left, right)`` per op."""
+        node = operand()
+        while (tok := self.peek(kind)) and tok[1] in ops:
             self.take()
-            node = ("or", node, self.and_())
+            node = node_of(tok[1], node, operand())
         return node
 
+    def or_(self):
+        return self._left_assoc(self.and_, "kw", ("OR",), lambda _op, a, b: ("or", a, b))
+
     def and_(self):
-        node = self.not_()
-        while self.peek("kw", "AND"):
-            self.take()
-            node = ("and", node, self.not_())
-        return node
+        return self._left_assoc(self.not_, "kw", ("AND",), lambda _op, a, b: ("and", a, b))
 
     def not_(self):
         if self.peek("kw", "NOT"):
@@ -178,18 +178,10 @@ class _Parser:
         return node
 
     def add(self):
-        node = self.mul()
-        while self.peek("op") and self.peek("op")[1] in ("+", "-"):
-            op = self.take()[1]
-            node = ("arith", op, node, self.mul())
-        return node
+        return self._left_assoc(self.mul, "op", ("+", "-"), lambda op, a, b: ("arith", op, a, b))
 
     def mul(self):
-        node = self.unary()
-        while self.peek("op") and self.peek("op")[1] in ("*", "/", "%"):
-            op = self.take()[1]
-            node = ("arith", op, node, self.unary())
-        return node
+        return self._left_assoc(self.unary, "op", ("*", "/", "%"), lambda op, a, b: ("arith", op, a, b))
 
     def unary(self):
         if self.peek("op", "-"):

@@ -261,16 +261,12 @@ def compute_delta(desired: dict, reported: dict) -> dict:
 def _restrict(delta: dict, touched: dict) -> dict:
     """Keep the delta entries under the paths a request touched."""
     out: dict[str, Any] = {}
-    for key, value in delta.items():
-        if key not in touched:
-            continue
-        t = touched[key]
-        if isinstance(value, dict) and isinstance(t, dict):
-            sub = _restrict(value, t)
-            if sub:
-                out[key] = sub
-        else:
+    for key in (k for k in delta if k in touched):
+        value, t = delta[key], touched[key]
+        if not (isinstance(value, dict) and isinstance(t, dict)):
             out[key] = value
+        elif sub := _restrict(value, t):
+            out[key] = sub
     return out
 
 
