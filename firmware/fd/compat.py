@@ -226,11 +226,7 @@ def write_bytes(path, data):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        os.remove(path)
-        os.rename(tmp, path)
+    rename(tmp, path)
 
 
 def rename(tmp, path):

@@ -404,30 +404,24 @@ class MQTTClient:
 
     async def subscribe(self, topics, qos=1, timeout_ms=10000):
         """Subscribe to one topic or a list; returns the granted QoS list (0x80 = refused)."""
-        self._check()
-        if isinstance(topics, str):
-            topics = [topics]
-        pid = self._next_pid()
-        body = struct.pack("!H", pid)
-        for t in topics:
-            body += _str(t) + bytes([qos])
-        w = self._expect(pid)
-        await self._send(packet(SUBSCRIBE, body))
-        granted = await self._wait_ack(pid, w, timeout_ms)
-        return list(granted)
+        return list(await self._topics_request(SUBSCRIBE, topics, bytes([qos]), timeout_ms))
 
     async def unsubscribe(self, topics, timeout_ms=10000):
         """Unsubscribe from one topic or a list (waits for UNSUBACK)."""
+        await self._topics_request(UNSUBSCRIBE, topics, b"", timeout_ms)
+
+    async def _topics_request(self, kind, topics, per_topic, timeout_ms):
+        """A SUBSCRIBE or UNSUBSCRIBE: one packet id, each topic followed by per_topic; the ack's payload."""
         self._check()
         if isinstance(topics, str):
             topics = [topics]
         pid = self._next_pid()
         body = struct.pack("!H", pid)
         for t in topics:
-            body += _str(t)
+            body += _str(t) + per_topic
         w = self._expect(pid)
-        await self._send(packet(UNSUBSCRIBE, body))
-        await self._wait_ack(pid, w, timeout_ms)
+        await self._send(packet(kind, body))
+        return await self._wait_ack(pid, w, timeout_ms)
 
     async def disconnect(self):
         if self.connected:
