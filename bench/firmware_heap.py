@@ -46,7 +46,9 @@ import ssl
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -132,15 +134,15 @@ def write_fs(root: Path, files: dict[str, bytes], config: dict, certs: dict[str,
         (root / "settings.json").write_text(json.dumps(settings))
 
 
+@dataclass
 class Bench:
-    def __init__(self, tmp: Path, broker, cloud: MessageLog, files: OtaFileServer, chip: str):
-        self.tmp = tmp
-        self.broker = broker
-        self.cloud = cloud
-        self.files = files
-        self.chip = chip
-        self.n = 0
-        self.info: dict = {}
+    tmp: Path
+    broker: Any
+    cloud: MessageLog
+    files: OtaFileServer
+    chip: str
+    n: int = 0
+    info: dict = field(default_factory=dict)
 
     async def trial(self, mode: str, variant: str, heap_kb: int) -> tuple[bool, str]:
         self.n += 1
