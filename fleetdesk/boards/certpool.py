@@ -86,7 +86,11 @@ class CertPool:
                 self.line = None
         if self._line_target:
             target = folder / SHARE_FILE
-        self.ledger = target if isinstance(target, Ledger) and not target.shared else Ledger(target)
+        if isinstance(target, Ledger):
+            assert not target.shared, "a shared ledger is the line's pool; this station keeps its own share"
+            self.ledger = target
+        else:
+            self.ledger = Ledger(target)
         self._retry_at = 0.0
         self._lock = threading.RLock()
         self._sync_lock = threading.RLock()
@@ -96,8 +100,8 @@ class CertPool:
                 tx.run("INSERT INTO meta(k, v) VALUES ('states', '2') ON CONFLICT(k) DO NOTHING")
             if self._line_target and tx.one("SELECT 1 AS x FROM meta WHERE k='share_id'") is None:
                 tx.run("INSERT INTO meta(k, v) VALUES ('share_id', ?)", (json.dumps(uuid.uuid4().hex),))
-        self.share_id = json.loads(self.ledger.one("SELECT v FROM meta WHERE k='share_id'")["v"]) \
-            if self._line_target else ""
+        share = self.ledger.one("SELECT v FROM meta WHERE k='share_id'") if self._line_target else None
+        self.share_id = json.loads(share["v"]) if share else ""  # written just above for a line's share
         self.reclaimed = 0  # rows of dead stations' shares this one gave back to the line
         self.share = 0  # certificates kept in this station's share ahead of need (to flash through an outage)
         self._share_lock = threading.Lock()
@@ -562,10 +566,10 @@ class CertPool:
     def _sync(self, cloud, certificate_id: str | None) -> "SyncReport":
         cols = "SELECT certificate_id, certificate_arn, thing, attributes, state FROM pool"
         if certificate_id is None:
-            rows = self.ledger.all(cols + " WHERE state='pending' ORDER BY created")
+            found = self.ledger.all(cols + " WHERE state='pending' ORDER BY created")
         else:
-            rows = self.ledger.all(cols + " WHERE certificate_id=?", (certificate_id,))
-        rows = [(r["certificate_id"], r["certificate_arn"], r["thing"], r["attributes"], r["state"]) for r in rows]
+            found = self.ledger.all(cols + " WHERE certificate_id=?", (certificate_id,))
+        rows = [(r["certificate_id"], r["certificate_arn"], r["thing"], r["attributes"], r["state"]) for r in found]
         report = SyncReport()
         if certificate_id is not None and (not rows or rows[0][4] not in ("assigned", "pending", "synced")):
             state = rows[0][4] if rows else "not in the pool"
@@ -647,5 +651,5 @@ def _refused(exc: BaseException) -> bool:
     code = _code(exc)
     if not code:
         return False
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0  # a dict: _code found one
     return status < 500 and "Throttl" not in code and code not in ("RequestTimeout", "ServiceUnavailable")
