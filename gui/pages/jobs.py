@@ -33,7 +33,7 @@ from fleetdesk_gui import actions, bridge
 from fleetdesk_gui.context import AppContext
 from fleetdesk_gui.widgets.error_text import error_text
 from fleetdesk_gui.widgets.job_form import RAW, JobForm
-from fleetdesk_gui.widgets.job_tables import RED, fill_executions, fill_jobs, fit_columns
+from fleetdesk_gui.widgets.job_tables import RED, cell, fill_executions, fill_jobs, fit_columns
 from fleetdesk_gui.widgets.visible_refresh import RefreshWhileVisible
 
 REFRESH_MS = 2000
@@ -65,9 +65,9 @@ class JobsPage(QWidget):
                      "thing_filter", "thing_list", "group_list", "continuous_check", "rate_spin", "abort_spin",
                      "abort_min_spin", "timeout_spin", "job_id_edit", "create_button", "checked", "open_target"):
             setattr(self, name, getattr(self.form, name))  # the page's inputs keep their names
-        self.ota_button.clicked.connect(self._pick_firmware)
-        self.ota_build_button.clicked.connect(self.build_ota)
-        self.create_button.clicked.connect(self.create_job)
+        self.form.ota_button.clicked.connect(self._pick_firmware)
+        self.form.ota_build_button.clicked.connect(self.build_ota)
+        self.form.create_button.clicked.connect(self.create_job)
         split.addWidget(self.form)
         split.addWidget(self._list_panel())
         split.setSizes([430, 790])  # the jobs table keeps every column on a 1024 px screen
@@ -133,8 +133,8 @@ class JobsPage(QWidget):
 
     def _session_changed(self, session) -> None:
         self._things_changed(None)
-        self.create_button.setEnabled(session is not None)
-        self.create_button.setToolTip("" if session is not None else "not connected")
+        self.form.create_button.setEnabled(session is not None)
+        self.form.create_button.setToolTip("" if session is not None else "not connected")
         self._update_buttons()
         if session is None:
             self.timer.stop()
@@ -162,17 +162,17 @@ class JobsPage(QWidget):
     def _pick_firmware(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "OTA package", "", "OTA packages (*.pkg);;All files (*)")
         if path:
-            self.use_firmware(path, self.ota_version.text().strip())
+            self.use_firmware(path, self.form.ota_version.text().strip())
 
     def build_ota(self) -> None:
         """Package this checkout's firmware as the typed version, then upload it like a picked file."""
         from fleetdesk.fleet.ota_files import build_ota_package
 
-        version = self.ota_version.text().strip()
+        version = self.form.ota_version.text().strip()
         if not version:
             self.show_message("Type the new firmware_version first (e.g. 1.2.0): devices report it after the update.",
                               ok=False)
-            self.ota_version.setFocus()
+            self.form.ota_version.setFocus()
             return
         self.show_message(f"building the OTA package of firmware {version}…")
         bridge.run_blocking(build_ota_package, version,
@@ -208,10 +208,10 @@ class JobsPage(QWidget):
         self.show_message(f"uploading {Path(path).name}…")
 
         def uploaded(doc) -> None:
-            self.template_combo.blockSignals(True)
-            self.template_combo.setCurrentText("ota" if "ota" in self.templates else RAW)
-            self.template_combo.blockSignals(False)
-            self.doc_edit.setPlainText(json.dumps(doc, indent=2))
+            self.form.template_combo.blockSignals(True)
+            self.form.template_combo.setCurrentText("ota" if "ota" in self.form.templates else RAW)
+            self.form.template_combo.blockSignals(False)
+            self.form.doc_edit.setPlainText(json.dumps(doc, indent=2))
             self.show_message(f"uploaded {Path(path).name}: SHA-256 {doc['sha256'][:16]}…, version {doc['version']}")
 
         bridge.run_blocking(actions.upload_firmware, session.profile, path, version, on_done=self._ota_then(uploaded))
@@ -228,7 +228,7 @@ class JobsPage(QWidget):
             self.show_message(NOT_CONNECTED, ok=False)
             return False
         try:
-            doc = parse_document(self.doc_edit.toPlainText())
+            doc = parse_document(self.form.doc_edit.toPlainText())
         except ValueError as exc:
             self.show_message(f"Job document: {exc}", ok=False)
             return False
@@ -238,7 +238,7 @@ class JobsPage(QWidget):
         except FleetdeskError as exc:
             self.show_message(error_text(exc), ok=False)
             if "job id" in exc.message:
-                self.job_id_edit.setFocus()
+                self.form.job_id_edit.setFocus()
             return False
         job_id = request.resolved_id()
         request.job_id = job_id
@@ -248,7 +248,7 @@ class JobsPage(QWidget):
             if error is not None:
                 self.show_message(f"{job_id}: {error_text(error)}", ok=False)
                 return
-            self.job_id_edit.clear()
+            self.form.job_id_edit.clear()
             self.show_message(f"created {job_id} for {len(request.things)} thing(s), {len(request.groups)} group(s)")
             self.selected_job = job_id
             self.refresh()
@@ -296,10 +296,12 @@ class JobsPage(QWidget):
         if session is None or not job or not rows:
             return
         for r in rows:
-            thing = self.exec_table.item(r, 0).text()
-            bridge.submit(session.control.cancel_execution(job, thing, force=True),
-                          lambda _r, e, t=thing: self.show_message(
-                              f"{job}/{t}: {error_text(e)}" if e else f"canceled {job} on {t}", ok=e is None))
+            thing = cell(self.exec_table, r, 0)
+
+            def done(_r: Any, e: BaseException | None, t: str = thing) -> None:
+                self.show_message(f"{job}/{t}: {error_text(e)}" if e else f"canceled {job} on {t}", ok=e is None)
+
+            bridge.submit(session.control.cancel_execution(job, thing, force=True), done)
 
     # -- live tables --------------------------------------------------------------------
     def refresh(self) -> None:
@@ -332,7 +334,7 @@ class JobsPage(QWidget):
     def _job_picked(self) -> None:
         rows = self.jobs_table.selectionModel().selectedRows()
         if rows:
-            self.selected_job = self.jobs_table.item(rows[0].row(), 0).text()
+            self.selected_job = cell(self.jobs_table, rows[0].row(), 0)
             self.exec_label.setText(f"<b>Executions of {self.selected_job}</b>")
             self.failures_label.setVisible(False)
             self._update_buttons()
@@ -355,7 +357,8 @@ class JobsPage(QWidget):
 
     def execution_status(self) -> dict[str, tuple[str, str]]:
         """{thing: (status, details)} as shown in the executions table."""
-        return {self.exec_table.item(r, 0).text(): (self.exec_table.item(r, 1).text(), self.exec_table.item(r, 2).text())
+        t = self.exec_table
+        return {cell(t, r, 0): (cell(t, r, 1), cell(t, r, 2))
                 for r in range(self.exec_table.rowCount())}
 
     # -- visibility (the refresh timer: RefreshWhileVisible) ---------------------------------
