@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from fleetdesk.ble.naming import factory_pop, thing_name
 from fleetdesk_gui import bridge
 from fleetdesk_gui.widgets.ble_steps import STEP_TITLES, STEPS, BleStepsPanel, rssi_bars
+from fleetdesk_gui.widgets.table_cell import cell_text
 from fleetdesk_gui.context import AppContext
 
 SCAN_SECONDS = 4.0
@@ -83,11 +84,11 @@ class BleSetupPage(QWidget):
         right = self._panel = BleStepsPanel()
         for name in ('bars', 'connect_button', 'create_check', 'device_label', 'endpoint_label', 'factory_pop_button', 'message', 'pop_edit', 'provision_button', 'retry_button', 'ssid_combo', 'steps_label', 'thing_edit', 'wifi_button', 'wifi_pass'):
             setattr(self, name, getattr(right, name))  # the page's inputs keep their names
-        self.connect_button.clicked.connect(self.connect_board)
-        self.factory_pop_button.clicked.connect(self.use_factory_pop)
-        self.wifi_button.clicked.connect(self.send_wifi)
-        self.provision_button.clicked.connect(self.send_cloud_and_commit)
-        self.retry_button.clicked.connect(self.retry)
+        self._panel.connect_button.clicked.connect(self.connect_board)
+        self._panel.factory_pop_button.clicked.connect(self.use_factory_pop)
+        self._panel.wifi_button.clicked.connect(self.send_wifi)
+        self._panel.provision_button.clicked.connect(self.send_cloud_and_commit)
+        self._panel.retry_button.clicked.connect(self.retry)
         split.addWidget(right)
         split.setSizes([460, 520])
         layout = QVBoxLayout(self)
@@ -103,7 +104,7 @@ class BleSetupPage(QWidget):
         self.step_state[step] = state
         self._render_steps()
         busy = "busy" in self.step_state.values()
-        for button in (self.connect_button, self.wifi_button, self.provision_button):
+        for button in (self._panel.connect_button, self._panel.wifi_button, self._panel.provision_button):
             button.setEnabled(not busy)  # one step at a time: no double submits
         self.table.setEnabled(not busy)  # no switching boards in the middle of a step
 
@@ -111,8 +112,8 @@ class BleSetupPage(QWidget):
         self._panel.show_steps(self.step_state)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.message.setStyleSheet("color: #c62828;" if error else "")
-        self.message.setText(text)
+        self._panel.message.setStyleSheet("color: #c62828;" if error else "")
+        self._panel.message.setText(text)
 
     def _fail(self, step: str, exc: BaseException, retry: Callable[[], None]) -> None:
         self._set_step(step, "error")
@@ -120,12 +121,12 @@ class BleSetupPage(QWidget):
         advice = getattr(exc, "advice", None)
         self._say(f"{STEP_TITLES[step]} failed: {text}" + (f"\n→ {advice}" if advice else ""), error=True)
         self._retry = retry
-        self.retry_button.setEnabled(True)
+        self._panel.retry_button.setEnabled(True)
 
     def retry(self) -> None:
         """Run the failed step again (transfers resume where the board stopped)."""
         if self._retry is not None:
-            self.retry_button.setEnabled(False)
+            self._panel.retry_button.setEnabled(False)
             self._retry()
 
     # ---- scan --------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class BleSetupPage(QWidget):
 
     def _found(self, item: Any) -> None:
         self.found[item.address] = item
-        rows = [self.table.item(r, 1).text() for r in range(self.table.rowCount())]
+        rows = [cell_text(self.table, r, 1) for r in range(self.table.rowCount())]
         row = rows.index(item.address) if item.address in rows else self.table.rowCount()
         if row == self.table.rowCount():
             self.table.insertRow(row)
@@ -178,13 +179,13 @@ class BleSetupPage(QWidget):
     def _selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
         if rows:
-            item = self.found.get(self.table.item(rows[0].row(), 1).text())
+            item = self.found.get(cell_text(self.table, rows[0].row(), 1))
             if item is not None:
                 if item.address != self._address:
                     self._start_over(item)
-                self.device_label.setText(f"{item.name}  ({item.address})")
-                if not self.thing_edit.text():
-                    self.thing_edit.setText(thing_name(item.address, item.name.lower()))
+                self._panel.device_label.setText(f"{item.name}  ({item.address})")
+                if not self._panel.thing_edit.text():
+                    self._panel.thing_edit.setText(thing_name(item.address, item.name.lower()))
 
     def _start_over(self, item: Any) -> None:
         """Another board was picked: its own steps from the start (the Wi-Fi typed stays)."""
@@ -195,14 +196,14 @@ class BleSetupPage(QWidget):
         self.step_state = {s: "todo" for s in STEPS}
         self._set_step("connect", "todo")
         self._retry = None
-        self.retry_button.setEnabled(False)
-        self.pop_edit.clear()
-        self.thing_edit.setText(thing_name(item.address, item.name.lower()))  # as the station names it
+        self._panel.retry_button.setEnabled(False)
+        self._panel.pop_edit.clear()
+        self._panel.thing_edit.setText(thing_name(item.address, item.name.lower()))  # as the station names it
         mac = factory_pop(item.address)
-        self.factory_pop_button.setVisible(mac is not None)
-        self.factory_pop_button.setToolTip(f"A board flashed without identity uses its MAC as PoP: {mac}"
+        self._panel.factory_pop_button.setVisible(mac is not None)
+        self._panel.factory_pop_button.setToolTip(f"A board flashed without identity uses its MAC as PoP: {mac}"
                                            if mac else "")
-        for bar in self.bars.values():
+        for bar in self._panel.bars.values():
             bar.setValue(0)
         self._show_endpoint_hint()
         self._say("")
@@ -222,7 +223,7 @@ class BleSetupPage(QWidget):
         mac = factory_pop(item.address) if item is not None else None
         if mac is None:
             return
-        self.pop_edit.setText(mac)
+        self._panel.pop_edit.setText(mac)
         self._say(f"PoP set to the board's MAC {mac}: a board flashed without identity uses it (anyone nearby can "
                   "read it: turn Identity on at the station to give each board its own PoP).")
 
@@ -240,12 +241,12 @@ class BleSetupPage(QWidget):
                                      "set in Settings)")
 
     def _show_endpoint_hint(self) -> None:
-        self.endpoint_label.setText(f"from profile {self.ctx.profile.name}, filled in when you send")
-        self.endpoint_label.setStyleSheet("color: #52606d;")
+        self._panel.endpoint_label.setText(f"from profile {self.ctx.profile.name}, filled in when you send")
+        self._panel.endpoint_label.setStyleSheet("color: #52606d;")
 
     def _mark_row(self, address: str, state: str, tip: str = "") -> None:
         for r in range(self.table.rowCount()):
-            if self.table.item(r, 1).text() == address:
+            if cell_text(self.table, r, 1) == address:
                 item = QTableWidgetItem(state)
                 item.setToolTip(tip)
                 item.setForeground(QColor("#1b7f3b"))
@@ -254,7 +255,7 @@ class BleSetupPage(QWidget):
     def selected(self) -> Any:
         """The board chosen in the list (None if none)."""
         rows = self.table.selectionModel().selectedRows()
-        return self.found.get(self.table.item(rows[0].row(), 1).text()) if rows else None
+        return self.found.get(cell_text(self.table, rows[0].row(), 1)) if rows else None
 
     # ---- steps ---------------------------------------------------------------------------------
     def connect_board(self) -> None:
@@ -266,11 +267,11 @@ class BleSetupPage(QWidget):
         if item is None:
             self._say("Select a board in the list first.", error=True)
             return
-        if not self.pop_edit.text():
+        if not self._panel.pop_edit.text():
             self._say("Enter the board's proof-of-possession (PoP).", error=True)
             return
         _, client_backend = ble_backends(profile=self.ctx.profile)
-        self.prov = ProvisioningClient(item.device, self.pop_edit.text(), backend=client_backend,
+        self.prov = ProvisioningClient(item.device, self._panel.pop_edit.text(), backend=client_backend,
                                        progress=lambda f, n, t: bridge.post(self._progress, f, n, t))
         self._set_step("connect", "busy")
         self._say(f"Connecting to {item.name}…")
@@ -287,9 +288,9 @@ class BleSetupPage(QWidget):
             self._fail("connect", error, self.connect_board)
             return
         self._set_step("connect", "done")
-        self.ssid_combo.clear()
+        self._panel.ssid_combo.clear()
         for n in nets:
-            self.ssid_combo.addItem(f"{n['ssid']}", n["ssid"])
+            self._panel.ssid_combo.addItem(f"{n['ssid']}", n["ssid"])
         self._say(f"Connected. The board sees {len(nets)} network(s).")
 
     def send_wifi(self) -> None:
@@ -297,9 +298,9 @@ class BleSetupPage(QWidget):
         if self.prov is None:
             self._say("Connect to a board first.", error=True)
             return
-        ssid = self.ssid_combo.currentData() or self.ssid_combo.currentText()
+        ssid = self._panel.ssid_combo.currentData() or self._panel.ssid_combo.currentText()
         self._set_step("wifi", "busy")
-        bridge.submit(self.prov.set_wifi(ssid, self.wifi_pass.text()), self._wifi_done)
+        bridge.submit(self.prov.set_wifi(ssid, self._panel.wifi_pass.text()), self._wifi_done)
 
     def _wifi_done(self, result: Any, error: BaseException | None) -> None:
         if error is None and not result.get("connected"):
@@ -320,7 +321,7 @@ class BleSetupPage(QWidget):
         if self.prov is None or self.step_state["wifi"] != "done":
             self._say("Connect and send Wi-Fi first.", error=True)
             return
-        self.thing = self.thing_edit.text().strip()
+        self.thing = self._panel.thing_edit.text().strip()
         if not self.thing:
             self._say("Enter a thing name.", error=True)
             return
@@ -332,15 +333,15 @@ class BleSetupPage(QWidget):
         import asyncio
 
         return await asyncio.to_thread(cloud_target, self.ctx.profile, self.thing,
-                                       create=self.create_check.isChecked())
+                                       create=self._panel.create_check.isChecked())
 
     def _target_ready(self, target: Any, error: BaseException | None) -> None:
         if error is not None:
             self._fail("cloud", error, self.send_cloud_and_commit)
             return
         self.target = target
-        self.endpoint_label.setText(f"{target.endpoint}:{target.port}")
-        self.endpoint_label.setStyleSheet("")
+        self._panel.endpoint_label.setText(f"{target.endpoint}:{target.port}")
+        self._panel.endpoint_label.setStyleSheet("")
         self._send_files()
 
     def _send_files(self) -> None:
@@ -358,13 +359,13 @@ class BleSetupPage(QWidget):
                 bridge.post(self._set_step, after[step], "done")
             bridge.post(self._set_step, shown, "busy")
 
-        ssid = self.ssid_combo.currentData() or self.ssid_combo.currentText()
-        bridge.submit(provision(self.prov.device, self.pop_edit.text(), ssid, self.wifi_pass.text(), self.target,
+        ssid = self._panel.ssid_combo.currentData() or self._panel.ssid_combo.currentText()
+        bridge.submit(provision(self.prov.device, self._panel.pop_edit.text(), ssid, self._panel.wifi_pass.text(), self.target,
                                 client=self.prov, wifi_joined=True, on_step=on_step), self._committed)
 
     def _progress(self, name: str, done: int, total: int) -> None:
-        if name in self.bars:
-            self.bars[name].setValue(int(100 * done / max(total, 1)))
+        if name in self._panel.bars:
+            self._panel.bars[name].setValue(int(100 * done / max(total, 1)))
 
     def _committed(self, result: Any, error: BaseException | None) -> None:
         if error is not None:

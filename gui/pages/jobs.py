@@ -33,7 +33,8 @@ from fleetdesk_gui import actions, bridge
 from fleetdesk_gui.context import AppContext
 from fleetdesk_gui.widgets.error_text import error_text
 from fleetdesk_gui.widgets.job_form import RAW, JobForm
-from fleetdesk_gui.widgets.job_tables import RED, cell, fill_executions, fill_jobs, fit_columns
+from fleetdesk_gui.widgets.job_tables import RED, fill_executions, fill_jobs, fit_columns
+from fleetdesk_gui.widgets.table_cell import cell_text
 from fleetdesk_gui.widgets.visible_refresh import RefreshWhileVisible
 
 REFRESH_MS = 2000
@@ -296,7 +297,7 @@ class JobsPage(QWidget):
         if session is None or not job or not rows:
             return
         for r in rows:
-            thing = cell(self.exec_table, r, 0)
+            thing = cell_text(self.exec_table, r, 0)
 
             def done(_r: Any, e: BaseException | None, t: str = thing) -> None:
                 self.show_message(f"{job}/{t}: {error_text(e)}" if e else f"canceled {job} on {t}", ok=e is None)
@@ -334,7 +335,7 @@ class JobsPage(QWidget):
     def _job_picked(self) -> None:
         rows = self.jobs_table.selectionModel().selectedRows()
         if rows:
-            self.selected_job = cell(self.jobs_table, rows[0].row(), 0)
+            self.selected_job = cell_text(self.jobs_table, rows[0].row(), 0)
             self.exec_label.setText(f"<b>Executions of {self.selected_job}</b>")
             self.failures_label.setVisible(False)
             self._update_buttons()
@@ -358,7 +359,7 @@ class JobsPage(QWidget):
     def execution_status(self) -> dict[str, tuple[str, str]]:
         """{thing: (status, details)} as shown in the executions table."""
         t = self.exec_table
-        return {cell(t, r, 0): (cell(t, r, 1), cell(t, r, 2))
+        return {cell_text(t, r, 0): (cell_text(t, r, 1), cell_text(t, r, 2))
                 for r in range(self.exec_table.rowCount())}
 
     # -- visibility (the refresh timer: RefreshWhileVisible) ---------------------------------

@@ -22,12 +22,6 @@ def fit_columns(table: QTableWidget) -> None:
     table.setWordWrap(False)
 
 
-def cell(table: QTableWidget, row: int, column: int) -> str:
-    """The text in one cell ("" where the table has no item there)."""
-    item = table.item(row, column)
-    return item.text() if item is not None else ""
-
-
 def _short(stamp: str) -> str:
     """"HH:MM:SS" for today's "YYYY-MM-DD HH:MM:SS" (the date in the tooltip): the columns fit 1024 px."""
     return stamp[11:] if stamp[:10] == time.strftime("%Y-%m-%d") else stamp
