@@ -12,7 +12,8 @@ import json
 import sys
 
 import pytest
-from helpers_sandbox import der, poll
+from helpers_sandbox import poll
+from sandbox_board import sandbox_board
 
 from fleetdesk.paths import FIRMWARE_DIR
 
@@ -31,28 +32,8 @@ def reported(pred):
 @pytest.fixture
 def quiet_board(sandbox, tmp_path):
     """A board whose own reports are few (refresh 1 h: one DHT report at boot)."""
-    import boto3
-    from devfs import make_device_fs
-
-    from fleetdesk.cloud.identity import create_device_identity
-    from fleetdesk.virtual.runtime import launch_firmware
-
-    kw = sandbox.boto3_kwargs()
-    iot, data = boto3.client("iot", **kw), boto3.client("iot-data", **kw)
-    thing = f"fw-loop-{tmp_path.name[-10:].replace('_', '-')}"
-    ident = create_device_identity(iot, thing)
-    with open(sandbox.ca_file) as f:
-        ca = der(f.read())
-    fs = make_device_fs(tmp_path / "fs", thing=thing, endpoint=sandbox.mqtt_host, port=sandbox.mqtt_port,
-                        ca_der=ca, cert_der=der(ident.certificate_pem),
-                        key_der=der(ident.private_key_pem, key=True), settings={"refresh": 3600000})
-    out = bytearray()
-    h = launch_firmware(fs, mac="24:0a:c4:12:34:57", chip="esp32", console=out.extend)
-    try:
-        yield {"thing": thing, "iot": iot, "data": data, "handle": h, "out": out, "fs": fs,
-               "arn": iot.describe_thing(thingName=thing)["thingArn"]}
-    finally:
-        h.stop()
+    with sandbox_board(sandbox, tmp_path, prefix="fw-loop", mac="24:0a:c4:12:34:57", refresh_ms=3600000) as b:
+        yield b
 
 
 def _shadow(b) -> dict:

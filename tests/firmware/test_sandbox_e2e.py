@@ -8,6 +8,7 @@ import json
 
 import pytest
 from helpers_sandbox import der, poll
+from sandbox_board import sandbox_board
 
 from fleetdesk.fleet.otapkg import firmware_package, sha256_hex
 
@@ -16,29 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def board(sandbox, tmp_path):
-    import boto3
-
-    from devfs import make_device_fs
-
-    from fleetdesk.cloud.identity import create_device_identity
-    from fleetdesk.virtual.runtime import launch_firmware
-
-    kw = sandbox.boto3_kwargs()
-    iot, data = boto3.client("iot", **kw), boto3.client("iot-data", **kw)
-    thing = f"fw-e2e-{tmp_path.name[-12:].replace('_', '-')}"
-    ident = create_device_identity(iot, thing)
-    with open(sandbox.ca_file) as f:
-        ca = der(f.read())
-    fs = make_device_fs(tmp_path / "fs", thing=thing, endpoint=sandbox.mqtt_host, port=sandbox.mqtt_port,
-                        ca_der=ca, cert_der=der(ident.certificate_pem),
-                        key_der=der(ident.private_key_pem, key=True), settings={"refresh": 1000})
-    out = bytearray()
-    h = launch_firmware(fs, mac="24:0a:c4:12:34:56", chip="esp32", console=out.extend)
-    try:
-        yield {"thing": thing, "iot": iot, "data": data, "handle": h, "out": out, "fs": fs,
-               "arn": iot.describe_thing(thingName=thing)["thingArn"]}
-    finally:
-        h.stop()
+    with sandbox_board(sandbox, tmp_path, prefix="fw-e2e", mac="24:0a:c4:12:34:56", refresh_ms=1000) as b:
+        yield b
 
 
 def shadow(b):
