@@ -149,13 +149,16 @@ def _role_arn(iam: Any, account_table_arn: str) -> str:
     return arn
 
 
-def apply(iot: Any, dynamodb: Any, iam: Any = None) -> Plan:
-    """Make the account ready (creates only what :func:`plan` says is missing). Returns the plan it ran."""
+def apply(iot: Any, dynamodb: Any, iam: Any = None, *, indexing: bool = True) -> Plan:
+    """Make the account ready (creates only what :func:`plan` says is missing). Returns the plan it ran.
+
+    ``indexing=False`` leaves fleet indexing as it is (the Fleet page then follows every thing
+    directly, as suits a small fleet)."""
     from fleetdesk.cloud.identity import ensure_policy
 
     todo = plan(iot, dynamodb, iam)
     current = iot.get_indexing_configuration().get("thingIndexingConfiguration") or {}
-    if not _indexing_ok(current):
+    if indexing and not _indexing_ok(current):
         iot.update_indexing_configuration(thingIndexingConfiguration=_merged_indexing(current))
     try:
         table = dynamodb.describe_table(TableName=TABLE)["Table"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,6 +32,9 @@ from fleetdesk.config import Profile
 
 if TYPE_CHECKING:
     from fleetdesk.cloud.session import CloudSession
+
+
+log = logging.getLogger(__name__)
 
 
 def _ignore(*_args: Any) -> None:
@@ -87,8 +91,32 @@ class CloudRuntime:
             await self._stop()
             self.service = backend.service(port_base=self.port_base, on_state=self._state)
             state = await self.service.start()
+            if state.phase == "running" and not backend.billed:
+                await self._set_up(backend)
             if state.phase == "running" and self.connect:
                 await self._start_session(profile)
+
+    async def _set_up(self, backend: Any) -> None:
+        """A local cloud (the sandbox) gets the telemetry rule, its DynamoDB table and the device
+        policy at once (what ``fleetdesk cloud setup`` makes, but fleet indexing): it costs nothing,
+        and a new user's first Device page should not open on "run cloud setup". Fleet indexing is
+        left as it is (it switches the Fleet page to paging the index, for large fleets: turn it on
+        with ``fleetdesk cloud setup``). A billed account is only set up when its operator asks. A
+        failure is logged, never fatal: the pages say what is missing."""
+        from fleetdesk.cloud import account_setup
+
+        def run() -> list[str]:
+            done = account_setup.apply(backend.client("iot"), backend.client("dynamodb"), indexing=False)
+            return [s.what for s in done.steps if s.action != "ok" and not s.what.startswith("fleet indexing")]
+
+        try:
+            made = await asyncio.to_thread(run)
+        except Exception as exc:  # noqa: BLE001 - botocore/network: the pages explain what is missing
+            log.warning("could not set up %s for the dashboard (%s); run `fleetdesk cloud setup`",
+                        backend.label or "the cloud", exc)
+            return
+        if made:
+            log.info("set up %s for the dashboard: %s", backend.label or "the cloud", "; ".join(made))
 
     def _state(self, state: LauncherState) -> None:
         service = self.service
