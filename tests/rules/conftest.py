@@ -3,43 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from own_sandbox import data, dynamodb, iot, own_sandbox  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="module")
-def own_sandbox(tmp_path_factory):
-    """A fresh sandbox for one test module (stopped at its end)."""
-    from fleetdesk.sandbox.child import start_sandbox, stop_sandbox
-
-    proc, info = start_sandbox(tmp_path_factory.mktemp("sandbox-rules") / "state")
-    try:
-        yield info
-    finally:
-        stop_sandbox(proc)
-
-
-@pytest.fixture(scope="module")
-def iot(own_sandbox):
-    import boto3
-
-    return boto3.client("iot", **own_sandbox.boto3_kwargs())
-
-
-@pytest.fixture(scope="module")
-def data(own_sandbox):
-    import boto3
-
-    return boto3.client("iot-data", **own_sandbox.boto3_kwargs())
-
-
-@pytest.fixture(scope="module")
-def dynamodb(own_sandbox):
-    import boto3
-
-    return boto3.client("dynamodb", **own_sandbox.boto3_kwargs())
-
-
-@pytest.fixture(scope="module")
-def device(own_sandbox, iot):
+def device(own_sandbox, iot):  # noqa: F811 - the fixtures imported above
     """A real mTLS device (awsiotsdk MQTT5) with the thing policy."""
     from helpers_sandbox import Mqtt5, mtls_builder
 
