@@ -15,19 +15,53 @@ from fleetdesk.sandbox.mqtt_wire import decode_varint, mqtt_string, packet
 
 
 class _WsSocket:
-    """The part of a socket RawMqtt uses, over MQTT-over-WebSockets (binary frames)."""
+    """The part of a socket RawMqtt uses, over MQTT-over-WebSockets (binary frames).
 
-    def __init__(self, ws) -> None:
-        self.ws, self.timeout = ws.__enter__(), None  # websockets 17.1: a connection is a context
+    websockets' asyncio client on a private event-loop thread, not its sync client: the sync client
+    reads the TLS socket in a background thread while the caller's thread writes, which Python's SSL
+    sockets do not support (with TLS 1.3 session tickets about 1 upgrade in 100 was lost). Here only
+    the loop thread touches the TLS object."""
+
+    def __init__(self, url: str, ctx: ssl.SSLContext, open_timeout: float) -> None:
+        import asyncio
+        import threading
+
+        from websockets.asyncio.client import connect
+
+        self.timeout: float | None = None
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="raw-mqtt-wss", daemon=True)
+        self.thread.start()
+
+        async def open_ws():
+            return await connect(url, ssl=ctx, subprotocols=["mqtt"], open_timeout=open_timeout,
+                                 compression=None, max_size=None)
+
+        try:
+            self.ws = self._run(open_ws(), None)
+        except BaseException:
+            self._end_loop()
+            raise
+
+    def _run(self, coro, timeout: float | None):
+        import asyncio
+        import concurrent.futures
+
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise TimeoutError("timed out reading from the WSS connection") from None
 
     def sendall(self, data: bytes) -> None:
-        self.ws.send(data)
+        self._run(self.ws.send(data), self.timeout)
 
     def recv(self, _n: int) -> bytes:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            frame = self.ws.recv(timeout=self.timeout)
+            frame = self._run(self.ws.recv(), self.timeout)
         except ConnectionClosed:
             return b""
         return frame if isinstance(frame, bytes) else frame.encode()
@@ -35,8 +69,16 @@ class _WsSocket:
     def settimeout(self, timeout: float | None) -> None:
         self.timeout = timeout
 
+    def _end_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
     def close(self) -> None:
-        self.ws.__exit__(None, None, None)
+        try:
+            self._run(self.ws.close(), 10)
+        finally:
+            self._end_loop()
 
 
 class RawMqtt:
@@ -48,16 +90,13 @@ class RawMqtt:
     @classmethod
     def over_wss(cls, info, secret: str | None = None, timeout: float = 10.0) -> "RawMqtt":
         """A connection to the WSS port signed with the sandbox's credentials (or ``secret``)."""
-        from websockets.sync.client import connect
-
         from fleetdesk.sandbox.presign import presign
 
         url = presign(f"https://localhost:{info.ws_port}/mqtt", info.aws_access_key_id,
                       secret or info.aws_secret_access_key, service="iotdevicegateway", region=info.region)
-        ws = connect("wss" + url[len("https"):], ssl=ssl.create_default_context(cafile=info.ca_file),
-                     subprotocols=["mqtt"], open_timeout=timeout, compression=None, max_size=None)
+        sock = _WsSocket("wss" + url[len("https"):], ssl.create_default_context(cafile=info.ca_file), timeout)
         self = cls.__new__(cls)
-        self.sock = _WsSocket(ws)
+        self.sock = sock
         self.sock.settimeout(timeout)
         self.level, self._buf, self._pid = 4, b"", 0
         return self
