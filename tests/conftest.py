@@ -22,7 +22,7 @@ if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
 # user's dirs (tests would write ~/.config/fleetdesk), and who the user is.
 _SCRUBBED_PREFIXES = ("AWS_", "FLEETDESK_", "BOTO_")
 # where this machine's broker is, and where a run keeps its screenshots (README: retaking them): not settings
-_KEPT = {"FLEETDESK_MOSQUITTO", "FLEETDESK_MOSQUITTO_DYNSEC", "FLEETDESK_SCREENSHOTS"}
+_KEPT = {"FLEETDESK_MOSQUITTO", "FLEETDESK_MOSQUITTO_DYNSEC", "FLEETDESK_SCREENSHOTS", "FLEETDESK_SANDBOX_STALL_S"}
 _REAL_HOME = os.environ.get("HOME", "")
 _home_before: dict[str, int] | None = None
 _base: Path | None = None  # this process's private HOME/XDG/TMPDIR root

@@ -114,7 +114,7 @@ def test_index_follows_registry_and_shadow_changes(iot, data, fleet):
     iot.update_thing(thingName="fx-4", attributePayload={"attributes": {"fw": "3.0"}, "merge": True})
     assert names(iot, "attributes.fw:3.0") == ["fx-4"]  # registry changes are in before the call returns
     data.update_thing_shadow(thingName="fx-4", payload=json.dumps({"state": {"reported": {"temp": 99}}}))
-    poll(lambda: names(iot, "shadow.reported.temp:99") == ["fx-4"], timeout=5)
+    poll(lambda: names(iot, "shadow.reported.temp:99") == ["fx-4"])
     iot.create_thing(thingName="fx-new")
     assert "fx-new" in names(iot, "thingName:fx-*")
     iot.delete_thing(thingName="fx-new")
@@ -128,11 +128,11 @@ def test_connectivity_follows_a_real_device(own_sandbox, iot):
     dev = Mqtt5(mtls_builder(own_sandbox, ident.certificate_pem, ident.private_key_pem, "fx-live"))
     try:
         assert dev.connect(), dev.failure
-        poll(lambda: names(iot, "connectivity.connected:true") == ["fx-live"], timeout=5)
+        poll(lambda: names(iot, "connectivity.connected:true") == ["fx-live"])
     finally:
         dev.stop()
     doc = poll(lambda: [t for t in iot.search_index(queryString="thingName:fx-live")["things"]
-                        if not t["connectivity"]["connected"]], timeout=5)[0]
+                        if not t["connectivity"]["connected"]])[0]
     assert doc["connectivity"]["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
     assert doc["connectivity"]["timestamp"] > 0
 
@@ -144,7 +144,7 @@ def test_dynamic_group_membership_follows_the_query_and_targets_a_job(iot, data,
     assert in_group() == ["fx-4", "fx-6", "fx-7"]
     data.update_thing_shadow(thingName="fx-0", payload=json.dumps({"state": {"reported": {"temp": 40}}}))
     data.update_thing_shadow(thingName="fx-7", payload=json.dumps({"state": {"reported": {"temp": 10}}}))
-    poll(lambda: in_group() == ["fx-0", "fx-4", "fx-6"], timeout=5)
+    poll(lambda: in_group() == ["fx-0", "fx-4", "fx-6"])
     assert "hot" in iot.search_index(queryString="thingName:fx-0")["things"][0]["thingGroupNames"]
     with pytest.raises(ClientError) as bad:
         iot.create_dynamic_thing_group(thingGroupName="bad", queryString="thingName:a@b")
@@ -156,7 +156,7 @@ def test_dynamic_group_membership_follows_the_query_and_targets_a_job(iot, data,
                          targetSelection="CONTINUOUS")
     assert job["jobId"] == "hot-job"
     targets = poll(lambda: sorted(e["thingArn"].rsplit("/", 1)[1] for e in
-                                  iot.list_job_executions_for_job(jobId="hot-job")["executionSummaries"]), timeout=5)
+                                  iot.list_job_executions_for_job(jobId="hot-job")["executionSummaries"]))
     assert targets == ["fx-0", "fx-4", "fx-6"]
     with pytest.raises(ClientError) as off:
         iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "OFF"})

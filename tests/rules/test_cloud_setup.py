@@ -26,7 +26,7 @@ def test_cloud_setup_creates_then_finds_everything_in_place(own_sandbox, iot, da
         "AttributeName"] == "expires"
     data.publish(topic="dt/setup-thing/env", qos=1, payload=json.dumps({"temperature": 21.5, "humidity": 40, "seq": 3}))
     rows = poll(lambda: dynamodb.query(TableName="fleetdesk-telemetry", KeyConditionExpression="thing = :t",
-                                       ExpressionAttributeValues={":t": {"S": "setup-thing"}})["Items"], timeout=5)
+                                       ExpressionAttributeValues={":t": {"S": "setup-thing"}})["Items"])
     row = rows[0]
     assert row["temperature"] == {"N": "21.5"} and row["seq"] == {"N": "3"}
     assert float(row["expires"]["N"]) - int(row["ts"]["N"]) / 1000 == pytest.approx(30 * 86400)

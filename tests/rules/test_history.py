@@ -23,7 +23,7 @@ def test_history_from_dynamodb_into_the_local_store(iot, data, dynamodb, tmp_pat
     for seq in range(5):
         data.publish(topic="dt/hist-dev/env", qos=1,
                      payload=json.dumps({"temperature": 20 + seq, "humidity": 50, "seq": seq, "ts": int(t0) + seq}))
-    samples = poll(lambda: (lambda s: s if len(s) == 5 else None)(fetch(dynamodb, "hist-dev", t0 - 60)), timeout=5)
+    samples = poll(lambda: (lambda s: s if len(s) == 5 else None)(fetch(dynamodb, "hist-dev", t0 - 60)))
     assert [s.seq for s in sorted(samples, key=lambda s: s.seq)] == [0, 1, 2, 3, 4]
     assert sorted(s.ts for s in samples) == [int(t0) + i for i in range(5)]  # the device's own clock
     store = TelemetryStore(tmp_path / "t.sqlite3")

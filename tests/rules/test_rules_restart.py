@@ -35,6 +35,6 @@ def test_rules_and_tables_survive_restart(tmp_path):
         assert db.get_item(TableName="kept", Key={"thing": {"S": "a"}, "ts": {"N": "1"}})["Item"]
         data.publish(topic="dt/after/env", qos=1, payload=json.dumps({"x": 1}))
         poll(lambda: db.query(TableName="kept", KeyConditionExpression="thing = :t",
-                              ExpressionAttributeValues={":t": {"S": "after"}})["Count"] == 1, timeout=5)
+                              ExpressionAttributeValues={":t": {"S": "after"}})["Count"] == 1)
     finally:
         stop_sandbox(proc)

@@ -79,11 +79,11 @@ def test_telemetry_rule_writes_dynamodb_and_republishes(iot, dynamodb, device):
     device.publish("dt/rule-dev/env", {"temp": 21.5, "rh": 40})
     seen = device.expect("dt/rule-dev/seen")
     assert seen["thing"] == "rule-dev" and seen["temp_f"] == pytest.approx(70.7) and "rh" not in seen
-    row = poll(lambda: items(dynamodb, "telemetry-t", "rule-dev"), timeout=5)[0]
+    row = poll(lambda: items(dynamodb, "telemetry-t", "rule-dev"))[0]
     assert row["temp"] == {"N": "21.5"} and int(row["ts"]["N"]) == seen["ts"]
     device.publish("dt/rule-dev/env", {"temp": 500})  # WHERE does not match: nothing written
     device.publish("dt/rule-dev/env", {"temp": 22})
-    poll(lambda: len(items(dynamodb, "telemetry-t", "rule-dev")) == 2, timeout=5)
+    poll(lambda: len(items(dynamodb, "telemetry-t", "rule-dev")) == 2)
     assert sorted(float(i["temp"]["N"]) for i in items(dynamodb, "telemetry-t", "rule-dev")) == [21.5, 22.0]
 
 
@@ -104,11 +104,11 @@ def test_disabled_rule_does_not_run_and_basic_ingest_triggers_only_its_rule(iot,
     iot.create_topic_rule(ruleName="ingest", topicRulePayload=rule(
         "SELECT topic(2) AS thing, timestamp() AS ts, n, topic() AS t FROM 'never/matches'", ddb("ingest-t")))
     data.publish(topic="$aws/rules/ingest/dt/bi-thing/env", qos=1, payload=json.dumps({"n": 7}))
-    row = poll(lambda: items(dynamodb, "ingest-t", "bi-thing"), timeout=5)[0]
+    row = poll(lambda: items(dynamodb, "ingest-t", "bi-thing"))[0]
     assert row["n"] == {"N": "7"} and row["t"] == {"S": "dt/bi-thing/env"}  # the prefix is not part of topic()
     iot.disable_topic_rule(ruleName="ingest")
     data.publish(topic="$aws/rules/ingest/dt/bi-other/env", qos=1, payload=json.dumps({"n": 8}))
     iot.enable_topic_rule(ruleName="ingest")
     data.publish(topic="$aws/rules/ingest/dt/bi-third/env", qos=1, payload=json.dumps({"n": 9}))
-    poll(lambda: items(dynamodb, "ingest-t", "bi-third"), timeout=5)
+    poll(lambda: items(dynamodb, "ingest-t", "bi-third"))
     assert items(dynamodb, "ingest-t", "bi-other") == []  # the message sent while disabled was not processed
