@@ -80,16 +80,17 @@ class App:
         self.states: list[State] = []
         self.conn.add_state_listener(lambda ev: self.states.append(ev.state))
 
-    async def start(self, probe: str) -> None:
+    async def start(self, probe: str, backlog: int = 0) -> None:
         """Connect; then publish one sample for ``probe`` and wait until it is stored, which
-        proves the dt/+/env subscription is in place (it is (re)sent after CONNACK)."""
+        proves the dt/+/env subscription is in place (it is (re)sent after CONNACK). A resumed
+        session's ``backlog`` of stored messages comes first, at IoT Core's 10 per second."""
         await self.tel.start()  # handler registered before connecting: a queued backlog is stored
         await self.conn.start()
         await self.conn.wait_connected(15)
         store = self.tel.store
         before = store.count(probe)
         await self.conn.publish(f"dt/{probe}/env", {"temperature": 0, "seq": before})
-        await wait_for(lambda: store.count(probe) > before, 15, "the app's subscription")
+        await wait_for(lambda: store.count(probe) > before, 15 + backlog / 10, "the app's subscription")
 
     async def stop(self) -> None:
         """Disconnect without unsubscribing: the broker keeps the session and queues for it."""
@@ -140,8 +141,8 @@ async def test_queued_telemetry_survives_broker_restart(private_sandbox, tmp_pat
             await wait_for(lambda: _db_saved_after(info, acked_at), 20, "an autosave of the broker database")
             await _restart_broker(info, log_path, signal.SIGKILL)
         app2 = App(profile, store)
-        await app2.start(probe=f"probe-{tag}")
         total = PER_DEVICE * N_DEVICES
+        await app2.start(probe=f"probe-{tag}", backlog=total)
         await wait_for(lambda: sum(store.count(t) for t in things) >= total, 30 + total / 10,
                        lambda: f"{total} samples stored (have {sum(store.count(t) for t in things)})")
         await app2.tel.flushed()
