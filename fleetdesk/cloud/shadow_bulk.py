@@ -94,7 +94,9 @@ def get_over_https(data: Any, thing: str) -> dict:
     return _https(thing, "get", lambda: data.get_thing_shadow(thingName=thing))
 
 
-async def _each(things: list[str], limiter: AsyncLimiter, concurrency: int, fn: Callable[[str], Any]) -> dict:
+async def each_paced(things: list[str], limiter: AsyncLimiter, concurrency: int, fn: Callable[[str], Any]) -> dict:
+    """``{thing: await fn(thing) | the CloudError it raised}``, at most ``concurrency`` at a time and
+    each start paced by ``limiter`` (one failure does not stop the others)."""
     from fleetdesk.errors import CloudError
 
     sem = asyncio.Semaphore(concurrency)
@@ -118,7 +120,7 @@ async def get_many(data: Any, things: list[str], *, concurrency: int = CONCURREN
     Returns:
         ``{thing: document | the CloudError raised}`` (a missing shadow: ShadowRejected 404).
     """
-    return await _each(things, pace(False), concurrency,
+    return await each_paced(things, pace(False), concurrency,
                        lambda thing: asyncio.to_thread(get_over_https, data, thing))
 
 
@@ -140,5 +142,5 @@ async def update_desired_many(data: Any, things: list[str], desired: dict | Call
     def body(thing: str) -> dict:
         return {"state": {"desired": desired(thing) if callable(desired) else desired}}
 
-    return await _each(things, pace(follows_every_shadow), concurrency,
+    return await each_paced(things, pace(follows_every_shadow), concurrency,
                        lambda thing: asyncio.to_thread(update_over_https, data, thing, body(thing)))

@@ -362,25 +362,13 @@ class Shadows:
             the others.
         """
         from fleetdesk.cloud import shadow_bulk
-        from fleetdesk.errors import CloudError
 
         if self.data is not None:
             return await shadow_bulk.update_desired_many(self.data, things, desired, concurrency=concurrency,
                                                          follows_every_shadow=not self.scoped)
-        limiter = shadow_bulk.pace(True)
-        sem = asyncio.Semaphore(concurrency)
-        results: dict[str, Any] = {}
-
-        async def one(thing: str) -> None:
-            async with sem:
-                await limiter.acquire()
-                try:
-                    results[thing] = await self.update(thing, desired=desired(thing) if callable(desired) else desired)
-                except CloudError as exc:
-                    results[thing] = exc
-
-        await asyncio.gather(*(one(t) for t in things))
-        return results
+        return await shadow_bulk.each_paced(
+            things, shadow_bulk.pace(True), concurrency,
+            lambda thing: self.update(thing, desired=desired(thing) if callable(desired) else desired))
 
     async def get_many(self, things: list[str], *, concurrency: int = 8) -> dict[str, Any]:
         """Many things' classic shadows (fed to the fleet model): over HTTPS with ``data``
@@ -392,7 +380,7 @@ class Shadows:
         from fleetdesk.cloud import shadow_bulk
 
         if self.data is None:
-            return await shadow_bulk._each(things, shadow_bulk.pace(True), concurrency, self.get)
+            return await shadow_bulk.each_paced(things, shadow_bulk.pace(True), concurrency, self.get)
         results = await shadow_bulk.get_many(self.data, things, concurrency=concurrency)
         if self.fleet is not None:
             for thing, doc in results.items():
